@@ -1,0 +1,189 @@
+"""The config surface: every known key with its default, and validation.
+
+A config file is a Python file with ``get_config(arg=None)`` that starts from
+:func:`base_config` and changes what it needs. ``ml_collections`` adds a
+misspelled key silently while the file runs (locking happens afterwards), so
+:func:`validate` checks every key against this schema and every value against
+its allowed range, and raises :class:`ConfigError` with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any
+
+import ml_collections
+
+# Registries are filled by the modules that own them; validation reads them.
+SCHEDULES = ("constant", "cosine", "rsqrt")
+OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
+
+
+class ConfigError(ValueError):
+  """A config key or value is wrong. The message is one line naming the key."""
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every known key with its default. Config files start from this."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "rnn_encdec"
+  c.model.cell = "gru"            # recurrent cell: gru | lstm | elman
+  c.model.embed_dim = 32
+  c.model.hidden_size = 128
+  c.model.num_layers = 1
+  c.model.dropout = 0.0
+  c.model.readout = "linear"      # linear | maxout (Cho et al. 2014, eq. 12)
+  c.model.readout_dim = 0         # maxout units; 0 = hidden_size
+  c.model.gru_reset_after = False  # False: Cho et al. 2014 form; True: cuDNN form
+
+  c.data = ml_collections.ConfigDict()
+  c.data.task = "reverse"
+  c.data.vocab_size = 10          # synthetic tasks: number of content symbols
+  c.data.train_min_length = 1
+  c.data.train_max_length = 10
+  c.data.eval_min_length = 1
+  c.data.eval_max_length = 10
+  c.data.eval_examples = 1000
+  c.data.max_length = 64          # longest source/target in tokens (real data)
+  c.data.train_path = ""
+  c.data.eval_path = ""
+
+  c.train = ml_collections.ConfigDict()
+  c.train.steps = 2000
+  c.train.batch_size = 64
+  c.train.learning_rate = 3e-3
+  c.train.optimizer = "adam"
+  c.train.schedule = "cosine"     # constant | cosine | rsqrt
+  c.train.warmup_steps = 100
+  c.train.end_lr_fraction = 0.05  # cosine decays to this fraction of the peak
+  c.train.grad_clip_norm = 1.0    # global-norm clipping; 0 disables
+  c.train.weight_decay = 0.0
+  c.train.label_smoothing = 0.0
+  c.train.log_every_steps = 100
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 500
+  c.eval.batch_size = 250
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 500
+  c.checkpoint.max_to_keep = 3
+  c.checkpoint.async_save = True
+  return c
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  items = d.items() if hasattr(d, "items") else []
+  for k, v in items:
+    key = f"{prefix}{k}"
+    if isinstance(v, (ml_collections.ConfigDict, dict)):
+      out.update(_flatten(v, key + "."))
+    else:
+      out[key] = v
+  return out
+
+
+def _suggest(key: str, known: list[str]) -> str:
+  close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+  if not close:  # try the last component alone: train.stpes -> train.steps
+    leaf = key.rsplit(".", 1)[-1]
+    leaves = {k.rsplit(".", 1)[-1]: k for k in known}
+    c = difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.6)
+    close = [leaves[c[0]]] if c else []
+  return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown_key_message(key: str) -> str | None:
+  """None if ``key`` (dotted) is a known leaf or section; else an error text."""
+  schema = _flatten(base_config())
+  sections = {k.rsplit(".", 1)[0] for k in schema if "." in k}
+  if key in schema or key in sections:
+    return None
+  return f"unknown config key '{key}'{_suggest(key, sorted(schema))}"
+
+
+def _allowed(key: str, value: Any, allowed) -> None:
+  if value not in allowed:
+    raise ConfigError(
+        f"config key '{key}' has value {value!r}; allowed: "
+        + ", ".join(repr(a) for a in allowed))
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming the first unknown key or invalid value."""
+  from attention_jax import data as data_lib  # registries (late: avoid cycles)
+  from attention_jax import models as models_lib
+
+  schema = _flatten(base_config())
+  given = _flatten(config)
+  known = sorted(schema)
+  for key in sorted(given):
+    if key not in schema:
+      raise ConfigError(unknown_key_message(key))
+  for key in known:
+    if key not in given:
+      raise ConfigError(f"config is missing key '{key}' (start from "
+                        "attention_jax.config.base_config())")
+  for key, default in schema.items():
+    value = given[key]
+    if isinstance(default, bool):
+      ok = isinstance(value, bool)
+    elif isinstance(default, int):
+      ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+      ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+      ok = isinstance(value, type(default))
+    if not ok:
+      raise ConfigError(f"config key '{key}' must be of type "
+                        f"{type(default).__name__}, got {value!r}")
+
+  _allowed("model.name", config.model.name, sorted(models_lib.MODELS))
+  if not data_lib.is_known_task(config.data.task):
+    raise ConfigError(f"config key 'data.task' has value {config.data.task!r}; "
+                      f"allowed: {data_lib.describe_tasks()}")
+  _allowed("model.cell", config.model.cell, ("gru", "lstm", "elman"))
+  _allowed("model.readout", config.model.readout, ("linear", "maxout"))
+  _allowed("train.schedule", config.train.schedule, SCHEDULES)
+  _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
+
+  positive = ("model.embed_dim", "model.hidden_size", "model.num_layers",
+              "data.vocab_size", "data.train_min_length", "data.eval_min_length",
+              "data.eval_examples", "data.max_length", "train.steps",
+              "train.batch_size", "train.learning_rate", "train.log_every_steps",
+              "eval.every_steps", "eval.batch_size", "checkpoint.every_steps",
+              "checkpoint.max_to_keep")
+  for key in positive:
+    if given[key] <= 0:
+      raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
+  nonneg = ("model.readout_dim", "train.warmup_steps", "train.grad_clip_norm",
+            "train.weight_decay")
+  for key in nonneg:
+    if given[key] < 0:
+      raise ConfigError(f"config key '{key}' must be >= 0, got {given[key]!r}")
+  for key in ("model.dropout", "train.label_smoothing", "train.end_lr_fraction"):
+    if not 0.0 <= given[key] < 1.0 and not (key == "train.end_lr_fraction"
+                                          and given[key] == 1.0):
+      raise ConfigError(f"config key '{key}' must be in [0, 1), got {given[key]!r}")
+  for split in ("train", "eval"):
+    lo, hi = f"data.{split}_min_length", f"data.{split}_max_length"
+    if given[hi] < given[lo]:
+      raise ConfigError(f"config key '{hi}' ({given[hi]}) must be >= '{lo}' "
+                        f"({given[lo]})")
+  if config.train.warmup_steps > config.train.steps:
+    raise ConfigError(f"config key 'train.warmup_steps' ({config.train.warmup_steps})"
+                      f" must be <= 'train.steps' ({config.train.steps})")
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Rebuilds a config from ``config.json`` without executing any Python."""
+  return ml_collections.ConfigDict(json.loads(text))

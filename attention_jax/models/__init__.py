@@ -1,0 +1,21 @@
+"""Models by name: ``config.model.name`` -> constructor.
+
+A constructor takes ``(config, src_vocab_size, tgt_vocab_size, *, rngs)``.
+"""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from attention_jax.models import seq2seq
+
+MODELS = {
+    "rnn_encdec": seq2seq.RNNEncoderDecoder,
+}
+
+
+def build_model(config, src_vocab_size: int, tgt_vocab_size: int,
+                seed: int | None = None) -> nnx.Module:
+  cls = MODELS[config.model.name]
+  seed = config.seed if seed is None else seed
+  return cls(config, src_vocab_size, tgt_vocab_size, rngs=nnx.Rngs(params=seed))

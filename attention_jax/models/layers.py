@@ -1,0 +1,41 @@
+"""Small building blocks shared by the model families."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+  """Inverted dropout; the identity when ``rng`` is None (evaluation) or rate 0."""
+  if rng is None or rate == 0.0:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
+
+
+class Readout(nnx.Module):
+  """Output layer p(y_t | ·) = softmax(W_o t_t) over a feature vector.
+
+  ``maxout`` (Cho et al. 2014 eq. 12; Bahdanau et al. 2014 A.2.2):
+      t̃ = O f;   t_j = max(t̃_{2j-1}, t̃_{2j});   logits = W_o t
+  ``linear``: logits = W_o f.
+  """
+
+  def __init__(self, in_features: int, vocab_size: int, *, kind: str = "linear",
+               maxout_units: int = 0, rngs: nnx.Rngs):
+    self.kind = kind
+    if kind == "maxout":
+      self.pre = nnx.Linear(in_features, 2 * maxout_units, rngs=rngs)
+      self.out = nnx.Linear(maxout_units, vocab_size, rngs=rngs)
+    else:
+      self.pre = None
+      self.out = nnx.Linear(in_features, vocab_size, rngs=rngs)
+
+  def __call__(self, features: jax.Array) -> jax.Array:
+    if self.kind == "maxout":
+      t = self.pre(features)
+      t = t.reshape(*t.shape[:-1], -1, 2).max(axis=-1)
+      return self.out(t)
+    return self.out(features)

@@ -1,0 +1,86 @@
+"""Shared pieces of the entry points: flag parsing and one-line errors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+
+from absl import flags
+from absl import logging as absl_logging
+
+
+def fail(message: str, code: int = 2):
+  """Prints ``error: message`` as one line on stderr and exits."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+class _QuietLibraries(logging.Filter):
+  """Drops the INFO chatter of orbax and jax internals; keeps their warnings."""
+
+  def filter(self, record):
+    return record.levelno >= logging.WARNING or not any(
+        p in record.pathname for p in ("orbax", "jax/_src", "jax\\_src"))
+
+
+def _config_override_error(argv) -> str | None:
+  """Names an unknown ``--config.KEY=...`` override, with a suggestion."""
+  from attention_jax import config as config_lib
+  for arg in argv[1:]:
+    if arg.startswith("--config."):
+      key = arg[len("--config."):].split("=", 1)[0]
+      msg = config_lib.unknown_key_message(key)
+      if msg:
+        return f"{arg.split('=', 1)[0]}: {msg}"
+  return None
+
+
+def parse_flags(argv):
+  """absl flag parsing whose errors are one line (no usage dump)."""
+  absl_logging.get_absl_handler().addFilter(_QuietLibraries())
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(_config_override_error(argv) or " ".join(str(e).split()))
+  except Exception as e:  # raised while a config file ran, or by an override
+    where = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
+                 None)
+    if where is None and "--config" in argv[:-1]:
+      where = argv[argv.index("--config") + 1]
+    msg = _config_override_error(argv) or f"{type(e).__name__}: {' '.join(str(e).split())}"
+    fail(f"{where}: {msg}" if where else msg)
+
+
+def load_config(holder):
+  """The config of a ``config_flags`` flag, validated; errors name the file."""
+  from attention_jax import config as config_lib
+  flag = flags.FLAGS[holder.name]
+  name = getattr(flag, "config_filename", None) or str(flag.serialize())
+  try:
+    config = holder.value
+    config.to_dict()  # a file that failed to load raises here
+  except Exception as e:  # missing file, syntax error, exception in get_config
+    cause = e.__cause__ or e
+    detail = " ".join(str(cause).split())
+    if isinstance(cause, FileNotFoundError) or "No such file" in detail:
+      fail(f"config file '{name}' not found")
+    fail(f"{name}: cannot load config: {type(cause).__name__}: {detail}")
+  try:
+    config_lib.validate(config)
+  except config_lib.ConfigError as e:
+    fail(f"{name}: {e}")
+  return config
+
+
+@contextlib.contextmanager
+def errors_as_one_line():
+  """Known, user-facing errors become one line and a non-zero exit."""
+  from attention_jax import config as config_lib
+  from attention_jax import train
+  try:
+    yield
+  except (config_lib.ConfigError, FileNotFoundError) as e:
+    fail(str(e))
+  except train.NonFiniteError as e:
+    fail(str(e), code=3)
