@@ -86,6 +86,112 @@ class GRUCell(nnx.Module):
     return carry, self.output(carry)
 
 
+class ElmanCell(nnx.Module):
+  """Simple (Elman 1990) recurrence: h_t = φ(W x_t + U h_{t-1} + b).
+
+  ``activation``: ``tanh`` or ``relu``. ``recurrent_init``: ``orthogonal``
+  (as flax), ``identity`` (with relu: the IRNN of Le et al. 2015) or
+  ``uniform`` (±1/√H, the classic default under which gradients vanish fast).
+  """
+
+  def __init__(self, in_features: int, hidden_size: int, *,
+               activation: str = "tanh", recurrent_init: str = "orthogonal",
+               rngs: nnx.Rngs):
+    self.hidden_size = hidden_size
+    self.activation = {"tanh": jnp.tanh, "relu": jax.nn.relu}[activation]
+    k_in, k_rec = rngs.params(), rngs.params()
+    H = hidden_size
+    self.input_kernel = nnx.Param(
+        nnx.initializers.lecun_normal()(k_in, (in_features, H)))
+    self.input_bias = nnx.Param(jnp.zeros((H,)))
+    if recurrent_init == "orthogonal":
+      U = nnx.initializers.orthogonal()(k_rec, (H, H))
+    elif recurrent_init == "identity":
+      U = jnp.eye(H)
+    elif recurrent_init == "uniform":
+      U = jax.random.uniform(k_rec, (H, H), minval=-1, maxval=1) / jnp.sqrt(H)
+    else:
+      raise ValueError(f"unknown recurrent_init {recurrent_init!r}")
+    self.recurrent_kernel = nnx.Param(U)
+
+  def initialize_carry(self, batch_shape: tuple[int, ...]) -> jax.Array:
+    return jnp.zeros((*batch_shape, self.hidden_size))
+
+  def input_projection(self, x: jax.Array) -> jax.Array:
+    return x @ self.input_kernel[...] + self.input_bias[...]  # [..., H]
+
+  def step(self, h: jax.Array, xp: jax.Array) -> jax.Array:
+    return self.activation(xp + h @ self.recurrent_kernel[...])
+
+  def output(self, carry: jax.Array) -> jax.Array:
+    return carry
+
+  def __call__(self, carry, x):
+    carry = self.step(carry, self.input_projection(x))
+    return carry, self.output(carry)
+
+
+class LSTMCell(nnx.Module):
+  """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate of
+  Gers et al. 2000), gate order i, f, g, o:
+
+      i_t = σ(W_i x_t + U_i h_{t-1} + b_i)      f_t = σ(W_f x_t + U_f h_{t-1} + b_f)
+      g_t = tanh(W_g x_t + U_g h_{t-1} + b_g)   o_t = σ(W_o x_t + U_o h_{t-1} + b_o)
+      c_t = f_t ⊙ c_{t-1} + i_t ⊙ g_t           h_t = o_t ⊙ tanh(c_t)
+
+  ``forget_bias`` initialises b_f (1.0 by default, Jozefowicz et al. 2015).
+  The carry is ``(c, h)``.
+  """
+
+  def __init__(self, in_features: int, hidden_size: int, *,
+               forget_bias: float = 1.0, rngs: nnx.Rngs):
+    self.hidden_size = hidden_size
+    k_in, k_rec = rngs.params(), rngs.params()
+    H = hidden_size
+    self.input_kernel = nnx.Param(
+        nnx.initializers.lecun_normal()(k_in, (in_features, 4 * H)))
+    self.input_bias = nnx.Param(
+        jnp.zeros((4 * H,)).at[H:2 * H].set(forget_bias))
+    rec = [nnx.initializers.orthogonal()(k, (H, H))
+           for k in jax.random.split(k_rec, 4)]
+    self.recurrent_kernel = nnx.Param(jnp.concatenate(rec, axis=1))
+
+  def initialize_carry(self, batch_shape: tuple[int, ...]):
+    z = jnp.zeros((*batch_shape, self.hidden_size))
+    return (z, z)
+
+  def input_projection(self, x: jax.Array) -> jax.Array:
+    return x @ self.input_kernel[...] + self.input_bias[...]  # [..., 4H]
+
+  def step(self, carry, xp: jax.Array):
+    c, h = carry
+    H = self.hidden_size
+    z = xp + h @ self.recurrent_kernel[...]
+    i = jax.nn.sigmoid(z[..., :H])
+    f = jax.nn.sigmoid(z[..., H:2 * H])
+    g = jnp.tanh(z[..., 2 * H:3 * H])
+    o = jax.nn.sigmoid(z[..., 3 * H:])
+    c = f * c + i * g
+    return (c, o * jnp.tanh(c))
+
+  def output(self, carry) -> jax.Array:
+    return carry[1]
+
+  def __call__(self, carry, x):
+    carry = self.step(carry, self.input_projection(x))
+    return carry, self.output(carry)
+
+
+CELLS = ("elman", "gru", "lstm")
+
+
+def make_cell(kind: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs,
+              **options):
+  """A cell by name: ``elman``, ``gru`` or ``lstm``; ``options`` go to it."""
+  cls = {"elman": ElmanCell, "gru": GRUCell, "lstm": LSTMCell}[kind]
+  return cls(in_features, hidden_size, rngs=rngs, **options)
+
+
 def scan(cell, xs: jax.Array, carry: Carry | None = None,
          mask: jax.Array | None = None, *, reverse: bool = False,
          hoist_input_projection: bool = False, unroll: int = 1

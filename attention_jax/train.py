@@ -25,11 +25,10 @@ from flax import nnx
 from attention_jax import checkpoint as checkpoint_lib
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
-from attention_jax import decoding
-from attention_jax import metrics as metrics_lib
 from attention_jax import models
+from attention_jax import objectives
 from attention_jax import writers
-from attention_jax.data.vocab import PAD, Vocabulary
+from attention_jax.data.vocab import PAD
 
 
 class NonFiniteError(RuntimeError):
@@ -99,26 +98,22 @@ def create_state(config, src_vocab_size: int, tgt_vocab_size: int):
   return graphdef, state, tx, schedule
 
 
-def make_train_step(graphdef, tx, schedule, config):
+def make_train_step(graphdef, tx, schedule, config, objective):
   """The pure step function (not yet jitted)."""
-  label_smoothing = config.train.label_smoothing
 
   def loss_fn(params, batch, rng):
     model = nnx.merge(graphdef, params)
-    logits, _ = model(batch["src"], batch["tgt_in"], dropout_rng=rng)
-    loss_sum, n = metrics_lib.cross_entropy(logits, batch["tgt_out"], label_smoothing)
-    return loss_sum / jnp.maximum(n, 1.0), (logits, n)
+    return objective.train_loss(model, batch, rng, config)
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
-    (loss, (logits, n)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["tgt_out"])
     measurements = {
         "loss": loss,
-        "token_accuracy": correct / jnp.maximum(n, 1.0),
+        **extra,
         "grad_norm": optax.global_norm(grads),
         "param_norm": optax.global_norm(params),
         "update_norm": optax.global_norm(updates),
@@ -131,45 +126,34 @@ def make_train_step(graphdef, tx, schedule, config):
   return train_step
 
 
-def make_eval_step(graphdef):
-  """Teacher-forced loss and accuracy, and greedy exact match, on one batch."""
+def make_eval_step(graphdef, objective):
+  """``(params, batch) -> objective.eval_batch(model, batch)``."""
 
   def eval_step(params, batch):
-    model = nnx.merge(graphdef, params)
-    logits, _ = model(batch["src"], batch["tgt_in"])
-    loss_sum, n = metrics_lib.cross_entropy(logits, batch["tgt_out"])
-    correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["tgt_out"])
-    tokens, _ = decoding.greedy_decode(model, batch["src"], batch["tgt_out"].shape[1])
-    exact = metrics_lib.sequence_correct(tokens, batch["tgt_out"])
-    return {"loss_sum": loss_sum, "tokens": n, "correct": correct,
-            "exact": exact}
+    return objective.eval_batch(nnx.merge(graphdef, params), batch)
 
   return eval_step
 
 
-def evaluate(eval_step, params, eval_set: dict[str, np.ndarray],
+def evaluate(eval_step, objective, params, eval_set: dict[str, np.ndarray],
              batch_size: int) -> dict[str, float]:
   """Runs ``eval_step`` over the whole set in fixed-shape batches."""
-  N = len(eval_set["src"])
-  sums = {"loss_sum": 0.0, "tokens": 0.0, "correct": 0.0}
-  exact = []
+  N = len(next(iter(eval_set.values())))
+  sums: dict[str, float] = {}
+  each: dict[str, list] = {}
   for start in range(0, N, batch_size):
     chunk = {k: v[start:start + batch_size] for k, v in eval_set.items()}
-    real = len(chunk["src"])
-    if real < batch_size:   # pad with all-PAD rows: they count no tokens
+    real = len(next(iter(chunk.values())))
+    if real < batch_size:   # pad with all-PAD rows: they count nothing
       chunk = {k: np.concatenate([v, np.full((batch_size - real, *v.shape[1:]),
                                              PAD, v.dtype)]) for k, v in chunk.items()}
     out = jax.device_get(eval_step(params, chunk))
-    for k in sums:
-      sums[k] += float(out[k])
-    exact.append(np.asarray(out["exact"])[:real])
-  loss = sums["loss_sum"] / max(sums["tokens"], 1.0)
-  return {
-      "loss": loss,
-      "perplexity": float(np.exp(min(loss, 50.0))),
-      "token_accuracy": sums["correct"] / max(sums["tokens"], 1.0),
-      "sequence_accuracy": float(np.concatenate(exact).mean()),
-  }
+    for k, v in out.items():
+      if k.startswith("sum_"):
+        sums[k] = sums.get(k, 0.0) + float(v)
+      elif k.startswith("each_"):
+        each.setdefault(k, []).append(np.asarray(v)[:real])
+  return objective.finalize(sums, {k: np.concatenate(v) for k, v in each.items()})
 
 
 # --------------------------------------------------------------------------
@@ -181,6 +165,7 @@ class Run:
   """Everything a run needs, rebuilt the same way for training and loading."""
   config: Any
   task: Any
+  objective: Any
   graphdef: Any
   state: TrainState
   tx: Any
@@ -191,7 +176,8 @@ def build_run(config) -> Run:
   task = data_lib.build_task(config)
   graphdef, state, tx, schedule = create_state(
       config, len(task.src_vocab), len(task.tgt_vocab))
-  return Run(config, task, graphdef, state, tx, schedule)
+  return Run(config, task, objectives.get(task.objective), graphdef, state, tx,
+             schedule)
 
 
 def load_model(workdir: str, step: int | None = None):
@@ -264,7 +250,7 @@ def train_and_evaluate(config, workdir: str, *,
   run.task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))
 
   state = run.state
-  train_iter = data_lib.TrainIterator(run.task)
+  train_iter = run.task.train_iterator()
   if latest is not None:
     state, meta = ckpt.restore(state, latest)
     train_iter.set_state(meta["data"])
@@ -276,9 +262,10 @@ def train_and_evaluate(config, workdir: str, *,
                jax.devices()[0].platform)
 
   donate = (0,) if jax.default_backend() != "cpu" else ()
-  train_step = jax.jit(make_train_step(run.graphdef, run.tx, run.schedule, config),
-                       donate_argnums=donate)
-  eval_step = jax.jit(make_eval_step(run.graphdef))
+  train_step = jax.jit(
+      make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective),
+      donate_argnums=donate)
+  eval_step = jax.jit(make_eval_step(run.graphdef, run.objective))
   eval_set = run.task.eval_set("eval")
 
   writer = writers.MetricWriter(workdir, resume_step=start if latest is not None else None)
@@ -289,7 +276,7 @@ def train_and_evaluate(config, workdir: str, *,
   try:
     for step in range(start + 1, total + 1):
       batch = next(train_iter)
-      progress.add_tokens(int((batch["src"] != PAD).sum() + (batch["tgt_out"] != PAD).sum()))
+      progress.add_tokens(run.task.count_tokens(batch))
       state, measurements = train_step(state, batch)
       pending.append((step, measurements))
       last = step == total
@@ -305,7 +292,8 @@ def train_and_evaluate(config, workdir: str, *,
         pending = []
       if step % c.eval.every_steps == 0 or last:
         t0 = time.perf_counter()
-        last_eval = evaluate(eval_step, state.params, eval_set, c.eval.batch_size)
+        last_eval = evaluate(eval_step, run.objective, state.params, eval_set,
+                             c.eval.batch_size)
         writer.write(step, "eval", last_eval)
         logging.info("eval at step %d: %s (%.1fs)", step, "  ".join(
             f"{k} {v:.4f}" for k, v in last_eval.items()), time.perf_counter() - t0)

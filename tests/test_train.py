@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attention_jax import data as data_lib
 from attention_jax import decoding, train, writers
 from conftest import tiny_config
 
@@ -62,8 +61,9 @@ def test_workdir_layout_and_rebuild(full_run):
   assert int(run.state.step) == config.train.steps
   # The rebuilt model decodes like the trained one reports.
   eval_set = run.task.eval_set("eval")
-  step = jax.jit(train.make_eval_step(run.graphdef))
-  metrics = train.evaluate(step, run.state.params, eval_set, config.eval.batch_size)
+  step = jax.jit(train.make_eval_step(run.graphdef, run.objective))
+  metrics = train.evaluate(step, run.objective, run.state.params, eval_set,
+                           config.eval.batch_size)
   last = [r for r in writers.read_metrics(workdir) if r["split"] == "eval"][-1]
   assert metrics["sequence_accuracy"] == pytest.approx(last["sequence_accuracy"])
 
@@ -103,8 +103,9 @@ def test_finished_run_returns_at_once(full_run):
 def test_train_step_compiles_once():
   config = tiny_config()
   run = train.build_run(config)
-  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config))
-  it = data_lib.TrainIterator(run.task)
+  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+                                       run.objective))
+  it = run.task.train_iterator()
   state = run.state
   for _ in range(3):
     state, m = step(state, next(it))

@@ -62,7 +62,15 @@ def pad_batch(examples, src_len: int, tgt_len: int) -> dict[str, np.ndarray]:
 
 
 class SyntheticTask:
-  """Training batches by index, and a fixed evaluation set."""
+  """Training batches by index, and a fixed evaluation set.
+
+  The interface every task provides to training: ``objective`` (a name in
+  ``attention_jax.objectives``), ``src_vocab``/``tgt_vocab``,
+  ``train_iterator()`` (with ``get_state``/``set_state``),
+  ``eval_set(split) -> dict of arrays``, ``count_tokens(batch)``.
+  """
+
+  objective = "seq2seq"
 
   def __init__(self, config):
     d = config.data
@@ -84,8 +92,36 @@ class SyntheticTask:
                        self.vocab_size, lo, hi)
     return pad_batch(ex, hi, hi)
 
+  def train_iterator(self) -> "IndexedIterator":
+    return IndexedIterator(self.train_batch)
+
+  def count_tokens(self, batch) -> int:
+    return int((batch["src"] != PAD).sum() + (batch["tgt_out"] != PAD).sum())
+
   def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
     lo, hi = self.eval_lengths
     ex = make_examples(self.name, self._rng(split, 0), self.eval_examples,
                        self.vocab_size, lo, hi)
     return pad_batch(ex, hi, hi)
+
+
+class IndexedIterator:
+  """Yields ``batch_fn(0), batch_fn(1), …``; its whole state is the next index."""
+
+  def __init__(self, batch_fn, start: int = 0):
+    self.batch_fn = batch_fn
+    self.index = start
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    batch = self.batch_fn(self.index)
+    self.index += 1
+    return batch
+
+  def get_state(self) -> dict:
+    return {"index": self.index}
+
+  def set_state(self, state: dict) -> None:
+    self.index = int(state["index"])
