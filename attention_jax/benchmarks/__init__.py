@@ -1,0 +1,10 @@
+"""Side-by-side benchmark suites for ``python -m experiments.benchmark``.
+
+Each suite module defines ``run(quick: bool) -> list[dict]``: one row per
+(configuration, implementation) with ``median_ms`` and ``ratio`` against that
+configuration's reference, all timed in this one process.
+"""
+
+SUITES = {
+    # name -> module under attention_jax.benchmarks, imported on demand
+}

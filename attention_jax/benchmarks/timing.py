@@ -1,0 +1,68 @@
+"""Paired, interleaved timing for noisy machines.
+
+Every variant runs in the same process, round-robin with the starting variant
+rotated each round, so drift hits all alike. The reported ratio is the median
+over rounds of the per-round ratio ``t_variant / t_reference`` (a paired
+statistic, steadier than a ratio of medians). Each callable must synchronise
+(``jax.block_until_ready``; ``torch.cuda.synchronize`` on GPU) before returning.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+
+def bench(variants: dict[str, Callable[[], object]], reference: str, *,
+          rounds: int = 11, iters: int = 3, warmup: int = 2,
+          budget_s: float | None = None) -> dict[str, dict]:
+  """Times zero-argument callables. Returns ``{name: {median_ms, ratio, …}}``."""
+  names = list(variants)
+  if reference not in names:
+    raise ValueError(f"reference {reference!r} not among {names}")
+  for n in names:
+    for _ in range(warmup):
+      variants[n]()
+  times: dict[str, list[float]] = {n: [] for n in names}
+  start = time.perf_counter()
+  for r in range(rounds):
+    for n in names[r % len(names):] + names[:r % len(names)]:
+      t0 = time.perf_counter()
+      for _ in range(iters):
+        variants[n]()
+      times[n].append((time.perf_counter() - t0) * 1e3 / iters)
+    if budget_s is not None and time.perf_counter() - start > budget_s:
+      break
+  ref = times[reference]
+  out = {}
+  for n in names:
+    ratios = sorted(t / b for t, b in zip(times[n], ref))
+    out[n] = {"median_ms": statistics.median(times[n]), "min_ms": min(times[n]),
+              "ratio": statistics.median(ratios), "ratio_min": ratios[0],
+              "ratio_max": ratios[-1], "rounds": len(times[n])}
+  return out
+
+
+def machine() -> str:
+  """A one-line description of where the numbers came from."""
+  import jax
+  dev = jax.devices()[0]
+  kind = getattr(dev, "device_kind", dev.platform)
+  return (f"{kind} ({jax.default_backend()}), {os.cpu_count()} CPU cores, "
+          f"jax {jax.__version__}, Python {platform.python_version()}")
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+  """A Markdown table of ``rows`` restricted to ``columns``."""
+  def fmt(v):
+    if isinstance(v, float):
+      return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+  lines = ["| " + " | ".join(columns) + " |",
+           "|" + "|".join("---" for _ in columns) + "|"]
+  for r in rows:
+    lines.append("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |")
+  return "\n".join(lines)
