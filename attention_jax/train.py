@@ -261,9 +261,11 @@ def train_and_evaluate(config, workdir: str, *,
     return evals[-1] if evals else {}
 
   run = build_run(config)
-  _write_config(workdir, config)
-  run.task.src_vocab.save(os.path.join(workdir, "vocab_src.txt"))
-  run.task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))
+  primary = jax.process_index() == 0   # one process writes the files
+  if primary:
+    _write_config(workdir, config)
+    run.task.src_vocab.save(os.path.join(workdir, "vocab_src.txt"))
+    run.task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))
 
   mesh = sharding_lib.make_mesh(config.train.num_devices)
   for key in ("train.batch_size", "eval.batch_size"):
@@ -293,7 +295,9 @@ def train_and_evaluate(config, workdir: str, *,
   eval_step = lambda p, b: jit_eval_step(p, sharding_lib.put_batch(b, mesh))
   eval_set = run.task.eval_set("eval")
 
-  writer = writers.MetricWriter(workdir, resume_step=start if latest is not None else None)
+  resume_step = start if latest is not None else None
+  writer = (writers.MetricWriter(workdir, resume_step=resume_step) if primary
+            else writers.NullWriter())
   progress = writers.Progress(total, start)
   pending: list[tuple[int, dict]] = []
   last_eval: dict[str, float] = {}
