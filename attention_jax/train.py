@@ -52,9 +52,10 @@ def make_schedule(config) -> optax.Schedule:
   t = config.train
   peak, warmup = t.learning_rate, t.warmup_steps
   if t.schedule == "cosine":
+    if not warmup:
+      return optax.cosine_decay_schedule(peak, t.steps, alpha=t.end_lr_fraction)
     return optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else peak, peak, warmup, t.steps,
-        end_value=peak * t.end_lr_fraction)
+        0.0, peak, warmup, t.steps, end_value=peak * t.end_lr_fraction)
   if t.schedule == "rsqrt":   # Vaswani et al. 2017, eq. 3 (scaled to peak)
     def rsqrt(step):
       step = jnp.maximum(step, 1).astype(jnp.float32)
