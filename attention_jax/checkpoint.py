@@ -322,6 +322,8 @@ class Checkpointer:
     """orbax's post-finalization callback: runs in its save thread after the
     items are written, before the temporary directory becomes ``N``."""
     step, tree = self._pending
+    if jax.process_index() != 0:   # one process writes the record
+      return
     tmp = glob.glob(glob.escape(self._step_dir(step)) + TMP_SUFFIX + "*")
     step_dir = tmp[0] if tmp else self._step_dir(step)
     if self.before_commit is not None:

@@ -66,6 +66,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.log_every_steps = 100
   c.train.skip_nonfinite = False  # skip (do not apply) an update whose loss/grads are NaN/Inf
   c.train.max_consecutive_nonfinite = 10  # with skip_nonfinite: stop after this many in a row
+  c.train.num_devices = 0         # data-parallel devices; 0 = all visible
+  c.train.compute_dtype = "float32"  # float32 | bfloat16 (params stay float32)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 500
@@ -155,6 +157,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
   _allowed("checkpoint.on_corrupt", config.checkpoint.on_corrupt, ("fallback", "stop"))
+  _allowed("train.compute_dtype", config.train.compute_dtype, ("float32", "bfloat16"))
 
   positive = ("model.embed_dim", "model.hidden_size", "model.num_layers",
               "data.vocab_size", "data.train_min_length", "data.eval_min_length",
@@ -165,7 +168,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "train.warmup_steps", "train.grad_clip_norm",
+  nonneg = ("model.readout_dim", "train.num_devices", "train.warmup_steps", "train.grad_clip_norm",
             "train.weight_decay")
   for key in nonneg:
     if given[key] < 0:
@@ -188,7 +191,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
 # logging, evaluation, checkpointing or recovery, not the training trajectory.
 # (A prefix ending in "." covers a section.) train.steps is handled apart.
 RESUME_FREE_KEYS = ("eval.", "checkpoint.", "train.log_every_steps",
-                    "train.skip_nonfinite", "train.max_consecutive_nonfinite")
+                    "train.skip_nonfinite", "train.max_consecutive_nonfinite",
+                    "train.num_devices")
 # Schedules whose learning rate at a step does not depend on train.steps.
 STEPS_FREE_SCHEDULES = ("constant", "rsqrt")
 

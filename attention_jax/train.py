@@ -37,6 +37,7 @@ from attention_jax import data as data_lib
 from attention_jax import faults as faults_lib
 from attention_jax import models
 from attention_jax import objectives
+from attention_jax import sharding as sharding_lib
 from attention_jax import workdir_lock
 from attention_jax import writers
 from attention_jax.data.vocab import PAD
@@ -70,9 +71,10 @@ def make_schedule(config) -> optax.Schedule:
   t = config.train
   peak, warmup = t.learning_rate, t.warmup_steps
   if t.schedule == "cosine":
+    if not warmup:
+      return optax.cosine_decay_schedule(peak, t.steps, alpha=t.end_lr_fraction)
     return optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else peak, peak, warmup, t.steps,
-        end_value=peak * t.end_lr_fraction)
+        0.0, peak, warmup, t.steps, end_value=peak * t.end_lr_fraction)
   if t.schedule == "rsqrt":   # Vaswani et al. 2017, eq. 3 (scaled to peak)
     def rsqrt(step):
       step = jnp.maximum(step, 1).astype(jnp.float32)
@@ -117,6 +119,21 @@ def create_state(config, src_vocab_size: int, tgt_vocab_size: int):
   return graphdef, state, tx, schedule
 
 
+def merge_for_compute(graphdef, params, config):
+  """The model with parameters cast to ``train.compute_dtype``.
+
+  Mixed precision: parameters and optimizer state stay float32; the forward
+  and backward passes run in the compute dtype (the cast's gradient brings
+  the float32 gradients back); losses are computed in float32.
+  """
+  dtype = jnp.dtype(config.train.compute_dtype) if config is not None else None
+  if dtype is not None and dtype != jnp.float32:
+    params = jax.tree.map(
+        lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p,
+        params)
+  return nnx.merge(graphdef, params)
+
+
 def make_train_step(graphdef, tx, schedule, config, objective, *,
                     inject_nonfinite: tuple[tuple[int, int], ...] | None = None):
   """The pure step function (not yet jitted).
@@ -133,7 +150,7 @@ def make_train_step(graphdef, tx, schedule, config, objective, *,
   skip = bool(config.train.get("skip_nonfinite", False))
 
   def loss_fn(params, batch, rng, poison):
-    model = nnx.merge(graphdef, params)
+    model = merge_for_compute(graphdef, params, config)
     loss, extra = objective.train_loss(model, batch, rng, config)
     return loss * poison, extra
 
@@ -189,11 +206,11 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
-def make_eval_step(graphdef, objective):
+def make_eval_step(graphdef, objective, config=None):
   """``(params, batch) -> objective.eval_batch(model, batch)``."""
 
   def eval_step(params, batch):
-    return objective.eval_batch(nnx.merge(graphdef, params), batch)
+    return objective.eval_batch(merge_for_compute(graphdef, params, config), batch)
 
   return eval_step
 
@@ -447,6 +464,9 @@ def train_and_evaluate(config, workdir: str, *,
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise config_lib.ConfigError(f"--workdir {workdir} exists and is not a directory")
   faults = faults_lib.from_env()
+  if jax.process_index() != 0:   # in a multi-process job the first holds the lock
+    return _train_locked(config, workdir, faults, stop_after_step,
+                         allow_config_change)
   with workdir_lock.WorkdirLock(workdir):
     return _train_locked(config, workdir, faults, stop_after_step,
                          allow_config_change)
@@ -458,6 +478,7 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change)
       os.path.join(workdir, "checkpoints"), max_to_keep=config.checkpoint.max_to_keep,
       async_save=config.checkpoint.async_save)
   ckpt.before_commit = faults.before_commit
+  primary = jax.process_index() == 0   # one process writes the workdir's files
   writer = None
   ok = False
   try:
@@ -469,9 +490,11 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change)
       changes = check_resume(config, workdir, ckpt, latest, task,
                              allow_config_change)
     # ---- from here on the workdir may change
-    ckpt.prepare_for_writing(corrupt)
+    if primary:
+      ckpt.prepare_for_writing(corrupt)
     if changes:
       logging.warning("resuming with config changes: %s", _format_changes(changes))
+    if changes and primary:
       with open(os.path.join(workdir, "config_changes.jsonl"), "a",
                 encoding="utf-8") as f:
         f.write(json.dumps({"step": latest, "changes": {
@@ -479,18 +502,23 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change)
     if latest is not None and latest >= total:
       logging.info("resumed from checkpoint at step %d in %s: training already "
                    "finished (train.steps=%d); nothing to do", latest, workdir, total)
-      if changes:
+      if changes and primary:
         _write_config(workdir, config)
       evals = [m for m in writers.read_metrics(workdir) if m["split"] == "eval"]
       ok = True
       return evals[-1] if evals else {}
 
     run = build_run(config, task)
-    _write_config(workdir, config)
-    run.task.src_vocab.save(os.path.join(workdir, "vocab_src.txt"))
-    run.task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))
+    if primary:
+      _write_config(workdir, config)
+      run.task.src_vocab.save(os.path.join(workdir, "vocab_src.txt"))
+      run.task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))
 
-    state = run.state
+    mesh = sharding_lib.make_mesh(config.train.num_devices)
+    for key in ("train.batch_size", "eval.batch_size"):
+      sharding_lib.check_batch_size(config[key.split(".")[0]][key.split(".")[1]],
+                                    mesh, key)
+    state = sharding_lib.put_replicated(run.state, mesh)
     train_iter = run.task.train_iterator()
     meta: dict[str, Any] = {}
     if latest is not None:
@@ -499,22 +527,29 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change)
       logging.info("resumed from checkpoint at step %d in %s", latest, workdir)
     start = int(state.step)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    logging.info("model %s: %s parameters; training steps %d..%d on %s",
+    logging.info("model %s: %s parameters; training steps %d..%d on %s; "
+                 "data-parallel over %d device(s), %d process(es); compute dtype %s",
                  config.model.name, f"{n_params:,}", start, total,
-                 jax.devices()[0].platform)
+                 jax.devices()[0].platform, mesh.devices.size, jax.process_count(),
+                 config.train.compute_dtype)
 
     donate = (0,) if jax.default_backend() != "cpu" else ()
-    train_step = jax.jit(
+    rep, data = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
+    jit_train_step = jax.jit(
         make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective,
                         inject_nonfinite=faults.nonfinite_steps),
-        donate_argnums=donate)
-    eval_step = jax.jit(make_eval_step(run.graphdef, run.objective))
+        in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=donate)
+    jit_eval_step = jax.jit(make_eval_step(run.graphdef, run.objective, config),
+                            in_shardings=(rep, data))
+    train_step = lambda s, b: jit_train_step(s, sharding_lib.put_batch(b, mesh))
+    eval_step = lambda p, b: jit_eval_step(p, sharding_lib.put_batch(b, mesh))
     eval_set = run.task.eval_set("eval")
 
+    # A run killed before its first checkpoint left rows: drop them too.
     metrics_path = os.path.join(workdir, "metrics.jsonl")
-    writer = writers.MetricWriter(
-        workdir, resume_step=start if (latest is not None or
-                                       os.path.exists(metrics_path)) else None)
+    resume_step = start if (latest is not None or os.path.exists(metrics_path)) else None
+    writer = (writers.MetricWriter(workdir, resume_step=resume_step) if primary
+              else writers.NullWriter())
     progress = writers.Progress(total, start)
     # Measurements since the last train row; saved with each checkpoint so a
     # resumed run writes the same rows as an uninterrupted one.
