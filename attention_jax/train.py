@@ -464,15 +464,19 @@ def train_and_evaluate(config, workdir: str, *,
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise config_lib.ConfigError(f"--workdir {workdir} exists and is not a directory")
   faults = faults_lib.from_env()
-  if jax.process_index() != 0:   # in a multi-process job the first holds the lock
-    return _train_locked(config, workdir, faults, stop_after_step,
-                         allow_config_change)
-  with workdir_lock.WorkdirLock(workdir):
-    return _train_locked(config, workdir, faults, stop_after_step,
-                         allow_config_change)
+  # SIGTERM from here on (set-up and compilation included) ends the run with
+  # Preempted after the step in progress, never in the middle of one.
+  with _Preemption() as preemption:
+    if jax.process_index() != 0:   # in a multi-process job the first holds the lock
+      return _train_locked(config, workdir, faults, stop_after_step,
+                           allow_config_change, preemption)
+    with workdir_lock.WorkdirLock(workdir):
+      return _train_locked(config, workdir, faults, stop_after_step,
+                           allow_config_change, preemption)
 
 
-def _train_locked(config, workdir, faults, stop_after_step, allow_config_change):
+def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
+                  preemption):
   total = config.train.steps
   ckpt = checkpoint_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), max_to_keep=config.checkpoint.max_to_keep,
@@ -573,50 +577,50 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change)
           "pending": [[s, {k: _encode(v) for k, v in m.items()}] for s, m in pending],
           "counters": monitor.counters()})
 
-    with _Preemption() as preemption:
-      for step in range(start + 1, total + 1):
-        if preemption.requested:   # before the first step: nothing new to save
-          raise Preempted(f"stopped by SIGTERM before step {step}; checkpoint "
-                          f"step {start} in {ckpt.directory} holds every step")
-        batch = next(train_iter)
-        progress.add_tokens(run.task.count_tokens(batch))
-        state, measurements = train_step(state, batch)
-        pending.append((step, measurements))
-        faults.after_step(step)
-        last = step == total
-        if step % c.train.log_every_steps == 0 or last:
-          pending = jax.device_get(pending)
-          monitor.check(pending)
-          rates = progress.report(step)
-          finite = [m for _, m in pending if bool(m["finite"])] or [
-              m for _, m in pending]
-          row = {k: _mean([m[k] for m in finite]) for k in pending[-1][1]
-                 if k != "finite"}
-          row["learning_rate"] = float(pending[-1][1]["learning_rate"])
-          if c.train.skip_nonfinite:
-            row["skipped_steps"] = monitor.skipped
-          row.update(rates)
-          writer.write(step, "train", row)
-          logging.info(progress.line(step, row["loss"], rates))
-          pending = []
-        if step % c.eval.every_steps == 0 or last:
-          t0 = time.perf_counter()
-          last_eval = evaluate(eval_step, run.objective, state.params, eval_set,
-                               c.eval.batch_size)
-          writer.write(step, "eval", last_eval)
-          logging.info("eval at step %d: %s (%.1fs)", step, "  ".join(
-              f"{k} {v:.4f}" for k, v in last_eval.items()), time.perf_counter() - t0)
-          progress.report(step)  # do not count evaluation time as training time
-        if step % c.checkpoint.every_steps == 0 or last or preemption.requested:
-          save(step)
-        if preemption.requested:
-          ckpt.wait_until_finished()
-          raise Preempted(
-              f"stopped by SIGTERM after step {step}: checkpoint step {step} "
-              f"saved in {ckpt.directory}; run the same command again to resume")
-        if step == stop_after_step:
-          logging.info("stopping after step %d as asked", step)
-          break
+    for step in range(start + 1, total + 1):
+      if preemption.requested:   # before the first step: nothing new to save
+        done = (f"checkpoint step {start} in {ckpt.directory} holds every step"
+                if latest is not None else "no step was done")
+        raise Preempted(f"stopped by SIGTERM before step {step}; {done}")
+      batch = next(train_iter)
+      progress.add_tokens(run.task.count_tokens(batch))
+      state, measurements = train_step(state, batch)
+      pending.append((step, measurements))
+      faults.after_step(step)
+      last = step == total
+      if step % c.train.log_every_steps == 0 or last:
+        pending = jax.device_get(pending)
+        monitor.check(pending)
+        rates = progress.report(step)
+        finite = [m for _, m in pending if bool(m["finite"])] or [
+            m for _, m in pending]
+        row = {k: _mean([m[k] for m in finite]) for k in pending[-1][1]
+               if k != "finite"}
+        row["learning_rate"] = float(pending[-1][1]["learning_rate"])
+        if c.train.skip_nonfinite:
+          row["skipped_steps"] = monitor.skipped
+        row.update(rates)
+        writer.write(step, "train", row)
+        logging.info(progress.line(step, row["loss"], rates))
+        pending = []
+      if step % c.eval.every_steps == 0 or last:
+        t0 = time.perf_counter()
+        last_eval = evaluate(eval_step, run.objective, state.params, eval_set,
+                             c.eval.batch_size)
+        writer.write(step, "eval", last_eval)
+        logging.info("eval at step %d: %s (%.1fs)", step, "  ".join(
+            f"{k} {v:.4f}" for k, v in last_eval.items()), time.perf_counter() - t0)
+        progress.report(step)  # do not count evaluation time as training time
+      if step % c.checkpoint.every_steps == 0 or last or preemption.requested:
+        save(step)
+      if preemption.requested:
+        ckpt.wait_until_finished()
+        raise Preempted(
+            f"stopped by SIGTERM after step {step}: checkpoint step {step} "
+            f"saved in {ckpt.directory}; run the same command again to resume")
+      if step == stop_after_step:
+        logging.info("stopping after step %d as asked", step)
+        break
     if stop_after_step is None or stop_after_step >= total:
       ckpt.wait_until_finished()
       logging.info("finished: step %d, checkpoints in %s", total, ckpt.directory)
