@@ -488,3 +488,29 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
   ids = run.task.encode("the dog saw the cat .")
   assert run.task.detokenize(ids, "src") == "the dog saw the cat ."
   assert int(run.state.step) == 20
+
+
+def _seq2seq_models():
+  from attention_jax import models
+  return sorted(n for n, cls in models.MODELS.items() if hasattr(cls, "encode"))
+
+
+@pytest.mark.parametrize("model_name", _seq2seq_models())
+def test_reorder_trains_with_every_seq2seq_model(model_name):
+  """Different source/target vocabularies and widths go through each model."""
+  import jax
+  config = tiny_config(**{"data.task": "reorder", "model.name": model_name,
+                          "data.train_min_length": 6, "data.train_max_length": 12,
+                          "data.eval_min_length": 6, "data.eval_max_length": 12,
+                          "train.batch_size": 8, "train.schedule": "constant",
+                          "train.warmup_steps": 0, "train.learning_rate": 1e-2})
+  config_lib.validate(config)
+  run = train.build_run(config)
+  assert len(run.task.src_vocab) != len(run.task.tgt_vocab)
+  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+                                       run.objective))
+  batch = next(run.task.train_iterator())
+  state, first = step(run.state, batch)
+  for _ in range(3):
+    state, m = step(state, batch)
+  assert np.isfinite(float(m["loss"])) and float(m["loss"]) < float(first["loss"])

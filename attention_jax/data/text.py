@@ -39,18 +39,14 @@ import os
 import numpy as np
 from absl import logging
 
-from attention_jax.config import ConfigError
 from attention_jax.data import pipeline
 from attention_jax.data import tokenizers as tok_lib
+from attention_jax.data.tokenizers import DataError
 from attention_jax.data.synthetic import IndexedIterator, pad_batch
 from attention_jax.data.vocab import PAD
 
 ROLES = ("train", "eval", "test")
 _FORMAT = "attention_jax parallel text v1"
-
-
-class DataError(ConfigError):
-  """The data a config names is bad. The message is one line naming the file."""
 
 
 # ---------------------------------------------------------------------------
@@ -95,7 +91,7 @@ def resolve(path: str, key: str) -> tuple[str, ...]:
     return (path,)
   if os.path.exists(path + ".src") or os.path.exists(path + ".tgt"):
     return path + ".src", path + ".tgt"
-  raise DataError(f"{key}: file not found: {path} (nor {path}.src/{path}.tgt)")
+  raise DataError(f"{key}: file not found: {path} (nor {path}.src and {path}.tgt)")
 
 
 def parse_parallel(files: tuple[str, ...], blobs: tuple[bytes, ...]
