@@ -212,9 +212,11 @@ def test_files_task_batches_and_references(tmp_path):
   np.testing.assert_array_equal(task.eval_source_lengths("eval"), [3, 2, 2])
 
 
-def test_catalog_dataset_offline_with_mock_data(tmp_path):
+@pytest.mark.parametrize("name,keys", [("wmt14_translate/de-en", ("de", "en")),
+                                       ("ted_hrlr_translate/pt_to_en", ("pt", "en"))])
+def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
   import tensorflow_datasets as tfds
-  config = tiny_config(**{"data.task": "tfds:wmt14_translate/de-en",
+  config = tiny_config(**{"data.task": f"tfds:{name}",
                           "data.tfds_data_dir": str(tmp_path / "tfds"),
                           "data.tokenizer": "char", "data.max_length": 32,
                           "train.batch_size": 4})
@@ -223,13 +225,13 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path):
     task = data_lib.build_task(config)
     ev = task.eval_set("eval")
     batch = next(task.train_iterator())
-    raw = tfds.data_source("wmt14_translate/de-en", split="validation",
-                           data_dir=str(tmp_path / "tfds"))
+    raw = tfds.data_source(name, split="validation", data_dir=str(tmp_path / "tfds"))
   assert "tensorflow" not in sys.modules
-  assert task.corpus.src_key == "de" and task.corpus.tgt_key == "en"  # supervised keys
+  assert (task.corpus.src_key, task.corpus.tgt_key) == keys   # supervised keys
   assert ev["src"].shape[0] == 12 and batch["src"].shape == (4, 32)
   refs = task.eval_references("eval")
-  assert refs == [r["en"].strip() for r in raw if r["de"].strip() and r["en"].strip()]
+  src, tgt = keys
+  assert refs == [r[tgt].strip() for r in raw if r[src].strip() and r[tgt].strip()]
   assert task.detokenize(ev["tgt_out"][0]) == refs[0][:32]
 
 

@@ -477,9 +477,12 @@ class ParallelTextTask:
     return IndexedIterator(batches.batch)
 
   def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
+    """The whole split in file order, padded to its longest pair."""
     e = self.encoded(split)
-    width = max(max(len(s) for s in e["src"]), max(len(t) for t in e["tgt"]))
-    return pad_batch(list(zip(e["src"], e["tgt"])), width, width)
+    if "padded" not in e:
+      width = max(max(len(s) for s in e["src"]), max(len(t) for t in e["tgt"]))
+      e["padded"] = pad_batch(list(zip(e["src"], e["tgt"])), width, width)
+    return e["padded"]
 
   def eval_references(self, split: str = "eval") -> list[str]:
     """The raw target sentences of ``eval_set(split)``, row by row."""
