@@ -252,8 +252,10 @@ class Run:
   schedule: Any
 
 
-def build_run(config, task=None) -> Run:
-  task = data_lib.build_task(config) if task is None else task
+def build_run(config, workdir: str | None = None, task=None) -> Run:
+  """``workdir``: where the task finds its saved vocabularies/tokenizers;
+  ``task``: one already built (else built here)."""
+  task = data_lib.build_task(config, workdir) if task is None else task
   graphdef, state, tx, schedule = create_state(
       config, len(task.src_vocab), len(task.tgt_vocab))
   return Run(config, task, objectives.get(task.objective), graphdef, state, tx,
@@ -277,7 +279,7 @@ def load_model(workdir: str, step: int | None = None):
     raise FileNotFoundError(f"{path} not found: is {workdir} a workdir?")
   with open(path, encoding="utf-8") as f:
     config = config_lib.from_json(f.read())
-  run = build_run(config)
+  run = build_run(config, workdir)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      create=False)
   try:
@@ -488,7 +490,7 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
   try:
     # ---- checks: nothing in the workdir changes until they pass
     latest, corrupt = ckpt.select(config.checkpoint.on_corrupt)
-    task = data_lib.build_task(config)
+    task = data_lib.build_task(config, workdir)   # reads saved vocabularies
     changes = []
     if latest is not None:
       changes = check_resume(config, workdir, ckpt, latest, task,
@@ -512,11 +514,10 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
       ok = True
       return evals[-1] if evals else {}
 
-    run = build_run(config, task)
+    run = build_run(config, workdir, task)
     if primary:
       _write_config(workdir, config)
-      run.task.src_vocab.save(os.path.join(workdir, "vocab_src.txt"))
-      run.task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))
+      data_lib.save_task_files(run.task, workdir)
 
     mesh = sharding_lib.make_mesh(config.train.num_devices)
     for key in ("train.batch_size", "eval.batch_size"):
