@@ -82,7 +82,8 @@ def test_transformer_kv_cache_equals_teacher_forcing(transformer):
 def test_tiny_transformer_learns_reverse(tmp_path):
   config = _config("transformer")
   final = train.train_and_evaluate(config, str(tmp_path))
-  # 300 steps, lengths 1-5, vocabulary 6: measured 1.00 exact match (seed 0).
+  # 300 steps, lengths 1-5, vocabulary 6: measured 0.953 exact match, 0.988
+  # token accuracy (seed 0, CPU).
   assert final["sequence_accuracy"] >= 0.9
   assert final["token_accuracy"] >= 0.95
 
