@@ -74,8 +74,8 @@ def test_implementation_choice_is_observable():
   if backend != "gpu":   # float32 or no GPU: cudnn falls back to xla, with a reason
     assert attention.last_path["used"] == "xla"
     assert "cudnn unavailable" in attention.last_path["reason"]
-  assert attention.resolve_implementation("auto", jnp.float32, 8) == (
-      "einsum" if backend != "gpu" else "einsum")     # float32 is never cudnn
+  # float32 is never cudnn: auto takes the einsum path on every backend
+  assert attention.resolve_implementation("auto", jnp.float32, 8) == "einsum"
   assert attention.resolve_implementation("xla", jnp.float32, 8,
                                           needs_weights=True) == "einsum"
   with pytest.raises(ValueError, match="allowed"):
