@@ -7,11 +7,15 @@ from __future__ import annotations
 
 from flax import nnx
 
-from attention_jax.models import seq2seq
+from attention_jax.models import seq2seq, sequence
 
 MODELS = {
     "rnn_encdec": seq2seq.RNNEncoderDecoder,
+    "sequence_rnn": sequence.SequenceRNN,   # long-range tasks (data.long_range)
 }
+
+# Models that read the long-range tasks' batches (``inputs`` -> outputs).
+SEQUENCE_MODELS = ("sequence_rnn",)
 
 
 def build_model(config, src_vocab_size: int, tgt_vocab_size: int,
