@@ -56,7 +56,8 @@ class Seq2Seq:
 
 
 def _at_least_f32(x: jax.Array) -> jax.Array:
-  """float32 for low-precision outputs; float64 stays (gradient instruments)."""
+  """Losses in float32 even under bfloat16 compute; float64 stays float64
+  (the gradient instruments)."""
   return x.astype(jnp.promote_types(x.dtype, jnp.float32))
 
 
@@ -107,6 +108,7 @@ class Regression(_PerExample):
   """Squared error of a scalar prediction ``[B]``; ``loss`` = ``mse``."""
 
   def per_example_loss(self, outputs, batch):
+    outputs = _at_least_f32(outputs)
     return (outputs - batch["target"].astype(outputs.dtype)) ** 2
 
   def finalize(self, sums, each):
