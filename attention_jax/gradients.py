@@ -236,6 +236,8 @@ def plot(path: str, curve_rows: list[dict], title: str = "") -> None:
   fig, axes = plt.subplots(nrows, len(phases), figsize=(5.5 * len(phases), 4 * nrows),
                            squeeze=False, sharey="row")
   tiny = np.finfo(np.float64).tiny
+  all_labels = list(dict.fromkeys(r["cell"] for r in curve_rows))
+  color = {label: f"C{i}" for i, label in enumerate(all_labels)}   # same in every panel
   for j, phase in enumerate(phases):
     rows = [r for r in curve_rows if r["phase"] == phase]
     labels = list(dict.fromkeys(r["cell"] for r in rows))
@@ -243,12 +245,14 @@ def plot(path: str, curve_rows: list[dict], title: str = "") -> None:
       rs = [r for r in rows if r["cell"] == label]
       t = [r["t"] for r in rs]
       gh = np.array([r["grad_h_norm"] for r in rs], np.float64)
-      axes[0, j].semilogy(t, np.maximum(gh, tiny),
+      axes[0, j].semilogy(t, np.maximum(gh, tiny), color=color[label],
                           label=f"{label} (×{decay_per_step(gh):.3g}/step)")
       if has_jac and rs[0]["jacobian_sigma_max"] != "":
         sig = np.array([r["jacobian_sigma_max"] for r in rs], np.float64)
-        axes[1, j].semilogy(t, np.maximum(sig, tiny), label=label)
+        axes[1, j].semilogy(t, np.maximum(sig, tiny), color=color[label], label=label)
     axes[0, j].set_title(f"{'at initialization' if phase == 'init' else 'trained'}")
+    for ax in axes[:, j]:
+      ax.yaxis.set_tick_params(labelleft=True)
     axes[0, j].set_ylabel("‖∂L/∂h_t‖ (readout included)")
     axes[0, j].legend(fontsize=8)
     if has_jac:
