@@ -39,19 +39,46 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.readout = "linear"      # linear | maxout (Cho et al. 2014, eq. 12)
   c.model.readout_dim = 0         # maxout units; 0 = hidden_size
   c.model.gru_reset_after = False  # False: Cho et al. 2014 form; True: cuDNN form
+  # Transformer / GPT (hidden_size = d_model, num_layers = layers per stack)
+  c.model.num_heads = 4
+  c.model.mlp_dim = 0             # feed-forward width; 0 = 4 * hidden_size
+  c.model.pre_ln = True           # True: pre-LN (GPT-2); False: post-LN (Vaswani 2017)
+  c.model.max_positions = 256     # KV-cache length; GPT's learned position table
+  c.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
+  c.model.attention_dropout = 0.0  # dropout on attention weights
+  c.model.tie_embeddings = True   # output projection = target embedding transposed
   c.model.pooling = "last"        # sequence_rnn head reads: last | attention (all states)
 
   c.data = ml_collections.ConfigDict()
   c.data.task = "reverse"
   c.data.vocab_size = 10          # synthetic tasks: number of content symbols
+                                  # (reorder: number of animate nouns)
   c.data.train_min_length = 1
   c.data.train_max_length = 10
   c.data.eval_min_length = 1
   c.data.eval_max_length = 10
   c.data.eval_examples = 1000
+  c.data.reorder_depth = 1        # reorder: nesting depth of relative clauses
+  c.data.reorder_clauses = 1      # reorder: most top-level clauses (and/because)
   c.data.max_length = 64          # longest source/target in tokens (real data)
+  c.data.overlong = "truncate"    # longer training pairs: truncate | drop
+  c.data.bucket_boundaries = ""   # length buckets, e.g. "8,16,32" ("" = one)
+  # data.task=files: a TSV (source<TAB>target) or X.src/X.tgt line-aligned pair
   c.data.train_path = ""
   c.data.eval_path = ""
+  c.data.test_path = ""           # optional
+  # data.task=tfds:NAME (e.g. tfds:wmt14_translate/de-en)
+  c.data.tfds_data_dir = ""       # TFDS data dir and cache ("" = TFDS default)
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.test_split = "test"      # "" = none
+  c.data.source_lang = ""         # feature keys ("" = the dataset's supervised keys)
+  c.data.target_lang = ""
+  # real text: tokenizer and vocabulary (built from the training split)
+  c.data.tokenizer = "word"       # char | word | sentencepiece
+  c.data.min_count = 1            # char/word: rarer tokens become <unk>
+  c.data.max_vocab = 0            # char/word: most frequent N (0 = all)
+  c.data.sp_vocab_size = 8000     # sentencepiece: pieces per side
   c.data.length = 100             # long-range tasks (adding, copy_memory, temporal_order): T
 
   c.train = ml_collections.ConfigDict()
@@ -151,6 +178,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not data_lib.is_known_task(config.data.task):
     raise ConfigError(f"config key 'data.task' has value {config.data.task!r}; "
                       f"allowed: {data_lib.describe_tasks()}")
+  _validate_data(config)
   _allowed("model.cell", config.model.cell, ("gru", "lstm", "elman"))
   _allowed("model.readout", config.model.readout, ("linear", "maxout"))
   _allowed("model.pooling", config.model.pooling, ("last", "attention"))
@@ -167,11 +195,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.data.length < least:
       raise ConfigError(f"config key 'data.length' must be >= {least} for "
                         f"data.task {config.data.task!r}, got {config.data.length!r}")
+  _allowed("model.attention_impl", config.model.attention_impl,
+           ("auto", "einsum", "xla", "cudnn"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
   _allowed("train.compute_dtype", config.train.compute_dtype, ("float32", "bfloat16"))
 
   positive = ("model.embed_dim", "model.hidden_size", "model.num_layers",
+              "model.num_heads", "model.max_positions",
               "data.vocab_size", "data.train_min_length", "data.eval_min_length",
               "data.eval_examples", "data.max_length", "train.steps",
               "train.batch_size", "train.learning_rate", "train.log_every_steps",
@@ -180,12 +211,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "train.num_devices", "train.warmup_steps", "train.grad_clip_norm",
-            "train.weight_decay")
+  nonneg = ("model.readout_dim", "model.mlp_dim", "train.num_devices",
+            "train.warmup_steps", "train.grad_clip_norm", "train.weight_decay")
   for key in nonneg:
     if given[key] < 0:
       raise ConfigError(f"config key '{key}' must be >= 0, got {given[key]!r}")
-  for key in ("model.dropout", "train.label_smoothing", "train.end_lr_fraction"):
+  for key in ("model.dropout", "model.attention_dropout", "train.label_smoothing", "train.end_lr_fraction"):
     if not 0.0 <= given[key] < 1.0 and not (key == "train.end_lr_fraction"
                                           and given[key] == 1.0):
       raise ConfigError(f"config key '{key}' must be in [0, 1), got {given[key]!r}")
@@ -194,9 +225,64 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if given[hi] < given[lo]:
       raise ConfigError(f"config key '{hi}' ({given[hi]}) must be >= '{lo}' "
                         f"({given[lo]})")
+  _validate_attention_models(config)
   if config.train.warmup_steps > config.train.steps:
     raise ConfigError(f"config key 'train.warmup_steps' ({config.train.warmup_steps})"
                       f" must be <= 'train.steps' ({config.train.steps})")
+
+
+def _validate_attention_models(config) -> None:
+  m, d = config.model, config.data
+  if d.task == "text":
+    if m.name != "gpt":
+      raise ConfigError(f"config key 'model.name' has value {m.name!r}; the "
+                        "language-model task data.task='text' allows: 'gpt'")
+  if m.name not in ("transformer", "gpt"):
+    return
+  if m.hidden_size % m.num_heads:
+    raise ConfigError(f"config key 'model.hidden_size' ({m.hidden_size}) must be "
+                      f"divisible by 'model.num_heads' ({m.num_heads})")
+  if m.name == "gpt" and d.task != "text":
+    raise ConfigError(f"config key 'data.task' has value {d.task!r}; model 'gpt' "
+                      "is a language model: allowed: 'text'")
+  if m.name == "gpt" and d.max_length > m.max_positions:
+    raise ConfigError(f"config key 'data.max_length' ({d.max_length}) must be <= "
+                      f"'model.max_positions' ({m.max_positions})")
+  if m.name == "transformer" and d.task in _synthetic_tasks():
+    need = max(d.train_max_length, d.eval_max_length) + 1
+    if need > m.max_positions:
+      raise ConfigError(f"config key 'model.max_positions' ({m.max_positions}) must "
+                        f"be >= the longest target + 1 ({need})")
+
+
+def _synthetic_tasks():
+  from attention_jax import data as data_lib
+  return data_lib.SYNTHETIC_TASKS
+
+
+def _validate_data(config) -> None:
+  from attention_jax.data import pipeline, tokenizers
+  d = config.data
+  _allowed("data.tokenizer", d.tokenizer, tokenizers.KINDS)
+  _allowed("data.overlong", d.overlong, ("truncate", "drop"))
+  for key, lo in (("min_count", 1), ("max_vocab", 0), ("sp_vocab_size", 8),
+                  ("reorder_depth", 0), ("reorder_clauses", 1)):
+    if d[key] < lo:
+      raise ConfigError(f"config key 'data.{key}' must be >= {lo}, got {d[key]!r}")
+  try:
+    pipeline.parse_boundaries(d.bucket_boundaries, d.max_length)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if d.task == "files":
+    for key in ("train_path", "eval_path"):
+      if not d[key]:
+        raise ConfigError(f"config key 'data.{key}' is empty; data.task='files' "
+                          "needs a TSV or a .src/.tgt pair")
+  if d.task.startswith("tfds:"):
+    for key in ("train_split", "eval_split"):
+      if not d[key]:
+        raise ConfigError(f"config key 'data.{key}' is empty; data.task="
+                          f"{d.task!r} needs a TFDS split name")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from flax import nnx
 
-from attention_jax.models import seq2seq, sequence
+from attention_jax.models import gpt, seq2seq, sequence, transformer
 
 MODELS = {
     "rnn_encdec": seq2seq.RNNEncoderDecoder,
+    "transformer": transformer.Transformer,
+    "gpt": gpt.GPT,
     "sequence_rnn": sequence.SequenceRNN,   # long-range tasks (data.long_range)
 }
 
