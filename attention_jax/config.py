@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
   c.model.attention_dropout = 0.0  # dropout on attention weights
   c.model.tie_embeddings = True   # output projection = target embedding transposed
+  c.model.pooling = "last"        # sequence_rnn head reads: last | attention (all states)
 
   c.data = ml_collections.ConfigDict()
   c.data.task = "reverse"
@@ -78,6 +79,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.min_count = 1            # char/word: rarer tokens become <unk>
   c.data.max_vocab = 0            # char/word: most frequent N (0 = all)
   c.data.sp_vocab_size = 8000     # sentencepiece: pieces per side
+  c.data.length = 100             # long-range tasks (adding, copy_memory, temporal_order): T
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
@@ -182,6 +184,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _validate_data(config)
   _allowed("model.cell", config.model.cell, ("gru", "lstm", "elman"))
   _allowed("model.readout", config.model.readout, ("linear", "maxout"))
+  _allowed("model.pooling", config.model.pooling, ("last", "attention"))
+  long_range = config.data.task in data_lib.LONG_RANGE_TASKS
+  if long_range != (config.model.name in models_lib.SEQUENCE_MODELS):
+    raise ConfigError(
+        f"config key 'model.name' has value {config.model.name!r}, which cannot "
+        f"run data.task {config.data.task!r}; long-range tasks "
+        f"({', '.join(data_lib.LONG_RANGE_TASKS)}) need one of: "
+        + ", ".join(repr(m) for m in models_lib.SEQUENCE_MODELS))
+  if long_range:
+    from attention_jax.data import long_range as long_range_lib
+    least = long_range_lib.MIN_LENGTH[config.data.task]
+    if config.data.length < least:
+      raise ConfigError(f"config key 'data.length' must be >= {least} for "
+                        f"data.task {config.data.task!r}, got {config.data.length!r}")
   _allowed("model.attention_impl", config.model.attention_impl,
            ("auto", "einsum", "xla", "cudnn"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)

@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import os
 
-from attention_jax.data import synthetic
+from attention_jax.data import long_range, synthetic
 from attention_jax.data.vocab import BOS, EOS, PAD, UNK, Vocabulary
 
 SYNTHETIC_TASKS = tuple(sorted(synthetic.TASKS))
 TEXT_TASKS = ("files", "tfds:NAME")
 LM_TASKS = ("text",)   # character-level LM on data.train_path (text_lm.py)
+LONG_RANGE_TASKS = long_range.TASKS  # adding, copy_memory, temporal_order
 
 
 def is_known_task(task: str) -> bool:
   return (task in SYNTHETIC_TASKS or task in LM_TASKS or task == "files"
+          or task in LONG_RANGE_TASKS
           or (task.startswith("tfds:") and len(task) > len("tfds:")))
 
 
 def describe_tasks() -> str:
-  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *TEXT_TASKS, *LM_TASKS))
+  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *TEXT_TASKS, *LM_TASKS,
+                                     *LONG_RANGE_TASKS))
 
 
 def is_text_task(task: str) -> bool:
@@ -39,6 +42,8 @@ def build_task(config, workdir: str | None = None):
   """
   if config.data.task in SYNTHETIC_TASKS:
     return synthetic.SyntheticTask(config)
+  if config.data.task in LONG_RANGE_TASKS:
+    return long_range.LongRangeTask(config)
   if config.data.task == "text":
     from attention_jax.data import text_lm
     return text_lm.TextLMTask(config)
