@@ -39,6 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.readout = "linear"      # linear | maxout (Cho et al. 2014, eq. 12)
   c.model.readout_dim = 0         # maxout units; 0 = hidden_size
   c.model.gru_reset_after = False  # False: Cho et al. 2014 form; True: cuDNN form
+  # Recurrent layer execution (attention_jax.rnn.scan; "auto"/0 = the backend's
+  # measured default, rnn.BACKEND_DEFAULTS). Same math either way.
+  c.model.rnn_hoist_input_projection = "auto"  # auto | true | false
+  c.model.rnn_unroll = 0          # lax.scan unroll; 0 = auto
+  c.model.rnn_backward = "auto"   # auto | autodiff | fused (custom VJP)
 
   c.data = ml_collections.ConfigDict()
   c.data.task = "reverse"
@@ -149,6 +154,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"allowed: {data_lib.describe_tasks()}")
   _allowed("model.cell", config.model.cell, ("gru", "lstm", "elman"))
   _allowed("model.readout", config.model.readout, ("linear", "maxout"))
+  _allowed("model.rnn_hoist_input_projection",
+           config.model.rnn_hoist_input_projection, ("auto", "true", "false"))
+  _allowed("model.rnn_backward", config.model.rnn_backward,
+           ("auto", "autodiff", "fused"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
 
@@ -161,7 +170,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "train.warmup_steps", "train.grad_clip_norm",
+  nonneg = ("model.readout_dim", "model.rnn_unroll", "train.warmup_steps", "train.grad_clip_norm",
             "train.weight_decay")
   for key in nonneg:
     if given[key] < 0:
