@@ -296,10 +296,9 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
   B, T = xs.shape[:2]
   if carry is None:
     carry = cell.initialize_carry((B,))
-  if mask is None:
-    mask = jnp.ones((B, T), dtype=bool)
   xs_t = jnp.swapaxes(xs, 0, 1)            # (T, B, I)
-  mask_t = jnp.swapaxes(mask, 0, 1)        # (T, B)
+  # No mask: no masking ops in the loop at all.
+  mask_t = None if mask is None else jnp.swapaxes(mask, 0, 1)  # (T, B)
   if opts["backward"] == "fused":
     carry, ys = _fused_scan(cell, xs_t, carry, mask_t, reverse=reverse,
                             hoist=opts["hoist_input_projection"],
@@ -313,14 +312,23 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
   def body(c, inputs):
     x, m = inputs
     xp = x if hoist else cell.input_projection(x)
-    new = cell.step(c, xp)
-    new = jax.tree.map(lambda n, o: jnp.where(m[:, None], n, o), new, c)
-    out = jnp.where(m[:, None], cell.output(new), 0.0)
-    return new, out
+    new = _masked(m, cell.step(c, xp), c)
+    return new, _masked_output(m, cell.output(new))
 
   carry, ys = jax.lax.scan(body, carry, (xs_t, mask_t), reverse=reverse,
                            unroll=opts["unroll"])
   return carry, jnp.swapaxes(ys, 0, 1)     # (B, T, H)
+
+
+def _masked(m, new: Carry, old: Carry) -> Carry:
+  """The new carry where ``m [B]`` is True, the old one at padded steps."""
+  if m is None:
+    return new
+  return jax.tree.map(lambda n, o: jnp.where(m[:, None], n, o), new, old)
+
+
+def _masked_output(m, h: jax.Array) -> jax.Array:
+  return h if m is None else jnp.where(m[:, None], h, 0.0)
 
 
 @jax.custom_vjp
@@ -363,9 +371,6 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
   step_parts, output = cell.step_parts, cell.output
   n_products = len(weights)
 
-  def masked(m, new, old):
-    return jax.tree.map(lambda n, o: jnp.where(m[:, None], n, o), new, old)
-
   def forward(xs_t, W, b, kernels, biases, carry0, mask_t):
     xps_all = xs_t @ W + b if hoist else None    # (T, B, G)
 
@@ -380,8 +385,8 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
         operands[k], products[k] = a, y
         return y
 
-      new = masked(m, step_parts(c, xp, matmul), c)
-      out = jnp.where(m[:, None], output(new), 0.0)
+      new = _masked(m, step_parts(c, xp, matmul), c)
+      out = _masked_output(m, output(new))
       saved = (c, None if hoist else xp, tuple(operands), tuple(products))
       return new, (out, saved)
 
@@ -407,8 +412,8 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
     def local(c, xp, products_t, m):
       def matmul(k, a):
         return _replay(a, products_t[k], kernels[k])
-      new = masked(m, step_parts(c, xp, matmul), c)
-      return new, jnp.where(m[:, None], output(new), 0.0)
+      new = _masked(m, step_parts(c, xp, matmul), c)
+      return new, _masked_output(m, output(new))
 
     def body(dc, inputs):
       d_y, c, xp, products_t, m = inputs
@@ -513,11 +518,9 @@ class RNNEncoder(nnx.Module):
 
   def __call__(self, xs: jax.Array, mask: jax.Array | None = None,
                dropout_rng: jax.Array | None = None):
-    B, T = xs.shape[:2]
-    if mask is None:
-      mask = jnp.ones((B, T), dtype=bool)
     if self.reverse_input:
-      xs = reverse_padded(xs, mask.sum(axis=1))
+      xs = (jnp.flip(xs, axis=1) if mask is None
+            else reverse_padded(xs, mask.sum(axis=1)))
     rngs = ([None] * self.num_layers if dropout_rng is None
             else list(jax.random.split(dropout_rng, self.num_layers)))
     finals = []

@@ -158,10 +158,10 @@ def run(quick: bool = False) -> list[dict]:
   backend = jax.default_backend()
   shapes = QUICK_SHAPES if quick else (CPU_SHAPES if backend == "cpu"
                                        else GPU_SHAPES)
-  rounds, iters = (3, 1) if quick else (11, 3)
+  rounds, iters = (3, 1) if quick else (21, 2)
   rows = []
   for kind in ("lstm", "gru"):
     for B, T, H in shapes:
       rows += _case(kind, B, T, H, backend, quick, rounds, iters,
-                    budget_s=5.0 if quick else 60.0)
+                    budget_s=5.0 if quick else 90.0)
   return rows
