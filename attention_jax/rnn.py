@@ -223,10 +223,13 @@ def make_cell(kind: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs,
 # Layers over time.
 
 # Backend-aware defaults, chosen by `python -m experiments.benchmark --suite rnn`
-# (README "Performance"). On the 2-core CPU the input projection inside the
-# step and no unrolling measured fastest (STACK_NOTES: hoisting 1.2-2x slower
-# at batch 32-64, unroll 4 ~1.4x slower); on an H100 hoisting + unroll 8 was
-# 1.8-2.8x faster than the plain scan (STACK_NOTES; not re-measured here).
+# (README "Performance"). CPU (2-core AMD EPYC, single-threaded, CPU time,
+# fwd+bwd at T50 H256): the fused backward ties autodiff at B64 (LSTM 1.33x vs
+# 1.31x torch, GRU 1.29x vs 1.24x) and wins at B8 (LSTM 1.23x vs 2.02x, GRU
+# 0.60x vs 1.02x); hoisting the input projection was ~7% slower at B64, and
+# unroll 4 ~1.4x slower (STACK_NOTES; not re-measured). GPU/TPU: hoisting +
+# unroll 8 with autodiff was 1.8-2.8x faster than the plain scan on an H100
+# (STACK_NOTES); the fused backward is not measured on a GPU yet.
 BACKEND_DEFAULTS = {
     "cpu": {"hoist_input_projection": False, "unroll": 1, "backward": "fused"},
     "gpu": {"hoist_input_projection": True, "unroll": 8, "backward": "autodiff"},
