@@ -7,6 +7,7 @@ configuration's reference, all timed in this one process.
 
 SUITES = {
     # name -> module under attention_jax.benchmarks, imported on demand
+    "attention": "attention",
     "model": "model",
     "rnn": "rnn",      # LSTM/GRU layer fwd+bwd vs flax nnx.RNN and torch
 }

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from flax import nnx
 
-from attention_jax.models import seq2seq
+from attention_jax.models import gpt, seq2seq, transformer
 
 MODELS = {
     "rnn_encdec": seq2seq.RNNEncoderDecoder,
+    "transformer": transformer.Transformer,
+    "gpt": gpt.GPT,
 }
 
 
