@@ -435,11 +435,16 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
                       for a, dy in zip(operands, d_products))
     d_biases = tuple(None if bias is None else dy.sum(axis=(0, 1))
                      for bias, dy in zip(biases, d_products))
-    return d_xs, d_W, d_b, d_kernels, d_biases, d_carry0, None
+    grads = (d_xs, d_W, d_b, d_kernels, d_biases, d_carry0)
+    # Cotangents in each primal's dtype (e.g. bf16 inputs, f32 weights).
+    return (*jax.tree.map(lambda g, dt: g.astype(dt), grads, primal_dtypes),
+            None)
 
   recurrence.defvjp(recurrence_fwd, recurrence_bwd)
-  return recurrence(xs_t, cell.input_kernel[...], cell.input_bias[...],
-                    kernels, biases, carry0, mask_t)
+  args = (xs_t, cell.input_kernel[...], cell.input_bias[...], kernels, biases,
+          carry0)
+  primal_dtypes = jax.tree.map(lambda a: a.dtype, args)
+  return recurrence(*args, mask_t)
 
 
 def reverse_padded(xs: jax.Array, lengths: jax.Array) -> jax.Array:
