@@ -39,6 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.readout = "linear"      # linear | maxout (Cho et al. 2014, eq. 12)
   c.model.readout_dim = 0         # maxout units; 0 = hidden_size
   c.model.gru_reset_after = False  # False: Cho et al. 2014 form; True: cuDNN form
+  # Recurrent layer execution (attention_jax.rnn.scan; "auto"/0 = the backend's
+  # measured default, rnn.BACKEND_DEFAULTS). Same math either way.
+  c.model.rnn_hoist_input_projection = "auto"  # auto | true | false
+  c.model.rnn_unroll = 0          # lax.scan unroll; 0 = auto
+  c.model.rnn_backward = "auto"   # auto | autodiff | fused (custom VJP)
   # Transformer / GPT (hidden_size = d_model, num_layers = layers per stack)
   c.model.num_heads = 4
   c.model.mlp_dim = 0             # feed-forward width; 0 = 4 * hidden_size
@@ -198,6 +203,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if config.data.length < least:
       raise ConfigError(f"config key 'data.length' must be >= {least} for "
                         f"data.task {config.data.task!r}, got {config.data.length!r}")
+  _allowed("model.rnn_hoist_input_projection",
+           config.model.rnn_hoist_input_projection, ("auto", "true", "false"))
+  _allowed("model.rnn_backward", config.model.rnn_backward,
+           ("auto", "autodiff", "fused"))
   _allowed("model.attention_impl", config.model.attention_impl,
            ("auto", "einsum", "xla", "cudnn"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
@@ -215,8 +224,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "model.mlp_dim", "train.num_devices",
-            "train.warmup_steps", "train.grad_clip_norm", "train.weight_decay")
+  nonneg = ("model.readout_dim", "model.rnn_unroll", "model.mlp_dim",
+            "train.num_devices", "train.warmup_steps", "train.grad_clip_norm",
+            "train.weight_decay")
   for key in nonneg:
     if given[key] < 0:
       raise ConfigError(f"config key '{key}' must be >= 0, got {given[key]!r}")

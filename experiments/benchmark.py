@@ -16,6 +16,11 @@ from experiments import cli
 _SUITE = flags.DEFINE_string("suite", "all", "Suite name, or 'all'.")
 _QUICK = flags.DEFINE_bool("quick", False, "Small shapes and few rounds.")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+_CLOCK = flags.DEFINE_enum(
+    "clock", "wall", ["wall", "process"],
+    "wall: elapsed time. process: this process's CPU time, steadier on a shared, "
+    "oversubscribed machine; run single-threaded (OMP_NUM_THREADS=1, XLA_FLAGS="
+    "'--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1').")
 
 
 def main(argv):
@@ -25,7 +30,10 @@ def main(argv):
   for n in names:
     if n not in SUITES:
       cli.fail(f"unknown --suite {n!r}; allowed: {', '.join(sorted(SUITES))}, all")
-  print(f"machine: {timing.machine()}")
+  if _CLOCK.value == "process":
+    import time
+    timing.default_clock = time.process_time
+  print(f"machine: {timing.machine()}; clock: {_CLOCK.value}")
   results = {}
   for n in names:
     module = importlib.import_module(f"attention_jax.benchmarks.{SUITES[n]}")

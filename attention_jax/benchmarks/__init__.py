@@ -9,4 +9,5 @@ SUITES = {
     # name -> module under attention_jax.benchmarks, imported on demand
     "attention": "attention",
     "model": "model",
+    "rnn": "rnn",      # LSTM/GRU layer fwd+bwd vs flax nnx.RNN and torch
 }

@@ -1,0 +1,167 @@
+"""RNN layer fwd+bwd: our scan layers vs ``flax.nnx.RNN`` vs torch, one process.
+
+One layer, loss ``mean(y**2)`` over all outputs, gradients w.r.t. every weight
+(as ``../shared/bench/bench_rnn.py``). Every implementation runs on the same
+weights (ours copied into flax and torch), and ``max_abs_diff`` is the largest
+difference of its forward outputs from ours with default options — the check
+that the rows compare the same math. GRU rows use the cuDNN/torch/flax form
+(``reset_after=True``); ``ours_cho`` is the paper's form (Cho et al. 2014),
+which needs a second, dependent matmul per step.
+
+Our variants: ``ours`` (the backend defaults of :data:`rnn.BACKEND_DEFAULTS`),
+``autodiff`` / ``autodiff_hoist`` (JAX's transpose of the scan, input projection
+inside the step / hoisted), ``fused`` / ``fused_hoist`` (custom VJP, weight
+gradients as single matmuls over T·B rows), and unroll 4/8 variants on GPU.
+``vs_torch`` is the median over rounds of the paired per-round time ratio;
+``vs_flax`` is the ratio of medians.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COLUMNS = ["cell", "shape", "impl", "median_ms", "vs_torch", "vs_flax",
+           "max_abs_diff"]
+
+# (B, T, H); input size I = H.
+CPU_SHAPES = [(64, 50, 256), (8, 50, 256)]
+GPU_SHAPES = [(64, 100, 512), (256, 100, 1024), (16, 200, 256)]
+QUICK_SHAPES = [(16, 20, 64)]
+
+
+def _torch():
+  try:
+    import torch
+    return torch
+  except ImportError:
+    return None
+
+
+def _variants(backend: str, quick: bool):
+  v = {"ours": {},
+       "autodiff": dict(backward="autodiff", hoist_input_projection=False, unroll=1),
+       "autodiff_hoist": dict(backward="autodiff", hoist_input_projection=True,
+                              unroll=1),
+       "fused": dict(backward="fused", hoist_input_projection=False, unroll=1),
+       "fused_hoist": dict(backward="fused", hoist_input_projection=True, unroll=1)}
+  if backend != "cpu" and not quick:
+    v["autodiff_hoist_u8"] = dict(backward="autodiff", hoist_input_projection=True,
+                                  unroll=8)
+    v["fused_hoist_u8"] = dict(backward="fused", hoist_input_projection=True,
+                               unroll=8)
+  return v
+
+
+def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
+          rounds: int, iters: int, budget_s: float | None):
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from attention_jax import rnn
+  from attention_jax.benchmarks import timing
+
+  I = H
+  torch = _torch()
+  x_np = np.random.default_rng(0).standard_normal((B, T, I)).astype(np.float32)
+  x = jnp.asarray(x_np)
+  options = {"reset_after": True} if kind == "gru" else {}
+  ours = rnn.make_cell(kind, I, H, rngs=nnx.Rngs(0), **options)
+  gdef, params = nnx.split(ours)
+  Wi, bi = np.asarray(ours.input_kernel[...]), np.asarray(ours.input_bias[...])
+  Wh = np.asarray(ours.recurrent_kernel[...])
+  bh = (np.asarray(ours.recurrent_bias[...]) if kind == "gru"
+        else np.zeros_like(bi))
+
+  def make_ours(opts, cell_def=gdef, cell_params=params):
+    def loss(p, x):
+      _, ys = rnn.scan(nnx.merge(cell_def, p), x, **opts)
+      return jnp.mean(ys ** 2)
+    grad = jax.jit(jax.grad(loss))
+    fwd = jax.jit(lambda p, x: rnn.scan(nnx.merge(cell_def, p), x, **opts)[1])
+    return (lambda: jax.block_until_ready(grad(cell_params, x)),
+            lambda: np.asarray(fwd(cell_params, x)))
+
+  variants, forwards = {}, {}
+  for name, opts in _variants(backend, quick).items():
+    variants[name], forwards[name] = make_ours(opts)
+  if kind == "gru":
+    cho = rnn.GRUCell(I, H, reset_after=False, rngs=nnx.Rngs(0))
+    cdef, cparams = nnx.split(cho)
+    variants["ours_cho"], _ = make_ours({}, cdef, cparams)
+
+  # flax nnx.RNN with our weights.
+  if kind == "lstm":
+    fcell = nnx.OptimizedLSTMCell(I, H, rngs=nnx.Rngs(0))
+    fcell.dense_i.kernel[...] = jnp.asarray(Wi)
+    fcell.dense_h.kernel[...] = jnp.asarray(Wh)
+    fcell.dense_h.bias[...] = jnp.asarray(bi)
+  else:
+    fcell = nnx.GRUCell(I, H, rngs=nnx.Rngs(0))
+    fcell.dense_i.kernel[...] = jnp.asarray(Wi)
+    fcell.dense_i.bias[...] = jnp.asarray(bi)
+    fcell.dense_h.kernel[...] = jnp.asarray(Wh)       # recurrent bias is 0
+  frnn = nnx.RNN(fcell, rngs=False)
+  fdef, fparams = nnx.split(frnn)
+  zeros = jnp.zeros((B, H))
+  carry0 = (zeros, zeros) if kind == "lstm" else zeros
+
+  def floss(p, x):
+    return jnp.mean(nnx.merge(fdef, p)(x, initial_carry=carry0) ** 2)
+  fgrad = jax.jit(jax.grad(floss))
+  ffwd = jax.jit(lambda p, x: nnx.merge(fdef, p)(x, initial_carry=carry0))
+  variants["flax_nnx"] = lambda: jax.block_until_ready(fgrad(fparams, x))
+  forwards["flax_nnx"] = lambda: np.asarray(ffwd(fparams, x))
+
+  if torch is not None:
+    torch.manual_seed(0)
+    tdev = "cuda" if torch.cuda.is_available() else "cpu"
+    sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
+    tmod = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(
+        I, H, batch_first=True).to(tdev)
+    with torch.no_grad():
+      tmod.weight_ih_l0.copy_(torch.from_numpy(Wi.T.copy()))
+      tmod.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
+      tmod.bias_ih_l0.copy_(torch.from_numpy(bi.copy()))
+      tmod.bias_hh_l0.copy_(torch.from_numpy(bh.copy()))
+    tparams = list(tmod.parameters())
+    tx = torch.from_numpy(x_np).to(tdev)
+
+    def torch_step():
+      y, _ = tmod(tx)
+      torch.autograd.grad(y.pow(2).mean(), tparams)
+      sync()
+
+    def torch_fwd():
+      with torch.no_grad():
+        return tmod(tx)[0].cpu().numpy()
+    variants["torch"], forwards["torch"] = torch_step, torch_fwd
+
+  reference = forwards["ours"]()
+  diffs = {n: float(np.max(np.abs(f() - reference))) for n, f in forwards.items()}
+  ref_name = "torch" if torch is not None else "flax_nnx"
+  res = timing.bench(variants, ref_name, rounds=rounds, iters=iters,
+                     budget_s=budget_s)
+  flax_ms = res["flax_nnx"]["median_ms"]
+  rows = []
+  for name, r in res.items():
+    rows.append({"cell": kind, "shape": f"B{B} T{T} H{H}", "impl": name,
+                 "median_ms": r["median_ms"],
+                 "vs_torch": r["ratio"] if torch is not None else "",
+                 "vs_flax": r["median_ms"] / flax_ms,
+                 "max_abs_diff": diffs.get(name, "")})
+  return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+  import jax
+  backend = jax.default_backend()
+  shapes = QUICK_SHAPES if quick else (CPU_SHAPES if backend == "cpu"
+                                       else GPU_SHAPES)
+  rounds, iters = (3, 1) if quick else (21, 2)
+  rows = []
+  for kind in ("lstm", "gru"):
+    for B, T, H in shapes:
+      rows += _case(kind, B, T, H, backend, quick, rounds, iters,
+                    budget_s=5.0 if quick else 90.0)
+  return rows
