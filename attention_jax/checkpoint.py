@@ -1,66 +1,153 @@
 """Checkpoints through orbax — the only module that talks to orbax.
 
-A step directory holds ``state`` (params, optimizer state, step, RNG as one
-pytree) and ``meta`` (JSON: the data pipeline's position). Saves are
-asynchronous by default; a save killed halfway leaves an
-``N.orbax-checkpoint-tmp`` directory that ``latest_step`` and restore ignore.
+A step directory ``checkpoints/N/`` holds two orbax items, ``state`` (params,
+optimizer state, step, RNG as one pytree) and ``meta`` (JSON: the data
+pipeline's position and host-side counters), and our ``integrity.json``: the
+size and SHA-256 of every file of both items, and the shape and dtype of every
+leaf of ``state``.
+
+What this adds to orbax (which detects no flipped bytes, names no parameter on
+a shape mismatch and locks no directory):
+
+* **Commit.** ``integrity.json`` is written by orbax's post-finalization
+  callback into the temporary ``N.orbax-checkpoint-tmp`` directory, before
+  orbax renames it to ``N``: a step exists with its record or not at all. A
+  save killed halfway leaves a temporary directory (or, with an orbax that
+  renames first, a step without record); both count as not saved, and
+  :meth:`Checkpointer.prepare_for_writing` clears them so the step can be
+  saved again.
+* **Corruption.** :meth:`Checkpointer.verify` re-hashes a step before it is
+  restored; a changed, truncated or missing file raises
+  :class:`CorruptCheckpointError` naming the step and the file.
+  :meth:`Checkpointer.select` falls back to the newest good step or stops.
+* **Shapes.** :func:`compare_shapes` lists the leaves whose shapes differ
+  between a step's record and a target, by name, before any restore.
+* **Errors.** A failed write (disk full, file too large) raises
+  :class:`CheckpointWriteError` naming the step and its path; orbax removes no
+  older step unless the new one was committed.
+
+Saves are asynchronous by default (``async_save=False`` waits for each).
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
+import json
 import os
-from typing import Any
+import shutil
+import time
+from typing import Any, Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
+
+INTEGRITY_NAME = "integrity.json"
+TMP_SUFFIX = ".orbax-checkpoint-tmp"
+ITEMS = ("state", "meta")
+QUARANTINE_NAME = "checkpoints_quarantine"   # beside the checkpoint directory
+ON_CORRUPT = ("fallback", "stop")
 
 
-class Checkpointer:
-  """Saves and restores training state under ``directory``."""
+class CheckpointError(RuntimeError):
+  """A checkpoint cannot be written or read. The message is one line."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3,
-               async_save: bool = True):
-    self.directory = os.path.abspath(directory)
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True,
-        enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_names=("state", "meta"))
 
-  def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+class CheckpointWriteError(CheckpointError):
+  """Saving a step failed (e.g. the disk is full); older steps are intact."""
 
-  def all_steps(self) -> list[int]:
-    return list(self._manager.all_steps())
 
-  def save(self, step: int, state: Any, meta: dict[str, Any]) -> bool:
-    return self._manager.save(
-        step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        force=True)
+class CorruptCheckpointError(CheckpointError):
+  """A step's files do not match the hashes recorded when it was saved."""
 
-  def restore(self, target: Any, step: int | None = None
-              ) -> tuple[Any, dict[str, Any]]:
-    """Restores ``step`` (default: latest) into the structure of ``target``.
+  def __init__(self, step: int, message: str):
+    super().__init__(message)
+    self.step = step
 
-    ``target`` is a pytree of arrays or ``jax.ShapeDtypeStruct`` (with
-    shardings) of the same structure as what was saved.
-    """
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
-    abstract = jax.tree.map(_abstract, target)
-    out = self._manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-    return out["state"], dict(out["meta"])
 
-  def wait_until_finished(self) -> None:
-    self._manager.wait_until_finished()
+# --------------------------------------------------------------------------
+# Records: leaf names, shapes, hashes
 
-  def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+
+def _key_name(k) -> str:
+  for attr in ("name", "key", "idx"):
+    if hasattr(k, attr):
+      return str(getattr(k, attr))
+  return str(k)
+
+
+def leaf_name(path) -> str:
+  """``(GetAttrKey('params'), DictKey('encoder'), …)`` -> ``params/encoder/…``
+  (without the trailing ``/value`` of an NNX variable)."""
+  name = "/".join(_key_name(k) for k in path)
+  return name[:-len("/value")] if name.endswith("/value") else name
+
+
+def tree_manifest(tree: Any) -> dict[str, list]:
+  """``{leaf name: [shape, dtype]}`` of every array leaf of ``tree``."""
+  out = {}
+  for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    out[leaf_name(path)] = [list(np.shape(x)), str(np.dtype(x.dtype))]
+  return out
+
+
+def compare_shapes(recorded: dict[str, list], target: Any) -> list[str]:
+  """Human-readable differences between a step's record and ``target``.
+
+  Empty when every leaf has the same name, shape and dtype.
+  """
+  now = tree_manifest(target)
+  diffs = []
+  # Parameters first: optimizer state mirrors them.
+  order = lambda n: (not n.startswith("params/"), n)
+  for name in sorted(set(recorded) | set(now), key=order):
+    if name not in now:
+      diffs.append(f"{name} {tuple(recorded[name][0])} in checkpoint, absent now")
+    elif name not in recorded:
+      diffs.append(f"{name} {tuple(now[name][0])} now, absent in checkpoint")
+    elif list(recorded[name]) != list(now[name]):
+      (s0, d0), (s1, d1) = recorded[name], now[name]
+      what = (f"{tuple(s0)} in checkpoint, {tuple(s1)} now" if s0 != s1 else
+              f"dtype {d0} in checkpoint, {d1} now")
+      diffs.append(f"{name} {what}")
+  return diffs
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      h.update(chunk)
+  return h.hexdigest()
+
+
+def _data_files(step_dir: str) -> list[str]:
+  """Relative paths of every file of the items (orbax's own bookkeeping files
+  at the top of the step directory change during its commit: not hashed)."""
+  out = []
+  for item in ITEMS:
+    root = os.path.join(step_dir, item)
+    for dirpath, _, names in os.walk(root):
+      for n in names:
+        out.append(os.path.relpath(os.path.join(dirpath, n), step_dir))
+  return sorted(out)
+
+
+def _hash_files(step_dir: str) -> dict[str, dict]:
+  return {rel: {"bytes": os.path.getsize(os.path.join(step_dir, rel)),
+                "sha256": _sha256(os.path.join(step_dir, rel))}
+          for rel in _data_files(step_dir)}
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
 
 
 def _abstract(x):
@@ -68,3 +155,256 @@ def _abstract(x):
     return x
   sharding = getattr(x, "sharding", None)
   return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+
+def _one_line(e: BaseException) -> str:
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text[:400]}"
+
+
+# --------------------------------------------------------------------------
+# The checkpointer
+
+
+class Checkpointer:
+  """Saves, verifies and restores training state under ``directory``.
+
+  ``before_commit(step)``, if set, runs in the save thread after the step's
+  files are written and before they are committed (a hook for fault tests).
+  """
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3,
+               async_save: bool = True, create: bool = True):
+    self.directory = os.path.abspath(directory)
+    self.max_to_keep = max_to_keep
+    self.async_save = async_save
+    self.create = create
+    self.before_commit: Callable[[int], None] | None = None
+    self._pending: tuple[int, dict] | None = None   # (step, tree manifest)
+    self._manager: ocp.CheckpointManager | None = None
+    self._failed = False
+
+  # ---- orbax, created on first write or read (after any clean-up)
+
+  @property
+  def _mgr(self) -> ocp.CheckpointManager:
+    if self._manager is None:
+      options = ocp.CheckpointManagerOptions(
+          max_to_keep=self.max_to_keep, create=self.create,
+          enable_async_checkpointing=True,
+          async_options=ocp.AsyncOptions(
+              post_finalization_callback=self._commit))
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=options, item_names=ITEMS)
+    return self._manager
+
+  # ---- what is on disk
+
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _listing(self) -> list[str]:
+    try:
+      return sorted(os.listdir(self.directory))
+    except FileNotFoundError:
+      return []
+
+  def committed_steps(self) -> list[int]:
+    """Steps with a commit record, oldest first (not verified: see verify)."""
+    return sorted(int(n) for n in self._listing() if n.isdigit() and
+                  os.path.isfile(os.path.join(self.directory, n, INTEGRITY_NAME)))
+
+  all_steps = committed_steps
+
+  def latest_step(self) -> int | None:
+    steps = self.committed_steps()
+    return steps[-1] if steps else None
+
+  def uncommitted(self) -> list[str]:
+    """Names of half-written saves: temporary directories, steps without record."""
+    out = []
+    for n in self._listing():
+      path = os.path.join(self.directory, n)
+      if TMP_SUFFIX in n or (n.isdigit() and os.path.isdir(path) and
+                             not os.path.isfile(os.path.join(path, INTEGRITY_NAME))):
+        out.append(n)
+    return out
+
+  def record(self, step: int) -> dict:
+    """The step's ``integrity.json`` (``files``, ``tree``)."""
+    path = os.path.join(self._step_dir(step), INTEGRITY_NAME)
+    try:
+      with open(path, encoding="utf-8") as f:
+        rec = json.load(f)
+      rec["files"], rec["tree"]  # noqa: B018  (both must be present)
+      return rec
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise CorruptCheckpointError(
+          step, f"checkpoint step {step} is corrupt: its record {path} is "
+          f"unreadable ({_one_line(e)})") from None
+
+  def verify(self, step: int) -> None:
+    """Re-hashes every file of ``step``; raises CorruptCheckpointError."""
+    rec = self.record(step)
+    step_dir = self._step_dir(step)
+    for rel, want in sorted(rec["files"].items()):
+      path = os.path.join(step_dir, rel)
+      problem = None
+      if not os.path.isfile(path):
+        problem = "is missing"
+      elif os.path.getsize(path) != want["bytes"]:
+        problem = (f"has {os.path.getsize(path)} bytes, {want['bytes']} when "
+                   "saved (truncated or overwritten)")
+      elif _sha256(path) != want["sha256"]:
+        problem = "has changed bytes (SHA-256 differs from the one recorded)"
+      if problem:
+        raise CorruptCheckpointError(
+            step, f"checkpoint step {step} is corrupt: {path} {problem}")
+
+  def select(self, on_corrupt: str = "stop"
+             ) -> tuple[int | None, list[CorruptCheckpointError]]:
+    """The newest step that verifies, and the corrupt ones newer than it.
+
+    ``on_corrupt="stop"`` raises at the first corrupt step; ``"fallback"``
+    goes on to older steps (and returns ``None`` if none is good).
+    """
+    if on_corrupt not in ON_CORRUPT:
+      raise ValueError(f"on_corrupt must be one of {ON_CORRUPT}, got {on_corrupt!r}")
+    corrupt = []
+    for step in reversed(self.committed_steps()):
+      try:
+        self.verify(step)
+        return step, corrupt
+      except CorruptCheckpointError as e:
+        if on_corrupt == "stop":
+          raise CorruptCheckpointError(
+              e.step, f"{e}; set checkpoint.on_corrupt=fallback to resume "
+              "from the newest good step instead") from None
+        logging.warning("%s; falling back to an older step", e)
+        corrupt.append(e)
+    return None, corrupt
+
+  def prepare_for_writing(self, corrupt: list[CorruptCheckpointError] = ()
+                          ) -> list[str]:
+    """Clears the way for saving again; returns what it did, one line each.
+
+    Removes temporary directories of killed saves; moves steps without a
+    record, corrupt steps, and steps newer than a fallback into
+    ``checkpoints_quarantine/`` beside the checkpoint directory (kept, not
+    deleted, for inspection).
+    """
+    if self._manager is not None:
+      raise RuntimeError("prepare_for_writing must run before any save or restore")
+    done = []
+    quarantine = os.path.join(os.path.dirname(self.directory), QUARANTINE_NAME)
+    bad = {str(e.step) for e in corrupt}
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in self.uncommitted() + sorted(bad):
+      path = os.path.join(self.directory, name)
+      if not os.path.exists(path):
+        continue
+      if TMP_SUFFIX in name:
+        shutil.rmtree(path)
+        done.append(f"removed half-written save {path}")
+      else:
+        os.makedirs(quarantine, exist_ok=True)
+        dest = os.path.join(quarantine, f"{name}-{stamp}")
+        os.replace(path, dest)
+        why = "corrupt" if name in bad else "never committed"
+        done.append(f"moved {why} step {name} to {dest}")
+    for line in done:
+      logging.warning("%s", line)
+    return done
+
+  # ---- writing
+
+  def _commit(self) -> None:
+    """orbax's post-finalization callback: runs in its save thread after the
+    items are written, before the temporary directory becomes ``N``."""
+    step, tree = self._pending
+    if jax.process_index() != 0:   # one process writes the record
+      return
+    tmp = glob.glob(glob.escape(self._step_dir(step)) + TMP_SUFFIX + "*")
+    step_dir = tmp[0] if tmp else self._step_dir(step)
+    if self.before_commit is not None:
+      self.before_commit(step)
+    _write_json_atomic(os.path.join(step_dir, INTEGRITY_NAME), {
+        "format": 1, "step": step, "files": _hash_files(step_dir), "tree": tree})
+
+  def _raise_write_error(self, e: BaseException) -> None:
+    step = self._pending[0] if self._pending else "?"
+    self._failed = True
+    raise CheckpointWriteError(
+        f"cannot write checkpoint step {step} to {self._step_dir(step)}: "
+        f"{_one_line(e)}; older steps in {self.directory} are intact") from e
+
+  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+    """Starts saving ``step`` (waits for it unless ``async_save``)."""
+    try:
+      self._mgr.wait_until_finished()   # errors of the previous save surface here
+    except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many types)
+      self._raise_write_error(e)
+    self._pending = (step, tree_manifest(state))
+    try:
+      self._mgr.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+          force=True)
+      if not self.async_save:
+        self._mgr.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      self._raise_write_error(e)
+
+  def wait_until_finished(self) -> None:
+    if self._manager is None:
+      return
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      self._raise_write_error(e)
+
+  # ---- reading
+
+  def restore(self, target: Any, step: int | None = None, *, verify: bool = True,
+              on_corrupt: str = "stop") -> tuple[Any, dict[str, Any]]:
+    """Restores ``step`` (default: the newest good one) into ``target``'s structure.
+
+    ``target`` is a pytree of arrays or ``jax.ShapeDtypeStruct`` (with
+    shardings). The step is verified first unless ``verify=False``; a shape
+    difference raises CheckpointError naming the leaves.
+    """
+    if step is None:
+      step, _ = (self.select(on_corrupt) if verify else (self.latest_step(), []))
+      if step is None:
+        raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    elif verify:
+      self.verify(step)
+    diffs = compare_shapes(self.record(step)["tree"], target)
+    if diffs:
+      raise CheckpointError(
+          f"checkpoint step {step} in {self.directory} does not fit the model: "
+          + "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else ""))
+    abstract = jax.tree.map(_abstract, target)
+    try:
+      out = self._mgr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f"cannot restore checkpoint step {step} from "
+                            f"{self._step_dir(step)}: {_one_line(e)}") from e
+    return out["state"], dict(out["meta"])
+
+  def close(self) -> None:
+    """Waits for the save in flight; a write error not yet raised is raised."""
+    if self._manager is None:
+      return
+    manager, self._manager = self._manager, None
+    error = None
+    try:
+      manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      error = e
+    try:
+      manager.close()
+    except Exception:  # noqa: BLE001  (the error, if any, is the one above)
+      pass
+    if error is not None and not self._failed:
+      self._raise_write_error(error)

@@ -96,6 +96,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.weight_decay = 0.0
   c.train.label_smoothing = 0.0
   c.train.log_every_steps = 100
+  c.train.skip_nonfinite = False  # skip (do not apply) an update whose loss/grads are NaN/Inf
+  c.train.max_consecutive_nonfinite = 10  # with skip_nonfinite: stop after this many in a row
   c.train.num_devices = 0         # data-parallel devices; 0 = all visible
   c.train.compute_dtype = "float32"  # float32 | bfloat16 (params stay float32)
 
@@ -107,6 +109,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.every_steps = 500
   c.checkpoint.max_to_keep = 3
   c.checkpoint.async_save = True
+  c.checkpoint.on_corrupt = "fallback"  # corrupt newest step at resume: fallback | stop
   return c
 
 
@@ -190,6 +193,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            ("auto", "einsum", "xla", "cudnn"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
+  _allowed("checkpoint.on_corrupt", config.checkpoint.on_corrupt, ("fallback", "stop"))
   _allowed("train.compute_dtype", config.train.compute_dtype, ("float32", "bfloat16"))
 
   positive = ("model.embed_dim", "model.hidden_size", "model.num_layers",
@@ -198,7 +202,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
               "data.eval_examples", "data.max_length", "train.steps",
               "train.batch_size", "train.learning_rate", "train.log_every_steps",
               "eval.every_steps", "eval.batch_size", "checkpoint.every_steps",
-              "checkpoint.max_to_keep")
+              "checkpoint.max_to_keep", "train.max_consecutive_nonfinite")
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
@@ -221,6 +225,49 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train.warmup_steps > config.train.steps:
     raise ConfigError(f"config key 'train.warmup_steps' ({config.train.warmup_steps})"
                       f" must be <= 'train.steps' ({config.train.steps})")
+
+
+# Keys a resumed run may change without --allow_config_change: they steer
+# logging, evaluation, checkpointing or recovery, not the training trajectory.
+# (A prefix ending in "." covers a section.) train.steps is handled apart.
+RESUME_FREE_KEYS = ("eval.", "checkpoint.", "train.log_every_steps",
+                    "train.skip_nonfinite", "train.max_consecutive_nonfinite",
+                    "train.num_devices", "data.tfds_data_dir",
+                    "model.attention_impl")
+# Schedules whose learning rate at a step does not depend on train.steps.
+STEPS_FREE_SCHEDULES = ("constant", "rsqrt")
+
+
+def config_changes(old: dict, new: ml_collections.ConfigDict
+                   ) -> list[tuple[str, Any, Any]]:
+  """``(key, old, new)`` for every leaf that differs; ``old`` is the run's
+  ``config.json`` as a dict. A key missing from ``old`` (added to
+  ``base_config`` since) counts as its default."""
+  defaults = _flatten(base_config())
+  a = _flatten(old)
+  b = _flatten(json.loads(to_json(new)))
+  out = []
+  for key in sorted(set(a) | set(b)):
+    va = a.get(key, defaults.get(key))
+    vb = b.get(key, defaults.get(key))
+    if va != vb:
+      out.append((key, va, vb))
+  return out
+
+
+def is_resume_free(key: str, old: dict, new: ml_collections.ConfigDict) -> bool:
+  """Whether a resumed run may change ``key`` without --allow_config_change.
+
+  ``train.steps`` may change when the schedule does not depend on it (constant,
+  rsqrt): training longer then continues the same trajectory. With ``cosine``
+  it changes the learning rate of every remaining step, so it needs the flag.
+  """
+  if key == "train.steps":
+    old_schedule = _flatten(old).get("train.schedule")
+    return (old_schedule in STEPS_FREE_SCHEDULES
+            and new.train.schedule in STEPS_FREE_SCHEDULES)
+  return any(key.startswith(p) if p.endswith(".") else key == p
+             for p in RESUME_FREE_KEYS)
 
 
 def _validate_attention_models(config) -> None:

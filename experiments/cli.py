@@ -73,14 +73,30 @@ def load_config(holder):
   return config
 
 
+# Exit codes of the entry points (README, "Guarantees").
+EXIT_BAD_INPUT = 2       # config, flags, a config that cannot resume the workdir
+EXIT_NONFINITE = 3       # NaN/Inf loss or gradients
+EXIT_CHECKPOINT = 4      # a checkpoint cannot be written, or is corrupt (on_corrupt=stop)
+EXIT_LOCKED = 5          # another process holds the workdir
+EXIT_PREEMPTED = 75      # SIGTERM: the step was finished and saved; run again (EX_TEMPFAIL)
+
+
 @contextlib.contextmanager
 def errors_as_one_line():
   """Known, user-facing errors become one line and a non-zero exit."""
+  from attention_jax import checkpoint
   from attention_jax import config as config_lib
   from attention_jax import train
+  from attention_jax import workdir_lock
   try:
     yield
   except (config_lib.ConfigError, FileNotFoundError) as e:
-    fail(str(e))
+    fail(str(e), code=EXIT_BAD_INPUT)
   except train.NonFiniteError as e:
-    fail(str(e), code=3)
+    fail(str(e), code=EXIT_NONFINITE)
+  except checkpoint.CheckpointError as e:
+    fail(str(e), code=EXIT_CHECKPOINT)
+  except workdir_lock.WorkdirLockedError as e:
+    fail(str(e), code=EXIT_LOCKED)
+  except train.Preempted as e:
+    fail(str(e), code=EXIT_PREEMPTED)

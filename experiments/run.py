@@ -3,7 +3,9 @@ r"""Train and evaluate one experiment.
   python -m experiments.run --config configs/quickstart.py --workdir /tmp/q \
       [--config.train.steps=500 ...]
 
-Running again on the same workdir resumes the run.
+Running again on the same workdir resumes the run. A resumed run refuses a
+config whose hyperparameters differ from the run's ``config.json`` unless
+``--allow_config_change``; exit codes: README, "Guarantees".
 """
 
 from absl import app, flags, logging
@@ -15,6 +17,10 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/NAME.py[:ARG]).",
     lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of this run.")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False,
+    "Resume even though hyperparameters differ from the workdir's config.json "
+    "(shapes must still match); the changes go to config_changes.jsonl.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -26,7 +32,8 @@ def main(argv):
   config = cli.load_config(_CONFIG)
   logging.info("workdir: %s", _WORKDIR.value)
   with cli.errors_as_one_line():
-    train.train_and_evaluate(config, _WORKDIR.value)
+    train.train_and_evaluate(config, _WORKDIR.value,
+                             allow_config_change=_ALLOW_CHANGE.value)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""Fault injection for the reliability tests: the ``ATTENTION_JAX_FAULT`` variable.
+
+Unset (the normal case) injects nothing. Otherwise a comma-separated list of
+``kind:step[:arg]``, read once when a run starts:
+
+=============================  ==================================================
+``kill_at_step:N``             SIGKILL this process right after train step N
+``kill_in_save:N``             SIGKILL while step N's checkpoint is being
+                               committed (files written, not yet committed)
+``sigterm_at_step:N``          send SIGTERM to this process after step N
+                               (a preemption notice)
+``nonfinite_at_step:A[-B]``    make the loss, hence the gradients, NaN at steps
+                               A..B (inside the jitted step); may repeat
+``fsize_limit_at_save:N:B``    set ``RLIMIT_FSIZE`` to B bytes just before step
+                               N's checkpoint (a full disk)
+=============================  ==================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import signal
+
+ENV = "ATTENTION_JAX_FAULT"
+_STEP_KINDS = ("kill_at_step", "kill_in_save", "sigterm_at_step")
+
+
+@dataclasses.dataclass(frozen=True)
+class Faults:
+  kill_at_step: int | None = None
+  kill_in_save: int | None = None
+  sigterm_at_step: int | None = None
+  nonfinite_steps: tuple[tuple[int, int], ...] | None = None
+  fsize_limit_at_save: tuple[int, int] | None = None
+
+  def after_step(self, step: int) -> None:
+    if step == self.kill_at_step:
+      os.kill(os.getpid(), signal.SIGKILL)
+    if step == self.sigterm_at_step:
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  def before_save(self, step: int) -> None:
+    if self.fsize_limit_at_save and step == self.fsize_limit_at_save[0]:
+      limit = self.fsize_limit_at_save[1]
+      _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+      resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+
+  def before_commit(self, step: int) -> None:
+    if step == self.kill_in_save:
+      os.kill(os.getpid(), signal.SIGKILL)
+
+
+def parse(text: str) -> Faults:
+  """Parses the variable's value; raises ValueError naming a bad item."""
+  kw = {}
+  for item in filter(None, (s.strip() for s in text.split(","))):
+    kind, _, rest = item.partition(":")
+    try:
+      if kind in _STEP_KINDS:
+        kw[kind] = int(rest)
+      elif kind == "nonfinite_at_step":
+        lo, _, hi = rest.partition("-")
+        kw["nonfinite_steps"] = kw.get("nonfinite_steps", ()) + (
+            (int(lo), int(hi or lo)),)
+      elif kind == "fsize_limit_at_save":
+        step, limit = rest.split(":")
+        kw["fsize_limit_at_save"] = (int(step), int(limit))
+      else:
+        raise ValueError
+    except ValueError:
+      raise ValueError(f"{ENV}: cannot parse {item!r}; known: "
+                       + ", ".join(_STEP_KINDS + ("nonfinite_at_step:A[-B]",
+                                                  "fsize_limit_at_save:N:BYTES"))
+                       ) from None
+  return Faults(**kw)
+
+
+def from_env() -> Faults:
+  return parse(os.environ.get(ENV, ""))
