@@ -44,6 +44,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.rnn_hoist_input_projection = "auto"  # auto | true | false
   c.model.rnn_unroll = 0          # lax.scan unroll; 0 = auto
   c.model.rnn_backward = "auto"   # auto | autodiff | fused (custom VJP)
+  # Recurrent attention models (seq2seq_lstm, rnnsearch, luong)
+  c.model.reverse_source = False  # read the source backwards (Sutskever et al. 2014)
+  c.model.attention_dim = 0       # additive / Luong-concat attention units; 0 = hidden_size
+  c.model.attention_score = "general"  # Luong et al. 2015 score: dot | general | concat
+  c.model.input_feeding = True    # Luong et al. 2015 §3.3: feed h̃_{t-1} to the decoder
   # Transformer / GPT (hidden_size = d_model, num_layers = layers per stack)
   c.model.num_heads = 4
   c.model.mlp_dim = 0             # feed-forward width; 0 = 4 * hidden_size
@@ -207,6 +212,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            config.model.rnn_hoist_input_projection, ("auto", "true", "false"))
   _allowed("model.rnn_backward", config.model.rnn_backward,
            ("auto", "autodiff", "fused"))
+  _allowed("model.attention_score", config.model.attention_score,
+           ("dot", "general", "concat"))
   _allowed("model.attention_impl", config.model.attention_impl,
            ("auto", "einsum", "xla", "cudnn"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
@@ -224,7 +231,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "model.rnn_unroll", "model.mlp_dim",
+  nonneg = ("model.readout_dim", "model.rnn_unroll", "model.attention_dim",
+            "model.mlp_dim",
             "train.num_devices", "train.warmup_steps", "train.grad_clip_norm",
             "train.weight_decay")
   for key in nonneg:

@@ -10,8 +10,11 @@ from flax import nnx
 from attention_jax.models import gpt, seq2seq, sequence, transformer
 
 MODELS = {
-    "rnn_encdec": seq2seq.RNNEncoderDecoder,
-    "transformer": transformer.Transformer,
+    "rnn_encdec": seq2seq.RNNEncoderDecoder,     # Cho et al. 2014
+    "seq2seq_lstm": seq2seq.Seq2SeqLSTM,         # Sutskever et al. 2014
+    "rnnsearch": seq2seq.RNNSearch,              # Bahdanau et al. 2014
+    "luong": seq2seq.Luong,                      # Luong et al. 2015
+    "transformer": transformer.Transformer,      # Vaswani et al. 2017
     "gpt": gpt.GPT,
     "sequence_rnn": sequence.SequenceRNN,   # long-range tasks (data.long_range)
 }
