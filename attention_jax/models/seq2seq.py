@@ -90,32 +90,10 @@ class RNNEncoderDecoder(nnx.Module):
 
 
 def reverse_padded(x: jax.Array, mask: jax.Array) -> jax.Array:
-  """Reverses each row's real (leading) positions, leaving the padding in place.
-
-  x [B, S, ...], mask [B, S] (right padding). The permutation is its own
-  inverse, so it also maps attention weights over a reversed source back to
-  the original source positions.
-  """
-  S = mask.shape[1]
-  lengths = mask.sum(axis=1, keepdims=True)                   # (B, 1)
-  j = jnp.arange(S)[None, :]                                  # (1, S)
-  idx = jnp.where(j < lengths, lengths - 1 - j, j)            # (B, S)
-  idx = idx.reshape(*idx.shape, *([1] * (x.ndim - 2)))
-  return jnp.take_along_axis(x, idx, axis=1)
-
-
-def bidirectional(forward, backward, x: jax.Array, mask: jax.Array):
-  """A bidirectional RNN layer over right-padded ``x [B, S, I]``.
-
-  h→_j reads x_1 … x_j, h←_j reads x_{T_x} … x_j, where T_x is each row's own
-  length: ``rnn.scan(reverse=True)`` keeps the carry unchanged at padded steps,
-  so the backward direction starts at the true end, not at the padding.
-  Returns ``(annotations [B, S, 2H] = [h→_j; h←_j] (0 at padding),
-  forward final carry (at x_{T_x}), backward final carry (at x_1))``.
-  """
-  fwd_final, fwd = rnn.scan(forward, x, mask=mask)                 # (B, S, H)
-  bwd_final, bwd = rnn.scan(backward, x, mask=mask, reverse=True)  # (B, S, H)
-  return jnp.concatenate([fwd, bwd], axis=-1), fwd_final, bwd_final
+  """``rnn.reverse_padded`` by mask: reverses each row's real positions, padding
+  stays put. Its own inverse, so it also maps attention weights over a
+  reversed source back to the original source positions."""
+  return rnn.reverse_padded(x, mask.sum(axis=1))
 
 
 def _split_rng(rng, n):
@@ -241,7 +219,7 @@ class RNNSearch(nnx.Module):
   def encode(self, src, dropout_rng=None):
     mask = src != PAD                                               # (B, S)
     x = dropout(self.src_embed(src), self.dropout_rate, dropout_rng)
-    annotations, _, bwd_first = bidirectional(
+    (_, bwd_first), annotations = rnn.bidirectional(
         self.encoder_fwd, self.encoder_bwd, x, mask)
     return {"annotations": annotations,                             # (B, S, 2H)
             "keys": self.attention.keys(annotations),               # (B, S, A)
