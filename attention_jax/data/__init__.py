@@ -8,16 +8,22 @@ from attention_jax.data.vocab import BOS, EOS, PAD, UNK, Vocabulary
 SYNTHETIC_TASKS = tuple(sorted(synthetic.TARGET_FNS))
 
 
+LM_TASKS = ("text",)   # character-level LM on data.train_path (text_lm.py)
+
+
 def is_known_task(task: str) -> bool:
-  return task in SYNTHETIC_TASKS
+  return task in SYNTHETIC_TASKS or task in LM_TASKS
 
 
 def describe_tasks() -> str:
-  return ", ".join(repr(t) for t in SYNTHETIC_TASKS)
+  return ", ".join(repr(t) for t in SYNTHETIC_TASKS + LM_TASKS)
 
 
 def build_task(config):
   """The task object of ``config.data.task``."""
   if config.data.task in SYNTHETIC_TASKS:
     return synthetic.SyntheticTask(config)
+  if config.data.task == "text":
+    from attention_jax.data import text_lm
+    return text_lm.TextLMTask(config)
   raise ValueError(f"unknown data.task {config.data.task!r}")
