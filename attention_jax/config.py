@@ -52,6 +52,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
   c.model.attention_dropout = 0.0  # dropout on attention weights
   c.model.tie_embeddings = True   # output projection = target embedding transposed
+  c.model.pooling = "last"        # sequence_rnn head reads: last | attention (all states)
 
   c.data = ml_collections.ConfigDict()
   c.data.task = "reverse"
@@ -64,6 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.max_length = 64          # longest source/target in tokens (real data)
   c.data.train_path = ""
   c.data.eval_path = ""
+  c.data.length = 100             # long-range tasks (adding, copy_memory, temporal_order): T
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
@@ -166,6 +168,20 @@ def validate(config: ml_collections.ConfigDict) -> None:
            ("dot", "general", "concat"))
   _allowed("model.attention_impl", config.model.attention_impl,
            ("auto", "einsum", "xla", "cudnn"))
+  _allowed("model.pooling", config.model.pooling, ("last", "attention"))
+  long_range = config.data.task in data_lib.LONG_RANGE_TASKS
+  if long_range != (config.model.name in models_lib.SEQUENCE_MODELS):
+    raise ConfigError(
+        f"config key 'model.name' has value {config.model.name!r}, which cannot "
+        f"run data.task {config.data.task!r}; long-range tasks "
+        f"({', '.join(data_lib.LONG_RANGE_TASKS)}) need one of: "
+        + ", ".join(repr(m) for m in models_lib.SEQUENCE_MODELS))
+  if long_range:
+    from attention_jax.data import long_range as long_range_lib
+    least = long_range_lib.MIN_LENGTH[config.data.task]
+    if config.data.length < least:
+      raise ConfigError(f"config key 'data.length' must be >= {least} for "
+                        f"data.task {config.data.task!r}, got {config.data.length!r}")
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from attention_jax import decoding
 from attention_jax import metrics as metrics_lib
@@ -86,9 +87,108 @@ class LanguageModel:
     }
 
 
+class _PerExample:
+  """Shared parts of the long-range objectives (``attention_jax.data.long_range``).
+
+  The model maps ``batch["inputs"]`` to its outputs; ``per_example_loss``
+  gives ``[B]`` losses; an example counts with its ``weight`` (0 for the
+  all-zero rows that pad the last evaluation batch). ``baseline`` is the trivial
+  predictor's loss, reported as ``baseline_loss``.
+  """
+
+  def per_example_loss(self, outputs, batch) -> jax.Array:
+    raise NotImplementedError
+
+  def correct(self, outputs, batch) -> dict[str, jax.Array]:
+    return {}
+
+  def train_loss(self, model, batch, rng, config):
+    outputs = model(batch["inputs"], dropout_rng=rng)
+    w = batch["weight"]
+    n = jnp.maximum(w.sum(), 1.0)
+    loss = (self.per_example_loss(outputs, batch) * w).sum() / n
+    extra = {k: (v * w).sum() / n for k, v in self.correct(outputs, batch).items()}
+    return loss, extra
+
+  def eval_batch(self, model, batch):
+    outputs = model(batch["inputs"])
+    w = batch["weight"]
+    out = {"sum_loss": (self.per_example_loss(outputs, batch) * w).sum(),
+           "sum_baseline": (batch["baseline"] * w).sum(),
+           "sum_examples": w.sum()}
+    for k, v in self.correct(outputs, batch).items():
+      out[f"sum_{k}"] = (v * w).sum()
+    return out
+
+  def finalize(self, sums, each):
+    n = max(sums["sum_examples"], 1.0)
+    out = {"loss": sums["sum_loss"] / n,
+           "baseline_loss": sums["sum_baseline"] / n}
+    for k, v in sums.items():
+      if k not in ("sum_loss", "sum_baseline", "sum_examples"):
+        out[k[len("sum_"):]] = v / n
+    return out
+
+
+class Regression(_PerExample):
+  """Squared error of a scalar prediction ``[B]``; ``loss`` = ``mse``."""
+
+  def per_example_loss(self, outputs, batch):
+    return (outputs.astype(jnp.float32) - batch["target"]) ** 2
+
+  def finalize(self, sums, each):
+    out = super().finalize(sums, each)
+    out["mse"] = out["loss"]
+    return out
+
+
+class Classification(_PerExample):
+  """One label per sequence: cross-entropy of logits ``[B, V]`` against
+  ``labels [B]``; ``sequence_accuracy`` = fraction of sequences classified
+  right (the exact match of a one-label output)."""
+
+  def per_example_loss(self, outputs, batch):
+    return optax.softmax_cross_entropy_with_integer_labels(
+        outputs.astype(jnp.float32), batch["labels"])
+
+  def correct(self, outputs, batch):
+    right = jnp.argmax(outputs, -1) == batch["labels"]
+    return {"sequence_accuracy": right.astype(jnp.float32)}
+
+
+class SequenceLabelling(_PerExample):
+  """A label per step: cross-entropy of logits ``[B, L, V]`` against
+  ``labels [B, L]``, averaged over the L steps (copy memory's convention, so
+  that the memoryless baseline is 10 · ln 8 / (T + 20)).
+
+  ``token_accuracy`` and ``sequence_accuracy`` count the steps whose label is
+  not the most frequent one of the task (copy memory: the 10 recalled symbols,
+  not the blanks; ``batch["scored"]`` marks them when given).
+  """
+
+  def per_example_loss(self, outputs, batch):
+    ce = optax.softmax_cross_entropy_with_integer_labels(
+        outputs.astype(jnp.float32), batch["labels"])          # (B, L)
+    return ce.mean(axis=-1)
+
+  def correct(self, outputs, batch):
+    scored = batch["scored"] if "scored" in batch else jnp.ones_like(
+        batch["labels"], bool)
+    right = (jnp.argmax(outputs, -1) == batch["labels"]) | ~scored
+    n = jnp.maximum(scored.sum(-1), 1)
+    hits = (right & scored).sum(-1)
+    return {"token_accuracy": hits / n,
+            "sequence_accuracy": jnp.all(right, -1).astype(jnp.float32)}
+
+
 OBJECTIVES = {
     "seq2seq": Seq2Seq(),
     "lm": LanguageModel(),
+
+
+    "regression": Regression(),
+    "classification": Classification(),
+    "sequence_labelling": SequenceLabelling(),
 }
 
 

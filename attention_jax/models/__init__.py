@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flax import nnx
 
-from attention_jax.models import gpt, seq2seq, transformer
+from attention_jax.models import gpt, seq2seq, sequence, transformer
 
 MODELS = {
     "rnn_encdec": seq2seq.RNNEncoderDecoder,     # Cho et al. 2014
@@ -16,7 +16,11 @@ MODELS = {
     "luong": seq2seq.Luong,                      # Luong et al. 2015
     "transformer": transformer.Transformer,      # Vaswani et al. 2017
     "gpt": gpt.GPT,
+    "sequence_rnn": sequence.SequenceRNN,        # long-range tasks (data.long_range)
 }
+
+# Models that read the long-range tasks' batches (``inputs`` -> outputs).
+SEQUENCE_MODELS = ("sequence_rnn",)
 
 
 def build_model(config, src_vocab_size: int, tgt_vocab_size: int,

@@ -1,0 +1,213 @@
+"""Long-range dependency tasks for recurrent networks, deterministic from the seed.
+
+A batch is a pure function of ``(seed, split, index)`` (as in
+:mod:`attention_jax.data.synthetic`), so a resumed run sees exactly the batches
+an uninterrupted run would. ``T = config.data.length``.
+
+* ``adding`` — the adding problem (Hochreiter & Schmidhuber 1997, Exp. 4; the
+  form of Le et al. 2015 / Arjovsky et al. 2016): two input channels, a value
+  ``~ U[0, 1]`` and a marker; exactly two steps are marked, one in each half of
+  the sequence; the target is the sum of the two marked values. Predicting 1
+  always gives MSE = Var(u₁ + u₂) = 2/12 ≈ 0.167.
+* ``copy_memory`` — copy memory (Arjovsky et al. 2016, Section 4.1): 10 symbols
+  from an alphabet of 8, then ``T − 1`` blanks, a delimiter and 10 more blanks
+  (``T + 20`` steps); the output is ``T + 10`` blanks and then the 10 symbols.
+  A memoryless model that outputs blanks and then a uniform guess has
+  cross-entropy ``10 · ln 8 / (T + 20)`` per step.
+* ``temporal_order`` — temporal order (Hochreiter & Schmidhuber 1997, Exp. 6a;
+  Pascanu et al. 2013, Section 4.3): ``T`` distractor symbols from {a, b, c, d}
+  with two relevant symbols from {X, Y}, the first at a step in
+  ``[T/10, 2T/10)``, the second in ``[5T/10, 6T/10)``; classify the order:
+  XX, XY, YX or YY (chance: cross-entropy ln 4, accuracy 0.25).
+
+Batch arrays (``B`` examples):
+
+* ``inputs``: ``[B, T, 2]`` float32 (adding) or ``[B, L]`` int32 token ids;
+* ``target`` ``[B]`` float32 (adding), ``labels`` ``[B]`` (temporal order) or
+  ``[B, L]`` (copy memory) int32 ids of the target vocabulary;
+* ``scored`` ``[B, L]`` bool (copy memory): the 10 recall steps, over which
+  ``token_accuracy`` and ``sequence_accuracy`` are counted;
+* ``weight`` ``[B]`` float32: 1 for a real example (evaluation pads a last
+  batch with all-zero rows, which count nothing);
+* ``baseline`` ``[B]`` float32: the loss of the trivial predictor above on this
+  example, so that evaluation reports ``baseline_loss`` beside ``loss``.
+
+Token ids follow :mod:`attention_jax.data.vocab` (0-3 are PAD, BOS, EOS, UNK).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from attention_jax.data.synthetic import IndexedIterator
+from attention_jax.data.vocab import Vocabulary
+
+_SPLIT_IDS = {"train": 0, "eval": 1, "test": 2}
+
+COPY_SYMBOLS = 10      # symbols to remember (Arjovsky et al. 2016)
+COPY_ALPHABET = 8      # alphabet size
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+  """What a model needs to know about a long-range task."""
+  objective: str          # name in attention_jax.objectives
+  input_channels: int     # real-valued channels; 0 = token ids (embedded)
+  output: str             # "regression" | "classification" | "per_step"
+
+
+SPECS = {
+    "adding": TaskSpec("regression", 2, "regression"),
+    "copy_memory": TaskSpec("sequence_labelling", 0, "per_step"),
+    "temporal_order": TaskSpec("classification", 0, "classification"),
+}
+TASKS = tuple(sorted(SPECS))
+
+
+def spec(task: str) -> TaskSpec:
+  return SPECS[task]
+
+
+# --------------------------------------------------------------------------
+# Generators: (rng, n, T) -> dict of arrays
+
+
+def adding_examples(rng: np.random.Generator, n: int, T: int) -> dict[str, np.ndarray]:
+  """Adding problem: inputs [n, T, 2], target [n]. Needs T >= 2."""
+  values = rng.uniform(0.0, 1.0, size=(n, T)).astype(np.float32)
+  half = T // 2
+  first = rng.integers(0, half, size=n)            # one marker in each half
+  second = rng.integers(half, T, size=n)
+  markers = np.zeros((n, T), np.float32)
+  rows = np.arange(n)
+  markers[rows, first] = 1.0
+  markers[rows, second] = 1.0
+  target = values[rows, first] + values[rows, second]
+  return {
+      "inputs": np.stack([values, markers], axis=-1),      # (n, T, 2)
+      "target": target.astype(np.float32),
+      "weight": np.ones(n, np.float32),
+      "baseline": ((target - 1.0) ** 2).astype(np.float32),  # always predict 1
+  }
+
+
+def copy_vocabulary() -> Vocabulary:
+  """blank, the 8 symbols, the delimiter (ids 4, 5-12, 13)."""
+  return Vocabulary.from_symbols(
+      ["_", *(chr(ord("a") + i) for i in range(COPY_ALPHABET)), ":"])
+
+
+COPY_BLANK = 4
+COPY_FIRST_SYMBOL = 5
+COPY_DELIMITER = 4 + COPY_ALPHABET + 1
+
+
+def copy_memory_baseline(T: int) -> float:
+  """Memoryless cross-entropy per step: 10 · ln 8 / (T + 20)."""
+  return COPY_SYMBOLS * math.log(COPY_ALPHABET) / (T + 2 * COPY_SYMBOLS)
+
+
+def copy_memory_examples(rng: np.random.Generator, n: int, T: int
+                         ) -> dict[str, np.ndarray]:
+  """Copy memory: inputs and labels [n, T + 20]. Needs T >= 1."""
+  K = COPY_SYMBOLS
+  L = T + 2 * K
+  symbols = rng.integers(0, COPY_ALPHABET, size=(n, K)) + COPY_FIRST_SYMBOL
+  inputs = np.full((n, L), COPY_BLANK, np.int32)
+  inputs[:, :K] = symbols
+  inputs[:, K + T - 1] = COPY_DELIMITER
+  labels = np.full((n, L), COPY_BLANK, np.int32)
+  labels[:, -K:] = symbols
+  scored = np.zeros((n, L), bool)
+  scored[:, -K:] = True
+  return {
+      "inputs": inputs, "labels": labels, "scored": scored,
+      "weight": np.ones(n, np.float32),
+      "baseline": np.full(n, copy_memory_baseline(T), np.float32),
+  }
+
+
+ORDER_CLASSES = ("XX", "XY", "YX", "YY")
+
+
+def order_vocabulary() -> Vocabulary:
+  """Distractors a-d and the relevant symbols X, Y (ids 4-7, 8, 9)."""
+  return Vocabulary.from_symbols(["a", "b", "c", "d", "X", "Y"])
+
+
+def temporal_order_examples(rng: np.random.Generator, n: int, T: int
+                            ) -> dict[str, np.ndarray]:
+  """Temporal order: inputs [n, T], labels [n] (ids 4-7 = XX, XY, YX, YY).
+
+  Needs T >= 10 so that both windows are non-empty.
+  """
+  inputs = (rng.integers(0, 4, size=(n, T)) + 4).astype(np.int32)
+  lo1, hi1 = T // 10, max(2 * T // 10, T // 10 + 1)
+  lo2, hi2 = 5 * T // 10, max(6 * T // 10, 5 * T // 10 + 1)
+  t1 = rng.integers(lo1, hi1, size=n)
+  t2 = rng.integers(lo2, hi2, size=n)
+  first_y = rng.integers(0, 2, size=n)
+  second_y = rng.integers(0, 2, size=n)
+  rows = np.arange(n)
+  inputs[rows, t1] = 8 + first_y
+  inputs[rows, t2] = 8 + second_y
+  return {
+      "inputs": inputs,
+      "labels": (4 + 2 * first_y + second_y).astype(np.int32),
+      "weight": np.ones(n, np.float32),
+      "baseline": np.full(n, math.log(4.0), np.float32),   # uniform guess
+  }
+
+
+GENERATORS = {
+    "adding": adding_examples,
+    "copy_memory": copy_memory_examples,
+    "temporal_order": temporal_order_examples,
+}
+MIN_LENGTH = {"adding": 2, "copy_memory": 1, "temporal_order": 10}
+
+
+class LongRangeTask:
+  """A long-range task with the interface of :class:`SyntheticTask`."""
+
+  def __init__(self, config):
+    self.name = config.data.task
+    self.spec = spec(self.name)
+    self.objective = self.spec.objective
+    self.length = config.data.length
+    if self.length < MIN_LENGTH[self.name]:
+      raise ValueError(f"data.length must be >= {MIN_LENGTH[self.name]} for "
+                       f"task {self.name!r}, got {self.length}")
+    self.seed = config.seed
+    self.batch_size = config.train.batch_size
+    self.eval_examples = config.data.eval_examples
+    if self.name == "copy_memory":
+      self.src_vocab = self.tgt_vocab = copy_vocabulary()
+    elif self.name == "temporal_order":
+      self.src_vocab = order_vocabulary()
+      self.tgt_vocab = Vocabulary.from_symbols(ORDER_CLASSES)
+    else:  # real-valued inputs and targets: no symbols
+      self.src_vocab = self.tgt_vocab = Vocabulary.from_symbols([])
+
+  def _rng(self, split: str, index: int) -> np.random.Generator:
+    # A distinct first word keeps these streams apart from synthetic.py's.
+    return np.random.default_rng([self.seed, 1000 + _SPLIT_IDS[split], index])
+
+  def examples(self, split: str, index: int, n: int) -> dict[str, np.ndarray]:
+    return GENERATORS[self.name](self._rng(split, index), n, self.length)
+
+  def train_batch(self, index: int) -> dict[str, np.ndarray]:
+    return self.examples("train", index, self.batch_size)
+
+  def train_iterator(self) -> IndexedIterator:
+    return IndexedIterator(self.train_batch)
+
+  def count_tokens(self, batch) -> int:
+    """Input time steps in the batch."""
+    return int(np.prod(batch["inputs"].shape[:2]))
+
+  def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
+    return self.examples(split, 0, self.eval_examples)

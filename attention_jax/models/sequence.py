@@ -1,0 +1,155 @@
+"""Recurrent models for the long-range tasks (``attention_jax.data.long_range``).
+
+``SequenceRNN`` reads ``inputs`` — real channels ``[B, T, C]`` or token ids
+``[B, T]`` (embedded) — with one recurrent layer (``model.cell``: elman, gru or
+lstm) and produces, by the task's output kind,
+
+* ``regression``: a scalar ``[B]`` from a linear head;
+* ``classification``: logits ``[B, V]``;
+* ``per_step``: logits ``[B, T, V]`` at every step (copy memory).
+
+``model.pooling`` chooses what the head reads:
+
+* ``last`` — the last state ``h_T`` only (per step: ``h_t``). Everything the
+  head needs must survive the recurrence: the setting in which gradients
+  vanish (Bengio et al. 1994; Pascanu et al. 2013).
+* ``attention`` — also an attention-weighted sum of *all* states, so every step
+  has a short path to the output. Sequence level, additive scoring with a
+  learned query (Bahdanau et al. 2014, eq. 6, with the decoder state replaced
+  by a learned vector; Yang et al. 2016)::
+
+      e_t = vᵀ tanh(W h_t + b),   α = softmax(e),   c = Σ_t α_t h_t,
+      y = head([c; h_T])
+
+  Per step, causal "general" scoring (Luong et al. 2015, eq. 8)::
+
+      e_ts = h_tᵀ W_a h_s (s ≤ t),   c_t = Σ_s α_ts h_s,   y_t = head([c_t; h_t])
+
+For the gradient instruments (``attention_jax.gradients``) ``__call__`` takes
+optional zero probes: ``state_probe [B, T, H]`` is added to ``h_t`` inside the
+recurrence step (so it flows into step t+1 and the head), ``input_probe`` to
+the input features ``x_t``; the gradient of the loss with respect to a probe
+is ``∂L/∂h_t`` (``∂L/∂x_t``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from attention_jax import rnn
+from attention_jax.data import long_range
+from attention_jax.models.layers import dropout
+
+
+def add_to_state(carry, p: jax.Array):
+  """``carry`` with ``p`` added to its hidden state h (LSTM: ``(c, h + p)``)."""
+  if isinstance(carry, (tuple, list)):
+    return (*carry[:-1], carry[-1] + p)
+  return carry + p
+
+
+class ProbedCell:
+  """A cell whose step adds a per-step probe to its hidden state.
+
+  It runs under the unchanged ``rnn.scan``: the probe travels with the input
+  (``x`` is ``[x_t; p_t]``) and ``step`` returns ``carry_t`` with ``p_t``
+  added to ``h_t``.
+  """
+
+  def __init__(self, cell, in_features: int):
+    self.cell = cell
+    self.in_features = in_features
+
+  def initialize_carry(self, batch_shape):
+    return self.cell.initialize_carry(batch_shape)
+
+  def input_projection(self, x):
+    return (self.cell.input_projection(x[..., :self.in_features]),
+            x[..., self.in_features:])
+
+  def step(self, carry, xp):
+    xp, p = xp
+    return add_to_state(self.cell.step(carry, xp), p)
+
+  def output(self, carry):
+    return self.cell.output(carry)
+
+
+class SequenceRNN(nnx.Module):
+  """One recurrent layer and a head; see the module docstring."""
+
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
+               rngs: nnx.Rngs):
+    m = config.model
+    spec = long_range.spec(config.data.task)
+    self.output_kind = spec.output
+    self.pooling = m.pooling
+    self.dropout_rate = m.dropout
+    H = self.hidden_size = m.hidden_size
+    if spec.input_channels:
+      self.embed = None
+      self.in_features = spec.input_channels
+    else:
+      self.embed = nnx.Embed(src_vocab_size, m.embed_dim, rngs=rngs)
+      self.in_features = m.embed_dim
+    options = {"reset_after": m.gru_reset_after} if m.cell == "gru" else {}
+    self.cell = rnn.make_cell(m.cell, self.in_features, H, rngs=rngs, **options)
+    attend = self.pooling == "attention"
+    per_step = self.output_kind == "per_step"
+    head_in = 2 * H if attend else H
+    self.attn_general = (nnx.Linear(H, H, use_bias=False, rngs=rngs)      # W_a
+                         if attend and per_step else None)
+    self.attn_key = nnx.Linear(H, H, rngs=rngs) if attend and not per_step else None
+    self.attn_query = (nnx.Linear(H, 1, use_bias=False, rngs=rngs)        # v
+                       if attend and not per_step else None)
+    out = 1 if self.output_kind == "regression" else tgt_vocab_size
+    self.head = nnx.Linear(head_in, out, rngs=rngs)
+
+  def features(self, inputs: jax.Array) -> jax.Array:
+    """Input features x_t: ``[B, T, I]``."""
+    if self.embed is None:
+      return inputs.astype(self.head.kernel[...].dtype)
+    return self.embed(inputs)
+
+  def states(self, x: jax.Array, state_probe: jax.Array | None = None):
+    """Runs the recurrence over ``x [B, T, I]``. Returns (final carry, hs [B, T, H])."""
+    if state_probe is None:
+      return rnn.scan(self.cell, x)
+    probed = ProbedCell(self.cell, self.in_features)
+    return rnn.scan(probed, jnp.concatenate([x, state_probe.astype(x.dtype)], -1))
+
+  def readout(self, hs: jax.Array, h_last: jax.Array) -> jax.Array:
+    """The head over the states: ``hs [B, T, H]``, ``h_last [B, H]``."""
+    if self.output_kind == "per_step":
+      feats = hs                                                     # (B, T, H)
+      if self.pooling == "attention":
+        T = hs.shape[1]
+        e = jnp.einsum("bth,bsh->bts", hs, self.attn_general(hs))      # (B, T, T)
+        causal = jnp.tril(jnp.ones((T, T), bool))
+        e = jnp.where(causal, e, jnp.finfo(e.dtype).min)
+        a = jax.nn.softmax(e, axis=-1)
+        feats = jnp.concatenate([jnp.einsum("bts,bsh->bth", a, hs), hs], -1)
+      return self.head(feats)                                        # (B, T, V)
+    feats = h_last                                                   # (B, H)
+    if self.pooling == "attention":
+      e = self.attn_query(jnp.tanh(self.attn_key(hs)))[..., 0]         # (B, T)
+      a = jax.nn.softmax(e, axis=-1)
+      feats = jnp.concatenate([jnp.einsum("bt,bth->bh", a, hs), h_last], -1)
+    y = self.head(feats)
+    return y[..., 0] if self.output_kind == "regression" else y
+
+  def __call__(self, inputs: jax.Array, dropout_rng=None, *,
+               state_probe: jax.Array | None = None,
+               input_probe: jax.Array | None = None) -> jax.Array:
+    x = self.features(inputs)                                        # (B, T, I)
+    if input_probe is not None:
+      x = x + input_probe.astype(x.dtype)
+    final, hs = self.states(x, state_probe)
+    h_last = self.cell.output(final)
+    hs = dropout(hs, self.dropout_rate, dropout_rng)
+    if dropout_rng is not None:
+      dropout_rng = jax.random.fold_in(dropout_rng, 1)
+    h_last = dropout(h_last, self.dropout_rate, dropout_rng)
+    return self.readout(hs, h_last)
