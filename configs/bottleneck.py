@@ -14,8 +14,9 @@ sources up to 2× the training limit (``eval/by_length.csv``).
   python -m experiments.run --config configs/bottleneck.py --workdir W \\
       --config.model.name=rnnsearch                                  # one point
 
-Args: none (CPU default: 3 sizes × 2 models, lengths 1..30, 3,000 steps —
-calibrated in STACK_NOTES: ~8–12 minutes with ``--jobs 2`` on 2 cores),
+Args: none (CPU default: ``rnn_encdec`` and ``rnnsearch`` at hidden 32, 64,
+128 and one ``transformer`` (d_model 64, 1 layer, 4 heads); lengths 1..30,
+3,000 steps — calibrated in STACK_NOTES),
 ``full`` (4 sizes × 3 models × limits 10/20/30/50 × reverse, reorder; 20k
 steps), ``tiny`` (one point of a few steps, for tests).
 """
@@ -102,3 +103,4 @@ def sweep(arg=None):
   for hidden in (32, 64, 128):
     for model in MODELS:
       yield {"model.name": model, "model.hidden_size": hidden}
+  yield {"model.name": "transformer", "model.hidden_size": 64}
