@@ -295,14 +295,77 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
   return out
 
 
-# Functions named by ``REPORT["extra"]``: (sweep, rows, by_length, plots_dir) -> sections.
-EXTRA_SECTIONS: dict[str, Callable] = {}
+def _decay(values: list[float]) -> tuple[float, float]:
+  """(‖g_1‖/‖g_T‖, per-step factor ρ of a fit ‖g_t‖ ∝ ρ^(T−t)), floors at 1e-300."""
+  g = np.maximum(np.asarray(values, np.float64), 1e-300)
+  T = len(g)
+  if T < 2:
+    return float("nan"), float("nan")
+  slope = np.polyfit(np.arange(T)[::-1], np.log(g), 1)[0]   # log g vs distance T-t
+  return float(g[0] / g[-1]), float(np.exp(slope))
 
 
-def make_report_sections(sweep, rows, by_length, plots_dir) -> list[str]:
+def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
+  grads = tables.get("gradients", {})
+  if not grads:
+    return []
+  from attention_jax.sweeps import markdown_table
+  x_key = sweep.report.get("x", "data.length")
+  series = [k for k in _series_keys(sweep, sweep.report) if k != x_key]
+  points = [p for p in sweep.points if p.slug in grads]
+  xs = sorted({p.overrides.get(x_key) for p in points}, key=lambda v: (v is None, v))
+  fig, axes = plt.subplots(len(xs), 2, figsize=(8.4, 2.8 * len(xs)), squeeze=False)
+  table = []
+  for i, x in enumerate(xs):
+    for p in points:
+      if p.overrides.get(x_key) != x:
+        continue
+      g = grads[p.slug]
+      t = [r["t"] for r in g]
+      row = {"point": _label(p.overrides, series), x_key.rsplit(".", 1)[-1]: x}
+      for j, when in enumerate(("init", "trained")):
+        vals = [max(float(r[when]), 1e-300) for r in g]
+        axes[i, j].semilogy(t, vals, label=_label(p.overrides, series))
+        ratio, rho = _decay(vals)
+        row[f"‖g_1‖/‖g_T‖ {when}"] = ratio
+        row[f"fitted ρ per step {when}"] = rho
+      table.append(row)
+    for j, when in enumerate(("at initialization", "after training")):
+      ax = axes[i, j]
+      ax.set_title(f"{x_key.rsplit('.', 1)[-1]}={x}, {when}", fontsize=9)
+      ax.set_xlabel("step t")
+      ax.set_ylabel("‖∂L/∂h_t‖")
+      ax.legend(fontsize=6)
+  path = _save(fig, os.path.join(plots_dir, "gradient_norms.png"))
+  statements = []
+  for r in table:
+    statements.append(
+        f"- **{r['point']}**, {x_key.rsplit('.', 1)[-1]}="
+        f"{r[x_key.rsplit('.', 1)[-1]]}: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ = "
+        f"{r['‖g_1‖/‖g_T‖ init']:.2g} at initialization, "
+        f"{r['‖g_1‖/‖g_T‖ trained']:.2g} after training (fitted decay per step "
+        f"{r['fitted ρ per step init']:.3f} → {r['fitted ρ per step trained']:.3f}).")
+  return ["## ‖∂L/∂h_t‖ through time\n",
+          "Norm of the gradient of the mean test loss (64 sequences) with respect "
+          "to each hidden state, in float64; the head reads h_T, so step T "
+          "includes the readout. ρ: per-step factor of a least-squares fit "
+          "‖∂L/∂h_t‖ ∝ ρ^(T−t).\n",
+          _md_image(path, plots_dir, "gradient norms"), markdown_table(table),
+          "### What the numbers show\n", "\n".join(statements) + "\n"]
+
+
+# Functions named by ``REPORT["extra"]``: (sweep, rows, tables, plots_dir) -> sections.
+EXTRA_SECTIONS: dict[str, Callable] = {
+    "gradients": gradients_section,
+}
+
+
+def make_report_sections(sweep, rows, tables, plots_dir) -> list[str]:
+  """Markdown sections (with their PNGs written to ``plots_dir``)."""
+  by_length = tables.get("by_length", {})
   out = []
   for fn in (by_length_section, heatmap_section, x_section):
     out += fn(sweep, rows, by_length, plots_dir)
   for name in sweep.report.get("extra", ()):
-    out += EXTRA_SECTIONS[name](sweep, rows, by_length, plots_dir)
+    out += EXTRA_SECTIONS[name](sweep, rows, tables, plots_dir)
   return out

@@ -30,6 +30,7 @@ import hashlib
 import importlib.util
 import inspect
 import json
+import math
 import os
 import queue
 import re
@@ -388,7 +389,7 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
     finally:
       devices.put(device)
 
-  t0, done = time.time(), 0
+  t0, done, durations = time.time(), 0, []
   lock = threading.Lock()
   with concurrent.futures.ThreadPoolExecutor(max_workers=slots) as pool:
     futures = {pool.submit(work, p): p for p in todo}
@@ -403,7 +404,10 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
         results[p.slug] = st
         done += 1
         elapsed = time.time() - t0
-        eta = elapsed / done * (len(todo) - done)
+        durations.append(st.get("seconds") or elapsed)
+        # points still to start or running, each taking the mean duration so far,
+        # ``slots`` at a time
+        eta = sum(durations) / len(durations) * math.ceil((len(todo) - done) / slots)
         extra = "" if st["status"] == "done" else (
             f" (exit {st.get('returncode')}; see {os.path.join(p.workdir, LOG_FILE)})")
         print_fn(f"[{done}/{len(todo)}] {p.slug}: {st['status']}{extra} in "
@@ -483,8 +487,61 @@ def eval_by_length(workdir: str, max_length: int | None = None,
   return rows
 
 
+GRADIENTS_CSV = os.path.join("gradients", "norms.csv")
+
+
+def gradient_norms(workdir: str, examples: int = 64) -> list[dict[str, float]]:
+  """‖∂L/∂h_t‖ for every step t, at initialization and after training.
+
+  For the long-range models (``sequence_rnn``): a zero probe ``p_t`` is added
+  to ``h_t`` inside the recurrence step and ``∂L/∂p_t = ∂L/∂h_t``, with
+  ``L`` the mean loss of ``examples`` test sequences; the norm is taken over
+  the batch and hidden units. The head reads ``h_T``, so the last step's norm
+  includes the readout. Computed in float64 (in float32 the Elman and GRU
+  norms underflow to 0 at T ≥ 100). Writes ``workdir/gradients/norms.csv``:
+  ``t, init, trained``.
+  """
+  import jax
+  jax.config.update("jax_enable_x64", True)
+  import jax.numpy as jnp
+  import numpy as np
+  from flax import nnx
+  from attention_jax import models, objectives, train
+
+  trained, config, run = train.load_model(workdir)
+  init = models.build_model(config, len(run.task.src_vocab), len(run.task.tgt_vocab))
+  data = run.task.eval_set("test")
+  batch = {k: v[:examples] for k, v in data.items()}
+  batch = {k: (v.astype(np.float64) if v.dtype == np.float32 else v)
+           for k, v in batch.items()}
+  objective = objectives.get(run.task.objective)
+  B, T = batch["inputs"].shape[:2]
+  H = config.model.hidden_size
+
+  def norms(model):
+    graphdef, state = nnx.split(model)
+    state = jax.tree.map(lambda x: x.astype(jnp.float64)
+                         if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
+    model = nnx.merge(graphdef, state)
+
+    def loss(probe):
+      out = model(batch["inputs"], state_probe=probe)
+      return objective.per_example_loss(out, batch).mean()
+
+    g = jax.grad(loss)(jnp.zeros((B, T, H), jnp.float64))           # (B, T, H)
+    return np.sqrt((np.asarray(g) ** 2).sum(axis=(0, 2)))          # (T,)
+
+  at_init, after = norms(init), norms(trained)
+  rows = [{"t": t + 1, "init": float(at_init[t]), "trained": float(after[t])}
+          for t in range(T)]
+  os.makedirs(os.path.join(workdir, "gradients"), exist_ok=True)
+  write_csv(os.path.join(workdir, GRADIENTS_CSV), rows)
+  return rows
+
+
 ANALYSES: dict[str, Callable[[str], Any]] = {
     "by_length": eval_by_length,
+    "gradients": gradient_norms,
 }
 
 
@@ -533,9 +590,14 @@ def _last_eval(workdir: str) -> dict[str, Any]:
   return rows[-1] if rows else {}
 
 
-def collect(sweep: Sweep, statuses: list[dict]) -> tuple[list[dict], dict[str, list]]:
-  """Summary rows (one per point) and each point's by-length rows."""
-  rows, by_length = [], {}
+def collect(sweep: Sweep, statuses: list[dict]
+            ) -> tuple[list[dict], dict[str, dict[str, list]]]:
+  """Summary rows (one per point) and each point's analysis tables.
+
+  The second value maps an analysis (``by_length``, ``gradients``) to
+  ``{slug: rows}``.
+  """
+  rows, tables = [], {"by_length": {}, "gradients": {}}
   metric_keys = sweep.report.get("metrics")
   swept = list(dict.fromkeys(k for p in sweep.points for k in p.overrides))
   for p, st in zip(sweep.points, statuses):
@@ -543,15 +605,20 @@ def collect(sweep: Sweep, statuses: list[dict]) -> tuple[list[dict], dict[str, l
            "status": "done" if st["status"] in ("done", "skipped") else st["status"],
            "returncode": st.get("returncode"), "seconds": st.get("seconds")}
     last = _last_eval(p.workdir)
+    if isinstance(last.get("baseline_loss"), (int, float)) and last["baseline_loss"] > 0:
+      last["loss_ratio"] = last["loss"] / last["baseline_loss"]
     for k, v in last.items():
       if k == "split" or (metric_keys and k not in metric_keys and k != "step"):
         continue
       row[k] = v
     bl_path = os.path.join(p.workdir, BY_LENGTH_CSV)
     if os.path.exists(bl_path):
-      by_length[p.slug] = read_csv(bl_path)
+      tables["by_length"][p.slug] = read_csv(bl_path)
+    grad_path = os.path.join(p.workdir, GRADIENTS_CSV)
+    if os.path.exists(grad_path):
+      tables["gradients"][p.slug] = read_csv(grad_path)
     rows.append(row)
-  return rows, by_length
+  return rows, tables
 
 
 def _fmt(v: Any) -> str:
@@ -577,13 +644,13 @@ def label_of(overrides: dict[str, Any], keys: Iterable[str]) -> str:
 
 def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
   from attention_jax import sweep_plots
-  rows, by_length = collect(sweep, statuses)
+  rows, tables = collect(sweep, statuses)
   write_csv(os.path.join(workdir, "summary.csv"), rows)
   with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"# {sweep.title}: summary\n\n" + markdown_table(rows))
   plots_dir = os.path.join(workdir, "plots")
   os.makedirs(plots_dir, exist_ok=True)
-  sections = sweep_plots.make_report_sections(sweep, rows, by_length, plots_dir)
+  sections = sweep_plots.make_report_sections(sweep, rows, tables, plots_dir)
   failed = [(p, s) for p, s in zip(sweep.points, statuses) if s["status"] == "failed"]
   lines = [f"# {sweep.title}\n",
            f"Config `{os.path.relpath(sweep.config_path, REPO_ROOT)}`"
