@@ -87,6 +87,11 @@ class LanguageModel:
     }
 
 
+def _at_least_f32(x: jax.Array) -> jax.Array:
+  """float32 for low-precision outputs; float64 stays (gradient instruments)."""
+  return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 class _PerExample:
   """Shared parts of the long-range objectives (``attention_jax.data.long_range``).
 
@@ -134,7 +139,7 @@ class Regression(_PerExample):
   """Squared error of a scalar prediction ``[B]``; ``loss`` = ``mse``."""
 
   def per_example_loss(self, outputs, batch):
-    return (outputs.astype(jnp.float32) - batch["target"]) ** 2
+    return (outputs - batch["target"].astype(outputs.dtype)) ** 2
 
   def finalize(self, sums, each):
     out = super().finalize(sums, each)
@@ -149,7 +154,7 @@ class Classification(_PerExample):
 
   def per_example_loss(self, outputs, batch):
     return optax.softmax_cross_entropy_with_integer_labels(
-        outputs.astype(jnp.float32), batch["labels"])
+        _at_least_f32(outputs), batch["labels"])
 
   def correct(self, outputs, batch):
     right = jnp.argmax(outputs, -1) == batch["labels"]
@@ -168,7 +173,7 @@ class SequenceLabelling(_PerExample):
 
   def per_example_loss(self, outputs, batch):
     ce = optax.softmax_cross_entropy_with_integer_labels(
-        outputs.astype(jnp.float32), batch["labels"])          # (B, L)
+        _at_least_f32(outputs), batch["labels"])               # (B, L)
     return ce.mean(axis=-1)
 
   def correct(self, outputs, batch):
