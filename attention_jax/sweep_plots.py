@@ -295,63 +295,59 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
   return out
 
 
-def _decay(values: list[float]) -> tuple[float, float]:
-  """(‖g_1‖/‖g_T‖, per-step factor ρ of a fit ‖g_t‖ ∝ ρ^(T−t)), floors at 1e-300."""
-  g = np.maximum(np.asarray(values, np.float64), 1e-300)
-  T = len(g)
-  if T < 2:
-    return float("nan"), float("nan")
-  slope = np.polyfit(np.arange(T)[::-1], np.log(g), 1)[0]   # log g vs distance T-t
-  return float(g[0] / g[-1]), float(np.exp(slope))
-
-
 def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
+  """‖∂L/∂h_t‖ curves (``attention_jax.gradients``): a row per T, init | trained."""
   grads = tables.get("gradients", {})
   if not grads:
     return []
   from attention_jax.sweeps import markdown_table
+  decay = tables.get("decay", {})
   x_key = sweep.report.get("x", "data.length")
+  x_name = x_key.rsplit(".", 1)[-1]
   series = [k for k in _series_keys(sweep, sweep.report) if k != x_key]
   points = [p for p in sweep.points if p.slug in grads]
   xs = sorted({p.overrides.get(x_key) for p in points}, key=lambda v: (v is None, v))
-  fig, axes = plt.subplots(len(xs), 2, figsize=(8.4, 2.8 * len(xs)), squeeze=False)
-  table = []
+  fig, axes = plt.subplots(len(xs), 2, figsize=(8.4, 2.6 * len(xs)), squeeze=False,
+                           sharey="row")
+  table, statements = [], []
+  tiny = np.finfo(np.float64).tiny
   for i, x in enumerate(xs):
     for p in points:
       if p.overrides.get(x_key) != x:
         continue
-      g = grads[p.slug]
-      t = [r["t"] for r in g]
-      row = {"point": _label(p.overrides, series), x_key.rsplit(".", 1)[-1]: x}
-      for j, when in enumerate(("init", "trained")):
-        vals = [max(float(r[when]), 1e-300) for r in g]
-        axes[i, j].semilogy(t, vals, label=_label(p.overrides, series))
-        ratio, rho = _decay(vals)
-        row[f"‖g_1‖/‖g_T‖ {when}"] = ratio
-        row[f"fitted ρ per step {when}"] = rho
-      table.append(row)
+      label = _label(p.overrides, series)
+      for j, phase in enumerate(("init", "trained")):
+        rs = [r for r in grads[p.slug] if r["phase"] == phase]
+        if rs:
+          axes[i, j].semilogy([r["t"] for r in rs],
+                              [max(float(r["grad_h_norm"]), tiny) for r in rs],
+                              label=label)
+      d = {r["phase"]: r for r in decay.get(p.slug, [])}
+      if "init" in d and "trained" in d:
+        row = {"point": label, x_name: x}
+        for phase in ("init", "trained"):
+          row[f"‖g_1‖/‖g_T‖ {phase}"] = float(d[phase]["grad_h_ratio_first_last"])
+          row[f"decay/step {phase}"] = float(d[phase]["decay_per_step_grad_h"])
+        table.append(row)
+        statements.append(
+            f"- **{label}**, {x_name}={x}: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ = "
+            f"{row['‖g_1‖/‖g_T‖ init']:.2g} at initialization, "
+            f"{row['‖g_1‖/‖g_T‖ trained']:.2g} after training (fitted factor per "
+            f"step back in time {row['decay/step init']:.3f} → "
+            f"{row['decay/step trained']:.3f}).")
     for j, when in enumerate(("at initialization", "after training")):
       ax = axes[i, j]
-      ax.set_title(f"{x_key.rsplit('.', 1)[-1]}={x}, {when}", fontsize=9)
+      ax.set_title(f"{x_name}={x}, {when}", fontsize=9)
       ax.set_xlabel("step t")
       ax.set_ylabel("‖∂L/∂h_t‖")
       ax.legend(fontsize=6)
   path = _save(fig, os.path.join(plots_dir, "gradient_norms.png"))
-  statements = []
-  for r in table:
-    statements.append(
-        f"- **{r['point']}**, {x_key.rsplit('.', 1)[-1]}="
-        f"{r[x_key.rsplit('.', 1)[-1]]}: ‖∂L/∂h_1‖/‖∂L/∂h_T‖ = "
-        f"{r['‖g_1‖/‖g_T‖ init']:.2g} at initialization, "
-        f"{r['‖g_1‖/‖g_T‖ trained']:.2g} after training (fitted decay per step "
-        f"{r['fitted ρ per step init']:.3f} → {r['fitted ρ per step trained']:.3f}).")
   return ["## ‖∂L/∂h_t‖ through time\n",
-          "Norm of the gradient of the mean test loss (64 sequences) with respect "
-          "to each hidden state, in float64; the head reads h_T, so step T "
-          "includes the readout. ρ: per-step factor of a least-squares fit "
-          "‖∂L/∂h_t‖ ∝ ρ^(T−t).\n",
+          "From `attention_jax.gradients` (float64; the head reads h_T, so the "
+          "readout is included; decay/step: exp of the slope of log‖∂L/∂h_t‖ "
+          "against T − t over t = 1…T−1).\n",
           _md_image(path, plots_dir, "gradient norms"), markdown_table(table),
-          "### What the numbers show\n", "\n".join(statements) + "\n"]
+          "### What the gradients show\n", "\n".join(statements) + "\n"]
 
 
 # Functions named by ``REPORT["extra"]``: (sweep, rows, tables, plots_dir) -> sections.

@@ -487,61 +487,28 @@ def eval_by_length(workdir: str, max_length: int | None = None,
   return rows
 
 
-GRADIENTS_CSV = os.path.join("gradients", "norms.csv")
+GRADIENTS_CSV = os.path.join("gradients", "gradients.csv")
+DECAY_CSV = os.path.join("gradients", "decay.csv")
 
 
-def gradient_norms(workdir: str, examples: int = 64) -> list[dict[str, float]]:
-  """‖∂L/∂h_t‖ for every step t, at initialization and after training.
+def gradient_curves(workdir: str, examples: int = 64) -> dict[str, Any]:
+  """‖∂L/∂h_t‖ of the point's own cell at initialization and after training.
 
-  For the long-range models (``sequence_rnn``): a zero probe ``p_t`` is added
-  to ``h_t`` inside the recurrence step and ``∂L/∂p_t = ∂L/∂h_t``, with
-  ``L`` the mean loss of ``examples`` test sequences; the norm is taken over
-  the batch and hidden units. The head reads ``h_T``, so the last step's norm
-  includes the readout. Computed in float64 (in float32 the Elman and GRU
-  norms underflow to 0 at T ≥ 100). Writes ``workdir/gradients/norms.csv``:
-  ``t, init, trained``.
+  ``attention_jax.gradients.analyze_workdir`` (float64, readout included,
+  fitted decay per step) → ``workdir/gradients/{gradients,decay}.csv`` and
+  ``gradients.png``.
   """
-  import jax
-  jax.config.update("jax_enable_x64", True)
-  import jax.numpy as jnp
-  import numpy as np
-  from flax import nnx
-  from attention_jax import models, objectives, train
-
-  trained, config, run = train.load_model(workdir)
-  init = models.build_model(config, len(run.task.src_vocab), len(run.task.tgt_vocab))
-  data = run.task.eval_set("test")
-  batch = {k: v[:examples] for k, v in data.items()}
-  batch = {k: (v.astype(np.float64) if v.dtype == np.float32 else v)
-           for k, v in batch.items()}
-  objective = objectives.get(run.task.objective)
-  B, T = batch["inputs"].shape[:2]
-  H = config.model.hidden_size
-
-  def norms(model):
-    graphdef, state = nnx.split(model)
-    state = jax.tree.map(lambda x: x.astype(jnp.float64)
-                         if jnp.issubdtype(x.dtype, jnp.floating) else x, state)
-    model = nnx.merge(graphdef, state)
-
-    def loss(probe):
-      out = model(batch["inputs"], state_probe=probe)
-      return objective.per_example_loss(out, batch).mean()
-
-    g = jax.grad(loss)(jnp.zeros((B, T, H), jnp.float64))           # (B, T, H)
-    return np.sqrt((np.asarray(g) ** 2).sum(axis=(0, 2)))          # (T,)
-
-  at_init, after = norms(init), norms(trained)
-  rows = [{"t": t + 1, "init": float(at_init[t]), "trained": float(after[t])}
-          for t in range(T)]
-  os.makedirs(os.path.join(workdir, "gradients"), exist_ok=True)
-  write_csv(os.path.join(workdir, GRADIENTS_CSV), rows)
-  return rows
+  from attention_jax import gradients
+  with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+    model = json.load(f)["model"]
+  label = "attention" if model["pooling"] == "attention" else model["cell"]
+  variant = (label, model["cell"], model["pooling"])
+  return gradients.analyze_workdir(workdir, variants=[variant], examples=examples)
 
 
 ANALYSES: dict[str, Callable[[str], Any]] = {
     "by_length": eval_by_length,
-    "gradients": gradient_norms,
+    "gradients": gradient_curves,
 }
 
 
@@ -617,6 +584,9 @@ def collect(sweep: Sweep, statuses: list[dict]
     grad_path = os.path.join(p.workdir, GRADIENTS_CSV)
     if os.path.exists(grad_path):
       tables["gradients"][p.slug] = read_csv(grad_path)
+    decay_path = os.path.join(p.workdir, DECAY_CSV)
+    if os.path.exists(decay_path):
+      tables.setdefault("decay", {})[p.slug] = read_csv(decay_path)
     rows.append(row)
   return rows, tables
 

@@ -63,10 +63,13 @@ def test_tiny_point_report(tiny_point):
   else:
     assert {"loss_ratio_vs_length.png", "gradient_norms.png"} <= set(pngs)
     grads = sweeps.read_csv(os.path.join(workdir, sweeps.GRADIENTS_CSV))
-    assert [r["t"] for r in grads] == list(range(1, 13))
-    init = np.array([r["init"] for r in grads])
-    assert np.all(np.isfinite(init)) and np.all(init > 0)
-    assert init[0] < init[-1]   # a tanh recurrence at init: the signal decays
+    for phase in ("init", "trained"):
+      rs = [r for r in grads if r["phase"] == phase]
+      assert [r["t"] for r in rs] == list(range(1, 13))
+      g = np.array([r["grad_h_norm"] for r in rs])
+      assert np.all(np.isfinite(g)) and np.all(g > 0)
+      assert g[0] < g[-1]   # a tanh recurrence: the signal decays back in time
+    assert "‖g_1‖/‖g_T‖ init" in report
     assert rows[0]["loss_ratio"] == pytest.approx(rows[0]["loss"] / rows[0]["baseline_loss"])
 
 
