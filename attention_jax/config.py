@@ -39,6 +39,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.readout = "linear"      # linear | maxout (Cho et al. 2014, eq. 12)
   c.model.readout_dim = 0         # maxout units; 0 = hidden_size
   c.model.gru_reset_after = False  # False: Cho et al. 2014 form; True: cuDNN form
+  # Recurrent attention models (seq2seq_lstm, rnnsearch, luong)
+  c.model.reverse_source = False  # read the source backwards (Sutskever et al. 2014)
+  c.model.attention_dim = 0       # additive / Luong-concat attention units; 0 = hidden_size
+  c.model.attention_score = "general"  # Luong et al. 2015 score: dot | general | concat
+  c.model.input_feeding = True    # Luong et al. 2015 §3.3: feed h̃_{t-1} to the decoder
 
   c.data = ml_collections.ConfigDict()
   c.data.task = "reverse"
@@ -157,6 +162,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       f"allowed: {data_lib.describe_tasks()}")
   _allowed("model.cell", config.model.cell, ("gru", "lstm", "elman"))
   _allowed("model.readout", config.model.readout, ("linear", "maxout"))
+  _allowed("model.attention_score", config.model.attention_score,
+           ("dot", "general", "concat"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
 
@@ -169,7 +176,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "train.warmup_steps", "train.grad_clip_norm",
+  nonneg = ("model.readout_dim", "model.attention_dim", "train.warmup_steps", "train.grad_clip_norm",
             "train.weight_decay")
   for key in nonneg:
     if given[key] < 0:

@@ -10,7 +10,10 @@ from flax import nnx
 from attention_jax.models import seq2seq
 
 MODELS = {
-    "rnn_encdec": seq2seq.RNNEncoderDecoder,
+    "rnn_encdec": seq2seq.RNNEncoderDecoder,     # Cho et al. 2014
+    "seq2seq_lstm": seq2seq.Seq2SeqLSTM,         # Sutskever et al. 2014
+    "rnnsearch": seq2seq.RNNSearch,              # Bahdanau et al. 2014
+    "luong": seq2seq.Luong,                      # Luong et al. 2015
 }
 
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attention_jax import attention as attention_lib
 from attention_jax import rnn
 from attention_jax.data.vocab import PAD
 from attention_jax.models.layers import Readout, dropout
@@ -80,3 +81,289 @@ class RNNEncoderDecoder(nnx.Module):
     _, s = rnn.scan(self.decoder, jnp.concatenate([e, c_t], axis=-1),
                     self.init_decode_state(memory))                 # (B, T, H)
     return self.readout(self._features(s, e, c_t)), {}
+
+
+# ---------------------------------------------------------------------------
+# Helpers shared by the models below
+
+
+def reverse_padded(x: jax.Array, mask: jax.Array) -> jax.Array:
+  """Reverses each row's real (leading) positions, leaving the padding in place.
+
+  x [B, S, ...], mask [B, S] (right padding). The permutation is its own
+  inverse, so it also maps attention weights over a reversed source back to
+  the original source positions.
+  """
+  S = mask.shape[1]
+  lengths = mask.sum(axis=1, keepdims=True)                   # (B, 1)
+  j = jnp.arange(S)[None, :]                                  # (1, S)
+  idx = jnp.where(j < lengths, lengths - 1 - j, j)            # (B, S)
+  idx = idx.reshape(*idx.shape, *([1] * (x.ndim - 2)))
+  return jnp.take_along_axis(x, idx, axis=1)
+
+
+def bidirectional(forward, backward, x: jax.Array, mask: jax.Array):
+  """A bidirectional RNN layer over right-padded ``x [B, S, I]``.
+
+  h→_j reads x_1 … x_j, h←_j reads x_{T_x} … x_j, where T_x is each row's own
+  length: ``rnn.scan(reverse=True)`` keeps the carry unchanged at padded steps,
+  so the backward direction starts at the true end, not at the padding.
+  Returns ``(annotations [B, S, 2H] = [h→_j; h←_j] (0 at padding),
+  forward final carry (at x_{T_x}), backward final carry (at x_1))``.
+  """
+  fwd_final, fwd = rnn.scan(forward, x, mask=mask)                 # (B, S, H)
+  bwd_final, bwd = rnn.scan(backward, x, mask=mask, reverse=True)  # (B, S, H)
+  return jnp.concatenate([fwd, bwd], axis=-1), fwd_final, bwd_final
+
+
+def _split_rng(rng, n):
+  return [None] * n if rng is None else list(jax.random.split(rng, n))
+
+
+def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None):
+  """Stacked RNN over a whole sequence, one scan per layer (no feedback from
+  the top, so layers can run one after another). Dropout between layers
+  (Zaremba et al. 2014). Returns ``(final carries (list), top outputs)``."""
+  finals = []
+  rngs = _split_rng(rng, len(cells))
+  for l, cell in enumerate(cells):
+    if l > 0:
+      x = dropout(x, dropout_rate, rngs[l])
+    carry, x = rnn.scan(cell, x, None if carries is None else carries[l], mask)
+    finals.append(carry)
+  return finals, x
+
+
+def stack_step(cells, carries, x):
+  """One time step of a stacked RNN: x [B, I] -> (new carries, top output)."""
+  new = []
+  for cell, carry in zip(cells, carries):
+    carry = cell.step(carry, cell.input_projection(x))
+    new.append(carry)
+    x = cell.output(carry)
+  return new, x
+
+
+class Seq2SeqLSTM(nnx.Module):
+  """Deep LSTM encoder–decoder of Sutskever, Vinyals & Le 2014.
+
+  An encoder LSTM of ``num_layers`` layers reads the source; the decoder LSTM
+  (same depth) starts from the encoder's final (c, h) of every layer and
+  models
+
+      p(y_1 … y_T' | x_1 … x_T) = Π_t p(y_t | v, y_1 … y_{t−1})      (eq. 1)
+
+  with v the encoder's final state and p = softmax(W h_t^top). With
+  ``model.reverse_source`` the source is read backwards (Section 3.3): "a b c"
+  → "c b a", which puts the first source words next to the first target words
+  and creates short-term dependencies. There is no attention: ``aux`` is empty
+  and ``decode_step`` returns None for the weights.
+  """
+
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
+               rngs: nnx.Rngs):
+    m = config.model
+    E, H, L = m.embed_dim, m.hidden_size, m.num_layers
+    self.dropout_rate = m.dropout
+    self.reverse_source = m.reverse_source
+    self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
+    self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
+    self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
+                             for l in range(L)])
+    self.decoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
+                             for l in range(L)])
+    self.readout = Readout(H, tgt_vocab_size, kind=m.readout,
+                           maxout_units=m.readout_dim or H, rngs=rngs)
+
+  def encode(self, src, dropout_rng=None):
+    mask = src != PAD
+    if self.reverse_source:
+      src = reverse_padded(src, mask)
+    rngs = _split_rng(dropout_rng, 2)
+    x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])    # (B, S, E)
+    finals, _ = stack_scan(self.encoder, x, mask,
+                           dropout_rate=self.dropout_rate, rng=rngs[1])
+    return {"carries": finals}
+
+  def init_decode_state(self, memory):
+    return memory["carries"]                                        # [(c, h)] × L
+
+  def decode_step(self, memory, state, token):
+    state, h = stack_step(self.decoder, state, self.tgt_embed(token))
+    return self.readout(h), state, None
+
+  def __call__(self, src, tgt_in, dropout_rng=None):
+    r_enc, r_emb, r_dec, r_out = _split_rng(dropout_rng, 4)
+    memory = self.encode(src, r_enc)
+    e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_emb)  # (B, T, E)
+    _, h = stack_scan(self.decoder, e, carries=self.init_decode_state(memory),
+                      dropout_rate=self.dropout_rate, rng=r_dec)    # (B, T, H)
+    return self.readout(dropout(h, self.dropout_rate, r_out)), {}
+
+
+class RNNSearch(nnx.Module):
+  """RNNsearch of Bahdanau, Cho & Bengio 2014 ("Neural machine translation by
+  jointly learning to align and translate"), Section 3 and Appendix A.
+
+  Encoder: a bidirectional GRU; annotation h_j = [h→_j; h←_j]  (2H).
+  Decoder, at step i, with the additive attention of eq. 5–6:
+
+      e_ij = vᵀ tanh(W s_{i−1} + U h_j);  α_i = softmax(e_i);  c_i = Σ_j α_ij h_j
+      s_i  = GRU(s_{i−1}, [E y_{i−1}; c_i])          (A.2.2: gates see y, s, c)
+      p(y_i | y_<i, x) = g(y_{i−1}, s_i, c_i)         (eq. 4)
+      s_0  = tanh(W_s h←_1)                           (A.2.2)
+
+  g is the maxout readout of A.2.2 (``model.readout = "maxout"``) or a plain
+  linear layer (``"linear"``), on [s_i; E y_{i−1}; c_i]. (A.2.2 writes the
+  readout with s_{i−1}; eq. 4 — followed here — with s_i.) The keys U h_j are
+  computed once per source in :meth:`encode`.
+  """
+
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
+               rngs: nnx.Rngs):
+    m = config.model
+    E, H = m.embed_dim, m.hidden_size
+    A = m.attention_dim or H
+    self.dropout_rate = m.dropout
+    gru = dict(reset_after=m.gru_reset_after)
+    self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
+    self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
+    self.encoder_fwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
+    self.encoder_bwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
+    self.init_state = nnx.Linear(H, H, rngs=rngs)                  # W_s
+    self.attention = attention_lib.AdditiveAttention(H, 2 * H, A, rngs=rngs)
+    self.decoder = rnn.make_cell("gru", E + 2 * H, H, rngs=rngs, **gru)
+    self.readout = Readout(H + E + 2 * H, tgt_vocab_size, kind=m.readout,
+                           maxout_units=m.readout_dim or H, rngs=rngs)
+
+  def encode(self, src, dropout_rng=None):
+    mask = src != PAD                                               # (B, S)
+    x = dropout(self.src_embed(src), self.dropout_rate, dropout_rng)
+    annotations, _, bwd_first = bidirectional(
+        self.encoder_fwd, self.encoder_bwd, x, mask)
+    return {"annotations": annotations,                             # (B, S, 2H)
+            "keys": self.attention.keys(annotations),               # (B, S, A)
+            "mask": mask,
+            "backward_first": bwd_first}                            # h←_1 (B, H)
+
+  def init_decode_state(self, memory):
+    return jnp.tanh(self.init_state(memory["backward_first"]))     # s_0 (B, H)
+
+  def _step(self, memory, s, e):
+    """s_{i−1} [B, H], e = E y_{i−1} [B, E] -> (s_i, features, α_i)."""
+    c, alpha = self.attention(s, memory["keys"], memory["annotations"],
+                              memory["mask"])                       # (B, 2H), (B, S)
+    s = self.decoder.step(s, self.decoder.input_projection(
+        jnp.concatenate([e, c], axis=-1)))
+    return s, jnp.concatenate([s, e, c], axis=-1), alpha
+
+  def decode_step(self, memory, state, token):
+    state, features, alpha = self._step(memory, state, self.tgt_embed(token))
+    return self.readout(features), state, alpha
+
+  def __call__(self, src, tgt_in, dropout_rng=None):
+    r_enc, r_dec = _split_rng(dropout_rng, 2)
+    memory = self.encode(src, r_enc)
+    e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_dec)  # (B, T, E)
+
+    def body(s, e_t):
+      s, features, alpha = self._step(memory, s, e_t)
+      return s, (features, alpha)
+
+    _, (features, alpha) = jax.lax.scan(
+        body, self.init_decode_state(memory), jnp.swapaxes(e, 0, 1))
+    logits = self.readout(jnp.swapaxes(features, 0, 1))             # (B, T, V)
+    return logits, {"attention": jnp.swapaxes(alpha, 0, 1)}         # (B, T, S)
+
+
+class Luong(nnx.Module):
+  """Global attention of Luong, Pham & Manning 2015 ("Effective approaches to
+  attention-based neural machine translation"), Section 3.1 and 3.3.
+
+  Stacked LSTM encoder and decoder (``num_layers``); the decoder starts from the
+  encoder's final states. At step t, from the decoder's top state h_t:
+
+      a_t = softmax_s score(h_t, h̄_s)   (dot | general | concat, eq. 8)
+      c_t = Σ_s a_t(s) h̄_s
+      h̃_t = tanh(W_c [c_t; h_t])                                    (eq. 5)
+      p(y_t | y_<t, x) = softmax(W_s h̃_t)                           (eq. 6)
+
+  Input feeding (Section 3.3, ``model.input_feeding``): the decoder's input at
+  step t is [E y_{t−1}; h̃_{t−1}] (h̃_0 = 0), so the model knows its past
+  alignment decisions. ``model.reverse_source`` reads the source backwards
+  (as in the paper's setup); the returned weights are over the original
+  source positions either way.
+  """
+
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
+               rngs: nnx.Rngs):
+    m = config.model
+    E, H, L = m.embed_dim, m.hidden_size, m.num_layers
+    self.dropout_rate = m.dropout
+    self.reverse_source = m.reverse_source
+    self.input_feeding = m.input_feeding
+    self.hidden_size = H
+    self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
+    self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
+    self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
+                             for l in range(L)])
+    first_in = E + H if m.input_feeding else E
+    self.decoder = nnx.List([
+        rnn.make_cell("lstm", first_in if l == 0 else H, H, rngs=rngs)
+        for l in range(L)])
+    self.attention = attention_lib.LuongAttention(
+        H, H, m.attention_score, m.attention_dim, rngs=rngs)
+    self.combine = nnx.Linear(2 * H, H, use_bias=False, rngs=rngs)  # W_c
+    self.readout = Readout(H, tgt_vocab_size, kind=m.readout,
+                           maxout_units=m.readout_dim or H, rngs=rngs)  # W_s
+
+  def encode(self, src, dropout_rng=None):
+    mask = src != PAD
+    if self.reverse_source:
+      src = reverse_padded(src, mask)    # padding stays at the right
+    rngs = _split_rng(dropout_rng, 2)
+    x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])    # (B, S, E)
+    finals, outputs = stack_scan(self.encoder, x, mask,
+                                 dropout_rate=self.dropout_rate, rng=rngs[1])
+    return {"outputs": outputs,                                     # h̄_s (B, S, H)
+            "keys": self.attention.keys(outputs),
+            "mask": mask, "carries": finals}
+
+  def init_decode_state(self, memory):
+    B = memory["outputs"].shape[0]
+    return {"carries": memory["carries"],
+            "attentional": jnp.zeros((B, self.hidden_size))}        # h̃_0
+
+  def _step(self, memory, state, e, dropout_rng=None):
+    x = e
+    if self.input_feeding:
+      x = jnp.concatenate([e, state["attentional"]], axis=-1)      # (B, E + H)
+    carries, h = stack_step(self.decoder, state["carries"], x)      # h_t (B, H)
+    c, a = self.attention(h, memory["keys"], memory["outputs"], memory["mask"])
+    h_tilde = jnp.tanh(self.combine(jnp.concatenate([c, h], axis=-1)))
+    out = dropout(h_tilde, self.dropout_rate, dropout_rng)
+    if self.reverse_source:
+      a = reverse_padded(a, memory["mask"])   # weights over original positions
+    return {"carries": carries, "attentional": h_tilde}, out, a
+
+  def decode_step(self, memory, state, token):
+    state, out, a = self._step(memory, state, self.tgt_embed(token))
+    return self.readout(out), state, a
+
+  def __call__(self, src, tgt_in, dropout_rng=None):
+    r_enc, r_emb, r_dec = _split_rng(dropout_rng, 3)
+    memory = self.encode(src, r_enc)
+    e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_emb)  # (B, T, E)
+    T = tgt_in.shape[1]
+    step_rngs = (None if r_dec is None else jax.random.split(r_dec, T))
+
+    def body(state, inputs):
+      e_t, rng_t = inputs
+      state, out, a = self._step(memory, state, e_t, rng_t)
+      return state, (out, a)
+
+    _, (out, a) = jax.lax.scan(
+        body, self.init_decode_state(memory),
+        (jnp.swapaxes(e, 0, 1), step_rngs))
+    logits = self.readout(jnp.swapaxes(out, 0, 1))                  # (B, T, V)
+    return logits, {"attention": jnp.swapaxes(a, 0, 1)}             # (B, T, S)
