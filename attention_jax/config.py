@@ -48,14 +48,33 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.task = "reverse"
   c.data.vocab_size = 10          # synthetic tasks: number of content symbols
+                                  # (reorder: number of animate nouns)
   c.data.train_min_length = 1
   c.data.train_max_length = 10
   c.data.eval_min_length = 1
   c.data.eval_max_length = 10
   c.data.eval_examples = 1000
+  c.data.reorder_depth = 1        # reorder: nesting depth of relative clauses
+  c.data.reorder_clauses = 1      # reorder: most top-level clauses (and/because)
   c.data.max_length = 64          # longest source/target in tokens (real data)
+  c.data.overlong = "truncate"    # longer training pairs: truncate | drop
+  c.data.bucket_boundaries = ""   # length buckets, e.g. "8,16,32" ("" = one)
+  # data.task=files: a TSV (source<TAB>target) or X.src/X.tgt line-aligned pair
   c.data.train_path = ""
   c.data.eval_path = ""
+  c.data.test_path = ""           # optional
+  # data.task=tfds:NAME (e.g. tfds:wmt14_translate/de-en)
+  c.data.tfds_data_dir = ""       # TFDS data dir and cache ("" = TFDS default)
+  c.data.train_split = "train"
+  c.data.eval_split = "validation"
+  c.data.test_split = "test"      # "" = none
+  c.data.source_lang = ""         # feature keys ("" = the dataset's supervised keys)
+  c.data.target_lang = ""
+  # real text: tokenizer and vocabulary (built from the training split)
+  c.data.tokenizer = "word"       # char | word | sentencepiece
+  c.data.min_count = 1            # char/word: rarer tokens become <unk>
+  c.data.max_vocab = 0            # char/word: most frequent N (0 = all)
+  c.data.sp_vocab_size = 8000     # sentencepiece: pieces per side
 
   c.train = ml_collections.ConfigDict()
   c.train.steps = 2000
@@ -160,6 +179,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not data_lib.is_known_task(config.data.task):
     raise ConfigError(f"config key 'data.task' has value {config.data.task!r}; "
                       f"allowed: {data_lib.describe_tasks()}")
+  _validate_data(config)
   _allowed("model.cell", config.model.cell, ("gru", "lstm", "elman"))
   _allowed("model.readout", config.model.readout, ("linear", "maxout"))
   _allowed("model.attention_score", config.model.attention_score,
@@ -207,6 +227,31 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.train.warmup_steps > config.train.steps:
     raise ConfigError(f"config key 'train.warmup_steps' ({config.train.warmup_steps})"
                       f" must be <= 'train.steps' ({config.train.steps})")
+
+
+def _validate_data(config) -> None:
+  from attention_jax.data import pipeline, tokenizers
+  d = config.data
+  _allowed("data.tokenizer", d.tokenizer, tokenizers.KINDS)
+  _allowed("data.overlong", d.overlong, ("truncate", "drop"))
+  for key, lo in (("min_count", 1), ("max_vocab", 0), ("sp_vocab_size", 8),
+                  ("reorder_depth", 0), ("reorder_clauses", 1)):
+    if d[key] < lo:
+      raise ConfigError(f"config key 'data.{key}' must be >= {lo}, got {d[key]!r}")
+  try:
+    pipeline.parse_boundaries(d.bucket_boundaries, d.max_length)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+  if d.task == "files":
+    for key in ("train_path", "eval_path"):
+      if not d[key]:
+        raise ConfigError(f"config key 'data.{key}' is empty; data.task='files' "
+                          "needs a TSV or a .src/.tgt pair")
+  if d.task.startswith("tfds:"):
+    for key in ("train_split", "eval_split"):
+      if not d[key]:
+        raise ConfigError(f"config key 'data.{key}' is empty; data.task="
+                          f"{d.task!r} needs a TFDS split name")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -172,8 +172,9 @@ class Run:
   schedule: Any
 
 
-def build_run(config) -> Run:
-  task = data_lib.build_task(config)
+def build_run(config, workdir: str | None = None) -> Run:
+  """``workdir``: where the task finds its saved vocabularies/tokenizers."""
+  task = data_lib.build_task(config, workdir)
   graphdef, state, tx, schedule = create_state(
       config, len(task.src_vocab), len(task.tgt_vocab))
   return Run(config, task, objectives.get(task.objective, task, config), graphdef,
@@ -190,7 +191,7 @@ def load_model(workdir: str, step: int | None = None):
     raise FileNotFoundError(f"{path} not found: is {workdir} a workdir?")
   with open(path, encoding="utf-8") as f:
     config = config_lib.from_json(f.read())
-  run = build_run(config)
+  run = build_run(config, workdir)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
   state, _ = ckpt.restore(run.state, step)
   ckpt.close()
@@ -244,10 +245,9 @@ def train_and_evaluate(config, workdir: str, *,
     evals = [m for m in writers.read_metrics(workdir) if m["split"] == "eval"]
     return evals[-1] if evals else {}
 
-  run = build_run(config)
+  run = build_run(config, workdir)
   _write_config(workdir, config)
-  run.task.src_vocab.save(os.path.join(workdir, "vocab_src.txt"))
-  run.task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))
+  data_lib.save_task_files(run.task, workdir)
 
   state = run.state
   train_iter = run.task.train_iterator()

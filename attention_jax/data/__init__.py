@@ -1,23 +1,54 @@
-"""Data: tasks by name, and the checkpointable training iterator."""
+"""Data: tasks by name, and the checkpointable training iterator.
+
+``data.task`` is one of the synthetic tasks (:mod:`.synthetic`), ``files``
+(local parallel text) or ``tfds:NAME`` (a TFDS catalog dataset), both through
+:mod:`.text`. :func:`build_task` is the one dispatch point.
+"""
 
 from __future__ import annotations
+
+import os
 
 from attention_jax.data import synthetic
 from attention_jax.data.vocab import BOS, EOS, PAD, UNK, Vocabulary
 
-SYNTHETIC_TASKS = tuple(sorted(synthetic.TARGET_FNS))
+SYNTHETIC_TASKS = tuple(sorted(synthetic.TASKS))
+TEXT_TASKS = ("files", "tfds:NAME")
 
 
 def is_known_task(task: str) -> bool:
-  return task in SYNTHETIC_TASKS
+  return (task in SYNTHETIC_TASKS or task == "files"
+          or (task.startswith("tfds:") and len(task) > len("tfds:")))
 
 
 def describe_tasks() -> str:
-  return ", ".join(repr(t) for t in SYNTHETIC_TASKS)
+  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *TEXT_TASKS))
 
 
-def build_task(config):
-  """The task object of ``config.data.task``."""
+def is_text_task(task: str) -> bool:
+  """Parallel text read through TFDS (``files`` or ``tfds:NAME``)."""
+  return task == "files" or task.startswith("tfds:")
+
+
+def build_task(config, workdir: str | None = None):
+  """The task object of ``config.data.task``.
+
+  ``workdir``: where a run keeps its vocabularies and tokenizer models; a task
+  that finds them there reloads them instead of building them from the data.
+  """
   if config.data.task in SYNTHETIC_TASKS:
     return synthetic.SyntheticTask(config)
+  if is_text_task(config.data.task):
+    from attention_jax.data import text
+    return text.ParallelTextTask(config, workdir)
   raise ValueError(f"unknown data.task {config.data.task!r}")
+
+
+def save_task_files(task, workdir: str) -> None:
+  """Writes ``vocab_src.txt``/``vocab_tgt.txt`` (and the task's tokenizer
+  files, if it has any) into ``workdir``."""
+  if hasattr(task, "save"):
+    task.save(workdir)
+  else:
+    task.src_vocab.save(os.path.join(workdir, "vocab_src.txt"))
+    task.tgt_vocab.save(os.path.join(workdir, "vocab_tgt.txt"))

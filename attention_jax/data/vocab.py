@@ -51,7 +51,7 @@ class Vocabulary:
 
   def save(self, path: str) -> None:
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
       for t in self.tokens:
         if "\n" in t:
           raise ValueError(f"token {t!r} contains a newline")
@@ -60,5 +60,6 @@ class Vocabulary:
 
   @classmethod
   def load(cls, path: str) -> "Vocabulary":
-    with open(path, encoding="utf-8") as f:
+    # newline="": a token may be "\r" or "\u2028"; only "\n" ends a line.
+    with open(path, encoding="utf-8", newline="") as f:
       return cls(f.read().split("\n")[:-1])

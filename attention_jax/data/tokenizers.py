@@ -1,0 +1,161 @@
+"""Tokenizers for real text: characters, words, SentencePiece.
+
+Every tokenizer has a :class:`~attention_jax.data.vocab.Vocabulary` whose ids
+0-3 are PAD, BOS, EOS, UNK, ``encode(text) -> ids`` and ``decode(ids) -> text``
+(stopping at EOS). Vocabularies are built from the training split only:
+
+* ``char``: every character (spaces included) seen ``data.min_count`` times;
+* ``word``: whitespace-separated words seen ``data.min_count`` times, the
+  ``data.max_vocab`` most frequent (0 = all); others become ``<unk>``;
+* ``sentencepiece``: a unigram model (Kudo 2018) of ``data.sp_vocab_size``
+  pieces trained offline on the training split. The model file (a protobuf,
+  not a pickle) is cached beside the data and copied into the workdir.
+
+Nothing is pickled: a vocabulary is a text file with one token per line, and a
+SentencePiece model is its own ``.model`` file.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from attention_jax.data.vocab import EOS, SPECIALS, Vocabulary
+
+KINDS = ("char", "word", "sentencepiece")
+
+
+class CharTokenizer:
+  kind = "char"
+
+  def __init__(self, vocab: Vocabulary):
+    self.vocab = vocab
+
+  @classmethod
+  def train(cls, texts: Iterable[str], min_count: int = 1, max_vocab: int = 0):
+    return cls(_from_counts(collections.Counter(c for t in texts for c in t),
+                            min_count, max_vocab))
+
+  def encode(self, text: str) -> list[int]:
+    return self.vocab.encode(text)
+
+  def decode(self, ids) -> str:
+    return "".join(self.vocab.decode(ids))
+
+
+class WordTokenizer:
+  kind = "word"
+
+  def __init__(self, vocab: Vocabulary):
+    self.vocab = vocab
+
+  @classmethod
+  def train(cls, texts: Iterable[str], min_count: int = 1, max_vocab: int = 0):
+    return cls(_from_counts(collections.Counter(w for t in texts for w in t.split()),
+                            min_count, max_vocab))
+
+  def encode(self, text: str) -> list[int]:
+    return self.vocab.encode(text.split())
+
+  def decode(self, ids) -> str:
+    return " ".join(self.vocab.decode(ids))
+
+
+def _from_counts(counts: collections.Counter, min_count: int,
+                 max_vocab: int) -> Vocabulary:
+  """Most frequent first, ties by the token; specials never counted."""
+  items = sorted(((c, t) for t, c in counts.items()
+                  if c >= min_count and t not in SPECIALS),
+                 key=lambda ct: (-ct[0], ct[1]))
+  if max_vocab > 0:
+    items = items[:max(0, max_vocab - len(SPECIALS))]
+  return Vocabulary.from_symbols(t for _, t in items)
+
+
+class SentencePieceTokenizer:
+  """A SentencePiece model whose ids 0-3 are our PAD, BOS, EOS, UNK."""
+
+  kind = "sentencepiece"
+
+  def __init__(self, model_proto: bytes):
+    import sentencepiece as spm
+    self.model_proto = model_proto
+    self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+    self.vocab = Vocabulary([self.sp.id_to_piece(i)
+                             for i in range(self.sp.get_piece_size())])
+
+  @classmethod
+  def train(cls, texts: Sequence[str], vocab_size: int, seed: int = 0,
+            cache_dir: str | None = None) -> "SentencePieceTokenizer":
+    """Trains on ``texts`` (or reuses the model cached for the same inputs)."""
+    import sentencepiece as spm
+    key = hashlib.sha256()
+    key.update(f"v1 unigram {vocab_size} {seed}\n".encode())
+    for t in texts:
+      key.update(t.encode("utf-8") + b"\n")
+    path = None
+    if cache_dir:
+      path = os.path.join(cache_dir, f"spm_{key.hexdigest()[:16]}.model")
+      if os.path.exists(path):
+        with open(path, "rb") as f:
+          return cls(f.read())
+    spm.set_random_generator_seed(seed)
+    out = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_writer=out,
+        vocab_size=vocab_size, model_type="unigram", hard_vocab_limit=False,
+        character_coverage=1.0, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
+        pad_piece=SPECIALS[0], bos_piece=SPECIALS[1], eos_piece=SPECIALS[2],
+        unk_piece=SPECIALS[3], input_sentence_size=1_000_000,
+        shuffle_input_sentence=True, num_threads=1, minloglevel=2)
+    proto = out.getvalue()
+    if path:
+      os.makedirs(cache_dir, exist_ok=True)
+      tmp = f"{path}.tmp{os.getpid()}"
+      with open(tmp, "wb") as f:
+        f.write(proto)
+      os.replace(tmp, path)
+    return cls(proto)
+
+  def encode(self, text: str) -> list[int]:
+    return self.sp.encode(text)
+
+  def decode(self, ids) -> str:
+    ids = np.asarray(ids).tolist()
+    if EOS in ids:
+      ids = ids[:ids.index(EOS)]
+    return self.sp.decode([i for i in ids if i >= 3])
+
+
+def save(tokenizer, workdir: str, side: str) -> dict:
+  """Writes what rebuilds ``tokenizer`` into ``workdir``; returns its record."""
+  record = {"kind": tokenizer.kind, "vocab": f"vocab_{side}.txt"}
+  tokenizer.vocab.save(os.path.join(workdir, record["vocab"]))
+  if tokenizer.kind == "sentencepiece":
+    record["model"] = f"spm_{side}.model"
+    record["sha256"] = hashlib.sha256(tokenizer.model_proto).hexdigest()
+    path = os.path.join(workdir, record["model"])
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+      f.write(tokenizer.model_proto)
+    os.replace(tmp, path)
+  return record
+
+
+def load(workdir: str, record: dict):
+  """The tokenizer ``save`` wrote; checks the model's hash."""
+  if record["kind"] == "sentencepiece":
+    path = os.path.join(workdir, record["model"])
+    with open(path, "rb") as f:
+      proto = f.read()
+    if hashlib.sha256(proto).hexdigest() != record["sha256"]:
+      raise ValueError(f"{path}: SentencePiece model does not match the hash "
+                       "recorded in tokenizer.json")
+    return SentencePieceTokenizer(proto)
+  vocab = Vocabulary.load(os.path.join(workdir, record["vocab"]))
+  return {"char": CharTokenizer, "word": WordTokenizer}[record["kind"]](vocab)
