@@ -204,12 +204,21 @@ def evaluate_workdir(workdir: str, split: str = "test", *,
 
 
 def encode_text(task, text: str) -> list[int]:
-  """Source ids of ``text``: ``task.tokenize(text, "src")`` when the task has
-  it, else whitespace-separated tokens looked up in the source vocabulary."""
-  fn = getattr(task, "tokenize", None)
+  """Source ids of ``text``: ``task.encode(text, "src")`` when the task has
+  it (files/TFDS tasks: their tokenizer), else whitespace-separated tokens of
+  the source vocabulary — or its characters when the vocabulary is of
+  characters (e.g. ``addition``: "12+34")."""
+  fn = getattr(task, "encode", None)
   if fn is not None:
     return list(fn(text, "src"))
-  return task.src_vocab.encode(text.split())
+  vocab = task.src_vocab
+  words = text.split()
+  known = set(vocab.tokens)
+  if not all(w in known for w in words):
+    chars = [ch for ch in text if not ch.isspace()]
+    if chars and all(ch in known for ch in chars):
+      return vocab.encode(chars)
+  return vocab.encode(words)
 
 
 def token_strings(vocab, ids: Sequence[int]) -> list[str]:

@@ -88,7 +88,8 @@ def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
   import sacrebleu
   if not hypotheses:
     return float("nan")
-  return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
+  return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)],
+                                     force=True).score)
 
 
 def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
@@ -198,12 +199,13 @@ def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
 
 def summarize_by_length(r: ExampleRecords, edges: Sequence[int]
                         ) -> list[dict[str, Any]]:
-  """:func:`summarize` per source-length bucket (empty buckets included,
-  count 0, up to the longest source)."""
+  """:func:`summarize` per source-length bucket, from the bucket of the
+  shortest source to that of the longest (empty ones between: count 0)."""
   b = bucket_index(r.src_length, edges)
   n_buckets = len(edges) + (1 if len(b) and b.max() == len(edges) else 0)
+  first = int(b.min()) if len(b) else 0   # leading empty buckets are left out
   rows = []
-  for i in range(n_buckets):
+  for i in range(first, n_buckets):
     lo, hi = bucket_bounds(edges, i)
     rows.append({"bucket": bucket_label(edges, i), "min_length": lo,
                  "max_length": hi, **summarize(r, np.nonzero(b == i)[0])})

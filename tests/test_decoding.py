@@ -203,3 +203,18 @@ def test_sampling_temperature_and_top_k():
   assert set(np.unique(draws)) == {2, 3}                     # top-2 only
   assert abs((draws == 2).mean() - 0.5 / 0.8) < 0.05
   assert int(decoding.sample_logits(logp, keys[0], 0.0)[0]) == 2  # T=0: argmax
+
+
+def test_rnnsearch_beam_attention_matches_teacher_forcing():
+  """The real RNNsearch (additive attention, scan in ``__call__``)."""
+  config = tiny_config(**{"model.name": "rnnsearch", "model.readout": "maxout"})
+  model = models.build_model(config, 10, 10, seed=2)
+  out = _jit_search(decoding.beam_search, model, max_length=7, beam_size=4,
+                    alpha=0.6).best
+  sums, lengths, att = _teacher_forced(model, SRC, out.tokens)
+  got, att = np.asarray(out.attention), np.asarray(att)
+  for b, n in enumerate(lengths):
+    np.testing.assert_allclose(got[b, :n], att[b, :n], atol=1e-5)
+    assert np.all(got[b, n:] == 0)
+  np.testing.assert_allclose(np.asarray(out.scores),
+                             sums / ((5.0 + lengths) / 6.0) ** 0.6, rtol=1e-5)
