@@ -194,8 +194,8 @@ def build_run(config, workdir: str | None = None) -> Run:
   task = data_lib.build_task(config, workdir)
   graphdef, state, tx, schedule = create_state(
       config, len(task.src_vocab), len(task.tgt_vocab))
-  return Run(config, task, objectives.get(task.objective), graphdef, state, tx,
-             schedule)
+  return Run(config, task, objectives.get(task.objective, task, config), graphdef,
+             state, tx, schedule)
 
 
 def load_model(workdir: str, step: int | None = None):
