@@ -161,7 +161,41 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
          markdown_table(table), "### What the numbers show\n",
          "\n".join(statements) + "\n"]
   out += _contrast(sweep, points, by_length, metric)
+  for extra in spec.get("by_length_extra", ()):
+    out += _by_length_plot_only(sweep, points, by_length, extra, series, panel_key,
+                                panel_values, plots_dir)
   return out
+
+
+def _by_length_plot_only(sweep, points, by_length, metric, series, panel_key,
+                         panel_values, plots_dir) -> list[str]:
+  """A by-length figure of another metric (e.g. BLEU), without statements."""
+  have = [p for p in points if all(r.get(metric) not in (None, "")
+                                   for r in by_length[p.slug])]
+  if not have:
+    return []
+  fig, axes = _grid(len(panel_values))
+  for ax, pv in zip(axes, panel_values):
+    for p in have:
+      if p.overrides.get(panel_key) != pv:
+        continue
+      r = by_length[p.slug]
+      ax.plot([x["length"] for x in r], [float(x[metric]) for x in r], marker=".",
+              markersize=3, label=_label(p.overrides, series))
+    ax.axvline(_train_range(have[0])[1] + 0.5, color="gray", linestyle="--",
+               linewidth=0.8)
+    ax.set_xlabel("source length")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{panel_key.rsplit('.', 1)[-1]}={pv}" if panel_key else sweep.title,
+                 fontsize=9)
+    ax.legend(fontsize=6)
+  for ax in axes[len(panel_values):]:
+    ax.axis("off")
+  path = _save(fig, os.path.join(plots_dir, f"by_length_{metric}.png"))
+  note = (" (corpus BLEU per length; outputs shorter than 4 tokens have no "
+          "4-gram, so their BLEU is 0 by construction)" if metric == "bleu" else "")
+  return [f"## {metric.replace('_', ' ')} against source length{note}\n",
+          _md_image(path, plots_dir, metric)]
 
 
 def _contrast(sweep, points, by_length, metric) -> list[str]:

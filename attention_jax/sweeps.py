@@ -35,6 +35,7 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -320,6 +321,25 @@ def _tail(path: str, n: int = 20) -> list[str]:
     return []
 
 
+_CHILDREN: set = set()          # running point subprocesses
+_CHILDREN_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def _stop_children() -> None:
+  """Terminates the running points (they resume from their checkpoints)."""
+  _STOPPING.set()
+  with _CHILDREN_LOCK:
+    procs = list(_CHILDREN)
+  for proc in procs:
+    proc.terminate()
+  for proc in procs:
+    try:
+      proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+
+
 def run_point(sweep: Sweep, point: Point, env: dict[str, str]) -> dict:
   """Trains and analyzes one point in subprocesses; returns its status."""
   os.makedirs(point.workdir, exist_ok=True)
@@ -335,8 +355,17 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str]) -> dict:
         continue
       log.write(f"$ {' '.join(cmd)}\n")
       log.flush()
-      rc = subprocess.call(cmd, cwd=REPO_ROOT, env=env, stdout=log,
-                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+      proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+      with _CHILDREN_LOCK:
+        _CHILDREN.add(proc)
+      try:
+        rc = proc.wait()
+      finally:
+        with _CHILDREN_LOCK:
+          _CHILDREN.discard(proc)
+      if _STOPPING.is_set():
+        return {"status": "interrupted"}
       if rc != 0:
         status.update(status="failed", returncode=rc, command=" ".join(cmd))
         break
@@ -353,9 +382,12 @@ def _hms(seconds: float) -> str:
 
 
 def run_sweep(spec: str, workdir: str, jobs: int = 1,
-              print_fn: Callable[[str], None] = print) -> list[dict]:
+              print_fn: Callable[[str], None] = print,
+              reanalyze: bool = False) -> list[dict]:
   """Runs every unfinished point, then writes the summary, plots and report.
 
+  ``reanalyze``: finished points run again too — training finds its final
+  checkpoint and returns at once, the analyses run anew (after they changed).
   Returns one status dict per point (``done``, ``failed`` or ``skipped``).
   """
   workdir = os.path.abspath(workdir)
@@ -371,7 +403,7 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
   todo, results = [], {}
   for p in sweep.points:
     st = read_status(p.workdir)
-    if st and st.get("status") == "done":
+    if st and st.get("status") == "done" and not reanalyze:
       results[p.slug] = dict(st, status="skipped")
     else:
       todo.append(p)
@@ -391,7 +423,14 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
 
   t0, done, durations = time.time(), 0, []
   lock = threading.Lock()
-  with concurrent.futures.ThreadPoolExecutor(max_workers=slots) as pool:
+  _STOPPING.clear()
+  previous = None
+  if threading.current_thread() is threading.main_thread():
+    def on_term(signum, frame):
+      raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, on_term)
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=slots)
+  try:
     futures = {pool.submit(work, p): p for p in todo}
     for fut in concurrent.futures.as_completed(futures):
       p = futures[fut]
@@ -413,6 +452,15 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
         print_fn(f"[{done}/{len(todo)}] {p.slug}: {st['status']}{extra} in "
                  f"{st.get('seconds', 0):.0f}s; elapsed {_hms(elapsed)}, "
                  f"ETA {_hms(eta)}")
+  except KeyboardInterrupt:
+    print_fn("interrupted: stopping the running points (a re-run resumes them)")
+    _stop_children()
+    pool.shutdown(wait=True, cancel_futures=True)
+    raise
+  finally:
+    pool.shutdown(wait=True)
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
   statuses = [dict(results[p.slug], slug=p.slug) for p in sweep.points]
   write_outputs(sweep, workdir, statuses)
   failed = [s for s in statuses if s["status"] == "failed"]
@@ -425,63 +473,71 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
 # Per-point analyses (run in the point's own subprocess)
 
 
-def eval_by_length(workdir: str, max_length: int | None = None,
-                   examples_per_length: int = 40, batch_size: int = 500
-                   ) -> list[dict[str, float]]:
-  """Accuracy of the trained model in ``workdir`` per source length.
+def upgrade_config_json(workdir: str) -> bool:
+  """Adds keys missing from an older ``config.json`` with their defaults.
 
-  Sources of every length 1..``max_length`` (default 2× the training limit)
-  are drawn from the task's ``test`` split, padded to one shape (one
-  compilation), decoded greedily, and grouped by source length. Writes
-  ``workdir/eval/by_length.csv``: ``length, examples, token_accuracy``
-  (teacher-forced), ``sequence_accuracy`` (exact match of the greedy decode),
-  and ``in_training_range`` (1 when the length was seen in training).
+  A workdir trained before a key was added to ``base_config`` fails
+  validation when loaded back; the sweep's analyses fill such keys with their
+  defaults (which reproduce the old behaviour) and keep the original as
+  ``config.json.orig``. Returns True if the file changed.
   """
-  import jax
-  import numpy as np
-  from attention_jax import data as data_lib
-  from attention_jax import decoding, metrics, train
-  from attention_jax.data.vocab import PAD
+  from attention_jax import config as config_lib
+  path = os.path.join(workdir, "config.json")
+  with open(path, encoding="utf-8") as f:
+    given = json.load(f)
+  merged = config_lib.base_config().to_dict()
 
-  model, config, _ = train.load_model(workdir)
-  train_max = config.data.train_max_length
+  def fill(dst, src):
+    for k, v in src.items():
+      if isinstance(v, dict) and isinstance(dst.get(k), dict):
+        fill(dst[k], v)
+      else:
+        dst[k] = v
+  fill(merged, given)
+  if merged == given:
+    return False
+  if not os.path.exists(path + ".orig"):
+    shutil.copyfile(path, path + ".orig")
+  _write_json(path, merged)
+  return True
+
+
+def eval_by_length(workdir: str, max_length: int | None = None,
+                   examples_per_length: int = 40) -> list[dict[str, Any]]:
+  """Accuracy and BLEU of the trained model in ``workdir`` per source length.
+
+  Sources of lengths 1..``max_length`` (default 2× the training limit, about
+  ``examples_per_length`` of each) are drawn from the task's ``test`` split
+  and scored by ``attention_jax.evaluation.collect`` — the decoding
+  (``eval.*``: greedy or beam) and metrics of ``experiments.evaluate`` — with
+  one bucket per length. Writes ``workdir/eval/by_length.csv``: ``length,
+  examples, token_accuracy`` (teacher-forced), ``sequence_accuracy`` (exact
+  match of the decoded output), ``bleu``, ``chrf``, ``in_training_range``.
+  """
+  from attention_jax import data as data_lib
+  from attention_jax import evaluation
+  from attention_jax import metrics as metrics_lib
+
+  upgrade_config_json(workdir)
+  _, config, run = evaluation.load(workdir)
+  lo, train_max = config.data.train_min_length, config.data.train_max_length
   max_length = max_length or 2 * train_max
   c = config.copy_and_resolve_references()
   c.data.eval_min_length = 1
   c.data.eval_max_length = max_length
   c.data.eval_examples = examples_per_length * max_length
-  data = data_lib.build_task(c).eval_set("test")
-
-  @jax.jit
-  def score(batch):
-    logits, _ = model(batch["src"], batch["tgt_in"])
-    target = batch["tgt_out"]
-    mask = target != PAD
-    tf_correct = ((logits.argmax(-1) == target) & mask).sum(1)
-    tokens, _ = decoding.greedy_decode(model, batch["src"], target.shape[1])
-    exact = metrics.sequence_correct(tokens, target)
-    return tf_correct, mask.sum(1), exact
-
-  n = len(data["src"])
-  outs = []
-  for start in range(0, n, batch_size):
-    chunk = {k: v[start:start + batch_size] for k, v in data.items()}
-    real = len(chunk["src"])
-    if real < batch_size:
-      chunk = {k: np.concatenate([v, np.full((batch_size - real, *v.shape[1:]),
-                                             PAD, v.dtype)]) for k, v in chunk.items()}
-    outs.append([np.asarray(o)[:real] for o in jax.device_get(score(chunk))])
-  correct, count, exact = (np.concatenate([o[i] for o in outs]) for i in range(3))
-  lengths = (data["src"] != PAD).sum(1)
+  eval_set = data_lib.build_task(c).eval_set("test")
+  records = evaluation.collect(run, run.state.params, c, eval_set)
   rows = []
-  for L in range(1, max_length + 1):
-    sel = lengths == L
-    if not sel.any():
+  for r in metrics_lib.summarize_by_length(records, list(range(1, max_length + 1))):
+    L = r["min_length"]
+    if not r["count"] or L > max_length:
       continue
-    rows.append({"length": L, "examples": int(sel.sum()),
-                 "token_accuracy": float(correct[sel].sum() / max(count[sel].sum(), 1)),
-                 "sequence_accuracy": float(exact[sel].mean()),
-                 "in_training_range": int(config.data.train_min_length <= L <= train_max)})
+    rows.append({"length": L, "examples": r["count"],
+                 "token_accuracy": r["token_accuracy"],
+                 "sequence_accuracy": r["sequence_accuracy"],
+                 "bleu": r.get("bleu"), "chrf": r.get("chrf"),
+                 "in_training_range": int(lo <= L <= train_max)})
   os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   write_csv(os.path.join(workdir, BY_LENGTH_CSV), rows)
   return rows
@@ -499,6 +555,7 @@ def gradient_curves(workdir: str, examples: int = 64) -> dict[str, Any]:
   ``gradients.png``.
   """
   from attention_jax import gradients
+  upgrade_config_json(workdir)
   with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
     model = json.load(f)["model"]
   label = "attention" if model["pooling"] == "attention" else model["cell"]

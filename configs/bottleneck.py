@@ -35,6 +35,7 @@ REPORT = {
     "series": ("model.name", "model.hidden_size"),
     "panels": "data.train_max_length",
     "by_length_metric": "sequence_accuracy",
+    "by_length_extra": ("token_accuracy", "bleu"),
     "heatmap": {"where": {"model.name": "rnn_encdec"}, "rows": "model.hidden_size"},
     "contrast": "model.name",
 }

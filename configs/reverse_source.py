@@ -31,6 +31,7 @@ REPORT = {
     "series": ("model.name", "model.reverse_source", "model.hidden_size"),
     "panels": "data.task",
     "by_length_metric": "sequence_accuracy",
+    "by_length_extra": ("token_accuracy", "bleu"),
     "contrast": "model.reverse_source",
 }
 

@@ -1,7 +1,7 @@
 r"""Run a sweep: every point of a config's ``sweep(arg)`` in its own workdir.
 
   python -m experiments.sweep --config configs/bottleneck.py[:ARG] \
-      --workdir DIR [--jobs N]
+      --workdir DIR [--jobs N] [--reanalyze]
 
 Each point trains in ``DIR/<point>/`` (a subprocess running
 ``experiments.run``); finished points are skipped on re-run; a failed point is
@@ -18,6 +18,9 @@ from experiments import cli
 _CONFIG = flags.DEFINE_string("config", None, "Config file with sweep(): configs/NAME.py[:ARG].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the sweep.")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Points run at once (CPU); at most one per GPU.")
+_REANALYZE = flags.DEFINE_bool(
+    "reanalyze", False, "Also re-run finished points: training is skipped (it "
+    "finished), the per-point analyses run again.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,9 +32,12 @@ def main(argv):
   from attention_jax import sweeps
   try:
     statuses = sweeps.run_sweep(_CONFIG.value, _WORKDIR.value, jobs=_JOBS.value,
-                                print_fn=lambda s: print(s, flush=True))
+                                print_fn=lambda s: print(s, flush=True),
+                                reanalyze=_REANALYZE.value)
   except sweeps.SweepError as e:
     cli.fail(str(e))
+  except KeyboardInterrupt:
+    cli.fail("interrupted; run the same command again to resume", code=130)
   if any(s["status"] == "failed" for s in statuses):
     sys.exit(1)
 
