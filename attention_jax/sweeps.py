@@ -383,12 +383,15 @@ def _hms(seconds: float) -> str:
 
 def run_sweep(spec: str, workdir: str, jobs: int = 1,
               print_fn: Callable[[str], None] = print,
-              reanalyze: bool = False) -> list[dict]:
+              reanalyze: bool = False, report_only: bool = False) -> list[dict]:
   """Runs every unfinished point, then writes the summary, plots and report.
 
   ``reanalyze``: finished points run again too — training finds its final
   checkpoint and returns at once, the analyses run anew (after they changed).
-  Returns one status dict per point (``done``, ``failed`` or ``skipped``).
+  ``report_only``: run nothing; write the summary and report of the points
+  that have finished so far (the others appear as ``not run``).
+  Returns one status dict per point (``done``, ``failed``, ``skipped`` or
+  ``not run``).
   """
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -397,6 +400,14 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
               {"config": sweep.config_path, "arg": sweep.arg,
                "points": [{"slug": p.slug, "overrides": p.overrides}
                           for p in sweep.points]})
+  if report_only:
+    statuses = [dict(read_status(p.workdir) or {"status": "not run"}, slug=p.slug)
+                for p in sweep.points]
+    write_outputs(sweep, workdir, statuses)
+    n = sum(s["status"] == "done" for s in statuses)
+    print_fn(f"wrote the summary and report of {n} finished of "
+             f"{len(statuses)} points in {workdir}")
+    return statuses
   gpus = gpu_count()
   slots = min(jobs, gpus) if gpus else jobs
   slots = max(1, slots)
@@ -628,6 +639,9 @@ def collect(sweep: Sweep, statuses: list[dict]
     row = {"point": p.slug, **{k: p.overrides.get(k) for k in swept},
            "status": "done" if st["status"] in ("done", "skipped") else st["status"],
            "returncode": st.get("returncode"), "seconds": st.get("seconds")}
+    if row["status"] != "done":   # failed or not run: no results to report
+      rows.append(row)
+      continue
     last = _last_eval(p.workdir)
     if isinstance(last.get("baseline_loss"), (int, float)) and last["baseline_loss"] > 0:
       last["loss_ratio"] = last["loss"] / last["baseline_loss"]
@@ -679,10 +693,12 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
   os.makedirs(plots_dir, exist_ok=True)
   sections = sweep_plots.make_report_sections(sweep, rows, tables, plots_dir)
   failed = [(p, s) for p, s in zip(sweep.points, statuses) if s["status"] == "failed"]
+  not_run = sum(s["status"] == "not run" for s in statuses)
   lines = [f"# {sweep.title}\n",
            f"Config `{os.path.relpath(sweep.config_path, REPO_ROOT)}`"
            + (f" with arg `{sweep.arg}`" if sweep.arg else "")
-           + f"; {len(rows)} points, {len(failed)} failed.\n"]
+           + f"; {len(rows)} points, {len(failed)} failed"
+           + (f", {not_run} not run (yet)" if not_run else "") + ".\n"]
   if sweep.report.get("description"):
     lines.append(sweep.report["description"].strip() + "\n")
   lines += sections

@@ -58,6 +58,7 @@ def test_tiny_point_report(tiny_point):
     assert [r["length"] for r in by_len] == list(range(1, 9))   # 2 × limit 4
     assert [r["in_training_range"] for r in by_len] == [1] * 4 + [0] * 4
     assert sum(r["examples"] for r in by_len) == 40 * 8
+    assert {"bleu", "chrf"} <= set(by_len[0])
     assert all(0 <= r["sequence_accuracy"] <= r["token_accuracy"] + 1e-9
                or r["sequence_accuracy"] == 0 for r in by_len)
   else:
