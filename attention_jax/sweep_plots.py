@@ -220,7 +220,7 @@ def _contrast(sweep, points, by_length, metric) -> list[str]:
                  f"({max(hi - 4, 1)}-{hi}): {parts}.")
   if not lines:
     return []
-  return [f"### {key.rsplit('.', 1)[-1]} side by side\n", "\n".join(lines) + "\n"]
+  return [f"### {key} side by side\n", "\n".join(lines) + "\n"]
 
 
 def heatmap_section(sweep, rows, by_length, plots_dir) -> list[str]:
