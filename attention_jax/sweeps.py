@@ -294,7 +294,6 @@ def point_env(jobs: int, device: int | None, gpus: int) -> dict[str, str]:
              f"intra_op_parallelism_threads={threads}")
     env["XLA_FLAGS"] = f"{flags} {extra}".strip()
     env["OMP_NUM_THREADS"] = str(threads)
-    env["JAX_PLATFORMS"] = env.get("JAX_PLATFORMS", "cpu")
   return env
 
 
