@@ -103,6 +103,12 @@ def _train_range(point) -> tuple[int, int]:
     return 1, 1
 
 
+def _panel_title(panel_key, value, lo: int, hi: int) -> str:
+  if panel_key and value is not None:
+    return f"{panel_key.rsplit('.', 1)[-1]}={value} (trained on lengths {lo}-{hi})"
+  return f"trained on lengths {lo}-{hi}"
+
+
 def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
   spec = sweep.report
   if not by_length:
@@ -148,8 +154,7 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
     ax.set_xlabel("source length")
     ax.set_ylabel(metric.replace("_", " "))
     ax.set_ylim(-0.03, 1.03)
-    ax.set_title(f"{panel_key.rsplit('.', 1)[-1]}={pv}" if panel_key else sweep.title,
-                 fontsize=9)
+    ax.set_title(_panel_title(panel_key, pv, lo, hi), fontsize=9)
     ax.legend(fontsize=6)
   for ax in axes[len(panel_values):]:
     ax.axis("off")
@@ -182,12 +187,12 @@ def _by_length_plot_only(sweep, points, by_length, metric, series, panel_key,
       r = by_length[p.slug]
       ax.plot([x["length"] for x in r], [float(x[metric]) for x in r], marker=".",
               markersize=3, label=_label(p.overrides, series))
-    ax.axvline(_train_range(have[0])[1] + 0.5, color="gray", linestyle="--",
-               linewidth=0.8)
+    lo, hi = _train_range(next((p for p in have if p.overrides.get(panel_key) == pv),
+                               have[0]))
+    ax.axvline(hi + 0.5, color="gray", linestyle="--", linewidth=0.8)
     ax.set_xlabel("source length")
     ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(f"{panel_key.rsplit('.', 1)[-1]}={pv}" if panel_key else sweep.title,
-                 fontsize=9)
+    ax.set_title(_panel_title(panel_key, pv, lo, hi), fontsize=9)
     ax.legend(fontsize=6)
   for ax in axes[len(panel_values):]:
     ax.axis("off")
@@ -252,9 +257,9 @@ def heatmap_section(sweep, rows, by_length, plots_dir) -> list[str]:
     ax.set_xlabel("source length")
     ax.axvline(_train_range(ps[0])[1] + 0.5, color="white", linestyle="--",
                linewidth=0.8)
-    ax.set_title(f"{' '.join(f'{v}' for v in where.values())} "
-                 + (f"{panel_key.rsplit('.', 1)[-1]}={pv}" if panel_key else ""),
-                 fontsize=9)
+    lo, hi = _train_range(ps[0])
+    ax.set_title(f"{' '.join(f'{v}' for v in where.values())}, "
+                 + _panel_title(panel_key, pv, lo, hi), fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
   for ax in axes[len(panel_values):]:
     ax.axis("off")
