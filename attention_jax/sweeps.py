@@ -352,6 +352,8 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str]) -> dict:
     for cmd in (train_command(sweep, point), analysis_command(sweep, point)):
       if cmd is None:
         continue
+      if _STOPPING.is_set():
+        return {"status": "interrupted"}
       log.write(f"$ {' '.join(cmd)}\n")
       log.flush()
       proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
@@ -425,6 +427,8 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
     devices.put(i)
 
   def work(point: Point) -> dict:
+    if _STOPPING.is_set():   # queued when the sweep was interrupted
+      return {"status": "interrupted"}
     device = devices.get()
     try:
       return run_point(sweep, point, point_env(slots, device, gpus))
