@@ -111,6 +111,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 500
   c.eval.batch_size = 250
+  # Decoding for evaluation (training-time and experiments.evaluate alike):
+  c.eval.beam_size = 1            # 1 = greedy search; K > 1 = beam search
+  c.eval.length_penalty = 0.6     # α in lp(Y) = ((5+|Y|)/6)^α (Wu et al. 2016); >= 0
+  c.eval.max_length_a = 1.5       # output at most floor(a * source_length + b)
+  c.eval.max_length_b = 10.0      #   tokens, EOS included
+  c.eval.length_buckets = ""      # source-length bucket edges "10,20,30" (1-10,
+                                  #   11-20, 21-30, 31+); "" = automatic
+  c.eval.chrf = False             # training-time eval also reports chrF
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500
@@ -238,7 +246,22 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in nonneg:
     if given[key] < 0:
       raise ConfigError(f"config key '{key}' must be >= 0, got {given[key]!r}")
-  for key in ("model.dropout", "model.attention_dropout", "train.label_smoothing", "train.end_lr_fraction"):
+  for key in ("eval.beam_size",):
+    if given[key] < 1:
+      raise ConfigError(f"config key '{key}' must be >= 1, got {given[key]!r}")
+  for key in ("eval.length_penalty", "eval.max_length_a", "eval.max_length_b"):
+    if given[key] < 0:
+      raise ConfigError(f"config key '{key}' must be >= 0, got {given[key]!r}")
+  if config.eval.max_length_a + config.eval.max_length_b < 1:
+    raise ConfigError("config keys 'eval.max_length_a' + 'eval.max_length_b' must "
+                      "be >= 1 (the output limit of a one-token source)")
+  from attention_jax import metrics as metrics_lib
+  try:
+    metrics_lib.parse_bucket_edges(config.eval.length_buckets)
+  except ValueError as e:
+    raise ConfigError(f"config key 'eval.length_buckets': {e}") from None
+  for key in ("model.dropout", "model.attention_dropout", "train.label_smoothing",
+              "train.end_lr_fraction"):
     if not 0.0 <= given[key] < 1.0 and not (key == "train.end_lr_fraction"
                                           and given[key] == 1.0):
       raise ConfigError(f"config key '{key}' must be in [0, 1), got {given[key]!r}")

@@ -23,10 +23,26 @@ import optax
 
 from attention_jax import decoding
 from attention_jax import metrics as metrics_lib
+from attention_jax.data.vocab import PAD, UNK
 
 
 class Seq2Seq:
-  """Cross-entropy with teacher forcing; greedy decoding for exact match."""
+  """Cross-entropy with teacher forcing; decoding for exact match and BLEU.
+
+  Unbound (``Seq2Seq()``) it decodes greedily up to the target length and
+  reports loss, perplexity, token and sequence accuracy. Bound to a task and
+  config (``bind``, as ``train.build_run`` does) it decodes as ``eval.*`` says
+  (``eval.beam_size`` 1 = greedy; output length from ``eval.max_length_a/b``)
+  — the same code as ``experiments.evaluate`` — and adds corpus BLEU (and
+  chrF with ``eval.chrf``) on detokenized text.
+  """
+
+  def __init__(self, task=None, config=None):
+    self.task = task
+    self.config = config
+
+  def bind(self, task, config) -> "Seq2Seq":
+    return type(self)(task, config)
 
   def train_loss(self, model, batch, rng, config):
     logits, _ = model(batch["src"], batch["tgt_in"], dropout_rng=rng)
@@ -36,22 +52,78 @@ class Seq2Seq:
     n = jnp.maximum(n, 1.0)
     return loss_sum / n, {"token_accuracy": correct / n}
 
+  def decode(self, model, src, tgt_len: int):
+    if self.config is None:
+      return decoding.greedy_search(model, src, tgt_len)
+    return decoding.decode_from_config(model, src, self.config)
+
   def eval_batch(self, model, batch):
-    logits, _ = model(batch["src"], batch["tgt_in"])
-    loss_sum, n = metrics_lib.cross_entropy(logits, batch["tgt_out"])
-    correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["tgt_out"])
-    tokens, _ = decoding.greedy_decode(model, batch["src"], batch["tgt_out"].shape[1])
-    exact = metrics_lib.sequence_correct(tokens, batch["tgt_out"])
-    return {"sum_loss": loss_sum, "sum_tokens": n, "sum_correct": correct,
-            "each_exact": exact}
+    src, tgt_out = batch["src"], batch["tgt_out"]
+    logits, _ = model(src, batch["tgt_in"])
+    loss, n = metrics_lib.cross_entropy_per_example(logits, tgt_out)
+    hits = (jnp.argmax(logits, -1) == tgt_out) & (tgt_out != PAD)
+    hyp = self.decode(model, src, tgt_out.shape[1])
+    return {"each_loss": loss, "each_tokens": n,
+            "each_correct": hits.sum(axis=1).astype(jnp.float32),
+            "each_exact": metrics_lib.sequence_correct(hyp.tokens, tgt_out),
+            "each_src_length": (src != PAD).sum(axis=1),
+            "each_src_unk": (src == UNK).any(axis=1),
+            "each_hyp": hyp.tokens, "each_ref": tgt_out}
+
+  def records(self, each) -> metrics_lib.ExampleRecords:
+    """Per-example records (texts detokenized) of concatenated ``each_*``."""
+    task = self.task
+    hyps = refs = []
+    if task is not None:
+      hyps = [metrics_lib.detokenize(task, r, "tgt") for r in each["each_hyp"]]
+      refs = [metrics_lib.detokenize(task, r, "tgt") for r in each["each_ref"]]
+    return metrics_lib.ExampleRecords(
+        src_length=each["each_src_length"], loss=each["each_loss"],
+        tokens=each["each_tokens"], correct=each["each_correct"],
+        exact=each["each_exact"], hypotheses=hyps, references=refs,
+        src_has_unk=each["each_src_unk"])
 
   def finalize(self, sums, each):
+    del sums
+    r = self.records(each)
+    out = metrics_lib.summarize(r, text=False)
+    if self.task is not None:
+      out["bleu"] = metrics_lib.corpus_bleu(r.hypotheses, r.references)
+      if self.config is not None and self.config.eval.chrf:
+        out["chrf"] = metrics_lib.corpus_chrf(r.hypotheses, r.references)
+    del out["count"]
+    return out
+
+
+class LanguageModel:
+  """Next-token cross-entropy, −Σ_t log p(x_{t+1} | x_≤t), for decoder-only models.
+
+  Batches: ``inputs [B, T]`` and ``targets [B, T]`` (inputs shifted by one);
+  ``model(inputs, dropout_rng) -> logits [B, T, V]``. Reports ``loss`` (nats
+  per token), ``perplexity = exp(loss)`` and ``token_accuracy``.
+  """
+
+  def train_loss(self, model, batch, rng, config):
+    logits = model(batch["inputs"], dropout_rng=rng)
+    loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"],
+                                            config.train.label_smoothing)
+    correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["targets"])
+    n = jnp.maximum(n, 1.0)
+    return loss_sum / n, {"token_accuracy": correct / n}
+
+  def eval_batch(self, model, batch):
+    logits = model(batch["inputs"])
+    loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"])
+    correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["targets"])
+    return {"sum_loss": loss_sum, "sum_tokens": n, "sum_correct": correct}
+
+  def finalize(self, sums, each):
+    del each
     loss = sums["sum_loss"] / max(sums["sum_tokens"], 1.0)
     return {
         "loss": loss,
         "perplexity": float(np.exp(min(loss, 50.0))),
         "token_accuracy": sums["sum_correct"] / max(sums["sum_tokens"], 1.0),
-        "sequence_accuracy": float(each["each_exact"].mean()),
     }
 
 
@@ -197,5 +269,9 @@ OBJECTIVES = {
 }
 
 
-def get(name: str):
-  return OBJECTIVES[name]
+def get(name: str, task=None, config=None):
+  """The objective ``name``, bound to ``task`` and ``config`` if it can be."""
+  objective = OBJECTIVES[name]
+  if task is not None and hasattr(objective, "bind"):
+    objective = objective.bind(task, config)
+  return objective

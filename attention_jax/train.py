@@ -258,8 +258,8 @@ def build_run(config, workdir: str | None = None, task=None) -> Run:
   task = data_lib.build_task(config, workdir) if task is None else task
   graphdef, state, tx, schedule = create_state(
       config, len(task.src_vocab), len(task.tgt_vocab))
-  return Run(config, task, objectives.get(task.objective), graphdef, state, tx,
-             schedule)
+  return Run(config, task, objectives.get(task.objective, task, config), graphdef,
+             state, tx, schedule)
 
 
 def abstract_state(config, task) -> TrainState:

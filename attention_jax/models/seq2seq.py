@@ -44,6 +44,7 @@ class RNNEncoderDecoder(nnx.Module):
     m = config.model
     E, H = m.embed_dim, m.hidden_size
     self.dropout_rate = m.dropout
+    self.reverse_source = m.reverse_source   # read the source backwards
     self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = rnn.GRUCell(E, H, reset_after=m.gru_reset_after, rngs=rngs)
@@ -53,6 +54,8 @@ class RNNEncoderDecoder(nnx.Module):
                            maxout_units=m.readout_dim or H, rngs=rngs)
 
   def encode(self, src: jax.Array, dropout_rng=None) -> dict[str, jax.Array]:
+    if self.reverse_source:   # Sutskever et al. 2014, Section 3.3
+      src = reverse_padded(src, src != PAD)
     x = dropout(self.src_embed(src), self.dropout_rate, dropout_rng)  # (B, S, E)
     context, _ = rnn.scan(self.encoder, x, mask=src != PAD)         # (B, H)
     return {"context": context}

@@ -1,0 +1,105 @@
+"""Figures (matplotlib, Agg backend: no display needed).
+
+* :func:`attention_figure` — the alignment matrix of one translation, source
+  tokens along the x axis (top), output tokens down the y axis, grey scale
+  with white = 0 … black = 1, as Bahdanau et al. 2014, Fig. 3.
+* :func:`metric_by_length_figure` — BLEU / exact match against source length,
+  as Bahdanau et al. 2014, Fig. 2 (with the count of each bucket).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
+                     out_tokens: Sequence[str], title: str | None = None):
+  """weights [len(out_tokens), len(src_tokens)] in [0, 1] -> Figure.
+
+  Row t is the attention the model used to predict output token t.
+  """
+  weights = np.asarray(weights, np.float32)
+  T, S = weights.shape
+  if (T, S) != (len(out_tokens), len(src_tokens)):
+    raise ValueError(f"attention is {T}x{S} but there are {len(out_tokens)} "
+                     f"output and {len(src_tokens)} source tokens")
+  cell = 0.32  # inches per token
+  w = max(3.0, 1.6 + cell * S)
+  h = max(2.5, 1.4 + cell * T)
+  fig, ax = plt.subplots(figsize=(w, h), dpi=110)
+  ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="equal",
+            interpolation="nearest")
+  ax.set_xticks(np.arange(S))
+  ax.set_xticklabels(list(src_tokens), rotation=90, fontsize=9)
+  ax.set_yticks(np.arange(T))
+  ax.set_yticklabels(list(out_tokens), fontsize=9)
+  ax.xaxis.tick_top()
+  ax.xaxis.set_label_position("top")
+  ax.set_xlabel("source")
+  ax.set_ylabel("output")
+  ax.tick_params(length=0)
+  fig.tight_layout(rect=(0, 0.06 if title else 0, 1, 1))
+  if title:
+    fig.text(0.02, 0.01, title, fontsize=8, ha="left", va="bottom")
+  return fig
+
+
+def save_attention_heatmap(path: str, weights: np.ndarray,
+                           src_tokens: Sequence[str], out_tokens: Sequence[str],
+                           title: str | None = None) -> str:
+  fig = attention_figure(weights, src_tokens, out_tokens, title)
+  _save(fig, path)
+  return path
+
+
+def metric_by_length_figure(rows: Sequence[dict[str, Any]],
+                            metrics: Sequence[str] = ("bleu", "sequence_accuracy"),
+                            title: str | None = None):
+  """Each metric of ``rows`` (from ``metrics.summarize_by_length``) against
+  the source-length bucket; accuracies are shown in percent like BLEU."""
+  labels = [r["bucket"] for r in rows]
+  x = np.arange(len(rows))
+  fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * len(rows) + 2.5), 3.4), dpi=110)
+  for name in metrics:
+    y = [r.get(name) for r in rows]
+    if all(v is None for v in y):
+      continue
+    scale = 100.0 if name.endswith("accuracy") else 1.0
+    y = np.array([np.nan if v is None else v * scale for v in y], float)
+    label = f"{name} (%)" if scale == 100.0 else name
+    ax.plot(x, y, marker="o", label=label)
+  ax.set_xticks(x)
+  ax.set_xticklabels(labels, rotation=45 if len(rows) > 8 else 0)
+  ax.set_xlabel("source length (tokens)")
+  ax.set_ylim(-2, 102)
+  ax.grid(alpha=0.3)
+  for xi, r in zip(x, rows):
+    ax.annotate(f"n={r['count']}", (xi, 0), xytext=(0, 3), textcoords="offset points",
+                ha="center", fontsize=7, color="0.4")
+  ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  return fig
+
+
+def save_metric_by_length(path: str, rows, metrics=("bleu", "sequence_accuracy"),
+                          title: str | None = None) -> str:
+  _save(metric_by_length_figure(rows, metrics, title), path)
+  return path
+
+
+def _save(fig, path: str) -> None:
+  d = os.path.dirname(os.path.abspath(path))
+  os.makedirs(d, exist_ok=True)
+  tmp = os.path.join(d, "." + os.path.basename(path) + ".tmp.png")
+  fig.savefig(tmp, format="png")
+  plt.close(fig)
+  os.replace(tmp, path)

@@ -1,0 +1,124 @@
+"""The sweep runner: slugs, failure isolation, skipping, summary and report."""
+
+import csv
+import json
+import os
+import textwrap
+
+import pytest
+
+from attention_jax import sweeps
+
+
+@pytest.mark.parametrize("value", ["../x", "/abs", "a/b", "x" * 300, "..", ".",
+                                   "a\\b", "a b\n", "~/x", "\x00"])
+def test_slug_cannot_escape(tmp_path, value):
+  s = sweeps.slug({"data.train_path": value})
+  assert set(s) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                       "0123456789._=-")
+  assert len(s) <= sweeps.SLUG_MAX and s not in (".", "..")
+  path = sweeps.point_dir(str(tmp_path), s)
+  assert os.path.dirname(path) == os.path.realpath(tmp_path)
+
+
+def test_slug_distinct_and_stable():
+  assert sweeps.slug({"a.b": "a/b"}) != sweeps.slug({"a.b": "a-b"})
+  assert sweeps.slug({"a.b": "x" * 300}) != sweeps.slug({"a.b": "x" * 299})
+  assert sweeps.slug({"model.name": "gru", "model.hidden_size": 8}) == (
+      "hidden_size=8_name=gru")
+  assert sweeps.slug({"model.hidden_size": 8, "model.name": "gru"}) == (
+      "hidden_size=8_name=gru")   # key order does not matter
+  many = {f"k{i}": "v" * 30 for i in range(10)}
+  assert len(sweeps.slug(many)) <= sweeps.SLUG_MAX
+  with pytest.raises(sweeps.SweepError):
+    sweeps.point_dir("/tmp/root", "../x")
+
+
+SWEEP_CONFIG = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from conftest import tiny_config
+
+    def get_config(arg=None):
+      c = tiny_config()
+      c.train.steps = 6
+      c.train.warmup_steps = 1
+      c.train.log_every_steps = 3
+      c.eval.every_steps = 6
+      c.checkpoint.every_steps = 6
+      c.data.eval_examples = 32
+      return c
+
+    def sweep(arg=None):
+      yield {{"model.hidden_size": 8}}
+      yield {{"model.hidden_size": 12}}
+      yield {{"model.hidden_size": 8, "train.learning_rate": 1e30}}  # becomes NaN
+
+    REPORT = {{"x": "model.hidden_size", "x_metrics": ["token_accuracy"],
+              "solved": {{"metric": "token_accuracy", "above": 0.99}}}}
+""")
+
+
+@pytest.fixture(scope="module")
+def failing_sweep(tmp_path_factory):
+  root = tmp_path_factory.mktemp("sweep")
+  cfg = root / "sweep_cfg.py"
+  cfg.write_text(SWEEP_CONFIG.format(tests=os.path.dirname(os.path.abspath(__file__))))
+  workdir = str(root / "out")
+  lines = []
+  first = sweeps.run_sweep(str(cfg), workdir, jobs=2, print_fn=lines.append)
+  return str(cfg), workdir, first, lines
+
+
+def test_failure_recorded_others_finish(failing_sweep):
+  _, workdir, statuses, lines = failing_sweep
+  by_slug = {s["slug"]: s for s in statuses}
+  bad = by_slug["hidden_size=8_learning_rate=1e30"]
+  assert bad["status"] == "failed" and bad["returncode"] == 3
+  assert any("became nan" in line for line in bad["log_tail"])
+  assert by_slug["hidden_size=8"]["status"] == "done"
+  assert by_slug["hidden_size=12"]["status"] == "done"
+  assert sum("ETA" in line for line in lines) == 3
+  with open(os.path.join(workdir, "summary.csv")) as f:
+    rows = {r["point"]: r for r in csv.DictReader(f)}
+  assert rows["hidden_size=8_learning_rate=1e30"]["status"] == "failed"
+  assert rows["hidden_size=8_learning_rate=1e30"]["returncode"] == "3"
+  assert 0.0 <= float(rows["hidden_size=12"]["token_accuracy"]) <= 1.0
+  report = open(os.path.join(workdir, "report.md")).read()
+  assert "## Failed points" in report and "became nan" in report
+  assert "plots/token_accuracy_vs_hidden_size.png" in report
+  assert os.path.getsize(os.path.join(workdir, "plots",
+                                      "token_accuracy_vs_hidden_size.png")) > 1000
+  assert "| hidden_size=8_learning_rate=1e30 | 8 | 1e+30 | failed |" in open(
+      os.path.join(workdir, "summary.md")).read()
+
+
+def test_rerun_skips_finished_points(failing_sweep):
+  cfg, workdir, _, _ = failing_sweep
+  ok = os.path.join(workdir, "hidden_size=12", sweeps.STATUS_FILE)
+  before = os.stat(ok).st_mtime_ns
+  lines = []
+  statuses = sweeps.run_sweep(cfg, workdir, jobs=1, print_fn=lines.append)
+  assert "2 already finished, 1 to run" in lines[0]
+  assert [s["status"] for s in statuses] == ["skipped", "skipped", "failed"]
+  assert os.stat(ok).st_mtime_ns == before
+  with open(os.path.join(workdir, "summary.csv")) as f:
+    assert [r["status"] for r in csv.DictReader(f)] == ["done", "done", "failed"]
+
+
+def test_bad_point_rejected_before_work(tmp_path):
+  cfg = tmp_path / "bad.py"
+  cfg.write_text(SWEEP_CONFIG.format(tests=os.path.dirname(os.path.abspath(__file__)))
+                 .replace('"train.learning_rate": 1e30', '"train.lerning_rate": 1'))
+  with pytest.raises(sweeps.SweepError, match=r"point 2 .*train.lerning_rate"):
+    sweeps.run_sweep(str(cfg), str(tmp_path / "out"), print_fn=lambda s: None)
+  assert not os.path.exists(tmp_path / "out" / "hidden_size=8")
+
+
+def test_point_env_threads():
+  env = sweeps.point_env(jobs=2, device=0, gpus=0)
+  threads = max(1, (os.cpu_count() or 1) // 2)
+  assert f"intra_op_parallelism_threads={threads}" in env["XLA_FLAGS"]
+  assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  gpu = sweeps.point_env(jobs=4, device=1, gpus=2)
+  assert gpu["CUDA_VISIBLE_DEVICES"] == "1"
