@@ -88,6 +88,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.weight_decay = 0.0
   c.train.label_smoothing = 0.0
   c.train.log_every_steps = 100
+  c.train.num_devices = 0         # data-parallel devices; 0 = all visible
+  c.train.compute_dtype = "float32"  # float32 | bfloat16 (params stay float32)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 500
@@ -186,6 +188,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            ("dot", "general", "concat"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
+  _allowed("train.compute_dtype", config.train.compute_dtype, ("float32", "bfloat16"))
 
   positive = ("model.embed_dim", "model.hidden_size", "model.num_layers",
               "data.vocab_size", "data.train_min_length", "data.eval_min_length",
@@ -196,7 +199,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "model.attention_dim", "train.warmup_steps", "train.grad_clip_norm",
+  nonneg = ("model.readout_dim", "model.attention_dim", "train.num_devices",
+            "train.warmup_steps", "train.grad_clip_norm",
             "train.weight_decay")
   for key in nonneg:
     if given[key] < 0:

@@ -27,6 +27,7 @@ from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import models
 from attention_jax import objectives
+from attention_jax import sharding as sharding_lib
 from attention_jax import writers
 from attention_jax.data.vocab import PAD
 
@@ -51,9 +52,10 @@ def make_schedule(config) -> optax.Schedule:
   t = config.train
   peak, warmup = t.learning_rate, t.warmup_steps
   if t.schedule == "cosine":
+    if not warmup:
+      return optax.cosine_decay_schedule(peak, t.steps, alpha=t.end_lr_fraction)
     return optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else peak, peak, warmup, t.steps,
-        end_value=peak * t.end_lr_fraction)
+        0.0, peak, warmup, t.steps, end_value=peak * t.end_lr_fraction)
   if t.schedule == "rsqrt":   # Vaswani et al. 2017, eq. 3 (scaled to peak)
     def rsqrt(step):
       step = jnp.maximum(step, 1).astype(jnp.float32)
@@ -98,11 +100,26 @@ def create_state(config, src_vocab_size: int, tgt_vocab_size: int):
   return graphdef, state, tx, schedule
 
 
+def merge_for_compute(graphdef, params, config):
+  """The model with parameters cast to ``train.compute_dtype``.
+
+  Mixed precision: parameters and optimizer state stay float32; the forward
+  and backward passes run in the compute dtype (the cast's gradient brings
+  the float32 gradients back); losses are computed in float32.
+  """
+  dtype = jnp.dtype(config.train.compute_dtype) if config is not None else None
+  if dtype is not None and dtype != jnp.float32:
+    params = jax.tree.map(
+        lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p,
+        params)
+  return nnx.merge(graphdef, params)
+
+
 def make_train_step(graphdef, tx, schedule, config, objective):
   """The pure step function (not yet jitted)."""
 
   def loss_fn(params, batch, rng):
-    model = nnx.merge(graphdef, params)
+    model = merge_for_compute(graphdef, params, config)
     return objective.train_loss(model, batch, rng, config)
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
@@ -126,11 +143,11 @@ def make_train_step(graphdef, tx, schedule, config, objective):
   return train_step
 
 
-def make_eval_step(graphdef, objective):
+def make_eval_step(graphdef, objective, config=None):
   """``(params, batch) -> objective.eval_batch(model, batch)``."""
 
   def eval_step(params, batch):
-    return objective.eval_batch(nnx.merge(graphdef, params), batch)
+    return objective.eval_batch(merge_for_compute(graphdef, params, config), batch)
 
   return eval_step
 
@@ -246,10 +263,15 @@ def train_and_evaluate(config, workdir: str, *,
     return evals[-1] if evals else {}
 
   run = build_run(config, workdir)
-  _write_config(workdir, config)
-  data_lib.save_task_files(run.task, workdir)
+  primary = jax.process_index() == 0   # one process writes the files
+  if primary:
+    _write_config(workdir, config)
+    data_lib.save_task_files(run.task, workdir)
 
-  state = run.state
+  mesh = sharding_lib.make_mesh(config.train.num_devices)
+  for key in ("train.batch_size", "eval.batch_size"):
+    sharding_lib.check_batch_size(config[key.split(".")[0]][key.split(".")[1]], mesh, key)
+  state = sharding_lib.put_replicated(run.state, mesh)
   train_iter = run.task.train_iterator()
   if latest is not None:
     state, meta = ckpt.restore(state, latest)
@@ -257,18 +279,26 @@ def train_and_evaluate(config, workdir: str, *,
     logging.info("resumed from checkpoint at step %d in %s", latest, workdir)
   start = int(state.step)
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
-  logging.info("model %s: %s parameters; training steps %d..%d on %s",
+  logging.info("model %s: %s parameters; training steps %d..%d on %s; "
+               "data-parallel over %d device(s), %d process(es); compute dtype %s",
                config.model.name, f"{n_params:,}", start, total,
-               jax.devices()[0].platform)
+               jax.devices()[0].platform, mesh.devices.size, jax.process_count(),
+               config.train.compute_dtype)
 
   donate = (0,) if jax.default_backend() != "cpu" else ()
-  train_step = jax.jit(
+  rep, data = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
+  jit_train_step = jax.jit(
       make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective),
-      donate_argnums=donate)
-  eval_step = jax.jit(make_eval_step(run.graphdef, run.objective))
+      in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=donate)
+  jit_eval_step = jax.jit(make_eval_step(run.graphdef, run.objective, config),
+                          in_shardings=(rep, data))
+  train_step = lambda s, b: jit_train_step(s, sharding_lib.put_batch(b, mesh))
+  eval_step = lambda p, b: jit_eval_step(p, sharding_lib.put_batch(b, mesh))
   eval_set = run.task.eval_set("eval")
 
-  writer = writers.MetricWriter(workdir, resume_step=start if latest is not None else None)
+  resume_step = start if latest is not None else None
+  writer = (writers.MetricWriter(workdir, resume_step=resume_step) if primary
+            else writers.NullWriter())
   progress = writers.Progress(total, start)
   pending: list[tuple[int, dict]] = []
   last_eval: dict[str, float] = {}

@@ -66,6 +66,19 @@ class MetricWriter:
     self._tb.close()
 
 
+class NullWriter:
+  """What processes other than the first write: nothing."""
+
+  def write(self, step, split, metrics) -> None:
+    del step, split, metrics
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
   with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
     return [json.loads(line) for line in f if line.strip()]

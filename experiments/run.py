@@ -21,7 +21,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  from attention_jax import train
+  from attention_jax import sharding, train
+  sharding.initialize_distributed()  # no-op unless launched as several processes
   config = cli.load_config(_CONFIG)
   logging.info("workdir: %s", _WORKDIR.value)
   with cli.errors_as_one_line():

@@ -212,9 +212,11 @@ def test_files_task_batches_and_references(tmp_path):
   np.testing.assert_array_equal(task.eval_source_lengths("eval"), [3, 2, 2])
 
 
-def test_catalog_dataset_offline_with_mock_data(tmp_path):
+@pytest.mark.parametrize("name,keys", [("wmt14_translate/de-en", ("de", "en")),
+                                       ("ted_hrlr_translate/pt_to_en", ("pt", "en"))])
+def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
   import tensorflow_datasets as tfds
-  config = tiny_config(**{"data.task": "tfds:wmt14_translate/de-en",
+  config = tiny_config(**{"data.task": f"tfds:{name}",
                           "data.tfds_data_dir": str(tmp_path / "tfds"),
                           "data.tokenizer": "char", "data.max_length": 32,
                           "train.batch_size": 4})
@@ -223,13 +225,13 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path):
     task = data_lib.build_task(config)
     ev = task.eval_set("eval")
     batch = next(task.train_iterator())
-    raw = tfds.data_source("wmt14_translate/de-en", split="validation",
-                           data_dir=str(tmp_path / "tfds"))
+    raw = tfds.data_source(name, split="validation", data_dir=str(tmp_path / "tfds"))
   assert "tensorflow" not in sys.modules
-  assert task.corpus.src_key == "de" and task.corpus.tgt_key == "en"  # supervised keys
+  assert (task.corpus.src_key, task.corpus.tgt_key) == keys   # supervised keys
   assert ev["src"].shape[0] == 12 and batch["src"].shape == (4, 32)
   refs = task.eval_references("eval")
-  assert refs == [r["en"].strip() for r in raw if r["de"].strip() and r["en"].strip()]
+  src, tgt = keys
+  assert refs == [r[tgt].strip() for r in raw if r[src].strip() and r[tgt].strip()]
   assert task.detokenize(ev["tgt_out"][0]) == refs[0][:32]
 
 
@@ -488,3 +490,29 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
   ids = run.task.encode("the dog saw the cat .")
   assert run.task.detokenize(ids, "src") == "the dog saw the cat ."
   assert int(run.state.step) == 20
+
+
+def _seq2seq_models():
+  from attention_jax import models
+  return sorted(n for n, cls in models.MODELS.items() if hasattr(cls, "encode"))
+
+
+@pytest.mark.parametrize("model_name", _seq2seq_models())
+def test_reorder_trains_with_every_seq2seq_model(model_name):
+  """Different source/target vocabularies and widths go through each model."""
+  import jax
+  config = tiny_config(**{"data.task": "reorder", "model.name": model_name,
+                          "data.train_min_length": 6, "data.train_max_length": 12,
+                          "data.eval_min_length": 6, "data.eval_max_length": 12,
+                          "train.batch_size": 8, "train.schedule": "constant",
+                          "train.warmup_steps": 0, "train.learning_rate": 1e-2})
+  config_lib.validate(config)
+  run = train.build_run(config)
+  assert len(run.task.src_vocab) != len(run.task.tgt_vocab)
+  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+                                       run.objective))
+  batch = next(run.task.train_iterator())
+  state, first = step(run.state, batch)
+  for _ in range(3):
+    state, m = step(state, batch)
+  assert np.isfinite(float(m["loss"])) and float(m["loss"]) < float(first["loss"])

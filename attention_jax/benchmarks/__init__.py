@@ -7,4 +7,5 @@ configuration's reference, all timed in this one process.
 
 SUITES = {
     # name -> module under attention_jax.benchmarks, imported on demand
+    "model": "model",
 }

@@ -51,6 +51,12 @@ def machine() -> str:
   import jax
   dev = jax.devices()[0]
   kind = getattr(dev, "device_kind", dev.platform)
+  if dev.platform == "cpu":
+    try:
+      with open("/proc/cpuinfo") as f:
+        kind = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+      kind = platform.processor() or "cpu"
   return (f"{kind} ({jax.default_backend()}), {os.cpu_count()} CPU cores, "
           f"jax {jax.__version__}, Python {platform.python_version()}")
 

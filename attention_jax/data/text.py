@@ -39,18 +39,14 @@ import os
 import numpy as np
 from absl import logging
 
-from attention_jax.config import ConfigError
 from attention_jax.data import pipeline
 from attention_jax.data import tokenizers as tok_lib
+from attention_jax.data.tokenizers import DataError
 from attention_jax.data.synthetic import IndexedIterator, pad_batch
 from attention_jax.data.vocab import PAD
 
 ROLES = ("train", "eval", "test")
 _FORMAT = "attention_jax parallel text v1"
-
-
-class DataError(ConfigError):
-  """The data a config names is bad. The message is one line naming the file."""
 
 
 # ---------------------------------------------------------------------------
@@ -95,7 +91,7 @@ def resolve(path: str, key: str) -> tuple[str, ...]:
     return (path,)
   if os.path.exists(path + ".src") or os.path.exists(path + ".tgt"):
     return path + ".src", path + ".tgt"
-  raise DataError(f"{key}: file not found: {path} (nor {path}.src/{path}.tgt)")
+  raise DataError(f"{key}: file not found: {path} (nor {path}.src and {path}.tgt)")
 
 
 def parse_parallel(files: tuple[str, ...], blobs: tuple[bytes, ...]
@@ -481,9 +477,12 @@ class ParallelTextTask:
     return IndexedIterator(batches.batch)
 
   def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
+    """The whole split in file order, padded to its longest pair."""
     e = self.encoded(split)
-    width = max(max(len(s) for s in e["src"]), max(len(t) for t in e["tgt"]))
-    return pad_batch(list(zip(e["src"], e["tgt"])), width, width)
+    if "padded" not in e:
+      width = max(max(len(s) for s in e["src"]), max(len(t) for t in e["tgt"]))
+      e["padded"] = pad_batch(list(zip(e["src"], e["tgt"])), width, width)
+    return e["padded"]
 
   def eval_references(self, split: str = "eval") -> list[str]:
     """The raw target sentences of ``eval_set(split)``, row by row."""

@@ -25,9 +25,14 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from attention_jax.config import ConfigError
 from attention_jax.data.vocab import EOS, SPECIALS, Vocabulary
 
 KINDS = ("char", "word", "sentencepiece")
+
+
+class DataError(ConfigError):
+  """The data a config names is bad. The message is one line naming the file."""
 
 
 class CharTokenizer:
@@ -154,7 +159,7 @@ def load(workdir: str, record: dict):
     with open(path, "rb") as f:
       proto = f.read()
     if hashlib.sha256(proto).hexdigest() != record["sha256"]:
-      raise ValueError(f"{path}: SentencePiece model does not match the hash "
+      raise DataError(f"{path}: SentencePiece model does not match the hash "
                        "recorded in tokenizer.json")
     return SentencePieceTokenizer(proto)
   vocab = Vocabulary.load(os.path.join(workdir, record["vocab"]))

@@ -1,0 +1,145 @@
+"""Suite ``model``: training-step throughput and model FLOPs utilisation.
+
+For each registered model, one jitted train step (forward, backward, optax
+update) on random tokens is timed; reported: tokens/s (target tokens for
+seq2seq models, B·T for the LM) and, for the attention models,
+MFU = FLOPs/token × tokens/s ÷ peak, with FLOPs/token = 6N + 12·L·d·T
+(PaLM appendix B; nanoGPT ``estimate_mfu``; N = parameters less the position
+table; L = layers of all stacks; the attention term is not halved for causal
+masks). Peak = the vendor's dense figure for the dtype actually used (bf16
+tensor cores, or TF32 for float32 matmuls on NVIDIA); on a CPU the peak is
+not known and MFU is left blank rather than guessed.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from attention_jax import config as config_lib
+from attention_jax import models, objectives, train
+from attention_jax.benchmarks import timing
+
+COLUMNS = ["model", "size", "dtype", "batch", "seq_len", "params_M", "step_ms",
+           "tokens_per_sec", "tflops_per_sec", "mfu"]
+
+# Dense peak FLOP/s by (device kind substring, compute dtype).
+PEAKS = {
+    ("H100", "bfloat16"): 989.4e12, ("H100", "float32"): 494.7e12,   # TF32
+    ("H200", "bfloat16"): 989.4e12, ("H200", "float32"): 494.7e12,
+    ("A100", "bfloat16"): 312e12, ("A100", "float32"): 156e12,
+    ("TPU v5p", "bfloat16"): 459e12, ("TPU v5 lite", "bfloat16"): 197e12,
+}
+
+
+def peak_flops(dtype: str) -> float | None:
+  kind = getattr(jax.devices()[0], "device_kind", "")
+  for (name, dt), peak in PEAKS.items():
+    if name in kind and dt == dtype:
+      return peak
+  return None
+
+
+def _cases(on_gpu: bool, quick: bool) -> list[tuple[str, str, dict]]:
+  """(model name, size label, config overrides)."""
+  if on_gpu and not quick:
+    gpt = {"data.max_length": 1024, "model.max_positions": 1024,
+           "train.compute_dtype": "bfloat16", "model.vocab_size": 50304}
+    return [
+        ("gpt", "gpt2-small", {**gpt, "model.num_layers": 12, "model.hidden_size": 768,
+                               "model.num_heads": 12, "train.batch_size": 16}),
+        ("gpt", "gpt2-medium", {**gpt, "model.num_layers": 24, "model.hidden_size": 1024,
+                                "model.num_heads": 16, "train.batch_size": 8}),
+        ("transformer", "base", {"model.num_layers": 6, "model.hidden_size": 512,
+                                 "model.num_heads": 8, "model.vocab_size": 32000,
+                                 "data.max_length": 256, "train.batch_size": 64,
+                                 "train.compute_dtype": "bfloat16"}),
+        ("rnn_encdec", "H1000", {"model.hidden_size": 1000, "model.embed_dim": 620,
+                                 "model.vocab_size": 30000, "data.max_length": 50,
+                                 "train.batch_size": 80}),
+        ("rnnsearch", "H1000", {"model.hidden_size": 1000, "model.embed_dim": 620,
+                                "model.vocab_size": 30000, "data.max_length": 50,
+                                "train.batch_size": 80}),
+    ]
+  small = {"model.vocab_size": 512, "data.max_length": 64 if quick else 128,
+           "train.batch_size": 8 if quick else 16}
+  tf = {"model.num_layers": 2, "model.hidden_size": 128, "model.num_heads": 4}
+  rnn = {"model.hidden_size": 128, "model.embed_dim": 64, "model.vocab_size": 512,
+         "data.max_length": 30, "train.batch_size": 64}
+  return [("gpt", "L2-d128", {**small, **tf}),
+          ("transformer", "L2-d128", {**small, **tf}),
+          ("rnn_encdec", "H128", rnn), ("seq2seq_lstm", "H128", rnn),
+          ("rnnsearch", "H128", rnn), ("luong", "H128", rnn)]
+
+
+def _config(name: str, overrides: dict):
+  c = config_lib.base_config()
+  c.model.name = name
+  c.train.warmup_steps = 0
+  for key, value in overrides.items():
+    if key == "model.vocab_size":
+      continue
+    section, leaf = key.split(".")
+    c[section][leaf] = value
+  return c
+
+
+def _position_params(params) -> int:
+  flat = nnx.to_flat_state(params) if hasattr(nnx, "to_flat_state") else []
+  total = 0
+  for path, v in flat:
+    if any("pos" in str(p) for p in path):
+      total += np.size(v.value if hasattr(v, "value") else v)
+  return total
+
+
+def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
+  config = _config(name, overrides)
+  V = overrides.get("model.vocab_size", 512)
+  B, T = config.train.batch_size, config.data.max_length
+  graphdef, state, tx, schedule = train.create_state(config, V, V)
+  objective = objectives.get("lm" if name == "gpt" else "seq2seq")
+  rng = np.random.default_rng(0)
+  tokens = lambda shape: jnp.asarray(rng.integers(4, V, size=shape), jnp.int32)
+  if name == "gpt":
+    batch = {"inputs": tokens((B, T)), "targets": tokens((B, T))}
+  else:
+    batch = {"src": tokens((B, T)), "tgt_in": tokens((B, T)), "tgt_out": tokens((B, T))}
+  n_tokens = B * T
+  donate = (0,) if jax.default_backend() != "cpu" else ()
+  step = jax.jit(train.make_train_step(graphdef, tx, schedule, config, objective),
+                 donate_argnums=donate)
+  holder = {"state": state}
+
+  def run_step():
+    holder["state"], m = step(holder["state"], batch)
+    jax.block_until_ready(m["loss"])
+
+  ms = timing.bench({name: run_step}, name, rounds=rounds, iters=3, warmup=2)[name]["median_ms"]
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  tok_s = n_tokens / (ms / 1e3)
+  row = {"model": name, "size": label, "dtype": config.train.compute_dtype,
+         "batch": B, "seq_len": T, "params_M": n_params / 1e6, "step_ms": ms,
+         "tokens_per_sec": tok_s, "tflops_per_sec": "", "mfu": ""}
+  if name in ("gpt", "transformer"):
+    N = n_params - _position_params(state.params)
+    L = config.model.num_layers * (1 if name == "gpt" else 2)
+    flops_per_token = 6 * N + 12 * L * config.model.hidden_size * T
+    achieved = flops_per_token * tok_s
+    row["tflops_per_sec"] = achieved / 1e12
+    peak = peak_flops(config.train.compute_dtype)
+    if peak:
+      row["mfu"] = achieved / peak
+  return row
+
+
+def run(quick: bool = False) -> list[dict]:
+  on_gpu = jax.default_backend() == "gpu"
+  rows = []
+  for name, label, overrides in _cases(on_gpu, quick):
+    if name not in models.MODELS:
+      continue
+    rows.append(_bench_one(name, label, overrides, rounds=3 if quick else 7))
+  return rows

@@ -1,0 +1,107 @@
+"""Device meshes, data-parallel placement and multi-host start-up.
+
+Data parallelism: a 1-D mesh over the devices with axis ``data``; the batch is
+split along its first axis, parameters and optimizer state are replicated, and
+XLA inserts the gradient all-reduce. Every process runs the same program
+(SPMD); in a multi-process launch (Slurm, TPU pods, Open MPI, or explicit
+``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``) call
+:func:`initialize_distributed` first and each process feeds only its own rows
+of the global batch.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA = "data"
+
+
+def initialize_distributed() -> None:
+  """``jax.distributed.initialize()`` when launched as several processes.
+
+  JAX auto-detects Slurm, TPU pods and Open MPI; an explicit
+  ``JAX_COORDINATOR_ADDRESS`` (with ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``)
+  works anywhere. A single process does nothing.
+  """
+  if jax.distributed.is_initialized():
+    return
+  explicit = "JAX_COORDINATOR_ADDRESS" in os.environ
+  slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+  mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
+  tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ.get(
+      "TPU_WORKER_HOSTNAMES", "")
+  if not (explicit or slurm or mpi or tpu_pod):
+    return
+  if explicit:
+    # CPU collectives across processes (harmless for accelerator backends; the
+    # backend must not be queried before initialize()).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+        process_id=int(os.environ["JAX_PROCESS_ID"]))
+  else:
+    jax.distributed.initialize()
+  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count())
+
+
+def make_mesh(num_devices: int = 0) -> Mesh:
+  """A 1-D ``data`` mesh over the first ``num_devices`` devices (0 = all).
+
+  Built from an explicit device array, so axes are of the Auto type (jax 0.10's
+  ``make_mesh`` defaults to Explicit axes, under which ``nnx.Embed`` lookups
+  fail with ``ShardingTypeError``).
+  """
+  devices = jax.devices()
+  if num_devices:
+    if num_devices > len(devices):
+      raise ValueError(f"train.num_devices={num_devices} but only "
+                       f"{len(devices)} devices are visible")
+    devices = devices[:num_devices]
+  return Mesh(np.asarray(devices), (DATA,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
+  n = mesh.devices.size
+  if batch_size % n:
+    raise ValueError(f"config key '{key}' ({batch_size}) must be divisible by "
+                     f"the number of devices ({n})")
+
+
+def put_replicated(tree, mesh: Mesh):
+  """Places a pytree of arrays on every device of ``mesh``."""
+  return jax.device_put(tree, replicated(mesh))
+
+
+def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+  """Shards a host batch along its first axis over the ``data`` axis.
+
+  ``batch`` is the *global* batch; with several processes each one passes its
+  own rows to ``make_array_from_process_local_data`` (the rows of the devices
+  it owns), so no process materialises another's part on device.
+  """
+  sharding = batch_sharding(mesh)
+  if jax.process_count() == 1:
+    return jax.device_put(batch, sharding)
+  n, i = jax.process_count(), jax.process_index()
+  out = {}
+  for k, v in batch.items():
+    rows = v.shape[0] // n
+    out[k] = jax.make_array_from_process_local_data(
+        sharding, v[i * rows:(i + 1) * rows], v.shape)
+  return out

@@ -1,0 +1,86 @@
+"""Run in a subprocess by test_scale.py (device counts are fixed at jax import).
+
+  python tests/dp_worker.py dp OUT_DIR           # 8 forced CPU devices
+  python tests/dp_worker.py multiprocess OUT_DIR # one of two processes (env set)
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from attention_jax import sharding, train  # noqa: E402
+from attention_jax.checkpoint import Checkpointer  # noqa: E402
+from conftest import tiny_config  # noqa: E402
+
+
+def checksum(tree) -> list[float]:
+  return [float(np.asarray(jax.device_get(x), np.float64).sum())
+          for x in jax.tree.leaves(tree)]
+
+
+def data_parallel(out_dir: str) -> None:
+  assert jax.device_count() == 8, jax.devices()
+  result = {}
+  for n in (1, 8):
+    config = tiny_config(**{"train.num_devices": n, "train.steps": 6,
+                            "train.log_every_steps": 1, "eval.every_steps": 6,
+                            "checkpoint.every_steps": 6})
+    workdir = os.path.join(out_dir, f"dev{n}")
+    train.train_and_evaluate(config, workdir)
+    rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    result[n] = {"losses": [r["loss"] for r in rows if r["split"] == "train"]}
+  # Restore the 8-device checkpoint onto meshes of 1 and 2 devices.
+  config = tiny_config(**{"train.steps": 6})
+  run = train.build_run(config)
+  saved = None
+  for n in (8, 1, 2):
+    mesh = sharding.make_mesh(n)
+    target = sharding.put_replicated(run.state, mesh)
+    ckpt = Checkpointer(os.path.join(out_dir, "dev8", "checkpoints"))
+    state, _ = ckpt.restore(target)
+    ckpt.close()
+    leaves = [np.asarray(jax.device_get(x)) for x in jax.tree.leaves(state)]
+    devs = {len(x.sharding.device_set) for x in jax.tree.leaves(state)}
+    assert devs == {n}, (n, devs)
+    if saved is None:
+      saved = leaves
+    for a, b in zip(saved, leaves):
+      np.testing.assert_array_equal(a, b)
+    result[f"restored_on_{n}"] = True
+  json.dump(result, open(os.path.join(out_dir, "dp.json"), "w"))
+
+
+def run_steps(n_steps: int = 3) -> dict:
+  """A few data-parallel train steps over all devices of all processes."""
+  config = tiny_config()
+  run = train.build_run(config)
+  mesh = sharding.make_mesh()
+  state = sharding.put_replicated(run.state, mesh)
+  rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+                                       run.objective),
+                 in_shardings=(rep, data), out_shardings=(rep, rep))
+  it = run.task.train_iterator()
+  losses = []
+  for _ in range(n_steps):
+    state, m = step(state, sharding.put_batch(next(it), mesh))
+    losses.append(float(m["loss"]))
+  return {"losses": losses, "params": checksum(state.params),
+          "devices": jax.device_count()}
+
+
+def multiprocess(out_dir: str) -> None:
+  sharding.initialize_distributed()
+  assert jax.process_count() == 2
+  out = run_steps()
+  json.dump(out, open(os.path.join(out_dir, f"proc{jax.process_index()}.json"), "w"))
+
+
+if __name__ == "__main__":
+  {"dp": data_parallel, "multiprocess": multiprocess}[sys.argv[1]](sys.argv[2])
