@@ -210,8 +210,10 @@ def load_model(workdir: str, step: int | None = None):
     config = config_lib.from_json(f.read())
   run = build_run(config, workdir)
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
-  state, _ = ckpt.restore(run.state, step)
-  ckpt.close()
+  try:
+    state, _ = ckpt.restore(run.state, step)
+  finally:  # also on a failed restore: an open manager spews at exit
+    ckpt.close()
   run.state = state
   return nnx.merge(run.graphdef, state.params), config, run
 
