@@ -44,6 +44,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention_dim = 0       # additive / Luong-concat attention units; 0 = hidden_size
   c.model.attention_score = "general"  # Luong et al. 2015 score: dot | general | concat
   c.model.input_feeding = True    # Luong et al. 2015 §3.3: feed h̃_{t-1} to the decoder
+  # Transformer / GPT (hidden_size = d_model, num_layers = layers per stack)
+  c.model.num_heads = 4
+  c.model.mlp_dim = 0             # feed-forward width; 0 = 4 * hidden_size
+  c.model.pre_ln = True           # True: pre-LN (GPT-2); False: post-LN (Vaswani 2017)
+  c.model.max_positions = 256     # KV-cache length; GPT's learned position table
+  c.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
+  c.model.attention_dropout = 0.0  # dropout on attention weights
+  c.model.tie_embeddings = True   # output projection = target embedding transposed
 
   c.data = ml_collections.ConfigDict()
   c.data.task = "reverse"
@@ -186,11 +194,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _allowed("model.readout", config.model.readout, ("linear", "maxout"))
   _allowed("model.attention_score", config.model.attention_score,
            ("dot", "general", "concat"))
+  _allowed("model.attention_impl", config.model.attention_impl,
+           ("auto", "einsum", "xla", "cudnn"))
   _allowed("train.schedule", config.train.schedule, SCHEDULES)
   _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
   _allowed("train.compute_dtype", config.train.compute_dtype, ("float32", "bfloat16"))
 
   positive = ("model.embed_dim", "model.hidden_size", "model.num_layers",
+              "model.num_heads", "model.max_positions",
               "data.vocab_size", "data.train_min_length", "data.eval_min_length",
               "data.eval_examples", "data.max_length", "train.steps",
               "train.batch_size", "train.learning_rate", "train.log_every_steps",
@@ -199,8 +210,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in positive:
     if given[key] <= 0:
       raise ConfigError(f"config key '{key}' must be > 0, got {given[key]!r}")
-  nonneg = ("model.readout_dim", "model.attention_dim", "train.num_devices",
-            "train.warmup_steps", "train.grad_clip_norm",
+  nonneg = ("model.readout_dim", "model.attention_dim", "model.mlp_dim",
+            "train.num_devices", "train.warmup_steps", "train.grad_clip_norm",
             "train.weight_decay")
   for key in nonneg:
     if given[key] < 0:
@@ -219,7 +230,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     metrics_lib.parse_bucket_edges(config.eval.length_buckets)
   except ValueError as e:
     raise ConfigError(f"config key 'eval.length_buckets': {e}") from None
-  for key in ("model.dropout", "train.label_smoothing", "train.end_lr_fraction"):
+  for key in ("model.dropout", "model.attention_dropout", "train.label_smoothing",
+              "train.end_lr_fraction"):
     if not 0.0 <= given[key] < 1.0 and not (key == "train.end_lr_fraction"
                                           and given[key] == 1.0):
       raise ConfigError(f"config key '{key}' must be in [0, 1), got {given[key]!r}")
@@ -228,9 +240,39 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if given[hi] < given[lo]:
       raise ConfigError(f"config key '{hi}' ({given[hi]}) must be >= '{lo}' "
                         f"({given[lo]})")
+  _validate_attention_models(config)
   if config.train.warmup_steps > config.train.steps:
     raise ConfigError(f"config key 'train.warmup_steps' ({config.train.warmup_steps})"
                       f" must be <= 'train.steps' ({config.train.steps})")
+
+
+def _validate_attention_models(config) -> None:
+  m, d = config.model, config.data
+  if d.task == "text":
+    if m.name != "gpt":
+      raise ConfigError(f"config key 'model.name' has value {m.name!r}; the "
+                        "language-model task data.task='text' allows: 'gpt'")
+  if m.name not in ("transformer", "gpt"):
+    return
+  if m.hidden_size % m.num_heads:
+    raise ConfigError(f"config key 'model.hidden_size' ({m.hidden_size}) must be "
+                      f"divisible by 'model.num_heads' ({m.num_heads})")
+  if m.name == "gpt" and d.task != "text":
+    raise ConfigError(f"config key 'data.task' has value {d.task!r}; model 'gpt' "
+                      "is a language model: allowed: 'text'")
+  if m.name == "gpt" and d.max_length > m.max_positions:
+    raise ConfigError(f"config key 'data.max_length' ({d.max_length}) must be <= "
+                      f"'model.max_positions' ({m.max_positions})")
+  if m.name == "transformer" and d.task in _synthetic_tasks():
+    need = max(d.train_max_length, d.eval_max_length) + 1
+    if need > m.max_positions:
+      raise ConfigError(f"config key 'model.max_positions' ({m.max_positions}) must "
+                        f"be >= the longest target + 1 ({need})")
+
+
+def _synthetic_tasks():
+  from attention_jax import data as data_lib
+  return data_lib.SYNTHETIC_TASKS
 
 
 def _validate_data(config) -> None:

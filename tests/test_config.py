@@ -31,7 +31,11 @@ def test_every_shipped_config_is_valid():
 @pytest.mark.parametrize("key,value,needle", [
     ("train.steps", -5, "'train.steps' must be > 0"),
     ("train.batch_size", 0, "'train.batch_size' must be > 0"),
-    ("model.name", "nope", "'model.name' has value 'nope'; allowed: "),
+    ("model.name", "nope", "'model.name' has value 'nope'; allowed: 'gpt', 'luong', "
+                            "'rnn_encdec', 'rnnsearch', 'seq2seq_lstm', 'transformer'"),
+    ("model.attention_score", "bilinear", "'model.attention_score' has value "
+                                          "'bilinear'; allowed: 'dot', 'general', 'concat'"),
+    ("model.attention_dim", -1, "'model.attention_dim' must be >= 0"),
     ("data.task", "nope", "'data.task' has value 'nope'; allowed:"),
     ("train.schedule", "linear", "'train.schedule'"),
     ("model.dropout", 1.5, "'model.dropout' must be in [0, 1)"),

@@ -7,5 +7,6 @@ configuration's reference, all timed in this one process.
 
 SUITES = {
     # name -> module under attention_jax.benchmarks, imported on demand
+    "attention": "attention",
     "model": "model",
 }

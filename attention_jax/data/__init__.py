@@ -14,15 +14,16 @@ from attention_jax.data.vocab import BOS, EOS, PAD, UNK, Vocabulary
 
 SYNTHETIC_TASKS = tuple(sorted(synthetic.TASKS))
 TEXT_TASKS = ("files", "tfds:NAME")
+LM_TASKS = ("text",)   # character-level LM on data.train_path (text_lm.py)
 
 
 def is_known_task(task: str) -> bool:
-  return (task in SYNTHETIC_TASKS or task == "files"
+  return (task in SYNTHETIC_TASKS or task in LM_TASKS or task == "files"
           or (task.startswith("tfds:") and len(task) > len("tfds:")))
 
 
 def describe_tasks() -> str:
-  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *TEXT_TASKS))
+  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *TEXT_TASKS, *LM_TASKS))
 
 
 def is_text_task(task: str) -> bool:
@@ -38,6 +39,9 @@ def build_task(config, workdir: str | None = None):
   """
   if config.data.task in SYNTHETIC_TASKS:
     return synthetic.SyntheticTask(config)
+  if config.data.task == "text":
+    from attention_jax.data import text_lm
+    return text_lm.TextLMTask(config)
   if is_text_task(config.data.task):
     from attention_jax.data import text
     return text.ParallelTextTask(config, workdir)

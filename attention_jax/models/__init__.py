@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from flax import nnx
 
-from attention_jax.models import seq2seq
+from attention_jax.models import gpt, seq2seq, transformer
 
 MODELS = {
     "rnn_encdec": seq2seq.RNNEncoderDecoder,     # Cho et al. 2014
     "seq2seq_lstm": seq2seq.Seq2SeqLSTM,         # Sutskever et al. 2014
     "rnnsearch": seq2seq.RNNSearch,              # Bahdanau et al. 2014
     "luong": seq2seq.Luong,                      # Luong et al. 2015
+    "transformer": transformer.Transformer,      # Vaswani et al. 2017
+    "gpt": gpt.GPT,
 }
 
 

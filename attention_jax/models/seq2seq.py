@@ -1,4 +1,6 @@
-"""Recurrent encoder–decoders.
+"""Recurrent encoder–decoders: ``rnn_encdec`` (Cho et al. 2014),
+``seq2seq_lstm`` (Sutskever et al. 2014), ``rnnsearch`` (Bahdanau et al. 2014)
+and ``luong`` (Luong et al. 2015).
 
 Every sequence-to-sequence model here has the same interface, which training,
 decoding and evaluation rely on:

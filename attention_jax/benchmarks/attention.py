@@ -1,0 +1,191 @@
+"""Suite ``attention``: attention core and full multi-head layer, forward + backward.
+
+Every variant computes the same math (checked before timing) and is timed in
+this process, interleaved (``timing.bench``); ``ratio`` is time / reference,
+the reference being torch's ``scaled_dot_product_attention`` when torch is
+importable, else ``jax.nn.dot_product_attention``.
+
+core  : softmax(q kᵀ/√h) v on given q, k, v; gradients w.r.t. q, k, v.
+layer : x -> Q/K/V projections -> core -> output projection (no biases);
+        gradients w.r.t. x and the four weight matrices.
+
+Variants: ``ours`` (``attention.scaled_dot_product_attention`` / our
+``MultiHeadAttention``, implementation ``auto``: the heads-major einsum with a
+hand-written backward on CPU, cuDNN on GPU in bf16), ``ours_xla`` (our layer
+on ``jax.nn.dot_product_attention``), ``jax_dpa`` (``jax.nn.dot_product_attention``,
+XLA; ``jax_dpa_cudnn`` on GPU), ``torch_sdpa``, ``torch_mha`` (the
+``nn.MultiheadAttention`` module). CPU shape: B16 T256 D256 8 heads, float32;
+GPU: bf16 causal B16 T1024 16×64 and B8 T4096 16×128.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+COLUMNS = ["level", "shape", "causal", "dtype", "impl", "median_ms", "ratio",
+           "ratio_min", "ratio_max", "tflops", "parity"]
+
+
+def _shapes(quick: bool, gpu: bool):
+  if gpu:
+    full = [(16, 1024, 1024, 16, "bfloat16", (True,)),
+            (8, 4096, 2048, 16, "bfloat16", (True,))]
+    return [(4, 256, 512, 8, "bfloat16", (True,))] if quick else full
+  if quick:
+    return [(4, 64, 64, 4, "float32", (False, True))]
+  return [(16, 256, 256, 8, "float32", (False, True))]
+
+
+def _torch():
+  try:
+    import torch
+    import torch.nn.functional as F
+    return torch, F
+  except ImportError:
+    return None, None
+
+
+def run(quick: bool = False) -> list[dict]:
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from attention_jax import attention
+  from attention_jax.benchmarks import timing
+
+  import os
+  print(f"attention suite: torch {'absent' if _torch()[0] is None else _torch()[0].__version__}"
+        f", load average at start {os.getloadavg()[0]:.1f}", flush=True)
+  torch, F = _torch()
+  gpu = jax.default_backend() == "gpu"
+  rounds, iters = (3, 1) if quick else (11, 3)
+  rows = []
+  for B, T, D, N, dtype, causals in _shapes(quick, gpu):
+    h = D // N
+    jdt = getattr(jnp, dtype)
+    rng = np.random.default_rng(0)
+    q_np, k_np, v_np = (rng.standard_normal((B, T, N, h)).astype(np.float32)
+                        for _ in range(3))
+    x_np = rng.standard_normal((B, T, D)).astype(np.float32)
+    W_np = [(rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32)
+            for _ in range(4)]
+    q, k, v = (jnp.asarray(a, jdt) for a in (q_np, k_np, v_np))
+    x = jnp.asarray(x_np, jdt)
+    W = [jnp.asarray(w, jdt) for w in W_np]
+    tdev = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    if torch is not None:
+      tdt = getattr(torch, dtype)
+      sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
+      tq, tk, tv = (torch.tensor(a, dtype=tdt, device=tdev).transpose(1, 2)
+                    .contiguous().requires_grad_(True) for a in (q_np, k_np, v_np))
+      tx = torch.tensor(x_np, dtype=tdt, device=tdev, requires_grad=True)
+      tW = [torch.tensor(w, dtype=tdt, device=tdev, requires_grad=True) for w in W_np]
+
+    # our layer with the benchmark's weights copied in
+    def make_mha(impl):
+      m = attention.MultiHeadAttention(D, N, use_bias=False, implementation=impl,
+                                       rngs=nnx.Rngs(0))
+      m.query.kernel.value = W[0].reshape(D, N, h)
+      m.key.kernel.value = W[1].reshape(D, N, h)
+      m.value.kernel.value = W[2].reshape(D, N, h)
+      m.out.kernel.value = W[3].reshape(N, h, D)
+      return nnx.split(m)
+
+    for causal in causals:
+      flops_core = 3.5 * 4.0 * B * T * T * D * (0.5 if causal else 1.0)
+      flops_layer = flops_core + 3.0 * 8.0 * B * T * D * D
+      loss = lambda o: jnp.mean(o.astype(jnp.float32) ** 2)
+
+      def grad_fn(f, argnums):
+        return jax.jit(jax.grad(lambda *a: loss(f(*a)), argnums=argnums))
+
+      # ---- core
+      core = {
+          "ours": lambda q, k, v: attention.scaled_dot_product_attention(
+              q, k, v, is_causal=causal, implementation="auto"),
+          "jax_dpa": lambda q, k, v: jax.nn.dot_product_attention(
+              q, k, v, is_causal=causal, implementation="xla"),
+      }
+      if gpu and dtype != "float32":
+        core["jax_dpa_cudnn"] = lambda q, k, v: jax.nn.dot_product_attention(
+            q, k, v, is_causal=causal, implementation="cudnn")
+      want = np.asarray(core["jax_dpa"](q, k, v), np.float32)
+      tol = 2e-3 if dtype == "float32" else 5e-2
+      variants, parity = {}, {}
+      for name, f in core.items():
+        try:
+          parity[name] = float(np.abs(np.asarray(f(q, k, v), np.float32) - want).max())
+          g = grad_fn(f, (0, 1, 2))
+          jax.block_until_ready(g(q, k, v))
+        except Exception as e:  # noqa: BLE001 - e.g. cudnn missing on this GPU
+          print(f"{name} unavailable: {type(e).__name__}: {str(e)[:200]}")
+          continue
+        variants[name] = lambda g=g: jax.block_until_ready(g(q, k, v))
+      ref = "jax_dpa"
+      if torch is not None:
+        def t_core():
+          o = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+          torch.autograd.grad(o.float().pow(2).mean(), [tq, tk, tv])
+          sync()
+        with torch.no_grad():
+          o = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
+        parity["torch_sdpa"] = float(np.abs(
+            o.transpose(1, 2).float().cpu().numpy() - want).max())
+        variants["torch_sdpa"] = t_core
+        ref = "torch_sdpa"
+      res = timing.bench(variants, ref, rounds=rounds, iters=iters)
+      shape = f"B{B} T{T} {N}x{h}"
+      for name, r in res.items():
+        rows.append({"level": "core", "shape": shape, "causal": causal,
+                     "dtype": dtype, "impl": name, **r,
+                     "tflops": flops_core / (r["median_ms"] * 1e-3) / 1e12,
+                     "parity": "ok" if parity[name] < tol else f"FAIL {parity[name]:.1e}"})
+
+      # ---- layer
+      def dpa_layer(x, W):
+        qq, kk, vv = ((x @ w).reshape(B, T, N, h) for w in W[:3])
+        o = jax.nn.dot_product_attention(qq, kk, vv, is_causal=causal,
+                                         implementation="xla")
+        return o.reshape(B, T, D) @ W[3]
+
+      layer = {"jax_dpa": (dpa_layer, (x, W))}
+      for name, impl in (("ours", "auto"), ("ours_xla", "xla")):
+        gdef, params = make_mha(impl)
+        layer[name] = (lambda x, p, gdef=gdef: nnx.merge(gdef, p)(
+            x, is_causal=causal)[0], (x, params))
+      want = np.asarray(dpa_layer(x, W), np.float32)
+      variants, parity = {}, {}
+      for name, (f, args) in layer.items():
+        parity[name] = float(np.abs(np.asarray(f(*args), np.float32) - want).max())
+        g = grad_fn(f, (0, 1))
+        jax.block_until_ready(g(*args))
+        variants[name] = lambda g=g, args=args: jax.block_until_ready(g(*args))
+      ref = "jax_dpa"
+      if torch is not None:
+        def t_layer():
+          qq, kk, vv = ((tx @ w).view(B, T, N, h).transpose(1, 2) for w in tW[:3])
+          o = F.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
+          out = o.transpose(1, 2).reshape(B, T, D) @ tW[3]
+          torch.autograd.grad(out.float().pow(2).mean(), [tx] + tW)
+          sync()
+        mha = torch.nn.MultiheadAttention(D, N, bias=False, batch_first=True).to(tdev, tdt)
+        cmask = (torch.nn.Transformer.generate_square_subsequent_mask(
+            T, device=tdev, dtype=tdt) if causal else None)
+
+        def t_mha():
+          out = mha(tx, tx, tx, need_weights=False, attn_mask=cmask,
+                    is_causal=causal)[0]
+          torch.autograd.grad(out.float().pow(2).mean(), [tx] + list(mha.parameters()))
+          sync()
+        variants["torch_sdpa"] = t_layer
+        variants["torch_mha"] = t_mha
+        parity["torch_sdpa"] = parity["torch_mha"] = 0.0  # same formula as jax_dpa
+        ref = "torch_sdpa"
+      res = timing.bench(variants, ref, rounds=rounds, iters=iters)
+      for name, r in res.items():
+        rows.append({"level": "layer", "shape": f"B{B} T{T} D{D} {N} heads",
+                     "causal": causal, "dtype": dtype, "impl": name, **r,
+                     "tflops": flops_layer / (r["median_ms"] * 1e-3) / 1e12,
+                     "parity": "ok" if parity[name] < tol else f"FAIL {parity[name]:.1e}"})
+  print(f"attention suite: load average at end {os.getloadavg()[0]:.1f}", flush=True)
+  return rows

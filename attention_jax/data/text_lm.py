@@ -1,0 +1,114 @@
+"""Character-level language modelling on a local UTF-8 text file (``data.task = "text"``).
+
+The vocabulary is the set of characters of the training text (sorted), after
+the four reserved ids; a character not in it maps to UNK. Tokens are stored as
+text (``vocab_tgt.txt`` in the workdir): a printable character is itself, any
+other (newline, tab, …) is written ``U+000A`` — never confused with a real
+character, which is one code point long.
+
+Training batches are windows of ``data.max_length + 1`` characters at offsets
+drawn from ``(seed, index)``: ``inputs = w[:-1]``, ``targets = w[1:]``. The
+evaluation split is ``data.eval_path`` if given, else the last 10% of the
+training file (then held out of training), cut into consecutive windows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from attention_jax.config import ConfigError
+from attention_jax.data.synthetic import IndexedIterator
+from attention_jax.data.vocab import PAD, Vocabulary
+
+EVAL_FRACTION = 0.1
+
+
+def char_token(c: str) -> str:
+  return c if c.isprintable() else f"U+{ord(c):04X}"
+
+
+def token_char(t: str) -> str:
+  return chr(int(t[2:], 16)) if len(t) > 1 and t.startswith("U+") else t
+
+
+def read_text(path: str, key: str) -> str:
+  """The file's text; one-line errors naming the file for missing/empty/bad UTF-8."""
+  if not path:
+    raise ConfigError(f"config key '{key}' is empty: data.task='text' needs a UTF-8 "
+                      f"text file (--config.{key}=FILE.txt)")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{key} '{path}': file not found")
+  with open(path, "rb") as f:
+    raw = f.read()
+  try:
+    text = raw.decode("utf-8")
+  except UnicodeDecodeError as e:
+    line = raw[:e.start].count(b"\n") + 1
+    raise ConfigError(f"{key} '{path}': not valid UTF-8 (byte {e.start}, line {line})"
+                      ) from None
+  if not text:
+    raise ConfigError(f"{key} '{path}': file is empty")
+  return text
+
+
+def char_vocabulary(text: str) -> Vocabulary:
+  return Vocabulary.from_symbols(char_token(c) for c in sorted(set(text)))
+
+
+def encode(vocab: Vocabulary, text: str) -> np.ndarray:
+  return np.asarray(vocab.encode(char_token(c) for c in text), np.int32)
+
+
+def decode(vocab: Vocabulary, ids) -> str:
+  return "".join(token_char(t) for t in vocab.decode(ids))
+
+
+class TextLMTask:
+  """Next-character prediction; the task interface of ``SyntheticTask``."""
+
+  objective = "lm"
+
+  def __init__(self, config):
+    d = config.data
+    self.seed = config.seed
+    self.window = d.max_length
+    self.batch_size = config.train.batch_size
+    self.eval_examples = d.eval_examples
+    text = read_text(d.train_path, "data.train_path")
+    if d.eval_path:
+      train_text, eval_text = text, read_text(d.eval_path, "data.eval_path")
+    else:
+      cut = int(len(text) * (1 - EVAL_FRACTION))
+      train_text, eval_text = text[:cut], text[cut:]
+    self.src_vocab = self.tgt_vocab = char_vocabulary(train_text)
+    self.train_ids = encode(self.src_vocab, train_text)
+    self.eval_ids = encode(self.src_vocab, eval_text)
+    for name, ids, path in (("training", self.train_ids, d.train_path),
+                            ("evaluation", self.eval_ids, d.eval_path or d.train_path)):
+      if len(ids) < self.window + 1:
+        raise ConfigError(
+            f"data.train_path '{path}': the {name} text has {len(ids)} characters, "
+            f"fewer than data.max_length + 1 = {self.window + 1}")
+
+  def train_batch(self, index: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([self.seed, 0, index])
+    starts = rng.integers(0, len(self.train_ids) - self.window, size=self.batch_size)
+    w = self.train_ids[starts[:, None] + np.arange(self.window + 1)]  # (B, L+1)
+    return {"inputs": w[:, :-1], "targets": w[:, 1:]}
+
+  def train_iterator(self) -> IndexedIterator:
+    return IndexedIterator(self.train_batch)
+
+  def count_tokens(self, batch) -> int:
+    return int((batch["targets"] != PAD).sum())
+
+  def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
+    """Consecutive windows of the held-out text (at most ``data.eval_examples``)."""
+    del split
+    L = self.window
+    n = min((len(self.eval_ids) - 1) // L, self.eval_examples)
+    starts = np.arange(n) * L
+    w = self.eval_ids[starts[:, None] + np.arange(L + 1)]
+    return {"inputs": w[:, :-1], "targets": w[:, 1:]}

@@ -1,0 +1,126 @@
+"""A decoder-only Transformer language model (GPT; Radford et al. 2018, 2019).
+
+A stack of causal self-attention blocks over token + learned position
+embeddings, predicting the next token:
+
+    h_0 = W_e[u] + W_p                                  (Radford et al. 2018, eq. 2)
+    h_l = block(h_{l-1}),  l = 1…L   (masked multi-head self-attention, FFN)
+    P(u_t | u_<t) = softmax(h_L W_eᵀ)_t                 (weight tying: output = W_eᵀ)
+
+GPT-2 (Radford et al. 2019) moved layer normalization to the input of each
+sub-block and added one after the last block: ``model.pre_ln = True`` (the
+default); ``False`` gives GPT-1's post-LN. The MLP uses GELU.
+
+``__call__(tokens [B, T]) -> logits [B, T, V]`` for training;
+``init_cache`` / ``decode`` run t new tokens at a time through per-layer KV
+caches (prompt prefill with t = prompt length, then t = 1 per sampled token).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from attention_jax.models.layers import dropout
+from attention_jax.models.transformer import Block, _key
+
+
+class GPT(nnx.Module):
+  """Decoder-only causal LM for ``model.name = "gpt"``; vocabulary = target vocab."""
+
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
+               rngs: nnx.Rngs):
+    del src_vocab_size
+    m = config.model
+    D = m.hidden_size
+    self.max_positions, self.dropout_rate = m.max_positions, m.dropout
+    init = nnx.initializers.normal(0.02)
+    self.tok_embed = nnx.Embed(tgt_vocab_size, D, embedding_init=init, rngs=rngs)
+    self.pos_embed = nnx.Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
+    self.blocks = nnx.List([
+        Block(D, m.num_heads, m.mlp_dim or 4 * D, cross=False, causal=True,
+              pre_ln=m.pre_ln, dropout_rate=m.dropout,
+              attention_dropout=m.attention_dropout, implementation=m.attention_impl,
+              activation="gelu", rngs=rngs)
+        for _ in range(m.num_layers)])
+    self.final_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
+
+  def _embed(self, tokens: jax.Array, offset=0) -> jax.Array:
+    pos = jnp.arange(tokens.shape[1]) + offset
+    return self.tok_embed(tokens) + self.pos_embed(pos)[None]      # (B, T, D)
+
+  def _logits(self, h: jax.Array) -> jax.Array:
+    if self.final_norm is not None:
+      h = self.final_norm(h)
+    return self.tok_embed.attend(h)                                 # (B, T, V) tied
+
+  def __call__(self, tokens: jax.Array, dropout_rng=None) -> jax.Array:
+    """tokens [B, T] (T ≤ max_positions) -> next-token logits [B, T, V]."""
+    h = dropout(self._embed(tokens), self.dropout_rate, _key(dropout_rng, 0))
+    for i, block in enumerate(self.blocks):
+      h, _ = block(h, rng=_key(dropout_rng, i + 1))
+    return self._logits(h)
+
+  def init_cache(self, batch_size: int, max_length: int | None = None) -> list:
+    L = max_length or self.max_positions
+    return [b.self_attn.init_cache(batch_size, L) for b in self.blocks]
+
+  def decode(self, tokens: jax.Array, cache: list):
+    """tokens [B, t] at positions index…index+t-1 -> (logits [B, t, V], cache)."""
+    h = self._embed(tokens, offset=cache[0]["index"])
+    new = []
+    for block, c in zip(self.blocks, cache):
+      h, c, _ = block.decode(h, c)
+      new.append(c)
+    return self._logits(h), new
+
+
+def _pick(logits: jax.Array, key: jax.Array, temperature: float, top_k: int,
+          banned: int) -> jax.Array:
+  """One token per row from logits [B, V]: argmax at temperature 0, else a draw
+  from softmax(logits / T) restricted to the ``top_k`` largest (0 = all)."""
+  logits = logits.astype(jnp.float32).at[:, :banned].set(-jnp.inf)
+  if temperature == 0.0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  logits = logits / temperature
+  if top_k > 0:
+    kth = jax.lax.top_k(logits, top_k)[0][:, -1:]                   # (B, 1)
+    logits = jnp.where(logits < kth, -jnp.inf, logits)
+  return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+
+
+def sample(model: GPT, prompt: jax.Array, rng: jax.Array, *, max_new_tokens: int,
+           temperature: float = 1.0, top_k: int = 0, banned: int = 3) -> jax.Array:
+  """Autoregressive sampling through the KV cache, one ``lax.scan``.
+
+  prompt [B, P] -> new tokens [B, max_new_tokens]. The prompt fills the
+  cache in one ``decode`` call; each scan step feeds the token just drawn.
+  Ids below ``banned`` (PAD, BOS, EOS) are never drawn. P + max_new_tokens
+  must be ≤ ``model.max_positions``.
+  """
+  B, P = prompt.shape
+  cache = model.init_cache(B, P + max_new_tokens)
+  logits, cache = model.decode(prompt, cache)                       # (B, P, V)
+
+  def body(carry, key):
+    cache, last = carry
+    token = _pick(last, key, temperature, top_k, banned)            # (B,)
+    logits, cache = model.decode(token[:, None], cache)
+    return (cache, logits[:, 0]), token
+
+  keys = jax.random.split(rng, max_new_tokens)
+  _, tokens = jax.lax.scan(body, (cache, logits[:, -1]), keys)
+  return tokens.T                                                   # (B, N)
+
+
+def make_sampler(graphdef, *, max_new_tokens: int, temperature: float, top_k: int):
+  """A jitted ``(params, prompt [B, P], rng) -> tokens [B, N]``."""
+
+  @jax.jit
+  def run(params, prompt, rng):
+    return sample(nnx.merge(graphdef, params), prompt, rng,
+                  max_new_tokens=max_new_tokens, temperature=temperature,
+                  top_k=top_k)
+
+  return run

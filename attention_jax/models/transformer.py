@@ -1,0 +1,211 @@
+"""The Transformer encoder–decoder (Vaswani et al. 2017, "Attention Is All You Need").
+
+No recurrence: every layer is attention plus a position-wise feed-forward
+network, each wrapped in a residual connection and layer normalization:
+
+    post-LN (the paper, Section 3.1):  x ← LayerNorm(x + Dropout(Sublayer(x)))
+    pre-LN  (Xiong et al. 2020):       x ← x + Dropout(Sublayer(LayerNorm(x)))
+
+Encoder layer: self-attention, FFN. Decoder layer: causal self-attention,
+cross-attention over the encoder output, FFN. Positions are added as
+sinusoids (Section 3.5):
+
+    PE(pos, 2i) = sin(pos / 10000^{2i/d}),  PE(pos, 2i+1) = cos(pos / 10000^{2i/d})
+
+and embeddings are scaled by √d (Section 3.4). FFN(x) = max(0, x W₁ + b₁) W₂ + b₂
+(eq. 2). Label smoothing (ε_ls = 0.1 in the paper) is ``train.label_smoothing``;
+the inverse-square-root warm-up schedule (eq. 3) is ``train.schedule = "rsqrt"``.
+
+Implements the sequence-to-sequence protocol of ``models/seq2seq.py``;
+``decode_step`` runs one position through per-layer KV caches, and the
+attention weights it returns are the last decoder layer's cross-attention,
+averaged over heads.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from attention_jax import attention
+from attention_jax.data.vocab import PAD
+from attention_jax.models.layers import dropout
+
+
+def sinusoidal_positions(positions: jax.Array, dim: int) -> jax.Array:
+  """[T] positions -> [T, dim] sinusoids of Vaswani et al. 2017, Section 3.5
+  (sin in even, cos in odd features)."""
+  i = jnp.arange(0, dim, 2, dtype=jnp.float32)                  # 2i
+  angle = positions.astype(jnp.float32)[:, None] / jnp.power(10000.0, i / dim)
+  table = jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1)   # (T, dim/2, 2)
+  return table.reshape(positions.shape[0], -1)[:, :dim]
+
+
+def _key(rng: jax.Array | None, i: int) -> jax.Array | None:
+  return None if rng is None else jax.random.fold_in(rng, i)
+
+
+class FeedForward(nnx.Module):
+  """Position-wise FFN(x) = act(x W₁ + b₁) W₂ + b₂ (eq. 2; GPT uses GELU)."""
+
+  def __init__(self, dim: int, hidden: int, *, activation: str = "relu",
+               rngs: nnx.Rngs):
+    self.fc1 = nnx.Linear(dim, hidden, rngs=rngs)
+    self.fc2 = nnx.Linear(hidden, dim, rngs=rngs)
+    self.activation = activation
+
+  def __call__(self, x: jax.Array, dropout_rate: float = 0.0, rng=None) -> jax.Array:
+    act = jax.nn.relu if self.activation == "relu" else jax.nn.gelu
+    return self.fc2(dropout(act(self.fc1(x)), dropout_rate, rng))
+
+
+class Block(nnx.Module):
+  """One Transformer layer: self-attention, optional cross-attention, FFN.
+
+  Encoder layer: ``cross=False, causal=False``; decoder layer:
+  ``cross=True, causal=True``; GPT block: ``cross=False, causal=True``.
+  """
+
+  def __init__(self, dim: int, num_heads: int, mlp_dim: int, *, cross: bool,
+               causal: bool, pre_ln: bool, dropout_rate: float,
+               attention_dropout: float, implementation: str,
+               activation: str = "relu", rngs: nnx.Rngs):
+    mha = lambda: attention.MultiHeadAttention(
+        dim, num_heads, dropout_rate=attention_dropout,
+        implementation=implementation, rngs=rngs)
+    self.self_attn = mha()
+    self.ln_self = nnx.LayerNorm(dim, rngs=rngs)
+    self.cross_attn = mha() if cross else None
+    self.ln_cross = nnx.LayerNorm(dim, rngs=rngs) if cross else None
+    self.ffn = FeedForward(dim, mlp_dim, activation=activation, rngs=rngs)
+    self.ln_ffn = nnx.LayerNorm(dim, rngs=rngs)
+    self.causal, self.pre_ln = causal, pre_ln
+    self.dropout_rate, self.attention_dropout = dropout_rate, attention_dropout
+
+  def _residual(self, x, ln, fn, rng):
+    """Pre-LN: x + D(f(LN(x))); post-LN: LN(x + D(f(x))). ``fn`` returns (y, aux)."""
+    y, aux = fn(ln(x) if self.pre_ln else x)
+    x = x + dropout(y, self.dropout_rate, rng)
+    return (x if self.pre_ln else ln(x)), aux
+
+  def _attn_rng(self, rng, i):
+    return _key(rng, i) if self.attention_dropout > 0 else None
+
+  def __call__(self, x: jax.Array, *, self_mask=None, cross_kv=None, cross_mask=None,
+               rng=None, return_weights: bool = False):
+    """x [B, T, D] -> (x [B, T, D], cross-attention weights [B, N, T, S] or None)."""
+    x, _ = self._residual(x, self.ln_self, lambda h: self.self_attn(
+        h, mask=self_mask, is_causal=self.causal,
+        dropout_rng=self._attn_rng(rng, 0)), _key(rng, 1))
+    weights = None
+    if self.cross_attn is not None:
+      x, weights = self._residual(x, self.ln_cross, lambda h: self.cross_attn(
+          h, mask=cross_mask, kv=cross_kv, dropout_rng=self._attn_rng(rng, 2),
+          return_weights=return_weights), _key(rng, 3))
+    x, _ = self._residual(x, self.ln_ffn, lambda h: (
+        self.ffn(h, self.dropout_rate, _key(rng, 4)), None), _key(rng, 5))
+    return x, weights
+
+  def decode(self, x: jax.Array, cache: dict, *, cross_kv=None, cross_mask=None,
+             self_mask=None):
+    """t new positions x [B, t, D] through the KV cache (no dropout)."""
+    box = {}
+
+    def self_fn(h):
+      y, box["cache"], _ = self.self_attn.decode(h, cache, mask=self_mask)
+      return y, None
+
+    x, _ = self._residual(x, self.ln_self, self_fn, None)
+    weights = None
+    if self.cross_attn is not None:
+      x, weights = self._residual(x, self.ln_cross, lambda h: self.cross_attn(
+          h, mask=cross_mask, kv=cross_kv, return_weights=True), None)
+    x, _ = self._residual(x, self.ln_ffn, lambda h: (self.ffn(h), None), None)
+    return x, box["cache"], weights
+
+
+class Transformer(nnx.Module):
+  """Encoder–decoder Transformer (Vaswani et al. 2017) for ``model.name = "transformer"``.
+
+  ``model.hidden_size`` is d_model, ``model.num_layers`` the number of encoder
+  and of decoder layers, ``model.mlp_dim`` the FFN width (0 = 4·d_model),
+  ``model.pre_ln`` chooses pre- or post-LN, ``model.tie_embeddings`` shares the
+  target embedding with the output projection (Section 3.4).
+  """
+
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
+               rngs: nnx.Rngs):
+    m = config.model
+    D = m.hidden_size
+    self.dim, self.max_positions = D, m.max_positions
+    self.dropout_rate, self.pre_ln = m.dropout, m.pre_ln
+    self.num_heads = m.num_heads
+    self.src_embed = nnx.Embed(src_vocab_size, D, rngs=rngs)
+    self.tgt_embed = nnx.Embed(tgt_vocab_size, D, rngs=rngs)
+    block = lambda cross: Block(
+        D, m.num_heads, m.mlp_dim or 4 * D, cross=cross, causal=cross,
+        pre_ln=m.pre_ln, dropout_rate=m.dropout, attention_dropout=m.attention_dropout,
+        implementation=m.attention_impl, rngs=rngs)
+    self.encoder = nnx.List([block(False) for _ in range(m.num_layers)])
+    self.decoder = nnx.List([block(True) for _ in range(m.num_layers)])
+    self.enc_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
+    self.dec_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
+    self.tie = m.tie_embeddings
+    self.out = None if m.tie_embeddings else nnx.Linear(D, tgt_vocab_size, rngs=rngs)
+
+  def _embed(self, table: nnx.Embed, tokens: jax.Array, offset=0) -> jax.Array:
+    T = tokens.shape[1]
+    pos = sinusoidal_positions(jnp.arange(T) + offset, self.dim)
+    return table(tokens) * jnp.sqrt(float(self.dim)) + pos        # (B, T, D)
+
+  def _logits(self, y: jax.Array) -> jax.Array:
+    if self.dec_norm is not None:
+      y = self.dec_norm(y)
+    if self.tie:
+      return self.tgt_embed.attend(y)                             # (B, T, V)
+    return self.out(y)
+
+  def encode(self, src: jax.Array, dropout_rng=None) -> dict:
+    """src [B, S] -> memory: encoder output, source mask and per-layer cross K/V."""
+    src_valid = src != PAD                                        # (B, S)
+    x = dropout(self._embed(self.src_embed, src), self.dropout_rate,
+                _key(dropout_rng, 0))
+    mask = attention.padding_mask(None, src_valid)                # (B, 1, 1, S)
+    for i, layer in enumerate(self.encoder):
+      x, _ = layer(x, self_mask=mask, rng=_key(dropout_rng, i + 1))
+    if self.enc_norm is not None:
+      x = self.enc_norm(x)
+    cross_kv = [layer.cross_attn.project_kv(x) for layer in self.decoder]
+    return {"encoded": x, "src_valid": src_valid, "cross_kv": cross_kv}
+
+  def init_decode_state(self, memory, max_length: int | None = None) -> dict:
+    B = memory["encoded"].shape[0]
+    L = max_length or self.max_positions
+    return {"caches": [layer.self_attn.init_cache(B, L, memory["encoded"].dtype)
+                       for layer in self.decoder]}
+
+  def decode_step(self, memory, state, token: jax.Array):
+    """token [B] -> (logits [B, V], state, cross-attention [B, S] of the last layer)."""
+    index = state["caches"][0]["index"]
+    y = self._embed(self.tgt_embed, token[:, None], offset=index)  # (B, 1, D)
+    cross_mask = attention.padding_mask(None, memory["src_valid"])
+    caches, weights = [], None
+    for layer, cache, kv in zip(self.decoder, state["caches"], memory["cross_kv"]):
+      y, cache, weights = layer.decode(y, cache, cross_kv=kv, cross_mask=cross_mask)
+      caches.append(cache)
+    logits = self._logits(y)[:, 0]
+    return logits, {"caches": caches}, weights.mean(axis=1)[:, 0]
+
+  def __call__(self, src: jax.Array, tgt_in: jax.Array, dropout_rng=None):
+    """Teacher forcing: (logits [B, T, V], {"attention": [B, T, S]})."""
+    memory = self.encode(src, _key(dropout_rng, 0))
+    y = dropout(self._embed(self.tgt_embed, tgt_in), self.dropout_rate,
+                _key(dropout_rng, 1))
+    cross_mask = attention.padding_mask(None, memory["src_valid"])
+    n = len(self.decoder)
+    weights = None
+    for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"])):
+      y, weights = layer(y, cross_kv=kv, cross_mask=cross_mask,
+                         rng=_key(dropout_rng, i + 2), return_weights=i == n - 1)
+    return self._logits(y), {"attention": weights.mean(axis=1)}
