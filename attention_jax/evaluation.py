@@ -106,7 +106,7 @@ def collect(run, params, config, eval_set: dict[str, np.ndarray],
       del sums
       return each
 
-  step = jax.jit(train.make_eval_step(run.graphdef, _Collect))
+  step = jax.jit(train.make_eval_step(run.graphdef, _Collect, config))
   each = train.evaluate(step, _Collect, params, eval_set,
                         batch_size or config.eval.batch_size)
   return objective.records(each)

@@ -83,7 +83,7 @@ def metric_by_length_figure(rows: Sequence[dict[str, Any]],
   for xi, r in zip(x, rows):
     ax.annotate(f"n={r['count']}", (xi, 0), xytext=(0, 3), textcoords="offset points",
                 ha="center", fontsize=7, color="0.4")
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="lower left")
   if title:
     ax.set_title(title, fontsize=9)
   fig.tight_layout()

@@ -285,7 +285,7 @@ def load_model(workdir: str, step: int | None = None):
   try:
     state, _ = ckpt.restore(run.state, step, on_corrupt=config.checkpoint.get(
         "on_corrupt", "stop"))
-  finally:
+  finally:  # also on a failed restore: an open manager spews at exit
     ckpt.close()
   run.state = state
   return nnx.merge(run.graphdef, state.params), config, run
