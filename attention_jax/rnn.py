@@ -296,6 +296,13 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
   Returns ``(final_carry, outputs [B, T, H])``.
   """
   opts = resolve_options(hoist_input_projection, unroll, backward)
+  if opts["backward"] == "fused" and not isinstance(cell, _Cell):
+    # The fused backward needs the built-in cells' weights (recurrent_weights);
+    # a wrapper cell (e.g. the gradient probes' ProbedCell) runs under autodiff.
+    if backward == "fused":
+      raise ValueError(f"backward='fused' needs one of the built-in cells, got "
+                       f"{type(cell).__name__}")
+    opts["backward"] = "autodiff"
   B, T = xs.shape[:2]
   if carry is None:
     carry = cell.initialize_carry((B,))
