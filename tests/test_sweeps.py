@@ -41,6 +41,9 @@ SWEEP_CONFIG = textwrap.dedent("""
     from conftest import tiny_config
 
     def get_config(arg=None):
+      if any("hidden_size=13" in a for a in sys.argv):
+        import os, signal   # what the kernel's OOM killer does to a process
+        os.kill(os.getpid(), signal.SIGKILL)
       c = tiny_config()
       c.train.steps = 6
       c.train.warmup_steps = 1
@@ -54,6 +57,7 @@ SWEEP_CONFIG = textwrap.dedent("""
       yield {{"model.hidden_size": 8}}
       yield {{"model.hidden_size": 12}}
       yield {{"model.hidden_size": 8, "train.learning_rate": 1e30}}  # becomes NaN
+      yield {{"model.hidden_size": 13}}  # killed as by the OOM killer
 
     REPORT = {{"x": "model.hidden_size", "x_metrics": ["token_accuracy"],
               "solved": {{"metric": "token_accuracy", "above": 0.99}}}}
@@ -79,7 +83,10 @@ def test_failure_recorded_others_finish(failing_sweep):
   assert any(re.search(r"became (nan|inf) at step \d+", line) for line in bad["log_tail"])
   assert by_slug["hidden_size=8"]["status"] == "done"
   assert by_slug["hidden_size=12"]["status"] == "done"
-  assert sum("ETA" in line for line in lines) == 3
+  oom = by_slug["hidden_size=13"]
+  assert oom["status"] == "failed" and oom["returncode"] == -9
+  assert any("experiments.run" in line for line in oom["log_tail"])
+  assert sum("ETA" in line for line in lines) == 4
   with open(os.path.join(workdir, "summary.csv")) as f:
     rows = {r["point"]: r for r in csv.DictReader(f)}
   assert rows["hidden_size=8_learning_rate=1e30"]["status"] == "failed"
@@ -100,11 +107,12 @@ def test_rerun_skips_finished_points(failing_sweep):
   before = os.stat(ok).st_mtime_ns
   lines = []
   statuses = sweeps.run_sweep(cfg, workdir, jobs=1, print_fn=lines.append)
-  assert "2 already finished, 1 to run" in lines[0]
-  assert [s["status"] for s in statuses] == ["skipped", "skipped", "failed"]
+  assert "2 already finished, 2 to run" in lines[0]
+  assert [s["status"] for s in statuses] == ["skipped", "skipped", "failed", "failed"]
   assert os.stat(ok).st_mtime_ns == before
   with open(os.path.join(workdir, "summary.csv")) as f:
-    assert [r["status"] for r in csv.DictReader(f)] == ["done", "done", "failed"]
+    assert [r["status"] for r in csv.DictReader(f)] == ["done", "done", "failed",
+                                                        "failed"]
 
 
 def test_bad_point_rejected_before_work(tmp_path):
