@@ -110,7 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 500
-  c.eval.batch_size = 250
+  c.eval.batch_size = 256
   # Decoding for evaluation (training-time and experiments.evaluate alike):
   c.eval.beam_size = 1            # 1 = greedy search; K > 1 = beam search
   c.eval.length_penalty = 0.6     # α in lp(Y) = ((5+|Y|)/6)^α (Wu et al. 2016); >= 0

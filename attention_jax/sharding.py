@@ -62,7 +62,8 @@ def make_mesh(num_devices: int = 0) -> Mesh:
   devices = jax.devices()
   if num_devices:
     if num_devices > len(devices):
-      raise ValueError(f"train.num_devices={num_devices} but only "
+      from attention_jax.config import ConfigError
+      raise ConfigError(f"config key 'train.num_devices' is {num_devices} but only "
                        f"{len(devices)} devices are visible")
     devices = devices[:num_devices]
   return Mesh(np.asarray(devices), (DATA,))
@@ -77,9 +78,10 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
+  from attention_jax.config import ConfigError
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(f"config key '{key}' ({batch_size}) must be divisible by "
+    raise ConfigError(f"config key '{key}' ({batch_size}) must be divisible by "
                      f"the number of devices ({n})")
 
 

@@ -514,15 +514,16 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
       ok = True
       return evals[-1] if evals else {}
 
+    mesh = sharding_lib.make_mesh(config.train.num_devices)
+    sharding_lib.check_batch_size(config.train.batch_size, mesh, "train.batch_size")
+    # Evaluation pads its last batch anyway: round up to a multiple of devices.
+    n_dev = mesh.devices.size
+    eval_batch_size = -(-config.eval.batch_size // n_dev) * n_dev
     run = build_run(config, workdir, task)
     if primary:
       _write_config(workdir, config)
       data_lib.save_task_files(run.task, workdir)
 
-    mesh = sharding_lib.make_mesh(config.train.num_devices)
-    for key in ("train.batch_size", "eval.batch_size"):
-      sharding_lib.check_batch_size(config[key.split(".")[0]][key.split(".")[1]],
-                                    mesh, key)
     state = sharding_lib.put_replicated(run.state, mesh)
     train_iter = run.task.train_iterator()
     meta: dict[str, Any] = {}
@@ -607,7 +608,7 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
       if step % c.eval.every_steps == 0 or last:
         t0 = time.perf_counter()
         last_eval = evaluate(eval_step, run.objective, state.params, eval_set,
-                             c.eval.batch_size)
+                             eval_batch_size)
         writer.write(step, "eval", last_eval)
         logging.info("eval at step %d: %s (%.1fs)", step, "  ".join(
             f"{k} {v:.4f}" for k, v in last_eval.items()), time.perf_counter() - t0)
