@@ -228,38 +228,6 @@ class SequenceLabelling(_PerExample):
             "sequence_accuracy": jnp.all(right, -1).astype(jnp.float32)}
 
 
-class LanguageModel:
-  """Next-token cross-entropy, −Σ_t log p(x_{t+1} | x_≤t), for decoder-only models.
-
-  Batches: ``inputs [B, T]`` and ``targets [B, T]`` (inputs shifted by one);
-  ``model(inputs, dropout_rng) -> logits [B, T, V]``. Reports ``loss`` (nats
-  per token), ``perplexity = exp(loss)`` and ``token_accuracy``.
-  """
-
-  def train_loss(self, model, batch, rng, config):
-    logits = model(batch["inputs"], dropout_rng=rng)
-    loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"],
-                                            config.train.label_smoothing)
-    correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["targets"])
-    n = jnp.maximum(n, 1.0)
-    return loss_sum / n, {"token_accuracy": correct / n}
-
-  def eval_batch(self, model, batch):
-    logits = model(batch["inputs"])
-    loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"])
-    correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["targets"])
-    return {"sum_loss": loss_sum, "sum_tokens": n, "sum_correct": correct}
-
-  def finalize(self, sums, each):
-    del each
-    loss = sums["sum_loss"] / max(sums["sum_tokens"], 1.0)
-    return {
-        "loss": loss,
-        "perplexity": float(np.exp(min(loss, 50.0))),
-        "token_accuracy": sums["sum_correct"] / max(sums["sum_tokens"], 1.0),
-    }
-
-
 OBJECTIVES = {
     "seq2seq": Seq2Seq(),
     "regression": Regression(),
