@@ -13,10 +13,14 @@ curves ‖∂L/∂h_t‖ at initialization and after training.
   python -m experiments.sweep --config configs/vanishing.py --workdir S --jobs 2
   python -m experiments.sweep --config configs/vanishing.py:full --workdir S
 
-Args: none (CPU default: 4 cells × T ∈ {25, 50, 100}, adding, hidden 128,
-2,000 steps — STACK_NOTES: LSTM solves T=100 in ~900 steps, GRU in 300–500,
-the tanh Elman fails from T=50), ``full`` (adding and copy memory, T up to
-400, 10,000 steps), ``tiny`` (one point of a few steps, for tests).
+Args: none (CPU default, ~11 min with ``--jobs 2`` on the idle 2-core dev
+machine: 4 cells × T ∈ {25, 50, 100, 200} on adding, plus the 4 cells on copy
+memory at T = 25; hidden 128, 3,000 steps — STACK_NOTES: LSTM solves adding
+T=100 in ~900 steps and T=200 in ~2,200, GRU in 300–500, the tanh Elman
+fails from T=50; copy memory needs ~8,500 steps for an LSTM to reach half
+the baseline at T=50, so longer copy tasks are left to ``full``), ``full``
+(adding and copy memory, T up to 400, 10,000 steps), ``tiny`` (one point of
+a few steps, for tests).
 """
 
 from attention_jax.config import base_config
@@ -56,7 +60,7 @@ def get_config(arg=None):
   config.data.task = "adding"
   config.data.length = 100
   config.data.eval_examples = 1000
-  config.train.steps = 2000
+  config.train.steps = 3000
   config.train.batch_size = 32
   config.train.learning_rate = 1e-3
   config.train.schedule = "cosine"
@@ -64,9 +68,9 @@ def get_config(arg=None):
   config.train.end_lr_fraction = 0.05
   config.train.grad_clip_norm = 1.0
   config.train.log_every_steps = 100
-  config.eval.every_steps = 1000
+  config.eval.every_steps = 1500
   config.eval.batch_size = 250
-  config.checkpoint.every_steps = 1000
+  config.checkpoint.every_steps = 1500
   if arg == "full":
     config.train.steps = 10000
     config.eval.every_steps = 2000
@@ -105,6 +109,7 @@ def sweep(arg=None):
         for cell in CELLS:
           yield _point(task, cell, length)
     return
-  for length in (25, 50, 100):
-    for cell in CELLS:
-      yield _point("adding", cell, length)
+  for task, lengths in (("adding", (25, 50, 100, 200)), ("copy_memory", (25,))):
+    for length in lengths:
+      for cell in CELLS:
+        yield _point(task, cell, length)
