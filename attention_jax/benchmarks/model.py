@@ -6,9 +6,14 @@ seq2seq models, B·T for the LM) and, for the attention models,
 MFU = FLOPs/token × tokens/s ÷ peak, with FLOPs/token = 6N + 12·L·d·T
 (PaLM appendix B; nanoGPT ``estimate_mfu``; N = parameters less the position
 table; L = layers of all stacks; the attention term is not halved for causal
-masks). Peak = the vendor's dense figure for the dtype actually used (bf16
-tensor cores, or TF32 for float32 matmuls on NVIDIA); on a CPU the peak is
-not known and MFU is left blank rather than guessed.
+masks). Peak, printed with its source in every row:
+
+* on a known accelerator, the vendor's dense figure for the dtype actually
+  used (bf16 tensor cores, or TF32 for float32 matmuls on NVIDIA);
+* on a CPU, whose nominal peak (cores × clock × FMA width) depends on turbo
+  and SMT that a VM does not report, the FLOP/s of one large square matmul of
+  that dtype measured in the same process with the same clock — the best this
+  CPU and XLA reach, so the MFU there reads "fraction of the matmul ceiling".
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from attention_jax import models, objectives, train
 from attention_jax.benchmarks import timing
 
 COLUMNS = ["model", "size", "dtype", "batch", "seq_len", "params_M", "step_ms",
-           "tokens_per_sec", "tflops_per_sec", "mfu"]
+           "tokens_per_sec", "tflops_per_sec", "mfu", "peak_tflops", "peak_source"]
 
 # Dense peak FLOP/s by (device kind substring, compute dtype).
 PEAKS = {
@@ -35,11 +40,35 @@ PEAKS = {
 
 
 def peak_flops(dtype: str) -> float | None:
+  """The vendor's dense peak for this accelerator and dtype; None if unknown."""
   kind = getattr(jax.devices()[0], "device_kind", "")
   for (name, dt), peak in PEAKS.items():
     if name in kind and dt == dtype:
       return peak
   return None
+
+
+def measured_matmul_flops(dtype: str, n: int = 2048, rounds: int = 5) -> float:
+  """FLOP/s of a jitted ``(n, n) @ (n, n)`` matmul (2n³ FLOPs) in ``dtype``,
+  median of ``rounds`` timed with :data:`timing.default_clock`."""
+  a = jnp.ones((n, n), dtype) / n
+  mm = jax.jit(lambda x: x @ x)
+  run = lambda: jax.block_until_ready(mm(a))
+  ms = timing.bench({"mm": run}, "mm", rounds=rounds, iters=2, warmup=1)["mm"]["median_ms"]
+  return 2 * n ** 3 / (ms / 1e3)
+
+
+_MEASURED: dict[str, float] = {}
+
+
+def peak_for(dtype: str) -> tuple[float, str]:
+  """``(peak FLOP/s, where it came from)`` for MFU in ``dtype``."""
+  peak = peak_flops(dtype)
+  if peak:
+    return peak, f"vendor dense {dtype}"
+  if dtype not in _MEASURED:
+    _MEASURED[dtype] = measured_matmul_flops(dtype)
+  return _MEASURED[dtype], f"measured 2048² {dtype} matmul"
 
 
 def _cases(on_gpu: bool, quick: bool) -> list[tuple[str, str, dict]]:
@@ -95,6 +124,16 @@ def _position_params(params) -> int:
   return total
 
 
+def flops_per_token(name: str, config, params) -> float:
+  """Training FLOPs per token, 6N + 12·L·d·T (forward 2N + attention 4·L·d·T,
+  backward twice the forward). N excludes the position table (a lookup, no
+  matmul); L counts every stack (encoder + decoder for ``transformer``)."""
+  n_params = sum(x.size for x in jax.tree.leaves(params))
+  N = n_params - _position_params(params)
+  L = config.model.num_layers * (1 if name == "gpt" else 2)
+  return 6 * N + 12 * L * config.model.hidden_size * config.data.max_length
+
+
 def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   config = _config(name, overrides)
   V = overrides.get("model.vocab_size", 512)
@@ -122,16 +161,13 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   tok_s = n_tokens / (ms / 1e3)
   row = {"model": name, "size": label, "dtype": config.train.compute_dtype,
          "batch": B, "seq_len": T, "params_M": n_params / 1e6, "step_ms": ms,
-         "tokens_per_sec": tok_s, "tflops_per_sec": "", "mfu": ""}
+         "tokens_per_sec": tok_s, "tflops_per_sec": "", "mfu": "",
+         "peak_tflops": "", "peak_source": ""}
   if name in ("gpt", "transformer"):
-    N = n_params - _position_params(state.params)
-    L = config.model.num_layers * (1 if name == "gpt" else 2)
-    flops_per_token = 6 * N + 12 * L * config.model.hidden_size * T
-    achieved = flops_per_token * tok_s
+    achieved = flops_per_token(name, config, state.params) * tok_s
     row["tflops_per_sec"] = achieved / 1e12
-    peak = peak_flops(config.train.compute_dtype)
-    if peak:
-      row["mfu"] = achieved / peak
+    peak, source = peak_for(config.train.compute_dtype)
+    row.update(mfu=achieved / peak, peak_tflops=peak / 1e12, peak_source=source)
   return row
 
 

@@ -1,0 +1,37 @@
+"""The model suite's FLOP count and MFU peak (the benchmark itself is not a test)."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from attention_jax import objectives, train
+from attention_jax.benchmarks import model as bm
+
+
+@pytest.mark.parametrize("L,D,T,V,B", [(2, 64, 64, 256, 2), (3, 128, 96, 512, 2)])
+def test_flops_per_token_matches_xla_cost_analysis(L, D, T, V, B):
+  """6N + 12·L·d·T against XLA's own FLOP count of the compiled train step
+  (an independent reference: it counts every dot, softmax and update)."""
+  c = bm._config("gpt", {"model.vocab_size": V, "data.max_length": T,
+                         "train.batch_size": B, "model.num_layers": L,
+                         "model.hidden_size": D, "model.num_heads": 4})
+  graphdef, state, tx, schedule = train.create_state(c, V, V)
+  step = jax.jit(train.make_train_step(graphdef, tx, schedule, c,
+                                       objectives.get("lm")))
+  tokens = jnp.zeros((B, T), jnp.int32)
+  cost = step.lower(state, {"inputs": tokens, "targets": tokens}).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  ours = bm.flops_per_token("gpt", c, state.params) * B * T
+  # Measured: XLA counts 1-3% more (layer norms, softmax, GELU, Adam).
+  assert 0.97 < cost["flops"] / ours < 1.10, (cost["flops"], ours)
+
+
+def test_cpu_mfu_peak_is_a_measured_matmul():
+  if jax.default_backend() != "cpu":
+    pytest.skip("CPU-only check: on accelerators the vendor peak is used")
+  flops = bm.measured_matmul_flops("float32", n=256, rounds=3)
+  peak, source = bm.peak_for("float32")
+  assert flops > 1e8 and peak > 1e8      # any CPU here does > 0.1 GFLOP/s
+  assert source == "measured 2048² float32 matmul"
+  assert bm.peak_for("float32") == (peak, source)   # measured once per process
+  assert bm.peak_flops("float32") is None           # no vendor figure for a CPU
