@@ -223,25 +223,33 @@ def make_cell(kind: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs,
 # Layers over time.
 
 # Backend-aware defaults, chosen by `python -m experiments.benchmark --suite rnn`
-# (README "Performance"). CPU (2-core AMD EPYC, single-threaded, CPU time,
-# fwd+bwd at T50 H256): the fused backward ties autodiff at B64 (LSTM 1.33x vs
-# 1.31x torch, GRU 1.29x vs 1.24x) and wins at B8 (LSTM 1.23x vs 2.02x, GRU
-# 0.60x vs 1.02x); hoisting the input projection was ~7% slower at B64, and
-# unroll 4 ~1.4x slower (STACK_NOTES; not re-measured). GPU/TPU: hoisting +
-# unroll 8 with autodiff was 1.8-2.8x faster than the plain scan on an H100
-# (STACK_NOTES); the fused backward is not measured on a GPU yet.
+# (README "Performance"). CPU (idle 2-core AMD EPYC, fwd+bwd at T50 H256, paired
+# ratios to torch, single-threaded CPU time): the fused backward wins at small
+# batch (B8: LSTM 1.67x vs autodiff 2.03x, GRU 0.72x vs 0.98x; B16: 1.37x vs
+# 1.54x, 0.92x vs 1.12x) and loses from B32 (LSTM 1.45x vs 1.31x; B64: 1.27x vs
+# 1.10x, GRU 1.37x vs 1.23x), where a rank-B update per step is already an
+# efficient matmul — so on CPU "auto" picks fused up to `fused_max_batch` rows.
+# Hoisting the input projection was 3-20% slower at every CPU shape; unroll 2/5
+# did not pay either. GPU/TPU: hoisting + unroll 8 with autodiff was 1.8-2.8x
+# faster than the plain scan on an H100 (STACK_NOTES); the fused backward is not
+# measured on a GPU yet.
 BACKEND_DEFAULTS = {
-    "cpu": {"hoist_input_projection": False, "unroll": 1, "backward": "fused"},
-    "gpu": {"hoist_input_projection": True, "unroll": 8, "backward": "autodiff"},
-    "tpu": {"hoist_input_projection": True, "unroll": 8, "backward": "autodiff"},
+    "cpu": {"hoist_input_projection": False, "unroll": 1, "backward": "fused",
+            "fused_max_batch": 16},
+    "gpu": {"hoist_input_projection": True, "unroll": 8, "backward": "autodiff",
+            "fused_max_batch": None},
+    "tpu": {"hoist_input_projection": True, "unroll": 8, "backward": "autodiff",
+            "fused_max_batch": None},
 }
 BACKWARDS = ("autodiff", "fused")
 
 
 def resolve_options(hoist_input_projection="auto", unroll="auto",
-                    backward="auto", backend: str | None = None) -> dict:
+                    backward="auto", backend: str | None = None,
+                    batch: int | None = None) -> dict:
   """Replaces each ``"auto"`` with the default for ``backend`` (default: the
-  current JAX backend)."""
+  current JAX backend); an ``"auto"`` backward also depends on the ``batch``
+  rows per step (fused only up to the backend's ``fused_max_batch``)."""
   defaults = BACKEND_DEFAULTS.get(backend or jax.default_backend(),
                                   BACKEND_DEFAULTS["gpu"])
   out = {"hoist_input_projection": hoist_input_projection, "unroll": unroll,
@@ -249,6 +257,10 @@ def resolve_options(hoist_input_projection="auto", unroll="auto",
   for key, value in out.items():
     if value == "auto" or value is None:
       out[key] = defaults[key]
+  limit = defaults["fused_max_batch"]
+  if (backward in ("auto", None) and out["backward"] == "fused"
+      and limit is not None and batch is not None and batch > limit):
+    out["backward"] = "autodiff"
   if not isinstance(out["hoist_input_projection"], bool):
     raise ValueError("hoist_input_projection must be 'auto', True or False, got "
                      f"{hoist_input_projection!r}")
@@ -281,7 +293,8 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
   sequence's true length, and a ``reverse`` scan starts at the true end.
   Outputs at padded steps are zeros.
 
-  Options (``"auto"``: :data:`BACKEND_DEFAULTS` for the current backend):
+  Options (``"auto"``: :data:`BACKEND_DEFAULTS` for the current backend and,
+  for ``backward``, this batch size):
 
   * ``hoist_input_projection``: compute ``x_t W + b`` for all steps as one
     ``(T·B, I) × (I, G)`` matmul before the scan instead of inside each step;
@@ -295,7 +308,8 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
 
   Returns ``(final_carry, outputs [B, T, H])``.
   """
-  opts = resolve_options(hoist_input_projection, unroll, backward)
+  B, T = xs.shape[:2]
+  opts = resolve_options(hoist_input_projection, unroll, backward, batch=B)
   if opts["backward"] == "fused" and not isinstance(cell, _Cell):
     # The fused backward needs the built-in cells' weights (recurrent_weights);
     # a wrapper cell (e.g. the gradient probes' ProbedCell) runs under autodiff.
@@ -303,7 +317,6 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
       raise ValueError(f"backward='fused' needs one of the built-in cells, got "
                        f"{type(cell).__name__}")
     opts["backward"] = "autodiff"
-  B, T = xs.shape[:2]
   if carry is None:
     carry = cell.initialize_carry((B,))
   xs_t = jnp.swapaxes(xs, 0, 1)            # (T, B, I)

@@ -263,9 +263,21 @@ def test_encoder_reverse_input():
     np.testing.assert_allclose(final[b], want_c[0], atol=1e-5)
 
 
+def _defaults(backend):
+  d = rnn.BACKEND_DEFAULTS[backend]
+  return {k: d[k] for k in ("hoist_input_projection", "unroll", "backward")}
+
+
 def test_resolve_options():
   cpu = rnn.resolve_options(backend="cpu")
-  assert cpu == rnn.BACKEND_DEFAULTS["cpu"]
+  assert cpu == _defaults("cpu")
+  # CPU: fused backward up to 16 rows per step, autodiff above (measured);
+  # an explicit choice is kept whatever the batch.
+  assert rnn.resolve_options(backend="cpu", batch=16)["backward"] == "fused"
+  assert rnn.resolve_options(backend="cpu", batch=17)["backward"] == "autodiff"
+  assert rnn.resolve_options(backward="fused", backend="cpu",
+                             batch=64)["backward"] == "fused"
+  assert rnn.resolve_options(backend="gpu", batch=4)["backward"] == "autodiff"
   assert rnn.resolve_options(backend="gpu")["unroll"] == 8
   assert rnn.resolve_options(unroll=2, backward="autodiff", backend="gpu") == {
       "hoist_input_projection": True, "unroll": 2, "backward": "autodiff"}
@@ -343,7 +355,7 @@ def test_config_keys_reach_scan_options():
   assert rnn.layer_options(c.model) == {
       "hoist_input_projection": True, "unroll": 4, "backward": "autodiff"}
   assert rnn.resolve_options(**rnn.layer_options(tiny_config().model),
-                             backend="cpu") == rnn.BACKEND_DEFAULTS["cpu"]
+                             backend="cpu") == _defaults("cpu")
   for key, bad in [("model.rnn_backward", "cudnn"),
                    ("model.rnn_hoist_input_projection", "yes"),
                    ("model.rnn_unroll", -1)]:
