@@ -14,9 +14,10 @@ sources up to 2× the training limit (``eval/by_length.csv``).
   python -m experiments.run --config configs/bottleneck.py --workdir W \\
       --config.model.name=rnnsearch                                  # one point
 
-Args: none (CPU default: ``rnn_encdec`` and ``rnnsearch`` at hidden 32, 64,
-128 and one ``transformer`` (d_model 64, 1 layer, 4 heads); lengths 1..30,
-3,000 steps — calibrated in STACK_NOTES),
+Args: none (CPU default, 12 min 12 s with ``--jobs 2`` on the idle 2-core
+dev machine: ``rnn_encdec`` and ``rnnsearch`` at hidden 32, 64, 128 and one
+``transformer`` (d_model 64, 1 layer, 4 heads); lengths 1..30, 3,000 steps —
+calibrated in STACK_NOTES),
 ``full`` (4 sizes × 3 models × limits 10/20/30/50 × reverse, and
 reorder where that task is registered; 20k steps), ``tiny`` (one point of a few steps, for tests).
 """

@@ -13,7 +13,7 @@ curves ‖∂L/∂h_t‖ at initialization and after training.
   python -m experiments.sweep --config configs/vanishing.py --workdir S --jobs 2
   python -m experiments.sweep --config configs/vanishing.py:full --workdir S
 
-Args: none (CPU default, ~13 min with ``--jobs 2`` on the idle 2-core dev
+Args: none (CPU default, 12 min 43 s with ``--jobs 2`` on the idle 2-core dev
 machine: 4 cells × T ∈ {25, 50, 100, 200} on adding, plus the 4 cells on copy
 memory at T = 25; hidden 128, 3,000 steps — STACK_NOTES: LSTM solves adding
 T=100 in ~900 steps and T=200 in ~2,200, GRU in 300–500, the tanh Elman
