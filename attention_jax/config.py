@@ -271,9 +271,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config key '{hi}' ({given[hi]}) must be >= '{lo}' "
                         f"({given[lo]})")
   _validate_attention_models(config)
-  if config.train.warmup_steps > config.train.steps:
-    raise ConfigError(f"config key 'train.warmup_steps' ({config.train.warmup_steps})"
-                      f" must be <= 'train.steps' ({config.train.steps})")
+  # train.warmup_steps > train.steps is allowed (a short smoke run of a config
+  # with a long warm-up): the schedule cuts the warm-up to the run, and
+  # train_and_evaluate logs that it did (train.make_schedule).
 
 
 # Keys a resumed run may change without --allow_config_change: they steer

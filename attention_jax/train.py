@@ -68,11 +68,15 @@ class TrainState:
 
 
 def make_schedule(config) -> optax.Schedule:
+  """The learning-rate schedule; a warm-up longer than the run (a short smoke
+  run of a long config) is cut to ``train.steps``."""
   t = config.train
-  peak, warmup = t.learning_rate, t.warmup_steps
+  peak, warmup = t.learning_rate, min(t.warmup_steps, t.steps)
   if t.schedule == "cosine":
     if not warmup:
       return optax.cosine_decay_schedule(peak, t.steps, alpha=t.end_lr_fraction)
+    if warmup >= t.steps:     # nothing left to decay over
+      return optax.linear_schedule(0.0, peak, warmup)
     return optax.warmup_cosine_decay_schedule(
         0.0, peak, warmup, t.steps, end_value=peak * t.end_lr_fraction)
   if t.schedule == "rsqrt":   # Vaswani et al. 2017, eq. 3 (scaled to peak)
@@ -532,6 +536,10 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
       train_iter.set_state(meta["data"])
       logging.info("resumed from checkpoint at step %d in %s", latest, workdir)
     start = int(state.step)
+    if config.train.warmup_steps > config.train.steps:
+      logging.warning("train.warmup_steps (%d) > train.steps (%d): the warm-up is "
+                      "cut to %d steps", config.train.warmup_steps,
+                      config.train.steps, config.train.steps)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     logging.info("model %s: %s parameters; training steps %d..%d on %s; "
                  "data-parallel over %d device(s), %d process(es); compute dtype %s",

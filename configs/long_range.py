@@ -19,18 +19,18 @@ Sizes follow the calibration in STACK_NOTES: hidden 128, batch 32, Adam 1e-3,
 global-norm clipping 1.0; here with 100 warm-up steps and cosine decay to 5%
 over 3,000 steps. Every value is overridable: ``--config.train.steps=5000``.
 
-Measured on the shared 2-core CPU dev machine under load from other users
-(wall-clock numbers inflated by that load), adding problem, T = 100, seed 0,
-eval on 1,000 held-out sequences — see README, "Vanishing gradients":
+Measured on the idle 2-core CPU dev machine (two runs at a time), adding
+problem, T = 100, seed 0, eval on 1,000 held-out sequences — see README,
+"Vanishing gradients":
 
 * ``cell=lstm``: eval MSE 0.166 / 0.150 at steps 250 / 500, **0.0050 at step
-  750** (2 min 2 s after launch, compilation included), 0.00035 at step 3,000
-  (6 min 12 s in all).
+  750** (~32 s after launch, compilation included), 0.0003 at step 3,000
+  (1 min 42 s in all).
 * ``cell=elman``: 0.16-0.20 up to step 2,000, then 0.044 at 2,250 and 0.043
-  at 3,000 (3 min 37 s in all): partly learnt, not solved. Given the rest of
-  the 15-minute budget (``--config.train.steps=12000``, cosine over 12,000
-  steps): 0.11-0.18 up to step 6,500, then a slow fall to 0.0123 at step
-  12,000 (9 min 28 s) — still above 0.01.
+  at 3,000 (25 s in all): partly learnt, not solved. With
+  ``--config.train.steps=12000`` (cosine over 12,000 steps): 0.14-0.18 up to
+  step 6,000, then a slow fall to 0.0123 at step 12,000 (1 min 23 s) — still
+  above 0.01.
 """
 
 from attention_jax.config import base_config

@@ -148,3 +148,18 @@ def test_schedule_shapes():
   c.train.schedule = "rsqrt"
   s = train.make_schedule(c)
   assert float(s(10)) == pytest.approx(1.0) and float(s(40)) == pytest.approx(0.5)
+
+
+def test_warmup_longer_than_run_is_cut_to_the_run():
+  """`--config.train.steps=50` on a config with 200 warm-up steps: validates,
+  and the schedule warms up over the 50 steps (then ends at the cosine floor)."""
+  from attention_jax import config as config_lib
+  c = tiny_config(**{"train.steps": 50, "train.warmup_steps": 200,
+                     "train.learning_rate": 1.0, "train.end_lr_fraction": 0.1})
+  config_lib.validate(c)
+  for schedule in ("cosine", "constant"):
+    c.train.schedule = schedule
+    s = train.make_schedule(c)
+    assert float(s(0)) == 0.0 and float(s(25)) == pytest.approx(0.5)
+  c.train.schedule = "rsqrt"
+  assert float(train.make_schedule(c)(50)) == pytest.approx(1.0)
