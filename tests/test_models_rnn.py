@@ -167,3 +167,26 @@ def test_tiny_modes_are_valid_and_unknown_arg_fails():
     config_lib.validate(_load_config(name, "tiny"))
     with pytest.raises(ValueError, match=f"configs/{name}.py: unknown argument 'big'"):
       _load_config(name, "big")
+
+
+@pytest.mark.parametrize("name", ["rnn_encdec", "seq2seq_lstm", "rnnsearch", "luong"])
+def test_rnn_execution_keys_reach_the_scans(name):
+  """``model.rnn_backward`` (and the other ``model.rnn_*`` keys) steer every
+  recurrent layer of the model: ``fused`` puts the custom VJP in the loss
+  jaxpr, ``autodiff`` does not, and both give the same loss and gradients."""
+  results = {}
+  for backward in ("fused", "autodiff"):
+    model = _model(name, **{"model.rnn_backward": backward,
+                            "model.rnn_hoist_input_projection": "true"})
+    graphdef, params = nnx.split(model)
+
+    def loss(p):
+      logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
+      return jnp.mean(logits ** 2)
+    jaxpr = str(jax.make_jaxpr(loss)(params))
+    assert ("custom_vjp_call" in jaxpr) == (backward == "fused"), backward
+    results[backward] = jax.value_and_grad(loss)(params)
+  (l_f, g_f), (l_a, g_a) = results["fused"], results["autodiff"]
+  np.testing.assert_allclose(l_f, l_a, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_a)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -45,6 +45,7 @@ class RNNEncoderDecoder(nnx.Module):
     E, H = m.embed_dim, m.hidden_size
     self.dropout_rate = m.dropout
     self.reverse_source = m.reverse_source   # read the source backwards
+    self.scan_options = scan_options(m)
     self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = rnn.GRUCell(E, H, reset_after=m.gru_reset_after, rngs=rngs)
@@ -57,7 +58,8 @@ class RNNEncoderDecoder(nnx.Module):
     if self.reverse_source:   # Sutskever et al. 2014, Section 3.3
       src = reverse_padded(src, src != PAD)
     x = dropout(self.src_embed(src), self.dropout_rate, dropout_rng)  # (B, S, E)
-    context, _ = rnn.scan(self.encoder, x, mask=src != PAD)         # (B, H)
+    context, _ = rnn.scan(self.encoder, x, mask=src != PAD,
+                          **dict(self.scan_options))                 # (B, H)
     return {"context": context}
 
   def init_decode_state(self, memory) -> jax.Array:
@@ -84,7 +86,8 @@ class RNNEncoderDecoder(nnx.Module):
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, rng_dec)  # (B, T, E)
     c_t = jnp.broadcast_to(c[:, None, :], (c.shape[0], T, c.shape[1]))
     _, s = rnn.scan(self.decoder, jnp.concatenate([e, c_t], axis=-1),
-                    self.init_decode_state(memory))                 # (B, T, H)
+                    self.init_decode_state(memory),
+                    **dict(self.scan_options))                       # (B, T, H)
     return self.readout(self._features(s, e, c_t)), {}
 
 
@@ -99,20 +102,29 @@ def reverse_padded(x: jax.Array, mask: jax.Array) -> jax.Array:
   return rnn.reverse_padded(x, mask.sum(axis=1))
 
 
+def scan_options(model_config) -> tuple:
+  """``rnn.scan`` options from ``model.rnn_*`` (``rnn.layer_options``), as a
+  hashable tuple of items so that a module can keep it as static metadata."""
+  return tuple(sorted(rnn.layer_options(model_config).items()))
+
+
 def _split_rng(rng, n):
   return [None] * n if rng is None else list(jax.random.split(rng, n))
 
 
-def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None):
+def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None,
+               options=()):
   """Stacked RNN over a whole sequence, one scan per layer (no feedback from
   the top, so layers can run one after another). Dropout between layers
-  (Zaremba et al. 2014). Returns ``(final carries (list), top outputs)``."""
+  (Zaremba et al. 2014); ``options``: :func:`scan_options`. Returns
+  ``(final carries (list), top outputs)``."""
   finals = []
   rngs = _split_rng(rng, len(cells))
   for l, cell in enumerate(cells):
     if l > 0:
       x = dropout(x, dropout_rate, rngs[l])
-    carry, x = rnn.scan(cell, x, None if carries is None else carries[l], mask)
+    carry, x = rnn.scan(cell, x, None if carries is None else carries[l], mask,
+                        **dict(options))
     finals.append(carry)
   return finals, x
 
@@ -148,6 +160,7 @@ class Seq2SeqLSTM(nnx.Module):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
     self.dropout_rate = m.dropout
+    self.scan_options = scan_options(m)
     self.reverse_source = m.reverse_source
     self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
@@ -164,7 +177,7 @@ class Seq2SeqLSTM(nnx.Module):
       src = reverse_padded(src, mask)
     rngs = _split_rng(dropout_rng, 2)
     x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])    # (B, S, E)
-    finals, _ = stack_scan(self.encoder, x, mask,
+    finals, _ = stack_scan(self.encoder, x, mask, options=self.scan_options,
                            dropout_rate=self.dropout_rate, rng=rngs[1])
     return {"carries": finals}
 
@@ -180,6 +193,7 @@ class Seq2SeqLSTM(nnx.Module):
     memory = self.encode(src, r_enc)
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_emb)  # (B, T, E)
     _, h = stack_scan(self.decoder, e, carries=self.init_decode_state(memory),
+                      options=self.scan_options,
                       dropout_rate=self.dropout_rate, rng=r_dec)    # (B, T, H)
     return self.readout(dropout(h, self.dropout_rate, r_out)), {}
 
@@ -208,6 +222,7 @@ class RNNSearch(nnx.Module):
     E, H = m.embed_dim, m.hidden_size
     A = m.attention_dim or H
     self.dropout_rate = m.dropout
+    self.scan_options = scan_options(m)
     gru = dict(reset_after=m.gru_reset_after)
     self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
@@ -223,7 +238,7 @@ class RNNSearch(nnx.Module):
     mask = src != PAD                                               # (B, S)
     x = dropout(self.src_embed(src), self.dropout_rate, dropout_rng)
     (_, bwd_first), annotations = rnn.bidirectional(
-        self.encoder_fwd, self.encoder_bwd, x, mask)
+        self.encoder_fwd, self.encoder_bwd, x, mask, **dict(self.scan_options))
     return {"annotations": annotations,                             # (B, S, 2H)
             "keys": self.attention.keys(annotations),               # (B, S, A)
             "mask": mask,
@@ -283,6 +298,7 @@ class Luong(nnx.Module):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
     self.dropout_rate = m.dropout
+    self.scan_options = scan_options(m)
     self.reverse_source = m.reverse_source
     self.input_feeding = m.input_feeding
     self.hidden_size = H
@@ -306,7 +322,7 @@ class Luong(nnx.Module):
       src = reverse_padded(src, mask)    # padding stays at the right
     rngs = _split_rng(dropout_rng, 2)
     x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])    # (B, S, E)
-    finals, outputs = stack_scan(self.encoder, x, mask,
+    finals, outputs = stack_scan(self.encoder, x, mask, options=self.scan_options,
                                  dropout_rate=self.dropout_rate, rng=rngs[1])
     return {"outputs": outputs,                                     # h̄_s (B, S, H)
             "keys": self.attention.keys(outputs),

@@ -96,6 +96,7 @@ class SequenceRNN(nnx.Module):
       self.in_features = m.embed_dim
     options = {"reset_after": m.gru_reset_after} if m.cell == "gru" else {}
     self.cell = rnn.make_cell(m.cell, self.in_features, H, rngs=rngs, **options)
+    self.scan_options = tuple(sorted(rnn.layer_options(m).items()))  # model.rnn_*
     attend = self.pooling == "attention"
     per_step = self.output_kind == "per_step"
     head_in = 2 * H if attend else H
@@ -115,10 +116,14 @@ class SequenceRNN(nnx.Module):
 
   def states(self, x: jax.Array, state_probe: jax.Array | None = None):
     """Runs the recurrence over ``x [B, T, I]``. Returns (final carry, hs [B, T, H])."""
+    options = dict(self.scan_options)
     if state_probe is None:
-      return rnn.scan(self.cell, x)
+      return rnn.scan(self.cell, x, **options)
+    if options["backward"] == "fused":   # a wrapper cell: autodiff only
+      options["backward"] = "auto"
     probed = ProbedCell(self.cell, self.in_features)
-    return rnn.scan(probed, jnp.concatenate([x, state_probe.astype(x.dtype)], -1))
+    return rnn.scan(probed, jnp.concatenate([x, state_probe.astype(x.dtype)], -1),
+                    **options)
 
   def readout(self, hs: jax.Array, h_last: jax.Array) -> jax.Array:
     """The head over the states: ``hs [B, T, H]``, ``h_last [B, H]``."""
