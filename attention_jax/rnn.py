@@ -282,6 +282,12 @@ def layer_options(model_config) -> dict:
           "backward": model_config.rnn_backward}
 
 
+def static_layer_options(model_config) -> tuple:
+  """:func:`layer_options` as a sorted tuple of items: hashable, so a module
+  can keep it as static metadata; ``scan(..., **dict(options))``."""
+  return tuple(sorted(layer_options(model_config).items()))
+
+
 def scan(cell, xs: jax.Array, carry: Carry | None = None,
          mask: jax.Array | None = None, *, reverse: bool = False,
          hoist_input_projection: bool | str = "auto", unroll: int | str = "auto",

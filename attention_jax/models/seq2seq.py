@@ -45,7 +45,7 @@ class RNNEncoderDecoder(nnx.Module):
     E, H = m.embed_dim, m.hidden_size
     self.dropout_rate = m.dropout
     self.reverse_source = m.reverse_source   # read the source backwards
-    self.scan_options = scan_options(m)
+    self.scan_options = rnn.static_layer_options(m)
     self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = rnn.GRUCell(E, H, reset_after=m.gru_reset_after, rngs=rngs)
@@ -102,12 +102,6 @@ def reverse_padded(x: jax.Array, mask: jax.Array) -> jax.Array:
   return rnn.reverse_padded(x, mask.sum(axis=1))
 
 
-def scan_options(model_config) -> tuple:
-  """``rnn.scan`` options from ``model.rnn_*`` (``rnn.layer_options``), as a
-  hashable tuple of items so that a module can keep it as static metadata."""
-  return tuple(sorted(rnn.layer_options(model_config).items()))
-
-
 def _split_rng(rng, n):
   return [None] * n if rng is None else list(jax.random.split(rng, n))
 
@@ -116,7 +110,7 @@ def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None,
                options=()):
   """Stacked RNN over a whole sequence, one scan per layer (no feedback from
   the top, so layers can run one after another). Dropout between layers
-  (Zaremba et al. 2014); ``options``: :func:`scan_options`. Returns
+  (Zaremba et al. 2014); ``options``: :func:`rnn.static_layer_options`. Returns
   ``(final carries (list), top outputs)``."""
   finals = []
   rngs = _split_rng(rng, len(cells))
@@ -160,7 +154,7 @@ class Seq2SeqLSTM(nnx.Module):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
     self.dropout_rate = m.dropout
-    self.scan_options = scan_options(m)
+    self.scan_options = rnn.static_layer_options(m)
     self.reverse_source = m.reverse_source
     self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
@@ -222,7 +216,7 @@ class RNNSearch(nnx.Module):
     E, H = m.embed_dim, m.hidden_size
     A = m.attention_dim or H
     self.dropout_rate = m.dropout
-    self.scan_options = scan_options(m)
+    self.scan_options = rnn.static_layer_options(m)
     gru = dict(reset_after=m.gru_reset_after)
     self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
@@ -298,7 +292,7 @@ class Luong(nnx.Module):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
     self.dropout_rate = m.dropout
-    self.scan_options = scan_options(m)
+    self.scan_options = rnn.static_layer_options(m)
     self.reverse_source = m.reverse_source
     self.input_feeding = m.input_feeding
     self.hidden_size = H

@@ -96,7 +96,7 @@ class SequenceRNN(nnx.Module):
       self.in_features = m.embed_dim
     options = {"reset_after": m.gru_reset_after} if m.cell == "gru" else {}
     self.cell = rnn.make_cell(m.cell, self.in_features, H, rngs=rngs, **options)
-    self.scan_options = tuple(sorted(rnn.layer_options(m).items()))  # model.rnn_*
+    self.scan_options = rnn.static_layer_options(m)  # model.rnn_*
     attend = self.pooling == "attention"
     per_step = self.output_kind == "per_step"
     head_in = 2 * H if attend else H
