@@ -216,7 +216,6 @@ class LongRangeTask:
       self.tgt_vocab = Vocabulary.from_symbols(ORDER_CLASSES)
     else:  # real-valued inputs and targets: no symbols
       self.src_vocab = self.tgt_vocab = Vocabulary.from_symbols([])
-    logging.info("held-out splits of %r: %s", self.name, self.held_out()["rule"])
 
   def held_out(self) -> dict:
     return {"rule": HELD_OUT_RULE[self.name]}
@@ -246,6 +245,7 @@ class LongRangeTask:
     return self.examples("train", index, self.batch_size)
 
   def train_iterator(self) -> IndexedIterator:
+    logging.info("held-out splits of %r: %s", self.name, self.held_out()["rule"])
     return IndexedIterator(self.train_batch)
 
   def count_tokens(self, batch) -> int:

@@ -205,7 +205,6 @@ class SyntheticTask:
               f"({lo}..{hi}) with data.vocab_size={self.vocab_size}: no source of "
               f"these lengths belongs to the {split} split (held-out splits are "
               "disjoint); widen the range")
-    logging.info("%s", self.held_out_line())
     self._eval_cache: dict[str, dict] = {}
 
   def _rng(self, split: str, index: int) -> np.random.Generator:
@@ -279,6 +278,7 @@ class SyntheticTask:
     return pad_batch(ex, *self._widths(self.train_lengths[1]))
 
   def train_iterator(self) -> "IndexedIterator":
+    logging.info("%s", self.held_out_line())
     return IndexedIterator(self.train_batch)
 
   def count_tokens(self, batch) -> int:
