@@ -148,10 +148,10 @@ def scoring(task, config, split: str) -> dict[str, Any]:
                  + (" (whitespace-separated) of the raw source line" if text else "")),
       "signatures": {name: metrics_lib.signature(name)
                      for name in metrics_lib.TEXT_METRICS},
-      "intervals": (f"95% bootstrap intervals as sacrebleu's: "
-                    f"{metrics_lib.BOOTSTRAP_SAMPLES} resamples of the sentences "
-                    f"(seed {metrics_lib.BOOTSTRAP_SEED}), mean ± half the "
-                    "2.5th-97.5th percentile range; they cover the sampling of "
+      "intervals": (f"95% bootstrap intervals [low, high]: the 2.5th and 97.5th "
+                    f"percentiles of {metrics_lib.BOOTSTRAP_SAMPLES} resamples of "
+                    f"the sentences (sacrebleu's resampling, seed "
+                    f"{metrics_lib.BOOTSTRAP_SEED}); they cover the sampling of "
                     "test sentences only, not of training runs"),
   }
 

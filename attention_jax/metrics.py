@@ -76,12 +76,13 @@ def sequence_correct(predictions: jax.Array, targets: jax.Array) -> jax.Array:
 #
 # Confidence intervals and paired tests are sacrebleu's (``sacrebleu.
 # significance``): B = 1000 bootstrap resamples of the sentences drawn with
-# ``default_rng(12345).choice(N, (B, N))``; the 95% interval is the resampled
-# mean ± half the range between the 2.5th and 97.5th percentiles; the paired
-# p-value counts resamples whose centred score difference exceeds the
-# observed one, (c + 1) / (B + 1). Sentence statistics are summed with a
-# count matrix instead of sacrebleu's (B, N, k) gather: the same integers,
-# the same scores.
+# ``default_rng(12345).choice(N, (B, N))``. The 95% interval is
+# [low, high] = the resampled scores' 2.5th and 97.5th percentiles, the bounds
+# sacrebleu computes (``estimate_ci``; it prints them as the resampled mean ±
+# half their distance, which can pass 100); the paired p-value counts
+# resamples whose centred score difference exceeds the observed one,
+# (c + 1) / (B + 1). Sentence statistics are summed with a count matrix
+# instead of sacrebleu's (B, N, k) gather: the same integers, the same scores.
 
 TEXT_METRICS = ("bleu", "chrf")
 BOOTSTRAP_SAMPLES = 1000
@@ -165,24 +166,25 @@ def resampled_scores(name: str, stats: np.ndarray, idxs: np.ndarray) -> np.ndarr
 
 
 def interval(scores: np.ndarray) -> tuple[float, float]:
-  """sacrebleu's 95% interval of resampled scores: mean ± half the range of
-  the 2.5th–97.5th percentiles (``significance.estimate_ci``)."""
-  from sacrebleu.significance import estimate_ci
-  mean, half = estimate_ci(np.asarray(scores))
-  return float(mean - half), float(mean + half)
+  """The 95% interval of resampled scores: their 2.5th and 97.5th
+  percentiles, as sacrebleu's ``significance.estimate_ci`` picks them."""
+  s = np.sort(np.asarray(scores))
+  k = len(s) // 40
+  return float(s[k]), float(s[len(s) - k - 1])
 
 
 def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray,
-                   observed: float, identical: bool = False) -> float:
+                   observed: float) -> float:
   """sacrebleu's paired-bootstrap p-value of a system against the baseline
   (``significance._paired_bs_test``): resampled differences, centred, that
-  exceed the observed ``|score − baseline|``. For outputs identical sentence
-  by sentence there is no difference to test: p = 1 (sacrebleu would print
-  1 / (B + 1), counting strictly greater differences of exactly 0)."""
+  exceed the observed ``|score − baseline|``, (c + 1) / (B + 1). When no
+  resample tells the two apart (every difference 0: identical outputs, or a
+  bucket where both score 0) there is nothing to test and p = 1; sacrebleu
+  would print 1 / (B + 1) there, counting strictly greater differences."""
   from sacrebleu.significance import _compute_p_value
-  if identical:
-    return 1.0
   diffs = np.abs(np.asarray(scores) - np.asarray(baseline_scores))
+  if not diffs.any() and observed == 0:
+    return 1.0
   return float(_compute_p_value(diffs - diffs.mean(), abs(observed)))
 
 
