@@ -361,18 +361,17 @@ def encode_text(task, text: str) -> tuple[list[int], list[str]]:
   return vocab.encode(tokens), []
 
 
-def longest_training_source(task, config) -> tuple[int, str]:
-  """(length, what) of the longest source the model was trained on, in the
-  units ``encode_text`` counts."""
+def longest_training_source(task, config) -> tuple[int, str, str]:
+  """(length, unit, config key) of the longest source the model was trained
+  on, in the units ``encode_text`` counts."""
   d = config.data
   if hasattr(task, "tokenizer"):
-    return d.max_length, f"{d.tokenizer} tokens (data.max_length)"
+    return d.max_length, f"{d.tokenizer} tokens", "data.max_length"
   if d.task == "addition":
-    return 2 * d.train_max_length + 1, (
-        f"characters (two operands of up to data.train_max_length="
-        f"{d.train_max_length} digits)")
-  unit = getattr(task, "length_unit", "tokens")
-  return d.train_max_length, f"{unit} (data.train_max_length)"
+    return 2 * d.train_max_length + 1, "characters", (
+        f"two operands of data.train_max_length={d.train_max_length} digits")
+  return d.train_max_length, getattr(task, "length_unit", "tokens"), (
+      "data.train_max_length")
 
 
 def token_strings(vocab, ids: Sequence[int]) -> list[str]:
@@ -395,7 +394,7 @@ def translate(model, config, task, texts: Sequence[str],
   ``eval.batch_size`` (padded, like evaluation's batches).
   """
   config = with_decoding(config, beam_size)
-  limit, what = longest_training_source(task, config)
+  limit, unit, key = longest_training_source(task, config)
   cut = hasattr(task, "tokenizer")
   ids, extra = [], []
   for i, text in enumerate(texts, 1):
@@ -404,8 +403,8 @@ def translate(model, config, task, texts: Sequence[str],
       raise EvalError(f"input {text!r} has no tokens")
     warning = None
     if len(row) > limit:
-      warning = (f"input {i} has {len(row)} source {what.split(' (')[0]}, more "
-                 f"than the {limit} of the longest training source ({what})"
+      warning = (f"input {i} has {len(row)} source {unit.split()[-1]}, more than "
+                 f"the longest training source ({limit} {unit}, {key})"
                  + (f": only its first {limit} are translated" if cut else ""))
       if cut:
         row = row[:limit]
