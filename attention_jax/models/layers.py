@@ -15,6 +15,11 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+def readout_keys(model_config) -> tuple[str, ...]:
+  """The ``model.*`` keys a :class:`Readout` reads (``readout_dim`` with maxout only)."""
+  return ("readout", "readout_dim") if model_config.readout == "maxout" else ("readout",)
+
+
 class Readout(nnx.Module):
   """Output layer p(y_t | ·) = softmax(W_o t_t) over a feature vector.
 
