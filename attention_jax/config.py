@@ -498,10 +498,6 @@ def _validate_data(config) -> None:
   _allowed("data.tokenizer", d.tokenizer, tokenizers.KINDS)
   _allowed("data.overlong", d.overlong, ("truncate", "drop"))
   _allowed("data.normalize", d.normalize, ("none", "NFC"))
-  if d.normalize != "none" and not (d.task == "files" or d.task.startswith("tfds:")):
-    raise ConfigError(f"config key 'data.normalize' has value {d.normalize!r}, but "
-                      f"data.task {d.task!r} is not real text ('files' or "
-                      "'tfds:NAME'); leave it 'none'")
   for key, lo in (("min_count", 1), ("max_vocab", 0), ("sp_vocab_size", 8),
                   ("reorder_depth", 0), ("reorder_clauses", 1)):
     if d[key] < lo:

@@ -22,10 +22,11 @@ Defaults for a corpus of ~20k short human-translated pairs (3–60 words) on a
 * batches of 64 in length buckets (16, 24, 32, 48, 64, 96, 128 pieces): a
   short sentence is padded to its bucket, not to 128, and there is one
   compiled step per bucket;
-* model: embeddings 128, hidden size 128 (the Transformer's d_model), maxout
-  readout (the recurrent models), 2 layers (Luong's LSTM stack; the
-  Transformer's encoder and decoder), 4 heads and FFN 512 (Transformer),
-  dropout 0.1. At these sizes the four models cost about the same per step
+* model: hidden size 128 (the Transformer's d_model), dropout 0.1; values
+  for some models only under ``per_model``: embeddings 128 (recurrent
+  models), maxout readout (rnnsearch, rnn_encdec), 2 layers (Luong's LSTM
+  stack; the Transformer's encoder and decoder), 4 heads and FFN 512
+  (Transformer). At these sizes the four models cost about the same per step
   on a CPU (measured, batch 64 of 24 pieces, one core: rnn_encdec 0.22 s,
   transformer 0.33 s, rnnsearch 0.36 s, luong 0.41 s);
 * Adam 2e-3, 200 warm-up steps then cosine decay to 5%, clip 1.0, label
@@ -39,14 +40,15 @@ Measured on the repository's toy TSVs: README ("Real text") and
 docs/evaluation.md.
 
 ``:full``: a GPU-sized version (embeddings and hidden 512, 8,000 pieces per
-side, batch 128, 20,000 steps, Transformer 6 layers with 8 heads and FFN 2048).
+side, batch 128, 20,000 steps, Transformer 6 layers with 8 heads and FFN 2048;
+Luong keeps 2 layers).
 ``:tiny``: seconds on a CPU, on the small English→German fixtures written for
 the tests in ``tests/data/`` (paths preset).
 """
 
 import os
 
-from attention_jax.config import base_config
+from attention_jax.config import base_config, set_per_model
 
 MODELS = ("rnnsearch", "rnn_encdec", "luong", "transformer")
 _FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -70,16 +72,13 @@ def get_config(arg=None):
   # Read by every model (the Transformer's d_model is hidden_size).
   m.hidden_size = 128
   m.dropout = 0.1
-  # Recurrent models: embedding size and maxout readout (Bahdanau et al.
-  # 2014, appendix A.2.2; Cho et al. 2014, eq. 12).
-  m.embed_dim = 128
-  m.readout = "maxout"
-  # Luong's LSTM stack and the Transformer's encoder/decoder stacks.
-  m.num_layers = 2
-  # Transformer only.
-  m.num_heads = 4
-  m.mlp_dim = 512
-  m.max_positions = 256
+  # Values for some of the models only (config.resolve applies the chosen
+  # model's; each model reads only its own keys).
+  set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=128)
+  # Maxout readout: Bahdanau et al. 2014, appendix A.2.2; Cho et al. 2014, eq. 12.
+  set_per_model(config, ("rnnsearch", "rnn_encdec"), readout="maxout")
+  set_per_model(config, "luong", num_layers=2)              # 2-layer LSTM stack
+  set_per_model(config, "transformer", num_layers=2, num_heads=4, mlp_dim=512)
 
   t = config.train
   t.steps = 1600
@@ -115,13 +114,10 @@ def full(config):
   config.data.sp_vocab_size = 8000
   config.data.max_length = 160
   config.data.bucket_boundaries = "16,24,32,48,64,96,128"
-  m = config.model
-  m.embed_dim = 512
-  m.hidden_size = 512
-  m.dropout = 0.3
-  m.num_layers = 6
-  m.num_heads = 8
-  m.mlp_dim = 2048
+  config.model.hidden_size = 512
+  config.model.dropout = 0.3
+  set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=512)
+  set_per_model(config, "transformer", num_layers=6, num_heads=8, mlp_dim=2048)
   config.train.batch_size = 128
   config.train.steps = 20000
   config.train.learning_rate = 1e-3
@@ -140,12 +136,11 @@ def tiny(config):
   d.sp_vocab_size = 160
   d.max_length = 48
   d.bucket_boundaries = ""
-  m = config.model
-  m.embed_dim = 32
-  m.hidden_size = 64
-  m.num_layers = 1
-  m.mlp_dim = 128
-  m.dropout = 0.0
+  config.model.hidden_size = 64
+  config.model.dropout = 0.0
+  set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=32)
+  set_per_model(config, ("luong", "transformer"), num_layers=1)
+  set_per_model(config, "transformer", mlp_dim=128)
   t = config.train
   t.steps = 150
   t.batch_size = 16

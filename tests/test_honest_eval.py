@@ -225,8 +225,8 @@ def test_nfc_applies_to_references_and_hypotheses_alike(tmp_path):
   assert task.eval_references("eval") == [nfc] * 3
   assert task.detokenize(task.eval_set("eval")["tgt_out"][0]) == nfc
   assert "ü" in task.tgt_vocab.tokens                        # composed
-  with pytest.raises(config_lib.ConfigError, match="'data.normalize' has value 'NFC', "
-                     "but data.task 'reverse' is not real text"):
+  with pytest.raises(config_lib.ConfigError, match="'data.normalize' is 'NFC', but "
+                     "data.task 'reverse' does not read it"):
     config_lib.validate(tiny_config(**{"data.normalize": "NFC"}))
 
 

@@ -406,8 +406,10 @@ class ParallelTextTask:
                 "target_lang", "tfds_data_dir")
     tokenizer = (("sp_vocab_size",) if d.tokenizer == "sentencepiece"
                  else ("min_count", "max_vocab"))
+    if d.tokenizer == "word" and d.task == "files":   # the Moses languages
+      tokenizer += ("source_lang", "target_lang")
     return (*source, "max_length", "overlong", "bucket_boundaries", "tokenizer",
-            *tokenizer)
+            *tokenizer, "normalize")
 
   def __init__(self, config, workdir: str | None = None):
     d = config.data
