@@ -241,6 +241,17 @@ def test_sentencepiece_decode_writes_unk_and_restores_spacing():
   assert tok.decode(tok.encode(text)) == "Ein <unk>r<unk>-<unk>mega Ding"
 
 
+@pytest.mark.parametrize("arg", [None, "full", "tiny"])
+def test_translate_config_switches_model_with_nothing_else(arg):
+  paths = {} if arg == "tiny" else {"data.train_path": "T", "data.eval_path": "D"}
+  for name in ("rnnsearch", "rnn_encdec", "luong", "transformer"):
+    c = config_lib.resolve(_translate_config(arg, **{**paths, "model.name": name}))
+    config_lib.validate(c)
+    assert (c.data.tokenizer, c.data.normalize, c.model.name) == (
+        "sentencepiece", "NFC", name)
+    assert c.data.bucket_boundaries and c.eval.length_buckets
+
+
 # --------------------------------------------------------------------------
 # A trained real-text workdir
 
