@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from attention_jax.models.layers import dropout
+from attention_jax.models.layers import Embed, dropout
 from attention_jax.models.transformer import Block, _key
 
 
@@ -36,8 +36,8 @@ class GPT(nnx.Module):
     D = m.hidden_size
     self.max_positions, self.dropout_rate = m.max_positions, m.dropout
     init = nnx.initializers.normal(0.02)
-    self.tok_embed = nnx.Embed(tgt_vocab_size, D, embedding_init=init, rngs=rngs)
-    self.pos_embed = nnx.Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
+    self.tok_embed = Embed(tgt_vocab_size, D, embedding_init=init, rngs=rngs)
+    self.pos_embed = Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
     self.blocks = nnx.List([
         Block(D, m.num_heads, m.mlp_dim or 4 * D, cross=False, causal=True,
               pre_ln=m.pre_ln, dropout_rate=m.dropout,
@@ -64,7 +64,8 @@ class GPT(nnx.Module):
 
   def init_cache(self, batch_size: int, max_length: int | None = None) -> list:
     L = max_length or self.max_positions
-    return [b.self_attn.init_cache(batch_size, L) for b in self.blocks]
+    dtype = self.tok_embed.embedding[...].dtype    # the compute dtype
+    return [b.self_attn.init_cache(batch_size, L, dtype) for b in self.blocks]
 
   def decode(self, tokens: jax.Array, cache: list):
     """tokens [B, t] at positions index…index+t-1 -> (logits [B, t, V], cache)."""

@@ -15,6 +15,26 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+class Embed(nnx.Embed):
+  """``nnx.Embed`` that looks up and attends in its table's dtype at call time.
+
+  ``nnx.Embed`` fixes its compute dtype when built (float32), so a table cast
+  to bfloat16 for mixed precision (``train.merge_for_compute``) would be cast
+  back, and every product downstream would run in float32. Here the table's
+  own dtype decides: bfloat16 under bf16 compute, float64 in the gradient
+  instruments. Parameters and initialisation are ``nnx.Embed``'s.
+  """
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """inputs [...] int -> [..., features]."""
+    return jnp.take(self.embedding[...], inputs, axis=0)
+
+  def attend(self, query: jax.Array) -> jax.Array:
+    """query [..., features] -> [..., num_embeddings] (tied output layer)."""
+    table = self.embedding[...]
+    return query.astype(table.dtype) @ table.T
+
+
 class Readout(nnx.Module):
   """Output layer p(y_t | ·) = softmax(W_o t_t) over a feature vector.
 
