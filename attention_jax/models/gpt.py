@@ -101,6 +101,11 @@ def sample(model: GPT, prompt: jax.Array, rng: jax.Array, *, max_new_tokens: int
   must be ≤ ``model.max_positions``.
   """
   B, P = prompt.shape
+  if P + max_new_tokens > model.max_positions:
+    raise ValueError(
+        f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
+        f"model.max_positions ({model.max_positions}), the length of the "
+        "position table")
   cache = model.init_cache(B, P + max_new_tokens)
   logits, cache = model.decode(prompt, cache)                       # (B, P, V)
 

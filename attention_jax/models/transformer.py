@@ -180,6 +180,12 @@ class Transformer(nnx.Module):
     cross_kv = [layer.cross_attn.project_kv(x) for layer in self.decoder]
     return {"encoded": x, "src_valid": src_valid, "cross_kv": cross_kv}
 
+  @property
+  def decode_positions(self) -> int:
+    """Positions the decoder's KV cache holds (``model.max_positions``); the
+    searches of ``attention_jax.decoding`` cap their output length to it."""
+    return self.max_positions
+
   def init_decode_state(self, memory, max_length: int | None = None) -> dict:
     B = memory["encoded"].shape[0]
     L = max_length or self.max_positions
