@@ -167,3 +167,21 @@ def test_bf16_transformer_learns(tmp_path):
   assert final["token_accuracy"] > 0.6, final
   _, _, run = train.load_model(str(tmp_path))
   assert {x.dtype for x in jax.tree.leaves(run.state.params)} == {jnp.dtype(jnp.float32)}
+
+
+def test_embedding_gradient_accumulates_in_float32():
+  """A token repeated 4,096 times: the bf16 lookup's gradient equals the
+  float32 sum rounded once (autodiff's bf16 scatter-add stalls at 256)."""
+  from attention_jax.models.layers import take_rows
+  ids = jnp.zeros((4096,), jnp.int32).at[::2].set(3)
+  g = jax.random.uniform(jax.random.PRNGKey(0), (4096, 4)).astype(jnp.bfloat16)
+  want = np.zeros((5, 4), np.float32)
+  np.add.at(want, np.asarray(ids), np.asarray(g, np.float32))
+  for dtype in (jnp.bfloat16, jnp.float32):
+    table = jnp.ones((5, 4), dtype)
+    grad = jax.jit(jax.grad(lambda t: (take_rows(t, ids) * g.astype(dtype)).astype(
+        jnp.float32).sum()))(table)
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(np.asarray(grad, np.float32), want, rtol=1e-2 if dtype
+                               == jnp.bfloat16 else 1e-5)
+    np.testing.assert_array_equal(np.asarray(take_rows(table, ids)), np.ones((4096, 4)))
