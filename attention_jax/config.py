@@ -5,6 +5,20 @@ A config file is a Python file with ``get_config(arg=None)`` that starts from
 misspelled key silently while the file runs (locking happens afterwards), so
 :func:`validate` checks every key against this schema and every value against
 its allowed range, and raises :class:`ConfigError` with one line naming the key.
+
+Every key is honoured or refused. Each model declares the ``model.*`` keys it
+reads (``config_keys(config)`` on its class) and each data task the ``data.*``
+keys it reads; a key that the chosen model or task ignores must keep its
+default, else :func:`validate` refuses it, naming the key and the model/task.
+
+One config file may serve several models (its ``model.name`` switched on the
+command line, or swept): values meant for one model only go under
+``per_model.<model name>.<key>`` (the helper :func:`set_per_model` writes
+them). :func:`resolve` copies the chosen model's values into ``model.*`` and
+empties ``per_model``; a ``--config.model.KEY=...`` given on the command line
+(``explicit``) wins over a per-model value. ``experiments.run``, the sweeps and
+``train_and_evaluate`` resolve before they validate, and ``config.json`` holds
+the resolved config.
 """
 
 from __future__ import annotations
@@ -126,7 +140,62 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.max_to_keep = 3
   c.checkpoint.async_save = True
   c.checkpoint.on_corrupt = "fallback"  # corrupt newest step at resume: fallback | stop
+
+  # Values for one model only, per_model.<model name>.<model key> (e.g.
+  # per_model.transformer.num_heads = 8): applied by resolve() when that model
+  # is chosen. Empty in a resolved config (config.json).
+  c.per_model = ml_collections.ConfigDict()
   return c
+
+
+PER_MODEL = "per_model"
+
+
+def set_per_model(config: ml_collections.ConfigDict, models, **values) -> None:
+  """Sets ``per_model.<m>.<key> = value`` for each model name in ``models``
+  (a name or a sequence of names): values for those models only."""
+  for name in ([models] if isinstance(models, str) else models):
+    if name not in config.per_model:
+      config.per_model[name] = ml_collections.ConfigDict()
+    for key, value in values.items():
+      config.per_model[name][key] = value
+
+
+def resolve(config: ml_collections.ConfigDict, explicit=()) -> ml_collections.ConfigDict:
+  """A copy of ``config`` with ``per_model[model.name]`` applied to ``model.*``
+  and ``per_model`` emptied (a resolved config is returned unchanged in value).
+
+  ``explicit``: dotted keys given on the command line (``model.num_heads``);
+  their values win over per-model ones. Without that, a ``model.*`` key set to
+  a non-default value that differs from the chosen model's per-model value is
+  a conflict: ConfigError names both, rather than one silently winning.
+  Unknown per-model keys are left for :func:`validate` to name.
+  """
+  out = config.copy_and_resolve_references()
+  per_model = out.get(PER_MODEL)
+  if not per_model:
+    return out
+  defaults = base_config().model
+  explicit = set(explicit)
+  chosen = per_model.get(out.model.name, {})
+  for key, value in (chosen.items() if chosen else ()):
+    if key not in defaults:
+      continue
+    current = out.model[key]
+    if f"model.{key}" in explicit:
+      continue
+    if current != defaults[key] and current != value:
+      raise ConfigError(
+          f"config key 'model.{key}' is {current!r} but "
+          f"'{PER_MODEL}.{out.model.name}.{key}' is {value!r}: set only one "
+          f"(on the command line, --config.model.{key}=... wins)")
+    if isinstance(defaults[key], float) and isinstance(value, int):
+      value = float(value)
+    out.model[key] = value
+  _validate_per_model(out)   # unknown models/keys are named before they vanish
+  with out.unlocked():
+    out[PER_MODEL] = ml_collections.ConfigDict()
+  return out
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -152,11 +221,22 @@ def _suggest(key: str, known: list[str]) -> str:
 
 
 def unknown_key_message(key: str) -> str | None:
-  """None if ``key`` (dotted) is a known leaf or section; else an error text."""
+  """None if ``key`` (dotted) is a known leaf or section; else an error text.
+
+  ``per_model.<model>.<model key>`` is known when ``model.<model key>`` is
+  (which model it names is checked by :func:`validate`).
+  """
   schema = _flatten(base_config())
   sections = {k.rsplit(".", 1)[0] for k in schema if "." in k}
-  if key in schema or key in sections:
+  if key in schema or key in sections or key == PER_MODEL:
     return None
+  parts = key.split(".")
+  if parts[0] == PER_MODEL and len(parts) in (2, 3):
+    if len(parts) == 2 or f"model.{parts[2]}" in schema:
+      return None
+    model_keys = sorted(k for k in schema if k.startswith("model."))
+    return (f"unknown config key '{key}': '{parts[2]}' is not a model key"
+            + _suggest(f"model.{parts[2]}", model_keys))
   return f"unknown config key '{key}'{_suggest(key, sorted(schema))}"
 
 
@@ -173,8 +253,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   from attention_jax import models as models_lib
 
   schema = _flatten(base_config())
-  given = _flatten(config)
+  given = {k: v for k, v in _flatten(config).items()
+           if not k.startswith(PER_MODEL + ".")}
   known = sorted(schema)
+  _validate_per_model(config)
+  if config.get(PER_MODEL):
+    raise ConfigError(
+        f"config has per-model values ({', '.join(sorted(config[PER_MODEL]))}) "
+        "that are not resolved yet: call attention_jax.config.resolve(config) "
+        "first (experiments.run does)")
   for key in sorted(given):
     if key not in schema:
       raise ConfigError(unknown_key_message(key))
@@ -272,6 +359,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config key '{hi}' ({given[hi]}) must be >= '{lo}' "
                         f"({given[lo]})")
   _validate_attention_models(config)
+  _refuse_ignored_keys(config)
   # train.warmup_steps > train.steps is allowed (a short smoke run of a config
   # with a long warm-up): the schedule cuts the warm-up to the run, and
   # train_and_evaluate logs that it did (train.make_schedule).
@@ -342,6 +430,60 @@ def _validate_attention_models(config) -> None:
     if need > m.max_positions:
       raise ConfigError(f"config key 'model.max_positions' ({m.max_positions}) must "
                         f"be >= the longest target + 1 ({need})")
+
+
+def _validate_per_model(config) -> None:
+  """Names an unknown model or key under ``per_model``, or a key the named
+  model does not read."""
+  from attention_jax import models as models_lib
+  per_model = config.get(PER_MODEL) or {}
+  defaults = base_config().model
+  for name, values in per_model.items():
+    if name not in models_lib.MODELS:
+      raise ConfigError(f"config key '{PER_MODEL}.{name}': no model {name!r}; "
+                        f"allowed: {', '.join(sorted(models_lib.MODELS))}")
+    if not hasattr(values, "items"):
+      raise ConfigError(f"config key '{PER_MODEL}.{name}' must be a section of "
+                        f"model keys, got {values!r}")
+    for key in values:
+      msg = unknown_key_message(f"{PER_MODEL}.{name}.{key}")
+      if msg:
+        raise ConfigError(msg)
+      if key == "name":
+        raise ConfigError(f"config key '{PER_MODEL}.{name}.name': the model "
+                          "name cannot be a per-model value")
+    trial = ml_collections.ConfigDict(config.to_dict())
+    trial.model = base_config().model
+    trial.model.name = name
+    for key, value in values.items():
+      trial.model[key] = value
+    reads = models_lib.config_keys(trial)
+    for key, value in values.items():
+      if key not in reads and value != defaults[key]:
+        raise ConfigError(
+            f"config key '{PER_MODEL}.{name}.{key}': model {name!r} does not "
+            f"read model.{key} (it reads: {', '.join(sorted(reads))})")
+
+
+def _refuse_ignored_keys(config) -> None:
+  """A ``model.*``/``data.*`` key away from its default that the chosen model
+  or data task does not read is an error naming both."""
+  from attention_jax import data as data_lib
+  from attention_jax import models as models_lib
+  defaults = base_config()
+  for section, reads, owner in (
+      ("model", models_lib.config_keys(config), f"model {config.model.name!r}"),
+      ("data", data_lib.config_keys(config), f"data.task {config.data.task!r}")):
+    for key, default in defaults[section].items():
+      if key in ("name", "task") or key in reads:
+        continue
+      value = config[section][key]
+      if value != default:
+        hint = (f"; in a config file serving several models, put it under "
+                f"'{PER_MODEL}.<model>.{key}'" if section == "model" else "")
+        raise ConfigError(
+            f"config key '{section}.{key}' is {value!r}, but {owner} does not "
+            f"read it: leave it at its default {default!r}{hint}")
 
 
 def _synthetic_tasks():

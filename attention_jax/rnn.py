@@ -52,6 +52,16 @@ class _Cell(nnx.Module):
   def input_projection(self, x: jax.Array) -> jax.Array:
     return x @ self.input_kernel[...] + self.input_bias[...]  # [..., G]
 
+  def input_projection_part(self, x: jax.Array, start: int, *,
+                            bias: bool) -> jax.Array:
+    """The projection of input features ``start:start + x.shape[-1]`` of a
+    concatenated input, ``x @ input_kernel[start:…]`` (``+ input_bias`` if
+    ``bias``): the parts of ``[a; b]`` sum to ``input_projection``. Lets an
+    attention decoder hoist the part that does not depend on the step."""
+    kernel = self.input_kernel[...][start:start + x.shape[-1]]
+    y = x @ kernel
+    return y + self.input_bias[...] if bias else y
+
   def step(self, carry: Carry, xp: jax.Array) -> Carry:
     return self.step_parts(carry, xp, _matmul_with(self.recurrent_weights()))
 
@@ -272,6 +282,10 @@ def resolve_options(hoist_input_projection="auto", unroll="auto",
     raise ValueError(f"backward {backward!r}; allowed: auto, "
                      f"{', '.join(BACKWARDS)}")
   return out
+
+
+# The config keys read by layer_options: every recurrent model reads them.
+EXECUTION_KEYS = ("rnn_hoist_input_projection", "rnn_unroll", "rnn_backward")
 
 
 def layer_options(model_config) -> dict:

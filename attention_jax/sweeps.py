@@ -214,7 +214,7 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
   points, seen = [], {}
   for i, o in enumerate(overrides):
     try:
-      config_lib.validate(apply_overrides(base, o))
+      config_lib.validate(config_lib.resolve(apply_overrides(base, o), o))
     except (config_lib.ConfigError, KeyError, TypeError, ValueError) as e:
       raise SweepError(f"{path}: point {i} {o}: {' '.join(str(e).split())}") from e
     s = slug(o, short)

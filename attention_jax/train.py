@@ -498,6 +498,7 @@ def train_and_evaluate(config, workdir: str, *,
   (a checkpoint cannot be written, or is corrupt with
   ``checkpoint.on_corrupt=stop``), NonFiniteError, Preempted (SIGTERM).
   """
+  config = config_lib.resolve(config)   # per-model values (a no-op if none)
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):

@@ -34,6 +34,7 @@ problem, T = 100, seed 0, eval on 1,000 held-out sequences — see README,
 """
 
 from attention_jax.config import base_config
+from attention_jax.data import long_range
 
 CELLS = ("elman", "gru", "lstm", "attention")
 TASKS = {"adding": "adding", "copy": "copy_memory", "order": "temporal_order"}
@@ -83,9 +84,11 @@ def get_config(arg=None):
   else:
     config.model.cell = choices["cell"]
     config.model.pooling = "last"
-  config.model.embed_dim = 16          # token tasks only
   config.model.hidden_size = 128
   config.data.task = TASKS[choices["task"]]
+  tokens = not long_range.spec(config.data.task).input_channels
+  if tokens:                           # adding reads real numbers: no embedding
+    config.model.embed_dim = 16
   config.data.length = int(choices["length"])
   config.data.eval_examples = 1000
   config.train.steps = 3000
@@ -102,7 +105,8 @@ def get_config(arg=None):
   config.checkpoint.every_steps = 500
   if int(choices["tiny"]):
     config.model.hidden_size = 16
-    config.model.embed_dim = 8
+    if tokens:
+      config.model.embed_dim = 8
     config.data.length = min(config.data.length, 12)
     config.data.eval_examples = 64
     config.train.steps = 30

@@ -55,7 +55,6 @@ def get_config(arg=None):
   config.model.name = "sequence_rnn"
   config.model.cell = "lstm"
   config.model.pooling = "last"
-  config.model.embed_dim = 16
   config.model.hidden_size = 128
   config.data.task = "adding"
   config.data.length = 100
@@ -77,7 +76,6 @@ def get_config(arg=None):
     config.checkpoint.every_steps = 2000
   elif arg == "tiny":
     config.model.hidden_size = 16
-    config.model.embed_dim = 8
     config.data.length = 12
     config.data.eval_examples = 32
     config.train.steps = 4
@@ -94,8 +92,11 @@ def get_config(arg=None):
 
 def _point(task, cell, length):
   model_cell, pooling = CELLS[cell]
-  return {"data.task": task, "model.cell": model_cell, "model.pooling": pooling,
-          "data.length": length}
+  point = {"data.task": task, "model.cell": model_cell, "model.pooling": pooling,
+           "data.length": length}
+  if task == "copy_memory":   # token inputs: embedded (adding reads real numbers)
+    point["model.embed_dim"] = 16
+  return point
 
 
 def sweep(arg=None):

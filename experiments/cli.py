@@ -52,8 +52,15 @@ def parse_flags(argv):
     fail(f"{where}: {msg}" if where else msg)
 
 
+def explicit_overrides(argv, name: str = "config") -> list[str]:
+  """Dotted keys given as ``--config.KEY=V`` (or ``--config.KEY V``) in argv."""
+  prefix = f"--{name}."
+  return [a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)]
+
+
 def load_config(holder):
-  """The config of a ``config_flags`` flag, validated; errors name the file."""
+  """The config of a ``config_flags`` flag, its per-model values resolved
+  (command-line overrides win) and validated; errors name the file."""
   from attention_jax import config as config_lib
   flag = flags.FLAGS[holder.name]
   name = getattr(flag, "config_filename", None) or str(flag.serialize())
@@ -67,6 +74,7 @@ def load_config(holder):
       fail(f"config file '{name}' not found")
     fail(f"{name}: cannot load config: {type(cause).__name__}: {detail}")
   try:
+    config = config_lib.resolve(config, explicit_overrides(sys.argv, holder.name))
     config_lib.validate(config)
   except config_lib.ConfigError as e:
     fail(f"{name}: {e}")

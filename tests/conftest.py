@@ -12,7 +12,11 @@ from attention_jax.config import base_config  # noqa: E402
 
 
 def tiny_config(**overrides):
-  """A config that trains in a few seconds; ``overrides`` use dotted keys."""
+  """A config that trains in a few seconds; ``overrides`` use dotted keys.
+
+  The tiny sizes below apply where the chosen model and task read them; any
+  other ``model.*``/``data.*`` key not in ``overrides`` keeps its default (so
+  ``tiny_config(**{"model.name": "transformer"})`` validates)."""
   c = base_config()
   c.model.embed_dim = 16
   c.model.hidden_size = 32
@@ -35,7 +39,23 @@ def tiny_config(**overrides):
     for p in parents:
       node = node[p]
     node[leaf] = value
+  from attention_jax import data, models
+  defaults = base_config()
+  for section, reads in (("model", _keys(models.config_keys, c)),
+                         ("data", _keys(data.config_keys, c))):
+    if reads is None:
+      continue
+    for key in c[section]:
+      if key not in reads and f"{section}.{key}" not in overrides:
+        c[section][key] = defaults[section][key]
   return c
+
+
+def _keys(fn, config):
+  try:
+    return fn(config)
+  except Exception:  # an invalid name: validation says so
+    return None
 
 
 @pytest.fixture

@@ -100,3 +100,136 @@ def test_json_round_trip():
   back = config_lib.from_json(config_lib.to_json(c))
   config_lib.validate(back)
   assert back.to_dict() == c.to_dict()
+
+
+# --------------------------------------------------------------------------
+# Every key honoured or refused
+
+
+@pytest.mark.parametrize("overrides,needle", [
+    ({"model.name": "rnnsearch", "model.cell": "lstm"},
+     "config key 'model.cell' is 'lstm', but model 'rnnsearch' does not read it"),
+    ({"model.name": "rnn_encdec", "model.num_layers": 2},
+     "config key 'model.num_layers' is 2, but model 'rnn_encdec' does not read it"),
+    ({"model.name": "transformer", "model.reverse_source": True},
+     "'model.reverse_source' is True, but model 'transformer' does not read it"),
+    ({"model.name": "gpt", "data.task": "text", "data.train_path": "x.txt",
+      "model.tie_embeddings": False},
+     "'model.tie_embeddings' is False, but model 'gpt' does not read it"),
+    ({"model.name": "luong", "model.attention_score": "general",
+      "model.attention_dim": 8},
+     "'model.attention_dim' is 8, but model 'luong' does not read it"),
+    ({"data.task": "files", "data.train_path": "a.tsv", "data.eval_path": "b.tsv",
+      "data.vocab_size": 7},
+     "config key 'data.vocab_size' is 7, but data.task 'files' does not read it"),
+    ({"data.task": "addition", "data.vocab_size": 7},
+     "'data.vocab_size' is 7, but data.task 'addition' does not read it"),
+    ({"data.task": "reverse", "data.tokenizer": "char"},
+     "'data.tokenizer' is 'char', but data.task 'reverse' does not read it"),
+])
+def test_ignored_keys_are_refused(overrides, needle):
+  with pytest.raises(config_lib.ConfigError) as e:
+    config_lib.validate(tiny_config(**overrides))
+  assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_keys_a_model_reads_conditionally_are_accepted():
+  config_lib.validate(tiny_config(**{"model.name": "luong",
+                                     "model.attention_score": "concat",
+                                     "model.attention_dim": 8}))
+  config_lib.validate(tiny_config(**{"model.name": "rnnsearch",
+                                     "model.readout": "maxout",
+                                     "model.readout_dim": 8}))
+
+
+def test_ignored_key_on_the_command_line_is_one_line(tmp_path):
+  work = tmp_path / "w"
+  r = run_cli("--config", "configs/rnnsearch.py:tiny", "--workdir", str(work),
+              "--config.model.cell=lstm")
+  assert r.returncode == 2
+  assert r.stderr.strip().splitlines() == [
+      "error: configs/rnnsearch.py:tiny: config key 'model.cell' is 'lstm', but "
+      "model 'rnnsearch' does not read it: leave it at its default 'gru'; in a "
+      "config file serving several models, put it under 'per_model.<model>.cell'"]
+  assert not work.exists()
+
+
+def _multi_model_config():
+  c = tiny_config(**{"model.name": "rnnsearch", "model.embed_dim": 32})
+  config_lib.set_per_model(c, ("rnnsearch", "luong"), embed_dim=8)
+  config_lib.set_per_model(c, "transformer", num_heads=2, mlp_dim=16)
+  return c
+
+
+def test_per_model_values_apply_to_the_chosen_model_only():
+  c = _multi_model_config()
+  with pytest.raises(config_lib.ConfigError, match="not resolved yet"):
+    config_lib.validate(c)
+  r = config_lib.resolve(c)
+  config_lib.validate(r)
+  assert (r.model.embed_dim, r.model.num_heads, r.model.mlp_dim) == (8, 4, 0)
+  assert not r.per_model and c.per_model     # the input is not changed
+  c.model.name = "transformer"
+  t = config_lib.resolve(c)
+  config_lib.validate(t)
+  assert (t.model.embed_dim, t.model.num_heads, t.model.mlp_dim) == (32, 2, 16)
+  c.model.name = "rnn_encdec"                # no per-model values: defaults
+  config_lib.validate(config_lib.resolve(c))
+  assert config_lib.resolve(config_lib.resolve(c)).to_dict() == (
+      config_lib.resolve(c).to_dict())
+
+
+def test_per_model_conflicts_and_mistakes_are_named():
+  c = _multi_model_config()
+  c.model.embed_dim = 12        # set in code: neither value may win silently
+  with pytest.raises(config_lib.ConfigError, match=(
+      r"'model.embed_dim' is 12 but 'per_model.rnnsearch.embed_dim' is 8: set "
+      r"only one")):
+    config_lib.resolve(c)
+  # given on the command line, it wins
+  assert config_lib.resolve(c, explicit=["model.embed_dim"]).model.embed_dim == 12
+  c = _multi_model_config()
+  config_lib.set_per_model(c, "transformer", embed_dim=8)
+  with pytest.raises(config_lib.ConfigError, match=(
+      r"'per_model.transformer.embed_dim': model 'transformer' does not read "
+      r"model.embed_dim")):
+    config_lib.resolve(c)
+  c = _multi_model_config()
+  config_lib.set_per_model(c, "rnnserch", embed_dim=8)
+  with pytest.raises(config_lib.ConfigError, match="'per_model.rnnserch': no model"):
+    config_lib.validate(c)
+  assert "did you mean 'model.hidden_size'" in config_lib.unknown_key_message(
+      "per_model.rnnsearch.hiden_size")
+
+
+def test_per_model_file_switches_model_on_the_command_line(tmp_path):
+  """A config file serving several models: --config.model.name picks one,
+  its per-model values apply, an explicit --config.model.KEY wins."""
+  cfg = tmp_path / "multi.py"
+  cfg.write_text(
+      "from attention_jax import config as config_lib\n"
+      "def get_config(arg=None):\n"
+      "  c = config_lib.base_config()\n"
+      "  c.model.name = 'rnnsearch'\n"
+      "  c.model.hidden_size = 16\n"
+      "  c.data.vocab_size = 6\n"
+      "  c.data.train_max_length = c.data.eval_max_length = 4\n"
+      "  c.data.eval_examples = 16\n"
+      "  c.train.steps = 2\n"
+      "  c.train.batch_size = 8\n"
+      "  c.eval.every_steps = c.checkpoint.every_steps = 2\n"
+      "  config_lib.set_per_model(c, 'rnnsearch', embed_dim=8)\n"
+      "  config_lib.set_per_model(c, 'transformer', num_heads=2, mlp_dim=16)\n"
+      "  return c\n")
+  import json
+  for name, more, want in (
+      ("transformer", ["--config.model.num_heads=4"],
+       {"num_heads": 4, "mlp_dim": 16, "embed_dim": 32}),
+      ("rnnsearch", [], {"embed_dim": 8, "num_heads": 4})):
+    work = tmp_path / f"w_{name}_{len(more)}"
+    r = run_cli("--config", str(cfg), "--workdir", str(work),
+                f"--config.model.name={name}", *more)
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = json.loads((work / "config.json").read_text())
+    assert saved["per_model"] == {}
+    assert {k: saved["model"][k] for k in want} == want

@@ -190,3 +190,46 @@ def test_rnn_execution_keys_reach_the_scans(name):
   np.testing.assert_allclose(l_f, l_a, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_a)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _dots_in_scans(jaxpr, inside=False, out=None):
+  """Last dimension of the left operand of every dot_general inside a scan."""
+  out = [] if out is None else out
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general" and inside:
+      out.append(eqn.invars[0].aval.shape[-1])
+    for value in eqn.params.values():
+      for sub in (value if isinstance(value, (tuple, list)) else (value,)):
+        sub = getattr(sub, "jaxpr", sub)
+        if hasattr(sub, "eqns"):
+          _dots_in_scans(sub, inside or eqn.primitive.name == "scan", out)
+  return out
+
+
+@pytest.mark.parametrize("case,feature_widths", [
+    ("rnnsearch", (16, 16 + 64)),          # E; the decoder's [E y; c] (2H = 64)
+    ("luong", (16, 16 + 32))])             # E; the first layer's [E y; h̃] (H = 32)
+def test_attention_decoders_take_the_rnn_execution_keys(case, feature_widths):
+  """``model.rnn_hoist_input_projection``/``rnn_unroll`` reach the attention
+  decoders' scans: hoisted, no matmul inside any scan reads the embeddings;
+  the scans carry the unroll; loss and gradients equal the plain scan's."""
+  results = {}
+  for hoist, unroll in (("true", 2), ("false", 1)):
+    model = _model(case, **{"model.rnn_hoist_input_projection": hoist,
+                            "model.rnn_unroll": unroll,
+                            "model.rnn_backward": "autodiff"})
+    graphdef, params = nnx.split(model)
+
+    def loss(p):
+      logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
+      return jnp.mean(logits ** 2)
+    closed = jax.make_jaxpr(loss)(params)
+    widths = _dots_in_scans(closed.jaxpr)
+    reads_embeddings = any(w in feature_widths for w in widths)
+    assert reads_embeddings == (hoist == "false"), (hoist, widths)
+    assert f"unroll={unroll}" in str(closed)
+    results[hoist] = jax.value_and_grad(loss)(params)
+  (l_h, g_h), (l_p, g_p) = results["true"], results["false"]
+  np.testing.assert_allclose(l_h, l_p, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g_h), jax.tree.leaves(g_p)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -34,6 +34,26 @@ def is_text_task(task: str) -> bool:
   return task == "files" or task.startswith("tfds:")
 
 
+def task_class(task: str):
+  """The class serving ``data.task`` (imports the text modules on demand)."""
+  if task in SYNTHETIC_TASKS:
+    return synthetic.SyntheticTask
+  if task in LONG_RANGE_TASKS:
+    return long_range.LongRangeTask
+  if task == "text":
+    from attention_jax.data import text_lm
+    return text_lm.TextLMTask
+  if is_text_task(task):
+    from attention_jax.data import text
+    return text.ParallelTextTask
+  raise ValueError(f"unknown data.task {task!r}")
+
+
+def config_keys(config) -> tuple[str, ...]:
+  """The ``data.*`` keys (without the prefix) that ``config.data.task`` reads."""
+  return ("task", *task_class(config.data.task).config_keys(config))
+
+
 def build_task(config, workdir: str | None = None):
   """The task object of ``config.data.task``.
 

@@ -173,6 +173,12 @@ MIN_LENGTH = {"adding": 2, "copy_memory": 1, "temporal_order": 10}
 class LongRangeTask:
   """A long-range task with the interface of :class:`SyntheticTask`."""
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``data.*`` keys read: the length T and the evaluation set's size."""
+    del config
+    return ("length", "eval_examples")
+
   def __init__(self, config):
     self.name = config.data.task
     self.spec = spec(self.name)

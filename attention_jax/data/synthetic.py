@@ -111,6 +111,16 @@ class SyntheticTask:
 
   objective = "seq2seq"
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``data.*`` keys read (``addition`` has its own digit vocabulary:
+    no ``vocab_size``; the ``reorder_*`` knobs only for ``reorder``)."""
+    task = config.data.task
+    vocab = () if task == "addition" else ("vocab_size",)
+    grammar = ("reorder_depth", "reorder_clauses") if task == "reorder" else ()
+    return ("train_min_length", "train_max_length", "eval_min_length",
+            "eval_max_length", "eval_examples", *vocab, *grammar)
+
   def __init__(self, config):
     d = config.data
     self.name = d.task

@@ -379,6 +379,22 @@ class ParallelTextTask:
 
   objective = "seq2seq"
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``data.*`` keys read: the files (``files``) or the TFDS splits and
+    features (``tfds:NAME``), the length limit and buckets, and the
+    tokenizer's own keys."""
+    d = config.data
+    if d.task == "files":
+      source = ("train_path", "eval_path", "test_path", "tfds_data_dir")
+    else:
+      source = ("train_split", "eval_split", "test_split", "source_lang",
+                "target_lang", "tfds_data_dir")
+    tokenizer = (("sp_vocab_size",) if d.tokenizer == "sentencepiece"
+                 else ("min_count", "max_vocab"))
+    return (*source, "max_length", "overlong", "bucket_boundaries", "tokenizer",
+            *tokenizer)
+
   def __init__(self, config, workdir: str | None = None):
     d = config.data
     self.config = config

@@ -70,6 +70,13 @@ class TextLMTask:
 
   objective = "lm"
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``data.*`` keys read: the text files, the window and the number of
+    evaluation windows."""
+    del config
+    return ("train_path", "eval_path", "max_length", "eval_examples")
+
   def __init__(self, config):
     d = config.data
     self.seed = config.seed

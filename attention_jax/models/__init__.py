@@ -23,6 +23,11 @@ MODELS = {
 SEQUENCE_MODELS = ("sequence_rnn",)
 
 
+def config_keys(config) -> tuple[str, ...]:
+  """The ``model.*`` keys (without the prefix) that ``config.model.name`` reads."""
+  return ("name", *MODELS[config.model.name].config_keys(config))
+
+
 def build_model(config, src_vocab_size: int, tgt_vocab_size: int,
                 seed: int | None = None) -> nnx.Module:
   cls = MODELS[config.model.name]

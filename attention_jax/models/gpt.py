@@ -34,6 +34,15 @@ from attention_jax.models.transformer import Block, _key
 class GPT(nnx.Module):
   """Decoder-only causal LM for ``model.name = "gpt"``; vocabulary = target vocab."""
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``model.*`` keys read (the output layer is always the token
+    embedding transposed: no ``tie_embeddings``)."""
+    del config
+    return ("hidden_size", "num_layers", "num_heads", "mlp_dim", "pre_ln",
+            "max_positions", "attention_impl", "dropout", "attention_dropout",
+            "scan_layers")
+
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     del src_vocab_size

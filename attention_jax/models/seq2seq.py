@@ -24,7 +24,7 @@ from flax import nnx
 from attention_jax import attention as attention_lib
 from attention_jax import rnn
 from attention_jax.data.vocab import PAD
-from attention_jax.models.layers import Embed, Readout, dropout
+from attention_jax.models.layers import Embed, Readout, dropout, readout_keys
 
 
 class RNNEncoderDecoder(nnx.Module):
@@ -38,6 +38,13 @@ class RNNEncoderDecoder(nnx.Module):
       s_t = GRU(s_{t-1}, [e(y_{t-1}); c])                 (eq. 2 form)
       p(y_t | y_<t, c) = softmax(g(s_t, e(y_{t-1}), c))    (eq. 3; g = readout)
   """
+
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``model.*`` keys read (one GRU layer each side: no ``cell``,
+    ``num_layers``)."""
+    return ("embed_dim", "hidden_size", "dropout", "reverse_source",
+            "gru_reset_after", *rnn.EXECUTION_KEYS, *readout_keys(config.model))
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
@@ -123,14 +130,32 @@ def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None,
   return finals, x
 
 
-def stack_step(cells, carries, x):
-  """One time step of a stacked RNN: x [B, I] -> (new carries, top output)."""
+def stack_step(cells, carries, x, first_projection=None):
+  """One time step of a stacked RNN: x [B, I] -> (new carries, top output).
+  ``first_projection``: the first layer's projected input, when the caller
+  computed it (then ``x`` is not read)."""
   new = []
-  for cell, carry in zip(cells, carries):
-    carry = cell.step(carry, cell.input_projection(x))
+  for l, (cell, carry) in enumerate(zip(cells, carries)):
+    xp = (first_projection if l == 0 and first_projection is not None
+          else cell.input_projection(x))
+    carry = cell.step(carry, xp)
     new.append(carry)
     x = cell.output(carry)
   return new, x
+
+
+def decoder_scan_options(scan_options, batch: int) -> tuple[bool, int]:
+  """``(hoist, unroll)`` of an attention decoder's scan from ``model.rnn_*``.
+
+  Its step computes attention from the previous state, so only the part of
+  the input projection that reads the target embedding can be hoisted (one
+  ``(T·B, E) × (E, G)`` matmul before the scan, as Bahdanau et al. 2014,
+  A.1.2, precompute ``U h_j``); ``unroll`` is the scan's. Its backward pass is
+  always autodiff: the fused custom VJP covers a bare recurrence, not
+  attention inside the step (``model.rnn_backward`` steers the encoders).
+  """
+  opts = rnn.resolve_options(**dict(scan_options), batch=batch)
+  return opts["hoist_input_projection"], opts["unroll"]
 
 
 class Seq2SeqLSTM(nnx.Module):
@@ -148,6 +173,12 @@ class Seq2SeqLSTM(nnx.Module):
   and creates short-term dependencies. There is no attention: ``aux`` is empty
   and ``decode_step`` returns None for the weights.
   """
+
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``)."""
+    return ("embed_dim", "hidden_size", "num_layers", "dropout", "reverse_source",
+            *rnn.EXECUTION_KEYS, *readout_keys(config.model))
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
@@ -210,6 +241,13 @@ class RNNSearch(nnx.Module):
   computed once per source in :meth:`encode`.
   """
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``model.*`` keys read (GRU cells, one layer: no ``cell``,
+    ``num_layers``; the source is read both ways: no ``reverse_source``)."""
+    return ("embed_dim", "hidden_size", "attention_dim", "dropout",
+            "gru_reset_after", *rnn.EXECUTION_KEYS, *readout_keys(config.model))
+
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     m = config.model
@@ -241,12 +279,17 @@ class RNNSearch(nnx.Module):
   def init_decode_state(self, memory):
     return jnp.tanh(self.init_state(memory["backward_first"]))     # s_0 (B, H)
 
-  def _step(self, memory, s, e):
-    """s_{i−1} [B, H], e = E y_{i−1} [B, E] -> (s_i, features, α_i)."""
+  def _step(self, memory, s, e, e_projection=None):
+    """s_{i−1} [B, H], e = E y_{i−1} [B, E] -> (s_i, features, α_i).
+    ``e_projection``: e's part of the GRU input projection, if hoisted."""
     c, alpha = self.attention(s, memory["keys"], memory["annotations"],
                               memory["mask"])                       # (B, 2H), (B, S)
-    s = self.decoder.step(s, self.decoder.input_projection(
-        jnp.concatenate([e, c], axis=-1)))
+    if e_projection is None:
+      xp = self.decoder.input_projection(jnp.concatenate([e, c], axis=-1))
+    else:
+      xp = e_projection + self.decoder.input_projection_part(
+          c, e.shape[-1], bias=False)
+    s = self.decoder.step(s, xp)
     return s, jnp.concatenate([s, e, c], axis=-1), alpha
 
   def decode_step(self, memory, state, token):
@@ -257,13 +300,18 @@ class RNNSearch(nnx.Module):
     r_enc, r_dec = _split_rng(dropout_rng, 2)
     memory = self.encode(src, r_enc)
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_dec)  # (B, T, E)
+    hoist, unroll = decoder_scan_options(self.scan_options, e.shape[0])
+    e_t = jnp.swapaxes(e, 0, 1)                                     # (T, B, E)
+    ep_t = (self.decoder.input_projection_part(e_t, 0, bias=True)
+            if hoist else None)                                     # (T, B, 3H)
 
-    def body(s, e_t):
-      s, features, alpha = self._step(memory, s, e_t)
+    def body(s, inputs):
+      e_i, ep_i = inputs
+      s, features, alpha = self._step(memory, s, e_i, ep_i)
       return s, (features, alpha)
 
     _, (features, alpha) = jax.lax.scan(
-        body, self.init_decode_state(memory), jnp.swapaxes(e, 0, 1))
+        body, self.init_decode_state(memory), (e_t, ep_t), unroll=unroll)
     logits = self.readout(jnp.swapaxes(features, 0, 1))             # (B, T, V)
     return logits, {"attention": jnp.swapaxes(alpha, 0, 1)}         # (B, T, S)
 
@@ -286,6 +334,15 @@ class Luong(nnx.Module):
   (as in the paper's setup); the returned weights are over the original
   source positions either way.
   """
+
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``;
+    ``attention_dim`` with the concat score only)."""
+    concat = ("attention_dim",) if config.model.attention_score == "concat" else ()
+    return ("embed_dim", "hidden_size", "num_layers", "dropout", "reverse_source",
+            "input_feeding", "attention_score", *concat, *rnn.EXECUTION_KEYS,
+            *readout_keys(config.model))
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
@@ -328,11 +385,20 @@ class Luong(nnx.Module):
             "attentional": jnp.zeros((outputs.shape[0], self.hidden_size),
                                      outputs.dtype)}                # h̃_0
 
-  def _step(self, memory, state, e, dropout_rng=None):
+  def _step(self, memory, state, e, dropout_rng=None, e_projection=None):
+    """``e_projection``: e's part of the first layer's input projection, if
+    hoisted (then only h̃_{t−1}'s part is computed here)."""
     x = e
     if self.input_feeding:
       x = jnp.concatenate([e, state["attentional"]], axis=-1)      # (B, E + H)
-    carries, h = stack_step(self.decoder, state["carries"], x)      # h_t (B, H)
+    first = None
+    if e_projection is not None:
+      first = e_projection
+      if self.input_feeding:
+        first = first + self.decoder[0].input_projection_part(
+            state["attentional"], e.shape[-1], bias=False)
+    carries, h = stack_step(self.decoder, state["carries"], x,
+                            first_projection=first)                 # h_t (B, H)
     c, a = self.attention(h, memory["keys"], memory["outputs"], memory["mask"])
     h_tilde = jnp.tanh(self.combine(jnp.concatenate([c, h], axis=-1)))
     out = dropout(h_tilde, self.dropout_rate, dropout_rng)
@@ -350,14 +416,18 @@ class Luong(nnx.Module):
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_emb)  # (B, T, E)
     T = tgt_in.shape[1]
     step_rngs = (None if r_dec is None else jax.random.split(r_dec, T))
+    hoist, unroll = decoder_scan_options(self.scan_options, e.shape[0])
+    e_t = jnp.swapaxes(e, 0, 1)                                     # (T, B, E)
+    ep_t = (self.decoder[0].input_projection_part(e_t, 0, bias=True)
+            if hoist else None)                                     # (T, B, 4H)
 
     def body(state, inputs):
-      e_t, rng_t = inputs
-      state, out, a = self._step(memory, state, e_t, rng_t)
+      e_i, ep_i, rng_i = inputs
+      state, out, a = self._step(memory, state, e_i, rng_i, ep_i)
       return state, (out, a)
 
     _, (out, a) = jax.lax.scan(
-        body, self.init_decode_state(memory),
-        (jnp.swapaxes(e, 0, 1), step_rngs))
+        body, self.init_decode_state(memory), (e_t, ep_t, step_rngs),
+        unroll=unroll)
     logits = self.readout(jnp.swapaxes(out, 0, 1))                  # (B, T, V)
     return logits, {"attention": jnp.swapaxes(a, 0, 1)}             # (B, T, S)

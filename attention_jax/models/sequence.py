@@ -81,6 +81,18 @@ class ProbedCell:
 class SequenceRNN(nnx.Module):
   """One recurrent layer and a head; see the module docstring."""
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``model.*`` keys read (one recurrent layer: no ``num_layers``;
+    ``embed_dim`` only for token inputs, ``gru_reset_after`` only for GRUs)."""
+    m = config.model
+    channels = (config.data.task in long_range.TASKS
+                and long_range.spec(config.data.task).input_channels)
+    embed = () if channels else ("embed_dim",)
+    gru = ("gru_reset_after",) if m.cell == "gru" else ()
+    return ("cell", "hidden_size", "pooling", "dropout", *embed, *gru,
+            *rnn.EXECUTION_KEYS)
+
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     m = config.model

@@ -134,6 +134,15 @@ class Transformer(nnx.Module):
   target embedding with the output projection (Section 3.4).
   """
 
+  @staticmethod
+  def config_keys(config) -> tuple[str, ...]:
+    """The ``model.*`` keys read (no recurrence: no ``rnn_*``, ``cell``;
+    embeddings are ``hidden_size`` wide: no ``embed_dim``)."""
+    del config
+    return ("hidden_size", "num_layers", "num_heads", "mlp_dim", "pre_ln",
+            "max_positions", "attention_impl", "dropout", "attention_dropout",
+            "tie_embeddings")
+
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     m = config.model

@@ -27,24 +27,35 @@ def parse_arg(arg, variants=(), path="config"):
 
 
 def make_tiny(config):
-  """Synthetic ``reverse``, vocabulary 6, lengths 1–5, a few steps."""
+  """Synthetic ``reverse``, vocabulary 6, lengths 1–5, a few steps.
+
+  Model sizes shrink only where the model reads the key, and every data key
+  that ``reverse`` does not read goes back to its default (the paper's
+  dataset keys would otherwise be refused as ignored)."""
+  from attention_jax import config as config_lib
+  from attention_jax import data, models
   c = config
+  defaults = config_lib.base_config()
   c.data.task = "reverse"
+  reads = data.config_keys(c)
+  for key in c.data:
+    if key not in reads:
+      c.data[key] = defaults.data[key]
   c.data.vocab_size = 6
   c.data.train_min_length = 1
   c.data.train_max_length = 5
   c.data.eval_min_length = 1
   c.data.eval_max_length = 5
   c.data.eval_examples = 16
-  c.data.max_length = 64
-  c.data.source_lang = c.data.target_lang = ""
-  c.model.embed_dim = 8
-  c.model.hidden_size = 16
-  c.model.num_layers = min(c.model.num_layers, 2)
-  c.model.readout_dim = min(c.model.readout_dim, 8)
-  c.model.attention_dim = min(c.model.attention_dim, 8)
-  c.model.mlp_dim = min(c.model.mlp_dim, 32)
-  c.model.num_heads = min(c.model.num_heads, 2)
+  m = c.model
+  tiny = {"embed_dim": 8, "hidden_size": 16, "num_layers": min(m.num_layers, 2),
+          "readout_dim": min(m.readout_dim, 8),
+          "attention_dim": min(m.attention_dim, 8), "mlp_dim": min(m.mlp_dim, 32),
+          "num_heads": min(m.num_heads, 2)}
+  reads = models.config_keys(c)
+  for key, value in tiny.items():
+    if key in reads:
+      m[key] = value
   c.train.steps = 3
   c.train.batch_size = 8
   c.train.warmup_steps = min(c.train.warmup_steps, 1)

@@ -38,7 +38,8 @@ def get_config(arg=None):
   c.model.embed_dim = 620
   c.model.readout = "maxout"
   c.model.readout_dim = 500
-  c.model.attention_dim = 1000
+  if c.model.name == "rnnsearch":   # RNNencdec has no alignment model
+    c.model.attention_dim = 1000
   # Data: Section 4.1, WMT'14 English→French; shortlists of the 30,000 most
   # frequent words per language; "-30"/"-50": trained on sentence pairs of up
   # to 30 / 50 words (Section 4.2).
