@@ -75,6 +75,9 @@ else:
   print("suite seconds:", d.get("seconds"), f"(rc {bench_rc})")
   f = lambda v, p=3: (f"{v:.{p}g}" if isinstance(v, float) else str(v))
   for r in d["suites"].get("model", []):
+    if r.get("dtype") == "FAILED":
+      print(f"model {r['model']} {r['size']}: FAILED {r.get('peak_source')}")
+      continue
     mfu = f"{100 * r['mfu']:.1f}%" if isinstance(r["mfu"], float) else "-"
     print(f"model {r['model']:12s} {r['size']:18s} {r['dtype']:8s} attn={r['attention'] or '-':6s} "
           f"B{r['batch']} T{r['seq_len']} compile {f(r['compile_s'])} s  "
@@ -87,9 +90,11 @@ else:
   best = {}
   for r in d["suites"].get("rnn", []):
     key = (r["cell"], r["shape"])
-    if r["impl"] == "torch":
+    if r["impl"] == "FAILED":
+      print(f"rnn {r['cell']} {r['shape']}: FAILED {r.get('max_abs_diff')}")
+    elif r["impl"] == "torch":
       best.setdefault(key, {})["torch"] = r["median_ms"]
-    elif r["impl"] not in ("flax_nnx", "ours_cho") and isinstance(r["vs_torch"], float):
+    elif r["impl"] not in ("flax_nnx", "ours_cho") and isinstance(r.get("vs_torch"), float):
       b = best.setdefault(key, {})
       if "ours" not in b or r["vs_torch"] < b["ours"][1]:
         b["ours"] = (r["impl"], r["vs_torch"], r["median_ms"])

@@ -200,5 +200,11 @@ def run(quick: bool = False) -> list[dict]:
   for name, label, overrides in _cases(on_gpu, quick):
     if name not in models.MODELS:
       continue
-    rows.append(_bench_one(name, label, overrides, rounds=3 if quick else 7))
+    try:
+      rows.append(_bench_one(name, label, overrides, rounds=3 if quick else 7))
+    except Exception as e:  # noqa: BLE001 - one failing case (e.g. out of memory)
+      msg = " ".join(str(e).split())[:300]    # must not lose the others
+      print(f"model suite: {name} {label} failed: {type(e).__name__}: {msg}", flush=True)
+      rows.append({"model": name, "size": label, "dtype": "FAILED",
+                   "peak_source": f"{type(e).__name__}: {msg[:120]}"})
   return rows

@@ -182,6 +182,13 @@ def run(quick: bool = False) -> list[dict]:
   for kind in ("lstm", "gru"):
     shapes = (QUICK_SHAPES if quick else GPU_SHAPES[kind] if gpu else CPU_SHAPES)
     for B, T, H in shapes:
-      rows += _case(kind, B, T, H, backend, quick, rounds, iters,
-                    budget_s=5.0 if quick else 10.0 if gpu else 90.0)
+      try:
+        rows += _case(kind, B, T, H, backend, quick, rounds, iters,
+                      budget_s=5.0 if quick else 10.0 if gpu else 90.0)
+      except Exception as e:  # noqa: BLE001 - one failing case must not lose the others
+        msg = " ".join(str(e).split())[:300]
+        print(f"rnn suite: {kind} B{B} T{T} H{H} failed: {type(e).__name__}: {msg}",
+              flush=True)
+        rows.append({"cell": kind, "shape": f"B{B} T{T} H{H}", "impl": "FAILED",
+                     "max_abs_diff": f"{type(e).__name__}: {msg[:120]}"})
   return rows
