@@ -18,7 +18,13 @@ from flax import nnx
 
 
 def masked_softmax(scores: jax.Array, mask: jax.Array | None) -> jax.Array:
-  """softmax over the last axis where ``mask``; rows with no True give 0."""
+  """softmax over the last axis where ``mask``; rows with no True give 0.
+
+  Computed and returned in at least float32 (bfloat16 scores are upcast;
+  float64 stays float64): callers cast the weights to the values' dtype
+  before the weighted sum.
+  """
+  scores = scores.astype(jnp.promote_types(scores.dtype, jnp.float32))
   if mask is None:
     return jax.nn.softmax(scores, axis=-1)
   big_neg = jnp.finfo(scores.dtype).min
@@ -35,12 +41,13 @@ def attend(scores: jax.Array, values: jax.Array, mask: jax.Array | None
   """α = softmax(scores) over real positions; context c = Σ_j α_j h_j.
 
   scores [B, S], values [B, S, K], mask [B, S] (True = real source position).
-  Returns ``(context [B, K], weights [B, S])``; weights are exactly 0 where
+  Returns ``(context [B, K], weights [B, S])``, the weights in at least
+  float32 (the softmax's dtype); weights are exactly 0 where
   ``mask`` is False and sum to 1 over the rest.
   """
-  weights = masked_softmax(scores, mask)                      # (B, S)
-  context = jnp.einsum("bs,bsk->bk", weights, values)         # (B, K)
-  return context, weights
+  weights = masked_softmax(scores, mask)                      # (B, S), ≥ float32
+  context = jnp.einsum("bs,bsk->bk", weights.astype(values.dtype), values)
+  return context, weights                                     # (B, K), (B, S)
 
 
 def additive_scores(query_proj: jax.Array, keys: jax.Array,

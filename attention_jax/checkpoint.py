@@ -33,6 +33,13 @@ every step in :attr:`Checkpointer.keep` (the training loop puts the step with
 the best dev BLEU there; its number travels in each step's ``meta`` as
 ``best``, so :meth:`Checkpointer.best_step` finds it and a resumed run keeps
 it). Older steps are deleted only after a newer save has committed.
+
+Several processes (one workdir on a shared filesystem): every process calls
+``save``/``restore`` at the same steps (orbax writes cooperatively; the
+record is written by process 0 after every process's files are in), and
+:func:`reached_preemption` tells all of them the same step to stop at after a
+SIGTERM reached any one. Deletion follows each process's own list of saved
+steps, which is the same in every process.
 """
 
 from __future__ import annotations
@@ -166,6 +173,30 @@ def _abstract(x):
 def _one_line(e: BaseException) -> str:
   text = " ".join(str(e).split())
   return f"{type(e).__name__}: {text[:400]}"
+
+
+# --------------------------------------------------------------------------
+# Several processes
+
+
+def reached_preemption(step: int) -> bool:
+  """Whether ``step`` is the step every process agreed to stop at after a
+  SIGTERM reached any of them (orbax's ``reached_preemption``).
+
+  ``jax.distributed.initialize`` installs JAX's preemption notifier, which
+  catches SIGTERM in a process and tells the coordination service; the
+  processes then agree on one step, the largest step any of them has passed
+  here plus one, and this returns True at that step on every process. Call it
+  with every step, in order, on every process; it is a local check (no
+  collective). A single process (no ``jax.distributed``) always gets False.
+  """
+  return ocp.multihost.reached_preemption(step)
+
+
+def sync_processes(name: str) -> None:
+  """A barrier across all processes (a no-op in a single process); ``name``
+  must be unique per use."""
+  ocp.multihost.sync_global_processes(name)
 
 
 # --------------------------------------------------------------------------

@@ -71,6 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
   c.model.attention_dropout = 0.0  # dropout on attention weights
   c.model.tie_embeddings = True   # output projection = target embedding transposed
+  c.model.scan_layers = False     # gpt: run the blocks as one lax.scan (compiles once)
   c.model.pooling = "last"        # sequence_rnn head reads: last | attention (all states)
 
   c.data = ml_collections.ConfigDict()

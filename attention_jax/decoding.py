@@ -25,6 +25,12 @@ Output length: at most ``L`` (static) and, per example, at most
 ``floor(max_length_a * source_length + max_length_b)`` tokens (EOS included).
 A hypothesis that reaches its limit without EOS ends there.
 PAD and BOS are never produced.
+
+A model whose decoder state holds a bounded number of positions (the
+Transformer's KV cache, ``model.max_positions`` long) says so with a
+``decode_positions`` attribute; ``L`` is then capped so that every decode step
+writes inside the cache (greedy: ``L`` steps; beam search: ``L + 1``), with a
+one-line warning naming ``model.max_positions`` — never a silent clamp.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from absl import logging
 
 from attention_jax.data.vocab import BOS, EOS, PAD
 
@@ -69,6 +76,21 @@ def example_max_lengths(src: jax.Array, L: int, a: float | None, b: float | None
   return jnp.clip(m, 1, L)
 
 
+def cap_to_model(model, L: int, extra_steps: int = 0) -> int:
+  """``L`` capped so that ``L + extra_steps`` decode steps fit the model's
+  decoder state (``model.decode_positions``, absent = unbounded); warns once
+  per call when it cuts."""
+  capacity = getattr(model, "decode_positions", None)
+  if capacity is None or L + extra_steps <= capacity:
+    return L
+  capped = max(1, capacity - extra_steps)
+  logging.warning(
+      "decode limit of %d tokens exceeds the KV cache of model.max_positions=%d "
+      "positions: output capped at %d tokens (train with a larger "
+      "model.max_positions to decode longer)", L, capacity, capped)
+  return capped
+
+
 def length_penalty(length: jax.Array, alpha: float) -> jax.Array:
   """lp(Y) = ((5 + |Y|) / 6)^α (Wu et al. 2016, eq. 14); |Y| counts EOS."""
   return ((5.0 + length.astype(jnp.float32)) / 6.0) ** alpha
@@ -94,6 +116,7 @@ def _attention_struct(model, memory, state, B: int):
 def _sequential_search(model, src, L, choose, max_length_a, max_length_b,
                        rng=None) -> Hypotheses:
   """One token per step for each sequence; ``choose(logp, rng) -> token``."""
+  L = cap_to_model(model, L)                     # L decode steps: 0 … L-1
   B = src.shape[0]
   memory = model.encode(src)
   state = model.init_decode_state(memory)
@@ -222,7 +245,7 @@ def beam_search(model, src: jax.Array, max_length: int, *, beam_size: int,
   K = beam_size
   B = src.shape[0]
   BK = B * K
-  L = max_length
+  L = cap_to_model(model, max_length, extra_steps=1)   # BOS step + L steps
   memory = model.encode(src)
   limit = example_max_lengths(src, L, max_length_a, max_length_b)    # (B,)
   state = model.init_decode_state(memory)

@@ -20,8 +20,11 @@ from attention_jax.data.vocab import UNK, Vocabulary
 from attention_jax.models import gpt
 
 
-def load_lm(workdir: str):
-  """(params, graphdef, config, vocab) of the latest checkpoint in ``workdir``."""
+def load_lm(workdir: str, max_new_tokens: int = 0, prompt_length: int = 0):
+  """(params, graphdef, config, vocab) of the latest checkpoint in ``workdir``.
+
+  Before anything is restored, refuses a prompt + ``max_new_tokens`` longer
+  than the position table (``model.max_positions``)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} not found: is {workdir} a workdir?")
@@ -30,6 +33,11 @@ def load_lm(workdir: str):
   if config.model.name != "gpt":
     raise ValueError(f"{path}: model.name is {config.model.name!r}; generate needs "
                      "a decoder-only LM ('gpt')")
+  limit = config.model.max_positions
+  if prompt_length + max_new_tokens > limit:
+    raise ValueError(f"prompt ({prompt_length} characters) + --max_new_tokens "
+                     f"({max_new_tokens}) exceeds model.max_positions ({limit}), "
+                     "the length of the model's position table")
   vocab = Vocabulary.load(os.path.join(workdir, "vocab_tgt.txt"))
   graphdef, state, _, _ = train.create_state(config, len(vocab), len(vocab))
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"))
@@ -47,11 +55,7 @@ def generate_text(workdir: str, prompt: str, *, max_new_tokens: int = 200,
     raise ValueError("--prompt is empty: give at least one character")
   if max_new_tokens <= 0 or temperature < 0 or top_k < 0:
     raise ValueError("--max_new_tokens must be > 0, --temperature >= 0, --top_k >= 0")
-  params, graphdef, config, vocab = load_lm(workdir)
-  limit = config.model.max_positions
-  if len(prompt) + max_new_tokens > limit:
-    raise ValueError(f"prompt ({len(prompt)} characters) + --max_new_tokens "
-                     f"({max_new_tokens}) exceeds model.max_positions ({limit})")
+  params, graphdef, config, vocab = load_lm(workdir, max_new_tokens, len(prompt))
   ids = text_lm.encode(vocab, prompt)
   unknown = sorted({c for c, i in zip(prompt, ids) if i == UNK})
   if unknown:

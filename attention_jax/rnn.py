@@ -7,7 +7,9 @@ Every cell has the same small interface so that one scan serves them all:
   time steps at once ("hoisted") or inside the scan step.
 * ``step(carry, xp) -> carry``: one recurrence step on projected input.
 * ``output(carry) -> h``: the hidden state read out of the carry.
-* ``initialize_carry(batch_shape) -> carry``.
+* ``initialize_carry(batch_shape) -> carry``, in the dtype of the cell's
+  weights (the compute dtype: bfloat16 weights give a bfloat16 state, so no
+  recurrent product is promoted to float32).
 
 For the fused backward pass (:func:`scan` with ``backward="fused"``) a cell
 also exposes its recurrence with the matrix products made explicit:
@@ -45,7 +47,7 @@ class _Cell(nnx.Module):
   hidden_size: int
 
   def initialize_carry(self, batch_shape: tuple[int, ...]) -> Carry:
-    return jnp.zeros((*batch_shape, self.hidden_size))
+    return jnp.zeros((*batch_shape, self.hidden_size), self.input_kernel[...].dtype)
 
   def input_projection(self, x: jax.Array) -> jax.Array:
     return x @ self.input_kernel[...] + self.input_bias[...]  # [..., G]
@@ -196,7 +198,7 @@ class LSTMCell(_Cell):
     self.recurrent_kernel = nnx.Param(jnp.concatenate(rec, axis=1))
 
   def initialize_carry(self, batch_shape: tuple[int, ...]):
-    z = jnp.zeros((*batch_shape, self.hidden_size))
+    z = jnp.zeros((*batch_shape, self.hidden_size), self.input_kernel[...].dtype)
     return (z, z)
 
   def recurrent_weights(self):

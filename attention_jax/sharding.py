@@ -5,8 +5,9 @@ split along its first axis, parameters and optimizer state are replicated, and
 XLA inserts the gradient all-reduce. Every process runs the same program
 (SPMD); in a multi-process launch (Slurm, TPU pods, Open MPI, or explicit
 ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/``JAX_PROCESS_ID``) call
-:func:`initialize_distributed` first and each process feeds only its own rows
-of the global batch.
+:func:`initialize_distributed` first. Every process computes the same global
+batch and places only the rows of its own devices (:func:`put_batch`, from the
+sharding's index map).
 """
 
 from __future__ import annotations
@@ -52,21 +53,41 @@ def initialize_distributed() -> None:
                jax.local_device_count(), jax.device_count())
 
 
+def pick_devices(devices: list, num_devices: int = 0) -> list:
+  """The mesh's devices: all (``num_devices`` 0) or the first ``num_devices``,
+  taken evenly from every process (the first ``num_devices / P`` of each of
+  the P processes, process by process), so every process keeps a part.
+
+  Raises ConfigError naming ``train.num_devices`` when that cannot be done.
+  """
+  from attention_jax.config import ConfigError
+  by_process: dict[int, list] = {}
+  for d in devices:
+    by_process.setdefault(d.process_index, []).append(d)
+  P = len(by_process)
+  if not num_devices:
+    return [d for p in sorted(by_process) for d in by_process[p]]
+  if num_devices > len(devices):
+    raise ConfigError(f"config key 'train.num_devices' is {num_devices} but only "
+                      f"{len(devices)} devices are visible")
+  per = num_devices // P
+  fewest = min(len(v) for v in by_process.values())
+  if num_devices % P or per > fewest:
+    raise ConfigError(
+        f"config key 'train.num_devices' is {num_devices}; with {P} processes it "
+        f"must be a multiple of {P} of at most {P * fewest} (the same number of "
+        "devices from each process), or 0 for all devices")
+  return [d for p in sorted(by_process) for d in by_process[p][:per]]
+
+
 def make_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D ``data`` mesh over the first ``num_devices`` devices (0 = all).
+  """A 1-D ``data`` mesh over :func:`pick_devices` (``num_devices`` 0 = all).
 
   Built from an explicit device array, so axes are of the Auto type (jax 0.10's
   ``make_mesh`` defaults to Explicit axes, under which ``nnx.Embed`` lookups
   fail with ``ShardingTypeError``).
   """
-  devices = jax.devices()
-  if num_devices:
-    if num_devices > len(devices):
-      from attention_jax.config import ConfigError
-      raise ConfigError(f"config key 'train.num_devices' is {num_devices} but only "
-                       f"{len(devices)} devices are visible")
-    devices = devices[:num_devices]
-  return Mesh(np.asarray(devices), (DATA,))
+  return Mesh(np.asarray(pick_devices(jax.devices(), num_devices)), (DATA,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -93,17 +114,13 @@ def put_replicated(tree, mesh: Mesh):
 def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   """Shards a host batch along its first axis over the ``data`` axis.
 
-  ``batch`` is the *global* batch; with several processes each one passes its
-  own rows to ``make_array_from_process_local_data`` (the rows of the devices
-  it owns), so no process materialises another's part on device.
+  ``batch`` is the *global* batch (every process computes the same one). Each
+  process places, on each of its devices, exactly the rows the sharding's
+  index map assigns to that device (``make_array_from_callback``), whatever the
+  order of devices in the mesh; no process puts another's rows on a device.
   """
   sharding = batch_sharding(mesh)
   if jax.process_count() == 1:
     return jax.device_put(batch, sharding)
-  n, i = jax.process_count(), jax.process_index()
-  out = {}
-  for k, v in batch.items():
-    rows = v.shape[0] // n
-    out[k] = jax.make_array_from_process_local_data(
-        sharding, v[i * rows:(i + 1) * rows], v.shape)
-  return out
+  return {k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+          for k, v in batch.items()}

@@ -11,7 +11,8 @@ changes parameter shapes or, without ``allow_config_change``, hyperparameters,
 before it touches the workdir; a non-finite loss or gradient stops the run
 (or, with ``train.skip_nonfinite``, skips that update) and no non-finite state
 is ever saved; SIGTERM finishes the step, saves it and raises
-:class:`Preempted`.
+:class:`Preempted` — with several processes, SIGTERM to any one makes every
+process save the same step and raise it.
 """
 
 from __future__ import annotations
@@ -384,11 +385,41 @@ def _mean(values) -> float:
 
 
 class _Preemption:
-  """While active, SIGTERM sets ``requested`` instead of ending the process."""
+  """Whether SIGTERM asked the run to stop after a step, and after which.
+
+  One process: while active, a Python handler sets ``requested`` instead of
+  ending the process; the step in progress is finished and saved.
+
+  Several processes: ``jax.distributed.initialize`` installed JAX's
+  preemption notifier, which catches SIGTERM in any process (a Python handler
+  here would replace it, so none is installed); :meth:`stop_after`, asked at
+  every step, is True at one step agreed by all processes
+  (``checkpoint.reached_preemption``), so all save that step. :meth:`register`
+  tells the agreement the step a run starts from, before any work.
+  """
 
   def __init__(self):
+    self.multi = jax.process_count() > 1
     self.requested = False
     self._old = None
+
+  def register(self, checkpoint_dir: str) -> None:
+    """Several processes: reports the step this run resumes from (the newest
+    committed checkpoint, 0 if none) so that a SIGTERM arriving during
+    start-up picks a step ahead of it. Raises Preempted if that step is
+    already the agreed one."""
+    if not self.multi:
+      return
+    latest = checkpoint_lib.Checkpointer(checkpoint_dir, create=False).latest_step()
+    if checkpoint_lib.reached_preemption(latest or 0):
+      raise Preempted(f"stopped by SIGTERM before step {(latest or 0) + 1}; "
+                      "no step was done in this run")
+
+  def stop_after(self, step: int) -> bool:
+    """Whether to save ``step`` and stop. Call once per step, in order."""
+    if self.multi:
+      self.requested = checkpoint_lib.reached_preemption(step)
+    return self.requested
 
   def _handle(self, signum, frame):
     del frame
@@ -398,6 +429,8 @@ class _Preemption:
     self.requested = True
 
   def __enter__(self):
+    if self.multi:
+      return self
     try:
       self._old = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not the main thread: cannot handle signals here
@@ -505,6 +538,7 @@ def train_and_evaluate(config, workdir: str, *,
   # SIGTERM from here on (set-up and compilation included) ends the run with
   # Preempted after the step in progress, never in the middle of one.
   with _Preemption() as preemption:
+    preemption.register(os.path.join(workdir, "checkpoints"))
     if jax.process_index() != 0:   # in a multi-process job the first holds the lock
       return _train_locked(config, workdir, faults, stop_after_step,
                            allow_config_change, preemption)
@@ -534,6 +568,8 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
     # ---- from here on the workdir may change
     if primary:
       ckpt.prepare_for_writing(corrupt)
+    # The other processes read or restore only once the directory is clean.
+    checkpoint_lib.sync_processes(f"attention_jax_prepared_{latest}")
     if changes:
       logging.warning("resuming with config changes: %s", _format_changes(changes))
     if changes and primary:
@@ -585,8 +621,10 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
         make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective,
                         inject_nonfinite=faults.nonfinite_steps),
         in_shardings=(rep, data), out_shardings=(rep, rep), donate_argnums=donate)
+    # Outputs replicated: every process reads every example's outputs (with
+    # several processes a batch-sharded output is not addressable on one).
     jit_eval_step = jax.jit(make_eval_step(run.graphdef, run.objective, config),
-                            in_shardings=(rep, data))
+                            in_shardings=(rep, data), out_shardings=rep)
     train_step = lambda s, b: jit_train_step(s, sharding_lib.put_batch(b, mesh))
     eval_step = lambda p, b: jit_eval_step(p, sharding_lib.put_batch(b, mesh))
     eval_set = run.task.eval_set("eval")
@@ -663,10 +701,10 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
                        "kept: --step best)", best.metric, best.record[best.metric],
                        step)
         progress.report(step)  # do not count evaluation time as training time
-      if (step % c.checkpoint.every_steps == 0 or last or preemption.requested
-          or new_best):
+      stop = preemption.stop_after(step)   # every step, on every process
+      if step % c.checkpoint.every_steps == 0 or last or stop or new_best:
         save(step)
-      if preemption.requested:
+      if stop:
         ckpt.wait_until_finished()
         raise Preempted(
             f"stopped by SIGTERM after step {step}: checkpoint step {step} "

@@ -4,10 +4,14 @@ r"""Side-by-side benchmarks against reference implementations, one process.
 
 Prints a table per suite (median ms and the median paired ratio to the
 reference) and the machine it ran on. Numbers hold for this machine and run.
+With --json, the file is rewritten after each suite (the machine, each suite's
+rows and its wall-clock seconds), so a run stopped by a time limit keeps the
+suites it finished.
 """
 
 import importlib
 import json
+import time
 
 from absl import app, flags
 
@@ -26,24 +30,26 @@ _CLOCK = flags.DEFINE_enum(
 def main(argv):
   del argv
   from attention_jax.benchmarks import SUITES, timing
-  names = sorted(SUITES) if _SUITE.value == "all" else [_SUITE.value]
+  names = list(SUITES) if _SUITE.value == "all" else [_SUITE.value]
   for n in names:
     if n not in SUITES:
       cli.fail(f"unknown --suite {n!r}; allowed: {', '.join(sorted(SUITES))}, all")
   if _CLOCK.value == "process":
-    import time
     timing.default_clock = time.process_time
-  print(f"machine: {timing.machine()}; clock: {_CLOCK.value}")
-  results = {}
+  machine = timing.machine()
+  print(f"machine: {machine}; clock: {_CLOCK.value}", flush=True)
+  results, seconds = {}, {}
   for n in names:
+    t0 = time.perf_counter()
     module = importlib.import_module(f"attention_jax.benchmarks.{SUITES[n]}")
     rows = module.run(quick=_QUICK.value)
-    results[n] = rows
-    print(f"\n## suite {n}\n")
-    print(timing.format_table(rows, module.COLUMNS))
-  if _JSON.value:
-    with open(_JSON.value, "w", encoding="utf-8") as f:
-      json.dump({"machine": timing.machine(), "suites": results}, f, indent=2)
+    results[n], seconds[n] = rows, round(time.perf_counter() - t0, 1)
+    print(f"\n## suite {n} ({seconds[n]:.0f} s)\n")
+    print(timing.format_table(rows, module.COLUMNS), flush=True)
+    if _JSON.value:
+      with open(_JSON.value, "w", encoding="utf-8") as f:
+        json.dump({"machine": machine, "suites": results, "seconds": seconds}, f,
+                  indent=2)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """Run in a subprocess by test_scale.py (device counts are fixed at jax import).
 
   python tests/dp_worker.py dp OUT_DIR           # 8 forced CPU devices
-  python tests/dp_worker.py multiprocess OUT_DIR # one of two processes (env set)
 """
 
 import json
@@ -56,31 +55,5 @@ def data_parallel(out_dir: str) -> None:
   json.dump(result, open(os.path.join(out_dir, "dp.json"), "w"))
 
 
-def run_steps(n_steps: int = 3) -> dict:
-  """A few data-parallel train steps over all devices of all processes."""
-  config = tiny_config()
-  run = train.build_run(config)
-  mesh = sharding.make_mesh()
-  state = sharding.put_replicated(run.state, mesh)
-  rep, data = sharding.replicated(mesh), sharding.batch_sharding(mesh)
-  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
-                                       run.objective),
-                 in_shardings=(rep, data), out_shardings=(rep, rep))
-  it = run.task.train_iterator()
-  losses = []
-  for _ in range(n_steps):
-    state, m = step(state, sharding.put_batch(next(it), mesh))
-    losses.append(float(m["loss"]))
-  return {"losses": losses, "params": checksum(state.params),
-          "devices": jax.device_count()}
-
-
-def multiprocess(out_dir: str) -> None:
-  sharding.initialize_distributed()
-  assert jax.process_count() == 2
-  out = run_steps()
-  json.dump(out, open(os.path.join(out_dir, f"proc{jax.process_index()}.json"), "w"))
-
-
 if __name__ == "__main__":
-  {"dp": data_parallel, "multiprocess": multiprocess}[sys.argv[1]](sys.argv[2])
+  {"dp": data_parallel}[sys.argv[1]](sys.argv[2])

@@ -35,3 +35,27 @@ def test_cpu_mfu_peak_is_a_measured_matmul():
   assert source == "measured 2048² float32 matmul"
   assert bm.peak_for("float32") == (peak, source)   # measured once per process
   assert bm.peak_flops("float32") is None           # no vendor figure for a CPU
+
+
+def test_attention_rows_run_on_the_same_weights():
+  """The layer rows' torch ``nn.MultiheadAttention`` computes our layer's
+  function on the benchmark's weights (it used to keep its own random ones),
+  causal and not."""
+  torch = pytest.importorskip("torch", reason="torch rows exist only with torch")
+  import numpy as np
+  from flax import nnx
+  from attention_jax.benchmarks import attention as ba
+  B, T, D, N = 2, 6, 8, 2
+  rng = np.random.default_rng(0)
+  W = [(rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4)]
+  x = rng.standard_normal((B, T, D)).astype(np.float32)
+  gdef, params = ba.our_layer([jnp.asarray(w) for w in W], N, "einsum")
+  mha = ba.torch_mha_layer(torch, W, N, torch.float32, "cpu")
+  for causal in (False, True):
+    ours = np.asarray(nnx.merge(gdef, params)(jnp.asarray(x), is_causal=causal)[0])
+    mask = (torch.nn.Transformer.generate_square_subsequent_mask(T) if causal else None)
+    with torch.no_grad():
+      theirs = mha(*(torch.tensor(x),) * 3, need_weights=False, attn_mask=mask,
+                   is_causal=causal)[0].numpy()
+    np.testing.assert_allclose(theirs, ours, atol=1e-5)
+    assert np.abs(ours).max() > 0.1

@@ -227,3 +227,56 @@ def test_every_seq2seq_model_beam_matches_teacher_forcing(name):
   for b, n in enumerate(lengths):
     np.testing.assert_allclose(got[b, :n], att[b, :n], atol=1e-5)
     assert np.all(got[b, n:] == 0)
+
+
+def _transformer(max_positions):
+  """A random tiny Transformer that rarely says EOS (so outputs run long)."""
+  config = tiny_config(**{"model.name": "transformer", "model.num_heads": 2,
+                          "model.max_positions": max_positions,
+                          "model.tie_embeddings": False})
+  model = models.build_model(config, 10, 10, seed=3)
+  model.out.bias[...] = model.out.bias[...].at[EOS].set(-5.0)
+  return model
+
+
+def test_transformer_decode_is_capped_at_its_cache_never_clamped(caplog, monkeypatch):
+  """A decode limit past ``model.max_positions`` is capped (with a warning
+  naming the key) and the output equals that of a model with a larger cache
+  up to the cap; without the cap the cache write would clamp and corrupt it."""
+  small, big = _transformer(6), _transformer(64)
+  for a, b in zip(jax.tree.leaves(nnx.state(small)), jax.tree.leaves(nnx.state(big))):
+    np.testing.assert_array_equal(a, b)        # positions are sinusoids: same weights
+  caplog.set_level("WARNING")
+  g_small = _jit_search(decoding.greedy_search, small, max_length=20)
+  assert "model.max_positions=6" in caplog.text and "capped at 6" in caplog.text
+  g_big = _jit_search(decoding.greedy_search, big, max_length=20)
+  small_tokens, big_tokens = np.asarray(g_small.tokens), np.asarray(g_big.tokens)
+  assert small_tokens.shape == (4, 6) and big_tokens.shape == (4, 20)
+  np.testing.assert_array_equal(small_tokens, big_tokens[:, :6])
+  assert ((big_tokens[:, 6:] != PAD).sum(1) > 0).any()   # the cap cut something
+  # Beam search takes one step more (BOS), so it is capped at 5; it equals the
+  # large cache's beam search at the same limit.
+  caplog.clear()
+  b_small = _jit_search(decoding.beam_search, small, max_length=20, beam_size=3)
+  assert "capped at 5" in caplog.text
+  b_big = _jit_search(decoding.beam_search, big, max_length=5, beam_size=3)
+  np.testing.assert_array_equal(np.asarray(b_small.tokens), np.asarray(b_big.tokens))
+  np.testing.assert_allclose(np.asarray(b_small.scores), np.asarray(b_big.scores),
+                             rtol=1e-5)
+  # Not vacuous: with the cap removed the clamped cache decodes differently.
+  monkeypatch.setattr(decoding, "cap_to_model", lambda model, L, extra_steps=0: L)
+  clamped = np.asarray(_jit_search(decoding.greedy_search, small, max_length=20).tokens)
+  assert not np.array_equal(clamped, big_tokens)
+  np.testing.assert_array_equal(clamped[:, :6], big_tokens[:, :6])
+
+
+def test_gpt_sampling_past_the_position_table_is_refused():
+  from attention_jax.models import gpt
+  config = tiny_config(**{"model.name": "gpt", "model.num_heads": 2,
+                          "model.max_positions": 8, "data.task": "text"})
+  model = models.build_model(config, 10, 10)
+  prompt = jnp.full((1, 3), 4, jnp.int32)
+  assert gpt.sample(model, prompt, jax.random.PRNGKey(0), max_new_tokens=5).shape == (1, 5)
+  with pytest.raises(ValueError, match=r"max_new_tokens \(6\) exceeds "
+                     r"model.max_positions \(8\)"):
+    gpt.sample(model, prompt, jax.random.PRNGKey(0), max_new_tokens=6)

@@ -2,14 +2,16 @@
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from attention_jax import train
+from attention_jax import config as config_lib, faults, sharding, train, writers
 from conftest import ROOT, tiny_config
 
 WORKER = os.path.join(ROOT, "tests", "dp_worker.py")
@@ -47,26 +49,118 @@ def _free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_on_loopback_agree(tmp_path):
-  port = _free_port()
-  procs = []
-  for i in range(2):
-    env = _env(JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
-               JAX_PROCESS_ID=str(i))
-    procs.append(subprocess.Popen([sys.executable, WORKER, "multiprocess", str(tmp_path)],
-                                  env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True))
-  for p in procs:
-    _, err = p.communicate(timeout=300)
-    assert p.returncode == 0, err[-3000:]
-  a, b = (json.load(open(tmp_path / f"proc{i}.json")) for i in range(2))
-  assert a["devices"] == 2
-  assert a["losses"] == b["losses"] and a["params"] == b["params"]
-  sys.path.insert(0, os.path.dirname(WORKER))
-  import dp_worker
-  single = dp_worker.run_steps()   # one process, one device
-  np.testing.assert_allclose(a["losses"], single["losses"], rtol=1e-5)
-  np.testing.assert_allclose(a["params"], single["params"], rtol=1e-5)
+# --------------------------------------------------------------------------
+# Several processes: whole runs of experiments.run (gloo, loopback)
+
+# 16 steps; eval and checkpoints at 8 and 16; train rows every 4 steps.
+MULTI = {"train.steps": 16, "checkpoint.every_steps": 8, "eval.every_steps": 8,
+         "train.log_every_steps": 4, "model.hidden_size": 16, "model.embed_dim": 8,
+         "data.eval_examples": 40, "eval.batch_size": 16, "train.batch_size": 8,
+         "train.warmup_steps": 2}
+
+
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory):
+  """``launch(workdir, processes, faults_of_process_1=None)`` runs
+  ``experiments.run`` on a tiny seq2seq config: one process with 2 forced CPU
+  devices, or ``processes`` processes of one device each (gloo collectives on
+  loopback). Returns their CompletedProcess-like results, process 0 first."""
+  base = tmp_path_factory.mktemp("multi")
+  config_file = base / "tiny_config.py"
+  config_file.write_text(
+      "import json\nimport ml_collections\n\n\ndef get_config(arg=None):\n"
+      "  return ml_collections.ConfigDict(json.loads("
+      f"{config_lib.to_json(tiny_config(**MULTI))!r}))\n")
+  env = {k: v for k, v in _env().items() if k != faults.ENV}
+  env.update(JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  command = [sys.executable, "-m", "experiments.run", f"--config={config_file}"]
+
+  def run(workdir, processes, fault=None):
+    if processes == 1:
+      e = dict(env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+      return [subprocess.run(command + [f"--workdir={workdir}"], cwd=ROOT, env=e,
+                             capture_output=True, text=True, timeout=600)]
+    port = _free_port()
+    procs = []
+    for i in range(processes):
+      e = dict(env, JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}",
+               JAX_NUM_PROCESSES=str(processes), JAX_PROCESS_ID=str(i))
+      if fault and i == 1:
+        e[faults.ENV] = fault
+      procs.append(subprocess.Popen(command + [f"--workdir={workdir}"], cwd=ROOT,
+                                    env=e, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True))
+    out = []
+    for p in procs:
+      stdout, stderr = p.communicate(timeout=600)
+      out.append(SimpleNamespace(returncode=p.returncode, stdout=stdout, stderr=stderr))
+    return out
+  return run
+
+
+def _rows(workdir):
+  return [{k: v for k, v in r.items() if not k.endswith("per_sec")}
+          for r in writers.read_metrics(workdir)]
+
+
+def _params(workdir):
+  import jax
+  _, _, run = train.load_model(str(workdir))
+  return [np.asarray(x) for x in jax.tree.leaves(run.state)]
+
+
+def test_two_processes_run_evaluate_checkpoint_and_resume_like_one(launch, tmp_path):
+  """Two processes (one workdir): SIGTERM to process 1 alone makes both save
+  the same step and exit 75; the rerun resumes and its whole metrics.jsonl
+  (train and eval rows) and final state equal one process's on 2 devices."""
+  ref = tmp_path / "one"
+  (r,) = launch(ref, 1)
+  assert r.returncode == 0, r.stderr[-3000:]
+  assert "data-parallel over 2 device(s), 1 process(es)" in r.stderr
+  two = tmp_path / "two"
+  stopped = launch(two, 2, fault="sigterm_at_step:5")
+  lines = []
+  for p in stopped:
+    assert p.returncode == 75, p.stderr[-3000:]
+    lines.append(re.findall(r"error: stopped by SIGTERM after step (\d+)", p.stderr))
+  assert lines[0] == lines[1] and len(lines[0]) == 1, lines
+  step = int(lines[0][0])
+  print(f"both processes stopped after step {step}")
+  assert 5 <= step < 16
+  assert "data-parallel over 2 device(s), 2 process(es)" in stopped[0].stderr
+  saved = train.checkpoint_lib.Checkpointer(str(two / "checkpoints")).committed_steps()
+  assert saved[-1] == step, saved
+  resumed = launch(two, 2)
+  for p in resumed:
+    assert p.returncode == 0, p.stderr[-3000:]
+  assert f"resumed from checkpoint at step {step}" in resumed[1].stderr
+  rows_one, rows_two = _rows(ref), _rows(two)
+  assert [(r["step"], r["split"]) for r in rows_two] == [
+      (r["step"], r["split"]) for r in rows_one]
+  assert {r["split"] for r in rows_one} == {"train", "eval"}
+  for a, b in zip(rows_one, rows_two):
+    assert a.keys() == b.keys()
+    for k in a:
+      want = a[k] if isinstance(a[k], str) else pytest.approx(a[k], rel=1e-5, abs=1e-6)
+      assert b[k] == want, (a["step"], k)
+  for a, b in zip(_params(ref), _params(two)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_num_devices_takes_the_same_number_from_every_process():
+  dev = lambda p, i: SimpleNamespace(process_index=p, id=10 * p + i)
+  devices = [dev(p, i) for p in range(2) for i in range(4)]
+  ids = lambda ds: [d.id for d in ds]
+  assert ids(sharding.pick_devices(devices)) == [0, 1, 2, 3, 10, 11, 12, 13]
+  assert ids(sharding.pick_devices(devices, 4)) == [0, 1, 10, 11]
+  assert ids(sharding.pick_devices(devices, 2)) == [0, 10]
+  for bad in (3, 1, 10):
+    with pytest.raises(config_lib.ConfigError, match="'train.num_devices'"):
+      sharding.pick_devices(devices, bad)
+  single = [dev(0, i) for i in range(8)]
+  assert ids(sharding.pick_devices(single, 3)) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16"])

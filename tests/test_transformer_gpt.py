@@ -208,3 +208,23 @@ def test_tiny_gpt_perplexity_falls_and_generate_prints(tmp_path, text_file):
   assert out.stdout.startswith("The dog") and len(out.stdout) >= 7 + 12 + 1
   with pytest.raises(ValueError, match=r"exceeds model.max_positions \(64\)"):
     generate.generate_text(workdir, "x", max_new_tokens=1000)
+
+
+def test_gpt_scan_layers_is_the_same_function():
+  """``model.scan_layers``: one lax.scan over stacked blocks equals the loop —
+  logits, and gradients of every parameter, with dropout on."""
+  base = _config("gpt", **{"model.num_layers": 3, "model.dropout": 0.1,
+                           "model.attention_dropout": 0.1})
+  scanned = _config("gpt", **{"model.num_layers": 3, "model.dropout": 0.1,
+                              "model.attention_dropout": 0.1, "model.scan_layers": True})
+  tokens = jnp.array([[4, 5, 6, 7, 8, 9], [9, 8, 7, 6, 5, 4]])
+  rng = jax.random.PRNGKey(1)
+  out = []
+  for c in (base, scanned):
+    graphdef, params = nnx.split(models.build_model(c, 12, 12))
+    loss = lambda p: (nnx.merge(graphdef, p)(tokens, dropout_rng=rng) ** 2).mean()
+    out.append(jax.jit(jax.value_and_grad(loss))(params))
+  (l0, g0), (l1, g1) = out
+  np.testing.assert_allclose(l1, l0, rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)

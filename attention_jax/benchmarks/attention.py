@@ -1,9 +1,13 @@
 """Suite ``attention``: attention core and full multi-head layer, forward + backward.
 
-Every variant computes the same math (checked before timing) and is timed in
-this process, interleaved (``timing.bench``); ``ratio`` is time / reference,
-the reference being torch's ``scaled_dot_product_attention`` when torch is
-importable, else ``jax.nn.dot_product_attention``.
+Every variant computes the same math on the same inputs and weights (torch's
+included: ``nn.MultiheadAttention`` gets our four projection matrices copied
+in) and is timed in this process, interleaved (``timing.bench``); ``ratio`` is
+time / reference, the reference being torch's ``scaled_dot_product_attention``
+when torch is importable, else ``jax.nn.dot_product_attention``. Every row
+prints ``max_abs_diff``, its forward output's largest difference from
+``jax_dpa``'s, measured before timing; ``parity`` is ``FAIL`` above the
+dtype's tolerance (2e-3 float32, 5e-2 bf16).
 
 core  : softmax(q kᵀ/√h) v on given q, k, v; gradients w.r.t. q, k, v.
 layer : x -> Q/K/V projections -> core -> output projection (no biases);
@@ -23,7 +27,15 @@ from __future__ import annotations
 import numpy as np
 
 COLUMNS = ["level", "shape", "causal", "dtype", "impl", "median_ms", "ratio",
-           "ratio_min", "ratio_max", "tflops", "parity"]
+           "ratio_min", "ratio_max", "tflops", "max_abs_diff", "parity"]
+
+
+def _max_abs_diff(out, want: np.ndarray) -> float:
+  return float(np.abs(np.asarray(out, np.float32) - want).max())
+
+
+def _parity(diff: float, tol: float) -> str:
+  return "ok" if diff < tol else "FAIL"
 
 
 def _shapes(quick: bool, gpu: bool):
@@ -34,6 +46,38 @@ def _shapes(quick: bool, gpu: bool):
   if quick:
     return [(4, 64, 64, 4, "float32", (False, True))]
   return [(16, 256, 256, 8, "float32", (False, True))]
+
+
+def our_layer(W: list, num_heads: int, implementation: str):
+  """Our ``MultiHeadAttention`` (no biases) with the four (in, out) matrices
+  ``W = [W_q, W_k, W_v, W_o]`` copied in. Returns ``nnx.split`` of it."""
+  from flax import nnx
+
+  from attention_jax import attention
+  D = W[0].shape[0]
+  N, h = num_heads, D // num_heads
+  m = attention.MultiHeadAttention(D, N, use_bias=False, implementation=implementation,
+                                   rngs=nnx.Rngs(0))
+  m.query.kernel.value = W[0].reshape(D, N, h)
+  m.key.kernel.value = W[1].reshape(D, N, h)
+  m.value.kernel.value = W[2].reshape(D, N, h)
+  m.out.kernel.value = W[3].reshape(N, h, D)
+  return nnx.split(m)
+
+
+def torch_mha_layer(torch, W_np: list, num_heads: int, dtype, device):
+  """``torch.nn.MultiheadAttention`` (no biases, batch first) computing the
+  same function as :func:`our_layer` on the same matrices: its ``in_proj``
+  rows are ``[W_q; W_k; W_v]`` as (out, in) matrices, ours transposed, and it
+  splits heads into contiguous blocks of features as we do."""
+  D = W_np[0].shape[0]
+  mha = torch.nn.MultiheadAttention(D, num_heads, bias=False, batch_first=True)
+  mha = mha.to(device, dtype)
+  with torch.no_grad():
+    mha.in_proj_weight.copy_(torch.tensor(np.concatenate([w.T for w in W_np[:3]]),
+                                          dtype=dtype, device=device))
+    mha.out_proj.weight.copy_(torch.tensor(W_np[3].T, dtype=dtype, device=device))
+  return mha
 
 
 def _torch():
@@ -81,16 +125,6 @@ def run(quick: bool = False) -> list[dict]:
       tx = torch.tensor(x_np, dtype=tdt, device=tdev, requires_grad=True)
       tW = [torch.tensor(w, dtype=tdt, device=tdev, requires_grad=True) for w in W_np]
 
-    # our layer with the benchmark's weights copied in
-    def make_mha(impl):
-      m = attention.MultiHeadAttention(D, N, use_bias=False, implementation=impl,
-                                       rngs=nnx.Rngs(0))
-      m.query.kernel.value = W[0].reshape(D, N, h)
-      m.key.kernel.value = W[1].reshape(D, N, h)
-      m.value.kernel.value = W[2].reshape(D, N, h)
-      m.out.kernel.value = W[3].reshape(N, h, D)
-      return nnx.split(m)
-
     for causal in causals:
       flops_core = 3.5 * 4.0 * B * T * T * D * (0.5 if causal else 1.0)
       flops_layer = flops_core + 3.0 * 8.0 * B * T * D * D
@@ -114,7 +148,7 @@ def run(quick: bool = False) -> list[dict]:
       variants, parity = {}, {}
       for name, f in core.items():
         try:
-          parity[name] = float(np.abs(np.asarray(f(q, k, v), np.float32) - want).max())
+          parity[name] = _max_abs_diff(f(q, k, v), want)
           g = grad_fn(f, (0, 1, 2))
           jax.block_until_ready(g(q, k, v))
         except Exception as e:  # noqa: BLE001 - e.g. cudnn missing on this GPU
@@ -129,8 +163,7 @@ def run(quick: bool = False) -> list[dict]:
           sync()
         with torch.no_grad():
           o = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
-        parity["torch_sdpa"] = float(np.abs(
-            o.transpose(1, 2).float().cpu().numpy() - want).max())
+        parity["torch_sdpa"] = _max_abs_diff(o.transpose(1, 2).float().cpu().numpy(), want)
         variants["torch_sdpa"] = t_core
         ref = "torch_sdpa"
       res = timing.bench(variants, ref, rounds=rounds, iters=iters)
@@ -139,7 +172,7 @@ def run(quick: bool = False) -> list[dict]:
         rows.append({"level": "core", "shape": shape, "causal": causal,
                      "dtype": dtype, "impl": name, **r,
                      "tflops": flops_core / (r["median_ms"] * 1e-3) / 1e12,
-                     "parity": "ok" if parity[name] < tol else f"FAIL {parity[name]:.1e}"})
+                     "max_abs_diff": parity[name], "parity": _parity(parity[name], tol)})
 
       # ---- layer
       def dpa_layer(x, W):
@@ -150,42 +183,47 @@ def run(quick: bool = False) -> list[dict]:
 
       layer = {"jax_dpa": (dpa_layer, (x, W))}
       for name, impl in (("ours", "auto"), ("ours_xla", "xla")):
-        gdef, params = make_mha(impl)
+        gdef, params = our_layer(W, N, impl)
         layer[name] = (lambda x, p, gdef=gdef: nnx.merge(gdef, p)(
             x, is_causal=causal)[0], (x, params))
       want = np.asarray(dpa_layer(x, W), np.float32)
       variants, parity = {}, {}
       for name, (f, args) in layer.items():
-        parity[name] = float(np.abs(np.asarray(f(*args), np.float32) - want).max())
+        parity[name] = _max_abs_diff(f(*args), want)
         g = grad_fn(f, (0, 1))
         jax.block_until_ready(g(*args))
         variants[name] = lambda g=g, args=args: jax.block_until_ready(g(*args))
       ref = "jax_dpa"
       if torch is not None:
-        def t_layer():
+        def torch_layer():
           qq, kk, vv = ((tx @ w).view(B, T, N, h).transpose(1, 2) for w in tW[:3])
           o = F.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
-          out = o.transpose(1, 2).reshape(B, T, D) @ tW[3]
-          torch.autograd.grad(out.float().pow(2).mean(), [tx] + tW)
+          return o.transpose(1, 2).reshape(B, T, D) @ tW[3]
+
+        def t_layer():
+          torch.autograd.grad(torch_layer().float().pow(2).mean(), [tx] + tW)
           sync()
-        mha = torch.nn.MultiheadAttention(D, N, bias=False, batch_first=True).to(tdev, tdt)
+        mha = torch_mha_layer(torch, W_np, N, tdt, tdev)       # on our weights
         cmask = (torch.nn.Transformer.generate_square_subsequent_mask(
             T, device=tdev, dtype=tdt) if causal else None)
+        torch_mha = lambda: mha(tx, tx, tx, need_weights=False, attn_mask=cmask,
+                                is_causal=causal)[0]
 
         def t_mha():
-          out = mha(tx, tx, tx, need_weights=False, attn_mask=cmask,
-                    is_causal=causal)[0]
-          torch.autograd.grad(out.float().pow(2).mean(), [tx] + list(mha.parameters()))
+          torch.autograd.grad(torch_mha().float().pow(2).mean(),
+                              [tx] + list(mha.parameters()))
           sync()
+        with torch.no_grad():
+          parity["torch_sdpa"] = _max_abs_diff(torch_layer().float().cpu().numpy(), want)
+          parity["torch_mha"] = _max_abs_diff(torch_mha().float().cpu().numpy(), want)
         variants["torch_sdpa"] = t_layer
         variants["torch_mha"] = t_mha
-        parity["torch_sdpa"] = parity["torch_mha"] = 0.0  # same formula as jax_dpa
         ref = "torch_sdpa"
       res = timing.bench(variants, ref, rounds=rounds, iters=iters)
       for name, r in res.items():
         rows.append({"level": "layer", "shape": f"B{B} T{T} D{D} {N} heads",
                      "causal": causal, "dtype": dtype, "impl": name, **r,
                      "tflops": flops_layer / (r["median_ms"] * 1e-3) / 1e12,
-                     "parity": "ok" if parity[name] < tol else f"FAIL {parity[name]:.1e}"})
+                     "max_abs_diff": parity[name], "parity": _parity(parity[name], tol)})
   print(f"attention suite: load average at end {os.getloadavg()[0]:.1f}", flush=True)
   return rows

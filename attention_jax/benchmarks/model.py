@@ -8,12 +8,20 @@ MFU = FLOPs/token × tokens/s ÷ peak, with FLOPs/token = 6N + 12·L·d·T
 table; L = layers of all stacks; the attention term is not halved for causal
 masks). Peak, printed with its source in every row:
 
-* on a known accelerator, the vendor's dense figure for the dtype actually
-  used (bf16 tensor cores, or TF32 for float32 matmuls on NVIDIA);
+* on a known accelerator, the vendor's dense figure for the dtype the step's
+  matrix products actually take — read from the lowered step
+  (``precision.step_dtype``; ``dtype`` column), not from the config (bf16
+  tensor cores, or TF32 for float32 matmuls on NVIDIA; a step mixing both is
+  divided by the bf16 peak, the higher one);
 * on a CPU, whose nominal peak (cores × clock × FMA width) depends on turbo
   and SMT that a VM does not report, the FLOP/s of one large square matmul of
   that dtype measured in the same process with the same clock — the best this
   CPU and XLA reach, so the MFU there reads "fraction of the matmul ceiling".
+
+Each row also records ``compile_s`` (lowering + XLA compilation of the step)
+and ``attention`` (the path ``model.attention_impl`` resolved to: ``cudnn``
+fused attention, ``xla``, or our ``einsum``). On a GPU the GPT-2 sizes run
+with ``model.scan_layers`` (one compiled block, scanned; see models/gpt.py).
 """
 
 from __future__ import annotations
@@ -23,12 +31,16 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+import time
+
+from attention_jax import attention
 from attention_jax import config as config_lib
-from attention_jax import models, objectives, train
+from attention_jax import models, objectives, precision, train
 from attention_jax.benchmarks import timing
 
-COLUMNS = ["model", "size", "dtype", "batch", "seq_len", "params_M", "step_ms",
-           "tokens_per_sec", "tflops_per_sec", "mfu", "peak_tflops", "peak_source"]
+COLUMNS = ["model", "size", "dtype", "attention", "batch", "seq_len", "params_M",
+           "compile_s", "step_ms", "tokens_per_sec", "tflops_per_sec", "mfu",
+           "peak_tflops", "peak_source"]
 
 # Dense peak FLOP/s by (device kind substring, compute dtype).
 PEAKS = {
@@ -62,7 +74,9 @@ _MEASURED: dict[str, float] = {}
 
 
 def peak_for(dtype: str) -> tuple[float, str]:
-  """``(peak FLOP/s, where it came from)`` for MFU in ``dtype``."""
+  """``(peak FLOP/s, where it came from)`` for MFU in ``dtype`` (``mixed``:
+  the bfloat16 peak, the higher one, so the MFU is not flattered)."""
+  dtype = "bfloat16" if dtype == "mixed" else dtype
   peak = peak_flops(dtype)
   if peak:
     return peak, f"vendor dense {dtype}"
@@ -75,7 +89,8 @@ def _cases(on_gpu: bool, quick: bool) -> list[tuple[str, str, dict]]:
   """(model name, size label, config overrides)."""
   if on_gpu and not quick:
     gpt = {"data.max_length": 1024, "model.max_positions": 1024,
-           "train.compute_dtype": "bfloat16", "model.vocab_size": 50304}
+           "train.compute_dtype": "bfloat16", "model.vocab_size": 50304,
+           "model.scan_layers": True}
     return [
         ("gpt", "gpt2-small", {**gpt, "model.num_layers": 12, "model.hidden_size": 768,
                                "model.num_heads": 12, "train.batch_size": 16}),
@@ -147,9 +162,17 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   else:
     batch = {"src": tokens((B, T)), "tgt_in": tokens((B, T)), "tgt_out": tokens((B, T))}
   n_tokens = B * T
+  n_params = sum(x.size for x in jax.tree.leaves(state.params))
+  fpt = flops_per_token(name, config, state.params)
   donate = (0,) if jax.default_backend() != "cpu" else ()
-  step = jax.jit(train.make_train_step(graphdef, tx, schedule, config, objective),
-                 donate_argnums=donate)
+  t0 = time.perf_counter()
+  attention.last_path.clear()
+  lowered = jax.jit(train.make_train_step(graphdef, tx, schedule, config, objective),
+                    donate_argnums=donate).lower(state, batch)
+  dtype = precision.step_dtype(lowered.as_text())   # what the products take
+  used = attention.last_path.get("used", "")
+  step = lowered.compile()
+  compile_s = time.perf_counter() - t0
   holder = {"state": state}
 
   def run_step():
@@ -157,16 +180,16 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
     jax.block_until_ready(m["loss"])
 
   ms = timing.bench({name: run_step}, name, rounds=rounds, iters=3, warmup=2)[name]["median_ms"]
-  n_params = sum(x.size for x in jax.tree.leaves(state.params))
   tok_s = n_tokens / (ms / 1e3)
-  row = {"model": name, "size": label, "dtype": config.train.compute_dtype,
-         "batch": B, "seq_len": T, "params_M": n_params / 1e6, "step_ms": ms,
+  row = {"model": name, "size": label, "dtype": dtype, "attention": used,
+         "batch": B, "seq_len": T, "params_M": n_params / 1e6,
+         "compile_s": compile_s, "step_ms": ms,
          "tokens_per_sec": tok_s, "tflops_per_sec": "", "mfu": "",
          "peak_tflops": "", "peak_source": ""}
   if name in ("gpt", "transformer"):
-    achieved = flops_per_token(name, config, state.params) * tok_s
+    achieved = fpt * tok_s
     row["tflops_per_sec"] = achieved / 1e12
-    peak, source = peak_for(config.train.compute_dtype)
+    peak, source = peak_for(dtype)
     row.update(mfu=achieved / peak, peak_tflops=peak / 1e12, peak_source=source)
   return row
 
@@ -177,5 +200,11 @@ def run(quick: bool = False) -> list[dict]:
   for name, label, overrides in _cases(on_gpu, quick):
     if name not in models.MODELS:
       continue
-    rows.append(_bench_one(name, label, overrides, rounds=3 if quick else 7))
+    try:
+      rows.append(_bench_one(name, label, overrides, rounds=3 if quick else 7))
+    except Exception as e:  # noqa: BLE001 - one failing case (e.g. out of memory)
+      msg = " ".join(str(e).split())[:300]    # must not lose the others
+      print(f"model suite: {name} {label} failed: {type(e).__name__}: {msg}", flush=True)
+      rows.append({"model": name, "size": label, "dtype": "FAILED",
+                   "peak_source": f"{type(e).__name__}: {msg[:120]}"})
   return rows

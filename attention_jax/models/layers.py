@@ -15,6 +15,54 @@ def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
   return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
+@jax.custom_vjp
+def take_rows(table: jax.Array, ids: jax.Array) -> jax.Array:
+  """``table[ids]``: table [V, D], ids [...] int -> [..., D].
+
+  Its gradient sums the rows' cotangents in at least float32 and rounds once:
+  autodiff of a bfloat16 lookup would scatter-add in bfloat16, where a token
+  seen 4,096 times in a batch gets a gradient of 256 instead of ~2,048 (the
+  sum stops growing once it is 256 times a term).
+  """
+  return jnp.take(table, ids, axis=0)
+
+
+def _take_rows_fwd(table, ids):
+  return jnp.take(table, ids, axis=0), (table, ids)   # the table only for its shape
+
+
+def _take_rows_bwd(res, g):
+  table, ids = res
+  acc = jnp.promote_types(table.dtype, jnp.float32)
+  grad = jnp.zeros(table.shape, acc).at[ids.reshape(-1)].add(
+      g.reshape(-1, table.shape[-1]).astype(acc))
+  return grad.astype(table.dtype), None
+
+
+take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
+
+
+class Embed(nnx.Embed):
+  """``nnx.Embed`` that looks up and attends in its table's dtype at call time.
+
+  ``nnx.Embed`` fixes its compute dtype when built (float32), so a table cast
+  to bfloat16 for mixed precision (``train.merge_for_compute``) would be cast
+  back, and every product downstream would run in float32. Here the table's
+  own dtype decides: bfloat16 under bf16 compute, float64 in the gradient
+  instruments. The lookup's gradient accumulates in float32
+  (:func:`take_rows`). Parameters and initialisation are ``nnx.Embed``'s.
+  """
+
+  def __call__(self, inputs: jax.Array) -> jax.Array:
+    """inputs [...] int -> [..., features]."""
+    return take_rows(self.embedding[...], inputs)
+
+  def attend(self, query: jax.Array) -> jax.Array:
+    """query [..., features] -> [..., num_embeddings] (tied output layer)."""
+    table = self.embedding[...]
+    return query.astype(table.dtype) @ table.T
+
+
 def readout_keys(model_config) -> tuple[str, ...]:
   """The ``model.*`` keys a :class:`Readout` reads (``readout_dim`` with maxout only)."""
   return ("readout", "readout_dim") if model_config.readout == "maxout" else ("readout",)

@@ -24,7 +24,7 @@ from flax import nnx
 from attention_jax import attention as attention_lib
 from attention_jax import rnn
 from attention_jax.data.vocab import PAD
-from attention_jax.models.layers import Readout, dropout, readout_keys
+from attention_jax.models.layers import Embed, Readout, dropout, readout_keys
 
 
 class RNNEncoderDecoder(nnx.Module):
@@ -53,8 +53,8 @@ class RNNEncoderDecoder(nnx.Module):
     self.dropout_rate = m.dropout
     self.reverse_source = m.reverse_source   # read the source backwards
     self.scan_options = rnn.static_layer_options(m)
-    self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
+    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
+    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = rnn.GRUCell(E, H, reset_after=m.gru_reset_after, rngs=rngs)
     self.init_state = nnx.Linear(H, H, rngs=rngs)            # V in s_0 = tanh(V c)
     self.decoder = rnn.GRUCell(E + H, H, reset_after=m.gru_reset_after, rngs=rngs)
@@ -187,8 +187,8 @@ class Seq2SeqLSTM(nnx.Module):
     self.dropout_rate = m.dropout
     self.scan_options = rnn.static_layer_options(m)
     self.reverse_source = m.reverse_source
-    self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
+    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
+    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
                              for l in range(L)])
     self.decoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
@@ -256,8 +256,8 @@ class RNNSearch(nnx.Module):
     self.dropout_rate = m.dropout
     self.scan_options = rnn.static_layer_options(m)
     gru = dict(reset_after=m.gru_reset_after)
-    self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
+    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
+    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder_fwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
     self.encoder_bwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
     self.init_state = nnx.Linear(H, H, rngs=rngs)                  # W_s
@@ -353,8 +353,8 @@ class Luong(nnx.Module):
     self.reverse_source = m.reverse_source
     self.input_feeding = m.input_feeding
     self.hidden_size = H
-    self.src_embed = nnx.Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = nnx.Embed(tgt_vocab_size, E, rngs=rngs)
+    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
+    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
                              for l in range(L)])
     first_in = E + H if m.input_feeding else E
@@ -380,9 +380,10 @@ class Luong(nnx.Module):
             "mask": mask, "carries": finals}
 
   def init_decode_state(self, memory):
-    B = memory["outputs"].shape[0]
+    outputs = memory["outputs"]
     return {"carries": memory["carries"],
-            "attentional": jnp.zeros((B, self.hidden_size))}        # h̃_0
+            "attentional": jnp.zeros((outputs.shape[0], self.hidden_size),
+                                     outputs.dtype)}                # h̃_0
 
   def _step(self, memory, state, e, dropout_rng=None, e_projection=None):
     """``e_projection``: e's part of the first layer's input projection, if

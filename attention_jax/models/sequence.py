@@ -39,8 +39,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attention_jax import rnn
+from attention_jax.attention import masked_softmax
 from attention_jax.data import long_range
-from attention_jax.models.layers import dropout
+from attention_jax.models.layers import Embed, dropout
 
 
 def add_to_state(carry, p: jax.Array):
@@ -104,7 +105,7 @@ class SequenceRNN(nnx.Module):
       self.embed = None
       self.in_features = spec.input_channels
     else:
-      self.embed = nnx.Embed(src_vocab_size, m.embed_dim, rngs=rngs)
+      self.embed = Embed(src_vocab_size, m.embed_dim, rngs=rngs)
       self.in_features = m.embed_dim
     options = {"reset_after": m.gru_reset_after} if m.cell == "gru" else {}
     self.cell = rnn.make_cell(m.cell, self.in_features, H, rngs=rngs, **options)
@@ -145,14 +146,13 @@ class SequenceRNN(nnx.Module):
         T = hs.shape[1]
         e = jnp.einsum("bth,bsh->bts", hs, self.attn_general(hs))      # (B, T, T)
         causal = jnp.tril(jnp.ones((T, T), bool))
-        e = jnp.where(causal, e, jnp.finfo(e.dtype).min)
-        a = jax.nn.softmax(e, axis=-1)
+        a = masked_softmax(e, causal).astype(hs.dtype)   # softmax in float32
         feats = jnp.concatenate([jnp.einsum("bts,bsh->bth", a, hs), hs], -1)
       return self.head(feats)                                        # (B, T, V)
     feats = h_last                                                   # (B, H)
     if self.pooling == "attention":
       e = self.attn_query(jnp.tanh(self.attn_key(hs)))[..., 0]         # (B, T)
-      a = jax.nn.softmax(e, axis=-1)
+      a = masked_softmax(e, None).astype(hs.dtype)       # softmax in float32
       feats = jnp.concatenate([jnp.einsum("bt,bth->bh", a, hs), h_last], -1)
     y = self.head(feats)
     return y[..., 0] if self.output_kind == "regression" else y

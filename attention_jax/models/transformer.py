@@ -30,7 +30,7 @@ from flax import nnx
 
 from attention_jax import attention
 from attention_jax.data.vocab import PAD
-from attention_jax.models.layers import dropout
+from attention_jax.models.layers import Embed, dropout
 
 
 def sinusoidal_positions(positions: jax.Array, dim: int) -> jax.Array:
@@ -150,8 +150,8 @@ class Transformer(nnx.Module):
     self.dim, self.max_positions = D, m.max_positions
     self.dropout_rate, self.pre_ln = m.dropout, m.pre_ln
     self.num_heads = m.num_heads
-    self.src_embed = nnx.Embed(src_vocab_size, D, rngs=rngs)
-    self.tgt_embed = nnx.Embed(tgt_vocab_size, D, rngs=rngs)
+    self.src_embed = Embed(src_vocab_size, D, rngs=rngs)
+    self.tgt_embed = Embed(tgt_vocab_size, D, rngs=rngs)
     block = lambda cross: Block(
         D, m.num_heads, m.mlp_dim or 4 * D, cross=cross, causal=cross,
         pre_ln=m.pre_ln, dropout_rate=m.dropout, attention_dropout=m.attention_dropout,
@@ -163,10 +163,11 @@ class Transformer(nnx.Module):
     self.tie = m.tie_embeddings
     self.out = None if m.tie_embeddings else nnx.Linear(D, tgt_vocab_size, rngs=rngs)
 
-  def _embed(self, table: nnx.Embed, tokens: jax.Array, offset=0) -> jax.Array:
+  def _embed(self, table: Embed, tokens: jax.Array, offset=0) -> jax.Array:
     T = tokens.shape[1]
-    pos = sinusoidal_positions(jnp.arange(T) + offset, self.dim)
-    return table(tokens) * jnp.sqrt(float(self.dim)) + pos        # (B, T, D)
+    x = table(tokens) * jnp.sqrt(float(self.dim))                 # (B, T, D)
+    pos = sinusoidal_positions(jnp.arange(T) + offset, self.dim)  # float32
+    return x + pos.astype(x.dtype)          # in the compute dtype (bf16 stays)
 
   def _logits(self, y: jax.Array) -> jax.Array:
     if self.dec_norm is not None:
@@ -187,6 +188,12 @@ class Transformer(nnx.Module):
       x = self.enc_norm(x)
     cross_kv = [layer.cross_attn.project_kv(x) for layer in self.decoder]
     return {"encoded": x, "src_valid": src_valid, "cross_kv": cross_kv}
+
+  @property
+  def decode_positions(self) -> int:
+    """Positions the decoder's KV cache holds (``model.max_positions``); the
+    searches of ``attention_jax.decoding`` cap their output length to it."""
+    return self.max_positions
 
   def init_decode_state(self, memory, max_length: int | None = None) -> dict:
     B = memory["encoded"].shape[0]
