@@ -28,11 +28,18 @@ a shape mismatch and locks no directory):
 
 Saves are asynchronous by default (``async_save=False`` waits for each).
 
+**Keeping.** The newest ``max_to_keep`` committed steps are kept, and also
+every step in :attr:`Checkpointer.keep` (the training loop puts the step with
+the best dev BLEU there; its number travels in each step's ``meta`` as
+``best``, so :meth:`Checkpointer.best_step` finds it and a resumed run keeps
+it). Older steps are deleted only after a newer save has committed.
+
 Several processes (one workdir on a shared filesystem): every process calls
 ``save``/``restore`` at the same steps (orbax writes cooperatively; the
 record is written by process 0 after every process's files are in), and
 :func:`reached_preemption` tells all of them the same step to stop at after a
-SIGTERM reached any one.
+SIGTERM reached any one. Deletion follows each process's own list of saved
+steps, which is the same in every process.
 """
 
 from __future__ import annotations
@@ -210,6 +217,8 @@ class Checkpointer:
     self.async_save = async_save
     self.create = create
     self.before_commit: Callable[[int], None] | None = None
+    self.keep: set[int] = set()   # steps kept beside the newest max_to_keep
+    self._saved = False
     self._pending: tuple[int, dict] | None = None   # (step, tree manifest)
     self._manager: ocp.CheckpointManager | None = None
     self._failed = False
@@ -220,7 +229,7 @@ class Checkpointer:
   def _mgr(self) -> ocp.CheckpointManager:
     if self._manager is None:
       options = ocp.CheckpointManagerOptions(
-          max_to_keep=self.max_to_keep, create=self.create,
+          max_to_keep=None, create=self.create,   # deletion: _prune
           enable_async_checkpointing=True,
           async_options=ocp.AsyncOptions(
               post_finalization_callback=self._commit))
@@ -368,13 +377,26 @@ class Checkpointer:
         f"cannot write checkpoint step {step} to {self._step_dir(step)}: "
         f"{_one_line(e)}; older steps in {self.directory} are intact") from e
 
+  def _prune(self) -> None:
+    """Deletes committed steps other than the newest ``max_to_keep`` and
+    :attr:`keep` (after a save has committed: never before)."""
+    if self._manager is None or self._failed or not self._saved:
+      return   # a checkpointer that only reads deletes nothing
+    steps = sorted(self._manager.all_steps())   # the same list in every process
+    keep = set(steps[-self.max_to_keep:]) | self.keep
+    for step in steps:
+      if step not in keep:
+        self._manager.delete(step)
+
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
     """Starts saving ``step`` (waits for it unless ``async_save``)."""
     try:
       self._mgr.wait_until_finished()   # errors of the previous save surface here
     except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many types)
       self._raise_write_error(e)
+    self._prune()
     self._pending = (step, tree_manifest(state))
+    self._saved = True
     try:
       self._mgr.save(step, args=ocp.args.Composite(
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
@@ -383,6 +405,8 @@ class Checkpointer:
         self._mgr.wait_until_finished()
     except Exception as e:  # noqa: BLE001
       self._raise_write_error(e)
+    if not self.async_save:
+      self._prune()
 
   def wait_until_finished(self) -> None:
     if self._manager is None:
@@ -391,6 +415,7 @@ class Checkpointer:
       self._manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001
       self._raise_write_error(e)
+    self._prune()
 
   # ---- reading
 
@@ -422,16 +447,36 @@ class Checkpointer:
                             f"{self._step_dir(step)}: {_one_line(e)}") from e
     return out["state"], dict(out["meta"])
 
+  def read_meta(self, step: int) -> dict[str, Any]:
+    """The JSON ``meta`` item of a step (data position, counters, best step)."""
+    try:
+      out = self._mgr.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))
+    except Exception as e:  # noqa: BLE001
+      raise CheckpointError(f"cannot read the metadata of checkpoint step {step} "
+                            f"in {self.directory}: {_one_line(e)}") from e
+    return dict(out["meta"])
+
+  def best_step(self) -> int | None:
+    """The step with the best dev BLEU, as the newest step records it (None
+    when no evaluation reported BLEU)."""
+    latest = self.latest_step()
+    if latest is None:
+      return None
+    best = self.read_meta(latest).get("best")
+    return None if not best else int(best["step"])
+
   def close(self) -> None:
     """Waits for the save in flight; a write error not yet raised is raised."""
     if self._manager is None:
       return
-    manager, self._manager = self._manager, None
     error = None
     try:
-      manager.wait_until_finished()
+      self._manager.wait_until_finished()
+      self._prune()
     except Exception as e:  # noqa: BLE001
       error = e
+    manager, self._manager = self._manager, None
     try:
       manager.close()
     except Exception:  # noqa: BLE001  (the error, if any, is the one above)

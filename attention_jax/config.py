@@ -104,6 +104,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.min_count = 1            # char/word: rarer tokens become <unk>
   c.data.max_vocab = 0            # char/word: most frequent N (0 = all)
   c.data.sp_vocab_size = 8000     # sentencepiece: pieces per side
+  c.data.normalize = "none"       # real text: none | NFC (training text, hypotheses
+                                  #   and references alike)
   c.data.length = 100             # long-range tasks (adding, copy_memory, temporal_order): T
 
   c.train = ml_collections.ConfigDict()
@@ -496,6 +498,7 @@ def _validate_data(config) -> None:
   d = config.data
   _allowed("data.tokenizer", d.tokenizer, tokenizers.KINDS)
   _allowed("data.overlong", d.overlong, ("truncate", "drop"))
+  _allowed("data.normalize", d.normalize, ("none", "NFC"))
   for key, lo in (("min_count", 1), ("max_vocab", 0), ("sp_vocab_size", 8),
                   ("reorder_depth", 0), ("reorder_clauses", 1)):
     if d[key] < lo:

@@ -29,8 +29,6 @@ from attention_jax import plots
 from attention_jax.data.vocab import EOS, PAD
 
 SPLITS = ("eval", "test")
-CSV_COLUMNS = ("bucket", "min_length", "max_length", "count", "bleu", "chrf",
-               "sequence_accuracy", "token_accuracy", "perplexity", "loss")
 
 
 class EvalError(RuntimeError):
@@ -42,7 +40,7 @@ def _one_line(e: BaseException) -> str:
   return text[:300] + ("…" if len(text) > 300 else "")
 
 
-def load(workdir: str, step: int | None = None):
+def load(workdir: str, step: int | str | None = None):
   """``train.load_model`` with every failure as one :class:`EvalError` line:
   no ``config.json``, an invalid config, no checkpoint, or a checkpoint that
   does not fit the model the config describes."""
@@ -88,14 +86,16 @@ def with_decoding(config, beam_size: int | None = None,
   return config
 
 
-def collect(run, params, config, eval_set: dict[str, np.ndarray],
+def collect(run, params, config, split: str = "eval", task=None,
             batch_size: int | None = None) -> metrics_lib.ExampleRecords:
-  """Per-example records of the whole set, decoded as ``config.eval`` says."""
+  """Per-example records of ``split`` of ``task`` (default: the run's),
+  decoded as ``config.eval`` says, scored against the split's raw references."""
   from attention_jax import train
-  objective = objectives.get(run.task.objective, run.task, config)
+  task = run.task if task is None else task
+  objective = objectives.get(task.objective, task, config, split)
   if not hasattr(objective, "records"):
     raise EvalError(f"task {config.data.task!r} (objective "
-                    f"{run.task.objective!r}) has no sequence-to-sequence "
+                    f"{task.objective!r}) has no sequence-to-sequence "
                     "evaluation")
 
   class _Collect:   # train.evaluate's batching; keep every per-example output
@@ -107,7 +107,7 @@ def collect(run, params, config, eval_set: dict[str, np.ndarray],
       return each
 
   step = jax.jit(train.make_eval_step(run.graphdef, _Collect, config))
-  each = train.evaluate(step, _Collect, params, eval_set,
+  each = train.evaluate(step, _Collect, params, task.eval_set(split),
                         batch_size or config.eval.batch_size)
   return objective.records(each)
 
@@ -117,10 +117,50 @@ def bucket_edges(config, lengths: np.ndarray) -> list[int]:
   return edges or metrics_lib.auto_bucket_edges(lengths)
 
 
+def csv_columns(unit: str) -> tuple[str, ...]:
+  """Columns of ``S_by_length.csv``; the bucket bounds name the length unit."""
+  return ("bucket", f"min_{unit}", f"max_{unit}", "count", "bleu", "bleu_ci_low",
+          "bleu_ci_high", "chrf", "chrf_ci_low", "chrf_ci_high",
+          "sequence_accuracy", "token_accuracy", "perplexity", "loss")
+
+
+def scoring(task, config, split: str) -> dict[str, Any]:
+  """What every BLEU/chrF of ``split`` is computed on, in words."""
+  text = hasattr(task, "tokenizer")
+  nfc = getattr(task, "normalization", "none") == "NFC"
+  if text:
+    refs = (f"the raw target lines of the {split} split as in the file or "
+            "dataset (only line ends removed; never truncated)")
+    hyps = (f"decoded ids detokenized by the {config.data.tokenizer!r} "
+            "tokenizer; an unknown token is written <unk>")
+  else:
+    refs = "the generated target sequences, whole"
+    joined = "concatenated" if getattr(task, "separator", " ") == "" else (
+        "joined by spaces")
+    hyps = f"decoded symbols {joined}"
+  unit = getattr(task, "length_unit", "tokens")
+  return {
+      "references": refs + (", in Unicode NFC" if nfc else ""),
+      "hypotheses": hyps + (", in Unicode NFC" if nfc else ""),
+      "normalization": "NFC (hypotheses and references)" if nfc else "none",
+      "length_unit": unit,
+      "length": (f"source length in {unit}"
+                 + (" (whitespace-separated) of the raw source line" if text else "")),
+      "signatures": {name: metrics_lib.signature(name)
+                     for name in metrics_lib.TEXT_METRICS},
+      "intervals": (f"95% bootstrap intervals [low, high]: the 2.5th and 97.5th "
+                    f"percentiles of {metrics_lib.BOOTSTRAP_SAMPLES} resamples of "
+                    f"the sentences (sacrebleu's resampling, seed "
+                    f"{metrics_lib.BOOTSTRAP_SEED}); they cover the sampling of "
+                    "test sentences only, not of training runs"),
+  }
+
+
 def report(records: metrics_lib.ExampleRecords, config, *, split: str,
-           step: int | None, workdir: str) -> dict[str, Any]:
-  """The JSON-ready report: settings, ``overall`` and ``by_length`` (and
-  ``by_unk`` when some source contains UNK)."""
+           step: int | None, workdir: str, task=None) -> dict[str, Any]:
+  """The JSON-ready report: settings, what the scores are computed on,
+  ``overall`` and ``by_length`` (with 95% intervals of BLEU and chrF), how the
+  split is held out, and ``by_unk`` when some source contains UNK."""
   edges = bucket_edges(config, records.src_length)
   e = config.eval
   out = {
@@ -128,10 +168,14 @@ def report(records: metrics_lib.ExampleRecords, config, *, split: str,
       "model": config.model.name, "task": config.data.task,
       "decoding": {"beam_size": e.beam_size, "length_penalty": e.length_penalty,
                    "max_length_a": e.max_length_a, "max_length_b": e.max_length_b},
+      "scoring": scoring(task, config, split) if task is not None else None,
+      "length_unit": getattr(task, "length_unit", "tokens"),
       "length_buckets": edges,
-      "overall": metrics_lib.summarize(records),
-      "by_length": metrics_lib.summarize_by_length(records, edges),
+      "overall": metrics_lib.summarize(records, intervals=True),
+      "by_length": metrics_lib.summarize_by_length(records, edges, intervals=True),
   }
+  if task is not None and hasattr(task, "held_out"):
+    out["held_out"] = task.held_out()
   by_unk = metrics_lib.summarize_by_unk(records)
   if by_unk is not None:
     out["by_unk"] = by_unk
@@ -145,43 +189,129 @@ def _jsonable(x):
     return {k: _jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
     return [_jsonable(v) for v in x]
+  if isinstance(x, np.generic):
+    return _jsonable(x.item())
   return x
 
 
-def write_report(rep: dict[str, Any], out_dir: str) -> dict[str, str]:
-  """Writes ``S.json``, ``S_by_length.csv`` and ``S_by_length.png``."""
+def _write_atomic(path: str, write) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8", newline="") as f:
+    write(f)
+  os.replace(tmp, path)
+
+
+def _one_per_line(texts: Sequence[str]) -> str:
+  """Text lines as sacrebleu reads them: a line feed inside one is a space."""
+  return "".join(t.replace("\n", " ") + "\n" for t in texts)
+
+
+def write_report(rep: dict[str, Any], out_dir: str,
+                 records: metrics_lib.ExampleRecords | None = None,
+                 sources: Sequence[str] | None = None) -> dict[str, str]:
+  """Writes ``S.json``, ``S_by_length.csv``, ``S_by_length.png`` and, given
+  the records, the scored text: ``S.hyp.txt`` and ``S.ref.txt`` (line by
+  line, for ``sacrebleu S.ref.txt -i S.hyp.txt``) and ``S_examples.jsonl``
+  (per example: source, hypothesis, reference, source length, exact match)."""
   os.makedirs(out_dir, exist_ok=True)
   split = rep["split"]
+  unit = rep.get("length_unit", "tokens")
   paths = {"json": os.path.join(out_dir, f"{split}.json"),
            "csv": os.path.join(out_dir, f"{split}_by_length.csv"),
            "png": os.path.join(out_dir, f"{split}_by_length.png")}
-  tmp = paths["json"] + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(_jsonable(rep), f, indent=2)
+  if records is not None:
+    paths.update(hyp=os.path.join(out_dir, f"{split}.hyp.txt"),
+                 ref=os.path.join(out_dir, f"{split}.ref.txt"),
+                 examples=os.path.join(out_dir, f"{split}_examples.jsonl"))
+    _write_atomic(paths["hyp"], lambda f: f.write(_one_per_line(records.hypotheses)))
+    _write_atomic(paths["ref"], lambda f: f.write(_one_per_line(records.references)))
+    srcs = list(sources) if sources is not None else [None] * len(records.hypotheses)
+
+    def examples(f):
+      for i, (src, hyp, ref) in enumerate(zip(srcs, records.hypotheses,
+                                              records.references)):
+        f.write(json.dumps({"row": i, "source": src, "hypothesis": hyp,
+                            "reference": ref,
+                            "source_length": int(records.src_length[i]),
+                            "exact": bool(records.exact[i])},
+                           ensure_ascii=False) + "\n")
+    _write_atomic(paths["examples"], examples)
+
+  def write_json(f):
+    json.dump(_jsonable(rep), f, indent=2, ensure_ascii=False)
     f.write("\n")
-  os.replace(tmp, paths["json"])
-  tmp = paths["csv"] + ".tmp"
-  with open(tmp, "w", encoding="utf-8", newline="") as f:
+  _write_atomic(paths["json"], write_json)
+
+  columns = csv_columns(unit)
+
+  def cell(row, col):
+    key = {f"min_{unit}": "min_length", f"max_{unit}": "max_length"}.get(col, col)
+    if col.endswith(("_ci_low", "_ci_high")):
+      ci = row.get(col.rsplit("_ci_", 1)[0] + "_ci")
+      v = None if ci is None else ci[0 if col.endswith("low") else 1]
+    else:
+      v = row.get(key)
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+      return ""
+    return f"{v:.6g}" if isinstance(v, float) else v
+
+  def write_csv(f):
     w = csv.writer(f)
-    w.writerow(CSV_COLUMNS)
+    w.writerow(columns)
     for row in rep["by_length"]:
-      w.writerow(["" if row.get(k) is None else
-                  (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k])
-                  for k in CSV_COLUMNS])
-  os.replace(tmp, paths["csv"])
+      w.writerow([cell(row, c) for c in columns])
+  _write_atomic(paths["csv"], write_csv)
   d = rep["decoding"]
   how = "greedy" if d["beam_size"] == 1 else f"beam {d['beam_size']}"
   plots.save_metric_by_length(
-      paths["png"], rep["by_length"],
+      paths["png"], rep["by_length"], unit=unit,
       title=f"{rep['model']} on {rep['task']} ({split}, step {rep['step']}, {how})")
   return paths
+
+
+def _with_ci(row: dict, name: str) -> str:
+  v, ci = row.get(name), row.get(f"{name}_ci")
+  if v is None:
+    return "-"
+  text = f"{v:.2f}"
+  if ci is not None and None not in ci:
+    text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+  return text
+
+
+def format_report(rep: dict[str, Any]) -> str:
+  """The lines ``experiments.evaluate`` prints: overall metrics with 95%
+  intervals, what they are computed on, and one line per length bucket."""
+  o, d = rep["overall"], rep["decoding"]
+  how = "greedy" if d["beam_size"] == 1 else f"beam {d['beam_size']}"
+  lines = [f"{rep['split']} at step {rep['step']} ({how}): count {o['count']}  "
+           + "  ".join(f"{k} {o[k]:.4f}" for k in
+                       ("loss", "perplexity", "token_accuracy", "sequence_accuracy")
+                       if o.get(k) is not None)
+           + f"  bleu {_with_ci(o, 'bleu')}  chrf {_with_ci(o, 'chrf')}"]
+  sc = rep.get("scoring")
+  if sc:
+    lines.append(f"  computed on: hypotheses = {sc['hypotheses']}; references = "
+                 f"{sc['references']}")
+    lines.append("  signatures: " + "; ".join(
+        f"{k} {v}" for k, v in sc["signatures"].items())
+        + "; [low, high] = 95% bootstrap interval")
+  unit = rep.get("length_unit", "tokens")
+  for row in rep["by_length"]:
+    acc = ("-" if row["sequence_accuracy"] is None
+           else f"{row['sequence_accuracy']:.3f}")
+    lines.append(f"  source {unit} {row['bucket']:>7}: n={row['count']:<5d} "
+                 f"bleu {_with_ci(row, 'bleu'):>22}  sequence_accuracy {acc}")
+  return "\n".join(lines)
 
 
 def evaluate_workdir(workdir: str, split: str = "test", *,
                      beam_size: int | None = None,
                      length_penalty: float | None = None,
-                     step: int | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-  """Loads the latest checkpoint of ``workdir``, evaluates ``split``, writes
+                     step: int | str | None = None
+                     ) -> tuple[dict[str, Any], dict[str, str]]:
+  """Loads a checkpoint of ``workdir`` (``step``: a number, ``"best"`` for the
+  best dev BLEU, None for the latest), evaluates ``split``, writes
   ``workdir/eval/``. Returns (report, paths)."""
   if split not in SPLITS:
     raise EvalError(f"--split {split!r}: allowed: {', '.join(SPLITS)}")
@@ -189,36 +319,59 @@ def evaluate_workdir(workdir: str, split: str = "test", *,
   del model
   config = with_decoding(config, beam_size, length_penalty)
   try:
-    eval_set = run.task.eval_set(split)
+    run.task.eval_set(split)
   except (KeyError, ValueError, FileNotFoundError) as e:
     raise EvalError(f"task {config.data.task!r} has no split {split!r}: "
                     f"{_one_line(e)}") from None
-  records = collect(run, run.state.params, config, eval_set)
+  records = collect(run, run.state.params, config, split)
   rep = report(records, config, split=split, step=int(run.state.step),
-               workdir=workdir)
-  return rep, write_report(rep, os.path.join(workdir, "eval"))
+               workdir=workdir, task=run.task)
+  sources = run.task.eval_sources(split) if hasattr(run.task, "eval_sources") else None
+  return rep, write_report(rep, os.path.join(workdir, "eval"), records, sources)
 
 
 # --------------------------------------------------------------------------
 # Translation
 
 
-def encode_text(task, text: str) -> list[int]:
-  """Source ids of ``text``: ``task.encode(text, "src")`` when the task has
-  it (files/TFDS tasks: their tokenizer), else whitespace-separated tokens of
-  the source vocabulary — or its characters when the vocabulary is of
-  characters (e.g. ``addition``: "12+34")."""
-  fn = getattr(task, "encode", None)
-  if fn is not None:
-    return list(fn(text, "src"))
+def encode_text(task, text: str) -> tuple[list[int], list[str]]:
+  """Source ids of ``text`` and the parts of it that became ``<unk>``.
+
+  Real text (files/TFDS tasks): the task's tokenizer, ``task.encode``;
+  unknown parts are kept as ``<unk>`` and listed. Synthetic tasks: the
+  vocabulary's symbols, whitespace-separated — or characters, spaces ignored,
+  when the task's text is characters (``addition``: "12+34"); a symbol
+  outside the vocabulary is an :class:`EvalError` naming it and the
+  vocabulary (the model has never seen it: there is no ``<unk>`` to map to).
+  """
+  if hasattr(task, "unknown"):
+    return list(task.encode(text, "src")), task.unknown(text, "src")
   vocab = task.src_vocab
-  words = text.split()
-  known = set(vocab.tokens)
-  if not all(w in known for w in words):
-    chars = [ch for ch in text if not ch.isspace()]
-    if chars and all(ch in known for ch in chars):
-      return vocab.encode(chars)
-  return vocab.encode(words)
+  chars = getattr(task, "separator", " ") == ""
+  tokens = [c for c in text if not c.isspace()] if chars else text.split()
+  known = set(vocab.tokens[4:])
+  unknown = list(dict.fromkeys(t for t in tokens if t not in known))
+  if unknown:
+    symbols = "" if chars else " "
+    raise EvalError(
+        f"input {text!r}: unknown {'characters' if chars else 'tokens'} "
+        + ", ".join(repr(t) for t in unknown) + f"; the source vocabulary of "
+        f"data.task {getattr(task, 'name', '?')!r} is {symbols.join(vocab.tokens[4:])!r}"
+        + ("" if chars else " (symbols separated by spaces)"))
+  return vocab.encode(tokens), []
+
+
+def longest_training_source(task, config) -> tuple[int, str, str]:
+  """(length, unit, config key) of the longest source the model was trained
+  on, in the units ``encode_text`` counts."""
+  d = config.data
+  if hasattr(task, "tokenizer"):
+    return d.max_length, f"{d.tokenizer} tokens", "data.max_length"
+  if d.task == "addition":
+    return 2 * d.train_max_length + 1, "characters", (
+        f"two operands of data.train_max_length={d.train_max_length} digits")
+  return d.train_max_length, getattr(task, "length_unit", "tokens"), (
+      "data.train_max_length")
 
 
 def token_strings(vocab, ids: Sequence[int]) -> list[str]:
@@ -230,32 +383,57 @@ def translate(model, config, task, texts: Sequence[str],
   """Decodes each text. Returns per text: ``source`` (token strings),
   ``output`` (token strings, EOS included if produced), ``text`` (the
   detokenized translation), ``score``, ``attention`` ([len(output),
-  len(source)] numpy, or None for a model without attention)."""
+  len(source)] numpy, or None for a model without attention), ``unknown``
+  (parts of the text that became ``<unk>``), ``tokens`` (source tokens) and
+  ``warning`` (a line when the input is longer than the training sources,
+  else None).
+
+  Real text longer than ``data.max_length`` tokens is cut to it, as
+  evaluation cuts its sources, so ``translate --file`` of a split's sources
+  prints what ``evaluate`` scores. Inputs are decoded in batches of
+  ``eval.batch_size`` (padded, like evaluation's batches).
+  """
   config = with_decoding(config, beam_size)
-  ids = [encode_text(task, t) for t in texts]
-  for text, row in zip(texts, ids):
+  limit, unit, key = longest_training_source(task, config)
+  cut = hasattr(task, "tokenizer")
+  ids, extra = [], []
+  for i, text in enumerate(texts, 1):
+    row, unknown = encode_text(task, text)
     if not row:
       raise EvalError(f"input {text!r} has no tokens")
+    warning = None
+    if len(row) > limit:
+      warning = (f"input {i} has {len(row)} source {unit.split()[-1]}, more than "
+                 f"the longest training source ({limit} {unit}, {key})"
+                 + (f": only its first {limit} are translated" if cut else ""))
+      if cut:
+        row = row[:limit]
+    ids.append(row)
+    extra.append({"unknown": unknown, "tokens": len(row), "warning": warning})
   S = max(len(r) for r in ids)
-  src = np.full((len(ids), S), PAD, np.int32)
-  for i, r in enumerate(ids):
-    src[i, :len(r)] = r
+  B = config.eval.batch_size
   graphdef, params = nnx.split(model)
 
   @jax.jit
   def run(params, src):
     return decoding.decode_from_config(nnx.merge(graphdef, params), src, config)
 
-  hyp = jax.device_get(run(params, jnp.asarray(src)))
   out = []
-  for i, r in enumerate(ids):
-    toks = np.asarray(hyp.tokens[i])
-    n = int(np.argmax(toks == EOS)) + 1 if (toks == EOS).any() else int(
-        (toks != PAD).sum())
-    att = None if hyp.attention is None else np.asarray(
-        hyp.attention[i, :n, :len(r)])
-    out.append({"source": token_strings(task.src_vocab, r),
-                "output": token_strings(task.tgt_vocab, toks[:n].tolist()),
-                "text": metrics_lib.detokenize(task, toks, "tgt"),
-                "score": float(hyp.scores[i]), "attention": att})
+  for start in range(0, len(ids), B):
+    chunk = ids[start:start + B]
+    src = np.full((B, S), PAD, np.int32)   # all-PAD rows fill the last batch
+    for i, r in enumerate(chunk):
+      src[i, :len(r)] = r
+    hyp = jax.device_get(run(params, jnp.asarray(src)))
+    for i, r in enumerate(chunk):
+      toks = np.asarray(hyp.tokens[i])
+      n = int(np.argmax(toks == EOS)) + 1 if (toks == EOS).any() else int(
+          (toks != PAD).sum())
+      att = None if hyp.attention is None else np.asarray(
+          hyp.attention[i, :n, :len(r)])
+      out.append({"source": token_strings(task.src_vocab, r),
+                  "output": token_strings(task.tgt_vocab, toks[:n].tolist()),
+                  "text": metrics_lib.detokenize(task, toks, "tgt"),
+                  "score": float(hyp.scores[i]), "attention": att,
+                  **extra[start + i]})
   return out

@@ -69,8 +69,24 @@ def sequence_correct(predictions: jax.Array, targets: jax.Array) -> jax.Array:
 #
 # BLEU (Papineni et al. 2002) and chrF (Popović 2015) come from sacrebleu
 # (Post 2018) with its default settings (13a tokenisation, exponential
-# smoothing; chrF with character n ≤ 6, β = 2) on *detokenized* text, so the
-# numbers equal ``sacrebleu REF -i HYP`` on the same lines.
+# smoothing; chrF with character n ≤ 6, β = 2) on *detokenized* hypotheses
+# against the *raw* reference lines, so the numbers equal
+# ``sacrebleu REF -i HYP`` on the same lines. Each number is stored with
+# sacrebleu's signature (``nrefs|case|…|tok|…|version``).
+#
+# Confidence intervals and paired tests are sacrebleu's (``sacrebleu.
+# significance``): B = 1000 bootstrap resamples of the sentences drawn with
+# ``default_rng(12345).choice(N, (B, N))``. The 95% interval is
+# [low, high] = the resampled scores' 2.5th and 97.5th percentiles, the bounds
+# sacrebleu computes (``estimate_ci``; it prints them as the resampled mean ±
+# half their distance, which can pass 100); the paired p-value counts
+# resamples whose centred score difference exceeds the observed one,
+# (c + 1) / (B + 1). Sentence statistics are summed with a count matrix
+# instead of sacrebleu's (B, N, k) gather: the same integers, the same scores.
+
+TEXT_METRICS = ("bleu", "chrf")
+BOOTSTRAP_SAMPLES = 1000
+BOOTSTRAP_SEED = 12345     # sacrebleu's default (SACREBLEU_SEED)
 
 
 def detokenize(task, ids, side: str = "tgt") -> str:
@@ -83,21 +99,105 @@ def detokenize(task, ids, side: str = "tgt") -> str:
   return " ".join(vocab.decode(ids))
 
 
-def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-  """Corpus BLEU in [0, 100] of one reference per hypothesis."""
-  import sacrebleu
+def text_metric(name: str):
+  """A fresh sacrebleu metric object: ``bleu`` or ``chrf``, default settings."""
+  from sacrebleu.metrics import BLEU, CHRF
+  if name == "bleu":
+    return BLEU(force=True)   # force: no warning about outputs ending in " ."
+  if name == "chrf":
+    return CHRF()
+  raise ValueError(f"unknown text metric {name!r}; known: {TEXT_METRICS}")
+
+
+def signature(name: str) -> str:
+  """sacrebleu's signature of the metric, e.g. ``nrefs:1|case:mixed|eff:no|
+  tok:13a|smooth:exp|version:2.6.0``."""
+  m = text_metric(name)
+  m.corpus_score(["a"], [["a"]])   # the signature needs the reference count
+  return m.get_signature().format()
+
+
+def corpus_score(name: str, hypotheses: Sequence[str],
+                 references: Sequence[str]) -> float:
+  """Corpus BLEU or chrF in [0, 100] of one reference per hypothesis."""
   if not hypotheses:
     return float("nan")
-  return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)],
-                                     force=True).score)
+  return float(text_metric(name).corpus_score(list(hypotheses),
+                                              [list(references)]).score)
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+  return corpus_score("bleu", hypotheses, references)
 
 
 def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
-  """Corpus chrF in [0, 100] of one reference per hypothesis."""
-  import sacrebleu
+  return corpus_score("chrf", hypotheses, references)
+
+
+def sentence_stats(name: str, hypotheses: Sequence[str],
+                   references: Sequence[str]) -> np.ndarray:
+  """sacrebleu's sufficient statistics per sentence, [N, k] (n-gram matches
+  and totals, lengths): additive, so any subset's or resample's corpus score
+  is ``score_from_stats(stats[idx].sum(0))``."""
+  m = text_metric(name)
+  stats = m._extract_corpus_statistics(list(hypotheses), [list(references)])
+  return np.asarray(stats, np.float64).reshape(len(hypotheses), -1)
+
+
+def score_from_stats(name: str, totals: np.ndarray, metric=None) -> float:
+  m = metric or text_metric(name)
+  return float(m._compute_score_from_stats(list(np.asarray(totals))).score)
+
+
+def bootstrap_indices(n: int, samples: int = BOOTSTRAP_SAMPLES,
+                      seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+  """sacrebleu's resamples of ``n`` sentences: [samples, n] indices."""
+  return np.random.default_rng(seed).choice(n, size=(samples, n), replace=True)
+
+
+def resampled_scores(name: str, stats: np.ndarray, idxs: np.ndarray) -> np.ndarray:
+  """Corpus score of each resample ``idxs[b]`` of the sentences. -> [B]."""
+  B, n = idxs.shape
+  flat = (idxs + n * np.arange(B)[:, None]).ravel()
+  counts = np.bincount(flat, minlength=B * n).reshape(B, n).astype(np.float64)
+  totals = counts @ stats                                        # (B, k)
+  m = text_metric(name)
+  return np.array([score_from_stats(name, t, m) for t in totals])
+
+
+def interval(scores: np.ndarray) -> tuple[float, float]:
+  """The 95% interval of resampled scores: their 2.5th and 97.5th
+  percentiles, as sacrebleu's ``significance.estimate_ci`` picks them."""
+  s = np.sort(np.asarray(scores))
+  k = len(s) // 40
+  return float(s[k]), float(s[len(s) - k - 1])
+
+
+def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray,
+                   observed: float) -> float:
+  """sacrebleu's paired-bootstrap p-value of a system against the baseline
+  (``significance._paired_bs_test``): resampled differences, centred, that
+  exceed the observed ``|score − baseline|``, (c + 1) / (B + 1). When no
+  resample tells the two apart (every difference 0: identical outputs, or a
+  bucket where both score 0) there is nothing to test and p = 1; sacrebleu
+  would print 1 / (B + 1) there, counting strictly greater differences."""
+  from sacrebleu.significance import _compute_p_value
+  diffs = np.abs(np.asarray(scores) - np.asarray(baseline_scores))
+  if not diffs.any() and observed == 0:
+    return 1.0
+  return float(_compute_p_value(diffs - diffs.mean(), abs(observed)))
+
+
+def score_with_interval(name: str, hypotheses: Sequence[str],
+                        references: Sequence[str]) -> tuple[float, list[float]]:
+  """The corpus score and its 95% bootstrap interval ``[low, high]``."""
   if not hypotheses:
-    return float("nan")
-  return float(sacrebleu.corpus_chrf(list(hypotheses), [list(references)]).score)
+    return float("nan"), [float("nan"), float("nan")]
+  stats = sentence_stats(name, hypotheses, references)
+  score = score_from_stats(name, stats.sum(0))
+  lo, hi = interval(resampled_scores(name, stats,
+                                     bootstrap_indices(len(hypotheses))))
+  return score, [lo, hi]
 
 
 def source_lengths(src: np.ndarray) -> np.ndarray:
@@ -159,7 +259,9 @@ class ExampleRecords:
 
   ``loss``: summed teacher-forced cross-entropy; ``tokens``: target tokens
   (EOS included); ``correct``: teacher-forced argmax hits; ``exact``: the
-  decoded hypothesis equals the target; texts are detokenized.
+  decoded hypothesis equals the target; ``hypotheses`` are detokenized,
+  ``references`` the raw reference text; ``src_length`` is in the task's
+  ``length_unit`` (words of the raw source for real text).
   """
   src_length: np.ndarray            # [N] int
   loss: np.ndarray                  # [N] float
@@ -172,19 +274,22 @@ class ExampleRecords:
 
 
 def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
-              text: bool = True) -> dict[str, Any]:
+              text: bool = True, intervals: bool = False) -> dict[str, Any]:
   """Every metric over the examples ``index`` (default: all).
 
   ``count``, ``loss`` (per target token), ``perplexity`` = exp(loss),
   ``token_accuracy`` (teacher-forced), ``sequence_accuracy`` (exact match of
-  the decoded output), and with ``text`` ``bleu``/``chrf``. Metrics of an
-  empty group are None.
+  the decoded output), and with ``text`` ``bleu``/``chrf`` (with
+  ``intervals``, also ``bleu_ci``/``chrf_ci``: 95% bootstrap intervals
+  ``[low, high]``). Metrics of an empty group are None.
   """
   idx = np.arange(len(r.loss)) if index is None else np.asarray(index)
   out: dict[str, Any] = {"count": int(len(idx))}
+  text_keys = [k for name in TEXT_METRICS
+               for k in ([name, f"{name}_ci"] if intervals else [name])]
   if len(idx) == 0:
     keys = ["loss", "perplexity", "token_accuracy", "sequence_accuracy"]
-    return {**out, **{k: None for k in keys + (["bleu", "chrf"] if text else [])}}
+    return {**out, **{k: None for k in keys + (text_keys if text else [])}}
   n = max(float(r.tokens[idx].sum()), 1.0)
   loss = float(r.loss[idx].sum()) / n
   out.update(loss=loss, perplexity=float(np.exp(min(loss, 50.0))),
@@ -193,12 +298,16 @@ def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
   if text:
     hyps = [r.hypotheses[i] for i in idx]
     refs = [r.references[i] for i in idx]
-    out.update(bleu=corpus_bleu(hyps, refs), chrf=corpus_chrf(hyps, refs))
+    for name in TEXT_METRICS:
+      if intervals:
+        out[name], out[f"{name}_ci"] = score_with_interval(name, hyps, refs)
+      else:
+        out[name] = corpus_score(name, hyps, refs)
   return out
 
 
-def summarize_by_length(r: ExampleRecords, edges: Sequence[int]
-                        ) -> list[dict[str, Any]]:
+def summarize_by_length(r: ExampleRecords, edges: Sequence[int], *,
+                        intervals: bool = False) -> list[dict[str, Any]]:
   """:func:`summarize` per source-length bucket, from the bucket of the
   shortest source to that of the longest (empty ones between: count 0)."""
   b = bucket_index(r.src_length, edges)
@@ -208,7 +317,8 @@ def summarize_by_length(r: ExampleRecords, edges: Sequence[int]
   for i in range(first, n_buckets):
     lo, hi = bucket_bounds(edges, i)
     rows.append({"bucket": bucket_label(edges, i), "min_length": lo,
-                 "max_length": hi, **summarize(r, np.nonzero(b == i)[0])})
+                 "max_length": hi,
+                 **summarize(r, np.nonzero(b == i)[0], intervals=intervals)})
   return rows
 
 

@@ -30,19 +30,23 @@ class Seq2Seq:
   """Cross-entropy with teacher forcing; decoding for exact match and BLEU.
 
   Unbound (``Seq2Seq()``) it decodes greedily up to the target length and
-  reports loss, perplexity, token and sequence accuracy. Bound to a task and
-  config (``bind``, as ``train.build_run`` does) it decodes as ``eval.*`` says
-  (``eval.beam_size`` 1 = greedy; output length from ``eval.max_length_a/b``)
-  — the same code as ``experiments.evaluate`` — and adds corpus BLEU (and
-  chrF with ``eval.chrf``) on detokenized text.
+  reports loss, perplexity, token and sequence accuracy. Bound to a task,
+  config and split (``bind``, as ``train.build_run`` does for ``eval``) it
+  decodes as ``eval.*`` says (``eval.beam_size`` 1 = greedy; output length
+  from ``eval.max_length_a/b``) — the same code as ``experiments.evaluate`` —
+  and adds corpus BLEU (and chrF with ``eval.chrf``) of the detokenized
+  hypotheses against the split's raw references
+  (``task.eval_references(split)``, found through each example's ``row``),
+  each with its sacrebleu signature (``bleu_signature``, ``chrf_signature``).
   """
 
-  def __init__(self, task=None, config=None):
+  def __init__(self, task=None, config=None, split: str = "eval"):
     self.task = task
     self.config = config
+    self.split = split
 
-  def bind(self, task, config) -> "Seq2Seq":
-    return type(self)(task, config)
+  def bind(self, task, config, split: str = "eval") -> "Seq2Seq":
+    return type(self)(task, config, split)
 
   def train_loss(self, model, batch, rng, config):
     logits, _ = model(batch["src"], batch["tgt_in"], dropout_rng=rng)
@@ -63,22 +67,32 @@ class Seq2Seq:
     loss, n = metrics_lib.cross_entropy_per_example(logits, tgt_out)
     hits = (jnp.argmax(logits, -1) == tgt_out) & (tgt_out != PAD)
     hyp = self.decode(model, src, tgt_out.shape[1])
-    return {"each_loss": loss, "each_tokens": n,
-            "each_correct": hits.sum(axis=1).astype(jnp.float32),
-            "each_exact": metrics_lib.sequence_correct(hyp.tokens, tgt_out),
-            "each_src_length": (src != PAD).sum(axis=1),
-            "each_src_unk": (src == UNK).any(axis=1),
-            "each_hyp": hyp.tokens, "each_ref": tgt_out}
+    out = {"each_loss": loss, "each_tokens": n,
+           "each_correct": hits.sum(axis=1).astype(jnp.float32),
+           "each_exact": metrics_lib.sequence_correct(hyp.tokens, tgt_out),
+           "each_src_length": (src != PAD).sum(axis=1),
+           "each_src_unk": (src == UNK).any(axis=1),
+           "each_hyp": hyp.tokens}
+    if "row" in batch:   # the example's index into the split's raw text
+      out["each_row"] = batch["row"]
+    return out
 
   def records(self, each) -> metrics_lib.ExampleRecords:
-    """Per-example records (texts detokenized) of concatenated ``each_*``."""
+    """Per-example records of concatenated ``each_*``: hypotheses
+    detokenized, references and source lengths (in ``task.length_unit``) the
+    raw text's, row by row. Unbound: no text; lengths in source tokens."""
     task = self.task
-    hyps = refs = []
+    hyps, refs, lengths = [], [], each["each_src_length"]
     if task is not None:
+      rows = each.get("each_row")
+      if rows is None:
+        rows = np.arange(len(each["each_loss"]))
       hyps = [metrics_lib.detokenize(task, r, "tgt") for r in each["each_hyp"]]
-      refs = [metrics_lib.detokenize(task, r, "tgt") for r in each["each_ref"]]
+      raw = task.eval_references(self.split)
+      refs = [raw[i] for i in rows]
+      lengths = np.asarray(task.eval_source_lengths(self.split))[rows]
     return metrics_lib.ExampleRecords(
-        src_length=each["each_src_length"], loss=each["each_loss"],
+        src_length=lengths, loss=each["each_loss"],
         tokens=each["each_tokens"], correct=each["each_correct"],
         exact=each["each_exact"], hypotheses=hyps, references=refs,
         src_has_unk=each["each_src_unk"])
@@ -88,9 +102,11 @@ class Seq2Seq:
     r = self.records(each)
     out = metrics_lib.summarize(r, text=False)
     if self.task is not None:
-      out["bleu"] = metrics_lib.corpus_bleu(r.hypotheses, r.references)
-      if self.config is not None and self.config.eval.chrf:
-        out["chrf"] = metrics_lib.corpus_chrf(r.hypotheses, r.references)
+      names = ["bleu"] + (["chrf"] if self.config is not None
+                          and self.config.eval.chrf else [])
+      for name in names:
+        out[name] = metrics_lib.corpus_score(name, r.hypotheses, r.references)
+        out[f"{name}_signature"] = metrics_lib.signature(name)
     del out["count"]
     return out
 
@@ -237,9 +253,10 @@ OBJECTIVES = {
 }
 
 
-def get(name: str, task=None, config=None):
-  """The objective ``name``, bound to ``task`` and ``config`` if it can be."""
+def get(name: str, task=None, config=None, split: str = "eval"):
+  """The objective ``name``, bound to ``task``, ``config`` and the evaluation
+  ``split`` if it can be."""
   objective = OBJECTIVES[name]
   if task is not None and hasattr(objective, "bind"):
-    objective = objective.bind(task, config)
+    objective = objective.bind(task, config, split)
   return objective

@@ -4,7 +4,10 @@
   tokens along the x axis (top), output tokens down the y axis, grey scale
   with white = 0 … black = 1, as Bahdanau et al. 2014, Fig. 3.
 * :func:`metric_by_length_figure` — BLEU / exact match against source length,
-  as Bahdanau et al. 2014, Fig. 2 (with the count of each bucket).
+  as Bahdanau et al. 2014, Fig. 2 (with the count of each bucket; BLEU's 95%
+  bootstrap interval as a band when the rows have one).
+* :func:`compare_by_length_figure` — BLEU against source length of several
+  models in one figure, each with its interval band (``experiments.compare``).
 """
 
 from __future__ import annotations
@@ -59,11 +62,21 @@ def save_attention_heatmap(path: str, weights: np.ndarray,
   return path
 
 
+def _band(ax, x, rows, key, color):
+  """Fills the interval ``row[key] = [low, high]`` where rows have one."""
+  ci = [r.get(key) for r in rows]
+  if any(c is not None for c in ci):
+    lo = np.array([np.nan if c is None else c[0] for c in ci], float)
+    hi = np.array([np.nan if c is None else c[1] for c in ci], float)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
+
+
 def metric_by_length_figure(rows: Sequence[dict[str, Any]],
                             metrics: Sequence[str] = ("bleu", "sequence_accuracy"),
-                            title: str | None = None):
+                            title: str | None = None, unit: str = "tokens"):
   """Each metric of ``rows`` (from ``metrics.summarize_by_length``) against
-  the source-length bucket; accuracies are shown in percent like BLEU."""
+  the source-length bucket (in ``unit``); accuracies are shown in percent
+  like BLEU; a metric's ``NAME_ci`` interval, if present, as a band."""
   labels = [r["bucket"] for r in rows]
   x = np.arange(len(rows))
   fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * len(rows) + 2.5), 3.4), dpi=110)
@@ -74,10 +87,11 @@ def metric_by_length_figure(rows: Sequence[dict[str, Any]],
     scale = 100.0 if name.endswith("accuracy") else 1.0
     y = np.array([np.nan if v is None else v * scale for v in y], float)
     label = f"{name} (%)" if scale == 100.0 else name
-    ax.plot(x, y, marker="o", label=label)
+    line, = ax.plot(x, y, marker="o", label=label)
+    _band(ax, x, rows, f"{name}_ci", line.get_color())
   ax.set_xticks(x)
   ax.set_xticklabels(labels, rotation=45 if len(rows) > 8 else 0)
-  ax.set_xlabel("source length (tokens)")
+  ax.set_xlabel(f"source length ({unit})")
   ax.set_ylim(-2, 102)
   ax.grid(alpha=0.3)
   for xi, r in zip(x, rows):
@@ -91,8 +105,44 @@ def metric_by_length_figure(rows: Sequence[dict[str, Any]],
 
 
 def save_metric_by_length(path: str, rows, metrics=("bleu", "sequence_accuracy"),
-                          title: str | None = None) -> str:
-  _save(metric_by_length_figure(rows, metrics, title), path)
+                          title: str | None = None, unit: str = "tokens") -> str:
+  _save(metric_by_length_figure(rows, metrics, title, unit), path)
+  return path
+
+
+def compare_by_length_figure(series: Sequence[tuple[str, Sequence[dict]]],
+                             metric: str = "bleu", unit: str = "words",
+                             title: str | None = None):
+  """``metric`` against the source-length bucket for each ``(label, rows)``
+  (rows: ``bucket``, ``count``, ``metric``, ``metric_ci`` = [low, high]), all
+  models in one figure, the 95% intervals as bands (Bahdanau et al. 2014,
+  Fig. 2 style). Every series has the same buckets."""
+  labels = [r["bucket"] for r in series[0][1]]
+  x = np.arange(len(labels))
+  fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(labels) + 3.0), 3.8), dpi=110)
+  for label, rows in series:
+    y = np.array([np.nan if r.get(metric) is None else r[metric] for r in rows], float)
+    line, = ax.plot(x, y, marker="o", label=label)
+    _band(ax, x, rows, f"{metric}_ci", line.get_color())
+  ax.set_xticks(x)
+  ax.set_xticklabels(labels, rotation=45 if len(labels) > 8 else 0)
+  ax.set_xlabel(f"source length ({unit})")
+  ax.set_ylabel(f"{metric} (band: 95% bootstrap interval)")
+  ax.set_ylim(-2, 102)
+  ax.grid(alpha=0.3)
+  for xi, r in zip(x, series[0][1]):
+    ax.annotate(f"n={r['count']}", (xi, 0), xytext=(0, 3), textcoords="offset points",
+                ha="center", fontsize=7, color="0.4")
+  ax.legend(fontsize=8, loc="best")
+  if title:
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  return fig
+
+
+def save_compare_by_length(path: str, series, metric: str = "bleu",
+                           unit: str = "words", title: str | None = None) -> str:
+  _save(compare_by_length_figure(series, metric, unit, title), path)
   return path
 
 

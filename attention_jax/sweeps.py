@@ -521,12 +521,15 @@ def eval_by_length(workdir: str, max_length: int | None = None,
   """Accuracy and BLEU of the trained model in ``workdir`` per source length.
 
   Sources of lengths 1..``max_length`` (default 2× the training limit, about
-  ``examples_per_length`` of each) are drawn from the task's ``test`` split
-  and scored by ``attention_jax.evaluation.collect`` — the decoding
-  (``eval.*``: greedy or beam) and metrics of ``experiments.evaluate`` — with
-  one bucket per length. Writes ``workdir/eval/by_length.csv``: ``length,
-  examples, token_accuracy`` (teacher-forced), ``sequence_accuracy`` (exact
-  match of the decoded output), ``bleu``, ``chrf``, ``in_training_range``.
+  ``examples_per_length`` of each) are drawn from the task's held-out
+  ``test`` split and scored by ``attention_jax.evaluation.collect`` — the
+  decoding (``eval.*``: greedy or beam) and metrics of
+  ``experiments.evaluate``, BLEU/chrF against the raw references — with one
+  bucket per length. Writes ``workdir/eval/by_length.csv``: ``length``
+  (source length in ``length_unit``: symbols, characters for ``addition``,
+  words for ``reorder``), ``examples``, ``token_accuracy`` (teacher-forced),
+  ``sequence_accuracy`` (exact match of the decoded output), ``bleu``,
+  ``chrf``, ``in_training_range``, ``length_unit``.
   """
   from attention_jax import data as data_lib
   from attention_jax import evaluation
@@ -540,8 +543,8 @@ def eval_by_length(workdir: str, max_length: int | None = None,
   c.data.eval_min_length = 1
   c.data.eval_max_length = max_length
   c.data.eval_examples = examples_per_length * max_length
-  eval_set = data_lib.build_task(c).eval_set("test")
-  records = evaluation.collect(run, run.state.params, c, eval_set)
+  task = data_lib.build_task(c)
+  records = evaluation.collect(run, run.state.params, c, "test", task=task)
   rows = []
   for r in metrics_lib.summarize_by_length(records, list(range(1, max_length + 1))):
     L = r["min_length"]
@@ -551,7 +554,8 @@ def eval_by_length(workdir: str, max_length: int | None = None,
                  "token_accuracy": r["token_accuracy"],
                  "sequence_accuracy": r["sequence_accuracy"],
                  "bleu": r.get("bleu"), "chrf": r.get("chrf"),
-                 "in_training_range": int(lo <= L <= train_max)})
+                 "in_training_range": int(lo <= L <= train_max),
+                 "length_unit": task.length_unit})
   os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   write_csv(os.path.join(workdir, BY_LENGTH_CSV), rows)
   return rows
@@ -649,7 +653,8 @@ def collect(sweep: Sweep, statuses: list[dict]
     if isinstance(last.get("baseline_loss"), (int, float)) and last["baseline_loss"] > 0:
       last["loss_ratio"] = last["loss"] / last["baseline_loss"]
     for k, v in last.items():
-      if k == "split" or (metric_keys and k not in metric_keys and k != "step"):
+      if k == "split" or k.endswith("_signature") or (
+          metric_keys and k not in metric_keys and k != "step"):
         continue
       row[k] = v
     bl_path = os.path.join(p.workdir, BY_LENGTH_CSV)

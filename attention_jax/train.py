@@ -274,8 +274,9 @@ def abstract_state(config, task) -> TrainState:
       lambda: create_state(config, len(task.src_vocab), len(task.tgt_vocab))[1])
 
 
-def load_model(workdir: str, step: int | None = None):
-  """Rebuilds a trained model from ``workdir/config.json`` and its checkpoint.
+def load_model(workdir: str, step: int | str | None = None):
+  """Rebuilds a trained model from ``workdir/config.json`` and its checkpoint
+  (``step``: a number, ``"best"`` for the best dev BLEU, None for the latest).
 
   Executes no config file. Returns ``(model, config, run)``.
   """
@@ -288,6 +289,12 @@ def load_model(workdir: str, step: int | None = None):
   ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
                                      create=False)
   try:
+    if step == "best":
+      step = ckpt.best_step()
+      if step is None:
+        raise FileNotFoundError(
+            f"no best checkpoint in {ckpt.directory}: no evaluation of this run "
+            "reported bleu")
     state, _ = ckpt.restore(run.state, step, on_corrupt=config.checkpoint.get(
         "on_corrupt", "stop"))
   finally:  # also on a failed restore: an open manager spews at exit
@@ -483,6 +490,30 @@ class _NonFiniteMonitor:
             f"{self.last_good()}")
 
 
+class _BestEval:
+  """The evaluation with the highest dev BLEU so far. Its step is saved as a
+  checkpoint and kept beside the latest ones (``Checkpointer.keep``); the
+  record travels in every checkpoint's meta, so a resumed run keeps it and
+  ``--step best`` finds it (``Checkpointer.best_step``)."""
+
+  metric = "bleu"
+
+  def __init__(self, record: dict | None):
+    self.record = dict(record) if record else None
+
+  def steps(self) -> set[int]:
+    return {int(self.record["step"])} if self.record else set()
+
+  def update(self, step: int, row: dict) -> bool:
+    """Whether ``row`` (an eval row) is a new best (strictly higher)."""
+    value = row.get(self.metric)
+    if (isinstance(value, str) or value is None or not np.isfinite(value)
+        or (self.record is not None and value <= self.record[self.metric])):
+      return False
+    self.record = {"step": int(step), self.metric: float(value)}
+    return True
+
+
 def train_and_evaluate(config, workdir: str, *,
                        stop_after_step: int | None = None,
                        allow_config_change: bool = False) -> dict[str, float]:
@@ -609,6 +640,8 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
     pending: list[tuple[int, dict]] = [
         (s, {k: _decode(v) for k, v in m.items()}) for s, m in meta.get("pending", [])]
     monitor = _NonFiniteMonitor(config, ckpt, start, meta.get("counters", {}))
+    best = _BestEval(meta.get("best"))
+    ckpt.keep = best.steps()
     last_eval: dict[str, float] = {}
     c = config
 
@@ -621,10 +654,11 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
                              f"{monitor.last_good()}")
       ckpt.wait_until_finished()   # the previous save, before any fault
       faults.before_save(step)
+      ckpt.keep = best.steps()
       ckpt.save(step, state, {
           "data": train_iter.get_state(),
           "pending": [[s, {k: _encode(v) for k, v in m.items()}] for s, m in pending],
-          "counters": monitor.counters()})
+          "counters": monitor.counters(), "best": best.record})
 
     for step in range(start + 1, total + 1):
       if preemption.requested:   # before the first step: nothing new to save
@@ -652,16 +686,23 @@ def _train_locked(config, workdir, faults, stop_after_step, allow_config_change,
         writer.write(step, "train", row)
         logging.info(progress.line(step, row["loss"], rates))
         pending = []
+      new_best = False
       if step % c.eval.every_steps == 0 or last:
         t0 = time.perf_counter()
         last_eval = evaluate(eval_step, run.objective, state.params, eval_set,
                              eval_batch_size)
         writer.write(step, "eval", last_eval)
         logging.info("eval at step %d: %s (%.1fs)", step, "  ".join(
-            f"{k} {v:.4f}" for k, v in last_eval.items()), time.perf_counter() - t0)
+            f"{k} {v:.4f}" for k, v in last_eval.items() if not isinstance(v, str)),
+            time.perf_counter() - t0)
+        new_best = best.update(step, last_eval)
+        if new_best:
+          logging.info("best dev %s so far: %.4f at step %d (its checkpoint is "
+                       "kept: --step best)", best.metric, best.record[best.metric],
+                       step)
         progress.report(step)  # do not count evaluation time as training time
       stop = preemption.stop_after(step)   # every step, on every process
-      if step % c.checkpoint.every_steps == 0 or last or stop:
+      if step % c.checkpoint.every_steps == 0 or last or stop or new_best:
         save(step)
       if stop:
         ckpt.wait_until_finished()

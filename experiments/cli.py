@@ -81,6 +81,15 @@ def load_config(holder):
   return config
 
 
+def parse_step(value: str | None, flag: str = "--step"):
+  """``--step``: None (latest), ``best`` (best dev BLEU) or a step number."""
+  if value is None or value == "best":
+    return value
+  if value.isdigit():
+    return int(value)
+  fail(f"{flag} {value!r}: expected a step number or 'best'")
+
+
 # Exit codes of the entry points (README, "Guarantees").
 EXIT_BAD_INPUT = 2       # config, flags, a config that cannot resume the workdir
 EXIT_NONFINITE = 3       # NaN/Inf loss or gradients

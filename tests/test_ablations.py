@@ -55,8 +55,11 @@ def test_tiny_point_report(tiny_point):
   if name in ("bottleneck", "reverse_source"):
     assert "by_length_sequence_accuracy.png" in pngs
     by_len = sweeps.read_csv(os.path.join(workdir, sweeps.BY_LENGTH_CSV))
-    assert [r["length"] for r in by_len] == list(range(1, 9))   # 2 × limit 4
-    assert [r["in_training_range"] for r in by_len] == [1] * 4 + [0] * 4
+    # Lengths 1..8 (2 × limit 4) of the held-out test split, which has no
+    # source of length 1 with 10 symbols (train/eval/test: 6/4/0 of 10).
+    assert [r["length"] for r in by_len] == list(range(2, 9))
+    assert [r["in_training_range"] for r in by_len] == [1] * 3 + [0] * 4
+    assert {r["length_unit"] for r in by_len} == {"symbols"}
     assert sum(r["examples"] for r in by_len) == 40 * 8
     assert {"bleu", "chrf"} <= set(by_len[0])
     assert all(0 <= r["sequence_accuracy"] <= r["token_accuracy"] + 1e-9

@@ -231,8 +231,12 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
   assert ev["src"].shape[0] == 12 and batch["src"].shape == (4, 32)
   refs = task.eval_references("eval")
   src, tgt = keys
-  assert refs == [r[tgt].strip() for r in raw if r[src].strip() and r[tgt].strip()]
-  assert task.detokenize(ev["tgt_out"][0]) == refs[0][:32]
+  # References are the raw text (not stripped, not cut at data.max_length).
+  assert refs == [r[tgt] for r in raw if r[src].strip() and r[tgt].strip()]
+  assert task.detokenize(ev["tgt_out"][0]) == refs[0].strip()[:32]
+  # mock_data serves the same examples in every split: all of them overlap.
+  assert task.held_out()["eval"] == {"pairs": 12, "pairs_in_train": 12,
+                                     "sources_in_train": 12}
 
 
 def test_catalog_unknown_name_is_one_line(tmp_path):
@@ -330,9 +334,10 @@ def test_overlong_truncated_or_dropped_and_counted(tmp_path, caplog, policy):
   done = "truncated" if policy == "truncate" else "dropped"
   assert f"train: 2 of 3 pairs longer than data.max_length=4 tokens ({done})" in (
       caplog.text)
-  # Evaluation sets are truncated, never dropped: references stay whole.
+  # Evaluation sets are truncated, never dropped: references stay whole and
+  # raw (the trailing space too); source lengths are words of the raw line.
   assert ev["src"].shape == (3, 4)
-  assert task.eval_references("eval")[1] == ("y " * 9).strip()
+  assert task.eval_references("eval")[1] == "y " * 9
   np.testing.assert_array_equal(task.eval_source_lengths("eval"), [10, 1, 2])
 
 

@@ -123,7 +123,7 @@ def test_training_eval_reports_bleu_and_matches_evaluate(workdir):
     assert json.load(f)["overall"]["count"] == 40
   with open(paths["csv"]) as f:
     lines = f.read().splitlines()
-  assert lines[0].split(",") == list(evaluation.CSV_COLUMNS) and len(lines) == 4
+  assert lines[0].split(",") == list(evaluation.csv_columns("symbols")) and len(lines) == 4
   with open(paths["png"], "rb") as f:
     assert f.read(4) == b"\x89PNG"
 
@@ -137,7 +137,7 @@ def test_evaluate_and_translate_command_lines(workdir, tmp_path):
   assert rep["decoding"]["beam_size"] == 3 and rep["split"] == "test"
   assert os.path.exists(os.path.join(d, "eval", "test_by_length.csv"))
   assert "sequence_accuracy" in p.stdout
-  p = _cli("translate", "--workdir", d, "--text", "4 5 6", "--text", "7 8",
+  p = _cli("translate", "--workdir", d, "--text", "4 5 3", "--text", "1 2",
            "--beam", "2")
   assert p.returncode == 0, p.stderr
   lines = p.stdout.strip().splitlines()

@@ -82,8 +82,10 @@ def test_transformer_kv_cache_equals_teacher_forcing(transformer):
 def test_tiny_transformer_learns_reverse(tmp_path):
   config = _config("transformer")
   final = train.train_and_evaluate(config, str(tmp_path))
-  # 300 steps, lengths 1-5, vocabulary 6: measured 0.953 exact match, 0.988
-  # token accuracy (seed 0, CPU).
+  # 600 steps, lengths 1-5, vocabulary 6, on held-out eval sequences (never
+  # trained on): measured 0.9375 exact match, 0.985 token accuracy (seed 0,
+  # CPU). With 300 steps at 3e-3 it read 0.953 while eval sequences could be
+  # training sequences, and 0.64 once they could not.
   assert final["sequence_accuracy"] >= 0.9
   assert final["token_accuracy"] >= 0.95
 

@@ -4,6 +4,15 @@ A batch is a pure function of ``(seed, split, index)`` (as in
 :mod:`attention_jax.data.synthetic`), so a resumed run sees exactly the batches
 an uninterrupted run would. ``T = config.data.length``.
 
+Held-out means held out. The tasks with discrete inputs keep their splits
+disjoint as :mod:`attention_jax.data.heldout` says: a hash of the part of the
+input that determines the answer (copy memory: the 10 symbols to remember;
+temporal order: the whole input sequence) assigns every example to one of
+train/eval/test, and each split draws only its own (rejection sampling). The
+``adding`` problem's inputs are real numbers drawn independently for each
+split's stream: two sequences coincide with probability 0, so its splits are
+disjoint by construction.
+
 * ``adding`` — the adding problem (Hochreiter & Schmidhuber 1997, Exp. 4; the
   form of Le et al. 2015 / Arjovsky et al. 2016): two input channels, a value
   ``~ U[0, 1]`` and a marker; exactly two steps are marked, one in each half of
@@ -41,7 +50,9 @@ import dataclasses
 import math
 
 import numpy as np
+from absl import logging
 
+from attention_jax.data import heldout
 from attention_jax.data.synthetic import IndexedIterator
 from attention_jax.data.vocab import Vocabulary
 
@@ -167,6 +178,20 @@ GENERATORS = {
     "copy_memory": copy_memory_examples,
     "temporal_order": temporal_order_examples,
 }
+# The part of an example that decides its split (None: continuous inputs).
+HELD_OUT_KEY = {
+    "adding": None,
+    "copy_memory": lambda ex: ex["inputs"][:, :COPY_SYMBOLS],
+    "temporal_order": lambda ex: ex["inputs"],
+}
+HELD_OUT_RULE = {
+    "adding": ("continuous inputs: each split's values are drawn independently "
+               "from U[0, 1], so two sequences coincide with probability 0 "
+               "(disjoint by construction)"),
+    "copy_memory": (f"{heldout.RULE}; the hashed source is the "
+                    f"{COPY_SYMBOLS} symbols to remember"),
+    "temporal_order": f"{heldout.RULE}; the hashed source is the whole input",
+}
 MIN_LENGTH = {"adding": 2, "copy_memory": 1, "temporal_order": 10}
 
 
@@ -198,17 +223,35 @@ class LongRangeTask:
     else:  # real-valued inputs and targets: no symbols
       self.src_vocab = self.tgt_vocab = Vocabulary.from_symbols([])
 
+  def held_out(self) -> dict:
+    return {"rule": HELD_OUT_RULE[self.name]}
+
   def _rng(self, split: str, index: int) -> np.random.Generator:
     # A distinct first word keeps these streams apart from synthetic.py's.
     return np.random.default_rng([self.seed, 1000 + _SPLIT_IDS[split], index])
 
   def examples(self, split: str, index: int, n: int) -> dict[str, np.ndarray]:
-    return GENERATORS[self.name](self._rng(split, index), n, self.length)
+    """``n`` examples of ``split``; with discrete inputs, only the split's own
+    (candidates of other splits are drawn and dropped)."""
+    rng = self._rng(split, index)
+    generate = lambda m: GENERATORS[self.name](rng, m, self.length)
+    key = HELD_OUT_KEY[self.name]
+    if key is None:
+      return generate(n)
+    want = heldout.SPLIT_IDS[split]
+    parts, have = [], 0
+    while have < n:
+      ex = generate(int((n - have) / heldout.FRACTIONS[split] * 1.25) + 8)
+      keep = heldout.split_of(key(ex)) == want
+      parts.append({k: v[keep] for k, v in ex.items()})
+      have += int(keep.sum())
+    return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
 
   def train_batch(self, index: int) -> dict[str, np.ndarray]:
     return self.examples("train", index, self.batch_size)
 
   def train_iterator(self) -> IndexedIterator:
+    logging.info("held-out splits of %r: %s", self.name, self.held_out()["rule"])
     return IndexedIterator(self.train_batch)
 
   def count_tokens(self, batch) -> int:

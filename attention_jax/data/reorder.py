@@ -399,7 +399,14 @@ def generate(rng: np.random.Generator, lex: Lexicon, depth: int, clauses: int,
   Sentences are drawn until one fits (rejection sampling), with Python's
   ``random`` seeded from ``rng`` (numpy's scalar draws are 10× slower here).
   """
-  rng = random.Random(int(rng.integers(2**63)))
+  return fitting_pair(random.Random(int(rng.integers(2**63))), lex, depth,
+                      clauses, min_length, max_length, tries)
+
+
+def fitting_pair(rng: random.Random, lex: Lexicon, depth: int, clauses: int,
+                 min_length: int, max_length: int, tries: int = 2000) -> Pair:
+  """:func:`generate` drawing from Python's ``random`` directly (many pairs
+  from one generator: no re-seeding per pair)."""
   for _ in range(tries):
     pair = _pair(sample_tree(rng, lex, depth, clauses))
     if min_length <= len(pair.source) <= max_length and len(pair.target) <= max_length:

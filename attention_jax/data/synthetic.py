@@ -1,10 +1,16 @@
 """Synthetic sequence-to-sequence tasks, deterministic from the seed.
 
-A batch is a pure function of ``(seed, split, index)``: the training pipeline's
-position is one integer, so a resumed run sees exactly the batches an
-uninterrupted run would. Training and evaluation lengths are set separately
+A training batch is a pure function of ``(seed, index)``: the training
+pipeline's position is one integer, so a resumed run sees exactly the batches
+an uninterrupted run would. Training and evaluation lengths are set separately
 (``data.train_{min,max}_length``, ``data.eval_{min,max}_length``), so a
 length-extrapolation split is one flag.
+
+Held-out sets are held out (:mod:`attention_jax.data.heldout`): a hash of the
+source assigns every source to one of train/eval/test; training draws only
+train sources, the ``eval`` and ``test`` sets only their own. The eval and
+test sets depend only on the task's settings (not on ``seed``), so every seed
+of a model is evaluated on the same sentences.
 
 Symbol tasks map a source of content symbols ``s_1 … s_n`` (``data.vocab_size``
 of them, ids ≥ 4) to a target:
@@ -27,12 +33,17 @@ Other tasks:
 from __future__ import annotations
 
 import concurrent.futures
+import random
 
 import numpy as np
+from absl import logging
 
+from attention_jax.config import ConfigError
+from attention_jax.data import heldout
 from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
 
 _SPLIT_IDS = {"train": 0, "eval": 1, "test": 2}
+_HELD_OUT_STREAM = 7_777_777   # first word of the eval/test sets' RNG (no seed)
 
 TARGET_FNS = {
     "reverse": lambda s: s[::-1],
@@ -49,33 +60,68 @@ def vocabulary(vocab_size: int) -> Vocabulary:
 ADDITION_VOCAB = Vocabulary.from_symbols([*"0123456789", "+"])
 
 
-def make_examples(task: str, rng: np.random.Generator, n: int, vocab_size: int,
-                  min_length: int, max_length: int) -> list[tuple[list[int], list[int]]]:
-  """``n`` (source_ids, target_ids) pairs of a symbol task, lengths uniform in [min, max]."""
-  fn = TARGET_FNS[task]
-  lengths = rng.integers(min_length, max_length + 1, size=n)
-  out = []
-  for L in lengths:
-    src = (rng.integers(0, vocab_size, size=L) + 4).tolist()
-    out.append((src, list(fn(src))))
-  return out
+# --------------------------------------------------------------------------
+# Strata of the source space (heldout.Strata): what is drawn, how many exist.
 
 
-def addition_examples(rng: np.random.Generator, n: int, min_digits: int,
-                      max_digits: int) -> list[tuple[list[int], list[int]]]:
-  """``n`` pairs "a+b" → "a+b evaluated", operands of min..max digits."""
-  out = []
-  for _ in range(n):
-    a, b = (_number(rng, int(rng.integers(min_digits, max_digits + 1)))
-            for _ in range(2))
-    out.append((ADDITION_VOCAB.encode(f"{a}+{b}"), ADDITION_VOCAB.encode(str(a + b))))
-  return out
+def symbol_strata(vocab_size: int, lo: int, hi: int) -> heldout.Strata:
+  """Symbol tasks: one stratum per length L; V^L sources (ids 4..V+3)."""
+  V = vocab_size
+
+  def draw(rng, L, m):
+    return rng.integers(0, V, size=(m, L)) + 4
+
+  def enumerate_(L):
+    codes = np.arange(V ** L)
+    return (codes[:, None] // V ** np.arange(L - 1, -1, -1)) % V + 4
+
+  return heldout.Strata(range(lo, hi + 1), draw, lambda L: V ** L, enumerate_)
 
 
-def _number(rng: np.random.Generator, digits: int) -> int:
-  if digits == 1:
-    return int(rng.integers(0, 10))
-  return int(rng.integers(10 ** (digits - 1), 10 ** digits))
+def _numbers(digits: int) -> int:
+  """How many numbers have ``digits`` digits (no leading zeros; 0 has one)."""
+  return 10 if digits == 1 else 9 * 10 ** (digits - 1)
+
+
+def _digit_ids(x: np.ndarray, digits: int) -> np.ndarray:
+  """[m] numbers of ``digits`` digits -> [m, digits] ids of "0".."9"."""
+  return (x[:, None] // 10 ** np.arange(digits - 1, -1, -1, dtype=np.int64)) % 10 + 4
+
+
+_PLUS = ADDITION_VOCAB.encode(["+"])[0]
+
+
+def addition_strata(lo: int, hi: int) -> heldout.Strata:
+  """``addition``: one stratum per pair of operand digit counts (da, db);
+  sources ``a+b`` as ids, ``da + db + 1`` characters."""
+
+  def first(digits):
+    return 0 if digits == 1 else 10 ** (digits - 1)
+
+  def ids(a, b, da, db):
+    plus = np.full((len(a), 1), _PLUS)
+    return np.concatenate([_digit_ids(a, da), plus, _digit_ids(b, db)], axis=1)
+
+  def draw(rng, stratum, m):
+    da, db = stratum
+    a = rng.integers(first(da), 10 ** da, size=m, dtype=np.int64)
+    b = rng.integers(first(db), 10 ** db, size=m, dtype=np.int64)
+    return ids(a, b, da, db)
+
+  def enumerate_(stratum):
+    da, db = stratum
+    a, b = np.meshgrid(np.arange(first(da), 10 ** da, dtype=np.int64),
+                       np.arange(first(db), 10 ** db, dtype=np.int64), indexing="ij")
+    return ids(a.ravel(), b.ravel(), da, db)
+
+  strata = [(da, db) for da in range(lo, hi + 1) for db in range(lo, hi + 1)]
+  return heldout.Strata(strata, draw, lambda s: _numbers(s[0]) * _numbers(s[1]),
+                        enumerate_)
+
+
+def addition_target(src: list[int]) -> list[int]:
+  a, b = "".join(ADDITION_VOCAB.decode(src)).split("+")
+  return ADDITION_VOCAB.encode(str(int(a) + int(b)))
 
 
 def pad_batch(examples, src_len: int, tgt_len: int) -> dict[str, np.ndarray]:
@@ -130,13 +176,16 @@ class SyntheticTask:
     self.eval_lengths = (d.eval_min_length, d.eval_max_length)
     self.batch_size = config.train.batch_size
     self.eval_examples = d.eval_examples
-    self._sep = " "
+    self.separator = " "          # between symbols in text ("" = characters)
+    self.length_unit = "symbols"  # of eval_source_lengths
+    self._strata: dict[str, heldout.Strata] = {}
     if self.name == "addition":
       self.src_vocab = self.tgt_vocab = ADDITION_VOCAB
-      self._sep = ""
+      self.separator, self.length_unit = "", "characters"
     elif self.name == "reorder":
       from attention_jax.data import reorder as reorder_lib
       self._reorder = reorder_lib
+      self.length_unit = "words"
       self.depth, self.clauses = d.reorder_depth, d.reorder_clauses
       self.lexicon = reorder_lib.Lexicon.build(d.vocab_size)
       self.src_vocab = Vocabulary.from_symbols(self.lexicon.source_tokens())
@@ -147,58 +196,137 @@ class SyntheticTask:
                              self.clauses, lo, hi)
     else:
       self.src_vocab = self.tgt_vocab = vocabulary(d.vocab_size)
+    if self.name != "reorder":
+      lengths = {"train": self.train_lengths, "eval": self.eval_lengths,
+                 "test": self.eval_lengths}
+      make = ((lambda lo, hi: addition_strata(lo, hi)) if self.name == "addition"
+              else (lambda lo, hi: symbol_strata(self.vocab_size, lo, hi)))
+      built: dict[tuple[int, int], heldout.Strata] = {}
+      for split, span in lengths.items():
+        if span not in built:
+          built[span] = make(*span)
+        self._strata[split] = built[span]
+      for split in ("train", "eval"):   # what training needs; test: eval_set
+        self._require(split)
     self._eval_cache: dict[str, dict] = {}
 
+  def _require(self, split: str) -> None:
+    """ConfigError unless ``split`` has a source in its length range."""
+    if self.name == "reorder" or self._strata[split].available(split):
+      return
+    which = "train" if split == "train" else "eval"
+    lo, hi = self.train_lengths if split == "train" else self.eval_lengths
+    raise ConfigError(
+        f"config keys 'data.{which}_min_length'..'data.{which}_max_length' "
+        f"({lo}..{hi}) with data.vocab_size={self.vocab_size}: no source of "
+        f"these lengths belongs to the {split} split (held-out splits are "
+        "disjoint); widen the range")
+
   def _rng(self, split: str, index: int) -> np.random.Generator:
-    return np.random.default_rng([self.seed, _SPLIT_IDS[split], index])
+    if split == "train":
+      return np.random.default_rng([self.seed, _SPLIT_IDS[split], index])
+    return np.random.default_rng([_HELD_OUT_STREAM, _SPLIT_IDS[split], index])
 
   def _widths(self, hi: int) -> tuple[int, int]:
     if self.name == "addition":
       return 2 * hi + 1, hi + 1
     return hi, hi   # reorder: generate() keeps targets within hi too
 
-  def examples(self, rng: np.random.Generator, n: int, lo: int, hi: int):
-    """``n`` (source_ids, target_ids) pairs with lengths in ``lo..hi``."""
-    if self.name == "addition":
-      return addition_examples(rng, n, lo, hi)
+  def examples(self, split: str, rng: np.random.Generator, n: int
+               ) -> list[tuple[list[int], list[int]]]:
+    """``n`` (source_ids, target_ids) pairs of ``split``'s sources, lengths
+    in the split's range (``train_*`` or ``eval_*`` lengths)."""
     if self.name == "reorder":
-      out = []
-      for _ in range(n):
-        p = self._reorder.generate(rng, self.lexicon, self.depth, self.clauses, lo, hi)
-        out.append((self.src_vocab.encode(p.source), self.tgt_vocab.encode(p.target)))
+      return self._reorder_examples(split, rng, n)
+    out = []
+    for _, row in self._strata[split].sample(rng, split, n):
+      src = row.tolist()
+      tgt = addition_target(src) if self.name == "addition" else list(
+          TARGET_FNS[self.name](src))
+      out.append((src, tgt))
+    return out
+
+  def _reorder_examples(self, split: str, rng: np.random.Generator, n: int):
+    """Grammar sentences of the split's lengths, rejection-sampled in blocks
+    until ``n`` belong to ``split``."""
+    lo, hi = self.train_lengths if split == "train" else self.eval_lengths
+    rnd = random.Random(int(rng.integers(2**63)))
+    want, out = _SPLIT_IDS[split], []
+    while len(out) < n:
+      m = int((n - len(out)) / heldout.FRACTIONS[split] * 1.25) + 8
+      pairs = [self._reorder.fitting_pair(rnd, self.lexicon, self.depth,
+                                          self.clauses, lo, hi) for _ in range(m)]
+      src = [self.src_vocab.encode(p.source) for p in pairs]
+      padded = np.full((len(src), hi), PAD, np.int32)
+      for i, row in enumerate(src):
+        padded[i, :len(row)] = row
+      which = heldout.split_of(padded)
+      out += [(s, self.tgt_vocab.encode(p.target))
+              for s, p, k in zip(src, pairs, which) if k == want]
+    return out[:n]
+
+  def held_out(self) -> dict:
+    """How the splits are kept apart, and (for small spaces) how many distinct
+    sources each split has by length (for ``addition``: by digit counts)."""
+    out = {"rule": heldout.RULE, "length_unit": self.length_unit}
+    if self.name == "reorder":
+      out["small_spaces"], out["never_drawn"] = [], {s: [] for s in heldout.SPLITS}
       return out
-    return make_examples(self.name, rng, n, self.vocab_size, lo, hi)
+    label = ((lambda s: f"{s[0]}+{s[1]} digits") if self.name == "addition"
+             else str)
+    rows, missing = {}, {}
+    for split in heldout.SPLITS:
+      r, m = heldout.describe_strata(self._strata[split], label)
+      rows.update({x["stratum"]: x for x in r})
+      missing[split] = m[split]
+    out["small_spaces"] = list(rows.values())
+    out["never_drawn"] = missing
+    return out
+
+  def held_out_line(self) -> str:
+    h = self.held_out()
+    unit = "operand digits" if self.name == "addition" else "length"
+    return heldout.summary_line(self.name, h["small_spaces"], h["never_drawn"], unit)
 
   def train_batch(self, index: int) -> dict[str, np.ndarray]:
-    lo, hi = self.train_lengths
-    ex = self.examples(self._rng("train", index), self.batch_size, lo, hi)
-    return pad_batch(ex, *self._widths(hi))
+    ex = self.examples("train", self._rng("train", index), self.batch_size)
+    return pad_batch(ex, *self._widths(self.train_lengths[1]))
 
   def train_iterator(self) -> "IndexedIterator":
+    logging.info("%s", self.held_out_line())
     return IndexedIterator(self.train_batch)
 
   def count_tokens(self, batch) -> int:
     return int((batch["src"] != PAD).sum() + (batch["tgt_out"] != PAD).sum())
 
   def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
+    """``eval_examples`` pairs of the split (``eval`` or ``test``); ``row`` is
+    each example's index, mapping per-example results back to its text."""
+    if split not in ("eval", "test"):
+      raise ValueError(f"no evaluation split {split!r}; allowed: 'eval', 'test'")
     if split not in self._eval_cache:
-      lo, hi = self.eval_lengths
-      ex = self.examples(self._rng(split, 0), self.eval_examples, lo, hi)
-      self._eval_cache[split] = pad_batch(ex, *self._widths(hi))
+      self._require(split)
+      ex = self.examples(split, self._rng(split, 0), self.eval_examples)
+      batch = pad_batch(ex, *self._widths(self.eval_lengths[1]))
+      batch["row"] = np.arange(len(ex), dtype=np.int32)
+      self._eval_cache[split] = batch
     return self._eval_cache[split]
 
   def detokenize(self, ids, side: str = "tgt") -> str:
     """Ids (stopping at EOS, skipping PAD/BOS) -> text."""
     vocab = self.src_vocab if side == "src" else self.tgt_vocab
-    return self._sep.join(vocab.decode(ids))
+    return self.separator.join(vocab.decode(ids))
 
   def eval_references(self, split: str = "eval") -> list[str]:
+    """The target text of each example (generated whole: nothing is cut)."""
     return [self.detokenize(row) for row in self.eval_set(split)["tgt_out"]]
 
   def eval_sources(self, split: str = "eval") -> list[str]:
     return [self.detokenize(row, "src") for row in self.eval_set(split)["src"]]
 
   def eval_source_lengths(self, split: str = "eval") -> np.ndarray:
+    """Source lengths in ``length_unit`` (symbols; addition: characters;
+    reorder: words), row by row."""
     return (self.eval_set(split)["src"] != PAD).sum(1)
 
 

@@ -25,7 +25,16 @@ counts (both counts named). Lines are split on ``\\n`` only (``\\u2028``,
 Pairs with an empty side are dropped and counted in the log; over-long pairs
 (more than ``data.max_length`` tokens on a side) are truncated or dropped
 (``data.overlong``) in the training split and counted in the log; evaluation
-splits are always truncated, never dropped, so their references stay whole.
+splits are always truncated, never dropped.
+
+Evaluation is against the raw text. The stored text is each line as it is in
+the file or dataset (only the line end removed); tokenizers see it stripped
+and, with ``data.normalize='NFC'``, in Unicode NFC. A reference is the raw
+target line (NFC when ``data.normalize='NFC'``, as the hypotheses are), never
+the truncated or ``<unk>``-ridden ids; a source's length for by-length
+buckets is its number of whitespace-separated words in the raw line. Pairs of
+the eval and test splits that also occur in the training split are counted,
+logged and reported by :meth:`ParallelTextTask.held_out`.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import hashlib
 import importlib
 import json
 import os
+import unicodedata
 
 import numpy as np
 from absl import logging
@@ -46,7 +56,7 @@ from attention_jax.data.synthetic import IndexedIterator, pad_batch
 from attention_jax.data.vocab import PAD
 
 ROLES = ("train", "eval", "test")
-_FORMAT = "attention_jax parallel text v1"
+_FORMAT = "attention_jax parallel text v2"   # v2: raw (unstripped) text
 
 
 # ---------------------------------------------------------------------------
@@ -96,7 +106,10 @@ def resolve(path: str, key: str) -> tuple[str, ...]:
 
 def parse_parallel(files: tuple[str, ...], blobs: tuple[bytes, ...]
                    ) -> tuple[list[tuple[int, str, str]], dict]:
-  """[(line number, source, target)] with empty pairs dropped, and a report."""
+  """[(line number, source, target)] with empty pairs dropped, and a report.
+
+  The text is kept as in the file (only ``\\n`` and a ``\\r`` before it
+  removed): references are scored as they are."""
   if len(files) == 1:
     path = files[0]
     pairs = []
@@ -114,7 +127,7 @@ def parse_parallel(files: tuple[str, ...], blobs: tuple[bytes, ...]
       raise DataError(f"{files[0]} has {len(src)} lines but {files[1]} has "
                       f"{len(tgt)} lines; they must be line-aligned")
     pairs = [(n, s, t) for n, (s, t) in enumerate(zip(src, tgt), 1)]
-  kept = [(n, s.strip(), t.strip()) for n, s, t in pairs if s.strip() and t.strip()]
+  kept = [(n, s, t) for n, s, t in pairs if s.strip() and t.strip()]
   empty = [n for n, s, t in pairs if not (s.strip() and t.strip())]
   name = " + ".join(files)
   if not kept:
@@ -350,7 +363,7 @@ class CatalogCorpus:
                         f"(preparing needs the network once): {type(e).__name__}: "
                         + " ".join(str(e).split())[:300]) from None
       rows = read_source(source, src_key, tgt_key, where)
-      kept = [(n, s.strip(), t.strip()) for n, s, t in rows if s.strip() and t.strip()]
+      kept = [(n, s, t) for n, s, t in rows if s.strip() and t.strip()]
       report = {"file": where, "lines": len(rows), "pairs": len(kept),
                 "empty_dropped": len(rows) - len(kept), "first_empty_line": next(
                     (n for n, s, t in rows if not (s.strip() and t.strip())), None)}
@@ -378,6 +391,7 @@ class ParallelTextTask:
   """
 
   objective = "seq2seq"
+  length_unit = "words"   # of eval_source_lengths: words of the raw source
 
   @staticmethod
   def config_keys(config) -> tuple[str, ...]:
@@ -392,16 +406,20 @@ class ParallelTextTask:
                 "target_lang", "tfds_data_dir")
     tokenizer = (("sp_vocab_size",) if d.tokenizer == "sentencepiece"
                  else ("min_count", "max_vocab"))
+    if d.tokenizer == "word" and d.task == "files":   # the Moses languages
+      tokenizer += ("source_lang", "target_lang")
     return (*source, "max_length", "overlong", "bucket_boundaries", "tokenizer",
-            *tokenizer)
+            *tokenizer, "normalize")
 
   def __init__(self, config, workdir: str | None = None):
     d = config.data
     self.config = config
     self.max_length = d.max_length
+    self.normalization = d.normalize
     self.boundaries = pipeline.parse_boundaries(d.bucket_boundaries, d.max_length)
     self.corpus = FilesCorpus(config) if d.task == "files" else CatalogCorpus(config)
     self._encoded: dict[str, dict] = {}
+    self._overlap: dict | None = None
     record = os.path.join(workdir, "tokenizer.json") if workdir else None
     if record and os.path.exists(record):
       with open(record, encoding="utf-8") as f:
@@ -411,10 +429,18 @@ class ParallelTextTask:
       logging.info("tokenizers loaded from %s", record)
     else:
       train = self.corpus.pairs("train")
-      self.src_tok = self._train_tokenizer([s for _, s, _ in train], "src")
-      self.tgt_tok = self._train_tokenizer([t for _, _, t in train], "tgt")
+      self.src_tok = self._train_tokenizer([self.prepare(s) for _, s, _ in train], "src")
+      self.tgt_tok = self._train_tokenizer([self.prepare(t) for _, _, t in train], "tgt")
     logging.info("vocabularies (%s): source %d, target %d tokens",
                  d.tokenizer, len(self.src_vocab), len(self.tgt_vocab))
+
+  def normalize(self, text: str) -> str:
+    """``text`` in Unicode NFC if ``data.normalize='NFC'``, else unchanged."""
+    return unicodedata.normalize("NFC", text) if self.normalization == "NFC" else text
+
+  def prepare(self, text: str) -> str:
+    """What a tokenizer sees: the text stripped (and normalized)."""
+    return self.normalize(text.strip())
 
   def _train_tokenizer(self, texts: list[str], side: str):
     d = self.config.data
@@ -422,8 +448,13 @@ class ParallelTextTask:
       return tok_lib.SentencePieceTokenizer.train(
           texts, d.sp_vocab_size, seed=self.config.seed,
           cache_dir=os.path.join(self.corpus.cache_dir(), "spm"))
-    cls = tok_lib.CharTokenizer if d.tokenizer == "char" else tok_lib.WordTokenizer
-    return cls.train(texts, d.min_count, d.max_vocab)
+    if d.tokenizer == "char":
+      return tok_lib.CharTokenizer.train(texts, d.min_count, d.max_vocab)
+    lang = d.source_lang if side == "src" else d.target_lang
+    if not lang and isinstance(self.corpus, CatalogCorpus):
+      lang = self.corpus._keys()[0 if side == "src" else 1]
+    return tok_lib.WordTokenizer.train(texts, d.min_count, d.max_vocab,
+                                       lang=tok_lib.moses_language(lang))
 
   @property
   def src_vocab(self):
@@ -443,11 +474,19 @@ class ParallelTextTask:
       json.dump(record, f, indent=2)
     os.replace(path + ".tmp", path)
 
+  def tokenizer(self, side: str):
+    return self.src_tok if side == "src" else self.tgt_tok
+
   def encode(self, text: str, side: str = "src") -> list[int]:
-    return (self.src_tok if side == "src" else self.tgt_tok).encode(text)
+    return self.tokenizer(side).encode(self.prepare(text))
+
+  def unknown(self, text: str, side: str = "src") -> list[str]:
+    """The parts of ``text`` that encode to ``<unk>``."""
+    return self.tokenizer(side).unknown(self.prepare(text))
 
   def detokenize(self, ids, side: str = "tgt") -> str:
-    return (self.src_tok if side == "src" else self.tgt_tok).decode(ids)
+    """Text of ids (``<unk>`` written literally), normalized as the data is."""
+    return self.normalize(self.tokenizer(side).decode(ids))
 
   def encoded(self, role: str) -> dict:
     """Token ids of a split after the over-long policy, and its raw text."""
@@ -460,8 +499,7 @@ class ParallelTextTask:
            "src_lengths": []}
     over = 0
     for n, s, t in pairs:
-      a, b = self.src_tok.encode(s), self.tgt_tok.encode(t)
-      src_length = len(a)
+      a, b = self.encode(s, "src"), self.encode(t, "tgt")
       if len(a) > M or len(b) > M:
         over += 1
         if drop:
@@ -471,8 +509,8 @@ class ParallelTextTask:
       out["tgt"].append(np.asarray(b, np.int32))
       out["lines"].append(n)
       out["sources"].append(s)
-      out["references"].append(t)
-      out["src_lengths"].append(src_length)
+      out["references"].append(self.normalize(t))
+      out["src_lengths"].append(len(s.split()))
     if over:
       logging.warning("%s: %d of %d pairs longer than data.max_length=%d tokens "
                       "(%s)", role, over, len(pairs), M,
@@ -483,7 +521,35 @@ class ParallelTextTask:
     self._encoded[role] = out
     return out
 
+  def held_out(self) -> dict:
+    """Pairs (and sources) of the eval/test splits that also occur in the
+    training split, compared after stripping (and NFC, if applied)."""
+    if self._overlap is None:
+      train = self.corpus.pairs("train")
+      pairs = {(self.prepare(s), self.prepare(t)) for _, s, t in train}
+      sources = {p[0] for p in pairs}
+      self._overlap = {"rule": "files/tfds splits are as given; pairs also in "
+                               "the training split are counted here"}
+      for role in ("eval", "test"):
+        try:
+          rows = self.corpus.pairs(role)
+        except DataError:   # no such split configured
+          continue
+        keys = [(self.prepare(s), self.prepare(t)) for _, s, t in rows]
+        n_pairs = sum(k in pairs for k in keys)
+        n_src = sum(k[0] in sources for k in keys)
+        self._overlap[role] = {"pairs": len(rows), "pairs_in_train": n_pairs,
+                               "sources_in_train": n_src}
+        if n_pairs or n_src:
+          logging.warning("%s: %d of %d pairs (and %d sources) also occur in "
+                          "the training split", role, n_pairs, len(rows), n_src)
+        else:
+          logging.info("%s: none of its %d pairs occurs in the training split",
+                       role, len(rows))
+    return self._overlap
+
   def train_iterator(self) -> IndexedIterator:
+    self.held_out()   # logs the overlap of eval/test with training
     e = self.encoded("train")
     batches = pipeline.BucketedBatches(e["src"], e["tgt"],
                                        self.config.train.batch_size,
@@ -493,22 +559,26 @@ class ParallelTextTask:
     return IndexedIterator(batches.batch)
 
   def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
-    """The whole split in file order, padded to its longest pair."""
+    """The whole split in file order, padded to its longest pair; ``row`` is
+    each pair's index into ``eval_references(split)``."""
     e = self.encoded(split)
     if "padded" not in e:
       width = max(max(len(s) for s in e["src"]), max(len(t) for t in e["tgt"]))
       e["padded"] = pad_batch(list(zip(e["src"], e["tgt"])), width, width)
+      e["padded"]["row"] = np.arange(len(e["src"]), dtype=np.int32)
     return e["padded"]
 
   def eval_references(self, split: str = "eval") -> list[str]:
-    """The raw target sentences of ``eval_set(split)``, row by row."""
+    """The raw target lines of ``eval_set(split)``, row by row (NFC if the
+    data is normalized)."""
     return list(self.encoded(split)["references"])
 
   def eval_sources(self, split: str = "eval") -> list[str]:
+    """The raw source lines, row by row."""
     return list(self.encoded(split)["sources"])
 
   def eval_source_lengths(self, split: str = "eval") -> np.ndarray:
-    """Source lengths in tokens before truncation, row by row."""
+    """Words (whitespace-separated) of each raw source line, row by row."""
     return np.asarray(self.encoded(split)["src_lengths"])
 
   def count_tokens(self, batch) -> int:

@@ -5,11 +5,22 @@ Every tokenizer has a :class:`~attention_jax.data.vocab.Vocabulary` whose ids
 (stopping at EOS). Vocabularies are built from the training split only:
 
 * ``char``: every character (spaces included) seen ``data.min_count`` times;
-* ``word``: whitespace-separated words seen ``data.min_count`` times, the
-  ``data.max_vocab`` most frequent (0 = all); others become ``<unk>``;
+* ``word``: words and punctuation split apart by the Moses tokenizer
+  (``sacremoses``, escaping off; language ``data.source_lang`` /
+  ``data.target_lang`` when they are language codes, else ``en``), seen
+  ``data.min_count`` times, the ``data.max_vocab`` most frequent (0 = all);
+  others become ``<unk>``. ``decode`` detokenizes with the Moses detokenizer
+  (``"( Geben Sie"`` → ``"(Geben Sie"``);
 * ``sentencepiece``: a unigram model (Kudo 2018) of ``data.sp_vocab_size``
-  pieces trained offline on the training split. The model file (a protobuf,
-  not a pickle) is cached beside the data and copied into the workdir.
+  pieces trained offline on the training split, with no normalization of its
+  own (``identity`` rule, whitespace kept) so that ``decode(encode(x)) == x``
+  for every text whose characters were seen in training: spacing is restored
+  exactly. The model file (a protobuf, not a pickle) is cached beside the data
+  and copied into the workdir.
+
+``decode`` writes an unknown token (id 3) as the literal ``<unk>``, which
+never matches reference text (SentencePiece would render it `` ⁇ ``);
+``unknown(text)`` lists the parts of a text that encode to ``<unk>``.
 
 Nothing is pickled: a vocabulary is a text file with one token per line, and a
 SentencePiece model is its own ``.model`` file.
@@ -26,7 +37,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from attention_jax.config import ConfigError
-from attention_jax.data.vocab import EOS, SPECIALS, Vocabulary
+from attention_jax.data.vocab import EOS, SPECIALS, UNK, Vocabulary
 
 KINDS = ("char", "word", "sentencepiece")
 
@@ -52,23 +63,53 @@ class CharTokenizer:
   def decode(self, ids) -> str:
     return "".join(self.vocab.decode(ids))
 
+  def unknown(self, text: str) -> list[str]:
+    return [c for c, i in zip(text, self.encode(text)) if i == UNK]
+
+
+def moses_language(code: str) -> str:
+  """``code`` if it looks like a language code (``de``, ``deu``), else ``en``."""
+  return code.lower() if code.isalpha() and len(code) in (2, 3) else "en"
+
 
 class WordTokenizer:
+  """Moses tokenization (``split="moses"``), or plain whitespace splitting
+  (``split="whitespace"``: workdirs written before Moses was used)."""
+
   kind = "word"
 
-  def __init__(self, vocab: Vocabulary):
+  def __init__(self, vocab: Vocabulary, lang: str = "en", split: str = "moses"):
     self.vocab = vocab
+    self.lang = lang
+    self.split = split
+    if split == "moses":
+      from sacremoses import MosesDetokenizer, MosesTokenizer
+      self._tok = MosesTokenizer(lang)
+      self._detok = MosesDetokenizer(lang)
+
+  def words(self, text: str) -> list[str]:
+    if self.split == "whitespace":
+      return text.split()
+    return self._tok.tokenize(text, escape=False)
 
   @classmethod
-  def train(cls, texts: Iterable[str], min_count: int = 1, max_vocab: int = 0):
-    return cls(_from_counts(collections.Counter(w for t in texts for w in t.split()),
-                            min_count, max_vocab))
+  def train(cls, texts: Iterable[str], min_count: int = 1, max_vocab: int = 0,
+            lang: str = "en"):
+    probe = cls(Vocabulary.from_symbols([]), lang)
+    counts = collections.Counter(w for t in texts for w in probe.words(t))
+    return cls(_from_counts(counts, min_count, max_vocab), lang)
 
   def encode(self, text: str) -> list[int]:
-    return self.vocab.encode(text.split())
+    return self.vocab.encode(self.words(text))
 
   def decode(self, ids) -> str:
-    return " ".join(self.vocab.decode(ids))
+    words = self.vocab.decode(ids)
+    if self.split == "whitespace":
+      return " ".join(words)
+    return self._detok.detokenize(words, unescape=False)
+
+  def unknown(self, text: str) -> list[str]:
+    return [w for w in self.words(text) if self.vocab.encode([w])[0] == UNK]
 
 
 def _from_counts(counts: collections.Counter, min_count: int,
@@ -100,7 +141,7 @@ class SentencePieceTokenizer:
     """Trains on ``texts`` (or reuses the model cached for the same inputs)."""
     import sentencepiece as spm
     key = hashlib.sha256()
-    key.update(f"v1 unigram {vocab_size} {seed}\n".encode())
+    key.update(f"v2 unigram identity {vocab_size} {seed}\n".encode())
     for t in texts:
       key.update(t.encode("utf-8") + b"\n")
     path = None
@@ -117,6 +158,7 @@ class SentencePieceTokenizer:
         character_coverage=1.0, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
         pad_piece=SPECIALS[0], bos_piece=SPECIALS[1], eos_piece=SPECIALS[2],
         unk_piece=SPECIALS[3], input_sentence_size=1_000_000,
+        normalization_rule_name="identity", remove_extra_whitespaces=False,
         shuffle_input_sentence=True, num_threads=1, minloglevel=2)
     proto = out.getvalue()
     if path:
@@ -131,15 +173,33 @@ class SentencePieceTokenizer:
     return self.sp.encode(text)
 
   def decode(self, ids) -> str:
+    """Pieces to text; each unknown piece is written ``<unk>``."""
     ids = np.asarray(ids).tolist()
     if EOS in ids:
       ids = ids[:ids.index(EOS)]
-    return self.sp.decode([i for i in ids if i >= 3])
+    ids = [i for i in ids if i >= UNK]
+    out, run = [], []
+    for i in ids + [UNK]:
+      if i != UNK:
+        run.append(i)
+        continue
+      if run:   # sp.decode drops a run's leading "▁"; put the space back
+        lead = " " if out and self.sp.id_to_piece(run[0]).startswith("\u2581") else ""
+        out.append(lead + self.sp.decode(run))
+        run = []
+      out.append(SPECIALS[UNK])
+    return "".join(out[:-1])
+
+  def unknown(self, text: str) -> list[str]:
+    pieces = self.sp.encode(text, return_type="proto").pieces
+    return [p.surface for p in pieces if p.id == UNK]
 
 
 def save(tokenizer, workdir: str, side: str) -> dict:
   """Writes what rebuilds ``tokenizer`` into ``workdir``; returns its record."""
   record = {"kind": tokenizer.kind, "vocab": f"vocab_{side}.txt"}
+  if tokenizer.kind == "word":
+    record.update(split=tokenizer.split, lang=tokenizer.lang)
   tokenizer.vocab.save(os.path.join(workdir, record["vocab"]))
   if tokenizer.kind == "sentencepiece":
     record["model"] = f"spm_{side}.model"
@@ -163,4 +223,7 @@ def load(workdir: str, record: dict):
                        "recorded in tokenizer.json")
     return SentencePieceTokenizer(proto)
   vocab = Vocabulary.load(os.path.join(workdir, record["vocab"]))
-  return {"char": CharTokenizer, "word": WordTokenizer}[record["kind"]](vocab)
+  if record["kind"] == "word":   # records without "split" predate Moses
+    return WordTokenizer(vocab, record.get("lang", "en"),
+                         record.get("split", "whitespace"))
+  return CharTokenizer(vocab)
