@@ -57,6 +57,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from attention_jax.errors import (CheckpointError, CheckpointWriteError,
+                                  CorruptCheckpointError)
+
 INTEGRITY_NAME = "integrity.json"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 ITEMS = ("state", "meta")
@@ -64,20 +67,6 @@ QUARANTINE_NAME = "checkpoints_quarantine"   # beside the checkpoint directory
 ON_CORRUPT = ("fallback", "stop")
 
 
-class CheckpointError(RuntimeError):
-  """A checkpoint cannot be written or read. The message is one line."""
-
-
-class CheckpointWriteError(CheckpointError):
-  """Saving a step failed (e.g. the disk is full); older steps are intact."""
-
-
-class CorruptCheckpointError(CheckpointError):
-  """A step's files do not match the hashes recorded when it was saved."""
-
-  def __init__(self, step: int, message: str):
-    super().__init__(message)
-    self.step = step
 
 
 # --------------------------------------------------------------------------

@@ -44,13 +44,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from attention_jax import config as config_lib
 from attention_jax import evaluation
 from attention_jax import metrics as metrics_lib
 from attention_jax import plots
+from attention_jax import workdir as workdir_lib
+from attention_jax.errors import EvalError
 
 
-class CompareError(evaluation.EvalError):
+class CompareError(EvalError):
   """The workdirs cannot be compared. The message is one line."""
 
 
@@ -68,31 +69,14 @@ class Outputs:
   reused: bool                 # read from eval/ rather than decoded now
 
 
-def _read_config(workdir: str):
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise CompareError(f"{path} not found: is {workdir} a workdir?")
-  with open(path, encoding="utf-8") as f:
-    return config_lib.from_json(f.read())
-
-
 def _wanted(workdir: str, step, beam_size, length_penalty) -> tuple[int | None, dict]:
   """The checkpoint step and decoding settings an evaluation must have."""
-  from attention_jax import checkpoint as checkpoint_lib
-  config = evaluation.with_decoding(_read_config(workdir), beam_size, length_penalty)
+  config = evaluation.with_decoding(workdir_lib.read_config(workdir), beam_size,
+                                    length_penalty)
   e = config.eval
   decoding = {"beam_size": e.beam_size, "length_penalty": e.length_penalty,
               "max_length_a": e.max_length_a, "max_length_b": e.max_length_b}
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                     create=False)
-  try:
-    if step == "best":
-      step = ckpt.best_step()
-    elif step is None:
-      step = ckpt.latest_step()
-  finally:
-    ckpt.close()
-  return step, decoding
+  return workdir_lib.resolve_step(workdir, step), decoding
 
 
 def _read_examples(path: str) -> list[dict]:
@@ -194,7 +178,7 @@ def compare_workdirs(groups: Sequence[Sequence[str]], split: str = "test", *,
   _check_same_test_set(flat, split)
   first = flat[0]
   unit = first.unit
-  config = _read_config(first.workdir)
+  config = workdir_lib.read_config(first.workdir)
   try:
     edges = metrics_lib.parse_bucket_edges(
         config.eval.length_buckets if length_buckets is None else length_buckets)

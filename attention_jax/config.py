@@ -29,13 +29,20 @@ from typing import Any
 
 import ml_collections
 
-# Registries are filled by the modules that own them; validation reads them.
-SCHEDULES = ("constant", "cosine", "rsqrt")
-OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
+# Validation reads the registries of the modules that own them (none of these
+# imports this module back).
+from attention_jax import attention
+from attention_jax import checkpoint
+from attention_jax import data
+from attention_jax import metrics
+from attention_jax import models
+from attention_jax import rnn
+from attention_jax import step
+from attention_jax.data import batching, long_range, parallel_text, tokenizers
+from attention_jax.errors import ConfigError
+from attention_jax.models import layers, sequence
 
 
-class ConfigError(ValueError):
-  """A config key or value is wrong. The message is one line naming the key."""
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -251,9 +258,6 @@ def _allowed(key: str, value: Any, allowed) -> None:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the first unknown key or invalid value."""
-  from attention_jax import data as data_lib  # registries (late: avoid cycles)
-  from attention_jax import models as models_lib
-
   schema = _flatten(base_config())
   given = {k: v for k, v in _flatten(config).items()
            if not k.startswith(PER_MODEL + ".")}
@@ -285,39 +289,38 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(f"config key '{key}' must be of type "
                         f"{type(default).__name__}, got {value!r}")
 
-  _allowed("model.name", config.model.name, sorted(models_lib.MODELS))
-  if not data_lib.is_known_task(config.data.task):
+  _allowed("model.name", config.model.name, sorted(models.MODELS))
+  if not data.is_known_task(config.data.task):
     raise ConfigError(f"config key 'data.task' has value {config.data.task!r}; "
-                      f"allowed: {data_lib.describe_tasks()}")
+                      f"allowed: {data.describe_tasks()}")
   _validate_data(config)
-  _allowed("model.cell", config.model.cell, ("gru", "lstm", "elman"))
-  _allowed("model.readout", config.model.readout, ("linear", "maxout"))
-  _allowed("model.pooling", config.model.pooling, ("last", "attention"))
-  long_range = config.data.task in data_lib.LONG_RANGE_TASKS
-  if long_range != (config.model.name in models_lib.SEQUENCE_MODELS):
+  _allowed("model.cell", config.model.cell, rnn.CELLS)
+  _allowed("model.readout", config.model.readout, layers.READOUTS)
+  _allowed("model.pooling", config.model.pooling, sequence.POOLINGS)
+  is_long_range = config.data.task in data.LONG_RANGE_TASKS
+  if is_long_range != (config.model.name in models.SEQUENCE_MODELS):
     raise ConfigError(
         f"config key 'model.name' has value {config.model.name!r}, which cannot "
         f"run data.task {config.data.task!r}; long-range tasks "
-        f"({', '.join(data_lib.LONG_RANGE_TASKS)}) need one of: "
-        + ", ".join(repr(m) for m in models_lib.SEQUENCE_MODELS))
-  if long_range:
-    from attention_jax.data import long_range as long_range_lib
-    least = long_range_lib.MIN_LENGTH[config.data.task]
+        f"({', '.join(data.LONG_RANGE_TASKS)}) need one of: "
+        + ", ".join(repr(m) for m in models.SEQUENCE_MODELS))
+  if is_long_range:
+    least = long_range.MIN_LENGTH[config.data.task]
     if config.data.length < least:
       raise ConfigError(f"config key 'data.length' must be >= {least} for "
                         f"data.task {config.data.task!r}, got {config.data.length!r}")
   _allowed("model.rnn_hoist_input_projection",
-           config.model.rnn_hoist_input_projection, ("auto", "true", "false"))
-  _allowed("model.rnn_backward", config.model.rnn_backward,
-           ("auto", "autodiff", "fused"))
+           config.model.rnn_hoist_input_projection, rnn.HOIST_CHOICES)
+  _allowed("model.rnn_backward", config.model.rnn_backward, rnn.BACKWARD_CHOICES)
   _allowed("model.attention_score", config.model.attention_score,
-           ("dot", "general", "concat"))
+           attention.LUONG_SCORES)
   _allowed("model.attention_impl", config.model.attention_impl,
-           ("auto", "einsum", "xla", "cudnn"))
-  _allowed("train.schedule", config.train.schedule, SCHEDULES)
-  _allowed("train.optimizer", config.train.optimizer, OPTIMIZERS)
-  _allowed("checkpoint.on_corrupt", config.checkpoint.on_corrupt, ("fallback", "stop"))
-  _allowed("train.compute_dtype", config.train.compute_dtype, ("float32", "bfloat16"))
+           attention.IMPLEMENTATIONS)
+  _allowed("train.schedule", config.train.schedule, tuple(step.SCHEDULES))
+  _allowed("train.optimizer", config.train.optimizer, tuple(step.OPTIMIZERS))
+  _allowed("checkpoint.on_corrupt", config.checkpoint.on_corrupt,
+           checkpoint.ON_CORRUPT)
+  _allowed("train.compute_dtype", config.train.compute_dtype, step.COMPUTE_DTYPES)
 
   positive = ("model.embed_dim", "model.hidden_size", "model.num_layers",
               "model.num_heads", "model.max_positions",
@@ -345,9 +348,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if config.eval.max_length_a + config.eval.max_length_b < 1:
     raise ConfigError("config keys 'eval.max_length_a' + 'eval.max_length_b' must "
                       "be >= 1 (the output limit of a one-token source)")
-  from attention_jax import metrics as metrics_lib
   try:
-    metrics_lib.parse_bucket_edges(config.eval.length_buckets)
+    metrics.parse_bucket_edges(config.eval.length_buckets)
   except ValueError as e:
     raise ConfigError(f"config key 'eval.length_buckets': {e}") from None
   for key in ("model.dropout", "model.attention_dropout", "train.label_smoothing",
@@ -364,7 +366,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   _refuse_ignored_keys(config)
   # train.warmup_steps > train.steps is allowed (a short smoke run of a config
   # with a long warm-up): the schedule cuts the warm-up to the run, and
-  # train_and_evaluate logs that it did (train.make_schedule).
+  # train_and_evaluate logs that it did (step.make_schedule).
 
 
 # Keys a resumed run may change without --allow_config_change: they steer
@@ -374,8 +376,6 @@ RESUME_FREE_KEYS = ("eval.", "checkpoint.", "train.log_every_steps",
                     "train.skip_nonfinite", "train.max_consecutive_nonfinite",
                     "train.num_devices", "data.tfds_data_dir",
                     "model.attention_impl")
-# Schedules whose learning rate at a step does not depend on train.steps.
-STEPS_FREE_SCHEDULES = ("constant", "rsqrt")
 
 
 def config_changes(old: dict, new: ml_collections.ConfigDict
@@ -404,8 +404,8 @@ def is_resume_free(key: str, old: dict, new: ml_collections.ConfigDict) -> bool:
   """
   if key == "train.steps":
     old_schedule = _flatten(old).get("train.schedule")
-    return (old_schedule in STEPS_FREE_SCHEDULES
-            and new.train.schedule in STEPS_FREE_SCHEDULES)
+    return (old_schedule in step.STEPS_FREE_SCHEDULES
+            and new.train.schedule in step.STEPS_FREE_SCHEDULES)
   return any(key.startswith(p) if p.endswith(".") else key == p
              for p in RESUME_FREE_KEYS)
 
@@ -427,7 +427,7 @@ def _validate_attention_models(config) -> None:
   if m.name == "gpt" and d.max_length > m.max_positions:
     raise ConfigError(f"config key 'data.max_length' ({d.max_length}) must be <= "
                       f"'model.max_positions' ({m.max_positions})")
-  if m.name == "transformer" and d.task in _synthetic_tasks():
+  if m.name == "transformer" and d.task in data.SYNTHETIC_TASKS:
     need = max(d.train_max_length, d.eval_max_length) + 1
     if need > m.max_positions:
       raise ConfigError(f"config key 'model.max_positions' ({m.max_positions}) must "
@@ -437,13 +437,12 @@ def _validate_attention_models(config) -> None:
 def _validate_per_model(config) -> None:
   """Names an unknown model or key under ``per_model``, or a key the named
   model does not read."""
-  from attention_jax import models as models_lib
   per_model = config.get(PER_MODEL) or {}
   defaults = base_config().model
   for name, values in per_model.items():
-    if name not in models_lib.MODELS:
+    if name not in models.MODELS:
       raise ConfigError(f"config key '{PER_MODEL}.{name}': no model {name!r}; "
-                        f"allowed: {', '.join(sorted(models_lib.MODELS))}")
+                        f"allowed: {', '.join(sorted(models.MODELS))}")
     if not hasattr(values, "items"):
       raise ConfigError(f"config key '{PER_MODEL}.{name}' must be a section of "
                         f"model keys, got {values!r}")
@@ -459,7 +458,7 @@ def _validate_per_model(config) -> None:
     trial.model.name = name
     for key, value in values.items():
       trial.model[key] = value
-    reads = models_lib.config_keys(trial)
+    reads = models.config_keys(trial)
     for key, value in values.items():
       if key not in reads and value != defaults[key]:
         raise ConfigError(
@@ -470,12 +469,10 @@ def _validate_per_model(config) -> None:
 def _refuse_ignored_keys(config) -> None:
   """A ``model.*``/``data.*`` key away from its default that the chosen model
   or data task does not read is an error naming both."""
-  from attention_jax import data as data_lib
-  from attention_jax import models as models_lib
   defaults = base_config()
   for section, reads, owner in (
-      ("model", models_lib.config_keys(config), f"model {config.model.name!r}"),
-      ("data", data_lib.config_keys(config), f"data.task {config.data.task!r}")):
+      ("model", models.config_keys(config), f"model {config.model.name!r}"),
+      ("data", data.config_keys(config), f"data.task {config.data.task!r}")):
     for key, default in defaults[section].items():
       if key in ("name", "task") or key in reads:
         continue
@@ -488,23 +485,17 @@ def _refuse_ignored_keys(config) -> None:
             f"read it: leave it at its default {default!r}{hint}")
 
 
-def _synthetic_tasks():
-  from attention_jax import data as data_lib
-  return data_lib.SYNTHETIC_TASKS
-
-
 def _validate_data(config) -> None:
-  from attention_jax.data import pipeline, tokenizers
   d = config.data
   _allowed("data.tokenizer", d.tokenizer, tokenizers.KINDS)
-  _allowed("data.overlong", d.overlong, ("truncate", "drop"))
-  _allowed("data.normalize", d.normalize, ("none", "NFC"))
+  _allowed("data.overlong", d.overlong, parallel_text.OVERLONG)
+  _allowed("data.normalize", d.normalize, parallel_text.NORMALIZATIONS)
   for key, lo in (("min_count", 1), ("max_vocab", 0), ("sp_vocab_size", 8),
                   ("reorder_depth", 0), ("reorder_clauses", 1)):
     if d[key] < lo:
       raise ConfigError(f"config key 'data.{key}' must be >= {lo}, got {d[key]!r}")
   try:
-    pipeline.parse_boundaries(d.bucket_boundaries, d.max_length)
+    batching.parse_boundaries(d.bucket_boundaries, d.max_length)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   if d.task == "files":
@@ -524,5 +515,21 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def from_json(text: str) -> ml_collections.ConfigDict:
-  """Rebuilds a config from ``config.json`` without executing any Python."""
+  """Rebuilds a config from its JSON without executing any Python."""
   return ml_collections.ConfigDict(json.loads(text))
+
+
+def with_defaults(given: dict) -> ml_collections.ConfigDict:
+  """``given`` (a saved config's dict) over :func:`base_config`: keys added to
+  the schema since it was saved take their defaults; unknown keys are kept
+  (for :func:`validate` to name)."""
+  merged = base_config().to_dict()
+
+  def fill(dst: dict, src: dict) -> None:
+    for k, v in src.items():
+      if isinstance(v, dict) and isinstance(dst.get(k), dict) and v:
+        fill(dst[k], v)
+      else:
+        dst[k] = v
+  fill(merged, given)
+  return ml_collections.ConfigDict(merged)

@@ -192,6 +192,39 @@ def sample(model, src: jax.Array, max_length: int, rng: jax.Array, *,
       max_length_a, max_length_b, rng=rng)
 
 
+def sample_lm(model, prompt: jax.Array, rng: jax.Array, *, max_new_tokens: int,
+              temperature: float = 1.0, top_k: int = 0,
+              banned: int = EOS + 1) -> jax.Array:
+  """Autoregressive sampling from a decoder-only LM (``models.gpt.GPT``)
+  through its KV cache, one ``lax.scan``.
+
+  prompt [B, P] -> new tokens [B, max_new_tokens]. The prompt fills the cache
+  in one ``decode`` call; each scan step draws with :func:`sample_logits`
+  and feeds the token drawn. Ids below ``banned`` (PAD, BOS, EOS) are never
+  drawn. P + max_new_tokens must be ≤ ``model.max_positions`` (the position
+  table): ValueError naming it otherwise, never a silent clamp.
+  """
+  B, P = prompt.shape
+  if P + max_new_tokens > model.max_positions:
+    raise ValueError(
+        f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
+        f"model.max_positions ({model.max_positions}), the length of the "
+        "position table")
+  cache = model.init_cache(B, P + max_new_tokens)
+  logits, cache = model.decode(prompt, cache)                       # (B, P, V)
+
+  def body(carry, key):
+    cache, last = carry
+    allowed = last.astype(jnp.float32).at[:, :banned].set(NEG_INF)  # (B, V)
+    token = sample_logits(allowed, key, temperature, top_k)         # (B,)
+    logits, cache = model.decode(token[:, None], cache)
+    return (cache, logits[:, 0]), token
+
+  keys = jax.random.split(rng, max_new_tokens)
+  _, tokens = jax.lax.scan(body, (cache, logits[:, -1]), keys)
+  return tokens.T                                                   # (B, N)
+
+
 # --------------------------------------------------------------------------
 # Beam search
 

@@ -21,54 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attention_jax import config as config_lib
 from attention_jax import decoding
 from attention_jax import metrics as metrics_lib
 from attention_jax import objectives
 from attention_jax import plots
+from attention_jax import step as step_lib
+from attention_jax import workdir as workdir_lib
 from attention_jax.data.vocab import EOS, PAD
+from attention_jax.errors import EvalError
 
 SPLITS = ("eval", "test")
-
-
-class EvalError(RuntimeError):
-  """A workdir or input cannot be evaluated. The message is one line."""
 
 
 def _one_line(e: BaseException) -> str:
   text = " ".join(str(e).split())
   return text[:300] + ("…" if len(text) > 300 else "")
-
-
-def load(workdir: str, step: int | str | None = None):
-  """``train.load_model`` with every failure as one :class:`EvalError` line:
-  no ``config.json``, an invalid config, no checkpoint, or a checkpoint that
-  does not fit the model the config describes."""
-  from attention_jax import train
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise EvalError(f"{path} not found: is {workdir} a workdir?")
-  try:
-    with open(path, encoding="utf-8") as f:
-      config = config_lib.from_json(f.read())
-    config_lib.validate(config)
-  except (ValueError, config_lib.ConfigError) as e:
-    raise EvalError(f"{path}: {_one_line(e)}") from None
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir) or not any(
-      name.isdigit() for name in os.listdir(ckpt_dir)):
-    raise EvalError(f"no checkpoint in {ckpt_dir}: train first with "
-                    f"experiments.run --workdir {workdir}")
-  try:
-    return train.load_model(workdir, step)
-  except FileNotFoundError as e:
-    raise EvalError(_one_line(e)) from None
-  except Exception as e:  # orbax: structure or shape mismatch
-    raise EvalError(
-        f"the checkpoint in {ckpt_dir} does not fit the model in {path} "
-        f"(model.name={config.model.name!r}, hidden_size="
-        f"{config.model.hidden_size}); was it written by another model? "
-        f"({type(e).__name__}: {_one_line(e)})") from None
 
 
 def with_decoding(config, beam_size: int | None = None,
@@ -90,7 +57,6 @@ def collect(run, params, config, split: str = "eval", task=None,
             batch_size: int | None = None) -> metrics_lib.ExampleRecords:
   """Per-example records of ``split`` of ``task`` (default: the run's),
   decoded as ``config.eval`` says, scored against the split's raw references."""
-  from attention_jax import train
   task = run.task if task is None else task
   objective = objectives.get(task.objective, task, config, split)
   if not hasattr(objective, "records"):
@@ -98,17 +64,9 @@ def collect(run, params, config, split: str = "eval", task=None,
                     f"{task.objective!r}) has no sequence-to-sequence "
                     "evaluation")
 
-  class _Collect:   # train.evaluate's batching; keep every per-example output
-    eval_batch = staticmethod(objective.eval_batch)
-
-    @staticmethod
-    def finalize(sums, each):
-      del sums
-      return each
-
-  step = jax.jit(train.make_eval_step(run.graphdef, _Collect, config))
-  each = train.evaluate(step, _Collect, params, task.eval_set(split),
-                        batch_size or config.eval.batch_size)
+  step = jax.jit(step_lib.make_eval_step(run.graphdef, objective, config))
+  _, each = step_lib.run_eval(step, params, task.eval_set(split),
+                              batch_size or config.eval.batch_size)
   return objective.records(each)
 
 
@@ -315,9 +273,8 @@ def evaluate_workdir(workdir: str, split: str = "test", *,
   ``workdir/eval/``. Returns (report, paths)."""
   if split not in SPLITS:
     raise EvalError(f"--split {split!r}: allowed: {', '.join(SPLITS)}")
-  model, config, run = load(workdir, step)
-  del model
-  config = with_decoding(config, beam_size, length_penalty)
+  run = workdir_lib.load(workdir, step)
+  config = with_decoding(run.config, beam_size, length_penalty)
   try:
     run.task.eval_set(split)
   except (KeyError, ValueError, FileNotFoundError) as e:

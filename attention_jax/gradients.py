@@ -50,8 +50,17 @@ from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
+
+from attention_jax import config as config_lib
+from attention_jax import data as data_lib
+from attention_jax import models
+from attention_jax import objectives
+from attention_jax import plots
+from attention_jax import workdir as workdir_lib
+from attention_jax.errors import ConfigError
 
 # (label, model.cell, model.pooling) compared at initialization.
 VARIANTS = (("elman", "elman", "last"), ("gru", "gru", "last"),
@@ -158,27 +167,15 @@ def decay_per_step(curve: np.ndarray) -> float:
 # Workdir analysis
 
 
-def _has_checkpoint(path: str) -> bool:
-  from attention_jax import checkpoint as checkpoint_lib
-  if not (os.path.exists(os.path.join(path, "config.json"))
-          and os.path.isdir(os.path.join(path, "checkpoints"))):
-    return False
-  ckpt = checkpoint_lib.Checkpointer(os.path.join(path, "checkpoints"))
-  try:
-    return ckpt.latest_step() is not None
-  finally:
-    ckpt.close()
-
-
 def trained_workdirs(workdir: str) -> list[str]:
   """``workdir`` if it holds a trained run, else its sub-directories that do
   (e.g. a sweep over cells)."""
-  if _has_checkpoint(workdir):
+  if workdir_lib.has_checkpoint(workdir):
     return [workdir]
   if not os.path.isdir(workdir):
     return []
   subs = [os.path.join(workdir, d) for d in sorted(os.listdir(workdir))]
-  return [d for d in subs if os.path.isdir(d) and _has_checkpoint(d)]
+  return [d for d in subs if os.path.isdir(d) and workdir_lib.has_checkpoint(d)]
 
 
 def _batch(task, n: int) -> dict[str, np.ndarray]:
@@ -224,50 +221,6 @@ def _write_csv(path: str, rows: list[dict]) -> None:
   os.replace(tmp, path)
 
 
-def plot(path: str, curve_rows: list[dict], title: str = "") -> None:
-  """Log-scale PNG: rows ‖∂L/∂h_t‖ and σ_max(∂h_T/∂h_t); a column per phase."""
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
-
-  phases = [p for p in ("init", "trained") if any(r["phase"] == p for r in curve_rows)]
-  has_jac = any(r["jacobian_sigma_max"] != "" for r in curve_rows)
-  nrows = 2 if has_jac else 1
-  fig, axes = plt.subplots(nrows, len(phases), figsize=(5.5 * len(phases), 4 * nrows),
-                           squeeze=False, sharey="row")
-  tiny = np.finfo(np.float64).tiny
-  all_labels = list(dict.fromkeys(r["cell"] for r in curve_rows))
-  color = {label: f"C{i}" for i, label in enumerate(all_labels)}   # same in every panel
-  for j, phase in enumerate(phases):
-    rows = [r for r in curve_rows if r["phase"] == phase]
-    labels = list(dict.fromkeys(r["cell"] for r in rows))
-    for label in labels:
-      rs = [r for r in rows if r["cell"] == label]
-      t = [r["t"] for r in rs]
-      gh = np.array([r["grad_h_norm"] for r in rs], np.float64)
-      axes[0, j].semilogy(t, np.maximum(gh, tiny), color=color[label],
-                          label=f"{label} (×{decay_per_step(gh):.3g}/step)")
-      if has_jac and rs[0]["jacobian_sigma_max"] != "":
-        sig = np.array([r["jacobian_sigma_max"] for r in rs], np.float64)
-        axes[1, j].semilogy(t, np.maximum(sig, tiny), color=color[label], label=label)
-    axes[0, j].set_title(f"{'at initialization' if phase == 'init' else 'trained'}")
-    for ax in axes[:, j]:
-      ax.yaxis.set_tick_params(labelleft=True)
-    axes[0, j].set_ylabel("‖∂L/∂h_t‖ (readout included)")
-    axes[0, j].legend(fontsize=8)
-    if has_jac:
-      axes[1, j].set_ylabel("σ_max(∂h_T/∂h_t) (no readout)")
-      axes[1, j].legend(fontsize=8)
-    axes[-1, j].set_xlabel("step t")
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
-
-
 def analyze_workdir(workdir: str, config=None, *, variants: Iterable = VARIANTS,
                     examples: int | None = None, jacobian_examples: int = 8
                     ) -> dict[str, Any]:
@@ -280,44 +233,36 @@ def analyze_workdir(workdir: str, config=None, *, variants: Iterable = VARIANTS,
   measured. ``examples`` defaults to ``train.batch_size``.
   Returns ``{"curves": rows, "decay": rows, "files": [paths]}``.
   """
-  from attention_jax import config as config_lib
-  from attention_jax import data as data_lib
-  from attention_jax import models
-  from attention_jax import objectives
-  from attention_jax import train
-
   trained = trained_workdirs(workdir)
-  loaded = [train.load_model(d) for d in trained]
-  base = config if config is not None else (loaded[0][1] if loaded else None)
+  loaded = [workdir_lib.load(d) for d in trained]
+  base = config if config is not None else (loaded[0].config if loaded else None)
   if base is None:
     raise FileNotFoundError(
         f"no trained run in {workdir} and no --config to build a model at "
         "initialization from")
   config_lib.validate(base)
   if base.data.task not in data_lib.LONG_RANGE_TASKS:
-    raise config_lib.ConfigError(
+    raise ConfigError(
         f"config key 'data.task' has value {base.data.task!r}; gradient "
         f"instruments need a long-range task: {', '.join(data_lib.LONG_RANGE_TASKS)}")
   n = examples or base.train.batch_size
 
   curve_rows, decay_rows = [], []
   for label, cell, pooling in variants:
-    cfg = copy.deepcopy(base.to_dict())
-    cfg["model"]["cell"], cfg["model"]["pooling"] = cell, pooling
-    cfg = config_lib.from_json(config_lib.to_json(
-        __import__("ml_collections").ConfigDict(cfg)))
+    cfg = ml_collections.ConfigDict(copy.deepcopy(base.to_dict()))
+    cfg.model.cell, cfg.model.pooling = cell, pooling
     task = data_lib.build_task(cfg)
     model = models.build_model(cfg, len(task.src_vocab), len(task.tgt_vocab))
     curves = measure(model, objectives.get(task.objective), _batch(task, n),
                      jacobian_examples=jacobian_examples)
     curve_rows += _curve_rows("init", label, curves)
     decay_rows.append(_decay_row("init", label, cfg, curves, 0))
-  for model, cfg, run in loaded:
-    curves = measure(model, run.objective, _batch(run.task, n),
+  for run in loaded:
+    curves = measure(run.model, run.objective, _batch(run.task, n),
                      jacobian_examples=jacobian_examples)
-    label = variant_label(cfg)
+    label = variant_label(run.config)
     curve_rows += _curve_rows("trained", label, curves)
-    decay_rows.append(_decay_row("trained", label, cfg, curves, int(run.state.step)))
+    decay_rows.append(_decay_row("trained", label, run.config, curves, run.step))
 
   out_dir = os.path.join(workdir, "gradients")
   os.makedirs(out_dir, exist_ok=True)
@@ -325,5 +270,6 @@ def analyze_workdir(workdir: str, config=None, *, variants: Iterable = VARIANTS,
            ("gradients.csv", "decay.csv", "gradients.png")]
   _write_csv(files[0], curve_rows)
   _write_csv(files[1], decay_rows)
-  plot(files[2], curve_rows, title=f"{base.data.task}, T = {base.data.length}")
+  plots.save_gradient_curves(files[2], curve_rows, decay_rows,
+                             title=f"{base.data.task}, T = {base.data.length}")
   return {"curves": curve_rows, "decay": decay_rows, "files": files}

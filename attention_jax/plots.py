@@ -146,10 +146,51 @@ def save_compare_by_length(path: str, series, metric: str = "bleu",
   return path
 
 
-def _save(fig, path: str) -> None:
+def save_gradient_curves(path: str, curve_rows: list[dict], decay_rows: list[dict],
+                         title: str = "") -> None:
+  """The gradient instruments' log-scale PNG (``attention_jax.gradients``):
+  rows ‖∂L/∂h_t‖ and σ_max(∂h_T/∂h_t), a column per phase (at initialization,
+  trained); each legend gives the fitted decay per step of ``decay_rows``."""
+  decay = {(r["phase"], r["cell"]): r["decay_per_step_grad_h"] for r in decay_rows}
+  phases = [p for p in ("init", "trained") if any(r["phase"] == p for r in curve_rows)]
+  has_jac = any(r["jacobian_sigma_max"] != "" for r in curve_rows)
+  nrows = 2 if has_jac else 1
+  fig, axes = plt.subplots(nrows, len(phases), figsize=(5.5 * len(phases), 4 * nrows),
+                           squeeze=False, sharey="row")
+  tiny = np.finfo(np.float64).tiny
+  all_labels = list(dict.fromkeys(r["cell"] for r in curve_rows))
+  color = {label: f"C{i}" for i, label in enumerate(all_labels)}   # same in every panel
+  for j, phase in enumerate(phases):
+    rows = [r for r in curve_rows if r["phase"] == phase]
+    labels = list(dict.fromkeys(r["cell"] for r in rows))
+    for label in labels:
+      rs = [r for r in rows if r["cell"] == label]
+      t = [r["t"] for r in rs]
+      gh = np.array([r["grad_h_norm"] for r in rs], np.float64)
+      axes[0, j].semilogy(t, np.maximum(gh, tiny), color=color[label],
+                          label=f"{label} (×{decay[phase, label]:.3g}/step)")
+      if has_jac and rs[0]["jacobian_sigma_max"] != "":
+        sig = np.array([r["jacobian_sigma_max"] for r in rs], np.float64)
+        axes[1, j].semilogy(t, np.maximum(sig, tiny), color=color[label], label=label)
+    axes[0, j].set_title(f"{'at initialization' if phase == 'init' else 'trained'}")
+    for ax in axes[:, j]:
+      ax.yaxis.set_tick_params(labelleft=True)
+    axes[0, j].set_ylabel("‖∂L/∂h_t‖ (readout included)")
+    axes[0, j].legend(fontsize=8)
+    if has_jac:
+      axes[1, j].set_ylabel("σ_max(∂h_T/∂h_t) (no readout)")
+      axes[1, j].legend(fontsize=8)
+    axes[-1, j].set_xlabel("step t")
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  _save(fig, path, dpi=100)
+
+
+def _save(fig, path: str, dpi: int | None = None) -> None:
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
   tmp = os.path.join(d, "." + os.path.basename(path) + ".tmp.png")
-  fig.savefig(tmp, format="png")
+  fig.savefig(tmp, format="png", dpi=dpi)
   plt.close(fig)
   os.replace(tmp, path)

@@ -1,7 +1,7 @@
 """Mixed precision: the rule, and the check that a compiled step obeys it.
 
 The rule (``train.compute_dtype``): a model computes in the dtype of the
-parameters it is merged with. ``train.merge_for_compute`` casts the float32
+parameters it is merged with. ``step.merge_for_compute`` casts the float32
 parameters to the compute dtype inside the differentiated function, so
 
 * every matrix product (embeddings, positions, recurrent cells, attention,

@@ -1,4 +1,4 @@
-"""Recurrent cells, the scan layer that runs them over time, and encoders.
+"""Recurrent cells and the scan layer that runs them over time.
 
 Every cell has the same small interface so that one scan serves them all:
 
@@ -254,6 +254,9 @@ BACKEND_DEFAULTS = {
             "fused_max_batch": None},
 }
 BACKWARDS = ("autodiff", "fused")
+# The config values of model.rnn_hoist_input_projection and model.rnn_backward.
+HOIST_CHOICES = ("auto", "true", "false")
+BACKWARD_CHOICES = ("auto", *BACKWARDS)
 
 
 def resolve_options(hoist_input_projection="auto", unroll="auto",
@@ -291,7 +294,7 @@ EXECUTION_KEYS = ("rnn_hoist_input_projection", "rnn_unroll", "rnn_backward")
 def layer_options(model_config) -> dict:
   """``scan`` options from ``config.model`` (``rnn_hoist_input_projection``,
   ``rnn_unroll`` with 0 = auto, ``rnn_backward``)."""
-  hoist = {"auto": "auto", "true": True, "false": False}[
+  hoist = dict(zip(HOIST_CHOICES, ("auto", True, False)))[
       model_config.rnn_hoist_input_projection]
   return {"hoist_input_projection": hoist,
           "unroll": model_config.rnn_unroll or "auto",
@@ -513,85 +516,3 @@ def bidirectional(forward_cell, backward_cell, xs: jax.Array,
   cf, yf = scan(forward_cell, xs, carries[0], mask, **options)
   cb, yb = scan(backward_cell, xs, carries[1], mask, reverse=True, **options)
   return (cf, cb), jnp.concatenate([yf, yb], axis=-1)     # (B, T, 2H)
-
-
-def _dropout(x: jax.Array, rate: float, rng) -> jax.Array:
-  if rng is None or rate == 0.0:
-    return x
-  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), 0.0)
-
-
-class RNNEncoder(nnx.Module):
-  """A stack of recurrent layers, optionally bidirectional, over ``[B, T, I]``.
-
-  * ``num_layers`` layers; layer l > 1 reads layer l−1's outputs, with inverted
-    dropout of rate ``dropout`` between layers (Zaremba et al. 2014: dropout on
-    the non-recurrent connections only);
-  * ``bidirectional``: each layer runs a forward and a backward cell and
-    concatenates their outputs (:func:`bidirectional`);
-  * ``reverse_input``: reads each sequence back to front within its true
-    length (Sutskever et al. 2014, sec. 3.3: "reversing the source sentences"
-    shortens the paths between the first source and first target words);
-    outputs are returned in the reversed order the cells read them;
-  * ``cell_options`` go to every cell (``forget_bias``, ``reset_after``,
-    ``activation``, ``recurrent_init``); ``scan_options`` to :func:`scan`.
-
-  ``__call__(xs, mask=None, dropout_rng=None) -> (outputs [B, T, D],
-  final_states)`` with D = H or 2H; ``final_states`` is a tuple per layer of
-  the final carry, or ``(forward, backward)`` carries when bidirectional.
-  """
-
-  def __init__(self, cell: str, in_features: int, hidden_size: int, *,
-               num_layers: int = 1, bidirectional: bool = False,
-               dropout: float = 0.0, reverse_input: bool = False,
-               cell_options: dict | None = None,
-               scan_options: dict | None = None, rngs: nnx.Rngs):
-    if num_layers < 1:
-      raise ValueError(f"RNNEncoder num_layers must be >= 1, got {num_layers}")
-    self.num_layers = num_layers
-    self.is_bidirectional = bidirectional
-    self.dropout_rate = dropout
-    self.reverse_input = reverse_input
-    self.scan_options = dict(scan_options or {})
-    cell_options = dict(cell_options or {})
-    directions = 2 if bidirectional else 1
-    self.output_size = directions * hidden_size
-    fwd, bwd = [], []
-    for layer in range(num_layers):
-      width = in_features if layer == 0 else self.output_size
-      fwd.append(make_cell(cell, width, hidden_size, rngs=rngs, **cell_options))
-      if bidirectional:
-        bwd.append(make_cell(cell, width, hidden_size, rngs=rngs, **cell_options))
-    self.forward_cells = nnx.List(fwd)
-    self.backward_cells = nnx.List(bwd)
-
-  def __call__(self, xs: jax.Array, mask: jax.Array | None = None,
-               dropout_rng: jax.Array | None = None):
-    if self.reverse_input:
-      xs = (jnp.flip(xs, axis=1) if mask is None
-            else reverse_padded(xs, mask.sum(axis=1)))
-    rngs = ([None] * self.num_layers if dropout_rng is None
-            else list(jax.random.split(dropout_rng, self.num_layers)))
-    finals = []
-    h = xs                                                 # (B, T, I)
-    for layer in range(self.num_layers):
-      if layer > 0:
-        h = _dropout(h, self.dropout_rate, rngs[layer])
-      if self.is_bidirectional:
-        final, h = bidirectional(self.forward_cells[layer],
-                                 self.backward_cells[layer], h, mask,
-                                 **self.scan_options)      # (B, T, 2H)
-      else:
-        final, h = scan(self.forward_cells[layer], h, None, mask,
-                        **self.scan_options)               # (B, T, H)
-      finals.append(final)
-    return h, tuple(finals)
-
-  def final_hidden(self, final_states) -> jax.Array:
-    """The top layer's final hidden state(s), ``[B, D]`` (forward ⊕ backward)."""
-    top = final_states[-1]
-    if self.is_bidirectional:
-      return jnp.concatenate([self.forward_cells[-1].output(top[0]),
-                              self.backward_cells[-1].output(top[1])], axis=-1)
-    return self.forward_cells[-1].output(top)

@@ -19,6 +19,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from attention_jax.errors import ConfigError
+
 DATA = "data"
 
 
@@ -60,7 +62,6 @@ def pick_devices(devices: list, num_devices: int = 0) -> list:
 
   Raises ConfigError naming ``train.num_devices`` when that cannot be done.
   """
-  from attention_jax.config import ConfigError
   by_process: dict[int, list] = {}
   for d in devices:
     by_process.setdefault(d.process_index, []).append(d)
@@ -99,7 +100,6 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
-  from attention_jax.config import ConfigError
   n = mesh.devices.size
   if batch_size % n:
     raise ConfigError(f"config key '{key}' ({batch_size}) must be divisible by "

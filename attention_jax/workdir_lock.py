@@ -27,8 +27,7 @@ from absl import logging
 LOCK_NAME = "run.lock"
 
 
-class WorkdirLockedError(RuntimeError):
-  """Another live process holds the workdir. The message is one line."""
+from attention_jax.errors import WorkdirLockedError  # noqa: E402  (the leaf)
 
 
 def _read_holder(fd: int) -> dict:

@@ -18,12 +18,9 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  from attention_jax import sweeps
+  from attention_jax.sweeps import analyses
   with cli.errors_as_one_line():
-    try:
-      sweeps.analyze_point(_WORKDIR.value, _ANALYSES.value)
-    except sweeps.SweepError as e:
-      cli.fail(str(e))
+    analyses.analyze_point(_WORKDIR.value, _ANALYSES.value)
 
 
 if __name__ == "__main__":

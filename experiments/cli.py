@@ -1,4 +1,9 @@
-"""Shared pieces of the entry points: flag parsing and one-line errors."""
+"""Shared pieces of the entry points: flag parsing and one-line errors.
+
+The entry points import ``attention_jax`` inside ``main`` (and this module
+inside its functions) on purpose: ``--help`` and flag errors answer without
+importing jax.
+"""
 
 from __future__ import annotations
 
@@ -90,30 +95,13 @@ def parse_step(value: str | None, flag: str = "--step"):
   fail(f"{flag} {value!r}: expected a step number or 'best'")
 
 
-# Exit codes of the entry points (README, "Guarantees").
-EXIT_BAD_INPUT = 2       # config, flags, a config that cannot resume the workdir
-EXIT_NONFINITE = 3       # NaN/Inf loss or gradients
-EXIT_CHECKPOINT = 4      # a checkpoint cannot be written, or is corrupt (on_corrupt=stop)
-EXIT_LOCKED = 5          # another process holds the workdir
-EXIT_PREEMPTED = 75      # SIGTERM: the step was finished and saved; run again (EX_TEMPFAIL)
-
-
 @contextlib.contextmanager
 def errors_as_one_line():
-  """Known, user-facing errors become one line and a non-zero exit."""
-  from attention_jax import checkpoint
-  from attention_jax import config as config_lib
-  from attention_jax import train
-  from attention_jax import workdir_lock
+  """Known, user-facing errors (``attention_jax.errors``) become one line on
+  stderr and the exit code of their type (``errors.EXIT_CODES``)."""
+  from attention_jax import errors
   try:
     yield
-  except (config_lib.ConfigError, FileNotFoundError) as e:
-    fail(str(e), code=EXIT_BAD_INPUT)
-  except train.NonFiniteError as e:
-    fail(str(e), code=EXIT_NONFINITE)
-  except checkpoint.CheckpointError as e:
-    fail(str(e), code=EXIT_CHECKPOINT)
-  except workdir_lock.WorkdirLockedError as e:
-    fail(str(e), code=EXIT_LOCKED)
-  except train.Preempted as e:
-    fail(str(e), code=EXIT_PREEMPTED)
+  except tuple(t for t, _ in errors.EXIT_CODES) as e:
+    code = next(c for t, c in errors.EXIT_CODES if isinstance(e, t))
+    fail(" ".join(str(e).split()), code=code)

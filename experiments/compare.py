@@ -39,13 +39,11 @@ def main(argv):
   groups = [list(_WORKDIRS.value)] + [[w for w in a.split(",") if w]
                                       for a in argv[1:]]
   from attention_jax import compare
-  try:
+  with cli.errors_as_one_line():
     result = compare.compare_workdirs(
         groups, _SPLIT.value, beam_size=_BEAM.value, length_penalty=_ALPHA.value,
         step=cli.parse_step(_STEP.value), out=_OUT.value,
         length_buckets=_BUCKETS.value)
-  except compare.evaluation.EvalError as e:   # CompareError included
-    cli.fail(str(e))
   print(result["markdown"])
   print("wrote " + ", ".join(result["paths"].values()))
 

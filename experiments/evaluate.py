@@ -30,12 +30,10 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from attention_jax import evaluation
   step = cli.parse_step(_STEP.value)
-  try:
+  with cli.errors_as_one_line():
     rep, paths = evaluation.evaluate_workdir(
         _WORKDIR.value, _SPLIT.value, beam_size=_BEAM.value,
         length_penalty=_ALPHA.value, step=step)
-  except evaluation.EvalError as e:
-    cli.fail(str(e))
   print(evaluation.format_report(rep))
   print("wrote " + ", ".join(paths.values()))
 

@@ -32,14 +32,13 @@ def main(argv):
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   if _JOBS.value < 1:
     cli.fail(f"--jobs must be >= 1, got {_JOBS.value}")
-  from attention_jax import sweeps
+  from attention_jax.sweeps import runner
   try:
-    statuses = sweeps.run_sweep(_CONFIG.value, _WORKDIR.value, jobs=_JOBS.value,
-                                print_fn=lambda s: print(s, flush=True),
-                                reanalyze=_REANALYZE.value,
-                                report_only=_REPORT_ONLY.value)
-  except sweeps.SweepError as e:
-    cli.fail(str(e))
+    with cli.errors_as_one_line():
+      statuses = runner.run_sweep(_CONFIG.value, _WORKDIR.value, jobs=_JOBS.value,
+                                  print_fn=lambda s: print(s, flush=True),
+                                  reanalyze=_REANALYZE.value,
+                                  report_only=_REPORT_ONLY.value)
   except KeyboardInterrupt:
     cli.fail("interrupted; run the same command again to resume", code=130)
   if any(s["status"] == "failed" for s in statuses) and not _REPORT_ONLY.value:

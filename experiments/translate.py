@@ -69,11 +69,11 @@ def main(argv):
   if _PLOT.value and not _PLOT.value.lower().endswith(".png"):
     cli.fail(f"--plot {_PLOT.value}: the heatmap is a PNG; end the name in .png")
   from attention_jax import evaluation, plots
-  try:
-    model, config, run = evaluation.load(_WORKDIR.value, cli.parse_step(_STEP.value))
-    results = evaluation.translate(model, config, run.task, texts, _BEAM.value)
-  except evaluation.EvalError as e:
-    cli.fail(str(e))
+  from attention_jax import workdir as workdir_lib
+  with cli.errors_as_one_line():
+    run = workdir_lib.load(_WORKDIR.value, cli.parse_step(_STEP.value))
+    config = run.config
+    results = evaluation.translate(run.model, config, run.task, texts, _BEAM.value)
   if _PLOT.value and results[0]["attention"] is None:
     cli.fail(f"model {config.model.name!r} has no attention weights to plot")
   for r in results:

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 
 from attention_jax import sharding, train  # noqa: E402
 from attention_jax.checkpoint import Checkpointer  # noqa: E402
+from attention_jax import workdir as workdir_lib
 from conftest import tiny_config  # noqa: E402
 
 
@@ -36,7 +37,7 @@ def data_parallel(out_dir: str) -> None:
     result[n] = {"losses": [r["loss"] for r in rows if r["split"] == "train"]}
   # Restore the 8-device checkpoint onto meshes of 1 and 2 devices.
   config = tiny_config(**{"train.steps": 6})
-  run = train.build_run(config)
+  run = workdir_lib.build_run(config)
   saved = None
   for n in (8, 1, 2):
     mesh = sharding.make_mesh(n)

@@ -9,6 +9,7 @@ import pytest
 
 from attention_jax import models, sweeps, train
 from attention_jax.data.vocab import PAD
+from attention_jax.sweeps import analyses, spec
 from conftest import ROOT, tiny_config
 
 CONFIGS = ("bottleneck", "vanishing", "reverse_source")
@@ -33,10 +34,10 @@ def tiny_point(request, tmp_path_factory):
   assert len(sweep.points) == 1
   point = sweep.points[0]
   config = sweeps.apply_overrides(
-      sweeps._call_with_arg(sweeps._load_module(sweep.config_path).get_config, "tiny"),
+      spec._call_with_arg(spec._load_module(sweep.config_path).get_config, "tiny"),
       point.overrides)
   train.train_and_evaluate(config, point.workdir)
-  sweeps.analyze_point(point.workdir, sweep.analyses)
+  analyses.analyze_point(point.workdir, sweep.analyses)
   status = {"status": "done", "returncode": 0, "seconds": 1.0, "slug": point.slug}
   sweeps.write_outputs(sweep, root, [status])
   return name, sweep, root
@@ -78,7 +79,7 @@ def test_tiny_point_report(tiny_point):
 
 
 def test_length_stats_statement():
-  from attention_jax import sweep_plots
+  from attention_jax.sweeps import plots as sweep_plots
   rows = [{"length": L, "acc": a} for L, a in
           zip(range(1, 11), [1, 1, .9, .8, .6, .45, .3, .2, 0, 0])]
   st = sweep_plots.length_stats(rows, "acc", 1, 8)

@@ -6,6 +6,7 @@ import pytest
 
 from attention_jax import objectives, train
 from attention_jax.benchmarks import model as bm
+from attention_jax import step as step_lib
 
 
 @pytest.mark.parametrize("L,D,T,V,B", [(2, 64, 64, 256, 2), (3, 128, 96, 512, 2)])
@@ -15,8 +16,8 @@ def test_flops_per_token_matches_xla_cost_analysis(L, D, T, V, B):
   c = bm._config("gpt", {"model.vocab_size": V, "data.max_length": T,
                          "train.batch_size": B, "model.num_layers": L,
                          "model.hidden_size": D, "model.num_heads": 4})
-  graphdef, state, tx, schedule = train.create_state(c, V, V)
-  step = jax.jit(train.make_train_step(graphdef, tx, schedule, c,
+  graphdef, state, tx, schedule = step_lib.create_state(c, V, V)
+  step = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, c,
                                        objectives.get("lm")))
   tokens = jnp.zeros((B, T), jnp.int32)
   cost = step.lower(state, {"inputs": tokens, "targets": tokens}).compile().cost_analysis()

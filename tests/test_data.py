@@ -13,8 +13,11 @@ import pytest
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import train
-from attention_jax.data import pipeline, reorder, synthetic, text, tokenizers
+from attention_jax.data import batching, parallel_text, reorder, synthetic, tokenizers
+from attention_jax.errors import DataError
 from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
+from attention_jax import workdir as workdir_lib
+from attention_jax import step as step_lib
 from conftest import ROOT, tiny_config
 
 
@@ -163,27 +166,27 @@ def test_files_round_trip_without_tensorflow(tmp_path):
   train_path = _tsv(tmp_path)
   src = _write(tmp_path / "dev.src", "a b\nc\n")
   _write(tmp_path / "dev.tgt", "x\ny z\n")
-  directory, reports = text.build_files_dataset(
+  directory, reports = parallel_text.build_files_dataset(
       {"train": train_path, "eval": str(tmp_path / "dev")}, str(tmp_path / "tfds"))
   assert "tensorflow" not in sys.modules
   # Read back by a reader that knows nothing of the builder class.
   sources = tfds.builder_from_directory(directory).as_data_source()
   assert "tensorflow" not in sys.modules
-  rows = text.read_source(sources["train"], "source", "target", "t")
+  rows = parallel_text.read_source(sources["train"], "source", "target", "t")
   assert rows == [(n, s, t) for n, (s, t) in enumerate(PAIRS, 1)]
-  assert text.read_source(sources["eval"], "source", "target", "e") == [
+  assert parallel_text.read_source(sources["eval"], "source", "target", "e") == [
       (1, "a b", "x"), (2, "c", "y z")]
   assert reports["train"]["pairs"] == 6 and reports["eval"]["file"] == (
       f"{src} + {src[:-4]}.tgt")
   # Unchanged files reuse the dataset; changed files are rebuilt elsewhere.
-  again, _ = text.build_files_dataset(
+  again, _ = parallel_text.build_files_dataset(
       {"train": train_path, "eval": src}, str(tmp_path / "tfds"))
   assert again == directory
   _tsv(tmp_path, pairs=PAIRS[:3])
-  changed, _ = text.build_files_dataset(
+  changed, _ = parallel_text.build_files_dataset(
       {"train": train_path, "eval": src}, str(tmp_path / "tfds"))
   assert changed != directory
-  rows = text.read_source(tfds.builder_from_directory(changed).as_data_source()["train"],
+  rows = parallel_text.read_source(tfds.builder_from_directory(changed).as_data_source()["train"],
                           "source", "target", "t")
   assert len(rows) == 3
 
@@ -242,7 +245,7 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
 def test_catalog_unknown_name_is_one_line(tmp_path):
   config = tiny_config(**{"data.task": "tfds:no_such_dataset_xyz",
                           "data.tfds_data_dir": str(tmp_path)})
-  with pytest.raises(text.DataError, match=r"^data.task 'tfds:no_such_dataset_xyz': "
+  with pytest.raises(DataError, match=r"^data.task 'tfds:no_such_dataset_xyz': "
                      "no such TFDS dataset$"):
     data_lib.build_task(config)
 
@@ -254,7 +257,7 @@ def test_catalog_unknown_name_is_one_line(tmp_path):
 def _bad(tmp_path, train_bytes, **kw):
   path = _write(tmp_path / kw.pop("name", "train.tsv"), train_bytes)
   config = _files_config(tmp_path, path, _tsv(tmp_path, "dev.tsv"), **kw)
-  with pytest.raises(text.DataError) as e:
+  with pytest.raises(DataError) as e:
     data_lib.build_task(config)
   assert "\n" not in str(e.value)
   return path, str(e.value)
@@ -262,7 +265,7 @@ def _bad(tmp_path, train_bytes, **kw):
 
 def test_bad_missing_and_empty_files(tmp_path):
   config = _files_config(tmp_path, str(tmp_path / "nope.tsv"), _tsv(tmp_path, "dev.tsv"))
-  with pytest.raises(text.DataError, match=r"^data.train_path: file not found: .*nope.tsv"):
+  with pytest.raises(DataError, match=r"^data.train_path: file not found: .*nope.tsv"):
     data_lib.build_task(config)
   path, msg = _bad(tmp_path, b"")
   assert msg == f"{path}: file is empty"
@@ -270,7 +273,7 @@ def test_bad_missing_and_empty_files(tmp_path):
   assert msg == f"{path}: file is empty"
   src = _write(tmp_path / "x.src", "a\n")   # the .tgt of a pair is missing
   config = _files_config(tmp_path, src, _tsv(tmp_path, "dev.tsv"))
-  with pytest.raises(text.DataError, match=r"data.train_path: file not found: .*x.tgt"):
+  with pytest.raises(DataError, match=r"data.train_path: file not found: .*x.tgt"):
     data_lib.build_task(config)
 
 
@@ -290,7 +293,7 @@ def test_bad_line_count_mismatch_names_both(tmp_path):
   src = _write(tmp_path / "train.src", "a\nb\nc\n")
   tgt = _write(tmp_path / "train.tgt", "x\ny\n")
   config = _files_config(tmp_path, str(tmp_path / "train"), _tsv(tmp_path, "dev.tsv"))
-  with pytest.raises(text.DataError) as e:
+  with pytest.raises(DataError) as e:
     data_lib.build_task(config)
   assert str(e.value) == (f"{src} has 3 lines but {tgt} has 2 lines; they must "
                           "be line-aligned")
@@ -426,7 +429,7 @@ def _lengths_data(n=23, seed=0):
 
 def test_buckets_cover_every_example_each_epoch():
   src, tgt = _lengths_data()
-  bb = pipeline.BucketedBatches(src, tgt, 4, (4, 8, 12), seed=3)
+  bb = batching.BucketedBatches(src, tgt, 4, (4, 8, 12), seed=3)
   assert bb.batches_per_epoch == sum(-(-c // 4) for c in bb.bucket_sizes)
   for epoch in range(2):
     seen = set()
@@ -445,8 +448,8 @@ def test_buckets_cover_every_example_each_epoch():
 
 def test_resume_mid_epoch_equals_uninterrupted():
   src, tgt = _lengths_data()
-  make = lambda: synthetic.IndexedIterator(
-      pipeline.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch)
+  make = lambda: batching.IndexedIterator(
+      batching.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch)
   full = make()
   want = [next(full) for _ in range(20)]   # several epochs (7 batches each)
   first = make()
@@ -489,7 +492,9 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
   assert "tensorflow" not in sys.modules
   import shutil
   shutil.rmtree(data_dir)
-  model, _, run = train.load_model(workdir)
+  run = workdir_lib.load(workdir)
+
+  model, _ = run.model, run.config
   assert len(run.task.src_vocab) == len(Vocabulary.load(os.path.join(
       workdir, "vocab_src.txt")))
   ids = run.task.encode("the dog saw the cat .")
@@ -512,9 +517,9 @@ def test_reorder_trains_with_every_seq2seq_model(model_name):
                           "train.batch_size": 8, "train.schedule": "constant",
                           "train.warmup_steps": 0, "train.learning_rate": 1e-2})
   config_lib.validate(config)
-  run = train.build_run(config)
+  run = workdir_lib.build_run(config)
   assert len(run.task.src_vocab) != len(run.task.tgt_vocab)
-  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
                                        run.objective))
   batch = next(run.task.train_iterator())
   state, first = step(run.state, batch)

@@ -276,7 +276,7 @@ def test_gpt_sampling_past_the_position_table_is_refused():
                           "model.max_positions": 8, "data.task": "text"})
   model = models.build_model(config, 10, 10)
   prompt = jnp.full((1, 3), 4, jnp.int32)
-  assert gpt.sample(model, prompt, jax.random.PRNGKey(0), max_new_tokens=5).shape == (1, 5)
+  assert decoding.sample_lm(model, prompt, jax.random.PRNGKey(0), max_new_tokens=5).shape == (1, 5)
   with pytest.raises(ValueError, match=r"max_new_tokens \(6\) exceeds "
                      r"model.max_positions \(8\)"):
-    gpt.sample(model, prompt, jax.random.PRNGKey(0), max_new_tokens=6)
+    decoding.sample_lm(model, prompt, jax.random.PRNGKey(0), max_new_tokens=6)

@@ -17,6 +17,7 @@ import pytest
 from flax import nnx
 
 from attention_jax import attention, models, objectives, precision, rnn, train
+from attention_jax import step as step_lib
 from conftest import ROOT, tiny_config
 
 pytestmark = pytest.mark.skipif(
@@ -55,10 +56,10 @@ def test_bf16_gpt_step_takes_bf16_products_cudnn_attention_and_learns():
                           "data.max_length": 128, "train.compute_dtype": "bfloat16",
                           "train.learning_rate": 3e-3, "train.warmup_steps": 0,
                           "model.scan_layers": True})
-  graphdef, state, tx, schedule = train.create_state(config, 64, 64)
+  graphdef, state, tx, schedule = step_lib.create_state(config, 64, 64)
   tokens = jax.random.randint(jax.random.PRNGKey(1), (8, 129), 4, 64)
   batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
-  lowered = jax.jit(train.make_train_step(graphdef, tx, schedule, config,
+  lowered = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, config,
                                           objectives.get("lm"))).lower(state, batch)
   assert precision.step_dtype(lowered.as_text()) == "bfloat16"
   step = lowered.compile()

@@ -23,6 +23,8 @@ from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax.data import heldout, long_range, synthetic
 from attention_jax.data.vocab import PAD
+from attention_jax import workdir as workdir_lib
+from attention_jax.errors import EvalError
 from conftest import ROOT, tiny_config
 
 DATA = os.path.join(ROOT, "tests", "data")
@@ -333,7 +335,9 @@ def test_checkpointer_keeps_the_protected_step_beside_the_newest(tmp_path):
 
 def test_translate_reports_unknown_pieces_and_long_input(text_run):
   workdir, _, _ = text_run
-  model, config, run = evaluation.load(workdir)
+  run = workdir_lib.load(workdir)
+
+  model, config = run.model, run.config
   long_text = " ".join(["The train is late again."] * 12)
   ok, odd, long = evaluation.translate(
       model, config, run.task, ["The cat is sleeping.", "Ærø is far.", long_text])
@@ -443,8 +447,10 @@ def test_compare_command_line(pair, tmp_path):
 
 
 def test_translate_unknown_symbols_are_an_error_naming_them(pair):
-  model, config, run = evaluation.load(pair["good"])
-  with pytest.raises(evaluation.EvalError, match=r"^input 'hello world': unknown "
+  run = workdir_lib.load(pair["good"])
+
+  model, config = run.model, run.config
+  with pytest.raises(EvalError, match=r"^input 'hello world': unknown "
                      r"tokens 'hello', 'world'; the source vocabulary of data.task "
                      r"'reverse' is '0 1 2 3 4 5'"):
     evaluation.translate(model, config, run.task, ["hello world"])

@@ -16,6 +16,7 @@ from flax import nnx
 from attention_jax import config as config_lib
 from attention_jax import gradients, models, objectives, train, writers
 from attention_jax.data import long_range
+from attention_jax import step as step_lib
 from conftest import ROOT
 
 
@@ -122,7 +123,7 @@ def test_evaluation_padding_rows_count_nothing():
   objective = objectives.get("regression")
   predict_one = lambda inputs: jnp.ones(inputs.shape[0])
   step = jax.jit(lambda params, batch: objective.eval_batch(predict_one, batch))
-  m = train.evaluate(step, objective, None, data, 32)
+  m = step_lib.evaluate(step, objective, None, data, 32)
   expected = float(np.mean((data["target"].astype(np.float64) - 1.0) ** 2))
   assert m["mse"] == pytest.approx(expected, rel=1e-5)
   assert m["loss"] == m["mse"] == pytest.approx(m["baseline_loss"], rel=1e-5)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from attention_jax import evaluation, metrics, plots, train
+from attention_jax import workdir as workdir_lib
+from attention_jax.errors import WorkdirError
 from conftest import ROOT, tiny_config
 
 HYPS = ["the cat sat on the mat .", "a quick brown fox jumps", "hello world",
@@ -143,7 +145,9 @@ def test_evaluate_and_translate_command_lines(workdir, tmp_path):
   lines = p.stdout.strip().splitlines()
   assert len(lines) == 2 and all(set(l.split()) <= set("0123456789")
                                  or l == "" for l in lines)
-  model, config, run = evaluation.load(d)
+  run = workdir_lib.load(d)
+
+  model, config = run.model, run.config
   (r,) = evaluation.translate(model, config, run.task, ["4 5"])
   assert r["source"] == ["4", "5"] and r["attention"] is None  # rnn_encdec
   assert r["text"] == " ".join(t for t in r["output"] if t != "</s>")
@@ -166,5 +170,5 @@ def test_no_checkpoint_or_wrong_model_is_one_clear_line(workdir, tmp_path):
   p = _cli("evaluate", "--workdir", str(other))
   assert p.returncode == 2 and p.stderr.count("\n") == 1
   assert "does not fit the model in" in p.stderr and "hidden_size=48" in p.stderr
-  with pytest.raises(evaluation.EvalError, match="config.json not found"):
-    evaluation.load(str(tmp_path / "nowhere"))
+  with pytest.raises(WorkdirError, match="config.json not found"):
+    workdir_lib.load(str(tmp_path / "nowhere"))

@@ -12,8 +12,10 @@ import pytest
 from flax import nnx
 
 from attention_jax import config as config_lib
-from attention_jax import models, train
+from attention_jax import models
 from attention_jax.models import seq2seq
+from attention_jax import workdir as workdir_lib
+from attention_jax import step as step_lib
 from conftest import ROOT, tiny_config
 
 SRC = jnp.array([[5, 6, 7, 8, 9, 4], [4, 5, 6, 0, 0, 0], [9, 0, 0, 0, 0, 0]], jnp.int32)
@@ -124,15 +126,15 @@ def trained(request):
   (no checkpoints or writers: ``test_train`` covers those)."""
   config = _load_config(request.param, "tiny")
   config_lib.validate(config)
-  run = train.build_run(config)
-  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+  run = workdir_lib.build_run(config)
+  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
                                        run.objective))
   it = run.task.train_iterator()
   state = run.state
   for _ in range(config.train.steps):
     state, _ = step(state, next(it))
   eval_set = run.task.eval_set("eval")
-  final = train.evaluate(jax.jit(train.make_eval_step(run.graphdef, run.objective)),
+  final = step_lib.evaluate(jax.jit(step_lib.make_eval_step(run.graphdef, run.objective)),
                          run.objective, state.params, eval_set, config.eval.batch_size)
   model = nnx.merge(run.graphdef, state.params)
   return request.param, config, model, eval_set, final

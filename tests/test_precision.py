@@ -10,6 +10,8 @@ import pytest
 from flax import nnx
 
 from attention_jax import attention, models, precision, train
+from attention_jax import workdir as workdir_lib
+from attention_jax import step as step_lib
 from conftest import tiny_config
 
 # (model, config overrides): every model, and the options that change which
@@ -57,9 +59,9 @@ def text_file(tmp_path_factory):
 
 
 def _lowered_step(config):
-  run = train.build_run(config)
+  run = workdir_lib.build_run(config)
   batch = next(run.task.train_iterator())
-  step = train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+  step = step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
                                run.objective)
   return step, run.state, batch
 
@@ -115,7 +117,7 @@ def test_bf16_forward_is_close_to_float32(text_file):
     out = {}
     for dtype in ("float32", "bfloat16"):
       config.train.compute_dtype = dtype
-      logits = jax.jit(lambda p, c=config: train.merge_for_compute(
+      logits = jax.jit(lambda p, c=config: step_lib.merge_for_compute(
           graphdef, p, c)(src, tgt)[0])(params)
       assert logits.dtype == jnp.dtype(dtype)
       out[dtype] = np.asarray(logits, np.float32)
@@ -142,7 +144,7 @@ def test_auto_attention_picks_cudnn_for_a_bf16_model_on_a_gpu(monkeypatch, text_
   graphdef, params = nnx.split(models.build_model(config, 9, 9))
   src = jnp.array([[4, 5, 6, 0]])
   tgt = jnp.array([[1, 6, 5, 4]])
-  forward = lambda p, c: train.merge_for_compute(graphdef, p, c)(src, tgt)
+  forward = lambda p, c: step_lib.merge_for_compute(graphdef, p, c)(src, tgt)
   jax.eval_shape(lambda p: forward(p, config), params)
   # encoder self, decoder self; cross-attention returns weights -> einsum
   assert calls and all(c == ("cudnn", jnp.bfloat16, jnp.bfloat16) for c in calls), calls
@@ -165,7 +167,7 @@ def test_bf16_transformer_learns(tmp_path):
                           "train.log_every_steps": 50})
   final = train.train_and_evaluate(config, str(tmp_path))
   assert final["token_accuracy"] > 0.6, final
-  _, _, run = train.load_model(str(tmp_path))
+  run = workdir_lib.load(str(tmp_path))
   assert {x.dtype for x in jax.tree.leaves(run.state.params)} == {jnp.dtype(jnp.float32)}
 
 

@@ -26,6 +26,9 @@ import pytest
 
 from attention_jax import checkpoint, config as config_lib, faults, train
 from attention_jax import workdir_lock, writers
+from attention_jax import workdir as workdir_lib
+from attention_jax import step as step_lib
+from attention_jax.errors import NonFiniteError, Preempted, ResumeRefused
 from conftest import ROOT, tiny_config
 
 # 12 steps, checkpoints at 4, 8, 12 (all kept), train rows at 5, 10, 12.
@@ -87,7 +90,7 @@ def committed(workdir) -> list[int]:
 
 
 def state_at(workdir, step=None):
-  _, _, run = train.load_model(workdir, step)
+  run = workdir_lib.load(workdir, step)
   return run.state
 
 
@@ -283,7 +286,7 @@ def test_resume_with_other_shapes_is_refused_untouched(reference, tmp_path,
   w = copy_workdir(reference[0], tmp_path / "w")
   before = snapshot(w)
   for allow in (False, True):
-    with pytest.raises(train.ResumeRefused) as e:
+    with pytest.raises(ResumeRefused) as e:
       train.train_and_evaluate(tiny(**overrides), w, allow_config_change=allow)
     msg = str(e.value)
     assert msg.startswith(f"cannot resume {w} from step 12: the config changes the "
@@ -297,12 +300,12 @@ def test_resume_with_other_hyperparameters(reference, cli, tmp_path):
   w = copy_workdir(ref_dir, tmp_path / "w")
   before = snapshot(w)
   changed = tiny(**{"train.learning_rate": 0.01, "model.dropout": 0.1})
-  with pytest.raises(train.ResumeRefused, match=re.escape(
+  with pytest.raises(ResumeRefused, match=re.escape(
       "the config differs from the run's config.json in model.dropout: 0.0 -> 0.1, "
       "train.learning_rate: 0.003 -> 0.01; pass --allow_config_change")):
     train.train_and_evaluate(changed, w)
   # With cosine decay, train.steps sets every step's learning rate: refused.
-  with pytest.raises(train.ResumeRefused, match=re.escape("train.steps: 12 -> 20")):
+  with pytest.raises(ResumeRefused, match=re.escape("train.steps: 12 -> 20")):
     train.train_and_evaluate(tiny(**{"train.steps": 20}), w)
   assert snapshot(w) == before
   # Logging, evaluation and checkpoint settings may change freely.
@@ -346,7 +349,7 @@ def test_unreadable_run_config_is_refused(reference, tmp_path):
   path = os.path.join(w, "config.json")
   with open(path, "w") as f:
     f.write("{not json")
-  with pytest.raises(train.ResumeRefused, match=re.escape(
+  with pytest.raises(ResumeRefused, match=re.escape(
       f"cannot resume {w}: its config {path} is unreadable")):
     train.train_and_evaluate(tiny(), w)
   assert train.train_and_evaluate(tiny(), w, allow_config_change=True)["step"] == 12
@@ -368,7 +371,7 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_pat
   ref_dir, _ = reference
   w = str(tmp_path / "w")
   monkeypatch.setenv(faults.ENV, "nonfinite_at_step:6")
-  with pytest.raises(train.NonFiniteError, match=re.escape(
+  with pytest.raises(NonFiniteError, match=re.escape(
       "loss became nan, grad_norm became nan, update_norm became nan, param_norm "
       f"became nan at step 6; last good checkpoint: step 4 in {w}/checkpoints")):
     train.train_and_evaluate(tiny(), w)
@@ -378,8 +381,8 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_pat
 
 def test_skip_nonfinite_step_keeps_state():
   config = tiny(**{"train.skip_nonfinite": True, "train.warmup_steps": 0})
-  run = train.build_run(config)
-  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+  run = workdir_lib.build_run(config)
+  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
                                        run.objective, inject_nonfinite=((1, 1),)))
   it = run.task.train_iterator()
   s1, m1 = step(run.state, next(it))
@@ -399,7 +402,7 @@ def test_skip_nonfinite_counts_and_stops_after_n_in_a_row(tmp_path, monkeypatch)
   w = str(tmp_path / "w")
   monkeypatch.setenv(faults.ENV, "nonfinite_at_step:6-7,nonfinite_at_step:10-12")
   config = tiny(**{"train.skip_nonfinite": True, "train.max_consecutive_nonfinite": 3})
-  with pytest.raises(train.NonFiniteError, match=re.escape(
+  with pytest.raises(NonFiniteError, match=re.escape(
       "at step 12: 3 non-finite steps in a row (train.max_consecutive_nonfinite=3); "
       f"last good checkpoint: step 8 in {w}/checkpoints")):
     train.train_and_evaluate(config, w)
@@ -408,7 +411,7 @@ def test_skip_nonfinite_counts_and_stops_after_n_in_a_row(tmp_path, monkeypatch)
   assert all(np.isfinite(r["loss"]) for r in rows)   # means over applied steps
   assert committed(w) == [4, 8]
   for step in (4, 8):
-    assert bool(train.all_finite(state_at(w, step)))
+    assert bool(step_lib.all_finite(state_at(w, step)))
 
 
 # --------------------------------------------------------------------------
@@ -459,12 +462,12 @@ def test_lock_file_of_a_live_unrelated_process_is_not_a_lock(tmp_path):
 
 @pytest.mark.parametrize("error,code", [
     (lambda: config_lib.ConfigError("bad key"), 2),
-    (lambda: train.ResumeRefused("cannot resume"), 2),
-    (lambda: train.NonFiniteError("loss became nan"), 3),
+    (lambda: ResumeRefused("cannot resume"), 2),
+    (lambda: NonFiniteError("loss became nan"), 3),
     (lambda: checkpoint.CheckpointWriteError("cannot write"), 4),
     (lambda: checkpoint.CorruptCheckpointError(3, "step 3 is corrupt"), 4),
     (lambda: workdir_lock.WorkdirLockedError("in use"), 5),
-    (lambda: train.Preempted("stopped by SIGTERM"), 75),
+    (lambda: Preempted("stopped by SIGTERM"), 75),
 ])
 def test_exit_codes_and_one_line(error, code, capsys):
   from experiments import cli as cli_lib

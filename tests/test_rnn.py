@@ -228,39 +228,26 @@ def test_reverse_padded():
   np.testing.assert_array_equal(got, [[1, 0, 0], [3, 2, 0], [6, 5, 4]])
 
 
-def test_encoder_stacked_bidirectional_shapes_and_dropout():
-  enc = rnn.RNNEncoder("lstm", I, H, num_layers=2, bidirectional=True,
-                       dropout=0.5, rngs=nnx.Rngs(0))
+def test_stack_scan_is_layer_by_layer_with_dropout_between_only():
+  """``seq2seq.stack_scan`` (the models' stacked RNN) equals one scan per
+  layer, each layer reading the one below; dropout only with an rng, only
+  between layers."""
+  from attention_jax.models import seq2seq
+  cells = [rnn.make_cell("lstm", I, H, rngs=nnx.Rngs(0)),
+           rnn.make_cell("lstm", H, H, rngs=nnx.Rngs(1))]
   xs, mask = _inputs(), _mask()
-  ys, finals = enc(xs, mask)
-  assert ys.shape == (B, T, 2 * H) and enc.output_size == 2 * H
-  assert len(finals) == 2 and enc.final_hidden(finals).shape == (B, 2 * H)
-  assert enc.forward_cells[1].input_kernel[...].shape == (2 * H, 4 * H)
-  # the stack equals the bidirectional function applied twice
-  _, y1 = rnn.bidirectional(enc.forward_cells[0], enc.backward_cells[0], xs, mask)
-  (cf, cb), y2 = rnn.bidirectional(enc.forward_cells[1], enc.backward_cells[1],
-                                   y1, mask)
+  finals, ys = seq2seq.stack_scan(cells, xs, mask)
+  c1, y1 = rnn.scan(cells[0], xs, None, mask)
+  c2, y2 = rnn.scan(cells[1], y1, None, mask)
   np.testing.assert_allclose(ys, y2, atol=1e-6)
-  np.testing.assert_allclose(enc.final_hidden(finals),
-                             jnp.concatenate([cf[1], cb[1]], -1), atol=1e-6)
-  # dropout only with an rng, only between layers
-  ys_drop, _ = enc(xs, mask, dropout_rng=jax.random.key(0))
-  assert not np.allclose(ys_drop, ys)
-  enc1 = rnn.RNNEncoder("gru", I, H, num_layers=1, dropout=0.5, rngs=nnx.Rngs(0))
-  np.testing.assert_array_equal(enc1(xs, mask, jax.random.key(0))[0],
-                                enc1(xs, mask)[0])
-
-
-def test_encoder_reverse_input():
-  enc = rnn.RNNEncoder("gru", I, H, reverse_input=True, rngs=nnx.Rngs(0))
-  xs, mask = _inputs(), _mask()
-  ys, (final,) = enc(xs, mask)
-  cell = enc.forward_cells[0]
-  for b, n in enumerate(LENGTHS):
-    want_c, want_y = _run_cell(cell, cell.initialize_carry((1,)),
-                               xs[b:b + 1, :n][:, ::-1])
-    np.testing.assert_allclose(ys[b, :n], want_y[0], atol=1e-5)
-    np.testing.assert_allclose(final[b], want_c[0], atol=1e-5)
+  for got, want in zip(jax.tree.leaves(finals), jax.tree.leaves([c1, c2])):
+    np.testing.assert_allclose(got, want, atol=1e-6)
+  _, dropped = seq2seq.stack_scan(cells, xs, mask, dropout_rate=0.5,
+                                  rng=jax.random.key(0))
+  assert not np.allclose(dropped, ys)
+  _, one = seq2seq.stack_scan(cells[:1], xs, mask, dropout_rate=0.5,
+                              rng=jax.random.key(0))
+  np.testing.assert_array_equal(one, y1)
 
 
 def _defaults(backend):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from attention_jax import config as config_lib, faults, sharding, train, writers
+from attention_jax import workdir as workdir_lib
 from conftest import ROOT, tiny_config
 
 WORKER = os.path.join(ROOT, "tests", "dp_worker.py")
@@ -33,7 +34,7 @@ def test_data_parallel_8_devices_matches_1_and_restores_anywhere(tmp_path):
   assert out["restored_on_1"] and out["restored_on_2"]
   import jax
   from attention_jax.checkpoint import Checkpointer
-  run = train.build_run(tiny_config(**{"train.steps": 6}))
+  run = workdir_lib.build_run(tiny_config(**{"train.steps": 6}))
   states = []
   for n in (1, 8):
     ckpt = Checkpointer(str(tmp_path / f"dev{n}" / "checkpoints"))
@@ -107,7 +108,7 @@ def _rows(workdir):
 
 def _params(workdir):
   import jax
-  _, _, run = train.load_model(str(workdir))
+  run = workdir_lib.load(str(workdir))
   return [np.asarray(x) for x in jax.tree.leaves(run.state)]
 
 

@@ -10,6 +10,9 @@ import pytest
 from flax import nnx
 
 from attention_jax import decoding, train, writers
+from attention_jax import workdir as workdir_lib
+from attention_jax import step as step_lib
+from attention_jax.errors import NonFiniteError
 from conftest import tiny_config
 
 METRIC_NAMES = {"loss", "token_accuracy", "grad_norm", "learning_rate",
@@ -56,13 +59,15 @@ def test_workdir_layout_and_rebuild(full_run):
   config, workdir, _ = full_run
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f) == config.to_dict()
-  model, loaded_config, run = train.load_model(workdir)
+  run = workdir_lib.load(workdir)
+
+  model, loaded_config = run.model, run.config
   assert loaded_config.to_dict() == config.to_dict()
   assert int(run.state.step) == config.train.steps
   # The rebuilt model decodes like the trained one reports.
   eval_set = run.task.eval_set("eval")
-  step = jax.jit(train.make_eval_step(run.graphdef, run.objective))
-  metrics = train.evaluate(step, run.objective, run.state.params, eval_set,
+  step = jax.jit(step_lib.make_eval_step(run.graphdef, run.objective))
+  metrics = step_lib.evaluate(step, run.objective, run.state.params, eval_set,
                            config.eval.batch_size)
   last = [r for r in writers.read_metrics(workdir) if r["split"] == "eval"][-1]
   assert metrics["sequence_accuracy"] == pytest.approx(last["sequence_accuracy"])
@@ -82,8 +87,8 @@ def test_resume_after_kill_is_bit_exact(full_run, tmp_path):
   # steps 21..30 were written and must be dropped on resume.
   train.train_and_evaluate(config, workdir, stop_after_step=30)
   train.train_and_evaluate(config, workdir)
-  _, _, a = train.load_model(full_dir)
-  _, _, b = train.load_model(workdir)
+  a = workdir_lib.load(full_dir)
+  b = workdir_lib.load(workdir)
   _leaves_equal(a.state.params, b.state.params)
   _leaves_equal(a.state.opt_state, b.state.opt_state)
   _leaves_equal(a.state.rng, b.state.rng)
@@ -102,8 +107,8 @@ def test_finished_run_returns_at_once(full_run):
 
 def test_train_step_compiles_once():
   config = tiny_config()
-  run = train.build_run(config)
-  step = jax.jit(train.make_train_step(run.graphdef, run.tx, run.schedule, config,
+  run = workdir_lib.build_run(config)
+  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
                                        run.objective))
   it = run.task.train_iterator()
   state = run.state
@@ -116,13 +121,13 @@ def test_train_step_compiles_once():
 def test_non_finite_loss_stops_with_step(tmp_path):
   config = tiny_config(**{"train.learning_rate": 1e30, "train.grad_clip_norm": 0.0,
                           "train.schedule": "constant", "train.warmup_steps": 0})
-  with pytest.raises(train.NonFiniteError, match=r"at step \d+; last good checkpoint"):
+  with pytest.raises(NonFiniteError, match=r"at step \d+; last good checkpoint"):
     train.train_and_evaluate(config, str(tmp_path))
 
 
 def test_greedy_decode_equals_python_loop():
   config = tiny_config()
-  run = train.build_run(config)
+  run = workdir_lib.build_run(config)
   model = nnx.merge(run.graphdef, run.state.params)
   src = jnp.asarray(run.task.eval_set()["src"][:4])
   tokens, _ = decoding.greedy_decode(model, src, 6)
@@ -142,11 +147,11 @@ def test_greedy_decode_equals_python_loop():
 def test_schedule_shapes():
   c = tiny_config(**{"train.steps": 100, "train.warmup_steps": 10,
                      "train.learning_rate": 1.0, "train.end_lr_fraction": 0.1})
-  s = train.make_schedule(c)
+  s = step_lib.make_schedule(c)
   assert float(s(0)) == 0.0 and float(s(10)) == pytest.approx(1.0)
   assert float(s(100)) == pytest.approx(0.1)
   c.train.schedule = "rsqrt"
-  s = train.make_schedule(c)
+  s = step_lib.make_schedule(c)
   assert float(s(10)) == pytest.approx(1.0) and float(s(40)) == pytest.approx(0.5)
 
 
@@ -159,7 +164,7 @@ def test_warmup_longer_than_run_is_cut_to_the_run():
   config_lib.validate(c)
   for schedule in ("cosine", "constant"):
     c.train.schedule = schedule
-    s = train.make_schedule(c)
+    s = step_lib.make_schedule(c)
     assert float(s(0)) == 0.0 and float(s(25)) == pytest.approx(0.5)
   c.train.schedule = "rsqrt"
-  assert float(train.make_schedule(c)(50)) == pytest.approx(1.0)
+  assert float(step_lib.make_schedule(c)(50)) == pytest.approx(1.0)

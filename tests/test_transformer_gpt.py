@@ -13,7 +13,7 @@ from flax import nnx
 
 from attention_jax import config as config_lib
 from attention_jax import generate, models, train, writers
-from attention_jax.data import text_lm
+from attention_jax.data import text as text_task
 from attention_jax.models import gpt as gpt_lib
 from conftest import ROOT
 
@@ -144,8 +144,8 @@ def test_gpt_kv_cache_equals_full_and_sampling_is_greedy_at_t0(gpt_model):
 
 def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
   c = _config("gpt", **{"data.train_path": text_file})
-  task = text_lm.TextLMTask(c)
-  a, b = task.train_batch(3), text_lm.TextLMTask(c).train_batch(3)
+  task = text_task.TextLMTask(c)
+  a, b = task.train_batch(3), text_task.TextLMTask(c).train_batch(3)
   np.testing.assert_array_equal(a["inputs"], b["inputs"])      # (seed, index)
   assert a["inputs"].shape == (c.train.batch_size, c.data.max_length)
   np.testing.assert_array_equal(a["inputs"][:, 1:], a["targets"][:, :-1])
@@ -158,7 +158,7 @@ def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
   from attention_jax.data.vocab import Vocabulary
   v = Vocabulary.load(path)
   assert v == task.tgt_vocab and "U+000A" in v.tokens
-  assert text_lm.decode(v, text_lm.encode(v, "the dog.\n")) == "the dog.\n"
+  assert text_task.decode(v, text_task.encode(v, "the dog.\n")) == "the dog.\n"
 
   bad = tmp_path / "bad.txt"
   bad.write_bytes(b"hello\n\xff\xfe world")
@@ -168,7 +168,7 @@ def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
                        (str(empty), "file is empty"),
                        (str(bad), "not valid UTF-8 (byte 6, line 2)")):
     with pytest.raises((config_lib.ConfigError, FileNotFoundError)) as e:
-      text_lm.TextLMTask(_config("gpt", **{"data.train_path": path}))
+      text_task.TextLMTask(_config("gpt", **{"data.train_path": path}))
     assert path in str(e.value) and needle in str(e.value)
     assert "\n" not in str(e.value)
 

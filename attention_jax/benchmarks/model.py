@@ -26,16 +26,17 @@ with ``model.scan_layers`` (one compiled block, scanned; see models/gpt.py).
 
 from __future__ import annotations
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-import time
-
 from attention_jax import attention
 from attention_jax import config as config_lib
-from attention_jax import models, objectives, precision, train
+from attention_jax import models, objectives, precision
+from attention_jax import step as step_lib
 from attention_jax.benchmarks import timing
 
 COLUMNS = ["model", "size", "dtype", "attention", "batch", "seq_len", "params_M",
@@ -153,7 +154,7 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   config = _config(name, overrides)
   V = overrides.get("model.vocab_size", 512)
   B, T = config.train.batch_size, config.data.max_length
-  graphdef, state, tx, schedule = train.create_state(config, V, V)
+  graphdef, state, tx, schedule = step_lib.create_state(config, V, V)
   objective = objectives.get("lm" if name == "gpt" else "seq2seq")
   rng = np.random.default_rng(0)
   tokens = lambda shape: jnp.asarray(rng.integers(4, V, size=shape), jnp.int32)
@@ -167,7 +168,7 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   donate = (0,) if jax.default_backend() != "cpu" else ()
   t0 = time.perf_counter()
   attention.last_path.clear()
-  lowered = jax.jit(train.make_train_step(graphdef, tx, schedule, config, objective),
+  lowered = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, config, objective),
                     donate_argnums=donate).lower(state, batch)
   dtype = precision.step_dtype(lowered.as_text())   # what the products take
   used = attention.last_path.get("used", "")

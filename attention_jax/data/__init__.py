@@ -1,52 +1,65 @@
-"""Data: tasks by name, and the checkpointable training iterator.
+"""Data: the tasks by ``data.task``, one registry, one dispatch point.
 
-``data.task`` is one of the synthetic tasks (:mod:`.synthetic`), ``files``
-(local parallel text) or ``tfds:NAME`` (a TFDS catalog dataset), both through
-:mod:`.text`. :func:`build_task` is the one dispatch point.
+* synthetic sequence-to-sequence tasks (:mod:`.synthetic`: ``reverse``,
+  ``copy``, ``sort``, ``addition``, ``reorder``), held out by source hash
+  (:mod:`.heldout`);
+* long-range tasks for recurrent networks (:mod:`.long_range`: ``adding``,
+  ``copy_memory``, ``temporal_order``);
+* parallel text (:mod:`.parallel_text`): ``files`` (local TSV or
+  ``.src``/``.tgt``) and ``tfds:NAME`` (a TFDS catalog dataset);
+* ``text``: character-level language modelling (:mod:`.text`).
+
+Every task follows the protocol of :mod:`.batching`. :func:`build_task` builds
+one; :func:`config_keys` names the ``data.*`` keys it reads (validation
+refuses the others).
 """
 
 from __future__ import annotations
 
 import os
 
-from attention_jax.data import long_range, synthetic
-from attention_jax.data.vocab import BOS, EOS, PAD, UNK, Vocabulary
+from attention_jax.data import long_range, parallel_text, synthetic, text
 
 SYNTHETIC_TASKS = tuple(sorted(synthetic.TASKS))
-TEXT_TASKS = ("files", "tfds:NAME")
-LM_TASKS = ("text",)   # character-level LM on data.train_path (text_lm.py)
-LONG_RANGE_TASKS = long_range.TASKS  # adding, copy_memory, temporal_order
+LONG_RANGE_TASKS = long_range.TASKS       # adding, copy_memory, temporal_order
+PARALLEL_TEXT_TASKS = ("files", "tfds:NAME")
+LM_TASKS = ("text",)
+
+# data.task -> the class serving it ("tfds:NAME" is matched by prefix).
+TASKS = {
+    **{name: synthetic.SyntheticTask for name in SYNTHETIC_TASKS},
+    **{name: long_range.LongRangeTask for name in LONG_RANGE_TASKS},
+    "files": parallel_text.ParallelTextTask,
+    "tfds:NAME": parallel_text.ParallelTextTask,
+    "text": text.TextLMTask,
+}
+
+
+def _key(task: str) -> str:
+  if task.startswith("tfds:"):
+    return "tfds:NAME" if len(task) > len("tfds:") and task != "tfds:NAME" else ""
+  return task
 
 
 def is_known_task(task: str) -> bool:
-  return (task in SYNTHETIC_TASKS or task in LM_TASKS or task == "files"
-          or task in LONG_RANGE_TASKS
-          or (task.startswith("tfds:") and len(task) > len("tfds:")))
+  return _key(task) in TASKS
 
 
 def describe_tasks() -> str:
-  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *TEXT_TASKS, *LM_TASKS,
-                                     *LONG_RANGE_TASKS))
+  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *PARALLEL_TEXT_TASKS,
+                                     *LM_TASKS, *LONG_RANGE_TASKS))
 
 
 def is_text_task(task: str) -> bool:
   """Parallel text read through TFDS (``files`` or ``tfds:NAME``)."""
-  return task == "files" or task.startswith("tfds:")
+  return TASKS.get(_key(task)) is parallel_text.ParallelTextTask
 
 
 def task_class(task: str):
-  """The class serving ``data.task`` (imports the text modules on demand)."""
-  if task in SYNTHETIC_TASKS:
-    return synthetic.SyntheticTask
-  if task in LONG_RANGE_TASKS:
-    return long_range.LongRangeTask
-  if task == "text":
-    from attention_jax.data import text_lm
-    return text_lm.TextLMTask
-  if is_text_task(task):
-    from attention_jax.data import text
-    return text.ParallelTextTask
-  raise ValueError(f"unknown data.task {task!r}")
+  """The class serving ``data.task``; ValueError for an unknown task."""
+  if not is_known_task(task):
+    raise ValueError(f"unknown data.task {task!r}; allowed: {describe_tasks()}")
+  return TASKS[_key(task)]
 
 
 def config_keys(config) -> tuple[str, ...]:
@@ -60,17 +73,7 @@ def build_task(config, workdir: str | None = None):
   ``workdir``: where a run keeps its vocabularies and tokenizer models; a task
   that finds them there reloads them instead of building them from the data.
   """
-  if config.data.task in SYNTHETIC_TASKS:
-    return synthetic.SyntheticTask(config)
-  if config.data.task in LONG_RANGE_TASKS:
-    return long_range.LongRangeTask(config)
-  if config.data.task == "text":
-    from attention_jax.data import text_lm
-    return text_lm.TextLMTask(config)
-  if is_text_task(config.data.task):
-    from attention_jax.data import text
-    return text.ParallelTextTask(config, workdir)
-  raise ValueError(f"unknown data.task {config.data.task!r}")
+  return task_class(config.data.task)(config, workdir)
 
 
 def save_task_files(task, workdir: str) -> None:

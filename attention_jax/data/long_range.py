@@ -53,7 +53,7 @@ import numpy as np
 from absl import logging
 
 from attention_jax.data import heldout
-from attention_jax.data.synthetic import IndexedIterator
+from attention_jax.data.batching import IndexedIterator
 from attention_jax.data.vocab import Vocabulary
 
 _SPLIT_IDS = {"train": 0, "eval": 1, "test": 2}
@@ -204,7 +204,8 @@ class LongRangeTask:
     del config
     return ("length", "eval_examples")
 
-  def __init__(self, config):
+  def __init__(self, config, workdir: str | None = None):
+    del workdir   # nothing is saved: the vocabulary follows from the config
     self.name = config.data.task
     self.spec = spec(self.name)
     self.objective = self.spec.objective

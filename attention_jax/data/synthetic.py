@@ -32,15 +32,15 @@ Other tasks:
 
 from __future__ import annotations
 
-import concurrent.futures
 import random
 
 import numpy as np
 from absl import logging
 
-from attention_jax.config import ConfigError
 from attention_jax.data import heldout
-from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
+from attention_jax.data.batching import IndexedIterator, pad_batch
+from attention_jax.data.vocab import PAD, Vocabulary
+from attention_jax.errors import ConfigError
 
 _SPLIT_IDS = {"train": 0, "eval": 1, "test": 2}
 _HELD_OUT_STREAM = 7_777_777   # first word of the eval/test sets' RNG (no seed)
@@ -124,36 +124,9 @@ def addition_target(src: list[int]) -> list[int]:
   return ADDITION_VOCAB.encode(str(int(a) + int(b)))
 
 
-def pad_batch(examples, src_len: int, tgt_len: int) -> dict[str, np.ndarray]:
-  """Right-padded arrays.
-
-  src:     [B, src_len]        s_1 … s_n PAD …
-  tgt_in:  [B, tgt_len + 1]    BOS y_1 … y_m PAD …
-  tgt_out: [B, tgt_len + 1]    y_1 … y_m EOS PAD …
-  """
-  B = len(examples)
-  src = np.full((B, src_len), PAD, np.int32)
-  tgt_in = np.full((B, tgt_len + 1), PAD, np.int32)
-  tgt_out = np.full((B, tgt_len + 1), PAD, np.int32)
-  for i, (s, t) in enumerate(examples):
-    src[i, :len(s)] = s
-    tgt_in[i, 0] = BOS
-    tgt_in[i, 1:len(t) + 1] = t
-    tgt_out[i, :len(t)] = t
-    tgt_out[i, len(t)] = EOS
-  return {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out}
-
-
 class SyntheticTask:
-  """Training batches by index, and fixed evaluation sets.
-
-  The interface every task provides to training: ``objective`` (a name in
-  ``attention_jax.objectives``), ``src_vocab``/``tgt_vocab``,
-  ``train_iterator()`` (with ``get_state``/``set_state``),
-  ``eval_set(split) -> dict of arrays``, ``count_tokens(batch)``; and for
-  evaluation by text: ``detokenize(ids, side)``, ``eval_references(split)``,
-  ``eval_source_lengths(split)``.
-  """
+  """Training batches by index, and fixed evaluation sets (the task protocol
+  of :mod:`attention_jax.data.batching`)."""
 
   objective = "seq2seq"
 
@@ -167,7 +140,8 @@ class SyntheticTask:
     return ("train_min_length", "train_max_length", "eval_min_length",
             "eval_max_length", "eval_examples", *vocab, *grammar)
 
-  def __init__(self, config):
+  def __init__(self, config, workdir: str | None = None):
+    del workdir   # nothing is saved: the vocabulary follows from the config
     d = config.data
     self.name = d.task
     self.seed = config.seed
@@ -292,7 +266,7 @@ class SyntheticTask:
     ex = self.examples("train", self._rng("train", index), self.batch_size)
     return pad_batch(ex, *self._widths(self.train_lengths[1]))
 
-  def train_iterator(self) -> "IndexedIterator":
+  def train_iterator(self) -> IndexedIterator:
     logging.info("%s", self.held_out_line())
     return IndexedIterator(self.train_batch)
 
@@ -328,51 +302,3 @@ class SyntheticTask:
     """Source lengths in ``length_unit`` (symbols; addition: characters;
     reorder: words), row by row."""
     return (self.eval_set(split)["src"] != PAD).sum(1)
-
-
-class IndexedIterator:
-  """Yields ``batch_fn(0), batch_fn(1), …``; its whole state is the next index.
-
-  With ``prefetch > 0``, the next batches are built on a background thread
-  while the accelerator runs the step (they are pure functions of the index,
-  so prefetching changes nothing but time).
-  """
-
-  def __init__(self, batch_fn, start: int = 0, prefetch: int = 2):
-    self.batch_fn = batch_fn
-    self.index = start
-    self.prefetch = prefetch
-    self._pool = None
-    self._pending: dict[int, concurrent.futures.Future] = {}
-
-  def __iter__(self):
-    return self
-
-  def __next__(self) -> dict[str, np.ndarray]:
-    i = self.index
-    if self.prefetch <= 0:
-      batch = self.batch_fn(i)
-    else:
-      if self._pool is None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="data")
-      for j in range(i, i + self.prefetch + 1):
-        if j not in self._pending:
-          self._pending[j] = self._pool.submit(self.batch_fn, j)
-      batch = self._pending.pop(i).result()
-    self.index += 1
-    return batch
-
-  def get_state(self) -> dict:
-    return {"index": self.index}
-
-  def set_state(self, state: dict) -> None:
-    self.index = int(state["index"])
-    for f in self._pending.values():
-      f.cancel()
-    self._pending.clear()
-
-  def close(self) -> None:
-    if self._pool is not None:
-      self._pool.shutdown(wait=False, cancel_futures=True)
-      self._pool = None

@@ -36,14 +36,10 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from attention_jax.config import ConfigError
 from attention_jax.data.vocab import EOS, SPECIALS, UNK, Vocabulary
+from attention_jax.errors import DataError
 
 KINDS = ("char", "word", "sentencepiece")
-
-
-class DataError(ConfigError):
-  """The data a config names is bad. The message is one line naming the file."""
 
 
 class CharTokenizer:

@@ -18,7 +18,8 @@ blocks), at the cost of one copy of the block parameters per step.
 
 ``__call__(tokens [B, T]) -> logits [B, T, V]`` for training;
 ``init_cache`` / ``decode`` run t new tokens at a time through per-layer KV
-caches (prompt prefill with t = prompt length, then t = 1 per sampled token).
+caches (prompt prefill with t = prompt length, then t = 1 per sampled token;
+the sampling loop is ``attention_jax.decoding.sample_lm``).
 """
 
 from __future__ import annotations
@@ -107,58 +108,3 @@ class GPT(nnx.Module):
       h, c, _ = block.decode(h, c)
       new.append(c)
     return self._logits(h), new
-
-
-def _pick(logits: jax.Array, key: jax.Array, temperature: float, top_k: int,
-          banned: int) -> jax.Array:
-  """One token per row from logits [B, V]: argmax at temperature 0, else a draw
-  from softmax(logits / T) restricted to the ``top_k`` largest (0 = all)."""
-  logits = logits.astype(jnp.float32).at[:, :banned].set(-jnp.inf)
-  if temperature == 0.0:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  logits = logits / temperature
-  if top_k > 0:
-    kth = jax.lax.top_k(logits, top_k)[0][:, -1:]                   # (B, 1)
-    logits = jnp.where(logits < kth, -jnp.inf, logits)
-  return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
-
-
-def sample(model: GPT, prompt: jax.Array, rng: jax.Array, *, max_new_tokens: int,
-           temperature: float = 1.0, top_k: int = 0, banned: int = 3) -> jax.Array:
-  """Autoregressive sampling through the KV cache, one ``lax.scan``.
-
-  prompt [B, P] -> new tokens [B, max_new_tokens]. The prompt fills the
-  cache in one ``decode`` call; each scan step feeds the token just drawn.
-  Ids below ``banned`` (PAD, BOS, EOS) are never drawn. P + max_new_tokens
-  must be ≤ ``model.max_positions``.
-  """
-  B, P = prompt.shape
-  if P + max_new_tokens > model.max_positions:
-    raise ValueError(
-        f"prompt ({P} tokens) + max_new_tokens ({max_new_tokens}) exceeds "
-        f"model.max_positions ({model.max_positions}), the length of the "
-        "position table")
-  cache = model.init_cache(B, P + max_new_tokens)
-  logits, cache = model.decode(prompt, cache)                       # (B, P, V)
-
-  def body(carry, key):
-    cache, last = carry
-    token = _pick(last, key, temperature, top_k, banned)            # (B,)
-    logits, cache = model.decode(token[:, None], cache)
-    return (cache, logits[:, 0]), token
-
-  keys = jax.random.split(rng, max_new_tokens)
-  _, tokens = jax.lax.scan(body, (cache, logits[:, -1]), keys)
-  return tokens.T                                                   # (B, N)
-
-
-def make_sampler(graphdef, *, max_new_tokens: int, temperature: float, top_k: int):
-  """A jitted ``(params, prompt [B, P], rng) -> tokens [B, N]``."""
-
-  @jax.jit
-  def run(params, prompt, rng):
-    return sample(nnx.merge(graphdef, params), prompt, rng,
-                  max_new_tokens=max_new_tokens, temperature=temperature,
-                  top_k=top_k)
-
-  return run

@@ -46,7 +46,7 @@ class Embed(nnx.Embed):
   """``nnx.Embed`` that looks up and attends in its table's dtype at call time.
 
   ``nnx.Embed`` fixes its compute dtype when built (float32), so a table cast
-  to bfloat16 for mixed precision (``train.merge_for_compute``) would be cast
+  to bfloat16 for mixed precision (``step.merge_for_compute``) would be cast
   back, and every product downstream would run in float32. Here the table's
   own dtype decides: bfloat16 under bf16 compute, float64 in the gradient
   instruments. The lookup's gradient accumulates in float32
@@ -61,6 +61,9 @@ class Embed(nnx.Embed):
     """query [..., features] -> [..., num_embeddings] (tied output layer)."""
     table = self.embedding[...]
     return query.astype(table.dtype) @ table.T
+
+
+READOUTS = ("linear", "maxout")   # model.readout
 
 
 def readout_keys(model_config) -> tuple[str, ...]:

@@ -78,6 +78,9 @@ class ProbedCell:
     return self.cell.output(carry)
 
 
+POOLINGS = ("last", "attention")   # model.pooling
+
+
 class SequenceRNN(nnx.Module):
   """One recurrent layer and a head; see the module docstring."""
 

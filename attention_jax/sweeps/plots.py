@@ -28,6 +28,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attention_jax import workdir as workdir_lib  # noqa: E402
+from attention_jax.errors import WorkdirError  # noqa: E402
+from attention_jax.sweeps.tables import label_of, markdown_table  # noqa: E402
+
 DPI = 80
 
 
@@ -39,7 +43,6 @@ def _series_keys(sweep, spec) -> list[str]:
 
 
 def _label(overrides, keys) -> str:
-  from attention_jax.sweeps import label_of
   return label_of(overrides, keys) or "base"
 
 
@@ -94,13 +97,11 @@ def length_stats(rows: list[dict], metric: str, train_min: int, train_max: int
 
 
 def _train_range(point) -> tuple[int, int]:
-  import json
   try:
-    with open(os.path.join(point.workdir, "config.json"), encoding="utf-8") as f:
-      d = json.load(f)["data"]
-    return int(d["train_min_length"]), int(d["train_max_length"])
-  except (OSError, KeyError, ValueError):
+    d = workdir_lib.read_config(point.workdir).data
+  except WorkdirError:
     return 1, 1
+  return d.train_min_length, d.train_max_length
 
 
 def _panel_title(panel_key, value, lo: int, hi: int) -> str:
@@ -159,7 +160,6 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
   for ax in axes[len(panel_values):]:
     ax.axis("off")
   path = _save(fig, os.path.join(plots_dir, f"by_length_{metric}.png"))
-  from attention_jax.sweeps import markdown_table
   out = [f"## {metric.replace('_', ' ')} against source length\n",
          "Dashed line: the longest training length; to its right the model "
          "extrapolates.\n", _md_image(path, plots_dir, "by length"),
@@ -282,7 +282,6 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
   series = [k for k in _series_keys(sweep, spec) if k != x_key]
   done = [r for r in rows if r.get("status") == "done"]
   out = []
-  from attention_jax.sweeps import markdown_table
   for metric in metrics:
     have = [r for r in done if isinstance(r.get(metric), (int, float))]
     if not have:
@@ -339,7 +338,6 @@ def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
   grads = tables.get("gradients", {})
   if not grads:
     return []
-  from attention_jax.sweeps import markdown_table
   decay = tables.get("decay", {})
   x_key = sweep.report.get("x", "data.length")
   x_name = x_key.rsplit(".", 1)[-1]

@@ -1,5 +1,24 @@
-"""The training pipeline for tokenized text: length buckets, padding, seeded
-shuffling, repeat — with batch ``k`` a pure function of ``(seed, k)``.
+"""What every task gives the training loop, and the batching they share.
+
+**The task protocol** (``attention_jax.data.build_task`` returns one):
+
+* ``objective`` — a name in ``attention_jax.objectives`` (``seq2seq``, ``lm``,
+  ``regression``, ``classification``, ``sequence_labelling``);
+* ``src_vocab`` / ``tgt_vocab`` — :class:`~attention_jax.data.vocab.Vocabulary`;
+* ``train_iterator()`` — an :class:`IndexedIterator` (``get_state`` /
+  ``set_state``: resume sees exactly the batches an uninterrupted run would);
+* ``eval_set(split) -> dict of arrays`` for ``split`` in ``eval``/``test``;
+* ``count_tokens(batch)`` — for tokens/s;
+* ``config_keys(config)`` (static) — the ``data.*`` keys the task reads;
+* for evaluation by text: ``detokenize(ids, side)``, ``eval_references(split)``
+  (the raw reference lines), ``eval_sources(split)``,
+  ``eval_source_lengths(split)`` and ``length_unit``.
+
+**Batching.** Sequence-to-sequence batches are right-padded arrays
+(:func:`pad_batch`). Synthetic batches are a pure function of ``(seed,
+index)``; tokenized text goes through :class:`BucketedBatches`: length
+buckets, padding, seeded shuffling, repeat — with batch ``k`` a pure function
+of ``(seed, k)``.
 
 Why not grain: grain's ``MapDataset(...).shuffle(seed).batch(n)`` resumes
 exactly too, but it is absent on the GPU machine and it pads every batch to
@@ -21,12 +40,34 @@ per epoch, ``Σ_b ceil(n_b / batch_size)``, is the same in every epoch.
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 from typing import Sequence
 
 import numpy as np
 
-from attention_jax.data.synthetic import pad_batch
+from attention_jax.data.vocab import BOS, EOS, PAD
+
+
+def pad_batch(examples, src_len: int, tgt_len: int) -> dict[str, np.ndarray]:
+  """Right-padded arrays.
+
+  src:     [B, src_len]        s_1 … s_n PAD …
+  tgt_in:  [B, tgt_len + 1]    BOS y_1 … y_m PAD …
+  tgt_out: [B, tgt_len + 1]    y_1 … y_m EOS PAD …
+  """
+  B = len(examples)
+  src = np.full((B, src_len), PAD, np.int32)
+  tgt_in = np.full((B, tgt_len + 1), PAD, np.int32)
+  tgt_out = np.full((B, tgt_len + 1), PAD, np.int32)
+  for i, (s, t) in enumerate(examples):
+    src[i, :len(s)] = s
+    tgt_in[i, 0] = BOS
+    tgt_in[i, 1:len(t) + 1] = t
+    tgt_out[i, :len(t)] = t
+    tgt_out[i, len(t)] = EOS
+  return {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out}
+
 
 
 def parse_boundaries(text: str, max_length: int) -> tuple[int, ...]:
@@ -105,3 +146,51 @@ class BucketedBatches:
     width = self.boundaries[b]
     return pad_batch([(self.sources[i], self.targets[i]) for i in rows],
                      width, width)
+
+
+class IndexedIterator:
+  """Yields ``batch_fn(0), batch_fn(1), …``; its whole state is the next index.
+
+  With ``prefetch > 0``, the next batches are built on a background thread
+  while the accelerator runs the step (they are pure functions of the index,
+  so prefetching changes nothing but time).
+  """
+
+  def __init__(self, batch_fn, start: int = 0, prefetch: int = 2):
+    self.batch_fn = batch_fn
+    self.index = start
+    self.prefetch = prefetch
+    self._pool = None
+    self._pending: dict[int, concurrent.futures.Future] = {}
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    i = self.index
+    if self.prefetch <= 0:
+      batch = self.batch_fn(i)
+    else:
+      if self._pool is None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            1, thread_name_prefix="data")
+      for j in range(i, i + self.prefetch + 1):
+        if j not in self._pending:
+          self._pending[j] = self._pool.submit(self.batch_fn, j)
+      batch = self._pending.pop(i).result()
+    self.index += 1
+    return batch
+
+  def get_state(self) -> dict:
+    return {"index": self.index}
+
+  def set_state(self, state: dict) -> None:
+    self.index = int(state["index"])
+    for f in self._pending.values():
+      f.cancel()
+    self._pending.clear()
+
+  def close(self) -> None:
+    if self._pool is not None:
+      self._pool.shutdown(wait=False, cancel_futures=True)
+      self._pool = None

@@ -1,0 +1,215 @@
+"""A sweep's definition: its points, their overrides and directories.
+
+A config file defines its sweep beside ``get_config`` (big_vision style)::
+
+    def get_config(arg=None): ...
+    def sweep(arg=None):            # yields override dicts, dotted keys
+      for h in (32, 64):
+        yield {"model.hidden_size": h}
+    ANALYSES = ("by_length",)      # optional: per-point analyses after training
+    REPORT = {...}                 # optional: how to plot and summarize
+
+Every point trains in ``DIR/<slug>/`` (the slug is built from the overrides,
+so a re-run finds the same directory). :func:`load_sweep` validates every
+point's config before any work starts. Run configs you trust: a config file is
+Python and executes code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import re
+from typing import Any, Callable, Iterable
+
+from attention_jax import config as config_lib
+from attention_jax.errors import ConfigError, SweepError
+
+# A point's directory holds its run (a workdir) and these sweep files.
+STATUS_FILE = "sweep_status.json"   # done | failed (exit code, log tail), seconds
+POINT_FILE = "sweep_point.json"     # the point's overrides and config
+LOG_FILE = "sweep.log"              # the point's subprocesses' output
+BY_LENGTH_CSV = os.path.join("eval", "by_length.csv")       # analysis by_length
+GRADIENTS_CSV = os.path.join("gradients", "gradients.csv")  # analysis gradients
+DECAY_CSV = os.path.join("gradients", "decay.csv")
+
+SLUG_MAX = 120          # characters in a point's directory name
+VALUE_MAX = 32          # characters of one value kept before hashing
+_SAFE = re.compile(r"[^A-Za-z0-9._=-]")
+
+
+# --------------------------------------------------------------------------
+# Slugs
+
+
+def _digest(text: str, n: int = 8) -> str:
+  return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+def _value_text(value: Any) -> str:
+  if isinstance(value, float):
+    return repr(value).replace("e+", "e")   # 1e+30 -> 1e30
+  return str(value)
+
+
+def _safe_value(value: Any) -> str:
+  """``value`` with unsafe characters replaced; hashed when changed or long.
+
+  The hash of the original text keeps two values that sanitize alike
+  (``a/b`` and ``a-b``) in different directories.
+  """
+  text = _value_text(value)
+  safe = _SAFE.sub("-", text).strip(".")
+  if safe != text or len(safe) > VALUE_MAX:
+    safe = f"{safe[:VALUE_MAX]}-{_digest(text)}"
+  return safe or _digest(text)
+
+
+def _short_keys(keys: Iterable[str]) -> dict[str, str]:
+  """Last component of each dotted key, unless two keys share it."""
+  keys = list(keys)
+  leaves = [k.rsplit(".", 1)[-1] for k in keys]
+  return {k: (leaf if leaves.count(leaf) == 1 else k)
+          for k, leaf in zip(keys, leaves)}
+
+
+def slug(overrides: dict[str, Any], short: dict[str, str] | None = None) -> str:
+  """A directory name for a point: letters, digits and ``._=-`` only.
+
+  ``model.hidden_size=64, data.task=reverse`` -> ``hidden_size=64_task=reverse``.
+  Never ``.``/``..``, never a path separator, at most ``SLUG_MAX`` characters
+  (a long slug is cut and ends with a hash of the whole override set).
+  """
+  if not overrides:
+    return "base"
+  short = short or _short_keys(overrides)
+  parts = []
+  for key in sorted(overrides):
+    name = _SAFE.sub("-", short.get(key, key))
+    parts.append(f"{name}={_safe_value(overrides[key])}")
+  text = "_".join(parts)
+  if len(text) > SLUG_MAX:
+    full = json.dumps({k: _value_text(v) for k, v in overrides.items()},
+                      sort_keys=True)
+    text = f"{text[:SLUG_MAX - 9]}-{_digest(full)}"
+  text = text.lstrip(".-") or "p-" + _digest(text)
+  assert _SAFE.search(text) is None and text not in (".", ".."), text
+  return text
+
+
+def point_dir(root: str, point_slug: str) -> str:
+  """``root/point_slug``, refusing anything that would land outside ``root``."""
+  root = os.path.realpath(root)
+  path = os.path.realpath(os.path.join(root, point_slug))
+  if os.path.dirname(path) != root:
+    raise SweepError(f"point directory {point_slug!r} escapes {root}")
+  return path
+
+
+# --------------------------------------------------------------------------
+# The sweep definition
+
+
+@dataclasses.dataclass
+class Point:
+  overrides: dict[str, Any]
+  slug: str
+  workdir: str
+
+
+@dataclasses.dataclass
+class Sweep:
+  config_path: str            # absolute path of the config file
+  arg: str | None
+  points: list[Point]
+  analyses: tuple[str, ...]
+  report: dict[str, Any]
+  title: str
+  cwd: str = dataclasses.field(default_factory=os.getcwd)   # where it was started
+
+
+def split_config_spec(spec: str) -> tuple[str, str | None]:
+  """``configs/x.py:ARG`` -> (``configs/x.py``, ``ARG``)."""
+  path, sep, arg = spec.partition(".py:")
+  if sep:
+    return path + ".py", arg
+  return spec, None
+
+
+def _load_module(path: str):
+  if not os.path.exists(path):
+    raise SweepError(f"config file '{path}' not found")
+  name = "sweep_config_" + _digest(os.path.abspath(path))
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:  # noqa: BLE001 - one line naming the file
+    raise SweepError(f"{path}: cannot load config: {type(e).__name__}: "
+                     f"{' '.join(str(e).split())}") from e
+  return module
+
+
+def _call_with_arg(fn: Callable, arg):
+  return fn(arg) if inspect.signature(fn).parameters else fn()
+
+
+def apply_overrides(config, overrides: dict[str, Any]):
+  """Sets dotted keys on a copy of ``config`` (unknown keys raise)."""
+  config = config.copy_and_resolve_references()
+  for key, value in overrides.items():
+    msg = config_lib.unknown_key_message(key)
+    if msg:
+      raise config_lib.ConfigError(msg)
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    old = node[leaf]
+    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+      value = float(value)
+    node[leaf] = value
+  return config
+
+
+def load_sweep(spec: str, workdir: str) -> Sweep:
+  """Reads ``configs/NAME.py[:ARG]``, validates every point's config.
+
+  Raises :class:`SweepError` (one line naming the file, point and key) before
+  any work starts.
+  """
+  path, arg = split_config_spec(spec)
+  module = _load_module(path)
+  for name in ("get_config", "sweep"):
+    if not callable(getattr(module, name, None)):
+      raise SweepError(f"{path}: defines no {name}(arg) function")
+  try:
+    base = _call_with_arg(module.get_config, arg)
+    overrides = [dict(o) for o in _call_with_arg(module.sweep, arg)]
+  except Exception as e:  # noqa: BLE001
+    raise SweepError(f"{path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
+  if not overrides:
+    raise SweepError(f"{path}: sweep({arg!r}) yields no points")
+  all_keys = sorted({k for o in overrides for k in o})
+  short = _short_keys(all_keys)
+  points, seen = [], {}
+  for i, o in enumerate(overrides):
+    try:
+      config_lib.validate(config_lib.resolve(apply_overrides(base, o), o))
+    except (ConfigError, KeyError, TypeError, ValueError) as e:
+      raise SweepError(f"{path}: point {i} {o}: {' '.join(str(e).split())}") from e
+    s = slug(o, short)
+    if s in seen:
+      raise SweepError(f"{path}: points {seen[s]} and {i} are the same: {o}")
+    seen[s] = i
+    points.append(Point(o, s, point_dir(workdir, s)))
+  analyses = tuple(getattr(module, "ANALYSES", ()))
+  report = dict(getattr(module, "REPORT", {}) or {})
+  if callable(getattr(module, "report", None)):
+    report = dict(_call_with_arg(module.report, arg))
+  title = report.get("title") or os.path.splitext(os.path.basename(path))[0]
+  return Sweep(os.path.abspath(path), arg, points, analyses, report, title)

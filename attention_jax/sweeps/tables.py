@@ -1,0 +1,52 @@
+"""Small table helpers of the sweep reports: CSV in and out, Markdown."""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Any, Iterable
+
+
+def write_csv(path: str, rows: list[dict]) -> None:
+  keys: list[str] = []
+  for r in rows:
+    keys += [k for k in r if k not in keys]
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="", encoding="utf-8") as f:
+    w = csv.DictWriter(f, fieldnames=keys)
+    w.writeheader()
+    w.writerows(rows)
+  os.replace(tmp, path)
+
+
+def read_csv(path: str) -> list[dict[str, Any]]:
+  def conv(v):
+    for t in (int, float):
+      try:
+        return t(v)
+      except ValueError:
+        pass
+    return v
+  with open(path, newline="", encoding="utf-8") as f:
+    return [{k: conv(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _fmt(v: Any) -> str:
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return "" if v is None else str(v)
+
+
+def markdown_table(rows: list[dict], keys: list[str] | None = None) -> str:
+  if not rows:
+    return "(no rows)\n"
+  keys = keys or list(dict.fromkeys(k for r in rows for k in r))
+  out = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+  for r in rows:
+    out.append("| " + " | ".join(_fmt(r.get(k)) for k in keys) + " |")
+  return "\n".join(out) + "\n"
+
+
+def label_of(overrides: dict[str, Any], keys: Iterable[str]) -> str:
+  return " ".join(f"{k.rsplit('.', 1)[-1]}={overrides[k]}" for k in keys
+                  if k in overrides)
