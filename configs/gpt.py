@@ -17,52 +17,28 @@ required).
 """
 
 from attention_jax.config import base_config
+from configs import common
 
 
 def get_config(arg=None):
   config = base_config()
-  config.seed = 0
-  config.model.name = "gpt"
-  config.model.hidden_size = 64
-  config.model.num_heads = 4
-  config.model.num_layers = 2
-  config.model.mlp_dim = 256
-  config.model.pre_ln = True
-  config.model.dropout = 0.1
-  config.model.max_positions = 256
-  config.data.task = "text"
+  config.model.update(name="gpt", hidden_size=64, num_heads=4, num_layers=2,
+                      mlp_dim=256, pre_ln=True, dropout=0.1, max_positions=256)
+  config.data.update(task="text", max_length=64, eval_examples=256)
   config.data.train_path = ""     # required: --config.data.train_path=FILE.txt
-  config.data.max_length = 64
-  config.data.eval_examples = 256
-  config.train.steps = 1000
-  config.train.batch_size = 32
-  config.train.optimizer = "adamw"
-  config.train.weight_decay = 0.01
-  config.train.learning_rate = 3e-3
-  config.train.schedule = "cosine"
-  config.train.warmup_steps = 100
-  config.train.end_lr_fraction = 0.1
-  config.train.log_every_steps = 100
-  config.eval.every_steps = 200
-  config.eval.batch_size = 64
+  config.train.update(steps=1000, batch_size=32, optimizer="adamw", weight_decay=0.01,
+                      learning_rate=3e-3, schedule="cosine", warmup_steps=100,
+                      end_lr_fraction=0.1, log_every_steps=100)
+  config.eval.update(every_steps=200, batch_size=64)
   config.checkpoint.every_steps = 500
-  if arg == "tiny":
-    config.model.hidden_size = 32
-    config.model.num_layers = 1
-    config.model.mlp_dim = 64
-    config.model.num_heads = 2
-    config.model.dropout = 0.0
-    config.model.max_positions = 64
-    config.data.max_length = 32
-    config.data.eval_examples = 32
-    config.train.steps = 60
-    config.train.batch_size = 16
-    config.train.learning_rate = 3e-3
-    config.train.warmup_steps = 10
-    config.train.log_every_steps = 20
-    config.eval.every_steps = 20
-    config.eval.batch_size = 32
-    config.checkpoint.every_steps = 60
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; allowed: 'tiny'")
-  return config
+  return common.apply_mode(config, arg, __file__, tiny=tiny)
+
+
+def tiny(config):
+  """d_model 32, one layer of 2 heads, windows of 32 characters, 60 steps."""
+  config.model.update(hidden_size=32, num_layers=1, mlp_dim=64, num_heads=2,
+                      dropout=0.0, max_positions=64)
+  config.data.update(max_length=32, eval_examples=32)
+  config.train.update(steps=60, batch_size=16, warmup_steps=10, log_every_steps=20)
+  config.eval.update(every_steps=20, batch_size=32)
+  config.checkpoint.every_steps = 60

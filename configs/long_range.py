@@ -15,7 +15,8 @@ ARG is ``key=value`` pairs separated by commas (all optional):
 * ``length``: T (default 100);
 * ``tiny``: 1 for a seconds-long CPU run (hidden 16, T ≤ 12, 30 steps).
 
-Sizes follow the calibration in STACK_NOTES: hidden 128, batch 32, Adam 1e-3,
+Sizes (``common.sequence_rnn``) from prototypes on the 2-core CPU, where an
+LSTM solved adding at T = 100 in ~900 steps: hidden 128, batch 32, Adam 1e-3,
 global-norm clipping 1.0; here with 100 warm-up steps and cosine decay to 5%
 over 3,000 steps. Every value is overridable: ``--config.train.steps=5000``.
 
@@ -33,88 +34,47 @@ problem, T = 100, seed 0, eval on 1,000 held-out sequences — see README,
   above 0.01.
 """
 
-from attention_jax.config import base_config
-from attention_jax.data import long_range
+from configs import common
 
-CELLS = ("elman", "gru", "lstm", "attention")
 TASKS = {"adding": "adding", "copy": "copy_memory", "order": "temporal_order"}
 DEFAULTS = {"cell": "lstm", "task": "adding", "length": "100", "tiny": "0"}
 
 
 def parse_arg(arg):
   """``"cell=lstm,task=adding"`` -> dict of all four choices (strings)."""
-  choices = dict(DEFAULTS)
-  for part in (arg or "").split(","):
-    part = part.strip()
-    if not part:
-      continue
-    if "=" not in part:
-      raise ValueError(f"configs/long_range.py: argument {part!r} is not "
-                       f"key=value; keys: {', '.join(DEFAULTS)}")
-    key, value = (s.strip() for s in part.split("=", 1))
-    if key not in DEFAULTS:
-      raise ValueError(f"configs/long_range.py: unknown argument key {key!r}; "
-                       f"keys: {', '.join(DEFAULTS)}")
-    choices[key] = value
-  if choices["cell"] not in CELLS:
-    raise ValueError(f"configs/long_range.py: cell={choices['cell']!r}; "
-                     f"allowed: {', '.join(CELLS)}")
-  if choices["task"] not in TASKS:
-    raise ValueError(f"configs/long_range.py: task={choices['task']!r}; "
-                     f"allowed: {', '.join(TASKS)}")
-  for key in ("length", "tiny"):
+  choices = common.key_values(arg, __file__, DEFAULTS)
+  for key, allowed in (("cell", common.CELLS), ("task", TASKS)):
+    if choices[key] not in allowed:
+      raise ValueError(f"{common.where(__file__)}: {key}={choices[key]!r}; "
+                       f"allowed: {', '.join(allowed)}")
+  for key, least in (("length", 1), ("tiny", 0)):
     try:
       number = int(choices[key])
     except ValueError:
       number = -1
-    if number < (1 if key == "length" else 0):
-      raise ValueError(f"configs/long_range.py: {key}={choices[key]!r}; "
-                       f"must be an integer >= {1 if key == 'length' else 0}")
+    if number < least:
+      raise ValueError(f"{common.where(__file__)}: {key}={choices[key]!r}; "
+                       f"must be an integer >= {least}")
   return choices
 
 
 def get_config(arg=None):
   choices = parse_arg(arg)
-  config = base_config()
-  config.seed = 0
-  config.model.name = "sequence_rnn"
-  if choices["cell"] == "attention":
-    config.model.cell = "elman"
-    config.model.pooling = "attention"
-  else:
-    config.model.cell = choices["cell"]
-    config.model.pooling = "last"
-  config.model.hidden_size = 128
-  config.data.task = TASKS[choices["task"]]
-  tokens = not long_range.spec(config.data.task).input_channels
-  if tokens:                           # adding reads real numbers: no embedding
-    config.model.embed_dim = 16
-  config.data.length = int(choices["length"])
-  config.data.eval_examples = 1000
-  config.train.steps = 3000
-  config.train.batch_size = 32
-  config.train.learning_rate = 1e-3
-  config.train.optimizer = "adam"
-  config.train.schedule = "cosine"
-  config.train.warmup_steps = 100
-  config.train.end_lr_fraction = 0.05
-  config.train.grad_clip_norm = 1.0
+  config = common.sequence_rnn(TASKS[choices["task"]], choices["cell"],
+                               int(choices["length"]))
   config.train.log_every_steps = 50
   config.eval.every_steps = 250
-  config.eval.batch_size = 250
   config.checkpoint.every_steps = 500
   if int(choices["tiny"]):
-    config.model.hidden_size = 16
-    if tokens:
-      config.model.embed_dim = 8
-    config.data.length = min(config.data.length, 12)
-    config.data.eval_examples = 64
-    config.train.steps = 30
-    config.train.batch_size = 16
-    config.train.warmup_steps = 5
-    config.train.learning_rate = 1e-2
-    config.train.log_every_steps = 10
-    config.eval.every_steps = 15
-    config.eval.batch_size = 32
-    config.checkpoint.every_steps = 15
+    tiny(config)
   return config
+
+
+def tiny(config):
+  """Hidden 16 (embeddings 8), T <= 12, 30 steps of Adam 1e-2, batch 16."""
+  common.set_where_read(config, hidden_size=16, embed_dim=8)
+  config.data.update(length=min(config.data.length, 12), eval_examples=64)
+  config.train.update(steps=30, batch_size=16, learning_rate=1e-2, warmup_steps=5,
+                      log_every_steps=10)
+  config.eval.every_steps = config.checkpoint.every_steps = 15
+  config.eval.batch_size = 32

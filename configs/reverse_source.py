@@ -20,7 +20,7 @@ control, lengths 1..30, hidden 64, 3,000 steps), ``full`` (hidden 64 and 256;
 lengths 1..50; 20,000 steps), ``tiny`` (one point of a few steps, for tests).
 """
 
-from attention_jax.config import base_config
+from configs import common
 
 ANALYSES = ("by_length",)
 REPORT = {
@@ -38,59 +38,23 @@ REPORT = {
 
 
 def get_config(arg=None):
-  config = base_config()
-  config.seed = 0
-  config.model.name = "rnn_encdec"
-  config.model.embed_dim = 32
-  config.model.hidden_size = 64
-  config.data.task = "copy"
-  config.data.vocab_size = 10
-  config.data.train_min_length = 1
-  config.data.train_max_length = 30
-  config.data.eval_min_length = 1
-  config.data.eval_max_length = 30
-  config.data.eval_examples = 500
-  config.train.steps = 3000
-  config.train.batch_size = 64
-  config.train.learning_rate = 3e-3
-  config.train.schedule = "cosine"
-  config.train.warmup_steps = 200
-  config.train.end_lr_fraction = 0.05
-  config.train.grad_clip_norm = 1.0
-  config.train.log_every_steps = 250
-  config.eval.every_steps = 1500
-  config.checkpoint.every_steps = 1500
-  if arg == "full":
-    config.data.train_max_length = 50
-    config.data.eval_max_length = 50
-    config.train.steps = 20000
-    config.train.batch_size = 128
-    config.data.eval_examples = 2000
-    config.eval.every_steps = 2000
-    config.checkpoint.every_steps = 2000
-  elif arg == "tiny":
-    config.model.embed_dim = 8
-    config.model.hidden_size = 16
-    config.data.train_max_length = 4
-    config.data.eval_max_length = 4
-    config.data.eval_examples = 32
-    config.train.steps = 4
-    config.train.warmup_steps = 1
-    config.train.batch_size = 8
-    config.train.log_every_steps = 2
-    config.eval.every_steps = 4
-    config.eval.batch_size = 32
-    config.checkpoint.every_steps = 4
-  elif arg is not None:
-    raise ValueError(f"unknown arg {arg!r}; allowed: none, 'full', 'tiny'")
-  return config
+  config = common.length_sweep("copy")
+  return common.apply_mode(config, arg, __file__, full=full,
+                           tiny=common.length_sweep_tiny)
+
+
+def full(config):
+  """Lengths 1–50 at the sweeps' GPU size."""
+  common.full_synthetic(config)
+  common.lengths(config, 50)
 
 
 def sweep(arg=None):
-  if arg == "tiny":
+  mode = common.parse_mode(arg, __file__, "full", "tiny")
+  if mode == "tiny":
     yield {"model.name": "seq2seq_lstm", "model.reverse_source": True}
     return
-  sizes = (64, 256) if arg == "full" else (64,)
+  sizes = (64, 256) if mode == "full" else (64,)
   for task in ("copy", "reverse"):
     for hidden in sizes:
       for model in ("rnn_encdec", "seq2seq_lstm"):

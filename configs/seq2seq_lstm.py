@@ -16,54 +16,11 @@ length 1–10: sequence_accuracy 0.949 at step 1,000, 0.997 at 2,000 and
 ``get_config("tiny")``: a few-second version for tests (``reverse`` task).
 """
 
-from attention_jax.config import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config()
-  config.seed = 0
-  config.model.name = "seq2seq_lstm"
-  config.model.embed_dim = 32
-  config.model.hidden_size = 128
-  config.model.num_layers = 2
-  config.model.reverse_source = True
-  config.data.task = "copy"
-  config.data.vocab_size = 10
-  config.data.train_min_length = 1
-  config.data.train_max_length = 10
-  config.data.eval_min_length = 1
-  config.data.eval_max_length = 10
-  config.data.eval_examples = 1000
-  config.train.steps = 3000
-  config.train.batch_size = 64
-  config.train.learning_rate = 3e-3
-  config.train.schedule = "cosine"
-  config.train.warmup_steps = 200
-  config.eval.every_steps = 1000
-  config.checkpoint.every_steps = 1000
-  if arg == "tiny":
-    tiny(config)
-  elif arg:
-    raise ValueError(f"configs/seq2seq_lstm.py: unknown argument {arg!r}; allowed: 'tiny'")
-  return config
-
-
-def tiny(config):
-  """Vocabulary 6, lengths 1–5, hidden 32, one layer, ``reverse``: seconds on a CPU."""
-  config.model.embed_dim = 16
-  config.model.hidden_size = 32
-  config.model.num_layers = 1
-  config.model.reverse_source = False
-  config.data.task = "reverse"
-  config.data.vocab_size = 6
-  config.data.train_max_length = 5
-  config.data.eval_max_length = 5
-  config.data.eval_examples = 200
-  config.train.steps = 400
-  config.train.batch_size = 32
-  config.train.learning_rate = 1e-2
-  config.train.warmup_steps = 20
-  config.train.log_every_steps = 100
-  config.eval.every_steps = 400
-  config.eval.batch_size = 200
-  config.checkpoint.every_steps = 400
+  config = common.synthetic("copy", 10, steps=3000, every=1000)
+  config.model.update(name="seq2seq_lstm", embed_dim=32, hidden_size=128,
+                      num_layers=2, reverse_source=True)
+  return common.apply_mode(config, arg, __file__, tiny=common.tiny_synthetic)

@@ -13,53 +13,23 @@ sequences (README, "Transformer and GPT").
 ``:tiny`` is a seconds-long version for tests.
 """
 
-from attention_jax.config import base_config
+from configs import common
 
 
 def get_config(arg=None):
-  config = base_config()
-  config.seed = 0
-  config.model.name = "transformer"
-  config.model.hidden_size = 64
-  config.model.num_heads = 4
-  config.model.num_layers = 2
-  config.model.mlp_dim = 128
-  config.model.pre_ln = True
-  config.model.dropout = 0.1
-  config.model.max_positions = 32
-  config.data.task = "reverse"
-  config.data.vocab_size = 10
-  config.data.train_min_length = 1
-  config.data.train_max_length = 10
-  config.data.eval_min_length = 1
-  config.data.eval_max_length = 10
-  config.data.eval_examples = 1000
-  config.train.steps = 2000
-  config.train.batch_size = 64
-  config.train.learning_rate = 1e-3
-  config.train.schedule = "rsqrt"
-  config.train.warmup_steps = 200
-  config.train.label_smoothing = 0.1
-  config.train.log_every_steps = 100
-  config.eval.every_steps = 500
-  config.checkpoint.every_steps = 500
-  if arg == "tiny":
-    config.model.hidden_size = 32
-    config.model.num_layers = 1
-    config.model.mlp_dim = 64
-    config.model.dropout = 0.0
-    config.data.vocab_size = 6
-    config.data.train_max_length = 5
-    config.data.eval_max_length = 5
-    config.data.eval_examples = 64
-    config.train.steps = 600      # held-out eval sequences need more than 300
-    config.train.batch_size = 32
-    config.train.learning_rate = 5e-3
-    config.train.warmup_steps = 50
-    config.train.log_every_steps = 50
-    config.eval.every_steps = 600
-    config.eval.batch_size = 64
-    config.checkpoint.every_steps = 600
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; allowed: 'tiny'")
-  return config
+  config = common.synthetic("reverse", 10, steps=2000, every=500)
+  config.model.update(name="transformer", hidden_size=64, num_heads=4, num_layers=2,
+                      mlp_dim=128, pre_ln=True, dropout=0.1, max_positions=32)
+  # The paper's schedule (eq. 3): linear warm-up, then 1/sqrt(step).
+  config.train.update(learning_rate=1e-3, schedule="rsqrt", label_smoothing=0.1)
+  return common.apply_mode(config, arg, __file__, tiny=tiny)
+
+
+def tiny(config):
+  """Vocabulary 6, lengths 1–5, d_model 32, one layer: seconds on a CPU."""
+  common.tiny_reverse(config, eval_examples=64)
+  config.model.update(hidden_size=32, num_layers=1, mlp_dim=64, dropout=0.0)
+  # 600 steps: held-out eval sequences need more than 300.
+  config.train.update(steps=600, batch_size=32, learning_rate=5e-3,
+                      warmup_steps=50, log_every_steps=50)
+  config.eval.every_steps = config.checkpoint.every_steps = 600

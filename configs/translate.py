@@ -49,6 +49,7 @@ the tests in ``tests/data/`` (paths preset).
 import os
 
 from attention_jax.config import base_config, set_per_model
+from configs import common
 
 MODELS = ("rnnsearch", "rnn_encdec", "luong", "transformer")
 _FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
@@ -57,21 +58,11 @@ _FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 def get_config(arg=None):
   config = base_config()
-  config.seed = 0
-  d = config.data
-  d.task = "files"
-  d.tokenizer = "sentencepiece"
-  d.sp_vocab_size = 4000
-  d.normalize = "NFC"
-  d.max_length = 128
-  d.overlong = "drop"
-  d.bucket_boundaries = "16,24,32,48,64,96"
-
-  m = config.model
-  m.name = "rnnsearch"
+  config.data.update(task="files", tokenizer="sentencepiece", sp_vocab_size=4000,
+                     normalize="NFC", max_length=128, overlong="drop",
+                     bucket_boundaries="16,24,32,48,64,96")
   # Read by every model (the Transformer's d_model is hidden_size).
-  m.hidden_size = 128
-  m.dropout = 0.1
+  config.model.update(name="rnnsearch", hidden_size=128, dropout=0.1)
   # Values for some of the models only (config.resolve applies the chosen
   # model's; each model reads only its own keys).
   set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=128)
@@ -79,75 +70,40 @@ def get_config(arg=None):
   set_per_model(config, ("rnnsearch", "rnn_encdec"), readout="maxout")
   set_per_model(config, "luong", num_layers=2)              # 2-layer LSTM stack
   set_per_model(config, "transformer", num_layers=2, num_heads=4, mlp_dim=512)
-
-  t = config.train
-  t.steps = 1600
-  t.batch_size = 64
-  t.learning_rate = 2e-3
-  t.schedule = "cosine"
-  t.warmup_steps = 200
-  t.end_lr_fraction = 0.05
-  t.grad_clip_norm = 1.0
-  t.label_smoothing = 0.1
-  t.log_every_steps = 100
-
-  e = config.eval
-  e.every_steps = 400
-  e.beam_size = 1
-  e.chrf = True
-  e.length_buckets = "10,20,30,40,50"
-  config.checkpoint.every_steps = 400
+  config.train.update(steps=1600, batch_size=64, learning_rate=2e-3,
+                      schedule="cosine", warmup_steps=200, end_lr_fraction=0.05,
+                      grad_clip_norm=1.0, label_smoothing=0.1, log_every_steps=100)
+  config.eval.update(beam_size=1, chrf=True, length_buckets="10,20,30,40,50")
+  config.eval.every_steps = config.checkpoint.every_steps = 400
   config.checkpoint.max_to_keep = 2
-
-  if arg == "full":
-    full(config)
-  elif arg == "tiny":
-    tiny(config)
-  elif arg:
-    raise ValueError(f"configs/translate.py: unknown argument {arg!r}; allowed: "
-                     "'full', 'tiny'")
-  return config
+  return common.apply_mode(config, arg, __file__, full=full, tiny=tiny)
 
 
 def full(config):
   """GPU sizes: bigger vocabularies, model and batch, ten times the steps."""
-  config.data.sp_vocab_size = 8000
-  config.data.max_length = 160
-  config.data.bucket_boundaries = "16,24,32,48,64,96,128"
-  config.model.hidden_size = 512
-  config.model.dropout = 0.3
+  config.data.update(sp_vocab_size=8000, max_length=160,
+                     bucket_boundaries="16,24,32,48,64,96,128")
+  config.model.update(hidden_size=512, dropout=0.3)
   set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=512)
   set_per_model(config, "transformer", num_layers=6, num_heads=8, mlp_dim=2048)
-  config.train.batch_size = 128
-  config.train.steps = 20000
-  config.train.learning_rate = 1e-3
-  config.train.warmup_steps = 1000
-  config.eval.every_steps = 2000
-  config.checkpoint.every_steps = 2000
+  config.train.update(batch_size=128, steps=20000, learning_rate=1e-3,
+                      warmup_steps=1000)
+  config.eval.every_steps = config.checkpoint.every_steps = 2000
 
 
 def tiny(config):
   """Seconds on a CPU: the fixtures in tests/data (238/40/40 pairs), a small
   model, one bucket (one compiled step), 150 steps."""
-  d = config.data
-  d.train_path = os.path.join(_FIXTURES, "ende_train.tsv")
-  d.eval_path = os.path.join(_FIXTURES, "ende_dev.tsv")
-  d.test_path = os.path.join(_FIXTURES, "ende_test.tsv")
-  d.sp_vocab_size = 160
-  d.max_length = 48
-  d.bucket_boundaries = ""
-  config.model.hidden_size = 64
-  config.model.dropout = 0.0
+  config.data.update(train_path=os.path.join(_FIXTURES, "ende_train.tsv"),
+                     eval_path=os.path.join(_FIXTURES, "ende_dev.tsv"),
+                     test_path=os.path.join(_FIXTURES, "ende_test.tsv"),
+                     sp_vocab_size=160, max_length=48, bucket_boundaries="")
+  config.model.update(hidden_size=64, dropout=0.0)
   set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=32)
   set_per_model(config, ("luong", "transformer"), num_layers=1)
   set_per_model(config, "transformer", mlp_dim=128)
-  t = config.train
-  t.steps = 150
-  t.batch_size = 16
-  t.learning_rate = 1e-2
-  t.warmup_steps = 10
-  t.log_every_steps = 50
-  config.eval.every_steps = 50
+  config.train.update(steps=150, batch_size=16, learning_rate=1e-2, warmup_steps=10,
+                      log_every_steps=50)
   config.eval.length_buckets = "5,10"
-  config.checkpoint.every_steps = 50
+  config.eval.every_steps = config.checkpoint.every_steps = 50
   config.checkpoint.max_to_keep = 1

@@ -15,21 +15,21 @@ curves ‖∂L/∂h_t‖ at initialization and after training.
 
 Args: none (CPU default, 12 min 43 s with ``--jobs 2`` on the idle 2-core dev
 machine: 4 cells × T ∈ {25, 50, 100, 200} on adding, plus the 4 cells on copy
-memory at T = 25; hidden 128, 3,000 steps — STACK_NOTES: LSTM solves adding
-T=100 in ~900 steps and T=200 in ~2,200, GRU in 300–500, the tanh Elman
-fails from T=50; copy memory needs ~8,500 steps for an LSTM to reach half
-the baseline at T=50, so longer copy tasks are left to ``full``), ``full``
+memory at T = 25; hidden 128, 3,000 steps — in prototypes on the 2-core
+CPU the LSTM solved adding T=100 in ~900 steps and T=200 in ~2,200, the GRU
+in 300–500, the tanh Elman failed from T=50; copy memory needed ~8,500 steps
+for an LSTM to reach half the baseline at T=50, so longer copy tasks are
+left to ``full``), ``full``
 (adding and copy memory, T up to 400, 10,000 steps), ``tiny`` (one point of
 a few steps, for tests).
 """
 
-from attention_jax.config import base_config
+from configs import common
 
-CELLS = {   # name -> (model.cell, model.pooling)
-    "elman": ("elman", "last"),
-    "gru": ("gru", "last"),
-    "lstm": ("lstm", "last"),
-    "attention": ("elman", "attention"),
+# The sweep's sequence lengths T per task: the CPU default and ``full``.
+LENGTHS = {
+    None: (("adding", (25, 50, 100, 200)), ("copy_memory", (25,))),
+    "full": (("adding", (25, 50, 100, 200, 400)), ("copy_memory", (25, 50, 100, 200))),
 }
 ANALYSES = ("gradients",)
 REPORT = {
@@ -50,48 +50,26 @@ REPORT = {
 
 
 def get_config(arg=None):
-  config = base_config()
-  config.seed = 0
-  config.model.name = "sequence_rnn"
-  config.model.cell = "lstm"
-  config.model.pooling = "last"
-  config.model.hidden_size = 128
-  config.data.task = "adding"
-  config.data.length = 100
-  config.data.eval_examples = 1000
-  config.train.steps = 3000
-  config.train.batch_size = 32
-  config.train.learning_rate = 1e-3
-  config.train.schedule = "cosine"
-  config.train.warmup_steps = 100
-  config.train.end_lr_fraction = 0.05
-  config.train.grad_clip_norm = 1.0
+  config = common.sequence_rnn("adding", "lstm", 100)
   config.train.log_every_steps = 100
-  config.eval.every_steps = 1500
-  config.eval.batch_size = 250
-  config.checkpoint.every_steps = 1500
-  if arg == "full":
-    config.train.steps = 10000
-    config.eval.every_steps = 2000
-    config.checkpoint.every_steps = 2000
-  elif arg == "tiny":
-    config.model.hidden_size = 16
-    config.data.length = 12
-    config.data.eval_examples = 32
-    config.train.steps = 4
-    config.train.batch_size = 8
-    config.train.warmup_steps = 1
-    config.train.log_every_steps = 2
-    config.eval.every_steps = 4
-    config.eval.batch_size = 32
-    config.checkpoint.every_steps = 4
-  elif arg is not None:
-    raise ValueError(f"unknown arg {arg!r}; allowed: none, 'full', 'tiny'")
-  return config
+  config.eval.every_steps = config.checkpoint.every_steps = 1500
+  return common.apply_mode(config, arg, __file__, full=full, tiny=tiny)
+
+
+def full(config):
+  """10,000 steps, evaluated and checkpointed every 2,000."""
+  config.train.steps = 10000
+  config.eval.every_steps = config.checkpoint.every_steps = 2000
+
+
+def tiny(config):
+  """Hidden 16, T = 12, 4 steps."""
+  common.few_steps(config)
+  config.data.length = 12
 
 
 def _point(task, cell, length):
-  model_cell, pooling = CELLS[cell]
+  model_cell, pooling = common.CELLS[cell]
   point = {"data.task": task, "model.cell": model_cell, "model.pooling": pooling,
            "data.length": length}
   if task == "copy_memory":   # token inputs: embedded (adding reads real numbers)
@@ -100,17 +78,11 @@ def _point(task, cell, length):
 
 
 def sweep(arg=None):
-  if arg == "tiny":
+  mode = common.parse_mode(arg, __file__, "full", "tiny")
+  if mode == "tiny":
     yield _point("adding", "elman", 12)
     return
-  if arg == "full":
-    for task, lengths in (("adding", (25, 50, 100, 200, 400)),
-                          ("copy_memory", (25, 50, 100, 200))):
-      for length in lengths:
-        for cell in CELLS:
-          yield _point(task, cell, length)
-    return
-  for task, lengths in (("adding", (25, 50, 100, 200)), ("copy_memory", (25,))):
+  for task, lengths in LENGTHS[mode]:
     for length in lengths:
-      for cell in CELLS:
+      for cell in common.CELLS:
         yield _point(task, cell, length)

@@ -16,21 +16,65 @@ def run_cli(*args, cwd=ROOT):
                         cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def test_every_shipped_config_is_valid():
+def _load(path, name):
   import importlib.util
-  cfg_dir = os.path.join(ROOT, "configs")
-  files = [f for f in sorted(os.listdir(cfg_dir)) if f.endswith(".py")]
-  assert "quickstart.py" in files
-  for f in files:
-    spec = importlib.util.spec_from_file_location(f[:-3], os.path.join(cfg_dir, f))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+  spec = importlib.util.spec_from_file_location(name, path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def _shipped_configs():
+  """(``configs/...py`` as errors name it, module) for every config file."""
+  helpers = ("__init__.py", "common.py")   # no get_config: not configs
+  found = []
+  for sub in ("", "papers"):
+    folder = os.path.join(ROOT, "configs", sub)
+    for f in sorted(os.listdir(folder)):
+      if f.endswith(".py") and f not in helpers:
+        rel = "/".join(p for p in ("configs", sub, f) if p)
+        found.append((rel, _load(os.path.join(folder, f), rel[:-3].replace("/", "_"))))
+  return found
+
+
+def test_every_shipped_config_is_valid():
+  configs = dict(_shipped_configs())
+  assert "configs/quickstart.py" in configs and "configs/papers/cho2014.py" in configs
+  for rel, mod in configs.items():
     config = config_lib.resolve(mod.get_config())
-    if f == "translate.py":   # real text: the paths come from the command line
+    if rel == "configs/translate.py":   # real text: the paths come from the command line
       with pytest.raises(config_lib.ConfigError, match="'data.train_path' is empty"):
         config_lib.validate(config)
       config = config_lib.resolve(mod.get_config("tiny"))
     config_lib.validate(config)
+
+
+def test_every_config_names_itself_and_a_bad_arg_in_one_line(tmp_path):
+  for rel, mod in _shipped_configs():
+    for bad in ("big", "big,tiny"):
+      with pytest.raises(ValueError) as e:
+        mod.get_config(bad)
+      msg = str(e.value)
+      assert msg.startswith(f"{rel}: ") and "'big'" in msg and "\n" not in msg, msg
+    if hasattr(mod, "sweep"):   # the sweep reads ARG as get_config does
+      with pytest.raises(ValueError, match=f"^{rel}: unknown argument 'big'"):
+        list(mod.sweep("big"))
+    assert mod.get_config("").to_dict() == mod.get_config().to_dict(), rel
+  quickstart = dict(_shipped_configs())["configs/quickstart.py"]
+  with pytest.raises(ValueError, match="unknown argument 'tiny'; this config "
+                     "takes no argument"):
+    quickstart.get_config("tiny")
+  # Two modes at once are refused; so is a config outside configs/ by its path.
+  cfg = tmp_path / "mine.py"
+  cfg.write_text("from attention_jax.config import base_config\n"
+                 "from configs import common\n"
+                 "def get_config(arg=None):\n"
+                 "  return common.apply_mode(base_config(), arg, __file__,\n"
+                 "                           full=print, tiny=print)\n")
+  mine = _load(str(cfg), "mine")
+  with pytest.raises(ValueError, match=f"^{cfg}: arguments 'full', 'tiny' do not "
+                     "combine; give one of 'full', 'tiny'$"):
+    mine.get_config("full,tiny")
 
 
 @pytest.mark.parametrize("key,value,needle", [

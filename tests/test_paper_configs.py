@@ -47,6 +47,11 @@ def test_bahdanau_variants():
           c.train.batch_size, c.train.optimizer) == (1000, 620, 500, 80, "adadelta")
   with pytest.raises(ValueError, match="unknown argument 'rnnsearch40'"):
     m.get_config("rnnsearch40")
+  with pytest.raises(ValueError, match="^configs/papers/bahdanau2014.py: arguments "
+                     "'rnnsearch30', 'rnnencdec50' do not combine"):
+    m.get_config("rnnsearch30,rnnencdec50")
+  assert m.get_config("tiny,rnnencdec30").to_dict() == m.get_config(
+      "rnnencdec30,tiny").to_dict()
 
 
 def test_vaswani_learning_rate_is_eq3_peak():

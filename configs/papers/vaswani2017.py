@@ -13,62 +13,33 @@ optax's defaults (0.999, 1e-8). ``tiny``: synthetic ``reverse``, a few
 steps, for tests.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _common import make_tiny, parse_arg  # noqa: E402
-
-from attention_jax.config import base_config  # noqa: E402
+from configs import common
 
 
 def get_config(arg=None):
-  _, tiny = parse_arg(arg, path="configs/papers/vaswani2017.py")
-  c = base_config()
-  c.seed = 0
+  _, tiny = common.paper_arg(arg, __file__)
+  # Data: Section 5.1, WMT'14 English→German (4.5M pairs), byte-pair encoding
+  # with ~37,000 tokens (here: sentencepiece, one model per side).
+  c = common.wmt14("de")
+  c.data.update(tokenizer="sentencepiece", sp_vocab_size=37_000, max_length=128)
   # Model: Section 3 / Table 3 "base": N = 6 layers per stack, d_model = 512,
   # d_ff = 2048, h = 8 heads; post-layer-norm residuals (3.1: LayerNorm(x +
   # Sublayer(x))); shared embeddings and pre-softmax weights (3.4);
-  # P_drop = 0.1 (5.4).
-  c.model.name = "transformer"
-  c.model.num_layers = 6
-  c.model.hidden_size = 512
-  c.model.mlp_dim = 2048
-  c.model.num_heads = 8
-  c.model.pre_ln = False
-  c.model.tie_embeddings = True
-  c.model.dropout = 0.1
-  c.model.attention_dropout = 0.0   # not in the paper (tensor2tensor adds it)
-  c.model.max_positions = 256
-  # Data: Section 5.1, WMT'14 English→German (4.5M pairs), byte-pair encoding
-  # with ~37,000 tokens.
-  c.data.task = "tfds:wmt14_translate/de-en"
-  c.data.source_lang = "en"
-  c.data.target_lang = "de"
-  c.data.tokenizer = "sentencepiece"
-  c.data.sp_vocab_size = 37_000
-  c.data.max_length = 128
-  c.data.overlong = "drop"
+  # P_drop = 0.1 (5.4). No dropout on the attention weights: not in the
+  # paper (tensor2tensor adds it).
+  c.model.update(name="transformer", num_layers=6, hidden_size=512, mlp_dim=2048,
+                 num_heads=8, pre_ln=False, tie_embeddings=True, dropout=0.1,
+                 attention_dropout=0.0, max_positions=256)
   # Training: Section 5.3, eq. 3 — lrate = d_model^-0.5 · min(step^-0.5,
   # step · warmup^-1.5), warmup 4000: the rsqrt schedule peaks at
   # 512^-0.5 · 4000^-0.5 ≈ 6.99e-4. Section 5.2: base models 100,000 steps.
   # Section 5.4: label smoothing 0.1. No gradient clipping is mentioned.
-  c.train.optimizer = "adam"
-  c.train.schedule = "rsqrt"
-  c.train.learning_rate = 512 ** -0.5 * 4000 ** -0.5
-  c.train.warmup_steps = 4000
-  c.train.steps = 100_000
-  c.train.batch_size = 768
-  c.train.label_smoothing = 0.1
-  c.train.grad_clip_norm = 0.0
-  c.train.log_every_steps = 200
-  c.eval.every_steps = 10_000
-  c.eval.batch_size = 128
+  c.train.update(optimizer="adam", schedule="rsqrt",
+                 learning_rate=512 ** -0.5 * 4000 ** -0.5, warmup_steps=4000,
+                 steps=100_000, batch_size=768, label_smoothing=0.1,
+                 grad_clip_norm=0.0)
   # Decoding: Section 6.1 — beam size 4, length penalty α = 0.6, maximum output
   # length input length + 50.
-  c.eval.beam_size = 4
-  c.eval.length_penalty = 0.6
-  c.eval.max_length_a = 1.0
-  c.eval.max_length_b = 50.0
-  c.checkpoint.every_steps = 10_000
-  return make_tiny(c) if tiny else c
+  c.eval.update(batch_size=128, beam_size=4, length_penalty=0.6,
+                max_length_a=1.0, max_length_b=50.0)
+  return common.paper_tiny(c) if tiny else c
