@@ -157,7 +157,7 @@ class LuongAttention(nnx.Module):
 # Layouts: the public ``scaled_dot_product_attention`` takes [B, T, N, h]
 # (batch, time, heads, head dim) like ``jax.nn.dot_product_attention``;
 # inside ``MultiHeadAttention`` the einsum path works heads-major [B, N, T, h],
-# which measured faster on CPU (see README, attention benchmark). Masks are
+# which measured faster on CPU (docs/performance.md, attention benchmark). Masks are
 # boolean, True = may attend, broadcastable to [B, N, T, S].
 
 IMPLEMENTATIONS = ("auto", "einsum", "xla", "cudnn")
@@ -242,7 +242,7 @@ def _attention_heads_major(q, k, v, mask):
       dQ = dS K / √h,   dK = dSᵀ Q / √h.
   ``rowsum(dO ∘ O)`` (a [T, h] product) replaces autodiff's ``rowsum(dP ∘ P)``
   ([T, S]); on CPU this backward measured faster than autodiff of the forward
-  (README, attention benchmark).
+  (docs/performance.md, attention benchmark).
   """
   return _attention_heads_major_fwd(q, k, v, mask)[0]
 

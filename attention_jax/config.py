@@ -364,6 +364,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                         f"({given[lo]})")
   _validate_attention_models(config)
   _refuse_ignored_keys(config)
+  _refuse_ignored_train_keys(config)
   # train.warmup_steps > train.steps is allowed (a short smoke run of a config
   # with a long warm-up): the schedule cuts the warm-up to the run, and
   # train_and_evaluate logs that it did (step.make_schedule).
@@ -483,6 +484,23 @@ def _refuse_ignored_keys(config) -> None:
         raise ConfigError(
             f"config key '{section}.{key}' is {value!r}, but {owner} does not "
             f"read it: leave it at its default {default!r}{hint}")
+
+
+def _refuse_ignored_train_keys(config) -> None:
+  """``train.weight_decay`` without ``adamw``, ``train.end_lr_fraction``
+  without ``cosine``: refused away from their defaults (nothing reads them)."""
+  t, defaults = config.train, base_config().train
+  for owner_key, table in (("optimizer", step.OPTIMIZER_KEYS),
+                           ("schedule", step.SCHEDULE_KEYS)):
+    owner = t[owner_key]
+    for keys in table.values():
+      for key in keys:
+        if key not in table.get(owner, ()) and t[key] != defaults[key]:
+          readers = sorted(o for o, ks in table.items() if key in ks)
+          raise ConfigError(
+              f"config key 'train.{key}' is {t[key]!r}, but train.{owner_key} "
+              f"{owner!r} does not read it (only {', '.join(map(repr, readers))} "
+              f"does): leave it at its default {defaults[key]!r}")
 
 
 def _validate_data(config) -> None:

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from sacrebleu.metrics import BLEU, CHRF
+from sacrebleu.significance import _compute_p_value
 
 from attention_jax.data.vocab import PAD
 
@@ -101,7 +103,6 @@ def detokenize(task, ids, side: str = "tgt") -> str:
 
 def text_metric(name: str):
   """A fresh sacrebleu metric object: ``bleu`` or ``chrf``, default settings."""
-  from sacrebleu.metrics import BLEU, CHRF
   if name == "bleu":
     return BLEU(force=True)   # force: no warning about outputs ending in " ."
   if name == "chrf":
@@ -181,7 +182,6 @@ def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray,
   resample tells the two apart (every difference 0: identical outputs, or a
   bucket where both score 0) there is nothing to test and p = 1; sacrebleu
   would print 1 / (B + 1) there, counting strictly greater differences."""
-  from sacrebleu.significance import _compute_p_value
   diffs = np.abs(np.asarray(scores) - np.asarray(baseline_scores))
   if not diffs.any() and observed == 0:
     return 1.0

@@ -81,6 +81,11 @@ OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
     "adadelta": lambda lr, t: optax.adadelta(lr, rho=0.95, eps=1e-6),
 }
 
+# The train.* keys only some optimizers and schedules read (validation refuses
+# them, away from their defaults, with the others).
+OPTIMIZER_KEYS = {"adamw": ("weight_decay",)}
+SCHEDULE_KEYS = {"cosine": ("end_lr_fraction",)}
+
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 # Schedules whose learning rate at a step does not depend on train.steps.

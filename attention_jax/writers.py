@@ -9,6 +9,7 @@ import time
 from typing import Any, Mapping
 
 from absl import logging
+from tensorboardX import SummaryWriter  # writes event files without TensorFlow
 
 
 def _scalar(v: Any) -> float | int:
@@ -25,7 +26,6 @@ class MetricWriter:
   """
 
   def __init__(self, workdir: str, resume_step: int | None = None):
-    from tensorboardX import SummaryWriter  # no TensorFlow needed
     self.path = os.path.join(workdir, "metrics.jsonl")
     if resume_step is not None and os.path.exists(self.path):
       self._truncate_after(resume_step)

@@ -21,8 +21,8 @@ global-norm clipping 1.0; here with 100 warm-up steps and cosine decay to 5%
 over 3,000 steps. Every value is overridable: ``--config.train.steps=5000``.
 
 Measured on the idle 2-core CPU dev machine (two runs at a time), adding
-problem, T = 100, seed 0, eval on 1,000 held-out sequences — see README,
-"Vanishing gradients":
+problem, T = 100, seed 0, eval on 1,000 held-out sequences — see
+docs/vanishing.md:
 
 * ``cell=lstm``: eval MSE 0.166 / 0.150 at steps 250 / 500, **0.0050 at step
   750** (~32 s after launch, compilation included), 0.0003 at step 3,000

@@ -36,7 +36,7 @@ Defaults for a corpus of ~20k short human-translated pairs (3–60 words) on a
   checkpoint with the best dev BLEU is kept beside the latest
   (``evaluate``/``compare --step best``).
 
-Measured on the repository's toy TSVs: README ("Real text") and
+Measured on the repository's toy TSVs: docs/evaluation.md and
 docs/evaluation.md.
 
 ``:full``: a GPU-sized version (embeddings and hidden 512, 8,000 pieces per

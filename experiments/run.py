@@ -5,7 +5,7 @@ r"""Train and evaluate one experiment.
 
 Running again on the same workdir resumes the run. A resumed run refuses a
 config whose hyperparameters differ from the run's ``config.json`` unless
-``--allow_config_change``; exit codes: README, "Guarantees".
+``--allow_config_change``; exit codes: docs/reliability.md.
 """
 
 from absl import app, flags, logging

@@ -7,16 +7,13 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from attention_jax import sharding, train  # noqa: E402
-from attention_jax.checkpoint import Checkpointer  # noqa: E402
+from attention_jax import sharding, train
 from attention_jax import workdir as workdir_lib
-from conftest import tiny_config  # noqa: E402
+from attention_jax.checkpoint import Checkpointer
+from attention_jax.testing import tiny_config
 
 
 def checksum(tree) -> list[float]:

@@ -175,6 +175,11 @@ def test_json_round_trip():
      "'data.vocab_size' is 7, but data.task 'addition' does not read it"),
     ({"data.task": "reverse", "data.tokenizer": "char"},
      "'data.tokenizer' is 'char', but data.task 'reverse' does not read it"),
+    ({"train.optimizer": "adam", "train.weight_decay": 0.1},
+     "config key 'train.weight_decay' is 0.1, but train.optimizer 'adam' does "
+     "not read it (only 'adamw' does)"),
+    ({"train.schedule": "rsqrt", "train.end_lr_fraction": 0.2},
+     "'train.end_lr_fraction' is 0.2, but train.schedule 'rsqrt' does not read it"),
 ])
 def test_ignored_keys_are_refused(overrides, needle):
   with pytest.raises(config_lib.ConfigError) as e:

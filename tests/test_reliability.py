@@ -417,7 +417,7 @@ def test_skip_nonfinite_counts_and_stops_after_n_in_a_row(tmp_path, monkeypatch)
 # --------------------------------------------------------------------------
 # One run per workdir
 
-HOLD_LOCK = ("import sys; sys.path.insert(0, sys.argv[2]); "
+HOLD_LOCK = ("import sys; "
              "from attention_jax.workdir_lock import WorkdirLock; "
              "WorkdirLock(sys.argv[1]).acquire(); print('locked', flush=True); "
              "sys.stdin.read()")
@@ -426,7 +426,7 @@ HOLD_LOCK = ("import sys; sys.path.insert(0, sys.argv[2]); "
 def test_second_run_refused_and_stale_lock_taken_over(reference, tmp_path):
   ref_dir, final = reference
   w = copy_workdir(ref_dir, tmp_path / "w")
-  holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, w, ROOT],
+  holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, w],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline().strip() == "locked"

@@ -37,8 +37,7 @@ def test_slug_distinct_and_stable():
 
 SWEEP_CONFIG = textwrap.dedent("""
     import sys
-    sys.path.insert(0, {tests!r})
-    from conftest import tiny_config
+    from attention_jax.testing import tiny_config
 
     def get_config(arg=None):
       if any("hidden_size=13" in a for a in sys.argv):
@@ -68,7 +67,7 @@ SWEEP_CONFIG = textwrap.dedent("""
 def failing_sweep(tmp_path_factory):
   root = tmp_path_factory.mktemp("sweep")
   cfg = root / "sweep_cfg.py"
-  cfg.write_text(SWEEP_CONFIG.format(tests=os.path.dirname(os.path.abspath(__file__))))
+  cfg.write_text(SWEEP_CONFIG.format())
   workdir = str(root / "out")
   lines = []
   first = sweeps.run_sweep(str(cfg), workdir, jobs=2, print_fn=lines.append)
@@ -117,7 +116,7 @@ def test_rerun_skips_finished_points(failing_sweep):
 
 def test_bad_point_rejected_before_work(tmp_path):
   cfg = tmp_path / "bad.py"
-  cfg.write_text(SWEEP_CONFIG.format(tests=os.path.dirname(os.path.abspath(__file__)))
+  cfg.write_text(SWEEP_CONFIG.format()
                  .replace('"train.learning_rate": 1e30', '"train.lerning_rate": 1'))
   with pytest.raises(sweeps.SweepError, match=r"point 2 .*train.lerning_rate"):
     sweeps.run_sweep(str(cfg), str(tmp_path / "out"), print_fn=lambda s: None)

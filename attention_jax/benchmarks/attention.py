@@ -24,7 +24,15 @@ GPU: bf16 causal B16 T1024 16×64 and B8 T4096 16×128.
 
 from __future__ import annotations
 
+import os
+
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from attention_jax import attention
+from attention_jax.benchmarks import timing
 
 COLUMNS = ["level", "shape", "causal", "dtype", "impl", "median_ms", "ratio",
            "ratio_min", "ratio_max", "tflops", "max_abs_diff", "parity"]
@@ -51,9 +59,7 @@ def _shapes(quick: bool, gpu: bool):
 def our_layer(W: list, num_heads: int, implementation: str):
   """Our ``MultiHeadAttention`` (no biases) with the four (in, out) matrices
   ``W = [W_q, W_k, W_v, W_o]`` copied in. Returns ``nnx.split`` of it."""
-  from flax import nnx
 
-  from attention_jax import attention
   D = W[0].shape[0]
   N, h = num_heads, D // num_heads
   m = attention.MultiHeadAttention(D, N, use_bias=False, implementation=implementation,
@@ -82,7 +88,7 @@ def torch_mha_layer(torch, W_np: list, num_heads: int, dtype, device):
 
 def _torch():
   try:
-    import torch
+    import torch  # optional: the torch rows run only where it is installed
     import torch.nn.functional as F
     return torch, F
   except ImportError:
@@ -90,14 +96,8 @@ def _torch():
 
 
 def run(quick: bool = False) -> list[dict]:
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
 
-  from attention_jax import attention
-  from attention_jax.benchmarks import timing
 
-  import os
   print(f"attention suite: torch {'absent' if _torch()[0] is None else _torch()[0].__version__}"
         f", load average at start {os.getloadavg()[0]:.1f}", flush=True)
   torch, F = _torch()

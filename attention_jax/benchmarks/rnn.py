@@ -1,7 +1,7 @@
 """RNN layer fwd+bwd: our scan layers vs ``flax.nnx.RNN`` vs torch, one process.
 
-One layer, loss ``mean(y**2)`` over all outputs, gradients w.r.t. every weight
-(as ``../shared/bench/bench_rnn.py``). Every implementation runs on the same
+One layer, loss ``mean(y**2)`` over all outputs, gradients w.r.t. every weight.
+Every implementation runs on the same
 weights (ours copied into flax and torch), and ``max_abs_diff`` is the largest
 difference of its forward outputs from ours with default options — the check
 that the rows compare the same math. GRU rows use the cuDNN/torch/flax form
@@ -21,7 +21,13 @@ hoisted, unroll 8, autodiff) the suite times ``ours``, ``autodiff`` (plain),
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+
+from attention_jax import rnn
+from attention_jax.benchmarks import timing
 
 COLUMNS = ["cell", "shape", "impl", "median_ms", "vs_torch", "vs_flax",
            "max_abs_diff"]
@@ -36,7 +42,7 @@ QUICK_SHAPES = [(16, 20, 64)]
 
 def _torch():
   try:
-    import torch
+    import torch  # optional: the torch rows run only where it is installed
     return torch
   except ImportError:
     return None
@@ -62,12 +68,7 @@ def _variants(backend: str, quick: bool):
 
 def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
           rounds: int, iters: int, budget_s: float | None):
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
 
-  from attention_jax import rnn
-  from attention_jax.benchmarks import timing
 
   I = H
   torch = _torch()
@@ -174,7 +175,6 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
 
 
 def run(quick: bool = False) -> list[dict]:
-  import jax
   backend = jax.default_backend()
   gpu = backend != "cpu" and not quick
   rounds, iters = (3, 1) if quick else (21, 2)

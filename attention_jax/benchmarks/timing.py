@@ -15,6 +15,8 @@ import statistics
 import time
 from typing import Callable
 
+import jax
+
 
 # The clock ``bench`` reads. ``experiments.benchmark --clock=process`` switches
 # to process CPU time: on a shared, oversubscribed machine, with every
@@ -57,7 +59,6 @@ def bench(variants: dict[str, Callable[[], object]], reference: str, *,
 
 def machine() -> str:
   """A one-line description of where the numbers came from."""
-  import jax
   dev = jax.devices()[0]
   kind = getattr(dev, "device_kind", dev.platform)
   if dev.platform == "cpu":

@@ -47,6 +47,7 @@ import os
 import unicodedata
 
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import logging
 
 from attention_jax.data import batching
@@ -148,7 +149,6 @@ def _log_report(report: dict) -> None:
 
 
 def default_data_dir(config) -> str:
-  import tensorflow_datasets as tfds
   return config.data.tfds_data_dir or os.environ.get("TFDS_DATA_DIR") or str(
       tfds.core.constants.DATA_DIR)
 
@@ -164,7 +164,6 @@ def _builder_class():
   global _BUILDER
   if _BUILDER is not None:
     return _BUILDER
-  import tensorflow_datasets as tfds
 
   class ParallelTextFiles(tfds.core.GeneratorBasedBuilder):
     """Local parallel text as a TFDS dataset: source, target, line number."""
@@ -206,7 +205,6 @@ def build_files_dataset(paths: dict[str, str], data_dir: str) -> tuple[str, dict
   dataset's directory (reused when the files' bytes are unchanged) and the
   reports of what was dropped.
   """
-  import tensorflow_datasets as tfds
   files = {role: resolve(p, f"data.{role}_path") for role, p in paths.items()}
   blobs = {role: tuple(_read_bytes(f, f"data.{role}_path") for f in fs)
            for role, fs in files.items()}
@@ -284,7 +282,6 @@ class FilesCorpus:
 
   def _load(self):
     if self._splits is None:
-      import tensorflow_datasets as tfds
       self.directory, _ = build_files_dataset(self.paths, self.data_dir)
       sources = tfds.builder_from_directory(self.directory).as_data_source()
       self._splits = {role: read_source(sources[role], "source", "target",
@@ -303,7 +300,6 @@ class FilesCorpus:
 
 def ensure_registered(name: str) -> None:
   """Imports the catalog module that registers ``name`` (e.g. ``translate.wmt14``)."""
-  import tensorflow_datasets as tfds
   base = name.split("/")[0].split(":")[0]
   try:
     tfds.builder_cls(base)
@@ -336,7 +332,6 @@ class CatalogCorpus:
     self._pairs: dict[str, list] = {}
 
   def _keys(self) -> tuple[str, str]:
-    import tensorflow_datasets as tfds
     if not (self.src_key and self.tgt_key):
       info = tfds.builder(self.name, data_dir=self.data_dir).info
       keys = info.supervised_keys
@@ -349,7 +344,6 @@ class CatalogCorpus:
 
   def pairs(self, role: str) -> list[tuple[int, str, str]]:
     if role not in self._pairs:
-      import tensorflow_datasets as tfds
       if role not in self.splits:
         raise DataError(f"data.{role}_split is empty: no {role} split")
       ensure_registered(self.name)

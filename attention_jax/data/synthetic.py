@@ -38,6 +38,7 @@ import numpy as np
 from absl import logging
 
 from attention_jax.data import heldout
+from attention_jax.data import reorder as reorder_lib
 from attention_jax.data.batching import IndexedIterator, pad_batch
 from attention_jax.data.vocab import PAD, Vocabulary
 from attention_jax.errors import ConfigError
@@ -157,7 +158,6 @@ class SyntheticTask:
       self.src_vocab = self.tgt_vocab = ADDITION_VOCAB
       self.separator, self.length_unit = "", "characters"
     elif self.name == "reorder":
-      from attention_jax.data import reorder as reorder_lib
       self._reorder = reorder_lib
       self.length_unit = "words"
       self.depth, self.clauses = d.reorder_depth, d.reorder_clauses

@@ -35,6 +35,8 @@ import os
 from typing import Iterable, Sequence
 
 import numpy as np
+import sentencepiece as spm
+from sacremoses import MosesDetokenizer, MosesTokenizer
 
 from attention_jax.data.vocab import EOS, SPECIALS, UNK, Vocabulary
 from attention_jax.errors import DataError
@@ -79,7 +81,6 @@ class WordTokenizer:
     self.lang = lang
     self.split = split
     if split == "moses":
-      from sacremoses import MosesDetokenizer, MosesTokenizer
       self._tok = MosesTokenizer(lang)
       self._detok = MosesDetokenizer(lang)
 
@@ -125,7 +126,6 @@ class SentencePieceTokenizer:
   kind = "sentencepiece"
 
   def __init__(self, model_proto: bytes):
-    import sentencepiece as spm
     self.model_proto = model_proto
     self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
     self.vocab = Vocabulary([self.sp.id_to_piece(i)
@@ -135,7 +135,6 @@ class SentencePieceTokenizer:
   def train(cls, texts: Sequence[str], vocab_size: int, seed: int = 0,
             cache_dir: str | None = None) -> "SentencePieceTokenizer":
     """Trains on ``texts`` (or reuses the model cached for the same inputs)."""
-    import sentencepiece as spm
     key = hashlib.sha256()
     key.update(f"v2 unigram identity {vocab_size} {seed}\n".encode())
     for t in texts:

@@ -1,0 +1,49 @@
+"""A tiny config for tests, notebooks and smoke runs: trains in seconds on a CPU.
+
+``tiny_config(**{"model.name": "luong", "train.steps": 5})`` — dotted keys
+override. The tiny sizes apply where the chosen model and data task read them;
+every other ``model.*``/``data.*`` key not overridden keeps its default, so the
+config validates for any model (see ``attention_jax.config``: keys a model or
+task ignores are refused).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from attention_jax import config as config_lib
+from attention_jax import data, models
+
+TINY = {
+    "model.embed_dim": 16, "model.hidden_size": 32,
+    "data.vocab_size": 6, "data.train_min_length": 1, "data.train_max_length": 5,
+    "data.eval_min_length": 1, "data.eval_max_length": 5, "data.eval_examples": 64,
+    "train.steps": 40, "train.batch_size": 16, "train.warmup_steps": 5,
+    "train.log_every_steps": 10, "eval.every_steps": 20, "eval.batch_size": 32,
+    "checkpoint.every_steps": 20,
+}
+
+
+def _set(config: ml_collections.ConfigDict, key: str, value) -> None:
+  node = config
+  *parents, leaf = key.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
+def tiny_config(**overrides) -> ml_collections.ConfigDict:
+  """:data:`TINY` over :func:`config.base_config`, then ``overrides``."""
+  c = config_lib.base_config()
+  for key, value in {**TINY, **overrides}.items():
+    _set(c, key, value)
+  defaults = config_lib.base_config()
+  for section, keys_of in (("model", models.config_keys), ("data", data.config_keys)):
+    try:
+      reads = keys_of(c)
+    except (KeyError, ValueError):   # an unknown model or task: validation names it
+      continue
+    for key in c[section]:
+      if key not in reads and f"{section}.{key}" not in overrides:
+        c[section][key] = defaults[section][key]
+  return c
