@@ -77,7 +77,6 @@ def metric_by_length_figure(rows: Sequence[dict[str, Any]],
   """Each metric of ``rows`` (from ``metrics.summarize_by_length``) against
   the source-length bucket (in ``unit``); accuracies are shown in percent
   like BLEU; a metric's ``NAME_ci`` interval, if present, as a band."""
-  labels = [r["bucket"] for r in rows]
   x = np.arange(len(rows))
   fig, ax = plt.subplots(figsize=(max(4.5, 0.55 * len(rows) + 2.5), 3.4), dpi=110)
   for name in metrics:
@@ -89,19 +88,24 @@ def metric_by_length_figure(rows: Sequence[dict[str, Any]],
     label = f"{name} (%)" if scale == 100.0 else name
     line, = ax.plot(x, y, marker="o", label=label)
     _band(ax, x, rows, f"{name}_ci", line.get_color())
+  _length_axis(ax, x, rows, unit, title, legend="lower left")
+  fig.tight_layout()
+  return fig
+
+
+def _length_axis(ax, x, rows, unit: str, title: str | None, legend: str) -> None:
+  """Buckets along x (labels, ``n=`` counts), a 0–100 y range, legend, title."""
   ax.set_xticks(x)
-  ax.set_xticklabels(labels, rotation=45 if len(rows) > 8 else 0)
+  ax.set_xticklabels([r["bucket"] for r in rows], rotation=45 if len(rows) > 8 else 0)
   ax.set_xlabel(f"source length ({unit})")
   ax.set_ylim(-2, 102)
   ax.grid(alpha=0.3)
   for xi, r in zip(x, rows):
     ax.annotate(f"n={r['count']}", (xi, 0), xytext=(0, 3), textcoords="offset points",
                 ha="center", fontsize=7, color="0.4")
-  ax.legend(fontsize=8, loc="lower left")
+  ax.legend(fontsize=8, loc=legend)
   if title:
     ax.set_title(title, fontsize=9)
-  fig.tight_layout()
-  return fig
 
 
 def save_metric_by_length(path: str, rows, metrics=("bleu", "sequence_accuracy"),
@@ -117,25 +121,15 @@ def compare_by_length_figure(series: Sequence[tuple[str, Sequence[dict]]],
   (rows: ``bucket``, ``count``, ``metric``, ``metric_ci`` = [low, high]), all
   models in one figure, the 95% intervals as bands (Bahdanau et al. 2014,
   Fig. 2 style). Every series has the same buckets."""
-  labels = [r["bucket"] for r in series[0][1]]
-  x = np.arange(len(labels))
-  fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(labels) + 3.0), 3.8), dpi=110)
+  n = len(series[0][1])
+  x = np.arange(n)
+  fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * n + 3.0), 3.8), dpi=110)
   for label, rows in series:
     y = np.array([np.nan if r.get(metric) is None else r[metric] for r in rows], float)
     line, = ax.plot(x, y, marker="o", label=label)
     _band(ax, x, rows, f"{metric}_ci", line.get_color())
-  ax.set_xticks(x)
-  ax.set_xticklabels(labels, rotation=45 if len(labels) > 8 else 0)
-  ax.set_xlabel(f"source length ({unit})")
   ax.set_ylabel(f"{metric} (band: 95% bootstrap interval)")
-  ax.set_ylim(-2, 102)
-  ax.grid(alpha=0.3)
-  for xi, r in zip(x, series[0][1]):
-    ax.annotate(f"n={r['count']}", (xi, 0), xytext=(0, 3), textcoords="offset points",
-                ha="center", fontsize=7, color="0.4")
-  ax.legend(fontsize=8, loc="best")
-  if title:
-    ax.set_title(title, fontsize=9)
+  _length_axis(ax, x, series[0][1], unit, title, legend="best")
   fig.tight_layout()
   return fig
 

@@ -47,7 +47,8 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(_config_override_error(argv) or " ".join(str(e).split()))
+    fail(_config_override_error(argv) or _config_file_error(e)
+         or " ".join(str(e).split()))
   except Exception as e:  # raised while a config file ran, or by an override
     where = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
                  None)
@@ -55,6 +56,17 @@ def parse_flags(argv):
       where = argv[argv.index("--config") + 1]
     msg = _config_override_error(argv) or f"{type(e).__name__}: {' '.join(str(e).split())}"
     fail(f"{where}: {msg}" if where else msg)
+
+
+def _config_file_error(e: BaseException) -> str | None:
+  """The message of an exception a config file raised (ml_collections wraps it
+  in a traceback): the innermost one in the chain."""
+  inner, seen = None, e.__context__
+  while seen is not None and seen is not inner:
+    inner, seen = seen, seen.__cause__ or seen.__context__
+  if inner is None or "Error whilst parsing config file" in str(inner):
+    return None
+  return " ".join(str(inner).split())
 
 
 def explicit_overrides(argv, name: str = "config") -> list[str]:

@@ -138,6 +138,10 @@ def test_typo_on_command_line_names_key(tmp_path):
   assert r.returncode == 2
   assert r.stderr.strip() == ("error: configs/quickstart.py: config key "
                               "'train.steps' must be > 0, got -3")
+  r = run_cli("--config", "configs/quickstart.py:big", "--workdir", str(work))
+  assert r.returncode == 2
+  assert r.stderr.strip() == ("error: configs/quickstart.py: unknown argument 'big'; "
+                              "this config takes no argument")
   r = run_cli("--config", "configs/missing.py", "--workdir", str(work))
   assert r.returncode == 2
   assert r.stderr.strip() == "error: config file 'configs/missing.py' not found"

@@ -14,7 +14,6 @@ from flax import nnx
 from attention_jax import config as config_lib
 from attention_jax import generate, models, train, writers
 from attention_jax.data import text as text_task
-from attention_jax.models import gpt as gpt_lib
 from conftest import ROOT
 
 
@@ -127,7 +126,7 @@ def test_gpt_kv_cache_equals_full_and_sampling_is_greedy_at_t0(gpt_model):
   np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=2e-5)
   # compiled sampling (one lax.scan) at temperature 0 = a Python greedy loop
   graphdef, params = nnx.split(gpt_model, nnx.Param)
-  sampler = gpt_lib.make_sampler(graphdef, max_new_tokens=5, temperature=0.0, top_k=0)
+  sampler = generate.make_sampler(graphdef, max_new_tokens=5, temperature=0.0, top_k=0)
   got = np.asarray(sampler(params, x[:, :4], jax.random.PRNGKey(0)))
   seq = np.asarray(x[:, :4])
   for _ in range(5):
@@ -135,7 +134,7 @@ def test_gpt_kv_cache_equals_full_and_sampling_is_greedy_at_t0(gpt_model):
     lg[:, :3] = -np.inf
     seq = np.concatenate([seq, lg.argmax(-1)[:, None]], 1)
   np.testing.assert_array_equal(got, seq[:, 4:])
-  top1 = gpt_lib.make_sampler(graphdef, max_new_tokens=5, temperature=1.0, top_k=1)
+  top1 = generate.make_sampler(graphdef, max_new_tokens=5, temperature=1.0, top_k=1)
   np.testing.assert_array_equal(top1(params, x[:, :4], jax.random.PRNGKey(3)), got)
 
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attention_jax.models.layers import Embed, dropout
-from attention_jax.models.transformer import Block, _key
+from attention_jax.models.transformer import STACK_KEYS, Block, _key
 
 
 class GPT(nnx.Module):
@@ -40,9 +40,7 @@ class GPT(nnx.Module):
     """The ``model.*`` keys read (the output layer is always the token
     embedding transposed: no ``tie_embeddings``)."""
     del config
-    return ("hidden_size", "num_layers", "num_heads", "mlp_dim", "pre_ln",
-            "max_positions", "attention_impl", "dropout", "attention_dropout",
-            "scan_layers")
+    return (*STACK_KEYS, "scan_layers")
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):

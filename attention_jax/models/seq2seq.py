@@ -27,6 +27,21 @@ from attention_jax.data.vocab import PAD
 from attention_jax.models.layers import Embed, Readout, dropout, readout_keys
 
 
+# The model.* keys every recurrent encoder-decoder reads.
+_RNN_KEYS = ("embed_dim", "hidden_size", "dropout", *rnn.EXECUTION_KEYS)
+
+
+def _init_embeddings_and_options(module, m, src_vocab_size: int,
+                                 tgt_vocab_size: int, rngs: nnx.Rngs) -> None:
+  """What every recurrent encoder-decoder sets from ``config.model``: the
+  dropout rate, the scans' execution options (``model.rnn_*``) and the source
+  and target embeddings (``embed_dim`` wide)."""
+  module.dropout_rate = m.dropout
+  module.scan_options = rnn.static_layer_options(m)
+  module.src_embed = Embed(src_vocab_size, m.embed_dim, rngs=rngs)
+  module.tgt_embed = Embed(tgt_vocab_size, m.embed_dim, rngs=rngs)
+
+
 class RNNEncoderDecoder(nnx.Module):
   """RNN encoder–decoder of Cho et al. 2014 (Section 2.2), GRU cells.
 
@@ -43,18 +58,15 @@ class RNNEncoderDecoder(nnx.Module):
   def config_keys(config) -> tuple[str, ...]:
     """The ``model.*`` keys read (one GRU layer each side: no ``cell``,
     ``num_layers``)."""
-    return ("embed_dim", "hidden_size", "dropout", "reverse_source",
-            "gru_reset_after", *rnn.EXECUTION_KEYS, *readout_keys(config.model))
+    return (*_RNN_KEYS, "reverse_source", "gru_reset_after",
+            *readout_keys(config.model))
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     m = config.model
     E, H = m.embed_dim, m.hidden_size
-    self.dropout_rate = m.dropout
+    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
     self.reverse_source = m.reverse_source   # read the source backwards
-    self.scan_options = rnn.static_layer_options(m)
-    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = rnn.GRUCell(E, H, reset_after=m.gru_reset_after, rngs=rngs)
     self.init_state = nnx.Linear(H, H, rngs=rngs)            # V in s_0 = tanh(V c)
     self.decoder = rnn.GRUCell(E + H, H, reset_after=m.gru_reset_after, rngs=rngs)
@@ -177,18 +189,14 @@ class Seq2SeqLSTM(nnx.Module):
   @staticmethod
   def config_keys(config) -> tuple[str, ...]:
     """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``)."""
-    return ("embed_dim", "hidden_size", "num_layers", "dropout", "reverse_source",
-            *rnn.EXECUTION_KEYS, *readout_keys(config.model))
+    return (*_RNN_KEYS, "num_layers", "reverse_source", *readout_keys(config.model))
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
-    self.dropout_rate = m.dropout
-    self.scan_options = rnn.static_layer_options(m)
+    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
     self.reverse_source = m.reverse_source
-    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
                              for l in range(L)])
     self.decoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
@@ -245,19 +253,16 @@ class RNNSearch(nnx.Module):
   def config_keys(config) -> tuple[str, ...]:
     """The ``model.*`` keys read (GRU cells, one layer: no ``cell``,
     ``num_layers``; the source is read both ways: no ``reverse_source``)."""
-    return ("embed_dim", "hidden_size", "attention_dim", "dropout",
-            "gru_reset_after", *rnn.EXECUTION_KEYS, *readout_keys(config.model))
+    return (*_RNN_KEYS, "attention_dim", "gru_reset_after",
+            *readout_keys(config.model))
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     m = config.model
     E, H = m.embed_dim, m.hidden_size
     A = m.attention_dim or H
-    self.dropout_rate = m.dropout
-    self.scan_options = rnn.static_layer_options(m)
+    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
     gru = dict(reset_after=m.gru_reset_after)
-    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder_fwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
     self.encoder_bwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
     self.init_state = nnx.Linear(H, H, rngs=rngs)                  # W_s
@@ -340,21 +345,17 @@ class Luong(nnx.Module):
     """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``;
     ``attention_dim`` with the concat score only)."""
     concat = ("attention_dim",) if config.model.attention_score == "concat" else ()
-    return ("embed_dim", "hidden_size", "num_layers", "dropout", "reverse_source",
-            "input_feeding", "attention_score", *concat, *rnn.EXECUTION_KEYS,
-            *readout_keys(config.model))
+    return (*_RNN_KEYS, "num_layers", "reverse_source", "input_feeding",
+            "attention_score", *concat, *readout_keys(config.model))
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
-    self.dropout_rate = m.dropout
-    self.scan_options = rnn.static_layer_options(m)
+    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
     self.reverse_source = m.reverse_source
     self.input_feeding = m.input_feeding
     self.hidden_size = H
-    self.src_embed = Embed(src_vocab_size, E, rngs=rngs)
-    self.tgt_embed = Embed(tgt_vocab_size, E, rngs=rngs)
     self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
                              for l in range(L)])
     first_in = E + H if m.input_feeding else E

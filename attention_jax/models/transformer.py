@@ -42,6 +42,11 @@ def sinusoidal_positions(positions: jax.Array, dim: int) -> jax.Array:
   return table.reshape(positions.shape[0], -1)[:, :dim]
 
 
+# The model.* keys of a stack of Transformer blocks (read by transformer, gpt).
+STACK_KEYS = ("hidden_size", "num_layers", "num_heads", "mlp_dim", "pre_ln",
+              "max_positions", "attention_impl", "dropout", "attention_dropout")
+
+
 def _key(rng: jax.Array | None, i: int) -> jax.Array | None:
   return None if rng is None else jax.random.fold_in(rng, i)
 
@@ -139,9 +144,7 @@ class Transformer(nnx.Module):
     """The ``model.*`` keys read (no recurrence: no ``rnn_*``, ``cell``;
     embeddings are ``hidden_size`` wide: no ``embed_dim``)."""
     del config
-    return ("hidden_size", "num_layers", "num_heads", "mlp_dim", "pre_ln",
-            "max_positions", "attention_impl", "dropout", "attention_dropout",
-            "tie_embeddings")
+    return (*STACK_KEYS, "tie_embeddings")
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):

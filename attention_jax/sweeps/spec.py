@@ -190,6 +190,8 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
   try:
     base = _call_with_arg(module.get_config, arg)
     overrides = [dict(o) for o in _call_with_arg(module.sweep, arg)]
+  except ValueError as e:   # the config's own one-line error names the file
+    raise SweepError(" ".join(str(e).split())) from e
   except Exception as e:  # noqa: BLE001
     raise SweepError(f"{path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
   if not overrides:
