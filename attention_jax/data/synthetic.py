@@ -125,6 +125,14 @@ def addition_target(src: list[int]) -> list[int]:
   return ADDITION_VOCAB.encode(str(int(a) + int(b)))
 
 
+def widths(task: str, hi: int) -> tuple[int, int]:
+  """(source, target) widths of ``task``'s batches for lengths up to ``hi``
+  (target without EOS; ``addition``: two operands and ``+``, and the sum)."""
+  if task == "addition":
+    return 2 * hi + 1, hi + 1
+  return hi, hi   # reorder: generate() keeps targets within hi too
+
+
 class SyntheticTask:
   """Training batches by index, and fixed evaluation sets (the task protocol
   of :mod:`attention_jax.data.batching`)."""
@@ -202,9 +210,7 @@ class SyntheticTask:
     return np.random.default_rng([_HELD_OUT_STREAM, _SPLIT_IDS[split], index])
 
   def _widths(self, hi: int) -> tuple[int, int]:
-    if self.name == "addition":
-      return 2 * hi + 1, hi + 1
-    return hi, hi   # reorder: generate() keeps targets within hi too
+    return widths(self.name, hi)
 
   def examples(self, split: str, rng: np.random.Generator, n: int
                ) -> list[tuple[list[int], list[int]]]:
