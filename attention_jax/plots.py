@@ -23,10 +23,13 @@ import numpy as np  # noqa: E402
 
 
 def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
-                     out_tokens: Sequence[str], title: str | None = None):
+                     out_tokens: Sequence[str], title: str | None = None,
+                     gold: Sequence[int] | None = None):
   """weights [len(out_tokens), len(src_tokens)] in [0, 1] -> Figure.
 
-  Row t is the attention the model used to predict output token t.
+  Row t is the attention the model used to predict output token t. ``gold``:
+  the task's gold alignment of the reference (per target position t the
+  source position, −1 for none), outlined in red on rows that exist.
   """
   weights = np.asarray(weights, np.float32)
   T, S = weights.shape
@@ -39,6 +42,12 @@ def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
   fig, ax = plt.subplots(figsize=(w, h), dpi=110)
   ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="equal",
             interpolation="nearest")
+  for t, j in enumerate(list(gold or [])[:T]):
+    if 0 <= j < S:
+      ax.add_patch(plt.Rectangle((j - 0.5, t - 0.5), 1, 1, fill=False,
+                                 edgecolor="red", linewidth=1.2))
+  if gold is not None:
+    title = ((title + "; ") if title else "") + "red: gold"
   ax.set_xticks(np.arange(S))
   ax.set_xticklabels(list(src_tokens), rotation=90, fontsize=9)
   ax.set_yticks(np.arange(T))
@@ -56,8 +65,9 @@ def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
 
 def save_attention_heatmap(path: str, weights: np.ndarray,
                            src_tokens: Sequence[str], out_tokens: Sequence[str],
-                           title: str | None = None) -> str:
-  fig = attention_figure(weights, src_tokens, out_tokens, title)
+                           title: str | None = None,
+                           gold: Sequence[int] | None = None) -> str:
+  fig = attention_figure(weights, src_tokens, out_tokens, title, gold)
   _save(fig, path)
   return path
 

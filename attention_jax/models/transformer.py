@@ -244,15 +244,30 @@ class Transformer(nnx.Module):
     logits = self._logits(y)[:, 0]
     return logits, {"caches": caches}, weights.mean(axis=1)[:, 0]
 
-  def __call__(self, src: jax.Array, tgt_in: jax.Array, dropout_rng=None):
-    """Teacher forcing: (logits [B, T, V], {"attention": [B, T, S]})."""
+  def _teacher_forced(self, src, tgt_in, dropout_rng, all_weights: bool):
+    """Decoder output [B, T, D] and the cross-attention weights
+    [B, N, T, S] of the last layer (``all_weights``: of every layer)."""
     memory = self.encode(src, _key(dropout_rng, 0))
     y = dropout(self._embed(self.tgt_embed, tgt_in, positions=self.tgt_pos_embed),
                 self.dropout_rate, _key(dropout_rng, 1))
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     n = len(self.decoder)
-    weights = None
+    weights = []
     for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"])):
-      y, weights = layer(y, cross_kv=kv, cross_mask=cross_mask,
-                         rng=_key(dropout_rng, i + 2), return_weights=i == n - 1)
-    return self._logits(y), {"attention": weights.mean(axis=1)}
+      y, w = layer(y, cross_kv=kv, cross_mask=cross_mask,
+                   rng=_key(dropout_rng, i + 2),
+                   return_weights=all_weights or i == n - 1)
+      weights.append(w)
+    return y, weights
+
+  def __call__(self, src: jax.Array, tgt_in: jax.Array, dropout_rng=None):
+    """Teacher forcing: (logits [B, T, V], {"attention": [B, T, S]}), the
+    attention being the last layer's cross-attention averaged over heads."""
+    y, weights = self._teacher_forced(src, tgt_in, dropout_rng, all_weights=False)
+    return self._logits(y), {"attention": weights[-1].mean(axis=1)}
+
+  def cross_attention_weights(self, src: jax.Array, tgt_in: jax.Array) -> jax.Array:
+    """Teacher-forced cross-attention of every decoder layer and head:
+    [B, L, N, T, S] (row t: the weights used to predict target token t)."""
+    _, weights = self._teacher_forced(src, tgt_in, None, all_weights=True)
+    return jnp.stack(weights, axis=1)
