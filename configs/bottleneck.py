@@ -7,7 +7,11 @@ source into one ``hidden_size`` vector, RNNsearch (``rnnsearch``) attends over
 every encoder state, and the Transformer (``transformer``) attends without
 recurrence. Each model × hidden size × training-length limit trains on
 ``reverse`` (the first source symbol is needed last) and is evaluated on
-sources up to 2× the training limit (``eval/by_length.csv``).
+sources up to 2× the training limit (``eval/by_length.csv``, with the
+attention models' alignment accuracy against the gold anti-diagonal); linear
+probes (``attention_jax.probe``) read what each recurrent point's decoder
+initial state — the context vector — still holds (``probe/``), and the report
+compares them across hidden sizes.
 
   python -m experiments.sweep --config configs/bottleneck.py --workdir S --jobs 2
   python -m experiments.sweep --config configs/bottleneck.py:full --workdir S   # GPU/TPU
@@ -29,7 +33,7 @@ from configs import common
 
 MODELS = ("rnn_encdec", "rnnsearch")
 FULL_MODELS = ("rnn_encdec", "rnnsearch", "transformer")
-ANALYSES = ("by_length",)
+ANALYSES = ("by_length", "probe")
 REPORT = {
     "title": "Bottleneck: exact match against source length",
     "description": (
@@ -42,6 +46,7 @@ REPORT = {
     "by_length_extra": ("token_accuracy", "bleu"),
     "heatmap": {"where": {"model.name": "rnn_encdec"}, "rows": "model.hidden_size"},
     "contrast": "model.name",
+    "extra": ("probe", "alignment"),
 }
 
 
