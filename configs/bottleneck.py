@@ -26,7 +26,8 @@ scored exact match 0.00/0.00/0.01 on lengths 26–30 and RNNsearch 1.00 at
 every size, while with lengths ≤ 20 and ≥ 8k steps the encoder–decoder
 catches up),
 ``full`` (4 sizes × 3 models × limits 10/20/30/50 × ``reverse`` and
-``reorder``; 20k steps), ``tiny`` (one point of a few steps, for tests).
+``reorder``; 20k steps), ``tiny`` (one ``rnnsearch`` point of a few steps,
+for tests: it exercises the probes and the alignment columns).
 """
 
 from configs import common
@@ -59,7 +60,7 @@ def get_config(arg=None):
 def sweep(arg=None):
   mode = common.parse_mode(arg, __file__, "full", "tiny")
   if mode == "tiny":
-    yield {"model.name": "rnn_encdec", "model.hidden_size": 16}
+    yield {"model.name": "rnnsearch", "model.hidden_size": 16}
     return
   if mode == "full":
     for task in ("reverse", "reorder"):
