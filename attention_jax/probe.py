@@ -439,7 +439,7 @@ def format_summary(summary: dict[str, Any]) -> str:
   for name, by_len in summary["initial_state"].items():
     lines.append(f"  initial state {name!r}: source token read out (mean over "
                  "positions) — trained / at init / chance")
-    for band in _bands([r["length"] for r in by_len]):
+    for band in bands([r["length"] for r in by_len]):
       rs = [r for r in by_len if band[0] <= r["length"] <= band[1]]
       mean = lambda k: float(np.mean([r[k] for r in rs]))
       lines.append(f"    lengths {band[0]:>2}-{band[1]:<2}: {mean('accuracy'):.3f} / "
@@ -450,7 +450,7 @@ def format_summary(summary: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _bands(lengths: Sequence[int], n: int = 3) -> list[tuple[int, int]]:
+def bands(lengths: Sequence[int], n: int = 3) -> list[tuple[int, int]]:
   """Up to ``n`` contiguous bands of the probed lengths."""
   lengths = sorted(lengths)
   k = max(1, -(-len(lengths) // n))

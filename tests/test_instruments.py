@@ -62,8 +62,9 @@ def test_probe_sources_are_distinct_held_out_and_deterministic_by_seed():
     assert len(pairs) == 30 and all(len(s) == L for s, _ in pairs)
     assert len({tuple(s) for s, _ in pairs}) == 30                 # distinct
     assert all(t == s[::-1] for s, t in pairs)                     # reverse
-  test_set = {tuple(s) for s, _ in task.examples("test", np.random.default_rng(3), 500)}
-  train_set = {tuple(s) for s, _ in task.examples("train", np.random.default_rng(3), 500)}
+  draw = lambda split: {tuple(s) for s, _ in
+                        task.examples(split, np.random.default_rng(3), 500)}
+  test_set, train_set = draw("test"), draw("train")
   drawn = {tuple(s) for pairs in a.values() for s, _ in pairs}
   assert not drawn & train_set and drawn & test_set
 
