@@ -42,7 +42,6 @@ length) and ``decoder_states.png`` (decoder step × source position).
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
 import os
@@ -59,6 +58,7 @@ from attention_jax import workdir as workdir_lib
 from attention_jax.data import synthetic
 from attention_jax.data.batching import pad_batch
 from attention_jax.errors import EvalError
+from attention_jax.sweeps.tables import write_csv
 
 PROBE_MODELS = ("rnn_encdec", "seq2seq_lstm", "rnnsearch", "luong")
 SPLITS = ("eval", "test")
@@ -337,8 +337,8 @@ def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
            "json": os.path.join(out_dir, SUMMARY_JSON),
            "initial_png": os.path.join(out_dir, "initial_state.png"),
            "decoder_png": os.path.join(out_dir, "decoder_states.png")}
-  _write_csv(paths["initial_csv"], initial_rows)
-  _write_csv(paths["decoder_csv"], decoder_rows)
+  write_csv(paths["initial_csv"], initial_rows)
+  write_csv(paths["decoder_csv"], decoder_rows)
   title = (f"{config.model.name} (hidden {config.model.hidden_size}) on "
            f"{config.data.task}, step {int(run.state.step)}")
   plots.save_probe_by_position(paths["initial_png"], initial_rows, title=title)
@@ -412,16 +412,6 @@ def summarize_initial(rows: list[dict]) -> dict[str, Any]:
           "first_position": rs[0]["accuracy"], "last_position": rs[-1]["accuracy"]})
     out[name] = by_len
   return out
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-  keys = list(dict.fromkeys(k for r in rows for k in r)) or ["state"]
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="", encoding="utf-8") as f:
-    w = csv.DictWriter(f, fieldnames=keys)
-    w.writeheader()
-    w.writerows(rows)
-  os.replace(tmp, path)
 
 
 def format_summary(summary: dict[str, Any]) -> str:
