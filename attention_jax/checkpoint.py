@@ -58,7 +58,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from attention_jax.errors import (CheckpointError, CheckpointWriteError,
-                                  CorruptCheckpointError)
+                                  CorruptCheckpointError, one_line)
 
 INTEGRITY_NAME = "integrity.json"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
@@ -158,10 +158,6 @@ def _abstract(x):
   sharding = getattr(x, "sharding", None)
   return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
 
-
-def _one_line(e: BaseException) -> str:
-  text = " ".join(str(e).split())
-  return f"{type(e).__name__}: {text[:400]}"
 
 
 # --------------------------------------------------------------------------
@@ -269,7 +265,7 @@ class Checkpointer:
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise CorruptCheckpointError(
           step, f"checkpoint step {step} is corrupt: its record {path} is "
-          f"unreadable ({_one_line(e)})") from None
+          f"unreadable ({one_line(e, 400, with_type=True)})") from None
 
   def verify(self, step: int) -> None:
     """Re-hashes every file of ``step``; raises CorruptCheckpointError."""
@@ -364,7 +360,7 @@ class Checkpointer:
     self._failed = True
     raise CheckpointWriteError(
         f"cannot write checkpoint step {step} to {self._step_dir(step)}: "
-        f"{_one_line(e)}; older steps in {self.directory} are intact") from e
+        f"{one_line(e, 400, with_type=True)}; older steps in {self.directory} are intact") from e
 
   def _prune(self) -> None:
     """Deletes committed steps other than the newest ``max_to_keep`` and
@@ -433,7 +429,7 @@ class Checkpointer:
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001
       raise CheckpointError(f"cannot restore checkpoint step {step} from "
-                            f"{self._step_dir(step)}: {_one_line(e)}") from e
+                            f"{self._step_dir(step)}: {one_line(e, 400, with_type=True)}") from e
     return out["state"], dict(out["meta"])
 
   def read_meta(self, step: int) -> dict[str, Any]:
@@ -443,7 +439,7 @@ class Checkpointer:
           meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001
       raise CheckpointError(f"cannot read the metadata of checkpoint step {step} "
-                            f"in {self.directory}: {_one_line(e)}") from e
+                            f"in {self.directory}: {one_line(e, 400, with_type=True)}") from e
     return dict(out["meta"])
 
   def best_step(self) -> int | None:

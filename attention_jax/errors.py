@@ -60,6 +60,15 @@ class CorruptCheckpointError(CheckpointError):
     self.step = step
 
 
+def one_line(e: BaseException, limit: int = 300, with_type: bool = False) -> str:
+  """``e``'s message on one line, at most ``limit`` characters (``…`` when
+  cut), optionally after its type name: for quoting a library's error inside
+  one of ours."""
+  text = " ".join(str(e).split())
+  text = text[:limit] + ("…" if len(text) > limit else "")
+  return f"{type(e).__name__}: {text}" if with_type else text
+
+
 # Exit codes of the entry points, by error type (most specific first).
 EXIT_BAD_INPUT = 2       # config, flags, data, a workdir that cannot be loaded or resumed
 EXIT_NONFINITE = 3       # NaN/Inf loss or gradients

@@ -28,14 +28,10 @@ from attention_jax import plots
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.data.vocab import EOS, PAD
-from attention_jax.errors import EvalError
+from attention_jax.errors import EvalError, one_line
 
 SPLITS = ("eval", "test")
 
-
-def _one_line(e: BaseException) -> str:
-  text = " ".join(str(e).split())
-  return text[:300] + ("…" if len(text) > 300 else "")
 
 
 def with_decoding(config, beam_size: int | None = None,
@@ -344,7 +340,7 @@ def evaluate_workdir(workdir: str, split: str = "test", *,
     run.task.eval_set(split)
   except (KeyError, ValueError, FileNotFoundError) as e:
     raise EvalError(f"task {config.data.task!r} has no split {split!r}: "
-                    f"{_one_line(e)}") from None
+                    f"{one_line(e)}") from None
   records = collect(run, run.state.params, config, split)
   rep = report(records, config, split=split, step=int(run.state.step),
                workdir=workdir, task=run.task)

@@ -30,7 +30,7 @@ from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import objectives
 from attention_jax import step as step_lib
-from attention_jax.errors import ConfigError, ResumeRefused, WorkdirError
+from attention_jax.errors import ConfigError, ResumeRefused, WorkdirError, one_line
 
 CONFIG_NAME = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -43,10 +43,6 @@ def config_path(workdir: str) -> str:
 def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, CHECKPOINTS)
 
-
-def _one_line(e: BaseException) -> str:
-  text = " ".join(str(e).split())
-  return text[:300] + ("…" if len(text) > 300 else "")
 
 
 # --------------------------------------------------------------------------
@@ -78,7 +74,7 @@ def read_config(workdir: str):
     config = config_lib.with_defaults(read_config_dict(workdir))
     config_lib.validate(config)
   except (OSError, ValueError, ConfigError) as e:
-    raise WorkdirError(f"{path}: {_one_line(e)}") from None
+    raise WorkdirError(f"{path}: {one_line(e)}") from None
   return config
 
 
@@ -170,7 +166,7 @@ def load(workdir: str, step: int | str | None = None) -> Run:
     try:
       run = build_run(config, workdir)
     except ConfigError as e:
-      raise WorkdirError(f"{workdir}: {_one_line(e)}") from None
+      raise WorkdirError(f"{workdir}: {one_line(e)}") from None
     try:
       run.state, _ = ckpt.restore(run.state, step, on_corrupt=config.checkpoint.get(
           "on_corrupt", "stop"))
@@ -179,7 +175,7 @@ def load(workdir: str, step: int | str | None = None) -> Run:
           f"the checkpoint in {ckpt_dir} does not fit the model in "
           f"{config_path(workdir)} (model.name={config.model.name!r}, "
           f"hidden_size={config.model.hidden_size}); was it written by another "
-          f"model? ({_one_line(e)})") from None
+          f"model? ({one_line(e)})") from None
   finally:  # also on a failed restore: an open manager spews at exit
     ckpt.close()
   return run
@@ -210,7 +206,7 @@ def check_resume(config, workdir: str, ckpt, step: int, task,
     if not allow_config_change:
       raise ResumeRefused(
           f"cannot resume {workdir}: its config {config_path(workdir)} is "
-          f"unreadable ({type(e).__name__}: {' '.join(str(e).split())}), so the "
+          f"unreadable ({one_line(e, with_type=True)}), so the "
           "new config cannot be checked against it; pass --allow_config_change "
           "to resume anyway, or use a new --workdir") from None
     old = None

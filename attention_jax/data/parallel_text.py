@@ -54,7 +54,7 @@ from attention_jax.data import batching
 from attention_jax.data import tokenizers as tok_lib
 from attention_jax.data.batching import IndexedIterator, pad_batch
 from attention_jax.data.vocab import PAD
-from attention_jax.errors import DataError
+from attention_jax.errors import DataError, one_line
 
 OVERLONG = ("truncate", "drop")     # data.overlong
 NORMALIZATIONS = ("none", "NFC")   # data.normalize
@@ -357,7 +357,7 @@ class CatalogCorpus:
       except Exception as e:
         raise DataError(f"{where}: cannot prepare or read it in {self.data_dir} "
                         f"(preparing needs the network once): {type(e).__name__}: "
-                        + " ".join(str(e).split())[:300]) from None
+                        + one_line(e)) from None
       rows = read_source(source, src_key, tgt_key, where)
       kept = [(n, s, t) for n, s, t in rows if s.strip() and t.strip()]
       report = {"file": where, "lines": len(rows), "pairs": len(kept),
