@@ -13,6 +13,14 @@ The points run as ``python -m`` of the same interpreter, with the directory
 that holds the ``attention_jax`` package on ``PYTHONPATH`` (a clone or an
 installed package alike) and the sweep command's working directory as theirs
 (relative data paths mean what they meant there).
+
+:func:`run_point` is the one place a point runs, whichever launcher started
+it: this module's ``run_sweep`` (the ``local`` launcher) or a Slurm job array
+(:mod:`attention_jax.sweeps.slurm`). It keeps the point's ``sweep_status.json``
+current: ``running`` (host, pid, start time) while it runs, then ``done``,
+``failed`` (a reason of its own: exit code, the command, the last log lines)
+or ``stopped`` (stopped from outside — SIGTERM, a preemption, Ctrl-C — after
+saving a checkpoint, exit code 75: a re-run resumes it).
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,9 +40,10 @@ import time
 from typing import Any, Callable
 
 import attention_jax
+from attention_jax.errors import EXIT_PREEMPTED
 from attention_jax.sweeps import report
-from attention_jax.sweeps.spec import (LOG_FILE, POINT_FILE, STATUS_FILE, Point,
-                                       Sweep, load_sweep)
+from attention_jax.sweeps.spec import (LOG_FILE, POINT_FILE, STATUS_FILE,
+                                       SWEEP_FILE, Point, Sweep, load_sweep)
 
 # The directory holding the attention_jax (and experiments) packages.
 PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(
@@ -77,13 +87,14 @@ def gpu_count() -> int:
   return n
 
 
-def point_env(jobs: int, device: int | None, gpus: int) -> dict[str, str]:
+def point_env(jobs: int, device: int | None, gpus: int,
+              threads: int | None = None) -> dict[str, str]:
   """The environment of one point's subprocess.
 
   GPU: the point sees one GPU (``CUDA_VISIBLE_DEVICES``) and does not
   preallocate 75% of its memory. CPU: each of the ``jobs`` parallel points
-  gets ``cores // jobs`` threads, so the points share the cores instead of
-  each spawning a pool the size of the machine.
+  gets ``cores // jobs`` threads (or ``threads``, when given), so the points
+  share the cores instead of each spawning a pool the size of the machine.
   """
   env = dict(os.environ)
   env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"]
@@ -93,14 +104,23 @@ def point_env(jobs: int, device: int | None, gpus: int) -> dict[str, str]:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     ids = [v.strip() for v in visible.split(",")] if visible else None
     env["CUDA_VISIBLE_DEVICES"] = ids[device] if ids else str(device)
-  elif jobs > 1:
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+  elif jobs > 1 or threads:
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     flags = env.get("XLA_FLAGS", "")
     extra = (f"--xla_cpu_multi_thread_eigen=false "
              f"intra_op_parallelism_threads={threads}")
     env["XLA_FLAGS"] = f"{flags} {extra}".strip()
     env["OMP_NUM_THREADS"] = str(threads)
   return env
+
+
+def record_failure(point: Point, message: str, job: dict | None = None) -> dict:
+  """Records a point that could not run at all (its launcher failed)."""
+  os.makedirs(point.workdir, exist_ok=True)
+  status = {"status": "failed", "returncode": None, "overrides": point.overrides,
+            "finished": time.time(), "log_tail": [f"error: {message}"], **(job or {})}
+  write_json(os.path.join(point.workdir, STATUS_FILE), status)
+  return status
 
 
 def read_status(workdir: str) -> dict | None:
@@ -111,11 +131,20 @@ def read_status(workdir: str) -> dict | None:
     return None
 
 
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
+def write_json(path: str, obj) -> None:
+  """Writes ``obj`` as JSON, atomically (a reader never sees half a file)."""
+  tmp = f"{path}.{os.getpid()}.tmp"
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
   os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict | None:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 
 
 def _tail(path: str, n: int = 20) -> list[str]:
@@ -131,8 +160,9 @@ _CHILDREN_LOCK = threading.Lock()
 _STOPPING = threading.Event()
 
 
-def _stop_children() -> None:
-  """Terminates the running points (they resume from their checkpoints)."""
+def stop_children(timeout: float = 30) -> None:
+  """Stops the running points: SIGTERM (each saves the step in progress and
+  exits 75; a re-run resumes it), SIGKILL after ``timeout`` seconds."""
   _STOPPING.set()
   with _CHILDREN_LOCK:
     procs = list(_CHILDREN)
@@ -140,84 +170,183 @@ def _stop_children() -> None:
     proc.terminate()
   for proc in procs:
     try:
-      proc.wait(timeout=30)
+      proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
       proc.kill()
 
 
-def run_point(sweep: Sweep, point: Point, env: dict[str, str]) -> dict:
-  """Trains and analyzes one point in subprocesses; returns its status."""
+def reset_stop() -> None:
+  """Lets point subprocesses start again after :func:`stop_children`."""
+  _STOPPING.clear()
+
+
+def stopping() -> bool:
+  return _STOPPING.is_set()
+
+
+def run_command(cmd: list[str], cwd: str, env: dict[str, str], log) -> int:
+  """Runs one of a point's commands, its output appended to ``log``; returns
+  its exit code. :func:`stop_children` reaches it while it runs."""
+  log.write(f"$ {' '.join(cmd)}\n")
+  log.flush()
+  proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+  with _CHILDREN_LOCK:
+    _CHILDREN.add(proc)
+  try:
+    return proc.wait()
+  finally:
+    with _CHILDREN_LOCK:
+      _CHILDREN.discard(proc)
+
+
+def run_point(sweep: Sweep, point: Point, env: dict[str, str],
+              job: dict | None = None) -> dict:
+  """Trains and analyzes one point in subprocesses; returns its status.
+
+  ``job``: what the launcher knows of the job running it (id, cluster), kept
+  in the status. The status file says ``running`` from the start, then
+  ``done``, ``failed`` or ``stopped`` (see the module's docstring).
+  """
   os.makedirs(point.workdir, exist_ok=True)
-  _write_json(os.path.join(point.workdir, POINT_FILE),
-              {"overrides": point.overrides, "config": sweep.config_path,
-               "arg": sweep.arg, "slug": point.slug})
+  write_json(os.path.join(point.workdir, POINT_FILE),
+             {"overrides": point.overrides, "config": sweep.config_path,
+              "arg": sweep.arg, "slug": point.slug})
+  status_path = os.path.join(point.workdir, STATUS_FILE)
   log_path = os.path.join(point.workdir, LOG_FILE)
   t0 = time.time()
-  status = {"status": "done", "returncode": 0, "overrides": point.overrides}
+  previous = read_json(status_path) or {}
+  status = {"status": "running", "overrides": point.overrides, "started": t0,
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "attempt": int(previous.get("attempt", 0)) + 1, **(job or {})}
+  write_json(status_path, status)
+  status.update(status="done", returncode=0)
+  status.pop("pid")
   with open(log_path, "a", encoding="utf-8") as log:
     for cmd in (train_command(sweep, point), analysis_command(sweep, point)):
       if cmd is None:
         continue
       if _STOPPING.is_set():
-        return {"status": "interrupted"}
-      log.write(f"$ {' '.join(cmd)}\n")
-      log.flush()
-      proc = subprocess.Popen(cmd, cwd=sweep.cwd, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-      with _CHILDREN_LOCK:
-        _CHILDREN.add(proc)
-      try:
-        rc = proc.wait()
-      finally:
-        with _CHILDREN_LOCK:
-          _CHILDREN.discard(proc)
-      if _STOPPING.is_set():
-        return {"status": "interrupted"}
-      if rc != 0:
-        status.update(status="failed", returncode=rc, command=" ".join(cmd))
+        status.update(status="stopped", returncode=None)
+        break
+      rc = run_command(cmd, sweep.cwd, env, log)
+      if rc != 0 or _STOPPING.is_set():
+        stopped = _STOPPING.is_set() or rc == EXIT_PREEMPTED
+        status.update(status="stopped" if stopped else "failed", returncode=rc,
+                      command=" ".join(cmd))
         break
   status["seconds"] = round(time.time() - t0, 1)
-  if status["status"] == "failed":
+  status["finished"] = time.time()
+  if status["status"] != "done":
     status["log_tail"] = _tail(log_path)
-  _write_json(os.path.join(point.workdir, STATUS_FILE), status)
+  write_json(status_path, status)
   return status
 
 
-def _hms(seconds: float) -> str:
+def record_failure(point: Point, message: str, job: dict | None = None) -> dict:
+  """Records a point that could not run at all (its launcher failed)."""
+  os.makedirs(point.workdir, exist_ok=True)
+  status = {"status": "failed", "returncode": None, "overrides": point.overrides,
+            "finished": time.time(), "log_tail": [f"error: {message}"], **(job or {})}
+  write_json(os.path.join(point.workdir, STATUS_FILE), status)
+  return status
+
+
+def read_status(workdir: str) -> dict | None:
+  return read_json(os.path.join(workdir, STATUS_FILE))
+
+
+def hms(seconds: float) -> str:
   s = int(round(max(seconds, 0)))
   return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def eta(durations: list[float], remaining: int, slots: int) -> float:
+  """Seconds left: ``remaining`` points, each taking the mean of
+  ``durations``, ``slots`` at a time."""
+  if not remaining:
+    return 0.0
+  if not durations:
+    return math.nan
+  return sum(durations) / len(durations) * math.ceil(remaining / max(1, slots))
+
+
+def progress_line(n: int, total: int, point: Point, st: dict, elapsed: float,
+                  seconds_left: float) -> str:
+  """``[3/7] slug: done in 41s; elapsed 0:02:10, ETA 0:03:00`` (with the exit
+  code and the log's path when it did not finish)."""
+  extra = "" if st["status"] == "done" else (
+      f" (exit {st.get('returncode')}; see {os.path.join(point.workdir, LOG_FILE)})")
+  left = "?" if math.isnan(seconds_left) else hms(seconds_left)
+  return (f"[{n}/{total}] {point.slug}: {st['status']}{extra} in "
+          f"{st.get('seconds') or 0:.0f}s; elapsed {hms(elapsed)}, ETA {left}")
+
+
+def write_sweep_file(sweep: Sweep, workdir: str, launcher: dict | None) -> None:
+  """``DIR/sweep.json``: the points (slug, overrides, steps) and the launcher
+  that runs them (kept from the file when ``launcher`` is None), for
+  ``--status`` and ``--cancel``, which read no config file."""
+  path = os.path.join(workdir, SWEEP_FILE)
+  if launcher is None:
+    launcher = (read_json(path) or {}).get("launcher")
+  write_json(path, {"config": sweep.config_path, "arg": sweep.arg,
+                    "title": sweep.title, "launcher": launcher,
+                    "points": [{"slug": p.slug, "overrides": p.overrides,
+                                "steps": p.steps} for p in sweep.points]})
+
+
+def report_so_far(sweep: Sweep, workdir: str,
+                print_fn: Callable[[str], None] = print) -> list[dict]:
+  """Writes the summary and report of the points finished so far (the others
+  appear as they stand: ``not run``, ``running``, ``failed``, ``stopped``)."""
+  statuses = [dict(read_status(p.workdir) or {"status": "not run"}, slug=p.slug)
+              for p in sweep.points]
+  report.write_outputs(sweep, workdir, statuses)
+  n = sum(s["status"] == "done" for s in statuses)
+  print_fn(f"wrote the summary and report of {n} finished of "
+           f"{len(statuses)} points in {workdir}")
+  return statuses
+
+
+def finish(sweep: Sweep, workdir: str, results: dict[str, dict],
+           print_fn: Callable[[str], None]) -> list[dict]:
+  """Writes the summary, plots and report of a sweep whose points ran."""
+  statuses = [dict(results[p.slug], slug=p.slug) for p in sweep.points]
+  report.write_outputs(sweep, workdir, statuses)
+  failed = [s for s in statuses if s["status"] == "failed"]
+  stopped = [s for s in statuses if s["status"] == "stopped"]
+  print_fn(f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, "
+           f"report.md and plots/; {len(failed)} point(s) failed"
+           + (f", {len(stopped)} stopped (a re-run resumes them)" if stopped else ""))
+  return statuses
+
+
 def run_sweep(spec: str, workdir: str, jobs: int = 1,
               print_fn: Callable[[str], None] = print,
-              reanalyze: bool = False, report_only: bool = False) -> list[dict]:
-  """Runs every unfinished point, then writes the summary, plots and report.
+              reanalyze: bool = False, report_only: bool = False,
+              max_retries: int = 0) -> list[dict]:
+  """The ``local`` launcher: runs every unfinished point as subprocesses of
+  this process, ``jobs`` at a time, then writes the summary, plots and report.
 
   ``reanalyze``: finished points run again too — training finds its final
   checkpoint and returns at once, the analyses run anew (after they changed).
   ``report_only``: run nothing; write the summary and report of the points
   that have finished so far (the others appear as ``not run``).
-  Returns one status dict per point (``done``, ``failed``, ``skipped`` or
-  ``not run``).
+  ``max_retries``: a point that fails for a reason of its own runs again, at
+  most this many times.
+  Returns one status dict per point (``done``, ``failed``, ``stopped``,
+  ``skipped`` or ``not run``).
   """
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
   sweep = load_sweep(spec, workdir)
-  _write_json(os.path.join(workdir, "sweep.json"),
-              {"config": sweep.config_path, "arg": sweep.arg,
-               "points": [{"slug": p.slug, "overrides": p.overrides}
-                          for p in sweep.points]})
+  os.makedirs(workdir, exist_ok=True)
   if report_only:
-    statuses = [dict(read_status(p.workdir) or {"status": "not run"}, slug=p.slug)
-                for p in sweep.points]
-    report.write_outputs(sweep, workdir, statuses)
-    n = sum(s["status"] == "done" for s in statuses)
-    print_fn(f"wrote the summary and report of {n} finished of "
-             f"{len(statuses)} points in {workdir}")
-    return statuses
+    write_sweep_file(sweep, workdir, None)
+    return report_so_far(sweep, workdir, print_fn)
   gpus = gpu_count()
   slots = min(jobs, gpus) if gpus else jobs
   slots = max(1, slots)
+  write_sweep_file(sweep, workdir, {"name": "local", "jobs": slots})
   todo, results = [], {}
   for p in sweep.points:
     st = read_status(p.workdir)
@@ -233,17 +362,24 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
     devices.put(i)
 
   def work(point: Point) -> dict:
-    if _STOPPING.is_set():   # queued when the sweep was interrupted
-      return {"status": "interrupted"}
-    device = devices.get()
-    try:
-      return run_point(sweep, point, point_env(slots, device, gpus))
-    finally:
-      devices.put(device)
+    for attempt in range(max_retries + 1):
+      if _STOPPING.is_set():   # queued when the sweep was interrupted
+        return {"status": "interrupted"}
+      if attempt:
+        print_fn(f"{point.slug}: failed (exit {st.get('returncode')}); "
+                 f"retry {attempt} of {max_retries}")
+      device = devices.get()
+      try:
+        st = run_point(sweep, point, point_env(slots, device, gpus))
+      finally:
+        devices.put(device)
+      if st["status"] != "failed":
+        break
+    return st
 
   t0, done, durations = time.time(), 0, []
   lock = threading.Lock()
-  _STOPPING.clear()
+  reset_stop()
   previous = None
   if threading.current_thread() is threading.main_thread():
     def on_term(signum, frame):
@@ -264,26 +400,15 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
         done += 1
         elapsed = time.time() - t0
         durations.append(st.get("seconds") or elapsed)
-        # points still to start or running, each taking the mean duration so far,
-        # ``slots`` at a time
-        eta = sum(durations) / len(durations) * math.ceil((len(todo) - done) / slots)
-        extra = "" if st["status"] == "done" else (
-            f" (exit {st.get('returncode')}; see {os.path.join(p.workdir, LOG_FILE)})")
-        print_fn(f"[{done}/{len(todo)}] {p.slug}: {st['status']}{extra} in "
-                 f"{st.get('seconds', 0):.0f}s; elapsed {_hms(elapsed)}, "
-                 f"ETA {_hms(eta)}")
+        print_fn(progress_line(done, len(todo), p, st, elapsed,
+                               eta(durations, len(todo) - done, slots)))
   except KeyboardInterrupt:
     print_fn("interrupted: stopping the running points (a re-run resumes them)")
-    _stop_children()
+    stop_children()
     pool.shutdown(wait=True, cancel_futures=True)
     raise
   finally:
     pool.shutdown(wait=True)
     if previous is not None:
       signal.signal(signal.SIGTERM, previous)
-  statuses = [dict(results[p.slug], slug=p.slug) for p in sweep.points]
-  report.write_outputs(sweep, workdir, statuses)
-  failed = [s for s in statuses if s["status"] == "failed"]
-  print_fn(f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, "
-           f"report.md and plots/; {len(failed)} point(s) failed")
-  return statuses
+  return finish(sweep, workdir, results, print_fn)
