@@ -113,6 +113,13 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   _check_flags()
+  given = {h.name: h.value for h in _RESOURCE_FLAGS if _given(h)}
+  slurm_run = _LAUNCHER.value == "slurm" and not _REPORT_ONLY.value
+  if slurm_run:   # before the imports of jax and the config: answers at once
+    from attention_jax.sweeps import slurm_options
+    with cli.errors_as_one_line():
+      slurm_options.check(_CLUSTER.value or "slurm", _WORKDIR.value, given,
+                          _WAIT.value, _MAX_RETRIES.value)
   from attention_jax.sweeps import runner, slurm, status
   out = lambda s: print(s, flush=True)  # noqa: E731
   statuses = None
@@ -126,13 +133,12 @@ def main(argv):
       if _CANCEL.value:
         slurm.cancel(_WORKDIR.value, print_fn=out)
         return
-      if _LAUNCHER.value == "local" or _REPORT_ONLY.value:
+      if not slurm_run:
         statuses = runner.run_sweep(
             _CONFIG.value, _WORKDIR.value, jobs=_JOBS.value, print_fn=out,
             reanalyze=_REANALYZE.value, report_only=_REPORT_ONLY.value,
             max_retries=_MAX_RETRIES.value)
       else:
-        given = {h.name: h.value for h in _RESOURCE_FLAGS if _given(h)}
         statuses = slurm.run_sweep(
             _CONFIG.value, _WORKDIR.value, cluster=_CLUSTER.value or "slurm",
             flags=given, wait=_WAIT.value, max_retries=_MAX_RETRIES.value,

@@ -2,7 +2,7 @@
 
 ``run_sweep`` submits the points that are neither done nor running through
 ``submitit.AutoExecutor``, one point per array task. Each task runs
-:func:`attention_jax.sweeps.runner.run_point` — ``python -m experiments.run``
+:func:`attention_jax.sweeps.point.run_point` — ``python -m experiments.run``
 then the analyses, in the point's workdir ``S/<slug>/`` — exactly as the
 local launcher does, so ``summary.csv``, ``report.md`` and the plots are the
 same whichever launcher ran the points. On disk:
@@ -45,278 +45,27 @@ import dataclasses
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import threading
 import time
 from typing import Any, Callable
 
 import submitit
 
 from attention_jax.errors import SweepError
+from attention_jax.sweeps import point as point_lib
 from attention_jax.sweeps import runner, status
-from attention_jax.sweeps.spec import (JOB_FILE, SWEEP_FILE, Point, Sweep,
-                                       load_sweep)
+from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, Point, Sweep
+from attention_jax.sweeps.slurm_job import PointJob
+from attention_jax.sweeps import slurm_options
+from attention_jax.sweeps.slurm_options import Options, resolve_options
+from attention_jax.sweeps.spec import load_sweep
 
-CLUSTERS = ("slurm", "local", "debug")
 SUBMITIT_DIR = "slurm"                     # S/slurm/<job id>_*
-COORDINATOR_FILE = "sweep_coordinator.json"
-TASK_LOG = "sweep.task{rank}.log"
-STOP_TIMEOUT_S = 80     # a point's save after SIGTERM, within Slurm's 90 s notice
-COORDINATOR_WAIT_S = 600
 MAX_RESUBMITS = 3       # of a stopped point, by one waiting sweep command
-
-# Resources of each point: flag name -> default. A config's sweep may set
-# them (``SLURM = {...}`` or ``slurm(arg)``); a flag given on the command line wins.
-RESOURCES: dict[str, Any] = {
-    "slurm_partition": None, "slurm_account": None, "slurm_qos": None,
-    "slurm_extra": {}, "gpus_per_point": 0, "cpus_per_point": None,
-    "timeout_min": 60, "array_parallelism": None, "nodes_per_point": 1,
-    "tasks_per_node": 1,
-}
-SLURM_ONLY = ("slurm_partition", "slurm_account", "slurm_qos", "slurm_extra",
-              "nodes_per_point")
-_INTS = {"gpus_per_point": 0, "cpus_per_point": 1, "timeout_min": 1,
-         "array_parallelism": 1, "nodes_per_point": 1, "tasks_per_node": 1}
 # sacct states (the first word) of a job that is alive
 _PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
             "RESV_DEL_HOLD", "SUSPENDED"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
-
-
-# --------------------------------------------------------------------------
-# Options
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-  """Where and how the points run (flags over the config's ``SLURM``)."""
-  cluster: str = "slurm"
-  slurm_partition: str | None = None
-  slurm_account: str | None = None
-  slurm_qos: str | None = None
-  slurm_extra: dict = dataclasses.field(default_factory=dict)
-  gpus_per_point: int = 0
-  cpus_per_point: int | None = None
-  timeout_min: int = 60
-  array_parallelism: int | None = None
-  nodes_per_point: int = 1
-  tasks_per_node: int = 1
-
-  @property
-  def tasks(self) -> int:
-    return self.nodes_per_point * self.tasks_per_node
-
-  @property
-  def parallel(self) -> int | None:
-    """Points at once: the array's cap; 1 on the debug cluster; the local
-    cluster's default is 1 (as ``--jobs``)."""
-    if self.cluster == "debug":
-      return 1
-    if self.cluster == "local":
-      return self.array_parallelism or 1
-    return self.array_parallelism
-
-
-def parse_extra(items) -> dict[str, str]:
-  """``["mem=32G", "constraint=a100"]`` (``--slurm_extra``) -> a dict."""
-  if isinstance(items, dict):
-    return {str(k): str(v) for k, v in items.items()}
-  out = {}
-  for item in items or ():
-    key, sep, value = str(item).partition("=")
-    if not sep or not key.strip():
-      raise SweepError(f"--slurm_extra {item!r}: expected KEY=VALUE "
-                       "(an sbatch option, e.g. mem=32G)")
-    out[key.strip()] = value.strip()
-  return out
-
-
-def resolve_options(flags: dict[str, Any], config_resources: dict[str, Any],
-                    cluster: str = "slurm", where: str = "config") -> Options:
-  """Options from the flags given (``flags``: name -> value, only those on the
-  command line) over the config's ``SLURM`` dict over :data:`RESOURCES`.
-
-  Raises SweepError, one line naming the flag or key, for an unknown key, a
-  bad value, or a flag that would do nothing on ``cluster``.
-  """
-  if cluster not in CLUSTERS:
-    raise SweepError(f"--cluster {cluster!r}: expected one of {', '.join(CLUSTERS)}")
-  for key in config_resources:
-    if key not in RESOURCES:
-      raise SweepError(f"{where}: SLURM key {key!r} unknown; known: "
-                       f"{', '.join(RESOURCES)}")
-  for name in flags:
-    if name not in RESOURCES:
-      raise SweepError(f"--{name} is not a resource flag")
-    if cluster == "debug":
-      raise SweepError(f"--{name} does nothing with --cluster debug (each point "
-                       "runs inside this command, one after another)")
-    if cluster == "local" and name in SLURM_ONLY:
-      raise SweepError(f"--{name} does nothing with --cluster local (submitit's "
-                       "local executor: one node, this machine)")
-  values, origin = dict(RESOURCES), {k: f"--{k}" for k in RESOURCES}
-  for key, value in config_resources.items():
-    if cluster == "slurm" or key not in SLURM_ONLY:   # a cluster's names: Slurm only
-      values[key], origin[key] = value, f"{where}: SLURM[{key!r}]"
-  values.update(flags)
-  for key, low in _INTS.items():
-    v = values[key]
-    if v is None and key in ("cpus_per_point", "array_parallelism"):
-      continue
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
-      raise SweepError(f"{origin[key]} is {v!r}: expected an integer >= {low}")
-  for key in ("slurm_partition", "slurm_account", "slurm_qos"):
-    if values[key] is not None and not (isinstance(values[key], str) and values[key]):
-      raise SweepError(f"{origin[key]} is {values[key]!r}: expected a name")
-  values["slurm_extra"] = parse_extra(values["slurm_extra"])
-  o = Options(cluster=cluster, **values)
-  if o.gpus_per_point % o.nodes_per_point:
-    raise SweepError(f"--gpus_per_point {o.gpus_per_point} is not divisible by "
-                     f"--nodes_per_point {o.nodes_per_point}")
-  if o.gpus_per_point and (o.gpus_per_point // o.nodes_per_point) % o.tasks_per_node:
-    raise SweepError(f"--gpus_per_point {o.gpus_per_point} on {o.nodes_per_point} "
-                     f"node(s) does not split evenly over --tasks_per_node "
-                     f"{o.tasks_per_node}")
-  if o.cpus_per_point and o.cpus_per_point % o.tasks:
-    raise SweepError(f"--cpus_per_point {o.cpus_per_point} does not split evenly "
-                     f"over the point's {o.tasks} task(s)")
-  return o
-
-
-def check_environment(cluster: str, workdir: str) -> None:
-  """Refuses, before anything is written, a Slurm sweep without Slurm or in a
-  directory the nodes cannot share."""
-  if cluster == "slurm" and shutil.which("sbatch") is None:
-    raise SweepError("--launcher slurm: no Slurm on this machine (sbatch is not "
-                     "on PATH); add --cluster local to run the job array here "
-                     "through submitit, or use --launcher local")
-  real = os.path.realpath(workdir)
-  if cluster == "slurm" and (real == "/tmp" or real.startswith("/tmp/")):
-    raise SweepError(f"--workdir {workdir} is under /tmp, which the cluster's "
-                     "nodes do not share; put the sweep on a shared filesystem")
-
-
-# --------------------------------------------------------------------------
-# The job: one point
-
-
-def _free_port() -> int:
-  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-    s.bind(("", 0))
-    return s.getsockname()[1]
-
-
-class PointJob(submitit.helpers.Checkpointable):
-  """One point as one job of the array: what submitit pickles (the point's
-  overrides and paths, a few numbers; no config object, no arrays).
-
-  Every task of the job calls it. Task 0 runs the point
-  (:func:`runner.run_point`: training, then the analyses); task k > 0 runs
-  its own ``experiments.run`` process of the same training
-  (``jax.distributed``). The commands run in a thread, so that this process's
-  main thread stays free for submitit's signal handlers.
-  """
-
-  def __init__(self, sweep: Sweep, point: Point, jobs_on_host: int = 1,
-               threads: int | None = None, gpus_per_task: int = 0):
-    self.sweep = dataclasses.replace(sweep, points=[point], report={}, resources={})
-    self.point = point
-    self.jobs_on_host = jobs_on_host   # points (× tasks) sharing a host's cores
-    self.threads = threads             # CPU threads of each process, if known
-    self.gpus_per_task = gpus_per_task
-
-  def __getstate__(self):   # the running thread's event stays out of the pickle
-    return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
-
-  def __call__(self) -> dict:
-    env = submitit.JobEnvironment()
-    runner.reset_stop()
-    self._finished = threading.Event()
-    result: dict = {}
-
-    def work():
-      try:
-        result["status"] = self._run(env)
-      except Exception as e:  # noqa: BLE001 - the launcher's own failure, recorded
-        message = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        result["status"] = (runner.record_failure(self.point, message, self._job(env))
-                            if env.global_rank == 0 else {"status": "failed",
-                                                           "error": message})
-      finally:
-        self._finished.set()
-
-    threading.Thread(target=work, daemon=True).start()
-    try:
-      while not self._finished.wait(0.5):
-        pass
-    except KeyboardInterrupt:   # Ctrl-C (debug cluster); a local job cancelled
-      self._stop()
-      raise
-    return result["status"]
-
-  def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
-    """submitit's USR2 handler (preemption, time limit), in task 0: the running
-    ``experiments.run`` saves its step and exits 75, then the same job is
-    requeued and resumes from that checkpoint."""
-    self._stop()
-    try:
-      os.remove(os.path.join(self.point.workdir, COORDINATOR_FILE))
-    except OSError:
-      pass
-    return super().checkpoint(*args, **kwargs)
-
-  def _stop(self) -> None:
-    runner.stop_children(STOP_TIMEOUT_S)
-    finished = getattr(self, "_finished", None)
-    if finished is not None:
-      finished.wait(STOP_TIMEOUT_S)
-
-  @staticmethod
-  def _job(env) -> dict:
-    return {"job_id": env.job_id, "cluster": env.cluster}
-
-  def _run(self, env) -> dict:
-    penv = runner.point_env(self.jobs_on_host, None, 0, threads=self.threads)
-    if env.num_tasks > 1:
-      penv.update(self._distributed_env(env))
-    if self.gpus_per_task and env.num_tasks > env.num_nodes:
-      visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-      per_node = self.gpus_per_task * (env.num_tasks // env.num_nodes)
-      ids = visible.split(",") if visible else [str(i) for i in range(per_node)]
-      k, g = env.local_rank, self.gpus_per_task
-      penv["CUDA_VISIBLE_DEVICES"] = ",".join(ids[k * g:(k + 1) * g])
-    if env.global_rank == 0:
-      return runner.run_point(self.sweep, self.point, penv, job=self._job(env))
-    log_path = os.path.join(self.point.workdir, TASK_LOG.format(rank=env.global_rank))
-    with open(log_path, "a", encoding="utf-8") as log:
-      rc = runner.run_command(runner.train_command(self.sweep, self.point),
-                              self.sweep.cwd, penv, log)
-    return {"status": "done" if rc == 0 else "failed", "returncode": rc,
-            "task": env.global_rank}
-
-  def _distributed_env(self, env) -> dict[str, str]:
-    """``JAX_*`` of this task; task 0 picks the coordinator's free port."""
-    path = os.path.join(self.point.workdir, COORDINATOR_FILE)
-    launch = f"{env.job_id}.{os.environ.get('SLURM_RESTART_COUNT', '0')}"
-    if env.global_rank == 0:
-      os.makedirs(self.point.workdir, exist_ok=True)
-      host = "127.0.0.1" if env.num_nodes == 1 else socket.gethostname()
-      record = {"launch": launch, "address": f"{host}:{_free_port()}"}
-      runner.write_json(path, record)
-    else:
-      deadline = time.time() + COORDINATOR_WAIT_S
-      while True:
-        record = runner.read_json(path)
-        if record and record.get("launch") == launch:
-          break
-        if time.time() > deadline:
-          raise SweepError(f"task {env.global_rank}: no coordinator address in "
-                           f"{path} after {COORDINATOR_WAIT_S} s")
-        time.sleep(0.2)
-    return {"JAX_COORDINATOR_ADDRESS": record["address"],
-            "JAX_NUM_PROCESSES": str(env.num_tasks),
-            "JAX_PROCESS_ID": str(env.global_rank)}
 
 
 # --------------------------------------------------------------------------
@@ -370,8 +119,8 @@ def job_state(record: dict, job=None) -> str | None:
 def job_states(sweep_dir: str) -> status.JobState:
   """A ``job_state`` for :func:`status.status_lines`: Slurm states of every
   point of the sweep in ``sweep_dir``, from one ``sacct`` call."""
-  info = runner.read_json(os.path.join(sweep_dir, SWEEP_FILE)) or {}
-  records = [runner.read_json(os.path.join(sweep_dir, p["slug"], JOB_FILE))
+  info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE)) or {}
+  records = [point_lib.read_json(os.path.join(sweep_dir, p["slug"], JOB_FILE))
              for p in info.get("points", [])]
   refresh_slurm(r["job_id"] for r in records if r and r.get("cluster") == "slurm")
   return job_state
@@ -430,7 +179,7 @@ def _submit(executor, sweep: Sweep, points: list[Point], o: Options,
     record = {"job_id": str(job.job_id), "cluster": o.cluster,
               "submitted": time.time(), "cancelled": False,
               "folder": str(executor.folder)}
-    runner.write_json(os.path.join(p.workdir, JOB_FILE), record)
+    point_lib.write_json(os.path.join(p.workdir, JOB_FILE), record)
     handles[p.slug] = _Handle(p, record, job)
   return handles
 
@@ -475,20 +224,15 @@ def run_sweep(spec: str, workdir: str, cluster: str = "slurm",
   /tmp directory with ``cluster="slurm"``, or a bad config.
   """
   workdir = os.path.abspath(workdir)
-  check_environment(cluster, workdir)
+  slurm_options.check(cluster, workdir, dict(flags or {}), wait, max_retries)
   wait = wait or cluster == "debug"
-  if max_retries < 0:
-    raise SweepError(f"--max_retries must be >= 0, got {max_retries}")
-  if max_retries and not wait:
-    raise SweepError("--max_retries needs --wait with --launcher slurm (the "
-                     "waiting command resubmits a failed point)")
   sweep = load_sweep(spec, workdir)
   o = resolve_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
   os.makedirs(workdir, exist_ok=True)
   runner.write_sweep_file(sweep, workdir, {
       "name": "slurm", "cluster": cluster, "array_parallelism": o.parallel,
       "folder": os.path.join(workdir, SUBMITIT_DIR)})
-  records = {p.slug: runner.read_json(os.path.join(p.workdir, JOB_FILE))
+  records = {p.slug: point_lib.read_json(os.path.join(p.workdir, JOB_FILE))
              for p in sweep.points}
   refresh_slurm(r["job_id"] for r in records.values()
                 if r and r.get("cluster") == "slurm")
@@ -497,7 +241,7 @@ def run_sweep(spec: str, workdir: str, cluster: str = "slurm",
     ps = status.point_state(p.workdir, p.slug, p.steps, job_state)
     record = records[p.slug]
     if ps.state == "done" and not reanalyze:
-      results[p.slug] = dict(runner.read_status(p.workdir), status="skipped")
+      results[p.slug] = dict(point_lib.read_status(p.workdir), status="skipped")
     elif record and ps.state in ("pending", "running") and job_state(record) in (
         "pending", "running"):
       active[p.slug] = _Handle(p, record)
@@ -565,7 +309,7 @@ def _wait(sweep, workdir, o, executor, active, queue, results, submissions,
         del active[slug]
         p = h.point
         ps = status.point_state(p.workdir, p.slug, p.steps, lambda r: "ended")
-        cancelled = (runner.read_json(os.path.join(p.workdir, JOB_FILE)) or {}).get(
+        cancelled = (point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) or {}).get(
             "cancelled")
         if ps.state == "failed" and retries[slug] < max_retries:
           retries[slug] += 1
@@ -580,7 +324,7 @@ def _wait(sweep, workdir, o, executor, active, queue, results, submissions,
                    f"resubmitting ({resubmits[slug]} of {MAX_RESUBMITS})")
           queue.append(p)
           continue
-        st = dict(runner.read_status(p.workdir) or {}, status=ps.state)
+        st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
         st.setdefault("overrides", p.overrides)
         results[slug] = st
         n += 1
@@ -598,7 +342,7 @@ def _wait(sweep, workdir, o, executor, active, queue, results, submissions,
 
 
 def _final(h: _Handle) -> bool:
-  st = runner.read_status(h.point.workdir) or {}
+  st = point_lib.read_status(h.point.workdir) or {}
   return st.get("job_id") == h.record["job_id"] and st.get("status") in (
       "done", "failed", "stopped")
 
@@ -609,7 +353,7 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
   SIGINT, and its point SIGTERM). The next sweep command resubmits them.
   Returns the number of jobs cancelled."""
   sweep_dir = os.path.abspath(sweep_dir)
-  info = runner.read_json(os.path.join(sweep_dir, SWEEP_FILE))
+  info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE))
   if not info:
     raise SweepError(f"{os.path.join(sweep_dir, SWEEP_FILE)} not found: is "
                      "--workdir a sweep directory?")
@@ -620,7 +364,7 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
   slurm_ids, local_pids, cancelled = [], [], []
   for p in info["points"]:
     path = os.path.join(sweep_dir, p["slug"], JOB_FILE)
-    record = runner.read_json(path)
+    record = point_lib.read_json(path)
     if not record or state_of(record) not in ("pending", "running"):
       continue
     if record["cluster"] == "slurm":
@@ -629,7 +373,7 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
       local_pids.append(int(record["job_id"]))
     else:
       continue
-    runner.write_json(path, dict(record, cancelled=True))
+    point_lib.write_json(path, dict(record, cancelled=True))
     cancelled.append(p["slug"])
   if slurm_ids:
     if shutil.which("scancel") is None:

@@ -19,7 +19,6 @@ Python and executes code.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.util
 import inspect
@@ -30,14 +29,10 @@ from typing import Any, Callable, Iterable
 
 from attention_jax import config as config_lib
 from attention_jax.errors import ConfigError, SweepError
+from attention_jax.sweeps.point import Point, Sweep
 
-# A point's directory holds its run (a workdir) and these sweep files.
-STATUS_FILE = "sweep_status.json"   # running | done | failed | stopped, exit code,
-                                    # seconds, log tail (attention_jax.sweeps.runner)
-POINT_FILE = "sweep_point.json"     # the point's overrides and config
-LOG_FILE = "sweep.log"              # the point's subprocesses' output
-JOB_FILE = "sweep_job.json"         # its latest scheduler job (--launcher slurm)
-SWEEP_FILE = "sweep.json"           # in the sweep directory: its points, launcher
+# Files the analyses write in a point's directory (its other files:
+# attention_jax.sweeps.point).
 BY_LENGTH_CSV = os.path.join("eval", "by_length.csv")       # analysis by_length
 GRADIENTS_CSV = os.path.join("gradients", "gradients.csv")  # analysis gradients
 DECAY_CSV = os.path.join("gradients", "decay.csv")
@@ -117,26 +112,6 @@ def point_dir(root: str, point_slug: str) -> str:
 
 # --------------------------------------------------------------------------
 # The sweep definition
-
-
-@dataclasses.dataclass
-class Point:
-  overrides: dict[str, Any]
-  slug: str
-  workdir: str
-  steps: int | None = None    # train.steps of its config
-
-
-@dataclasses.dataclass
-class Sweep:
-  config_path: str            # absolute path of the config file
-  arg: str | None
-  points: list[Point]
-  analyses: tuple[str, ...]
-  report: dict[str, Any]
-  title: str
-  cwd: str = dataclasses.field(default_factory=os.getcwd)   # where it was started
-  resources: dict[str, Any] = dataclasses.field(default_factory=dict)  # SLURM
 
 
 def split_config_spec(spec: str) -> tuple[str, str | None]:

@@ -2,7 +2,7 @@
 
 ``python -m experiments.sweep --workdir S --status`` reads files only — no
 config file, no jax: ``S/sweep.json`` (the points and the launcher), each
-point's ``sweep_status.json`` (:func:`attention_jax.sweeps.runner.run_point`
+point's ``sweep_status.json`` (:func:`attention_jax.sweeps.point.run_point`
 keeps it current), ``sweep_job.json`` (its latest scheduler job, with
 ``--launcher slurm``) and ``metrics.jsonl`` (the step reached). What a
 scheduler says of a point's job comes from ``job_state`` (the Slurm launcher's
@@ -32,8 +32,8 @@ from typing import Callable
 
 from attention_jax import writers
 from attention_jax.errors import SweepError
-from attention_jax.sweeps.runner import hms, read_json, read_status
-from attention_jax.sweeps.spec import JOB_FILE, SWEEP_FILE
+from attention_jax.sweeps.point import (JOB_FILE, SWEEP_FILE, hms, read_json,
+                                        read_status)
 
 # job_state(record) -> "pending" | "running" | "ended" | None (cannot tell)
 JobState = Callable[[dict], "str | None"]
@@ -160,10 +160,10 @@ def sweep_eta(states: list[PointState], parallel: int) -> float:
     if s.state == "running":
       if s.step and s.steps and s.elapsed is not None:
         left.append(max(0.0, s.elapsed * (s.steps - s.step) / s.step))
-      elif s.elapsed is not None:
+      elif s.elapsed is not None and not math.isnan(mean):
         left.append(max(0.0, mean - s.elapsed))
       else:
-        left.append(mean)
+        left.append(mean)   # unknown (NaN) until a point is done
   pending = sum(s.state == "pending" for s in states)
   if not left and not pending:
     return 0.0
