@@ -98,6 +98,30 @@ def load_config(holder):
   return config
 
 
+def define_decoding_flags(*, whose: str = "the run's", split: bool = True,
+                          length_penalty: bool = True):
+  """``--split``, ``--beam``, ``--length_penalty`` and ``--step``, shared by
+  evaluate, compare and translate (``split``/``length_penalty`` False: left
+  out). Returns their holders as attributes of one object."""
+  import types
+  # Listed under the calling entry point in its --help.
+  name = sys._getframe(1).f_globals["__name__"]
+  module = {"module_name": sys.argv[0] if name == "__main__" else name}
+  out = types.SimpleNamespace(split=None, length_penalty=None)
+  if split:
+    out.split = flags.DEFINE_string("split", "test", "Split: eval | test.", **module)
+  out.beam = flags.DEFINE_integer("beam", None, "Beam size (1 = greedy); default: "
+                                  f"{whose} eval.beam_size.", **module)
+  if length_penalty:
+    out.length_penalty = flags.DEFINE_float(
+        "length_penalty", None, f"Length penalty alpha; default: {whose} "
+        "eval.length_penalty.", **module)
+  out.step = flags.DEFINE_string("step", None, "Checkpoint step: a number, or "
+                                 f"'best' ({whose} best dev BLEU); default: latest.",
+                                 **module)
+  return out
+
+
 def parse_step(value: str | None, flag: str = "--step"):
   """``--step``: None (latest), ``best`` (best dev BLEU) or a step number."""
   if value is None or value == "best":

@@ -18,18 +18,12 @@ from experiments import cli
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Workdirs, one per model; "
                               "seeds of a model joined by commas.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split: eval | test.")
-_BEAM = flags.DEFINE_integer("beam", None, "Beam size (1 = greedy); default: "
-                             "each run's eval.beam_size.")
-_ALPHA = flags.DEFINE_float("length_penalty", None, "Length penalty alpha; "
-                            "default: each run's eval.length_penalty.")
-_STEP = flags.DEFINE_string("step", None, "Checkpoint step: a number, or 'best' "
-                            "(each run's best dev BLEU); default: latest.")
 _OUT = flags.DEFINE_string("out", None, "Output directory; default: "
                            "FIRST_WORKDIR/compare.")
 _BUCKETS = flags.DEFINE_string("length_buckets", None, "Source-length bucket "
                                "edges, e.g. '10,20,30'; default: the first run's "
                                "eval.length_buckets (or automatic).")
+_DECODING = cli.define_decoding_flags(whose="each run's")
 flags.mark_flags_as_required(["workdirs"])
 
 
@@ -41,8 +35,8 @@ def main(argv):
   from attention_jax import compare
   with cli.errors_as_one_line():
     result = compare.compare_workdirs(
-        groups, _SPLIT.value, beam_size=_BEAM.value, length_penalty=_ALPHA.value,
-        step=cli.parse_step(_STEP.value), out=_OUT.value,
+        groups, _DECODING.split.value, beam_size=_DECODING.beam.value, length_penalty=_DECODING.length_penalty.value,
+        step=cli.parse_step(_DECODING.step.value), out=_OUT.value,
         length_buckets=_BUCKETS.value)
   print(result["markdown"])
   print("wrote " + ", ".join(result["paths"].values()))

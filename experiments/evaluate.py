@@ -15,13 +15,7 @@ from absl import app, flags
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a trained run.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate: eval | test.")
-_BEAM = flags.DEFINE_integer("beam", None, "Beam size (1 = greedy); default: "
-                             "the run's eval.beam_size.")
-_ALPHA = flags.DEFINE_float("length_penalty", None, "Length penalty alpha; "
-                            "default: the run's eval.length_penalty.")
-_STEP = flags.DEFINE_string("step", None, "Checkpoint step: a number, or 'best' "
-                            "(the best dev BLEU); default: latest.")
+_DECODING = cli.define_decoding_flags()
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -29,11 +23,11 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from attention_jax import evaluation
-  step = cli.parse_step(_STEP.value)
+  step = cli.parse_step(_DECODING.step.value)
   with cli.errors_as_one_line():
     rep, paths = evaluation.evaluate_workdir(
-        _WORKDIR.value, _SPLIT.value, beam_size=_BEAM.value,
-        length_penalty=_ALPHA.value, step=step)
+        _WORKDIR.value, _DECODING.split.value, beam_size=_DECODING.beam.value,
+        length_penalty=_DECODING.length_penalty.value, step=step)
   print(evaluation.format_report(rep))
   print("wrote " + ", ".join(paths.values()))
 

@@ -22,11 +22,8 @@ from experiments import cli
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a trained run.")
 _TEXT = flags.DEFINE_multi_string("text", [], "Source text (repeatable).")
 _FILE = flags.DEFINE_string("file", None, "File of source lines (UTF-8).")
-_BEAM = flags.DEFINE_integer("beam", None, "Beam size (1 = greedy); default: "
-                             "the run's eval.beam_size.")
 _PLOT = flags.DEFINE_string("plot", None, "PNG path for the attention heatmap.")
-_STEP = flags.DEFINE_string("step", None, "Checkpoint step: a number, or 'best' "
-                            "(the best dev BLEU); default: latest.")
+_DECODING = cli.define_decoding_flags(split=False, length_penalty=False)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -71,9 +68,9 @@ def main(argv):
   from attention_jax import evaluation, plots
   from attention_jax import workdir as workdir_lib
   with cli.errors_as_one_line():
-    run = workdir_lib.load(_WORKDIR.value, cli.parse_step(_STEP.value))
+    run = workdir_lib.load(_WORKDIR.value, cli.parse_step(_DECODING.step.value))
     config = run.config
-    results = evaluation.translate(run.model, config, run.task, texts, _BEAM.value)
+    results = evaluation.translate(run.model, config, run.task, texts, _DECODING.beam.value)
   if _PLOT.value and results[0]["attention"] is None:
     cli.fail(f"model {config.model.name!r} has no attention weights to plot")
   for r in results:
