@@ -43,3 +43,7 @@ def __getattr__(name: str):
   if name in _HOME:
     return getattr(importlib.import_module(_HOME[name]), name)
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(__all__))
