@@ -9,6 +9,9 @@ Unset (the normal case) injects nothing. Otherwise a comma-separated list of
                                committed (files written, not yet committed)
 ``sigterm_at_step:N``          send SIGTERM to this process after step N
                                (a preemption notice)
+``pause_at_step:N``            after step N, print a line and wait for a signal
+                               (a test then preempts or kills the run there;
+                               SIGALRM ends the wait, and the run, after 5 min)
 ``nonfinite_at_step:A[-B]``    make the loss, hence the gradients, NaN at steps
                                A..B (inside the jitted step); may repeat
 ``fsize_limit_at_save:N:B``    set ``RLIMIT_FSIZE`` to B bytes just before step
@@ -22,9 +25,10 @@ import dataclasses
 import os
 import resource
 import signal
+import sys
 
 ENV = "ATTENTION_JAX_FAULT"
-_STEP_KINDS = ("kill_at_step", "kill_in_save", "sigterm_at_step")
+_STEP_KINDS = ("kill_at_step", "kill_in_save", "sigterm_at_step", "pause_at_step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Faults:
   kill_at_step: int | None = None
   kill_in_save: int | None = None
   sigterm_at_step: int | None = None
+  pause_at_step: int | None = None
   nonfinite_steps: tuple[tuple[int, int], ...] | None = None
   fsize_limit_at_save: tuple[int, int] | None = None
 
@@ -40,6 +45,12 @@ class Faults:
       os.kill(os.getpid(), signal.SIGKILL)
     if step == self.sigterm_at_step:
       os.kill(os.getpid(), signal.SIGTERM)
+    if step == self.pause_at_step:
+      print(f"fault: paused after step {step} until a signal arrives",
+            file=sys.stderr, flush=True)
+      signal.alarm(300)   # never hang a test
+      signal.pause()
+      signal.alarm(0)
 
   def before_save(self, step: int) -> None:
     if self.fsize_limit_at_save and step == self.fsize_limit_at_save[0]:

@@ -58,7 +58,7 @@ from attention_jax import workdir as workdir_lib
 from attention_jax.data import synthetic
 from attention_jax.data.batching import pad_batch
 from attention_jax.errors import EvalError
-from attention_jax.sweeps.tables import write_csv
+from attention_jax.sweeps.tables import bands, write_csv
 
 PROBE_MODELS = ("rnn_encdec", "seq2seq_lstm", "rnnsearch", "luong")
 SPLITS = ("eval", "test")
@@ -438,11 +438,3 @@ def format_summary(summary: dict[str, Any]) -> str:
                    f"{mean('last_position'):.3f}")
   lines.append("wrote " + ", ".join(summary["paths"].values()))
   return "\n".join(lines)
-
-
-def bands(lengths: Sequence[int], n: int = 3) -> list[tuple[int, int]]:
-  """Up to ``n`` contiguous bands of the probed lengths."""
-  lengths = sorted(lengths)
-  k = max(1, -(-len(lengths) // n))
-  return [(chunk[0], chunk[-1]) for chunk in
-          (lengths[i:i + k] for i in range(0, len(lengths), k))]

@@ -4,11 +4,11 @@ import csv
 import json
 import os
 import re
-import textwrap
 
 import pytest
 
 from attention_jax import sweeps
+from conftest import SWEEP_CONFIG
 
 
 @pytest.mark.parametrize("value", ["../x", "/abs", "a/b", "x" * 300, "..", ".",
@@ -35,43 +35,9 @@ def test_slug_distinct_and_stable():
     sweeps.point_dir("/tmp/root", "../x")
 
 
-SWEEP_CONFIG = textwrap.dedent("""
-    import sys
-    from attention_jax.testing import tiny_config
-
-    def get_config(arg=None):
-      if any("hidden_size=13" in a for a in sys.argv):
-        import os, signal   # what the kernel's OOM killer does to a process
-        os.kill(os.getpid(), signal.SIGKILL)
-      c = tiny_config()
-      c.train.steps = 6
-      c.train.warmup_steps = 1
-      c.train.log_every_steps = 3
-      c.eval.every_steps = 6
-      c.checkpoint.every_steps = 6
-      c.data.eval_examples = 32
-      return c
-
-    def sweep(arg=None):
-      yield {{"model.hidden_size": 8}}
-      yield {{"model.hidden_size": 12}}
-      yield {{"model.hidden_size": 8, "train.learning_rate": 1e30}}  # becomes NaN
-      yield {{"model.hidden_size": 13}}  # killed as by the OOM killer
-
-    REPORT = {{"x": "model.hidden_size", "x_metrics": ["token_accuracy"],
-              "solved": {{"metric": "token_accuracy", "above": 0.99}}}}
-""")
-
-
 @pytest.fixture(scope="module")
-def failing_sweep(tmp_path_factory):
-  root = tmp_path_factory.mktemp("sweep")
-  cfg = root / "sweep_cfg.py"
-  cfg.write_text(SWEEP_CONFIG.format())
-  workdir = str(root / "out")
-  lines = []
-  first = sweeps.run_sweep(str(cfg), workdir, jobs=2, print_fn=lines.append)
-  return str(cfg), workdir, first, lines
+def failing_sweep(local_sweep):
+  return local_sweep
 
 
 def test_failure_recorded_others_finish(failing_sweep):
@@ -116,8 +82,8 @@ def test_rerun_skips_finished_points(failing_sweep):
 
 def test_bad_point_rejected_before_work(tmp_path):
   cfg = tmp_path / "bad.py"
-  cfg.write_text(SWEEP_CONFIG.format()
-                 .replace('"train.learning_rate": 1e30', '"train.lerning_rate": 1'))
+  cfg.write_text(SWEEP_CONFIG.replace('"train.learning_rate": 1e30',
+                                      '"train.lerning_rate": 1'))
   with pytest.raises(sweeps.SweepError, match=r"point 2 .*train.lerning_rate"):
     sweeps.run_sweep(str(cfg), str(tmp_path / "out"), print_fn=lambda s: None)
   assert not os.path.exists(tmp_path / "out" / "hidden_size=8")

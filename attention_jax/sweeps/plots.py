@@ -30,10 +30,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from attention_jax import probe as probe_lib  # noqa: E402
 from attention_jax import workdir as workdir_lib  # noqa: E402
 from attention_jax.errors import WorkdirError  # noqa: E402
-from attention_jax.sweeps.tables import label_of, markdown_table  # noqa: E402
+from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402
 
 DPI = 80
 
@@ -417,10 +416,10 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
       axes[1].plot(lengths, [mean("selectivity", L) for L in lengths],
                    marker=".", markersize=3, color=line.get_color(), label=label)
       row = {"point": label}
-      for lo, hi in probe_lib.bands(lengths):
+      for lo, hi in bands(lengths):
         sel = [L for L in lengths if lo <= L <= hi]
         row[f"lengths {lo}-{hi}"] = float(np.mean([mean("accuracy", L) for L in sel]))
-      lo, hi = probe_lib.bands(lengths)[-1]
+      lo, hi = bands(lengths)[-1]
       longest = [r for r in mine if lo <= int(r["length"]) <= hi]
       first = float(np.mean([float(r["accuracy"]) for r in longest
                              if int(r["position"]) == 1]))

@@ -9,8 +9,9 @@ from typing import Any
 
 from attention_jax import writers
 from attention_jax.sweeps import plots
+from attention_jax.sweeps.point import LOG_FILE, Sweep
 from attention_jax.sweeps.spec import (BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV,
-                                       LOG_FILE, PROBE_CSV, Sweep)
+                                       PROBE_CSV)
 from attention_jax.sweeps.tables import markdown_table, read_csv, write_csv
 
 

@@ -8,6 +8,8 @@ A config file defines its sweep beside ``get_config`` (big_vision style)::
         yield {"model.hidden_size": h}
     ANALYSES = ("by_length",)      # optional: per-point analyses after training
     REPORT = {...}                 # optional: how to plot and summarize
+    SLURM = {"gpus_per_point": 1}  # optional: --launcher slurm resources
+                                   # (or slurm(arg) returning such a dict)
 
 Every point trains in ``DIR/<slug>/`` (the slug is built from the overrides,
 so a re-run finds the same directory). :func:`load_sweep` validates every
@@ -17,7 +19,6 @@ Python and executes code.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.util
 import inspect
@@ -28,11 +29,10 @@ from typing import Any, Callable, Iterable
 
 from attention_jax import config as config_lib
 from attention_jax.errors import ConfigError, SweepError
+from attention_jax.sweeps.point import Point, Sweep
 
-# A point's directory holds its run (a workdir) and these sweep files.
-STATUS_FILE = "sweep_status.json"   # done | failed (exit code, log tail), seconds
-POINT_FILE = "sweep_point.json"     # the point's overrides and config
-LOG_FILE = "sweep.log"              # the point's subprocesses' output
+# Files the analyses write in a point's directory (its other files:
+# attention_jax.sweeps.point).
 BY_LENGTH_CSV = os.path.join("eval", "by_length.csv")       # analysis by_length
 GRADIENTS_CSV = os.path.join("gradients", "gradients.csv")  # analysis gradients
 DECAY_CSV = os.path.join("gradients", "decay.csv")
@@ -115,24 +115,6 @@ def point_dir(root: str, point_slug: str) -> str:
 # The sweep definition
 
 
-@dataclasses.dataclass
-class Point:
-  overrides: dict[str, Any]
-  slug: str
-  workdir: str
-
-
-@dataclasses.dataclass
-class Sweep:
-  config_path: str            # absolute path of the config file
-  arg: str | None
-  points: list[Point]
-  analyses: tuple[str, ...]
-  report: dict[str, Any]
-  title: str
-  cwd: str = dataclasses.field(default_factory=os.getcwd)   # where it was started
-
-
 def split_config_spec(spec: str) -> tuple[str, str | None]:
   """``configs/x.py:ARG`` -> (``configs/x.py``, ``ARG``)."""
   path, sep, arg = spec.partition(".py:")
@@ -202,17 +184,32 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
   points, seen = [], {}
   for i, o in enumerate(overrides):
     try:
-      config_lib.validate(config_lib.resolve(apply_overrides(base, o), o))
+      config = config_lib.resolve(apply_overrides(base, o), o)
+      config_lib.validate(config)
     except (ConfigError, KeyError, TypeError, ValueError) as e:
       raise SweepError(f"{path}: point {i} {o}: {' '.join(str(e).split())}") from e
     s = slug(o, short)
     if s in seen:
       raise SweepError(f"{path}: points {seen[s]} and {i} are the same: {o}")
     seen[s] = i
-    points.append(Point(o, s, point_dir(workdir, s)))
+    points.append(Point(o, s, point_dir(workdir, s), int(config.train.steps)))
   analyses = tuple(getattr(module, "ANALYSES", ()))
-  report = dict(getattr(module, "REPORT", {}) or {})
-  if callable(getattr(module, "report", None)):
-    report = dict(_call_with_arg(module.report, arg))
+  report = _spec_dict(module, "REPORT", "report", arg, path)
+  resources = _spec_dict(module, "SLURM", "slurm", arg, path)
   title = report.get("title") or os.path.splitext(os.path.basename(path))[0]
-  return Sweep(os.path.abspath(path), arg, points, analyses, report, title)
+  return Sweep(os.path.abspath(path), arg, points, analyses, report, title,
+               resources=resources)
+
+
+def _spec_dict(module, constant: str, function: str, arg, path: str) -> dict:
+  """``module.function(arg)`` if defined, else ``module.CONSTANT``, else {}."""
+  if callable(getattr(module, function, None)):
+    value = _call_with_arg(getattr(module, function), arg)
+    name = f"{function}({arg!r})"
+  else:
+    value, name = getattr(module, constant, None), constant
+  if value is None:
+    return {}
+  if not isinstance(value, dict):
+    raise SweepError(f"{path}: {name} must be a dict, got {type(value).__name__}")
+  return dict(value)

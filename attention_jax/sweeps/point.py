@@ -1,0 +1,242 @@
+"""One point of a sweep: its files, its commands, its environment, its run.
+
+:func:`run_point` is the one place a point runs, whichever launcher started
+it — the ``local`` launcher (:mod:`.runner`) or a task of a Slurm job array
+(:mod:`.slurm_job`): ``python -m experiments.run`` in the point's workdir
+``DIR/<slug>/``, then any analyses (``python -m experiments.analyze_point``),
+each a subprocess of the same interpreter with the directory that holds the
+``attention_jax`` package on ``PYTHONPATH`` and the sweep command's working
+directory as theirs (relative data paths mean what they meant there).
+
+It keeps the point's ``sweep_status.json`` current: ``running`` (host, pid,
+start time, attempt) while it runs, then ``done``, ``failed`` (a reason of
+its own: exit code, the command, the last log lines) or ``stopped`` (stopped
+from outside — SIGTERM, a preemption, Ctrl-C — after saving its step, exit
+code 75: a re-run resumes it).
+
+This module imports neither jax nor a config: a Slurm task that only
+supervises its point's subprocesses starts in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import attention_jax
+from attention_jax.errors import EXIT_PREEMPTED
+
+# A point's directory holds its run (a workdir) and these sweep files.
+STATUS_FILE = "sweep_status.json"   # running | done | failed | stopped, exit code,
+                                    # seconds, log tail
+POINT_FILE = "sweep_point.json"     # the point's overrides and config
+LOG_FILE = "sweep.log"              # the point's subprocesses' output
+JOB_FILE = "sweep_job.json"         # its latest scheduler job (--launcher slurm)
+SWEEP_FILE = "sweep.json"           # in the sweep directory: its points, launcher
+
+# The directory holding the attention_jax (and experiments) packages.
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(
+    attention_jax.__file__)))
+
+
+@dataclasses.dataclass
+class Point:
+  overrides: dict[str, Any]
+  slug: str
+  workdir: str
+  steps: int | None = None    # train.steps of its config
+
+
+@dataclasses.dataclass
+class Sweep:
+  config_path: str            # absolute path of the config file
+  arg: str | None
+  points: list[Point]
+  analyses: tuple[str, ...]
+  report: dict[str, Any]
+  title: str
+  cwd: str = dataclasses.field(default_factory=os.getcwd)   # where it was started
+  resources: dict[str, Any] = dataclasses.field(default_factory=dict)  # SLURM
+
+
+def _cli_value(value: Any) -> str:
+  return repr(value) if isinstance(value, float) else str(value)
+
+
+def train_command(sweep: Sweep, point: Point) -> list[str]:
+  spec = sweep.config_path + (f":{sweep.arg}" if sweep.arg is not None else "")
+  cmd = [sys.executable, "-m", "experiments.run", f"--config={spec}",
+         f"--workdir={point.workdir}"]
+  cmd += [f"--config.{k}={_cli_value(v)}" for k, v in sorted(point.overrides.items())]
+  return cmd
+
+
+def analysis_command(sweep: Sweep, point: Point) -> list[str] | None:
+  if not sweep.analyses:
+    return None
+  return [sys.executable, "-m", "experiments.analyze_point",
+          f"--workdir={point.workdir}", f"--analyses={','.join(sweep.analyses)}"]
+
+
+def point_env(jobs: int, device: int | None, gpus: int,
+              threads: int | None = None) -> dict[str, str]:
+  """The environment of one point's subprocess.
+
+  GPU: the point sees one GPU (``CUDA_VISIBLE_DEVICES``) and does not
+  preallocate 75% of its memory. CPU: each of the ``jobs`` parallel points
+  gets ``cores // jobs`` threads (or ``threads``, when given), so the points
+  share the cores instead of each spawning a pool the size of the machine.
+  """
+  env = dict(os.environ)
+  env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"]
+                                        if env.get("PYTHONPATH") else "")
+  env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+  if gpus and device is not None:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",")] if visible else None
+    env["CUDA_VISIBLE_DEVICES"] = ids[device] if ids else str(device)
+  elif jobs > 1 or threads:
+    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    flags = env.get("XLA_FLAGS", "")
+    extra = (f"--xla_cpu_multi_thread_eigen=false "
+             f"intra_op_parallelism_threads={threads}")
+    env["XLA_FLAGS"] = f"{flags} {extra}".strip()
+    env["OMP_NUM_THREADS"] = str(threads)
+  return env
+
+
+def write_json(path: str, obj) -> None:
+  """Writes ``obj`` as JSON, atomically (a reader never sees half a file)."""
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict | None:
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def _tail(path: str, n: int = 20) -> list[str]:
+  try:
+    with open(path, encoding="utf-8", errors="replace") as f:
+      return [line.rstrip("\n") for line in f.readlines()[-n:]]
+  except OSError:
+    return []
+
+
+_CHILDREN: set = set()          # running point subprocesses
+_CHILDREN_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def stop_children(timeout: float = 30) -> None:
+  """Stops the running points: SIGTERM (each saves the step in progress and
+  exits 75; a re-run resumes it), SIGKILL after ``timeout`` seconds."""
+  _STOPPING.set()
+  with _CHILDREN_LOCK:
+    procs = list(_CHILDREN)
+  for proc in procs:
+    proc.terminate()
+  for proc in procs:
+    try:
+      proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+      proc.kill()
+
+
+def reset_stop() -> None:
+  """Lets point subprocesses start again after :func:`stop_children`."""
+  _STOPPING.clear()
+
+
+def stopping() -> bool:
+  return _STOPPING.is_set()
+
+
+def run_command(cmd: list[str], cwd: str, env: dict[str, str], log) -> int:
+  """Runs one of a point's commands, its output appended to ``log``; returns
+  its exit code. :func:`stop_children` reaches it while it runs."""
+  log.write(f"$ {' '.join(cmd)}\n")
+  log.flush()
+  proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+  with _CHILDREN_LOCK:
+    _CHILDREN.add(proc)
+  try:
+    return proc.wait()
+  finally:
+    with _CHILDREN_LOCK:
+      _CHILDREN.discard(proc)
+
+
+def run_point(sweep: Sweep, point: Point, env: dict[str, str],
+              job: dict | None = None) -> dict:
+  """Trains and analyzes one point in subprocesses; returns its status.
+
+  ``job``: what the launcher knows of the job running it (id, cluster), kept
+  in the status. The status file says ``running`` from the start, then
+  ``done``, ``failed`` or ``stopped`` (see the module's docstring).
+  """
+  os.makedirs(point.workdir, exist_ok=True)
+  write_json(os.path.join(point.workdir, POINT_FILE),
+             {"overrides": point.overrides, "config": sweep.config_path,
+              "arg": sweep.arg, "slug": point.slug})
+  status_path = os.path.join(point.workdir, STATUS_FILE)
+  log_path = os.path.join(point.workdir, LOG_FILE)
+  t0 = time.time()
+  previous = read_json(status_path) or {}
+  status = {"status": "running", "overrides": point.overrides, "started": t0,
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "attempt": int(previous.get("attempt", 0)) + 1, **(job or {})}
+  write_json(status_path, status)
+  status.update(status="done", returncode=0)
+  status.pop("pid")
+  with open(log_path, "a", encoding="utf-8") as log:
+    for cmd in (train_command(sweep, point), analysis_command(sweep, point)):
+      if cmd is None:
+        continue
+      if _STOPPING.is_set():
+        status.update(status="stopped", returncode=None)
+        break
+      rc = run_command(cmd, sweep.cwd, env, log)
+      if rc != 0 or _STOPPING.is_set():
+        stopped = _STOPPING.is_set() or rc == EXIT_PREEMPTED
+        status.update(status="stopped" if stopped else "failed", returncode=rc,
+                      command=" ".join(cmd))
+        break
+  status["seconds"] = round(time.time() - t0, 1)
+  status["finished"] = time.time()
+  if status["status"] != "done":
+    status["log_tail"] = _tail(log_path)
+  write_json(status_path, status)
+  return status
+
+
+def record_failure(point: Point, message: str, job: dict | None = None) -> dict:
+  """Records a point that could not run at all (its launcher failed)."""
+  os.makedirs(point.workdir, exist_ok=True)
+  status = {"status": "failed", "returncode": None, "overrides": point.overrides,
+            "finished": time.time(), "log_tail": [f"error: {message}"], **(job or {})}
+  write_json(os.path.join(point.workdir, STATUS_FILE), status)
+  return status
+
+
+def read_status(workdir: str) -> dict | None:
+  return read_json(os.path.join(workdir, STATUS_FILE))
+
+
+def hms(seconds: float) -> str:
+  s = int(round(max(seconds, 0)))
+  return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"

@@ -1,0 +1,432 @@
+"""The Slurm launcher (submitit): the points of the shared test sweep through a
+job array on submitit's local and debug executors, and on a fake Slurm.
+
+Compared with the local launcher's run of the same points (``local_sweep``):
+the same ``summary.csv`` rows and ``metrics.jsonl`` rows (timings aside), for
+a point preempted with USR2 (requeued by submitit, resumed from its
+checkpoint) and one whose whole job was SIGKILLed (resubmitted by the next
+sweep command). Also: a point of two tasks runs as two JAX processes;
+``--status`` names every state; the errors are one line, exit 2.
+"""
+
+import csv
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from attention_jax.sweeps import runner, slurm, slurm_options, status
+from attention_jax.sweeps.point import JOB_FILE, LOG_FILE, STATUS_FILE, read_json
+from attention_jax.sweeps.slurm_job import COORDINATOR_FILE, TASK_LOG
+from conftest import ROOT, SWEEP_CONFIG, SWEEP_ENV
+
+TIMING = {"seconds", "steps_per_sec", "tokens_per_sec"}
+
+
+def _summary(workdir):
+  with open(os.path.join(workdir, "summary.csv"), newline="") as f:
+    return {r["point"]: {k: v for k, v in r.items() if k not in TIMING and v}
+            for r in csv.DictReader(f)}   # a column of other points' overrides aside
+
+
+def _metrics(point_dir):
+  with open(os.path.join(point_dir, "metrics.jsonl")) as f:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in f]
+
+
+def _log(point_dir, name=LOG_FILE):
+  with open(os.path.join(point_dir, name)) as f:
+    return f.read()
+
+
+def _wait_for(condition, what, timeout=300):
+  deadline = time.time() + timeout
+  while not condition():
+    if time.time() > deadline:
+      raise AssertionError(f"timed out waiting for {what}")
+    time.sleep(0.2)
+
+
+def _descendants(pid):
+  """``pid`` and every process below it (read from /proc)."""
+  parent = {}
+  for d in os.listdir("/proc"):
+    if d.isdigit():
+      try:
+        with open(f"/proc/{d}/stat") as f:
+          parent[int(d)] = int(f.read().rsplit(")", 1)[1].split()[1])
+      except (OSError, IndexError):
+        pass
+  out, todo = [], [pid]
+  while todo:
+    p = todo.pop()
+    out.append(p)
+    todo += [c for c, pp in parent.items() if pp == p]
+  return out
+
+
+def _paused(point_dir):
+  return (os.path.exists(os.path.join(point_dir, LOG_FILE))
+          and "paused after step 3" in _log(point_dir))
+
+
+def _states(lines):
+  """{point: (state, rest of the line)} from status lines."""
+  return {line.split()[0]: (line.split()[1], line) for line in lines[2:]
+          if not line.startswith(("total:", "stopped points"))}
+
+
+# --------------------------------------------------------------------------
+# The local cluster: a point preempted, a point killed
+
+
+@pytest.fixture(scope="module")
+def preempted(sweep_config, tmp_path_factory):
+  """Two points submitted through submitit's local executor, each paused after
+  step 3; then the first gets USR2 (what Slurm sends before a time limit or
+  on preemption, and the local executor at its time limit) and the whole job
+  of the second is SIGKILLed (a node failure); then the same sweep command
+  runs again with ``wait`` and ``tasks_per_node=2``: the first point is still
+  queued (requeued by submitit), the second is resubmitted and runs as two
+  JAX processes (one fixture for three behaviours: the suite's time is short)."""
+  workdir = str(tmp_path_factory.mktemp("slurm_local") / "out")
+  spec, flags = sweep_config + ":two", {"array_parallelism": 2}
+  a, b = (os.path.join(workdir, s) for s in ("hidden_size=8", "hidden_size=12"))
+  lines, snapshots = [], {}
+  with pytest.MonkeyPatch.context() as mp:
+    for k, v in SWEEP_ENV.items():
+      mp.setenv(k, v)
+    mp.setenv("ATTENTION_JAX_FAULT", "pause_at_step:3")
+    assert slurm.run_sweep(spec, workdir, cluster="local", flags=flags,
+                           print_fn=lines.append) is None
+    mp.delenv("ATTENTION_JAX_FAULT")
+    _wait_for(lambda: _paused(a) and _paused(b), "both points to pause")
+    snapshots["paused"] = status.status_lines(workdir, slurm.job_states(workdir))
+    first = {d: read_json(os.path.join(d, JOB_FILE)) for d in (a, b)}
+    os.kill(read_json(os.path.join(a, STATUS_FILE))["pid"], signal.SIGUSR2)
+    for pid in _descendants(int(first[b]["job_id"])):
+      os.kill(pid, signal.SIGKILL)
+    _wait_for(lambda: slurm.job_state(first[b]) == "ended", "the killed job to end")
+    snapshots["killed"] = status.status_lines(workdir, slurm.job_states(workdir))
+    statuses = slurm.run_sweep(spec, workdir, cluster="local",
+                               flags=dict(flags, tasks_per_node=2), wait=True,
+                               print_fn=lines.append)
+  snapshots["end"] = status.status_lines(workdir, slurm.job_states(workdir))
+  return SimpleNamespace(workdir=workdir, a=a, b=b, first=first, lines=lines,
+                         snapshots=snapshots, statuses=statuses)
+
+
+def _assert_close(ours, theirs):
+  """Equal; floats to 1e-6 (a batch split over two processes sums in
+  another order)."""
+  assert ours.keys() == theirs.keys()
+  for k, v in theirs.items():
+    try:
+      assert float(ours[k]) == pytest.approx(float(v), rel=1e-6), k
+    except (TypeError, ValueError):
+      assert ours[k] == v, k
+
+
+def test_local_cluster_writes_the_local_launchers_summary(preempted, local_sweep):
+  assert [s["status"] for s in preempted.statuses] == ["done", "done"]
+  local, ours = _summary(local_sweep[1]), _summary(preempted.workdir)
+  assert ours.keys() == {"hidden_size=8", "hidden_size=12"}
+  assert ours["hidden_size=8"] == local["hidden_size=8"]   # digit for digit
+  _assert_close(ours["hidden_size=12"], local["hidden_size=12"])   # two processes
+  assert "submitted 2 point(s) as jobs" in preempted.lines[1]
+  assert any("--status" in line for line in preempted.lines)
+
+
+def test_preempted_point_is_requeued_and_resumes(preempted, local_sweep):
+  a, job_id = preempted.a, preempted.first[preempted.a]["job_id"]
+  log = _log(a)
+  assert "stopped by SIGTERM after step 3: checkpoint step 3 saved" in log
+  assert "resumed from checkpoint at step 3" in log
+  submitit_log = ""
+  for ext in ("err", "out"):   # its warnings, its information
+    with open(os.path.join(preempted.workdir, "slurm", f"{job_id}_0_log.{ext}")) as f:
+      submitit_log += f.read()
+  assert "Caught signal SIGUSR2" in submitit_log and "Requeued job" in submitit_log
+  st = read_json(os.path.join(a, STATUS_FILE))
+  assert st["job_id"] == job_id and st["attempt"] == 2   # the same job, requeued
+  assert _metrics(a) == _metrics(os.path.join(local_sweep[1], "hidden_size=8"))
+
+
+def test_killed_point_is_resubmitted_and_finishes_equal(preempted, local_sweep):
+  b = preempted.b
+  killed = _states(preempted.snapshots["killed"])["hidden_size=12"]
+  assert killed[0] == "stopped" and "ended while the point ran" in killed[1]
+  rerun = [line for line in preempted.lines if line.startswith("sweep ")][1]
+  assert rerun.endswith("1 to submit (cluster local, 2 at a time)"), rerun
+  record = read_json(os.path.join(b, JOB_FILE))
+  assert record["job_id"] != preempted.first[b]["job_id"]   # a new job
+  assert read_json(os.path.join(b, STATUS_FILE))["attempt"] == 2
+  assert _log(b).count("$ ") == 2
+  ours, theirs = _metrics(b), _metrics(os.path.join(local_sweep[1], "hidden_size=12"))
+  assert [m["step"] for m in ours] == [m["step"] for m in theirs]
+  for m, n in zip(ours, theirs):
+    _assert_close(m, n)
+
+
+def test_resubmitted_point_of_two_tasks_runs_as_two_jax_processes(preempted):
+  b = preempted.b
+  assert "jax.distributed: process 0 of 2" in _log(b)
+  assert "jax.distributed: process 1 of 2" in _log(b, TASK_LOG.format(rank=1))
+  assert "data-parallel over 2 device(s), 2 process(es)" in _log(b)
+  assert read_json(os.path.join(b, COORDINATOR_FILE))["address"].startswith(
+      "127.0.0.1:")
+  assert "jax.distributed" not in _log(preempted.a)   # a: one task, as submitted
+
+
+def test_status_follows_the_points(preempted):
+  paused = _states(preempted.snapshots["paused"])
+  assert {s for s, _ in paused.values()} == {"running"}
+  assert _states(preempted.snapshots["killed"])["hidden_size=8"][0] in (
+      "running", "pending")
+  end = preempted.snapshots["end"]
+  assert {s for s, _ in _states(end).values()} == {"done"}
+  assert all(" 6/6" in line for _, line in _states(end).values())
+  assert end[-1].startswith("total: 2 points: 2 done;") and end[-1].endswith(
+      "ETA 0:00:00")
+
+
+# --------------------------------------------------------------------------
+# The debug cluster; retries of the local launcher
+
+
+def test_debug_cluster_runs_in_process_and_retries(sweep_config, local_sweep,
+                                                   tmp_path, monkeypatch):
+  for k, v in SWEEP_ENV.items():
+    monkeypatch.setenv(k, v)
+  workdir, lines = str(tmp_path / "out"), []
+  statuses = slurm.run_sweep(sweep_config + ":debug", workdir, cluster="debug",
+                             max_retries=1, print_fn=lines.append)
+  assert [s["status"] for s in statuses] == ["done", "failed"]
+  local = _summary(local_sweep[1])
+  for slug, row in _summary(workdir).items():
+    assert row == local[slug]
+  oom = os.path.join(workdir, "hidden_size=13")
+  assert read_json(os.path.join(oom, STATUS_FILE))["attempt"] == 2
+  assert any("hidden_size=13: failed (exit -9" in line and "retry 1 of 1" in line
+             for line in lines)
+  assert read_json(os.path.join(oom, JOB_FILE))["cluster"] == "debug"
+
+
+def test_local_launcher_retries_a_failed_point(sweep_config, tmp_path):
+  lines = []
+  statuses = runner.run_sweep(sweep_config + ":oom", str(tmp_path / "out"),
+                              max_retries=2, print_fn=lines.append)
+  assert statuses[0]["status"] == "failed" and statuses[0]["returncode"] == -9
+  assert statuses[0]["attempt"] == 3
+  assert [line for line in lines if "retry" in line] == [
+      "hidden_size=13: failed (exit -9); retry 1 of 2",
+      "hidden_size=13: failed (exit -9); retry 2 of 2"]
+
+
+# --------------------------------------------------------------------------
+# --status on every state
+
+
+def test_status_names_every_state(tmp_path):
+  now = time.time()
+  dead = subprocess.Popen([sys.executable, "-c", ""])
+  dead.wait()
+  host = socket.gethostname()
+  points = {
+      "a_done": {"status": "done", "returncode": 0, "seconds": 100.0,
+                 "started": now - 300, "finished": now - 200},
+      "b_failed": {"status": "failed", "returncode": 3, "seconds": 5.0,
+                   "log_tail": ["I1130 step 6", "error: the loss became nan at "
+                                "step 6; last good checkpoint: none", "I1130 x"]},
+      "c_never": None,
+      "d_running": {"status": "running", "started": now - 50, "host": host,
+                    "pid": os.getpid()},
+      "e_killed": {"status": "running", "started": now - 10, "host": host,
+                   "pid": dead.pid},
+      "f_stopped": {"status": "stopped", "returncode": 75, "seconds": 30.0,
+                    "log_tail": ["error: stopped by SIGTERM after step 30: ..."]},
+      "g_queued": None,
+  }
+  for slug, st in points.items():
+    os.makedirs(tmp_path / slug)
+    if st:
+      (tmp_path / slug / STATUS_FILE).write_text(json.dumps(st))
+  (tmp_path / "a_done" / "metrics.jsonl").write_text('{"step": 100, "split": "eval"}\n')
+  (tmp_path / "d_running" / "metrics.jsonl").write_text('{"step": 50, "split": "train"}\n')
+  (tmp_path / "g_queued" / JOB_FILE).write_text(json.dumps(
+      {"job_id": "77_6", "cluster": "slurm"}))
+  (tmp_path / "sweep.json").write_text(json.dumps({
+      "title": "t", "launcher": {"name": "slurm", "cluster": "slurm",
+                                 "array_parallelism": 2},
+      "points": [{"slug": s, "overrides": {}, "steps": 100} for s in points]}))
+  lines = status.status_lines(str(tmp_path), lambda r: "pending")
+  states = _states(lines)
+  assert {k: s for k, (s, _) in states.items()} == {
+      "a_done": "done", "b_failed": "failed", "c_never": "pending",
+      "d_running": "running", "e_killed": "stopped", "f_stopped": "stopped",
+      "g_queued": "pending"}
+  assert "error: the loss became nan at step 6" in states["b_failed"][1]
+  assert " 3 " in states["b_failed"][1] and " 75 " in states["f_stopped"][1]
+  assert "0:01:40" in states["a_done"][1] and "100/100" in states["a_done"][1]
+  assert "50/100" in states["d_running"][1] and "0:00:5" in states["d_running"][1]
+  assert f"process {dead.pid} ended while the point ran" in states["e_killed"][1]
+  assert "not started" in states["c_never"][1]
+  assert "queued as job 77_6" in states["g_queued"][1]
+  # ETA: the running point's own pace (50 s more) and two pending points at
+  # the mean of the done ones (100 s each), two at a time: 250 / 2 s.
+  assert lines[-2].startswith("total: 7 points: 1 done, 1 running, 2 pending, "
+                              "1 failed, 2 stopped;")
+  assert lines[-2].endswith("ETA 0:02:05")
+  assert lines[-1].startswith("stopped points resume")
+
+
+# --------------------------------------------------------------------------
+# A fake Slurm: the sbatch script, the job records, --status, --cancel
+
+FAKE_SLURM = {
+    "sbatch": """n=$(cat "$FAKE_SLURM/next" 2>/dev/null || echo 4242)
+                 echo $((n + 1)) > "$FAKE_SLURM/next"
+                 cp "$1" "$FAKE_SLURM/sbatch_$n.sh"
+                 echo "Submitted batch job $n" """,
+    "srun": "exit 0",
+    "sacct": 'cat "$FAKE_SLURM/sacct.txt"',
+    "scancel": 'echo "$@" >> "$FAKE_SLURM/scancel.txt"',
+}
+
+
+@pytest.fixture
+def fake_slurm(tmp_path, monkeypatch):
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  for name, body in FAKE_SLURM.items():
+    path = bin_dir / name
+    path.write_text("#!/bin/bash\n" + textwrap.dedent(body).strip() + "\n")
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+  monkeypatch.setenv("FAKE_SLURM", str(tmp_path))
+  monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+  monkeypatch.setattr(slurm_options, "NOT_SHARED", ())   # tmp_path is in /tmp
+  return tmp_path
+
+
+def test_fake_slurm_array_status_cancel(fake_slurm, tmp_path):
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(SWEEP_CONFIG + '\nSLURM = {"gpus_per_point": 2, "timeout_min": 45,'
+                 ' "slurm_partition": "cpu"}\n')
+  workdir, lines = str(tmp_path / "S"), []
+  flags = {"slurm_partition": "gpu", "timeout_min": 30, "tasks_per_node": 2,
+           "cpus_per_point": 8, "array_parallelism": 1, "slurm_account": "acct",
+           "slurm_qos": "high", "slurm_extra": ["mem=32G", "constraint=a100"]}
+  assert slurm.run_sweep(f"{cfg}:two", workdir, flags=flags,
+                         print_fn=lines.append) is None
+  script = (fake_slurm / "sbatch_4242.sh").read_text()
+  for option in ("--array=0-1%1", "--partition=gpu", "--time=30",
+                 "--gpus-per-node=2", "--ntasks-per-node=2", "--cpus-per-task=4",
+                 "--nodes=1", "--account=acct", "--qos=high", "--mem=32G",
+                 "--constraint=a100", "--signal=USR2@90", "--job-name=sweep_cfg"):
+    assert f"#SBATCH {option}\n" in script
+  assert "srun" in script and "submitit.core._submit" in script
+  assert "submitted 2 point(s) as job array 4242 (cluster slurm)" in lines[1]
+  assert any("squeue --me; sacct -j 4242" in line for line in lines)
+  points = [os.path.join(workdir, s) for s in ("hidden_size=8", "hidden_size=12")]
+  assert [read_json(os.path.join(p, JOB_FILE))["job_id"] for p in points] == [
+      "4242_0", "4242_1"]
+  # submitit pickled the job: small, and loading it imports no jax
+  pickled = os.path.join(workdir, "slurm", "4242_0_submitted.pkl")
+  assert os.path.getsize(pickled) < 4000
+  probe = subprocess.run(
+      [sys.executable, "-c", "import pickle, sys; d = pickle.load(open(sys.argv[1], "
+       "'rb')); print(d.function.point.slug, 'jax' in sys.modules)", pickled],
+      capture_output=True, text=True, cwd=ROOT, check=True)
+  assert probe.stdout.split() == ["hidden_size=8", "False"]
+
+  (fake_slurm / "sacct.txt").write_text(
+      "JobID|State|NodeList\n4242_0|RUNNING|n1\n4242_1|PENDING|None\n")
+  states = _states(status.status_lines(workdir, slurm.job_states(workdir)))
+  assert states["hidden_size=8"][0] == "running"
+  assert states["hidden_size=12"][0] == "pending" and "job 4242_1" in states[
+      "hidden_size=12"][1]
+  again = []
+  slurm.run_sweep(f"{cfg}:two", workdir, flags=flags, print_fn=again.append)
+  assert "0 already finished, 2 running or queued, 0 to submit" in again[0]
+  assert not (fake_slurm / "sbatch_4243.sh").exists()
+
+  assert slurm.cancel(workdir, print_fn=lines.append) == 2
+  assert (fake_slurm / "scancel.txt").read_text().split() == ["4242_0", "4242_1"]
+  assert all(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
+  (fake_slurm / "sacct.txt").write_text(
+      "JobID|State|NodeList\n4242_0|CANCELLED by 1|n1\n4242_1|CANCELLED by 1|None\n")
+  states = _states(status.status_lines(workdir, slurm.job_states(workdir)))
+  assert states["hidden_size=8"][0] == "stopped"
+  assert "ended before the point started" in states["hidden_size=8"][1]
+  slurm.run_sweep(f"{cfg}:two", workdir, flags=flags, print_fn=again.append)
+  assert (fake_slurm / "sbatch_4243.sh").exists()   # the next command resubmits
+
+
+# --------------------------------------------------------------------------
+# Options and errors
+
+
+def test_options_flags_over_config_over_defaults():
+  o = slurm_options.resolve_options(
+      {"timeout_min": 30}, {"timeout_min": 45, "gpus_per_point": 2,
+                            "slurm_partition": "gpu"}, "slurm", "c.py")
+  assert (o.timeout_min, o.gpus_per_point, o.slurm_partition) == (30, 2, "gpu")
+  local = slurm_options.resolve_options({}, {"slurm_partition": "gpu",
+                                             "nodes_per_point": 2}, "local")
+  assert local.slurm_partition is None and local.nodes_per_point == 1
+  assert local.parallel == 1 and slurm_options.resolve_options(
+      {"array_parallelism": 3}, {}, "local").parallel == 3
+  for flags, config, cluster, message in [
+      ({}, {"gpus": 1}, "slurm", r"c.py: SLURM key 'gpus' unknown"),
+      ({"timeout_min": 0}, {}, "slurm", r"--timeout_min is 0: expected an integer >= 1"),
+      ({}, {"tasks_per_node": "2"}, "slurm", r"c.py: SLURM\['tasks_per_node'\] is '2'"),
+      ({"gpus_per_point": 3, "tasks_per_node": 2}, {}, "slurm", "does not split evenly"),
+      ({"cpus_per_point": 3, "tasks_per_node": 2}, {}, "slurm", "does not split evenly"),
+      ({"slurm_partition": "gpu"}, {}, "local", "--slurm_partition does nothing with "
+       "--cluster local"),
+      ({"gpus_per_point": 1}, {}, "debug", "--gpus_per_point does nothing with "
+       "--cluster debug"),
+      ({"slurm_extra": ["mem"]}, {}, "slurm", "--slurm_extra 'mem': expected KEY=VALUE"),
+      ({}, {}, "pbs", "--cluster 'pbs': expected one of slurm, local, debug")]:
+    with pytest.raises(slurm.SweepError, match=message):
+      slurm_options.resolve_options(flags, config, cluster, "c.py")
+
+
+CLI_ERRORS = [
+    (["--launcher", "slurm"], "no Slurm on this machine (sbatch is not on PATH)"),
+    (["--launcher", "slurm", "--cluster", "slurm"], "is under /tmp, which the "
+     "cluster's nodes do not share"),
+    (["--launcher", "slurm", "--cluster", "local", "--nodes_per_point", "2"],
+     "--nodes_per_point does nothing with --cluster local"),
+    (["--launcher", "slurm", "--cluster", "local", "--max_retries", "1"],
+     "--max_retries needs --wait"),
+    (["--launcher", "slurm", "--cluster", "local", "--jobs", "2"],
+     "--jobs is for --launcher local"),
+    (["--wait"], "--wait: for --launcher slurm only"),
+]
+
+
+@pytest.mark.parametrize("args,message", CLI_ERRORS, ids=lambda a: str(a)[:40])
+def test_cli_errors_are_one_line_before_anything_is_written(
+    sweep_config, tmp_path, args, message, fake_slurm):
+  if "no Slurm" in message:   # PATH without the fake Slurm
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable))
+  else:
+    env = dict(os.environ)
+  workdir = tmp_path / "S"
+  r = subprocess.run([sys.executable, "-m", "experiments.sweep",
+                      f"--config={sweep_config}", f"--workdir={workdir}", *args],
+                     capture_output=True, text=True, cwd=ROOT, env=env)
+  assert r.returncode == 2, r.stderr
+  assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
+  assert message in r.stderr
+  assert not workdir.exists()
