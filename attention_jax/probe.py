@@ -297,6 +297,9 @@ def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
         for j in range(L):
           initial_rows.append(_row(phase, name, L, None, j, acc[g, j], chance[g, j],
                                    groups[g]))
+    # Every (length, step) of the decoder maps in one fit per state: one
+    # compiled probe shape (rows and labels padded) instead of one per length.
+    cells: dict[str, list] = {}                         # name -> [(L, i, group)]
     for L in decoder_lengths:
       g = probed.index(L)
       rows = np.arange(row_of[g], row_of[g + 1])
@@ -305,12 +308,13 @@ def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
       tr, te = _split_index(len(rows), seed, L)
       labels = batch["src"][rows, :L]
       for name, z in feats.items():                     # z (n, L+1, F)
-        groups = [(z[tr, i], labels[tr], z[te, i], labels[te]) for i in range(L + 1)]
-        acc, chance = fit(**_stack_groups(groups, L))
-        for i in range(L + 1):
-          for j in range(L):
-            decoder_rows.append(_row(phase, name, L, i, j, acc[i, j], chance[i, j],
-                                     groups[i]))
+        cells.setdefault(name, []).extend(
+            (L, i, (z[tr, i], labels[tr], z[te, i], labels[te])) for i in range(L + 1))
+    for name, cs in cells.items():
+      acc, chance = fit(**_stack_groups([c[2] for c in cs], max(decoder_lengths)))
+      for k, (L, i, group) in enumerate(cs):
+        for j in range(L):
+          decoder_rows.append(_row(phase, name, L, i, j, acc[k, j], chance[k, j], group))
   initial_rows = _with_selectivity(initial_rows)
   decoder_rows = _with_selectivity(decoder_rows)
   out_dir = os.path.join(workdir, "probe")
