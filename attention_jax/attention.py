@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attention_jax import positions as positions_lib
+
 
 def masked_softmax(scores: jax.Array, mask: jax.Array | None) -> jax.Array:
   """softmax over the last axis where ``mask``; rows with no True give 0.
@@ -233,8 +235,9 @@ def combine_masks(*masks: jax.Array | None) -> jax.Array | None:
 
 
 @jax.custom_vjp
-def _attention_heads_major(q, k, v, mask):
-  """softmax(q kᵀ / √h) v on [B, N, T, h] with a hand-written backward pass.
+def _attention_heads_major(q, k, v, mask, bias=None):
+  """softmax(q kᵀ / √h + bias) v on [B, N, T, h] with a hand-written backward
+  pass (``bias``: a constant added to the scores, e.g. ALiBi's; no gradient).
 
   Backward (as FlashAttention's, Dao et al. 2022, Alg. 2, without tiling), with
   P the weights and O the output:
@@ -244,13 +247,19 @@ def _attention_heads_major(q, k, v, mask):
   ([T, S]); on CPU this backward measured faster than autodiff of the forward
   (docs/performance.md, attention benchmark).
   """
-  return _attention_heads_major_fwd(q, k, v, mask)[0]
+  return _attention_heads_major_fwd(q, k, v, mask, bias)[0]
 
 
-def _attention_heads_major_fwd(q, k, v, mask):
+def _add_bias(scores: jax.Array, bias: jax.Array | None) -> jax.Array:
+  """float32 scores (+ a bias broadcastable to them)."""
+  scores = scores.astype(jnp.float32)
+  return scores if bias is None else scores + bias.astype(jnp.float32)
+
+
+def _attention_heads_major_fwd(q, k, v, mask, bias=None):
   scale = jnp.asarray(1.0 / (q.shape[-1] ** 0.5), q.dtype)
   scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)           # (B, N, T, S)
-  p = masked_softmax(scores.astype(jnp.float32), mask).astype(v.dtype)
+  p = masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
   o = jnp.einsum("bnts,bnsh->bnth", p, v)                         # (B, N, T, h)
   return o, (q, k, v, p, o, mask)
 
@@ -266,28 +275,29 @@ def _attention_heads_major_bwd(res, do):
   ds = ds * scale
   dq = jnp.einsum("bnts,bnsh->bnth", ds, k)
   dk = jnp.einsum("bnts,bnth->bnsh", ds, q)
-  return dq, dk, dv, None
+  return dq, dk, dv, None, None
 
 
 _attention_heads_major.defvjp(_attention_heads_major_fwd, _attention_heads_major_bwd)
 
 
 def _einsum_core(q, k, v, mask, *, heads_major: bool, dropout_rate: float = 0.0,
-                 dropout_rng=None, need_weights: bool = True):
-  """softmax(q kᵀ / √h) v, the reference. Returns (out, weights [B, N, T, S]).
+                 dropout_rng=None, need_weights: bool = True, bias=None):
+  """softmax(q kᵀ / √h + bias) v, the reference. Returns (out, weights
+  [B, N, T, S]). ``bias`` (broadcastable to [B, N, T, S]) is a constant.
 
   Heads-major without dropout and without weights uses the hand-written
   backward of :func:`_attention_heads_major` (same values; weights None).
   """
   use_dropout = dropout_rng is not None and dropout_rate > 0.0
   if heads_major and not use_dropout and not need_weights:
-    return _attention_heads_major(q, k, v, mask), None
+    return _attention_heads_major(q, k, v, mask, bias), None
   scale = 1.0 / jnp.sqrt(jnp.asarray(q.shape[-1], jnp.float32)).astype(q.dtype)
   if heads_major:                                      # q (B, N, T, h)
     scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)
   else:                                                # q (B, T, N, h)
     scores = jnp.einsum("btnh,bsnh->bnts", q * scale, k)
-  weights = masked_softmax(scores.astype(jnp.float32), mask).astype(v.dtype)
+  weights = masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
   dropped = weights
   if dropout_rng is not None and dropout_rate > 0.0:
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
@@ -299,18 +309,22 @@ def _einsum_core(q, k, v, mask, *, heads_major: bool, dropout_rate: float = 0.0,
   return out, weights
 
 
-def _library_core(q, k, v, mask, is_causal: bool, implementation: str):
-  """``jax.nn.dot_product_attention`` on [B, T, N, h]; fully masked rows -> 0."""
+def _library_core(q, k, v, mask, is_causal: bool, implementation: str, bias=None):
+  """``jax.nn.dot_product_attention`` on [B, T, N, h] (``bias`` broadcastable
+  to [B, N, T, S], in q's dtype); fully masked rows -> 0."""
+  if bias is not None:
+    bias = jnp.broadcast_to(bias, (bias.shape[0], q.shape[2], q.shape[1],
+                                   k.shape[1])).astype(q.dtype)
   if implementation == "cudnn":
     try:
-      out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
-                                         implementation="cudnn")
+      out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
+                                         is_causal=is_causal, implementation="cudnn")
     except Exception as e:  # noqa: BLE001 - shapes/masks cudnn rejects at trace time
       _note_path("cudnn", "xla", f"cudnn rejected the call: {type(e).__name__}")
       implementation = "xla"
   if implementation == "xla":
-    out = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal,
-                                       implementation="xla")
+    out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
+                                       is_causal=is_causal, implementation="xla")
   if mask is not None:  # the library gives uniform weights there; we give 0
     any_key = jnp.any(mask, axis=-1)                   # (B|1, N|1, T|1)
     any_key = jnp.moveaxis(any_key, 1, 2)[..., None]   # (B|1, T|1, N|1, 1)
@@ -368,21 +382,36 @@ class MultiHeadAttention(nnx.Module):
   Parameters are laid out as ``nnx.MultiHeadAttention``'s: ``query/key/value``
   kernels [D, N, h] with biases [N, h], ``out`` kernel [N, h, D_out].
 
+  ``position`` puts a position term into self-attention
+  (:mod:`attention_jax.positions`): ``"rope"`` rotates queries and keys,
+  ``"alibi"`` adds −m_h·|i − j| to the scores; None (the default, and always
+  for cross-attention) adds nothing. Positions are ``positions [B|1, T]``
+  (default 0…T−1).
+
   Incremental decoding uses an explicit cache (a pytree, no hidden state):
   ``init_cache(B, L)`` -> ``{"key", "value": [B, N, L, h], "index": int32 []}``
-  and ``decode(x [B, t, D], cache)`` appends t positions and attends causally
-  over everything cached so far.
+  (with ALiBi also the keys' ``"positions" [B, L]``) and ``decode(x [B, t, D],
+  cache)`` appends t positions and attends causally over everything cached so
+  far. Keys are cached rotated (RoPE), so each is rotated once.
   """
 
   def __init__(self, in_features: int, num_heads: int, *,
                kv_features: int | None = None, qkv_features: int | None = None,
                out_features: int | None = None, dropout_rate: float = 0.0,
                use_bias: bool = True, implementation: str = "auto",
-               rngs: nnx.Rngs):
+               position: str | None = None, rngs: nnx.Rngs):
     qkv = qkv_features or in_features
     if qkv % num_heads:
       raise ValueError(f"features {qkv} not divisible by num_heads {num_heads}")
+    if position not in (None, *positions_lib.ATTENTION_SCHEMES):
+      raise ValueError(f"attention position term {position!r}; allowed: None, "
+                       + ", ".join(positions_lib.ATTENTION_SCHEMES))
+    if position == "rope" and (qkv // num_heads) % 2:
+      raise ValueError(f"rope needs an even head dimension, got {qkv // num_heads}")
     self.num_heads, self.head_dim = num_heads, qkv // num_heads
+    self.position = position
+    self.alibi_slopes = (tuple(positions_lib.alibi_slopes(num_heads))
+                         if position == "alibi" else None)
     self.dropout_rate = dropout_rate
     self.implementation = implementation
     kv_features = kv_features or in_features
@@ -416,13 +445,20 @@ class MultiHeadAttention(nnx.Module):
     return (self._project(self.key, inputs_kv, True),
             self._project(self.value, inputs_kv, True))
 
+  def _bias(self, q_positions, k_positions) -> jax.Array | None:
+    """ALiBi's score bias [B|1, N, T, S], or None."""
+    if self.position != "alibi":
+      return None
+    return positions_lib.alibi_bias(self.alibi_slopes, q_positions, k_positions)
+
   def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array | None = None,
                mask: jax.Array | None = None, *, is_causal: bool = False,
                kv: tuple[jax.Array, jax.Array] | None = None,
                dropout_rng: jax.Array | None = None,
-               return_weights: bool = False):
+               return_weights: bool = False, positions: jax.Array | None = None):
     """inputs_q [B, T, D], inputs_kv [B, S, D_kv] (or precomputed ``kv``) ->
-    (out [B, T, D_out], weights [B, N, T, S] or None)."""
+    (out [B, T, D_out], weights [B, N, T, S] or None). ``positions [B|1, T]``:
+    of the queries and (self-attention) keys, for the position term."""
     needs = return_weights or (dropout_rng is not None and self.dropout_rate > 0)
     used = resolve_implementation(self.implementation, inputs_q.dtype,
                                   self.head_dim, needs_weights=needs)
@@ -435,48 +471,74 @@ class MultiHeadAttention(nnx.Module):
       k = self._project(self.key, src, heads_major)
       v = self._project(self.value, src, heads_major)
     T, S = inputs_q.shape[1], k.shape[2 if heads_major else 1]
+    bias = None
+    if self.position is not None:
+      if kv is not None or inputs_kv is not None:
+        raise ValueError("a position term is for self-attention only")
+      if positions is None:
+        positions = jnp.arange(T)[None]
+      if self.position == "rope":
+        q = positions_lib.rope(q, positions, heads_major=heads_major)
+        k = positions_lib.rope(k, positions, heads_major=heads_major)
+      bias = self._bias(positions, positions)
     if used == "einsum":
       if is_causal:
         mask = combine_masks(mask, causal_mask(T, S))
       o, w = _einsum_core(q, k, v, mask, heads_major=True,
                           dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
-                          need_weights=return_weights)
+                          need_weights=return_weights, bias=bias)
       return self._output(o, True), w
     if heads_major:  # precomputed kv arrive heads-major
       q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))
-    o = _library_core(q, k, v, mask, is_causal, used)
+    o = _library_core(q, k, v, mask, is_causal, used, bias)
     return self._output(o, False), None
 
   def init_cache(self, batch_size: int, max_length: int, dtype=jnp.float32) -> dict:
     shape = (batch_size, self.num_heads, max_length, self.head_dim)
-    return {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype),
-            "index": jnp.zeros((), jnp.int32)}
+    cache = {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype),
+             "index": jnp.zeros((), jnp.int32)}
+    if self.position == "alibi":   # the keys' positions, for the bias
+      cache["positions"] = jnp.zeros((batch_size, max_length), jnp.int32)
+    return cache
 
   def decode(self, inputs: jax.Array, cache: dict, mask: jax.Array | None = None,
-             *, return_weights: bool = False):
+             *, return_weights: bool = False, positions: jax.Array | None = None):
     """Causal self-attention of t new positions [B, t, D] given ``cache``.
 
     Writes their keys/values at ``cache["index"]``, attends each new position
     i (absolute index+i) to cached positions ≤ index+i. ``mask`` [B, 1|t, L]
-    may also drop cached positions (e.g. padding). Returns (out, cache, weights).
+    may also drop cached positions (e.g. padding). ``positions [B|1, t]``:
+    the new tokens' positions for the position term (default: their slots,
+    index…index+t−1). Returns (out, cache, weights).
     """
     t = inputs.shape[1]
-    L = cache["key"].shape[2]
+    B, _, L, _ = cache["key"].shape
     idx = cache["index"]
+    if positions is None:
+      positions = (idx + jnp.arange(t))[None]
     q = self._project(self.query, inputs, True)          # (B, N, t, h)
     k = self._project(self.key, inputs, True)
     v = self._project(self.value, inputs, True)
+    if self.position == "rope":
+      q = positions_lib.rope(q, positions, heads_major=True)
+      k = positions_lib.rope(k, positions, heads_major=True)
     keys = jax.lax.dynamic_update_slice(cache["key"], k.astype(cache["key"].dtype),
                                         (0, 0, idx, 0))
     values = jax.lax.dynamic_update_slice(cache["value"],
                                           v.astype(cache["value"].dtype),
                                           (0, 0, idx, 0))
+    new_cache = {"key": keys, "value": values, "index": idx + t}
+    bias = None
+    if self.position == "alibi":
+      new_pos = jnp.broadcast_to(positions, (B, t)).astype(jnp.int32)
+      new_cache["positions"] = jax.lax.dynamic_update_slice(
+          cache["positions"], new_pos, (0, idx))
+      bias = self._bias(positions, new_cache["positions"])
     full_mask = causal_mask(t, L, offset=idx)            # (1, 1, t, L)
     if mask is not None:
       full_mask = full_mask & mask[:, None]
     o, w = _einsum_core(q, keys, values, full_mask, heads_major=True,
-                        need_weights=return_weights)
-    new_cache = {"key": keys, "value": values, "index": idx + t}
+                        need_weights=return_weights, bias=bias)
     return self._output(o, True), new_cache, w
 
 

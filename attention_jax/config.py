@@ -36,9 +36,11 @@ from attention_jax import checkpoint
 from attention_jax import data
 from attention_jax import metrics
 from attention_jax import models
+from attention_jax import positions
 from attention_jax import rnn
 from attention_jax import step
-from attention_jax.data import batching, long_range, parallel_text, tokenizers
+from attention_jax.data import (batching, long_range, parallel_text, synthetic,
+                                tokenizers)
 from attention_jax.errors import ConfigError
 from attention_jax.models import layers, sequence
 
@@ -74,7 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.num_heads = 4
   c.model.mlp_dim = 0             # feed-forward width; 0 = 4 * hidden_size
   c.model.pre_ln = True           # True: pre-LN (GPT-2); False: post-LN (Vaswani 2017)
-  c.model.max_positions = 256     # KV-cache length; GPT's learned position table
+  c.model.max_positions = 256     # KV-cache length; learned position tables
+  c.model.position = "auto"       # auto | sinusoidal | learned | rope | alibi | none
+                                  #   (auto: transformer sinusoidal, gpt learned)
   c.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
   c.model.attention_dropout = 0.0  # dropout on attention weights
   c.model.tie_embeddings = True   # output projection = target embedding transposed
@@ -316,6 +320,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
            attention.LUONG_SCORES)
   _allowed("model.attention_impl", config.model.attention_impl,
            attention.IMPLEMENTATIONS)
+  _allowed("model.position", config.model.position, positions.SCHEMES)
   _allowed("train.schedule", config.train.schedule, tuple(step.SCHEDULES))
   _allowed("train.optimizer", config.train.optimizer, tuple(step.OPTIMIZERS))
   _allowed("checkpoint.on_corrupt", config.checkpoint.on_corrupt,
@@ -422,17 +427,37 @@ def _validate_attention_models(config) -> None:
   if m.hidden_size % m.num_heads:
     raise ConfigError(f"config key 'model.hidden_size' ({m.hidden_size}) must be "
                       f"divisible by 'model.num_heads' ({m.num_heads})")
-  if m.name == "gpt" and d.task != "text":
+  scheme = positions.resolve(m.position, m.name)
+  if scheme == "none" and m.name == "transformer":
+    raise ConfigError("config key 'model.position' is 'none', but model "
+                      "'transformer' has an encoder, which without positions sees "
+                      "a bag of tokens; 'none' is for the decoder-only 'gpt'")
+  if scheme == "rope" and (m.hidden_size // m.num_heads) % 2:
+    raise ConfigError(f"config key 'model.position' is 'rope', which rotates "
+                      f"pairs of features: the head dimension 'model.hidden_size' / "
+                      f"'model.num_heads' ({m.hidden_size // m.num_heads}) must be even")
+  if m.name == "gpt" and d.task != "text" and d.task not in data.SYNTHETIC_TASKS:
     raise ConfigError(f"config key 'data.task' has value {d.task!r}; model 'gpt' "
-                      "is a language model: allowed: 'text'")
-  if m.name == "gpt" and d.max_length > m.max_positions:
+                      "trains on 'text' (a language model) or on a synthetic task "
+                      f"(decoder-only sequence to sequence: {data.describe_synthetic()})")
+  if m.name == "gpt" and d.task == "text" and d.max_length > m.max_positions:
     raise ConfigError(f"config key 'data.max_length' ({d.max_length}) must be <= "
                       f"'model.max_positions' ({m.max_positions})")
-  if m.name == "transformer" and d.task in data.SYNTHETIC_TASKS:
-    need = max(d.train_max_length, d.eval_max_length) + 1
-    if need > m.max_positions:
-      raise ConfigError(f"config key 'model.max_positions' ({m.max_positions}) must "
-                        f"be >= the longest target + 1 ({need})")
+  if d.task not in data.SYNTHETIC_TASKS:
+    return
+  (src_w, tgt_w), which = max(
+      (synthetic.widths(d.task, d.train_max_length), "train"),
+      (synthetic.widths(d.task, d.eval_max_length), "eval"), key=lambda x: sum(x[0]))
+  if m.name == "gpt":
+    need, what = src_w + tgt_w + 1, ("the longest source + separator + target "
+                                     f"({which}: {src_w} + 1 + {tgt_w})")
+  else:
+    need, what = tgt_w + 1, f"the longest target + 1 ({tgt_w} + 1)"
+    if scheme == "learned" and src_w > need:
+      need, what = src_w, f"the longest source ({src_w}), the learned table's rows"
+  if need > m.max_positions:
+    raise ConfigError(f"config key 'model.max_positions' ({m.max_positions}) must "
+                      f"be >= {what} = {need}")
 
 
 def _validate_per_model(config) -> None:

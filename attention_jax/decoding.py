@@ -28,9 +28,11 @@ PAD and BOS are never produced.
 
 A model whose decoder state holds a bounded number of positions (the
 Transformer's KV cache, ``model.max_positions`` long) says so with a
-``decode_positions`` attribute; ``L`` is then capped so that every decode step
-writes inside the cache (greedy: ``L`` steps; beam search: ``L + 1``), with a
-one-line warning naming ``model.max_positions`` — never a silent clamp.
+``decode_positions`` attribute (a decoder-only model, whose cache also holds
+the source, with ``decode_capacity(source_width)``); ``L`` is then capped so
+that every decode step writes inside the cache (greedy: ``L`` steps; beam
+search: ``L + 1``), with a one-line warning naming ``model.max_positions`` —
+never a silent clamp.
 """
 
 from __future__ import annotations
@@ -76,18 +78,24 @@ def example_max_lengths(src: jax.Array, L: int, a: float | None, b: float | None
   return jnp.clip(m, 1, L)
 
 
-def cap_to_model(model, L: int, extra_steps: int = 0) -> int:
+def cap_to_model(model, L: int, extra_steps: int = 0, source_width: int = 0) -> int:
   """``L`` capped so that ``L + extra_steps`` decode steps fit the model's
-  decoder state (``model.decode_positions``, absent = unbounded); warns once
+  decoder state (``model.decode_positions``, or
+  ``model.decode_capacity(source_width)``; absent = unbounded); warns once
   per call when it cuts."""
   capacity = getattr(model, "decode_positions", None)
+  if hasattr(model, "decode_capacity"):
+    capacity = model.decode_capacity(source_width)
   if capacity is None or L + extra_steps <= capacity:
     return L
   capped = max(1, capacity - extra_steps)
+  source = (f" ({source_width} of them hold the source)"
+            if hasattr(model, "decode_capacity") else "")
   logging.warning(
       "decode limit of %d tokens exceeds the KV cache of model.max_positions=%d "
-      "positions: output capped at %d tokens (train with a larger "
-      "model.max_positions to decode longer)", L, capacity, capped)
+      "positions%s: output capped at %d tokens (train with a larger "
+      "model.max_positions to decode longer)", L,
+      getattr(model, "max_positions", capacity), source, capped)
   return capped
 
 
@@ -116,7 +124,7 @@ def _attention_struct(model, memory, state, B: int):
 def _sequential_search(model, src, L, choose, max_length_a, max_length_b,
                        rng=None) -> Hypotheses:
   """One token per step for each sequence; ``choose(logp, rng) -> token``."""
-  L = cap_to_model(model, L)                     # L decode steps: 0 … L-1
+  L = cap_to_model(model, L, source_width=src.shape[1])   # L steps: 0 … L-1
   B = src.shape[0]
   memory = model.encode(src)
   state = model.init_decode_state(memory)
@@ -278,7 +286,8 @@ def beam_search(model, src: jax.Array, max_length: int, *, beam_size: int,
   K = beam_size
   B = src.shape[0]
   BK = B * K
-  L = cap_to_model(model, max_length, extra_steps=1)   # BOS step + L steps
+  L = cap_to_model(model, max_length, extra_steps=1,
+                   source_width=src.shape[1])          # BOS step + L steps
   memory = model.encode(src)
   limit = example_max_lengths(src, L, max_length_a, max_length_b)    # (B,)
   state = model.init_decode_state(memory)

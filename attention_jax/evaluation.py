@@ -71,11 +71,60 @@ def bucket_edges(config, lengths: np.ndarray) -> list[int]:
   return edges or metrics_lib.auto_bucket_edges(lengths)
 
 
-def csv_columns(unit: str) -> tuple[str, ...]:
-  """Columns of ``S_by_length.csv``; the bucket bounds name the length unit."""
+ALIGNMENT_COLUMNS = ("alignment_accuracy", "gold_attention_mass", "aligned_tokens",
+                     "unaligned_tokens")
+
+
+def csv_columns(unit: str, alignment: bool = False) -> tuple[str, ...]:
+  """Columns of ``S_by_length.csv``; the bucket bounds name the length unit;
+  with ``alignment``, the attention-vs-gold columns."""
   return ("bucket", f"min_{unit}", f"max_{unit}", "count", "bleu", "bleu_ci_low",
           "bleu_ci_high", "chrf", "chrf_ci_low", "chrf_ci_high",
-          "sequence_accuracy", "token_accuracy", "perplexity", "loss")
+          "sequence_accuracy", "token_accuracy", "perplexity", "loss",
+          *(ALIGNMENT_COLUMNS if alignment else ()))
+
+
+def alignment_note(model_name: str) -> str:
+  """What the alignment scores of ``model_name`` are computed on, in words."""
+  which = ("the last decoder layer's cross-attention averaged over heads "
+           "(every layer and head: alignment_by_layer_head)"
+           if model_name == "transformer" else "the attention weights")
+  return (f"{which}, teacher-forced on the reference, against the task's gold "
+          "alignment; alignment_accuracy = share of aligned target tokens whose "
+          "largest weight is on the gold source token, gold_attention_mass = mean "
+          "weight on it; target tokens without a unique gold source (a repeated "
+          "symbol of sort, a function word of reorder) are left out and counted "
+          "(unaligned_tokens); EOS is not a token to align")
+
+
+def alignment_by_layer_head(run, params, config, split: str, task=None
+                            ) -> dict[str, Any] | None:
+  """Alignment scores of every decoder layer and head (models with
+  ``cross_attention_weights``, i.e. the Transformer) on ``split``, plus each
+  layer's head average; None for other models or tasks without alignment."""
+  task = run.task if task is None else task
+  data = task.eval_set(split)
+  model = run.model
+  if "align" not in data or not hasattr(model, "cross_attention_weights"):
+    return None
+  graphdef = run.graphdef
+
+  def sums(params, batch):
+    m = step_lib.merge_for_compute(graphdef, params, config)
+    w = m.cross_attention_weights(batch["src"], batch["tgt_in"])   # (B, L, N, T, S)
+    w = jnp.concatenate([w, w.mean(axis=2, keepdims=True)], axis=2)  # + head mean
+    out = metrics_lib.alignment_sums(w, batch["align"][:, None, None, :])
+    return {f"each_{k}": v for k, v in out.items()}                 # (B, L, N+1)
+
+  _, each = step_lib.run_eval(jax.jit(sums), params, data, config.eval.batch_size)
+  hits, mass, aligned = (each[f"each_{k}"].sum(0) for k in ("hits", "mass", "aligned"))
+  acc = (hits / np.maximum(aligned, 1)).round(6)
+  gold = (mass / np.maximum(aligned, 1)).round(6)
+  return {"layers": int(acc.shape[0]), "heads": int(acc.shape[1] - 1),
+          "alignment_accuracy": acc[:, :-1].tolist(),
+          "gold_attention_mass": gold[:, :-1].tolist(),
+          "head_mean_alignment_accuracy": acc[:, -1].tolist(),
+          "head_mean_gold_attention_mass": gold[:, -1].tolist()}
 
 
 def scoring(task, config, split: str) -> dict[str, Any]:
@@ -128,6 +177,8 @@ def report(records: metrics_lib.ExampleRecords, config, *, split: str,
       "overall": metrics_lib.summarize(records, intervals=True),
       "by_length": metrics_lib.summarize_by_length(records, edges, intervals=True),
   }
+  if records.alignment is not None:
+    out["alignment"] = alignment_note(config.model.name)
   if task is not None and hasattr(task, "held_out"):
     out["held_out"] = task.held_out()
   by_unk = metrics_lib.summarize_by_unk(records)
@@ -196,7 +247,7 @@ def write_report(rep: dict[str, Any], out_dir: str,
     f.write("\n")
   _write_atomic(paths["json"], write_json)
 
-  columns = csv_columns(unit)
+  columns = csv_columns(unit, alignment="alignment" in rep)
 
   def cell(row, col):
     key = {f"min_{unit}": "min_length", f"max_{unit}": "max_length"}.get(col, col)
@@ -250,12 +301,26 @@ def format_report(rep: dict[str, Any]) -> str:
     lines.append("  signatures: " + "; ".join(
         f"{k} {v}" for k, v in sc["signatures"].items())
         + "; [low, high] = 95% bootstrap interval")
+  if o.get("alignment_accuracy") is not None:
+    lines.append(f"  alignment (teacher-forced attention vs gold): alignment_accuracy "
+                 f"{o['alignment_accuracy']:.4f}  gold_attention_mass "
+                 f"{o['gold_attention_mass']:.4f} over {o['aligned_tokens']} aligned "
+                 f"target tokens ({o['unaligned_tokens']} without a unique gold "
+                 "source left out)")
+  heads = rep.get("alignment_by_layer_head")
+  if heads:
+    lines.append("  alignment_accuracy by decoder layer (head mean; heads): " + "; ".join(
+        f"layer {l + 1} {m:.3f} ({', '.join(f'{a:.2f}' for a in accs)})"
+        for l, (m, accs) in enumerate(zip(heads["head_mean_alignment_accuracy"],
+                                           heads["alignment_accuracy"]))))
   unit = rep.get("length_unit", "tokens")
   for row in rep["by_length"]:
     acc = ("-" if row["sequence_accuracy"] is None
            else f"{row['sequence_accuracy']:.3f}")
+    align = ("" if row.get("alignment_accuracy") is None
+             else f"  alignment_accuracy {row['alignment_accuracy']:.3f}")
     lines.append(f"  source {unit} {row['bucket']:>7}: n={row['count']:<5d} "
-                 f"bleu {_with_ci(row, 'bleu'):>22}  sequence_accuracy {acc}")
+                 f"bleu {_with_ci(row, 'bleu'):>22}  sequence_accuracy {acc}{align}")
   return "\n".join(lines)
 
 
@@ -279,6 +344,9 @@ def evaluate_workdir(workdir: str, split: str = "test", *,
   records = collect(run, run.state.params, config, split)
   rep = report(records, config, split=split, step=int(run.state.step),
                workdir=workdir, task=run.task)
+  heads = alignment_by_layer_head(run, run.state.params, config, split)
+  if heads is not None:
+    rep["alignment_by_layer_head"] = heads
   sources = run.task.eval_sources(split) if hasattr(run.task, "eval_sources") else None
   return rep, write_report(rep, os.path.join(workdir, "eval"), records, sources)
 
@@ -337,9 +405,11 @@ def translate(model, config, task, texts: Sequence[str],
   ``output`` (token strings, EOS included if produced), ``text`` (the
   detokenized translation), ``score``, ``attention`` ([len(output),
   len(source)] numpy, or None for a model without attention), ``unknown``
-  (parts of the text that became ``<unk>``), ``tokens`` (source tokens) and
-  ``warning`` (a line when the input is longer than the training sources,
-  else None).
+  (parts of the text that became ``<unk>``), ``tokens`` (source tokens),
+  ``gold`` (the task's gold alignment of the reference target: per target
+  position the source position, −1 for none; None when the task does not
+  know it for typed text) and ``warning`` (a line when the input is longer
+  than the training sources, else None).
 
   Real text longer than ``data.max_length`` tokens is cut to it, as
   evaluation cuts its sources, so ``translate --file`` of a split's sources
@@ -362,7 +432,9 @@ def translate(model, config, task, texts: Sequence[str],
       if cut:
         row = row[:limit]
     ids.append(row)
-    extra.append({"unknown": unknown, "tokens": len(row), "warning": warning})
+    gold = (task.gold_alignment(row) if hasattr(task, "gold_alignment") else None)
+    extra.append({"unknown": unknown, "tokens": len(row), "warning": warning,
+                  "gold": gold})
   S = max(len(r) for r in ids)
   B = config.eval.batch_size
   graphdef, params = nnx.split(model)

@@ -15,7 +15,7 @@ import optax
 from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import _compute_p_value
 
-from attention_jax.data.vocab import PAD
+from attention_jax.data.vocab import EOS, PAD
 
 
 def cross_entropy(logits: jax.Array, targets: jax.Array,
@@ -64,6 +64,49 @@ def sequence_correct(predictions: jax.Array, targets: jax.Array) -> jax.Array:
   predictions = predictions[:, :T]
   mask = targets != PAD
   return jnp.all((predictions == targets) | ~mask, axis=1)
+
+
+def alignment_sums(attention: jax.Array, gold: jax.Array,
+                   targets: jax.Array | None = None) -> dict[str, jax.Array]:
+  """Attention against a gold alignment, summed over target positions.
+
+  attention [..., T, S] (row t: the weights used to predict target token t),
+  gold [..., T] int (the gold source position of target token t, −1 for
+  none; broadcast against attention's leading axes), targets [..., T] (PAD
+  and EOS are not tokens to align). Returns per leading index:
+
+  * ``aligned``: target tokens with a gold source position;
+  * ``hits``: of those, how many put their largest weight on it (argmax;
+    ties go to the first position);
+  * ``mass``: the summed weight α_t(gold_t) on the gold position;
+  * ``unaligned``: target tokens (not PAD/EOS) left out: no unique gold source.
+
+  ``alignment_accuracy = hits / aligned`` and ``gold_attention_mass =
+  mass / aligned`` (:func:`summarize`). An attention matrix equal to the gold
+  alignment scores 1 and 1; uniform attention over S positions has mass 1/S.
+  """
+  aligned = gold >= 0
+  safe = jnp.maximum(gold, 0)
+  picked = jnp.take_along_axis(
+      attention, jnp.broadcast_to(safe[..., None], (*attention.shape[:-1], 1)), -1)
+  hits = (jnp.argmax(attention, -1) == gold) & aligned
+  out = {"aligned": aligned.sum(-1).astype(jnp.float32),
+         "hits": hits.sum(-1).astype(jnp.float32),
+         "mass": jnp.where(aligned, picked[..., 0].astype(jnp.float32), 0.0).sum(-1)}
+  if targets is not None:
+    real = (targets != PAD) & (targets != EOS)
+    out["unaligned"] = (real & ~aligned).sum(-1).astype(jnp.float32)
+  return out
+
+
+def alignment_ratios(hits, mass, aligned) -> dict[str, float | None]:
+  """``alignment_accuracy`` and ``gold_attention_mass`` of summed counts
+  (None when no token is aligned)."""
+  n = float(np.sum(aligned))
+  if n == 0:
+    return {"alignment_accuracy": None, "gold_attention_mass": None}
+  return {"alignment_accuracy": float(np.sum(hits)) / n,
+          "gold_attention_mass": float(np.sum(mass)) / n}
 
 
 # --------------------------------------------------------------------------
@@ -261,7 +304,10 @@ class ExampleRecords:
   (EOS included); ``correct``: teacher-forced argmax hits; ``exact``: the
   decoded hypothesis equals the target; ``hypotheses`` are detokenized,
   ``references`` the raw reference text; ``src_length`` is in the task's
-  ``length_unit`` (words of the raw source for real text).
+  ``length_unit`` (words of the raw source for real text). ``alignment``
+  (attention models on tasks with a gold alignment): per-example
+  :func:`alignment_sums` of the teacher-forced attention, keys ``aligned``,
+  ``hits``, ``mass``, ``unaligned`` ([N] each); None otherwise.
   """
   src_length: np.ndarray            # [N] int
   loss: np.ndarray                  # [N] float
@@ -271,6 +317,7 @@ class ExampleRecords:
   hypotheses: list[str]
   references: list[str]
   src_has_unk: np.ndarray | None = None   # [N] bool
+  alignment: dict[str, np.ndarray] | None = None
 
 
 def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
@@ -281,10 +328,18 @@ def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
   ``token_accuracy`` (teacher-forced), ``sequence_accuracy`` (exact match of
   the decoded output), and with ``text`` ``bleu``/``chrf`` (with
   ``intervals``, also ``bleu_ci``/``chrf_ci``: 95% bootstrap intervals
-  ``[low, high]``). Metrics of an empty group are None.
+  ``[low, high]``). Metrics of an empty group are None. With
+  ``r.alignment``: ``alignment_accuracy``, ``gold_attention_mass``
+  (:func:`alignment_sums`), ``aligned_tokens`` and ``unaligned_tokens`` (left
+  out: no unique gold source).
   """
   idx = np.arange(len(r.loss)) if index is None else np.asarray(index)
   out: dict[str, Any] = {"count": int(len(idx))}
+  if r.alignment is not None:
+    a = {k: v[idx] for k, v in r.alignment.items()}
+    out.update(alignment_ratios(a["hits"], a["mass"], a["aligned"]),
+               aligned_tokens=int(a["aligned"].sum()),
+               unaligned_tokens=int(a["unaligned"].sum()))
   text_keys = [k for name in TEXT_METRICS
                for k in ([name, f"{name}_ci"] if intervals else [name])]
   if len(idx) == 0:

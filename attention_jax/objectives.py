@@ -38,6 +38,15 @@ class Seq2Seq:
   hypotheses against the split's raw references
   (``task.eval_references(split)``, found through each example's ``row``),
   each with its sacrebleu signature (``bleu_signature``, ``chrf_signature``).
+
+  Attention models on tasks with a gold alignment (the batch has ``align``,
+  the model's ``aux`` has ``"attention"``) also report how their
+  teacher-forced attention matches it: ``alignment_accuracy`` and
+  ``gold_attention_mass`` (``metrics.alignment_sums``).
+
+  A decoder-only model (``gpt``) trains with the same loss: its
+  ``model(src, tgt_in)`` scores the target positions of one sequence
+  [source; BOS; target], so the loss covers the target tokens only.
   """
 
   def __init__(self, task=None, config=None, split: str = "eval"):
@@ -63,7 +72,7 @@ class Seq2Seq:
 
   def eval_batch(self, model, batch):
     src, tgt_out = batch["src"], batch["tgt_out"]
-    logits, _ = model(src, batch["tgt_in"])
+    logits, aux = model(src, batch["tgt_in"])
     loss, n = metrics_lib.cross_entropy_per_example(logits, tgt_out)
     hits = (jnp.argmax(logits, -1) == tgt_out) & (tgt_out != PAD)
     hyp = self.decode(model, src, tgt_out.shape[1])
@@ -75,6 +84,9 @@ class Seq2Seq:
            "each_hyp": hyp.tokens}
     if "row" in batch:   # the example's index into the split's raw text
       out["each_row"] = batch["row"]
+    if "align" in batch and aux.get("attention") is not None:
+      sums = metrics_lib.alignment_sums(aux["attention"], batch["align"], tgt_out)
+      out.update({f"each_align_{k}": v for k, v in sums.items()})
     return out
 
   def records(self, each) -> metrics_lib.ExampleRecords:
@@ -91,11 +103,13 @@ class Seq2Seq:
       raw = task.eval_references(self.split)
       refs = [raw[i] for i in rows]
       lengths = np.asarray(task.eval_source_lengths(self.split))[rows]
+    alignment = {k[len("each_align_"):]: v for k, v in each.items()
+                 if k.startswith("each_align_")} or None
     return metrics_lib.ExampleRecords(
         src_length=lengths, loss=each["each_loss"],
         tokens=each["each_tokens"], correct=each["each_correct"],
         exact=each["each_exact"], hypotheses=hyps, references=refs,
-        src_has_unk=each["each_src_unk"])
+        src_has_unk=each["each_src_unk"], alignment=alignment)
 
   def finalize(self, sums, each):
     del sums
@@ -107,7 +121,8 @@ class Seq2Seq:
       for name in names:
         out[name] = metrics_lib.corpus_score(name, r.hypotheses, r.references)
         out[f"{name}_signature"] = metrics_lib.signature(name)
-    del out["count"]
+    for key in ("count", "aligned_tokens", "unaligned_tokens"):
+      out.pop(key, None)
     return out
 
 

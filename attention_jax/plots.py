@@ -8,6 +8,10 @@
   bootstrap interval as a band when the rows have one).
 * :func:`compare_by_length_figure` — BLEU against source length of several
   models in one figure, each with its interval band (``experiments.compare``).
+* :func:`save_probe_by_position`, :func:`save_probe_maps` — what linear
+  probes read out of the decoder's initial state (by source position, one
+  line per length) and out of each decoder state (step × position)
+  (``experiments.probe``).
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ import numpy as np  # noqa: E402
 
 
 def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
-                     out_tokens: Sequence[str], title: str | None = None):
+                     out_tokens: Sequence[str], title: str | None = None,
+                     gold: Sequence[int] | None = None):
   """weights [len(out_tokens), len(src_tokens)] in [0, 1] -> Figure.
 
-  Row t is the attention the model used to predict output token t.
+  Row t is the attention the model used to predict output token t. ``gold``:
+  the task's gold alignment of the reference (per target position t the
+  source position, −1 for none), outlined in red on rows that exist.
   """
   weights = np.asarray(weights, np.float32)
   T, S = weights.shape
@@ -39,6 +46,12 @@ def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
   fig, ax = plt.subplots(figsize=(w, h), dpi=110)
   ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="equal",
             interpolation="nearest")
+  for t, j in enumerate(list(gold or [])[:T]):
+    if 0 <= j < S:
+      ax.add_patch(plt.Rectangle((j - 0.5, t - 0.5), 1, 1, fill=False,
+                                 edgecolor="red", linewidth=1.2))
+  if gold is not None:
+    title = ((title + "; ") if title else "") + "red: gold"
   ax.set_xticks(np.arange(S))
   ax.set_xticklabels(list(src_tokens), rotation=90, fontsize=9)
   ax.set_yticks(np.arange(T))
@@ -56,8 +69,9 @@ def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
 
 def save_attention_heatmap(path: str, weights: np.ndarray,
                            src_tokens: Sequence[str], out_tokens: Sequence[str],
-                           title: str | None = None) -> str:
-  fig = attention_figure(weights, src_tokens, out_tokens, title)
+                           title: str | None = None,
+                           gold: Sequence[int] | None = None) -> str:
+  fig = attention_figure(weights, src_tokens, out_tokens, title, gold)
   _save(fig, path)
   return path
 
@@ -179,6 +193,80 @@ def save_gradient_curves(path: str, curve_rows: list[dict], decay_rows: list[dic
     fig.suptitle(title)
   fig.tight_layout()
   _save(fig, path, dpi=100)
+
+
+def save_probe_by_position(path: str, rows: Sequence[dict[str, Any]],
+                           title: str = "") -> str:
+  """Probe accuracy against source position, one line per source length
+  (colour: length), a column per probed state (``s``; LSTM ``h``, ``c``),
+  the trained model above and the same model at initialization below; the
+  dashed line is chance. ``rows``: ``probe.py``'s initial-state rows."""
+  states = sorted({r["state"] for r in rows})
+  lengths = sorted({r["length"] for r in rows})
+  cmap = plt.get_cmap("viridis")
+  color = {L: cmap(i / max(1, len(lengths) - 1)) for i, L in enumerate(lengths)}
+  fig, axes = plt.subplots(2, len(states), figsize=(5.0 * len(states), 6.4),
+                           squeeze=False, sharey=True, constrained_layout=True)
+  for c, name in enumerate(states):
+    for r_i, (key, when) in enumerate((("accuracy", "trained"),
+                                       ("control_accuracy", "at initialization"))):
+      ax = axes[r_i, c]
+      for L in lengths:
+        rs = sorted((r for r in rows if r["state"] == name and r["length"] == L),
+                    key=lambda r: r["position"])
+        ax.plot([r["position"] for r in rs], [r[key] for r in rs], color=color[L],
+                linewidth=1.0, marker="." if len(lengths) < 6 else None)
+      chance = np.mean([r["chance"] for r in rows if r["state"] == name])
+      ax.axhline(chance, color="0.4", linestyle="--", linewidth=0.8)
+      ax.set_ylim(-0.02, 1.02)
+      ax.set_xlabel("source position j")
+      ax.set_ylabel("probe accuracy (held-out sources)")
+      ax.set_title(f"initial state {name!r}, {when}", fontsize=9)
+      ax.grid(alpha=0.3)
+  sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(min(lengths), max(lengths)))
+  fig.colorbar(sm, ax=list(axes.ravel()), label="source length L", fraction=0.03)
+  if title:
+    fig.suptitle(title + "  (dashed: chance)", fontsize=10)
+  _save(fig, path, dpi=100)
+  return path
+
+
+def save_probe_maps(path: str, rows: Sequence[dict[str, Any]],
+                    needed: dict[int, Sequence[int] | None] | None = None,
+                    title: str = "") -> str:
+  """Probe accuracy of the decoder state after output step i (rows) for the
+  source token at position j (columns), one panel per probed length and
+  state. ``needed[L]``: per target position the gold source position; the
+  cell (i, needed[i−1]) — the token step i must write — is outlined in red."""
+  states = sorted({r["state"] for r in rows})
+  lengths = sorted({r["length"] for r in rows})
+  fig, axes = plt.subplots(len(states), len(lengths),
+                           figsize=(3.6 * len(lengths) + 1.0, 3.4 * len(states)),
+                           squeeze=False, constrained_layout=True)
+  im = None
+  for a, name in enumerate(states):
+    for b, L in enumerate(lengths):
+      ax = axes[a, b]
+      grid = np.full((L + 1, L), np.nan)
+      rs = [r for r in rows if r["state"] == name and r["length"] == L]
+      for r in rs:
+        grid[r["step"] - 1, r["position"] - 1] = r["accuracy"]
+      im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto",
+                     extent=(0.5, L + 0.5, L + 1.5, 0.5), interpolation="nearest")
+      for i, j in enumerate(list((needed or {}).get(L) or [])[:L]):
+        if j >= 0:
+          ax.add_patch(plt.Rectangle((j + 0.5, i + 0.5), 1, 1, fill=False,
+                                     edgecolor="red", linewidth=0.8))
+      chance = np.mean([r["chance"] for r in rs])
+      ax.set_title(f"{name!r}, length {L} (chance {chance:.2f})", fontsize=9)
+      ax.set_xlabel("source position j")
+      ax.set_ylabel("decoder step i (L+1: EOS)")
+  fig.colorbar(im, ax=list(axes.ravel()), label="probe accuracy", fraction=0.03)
+  if title:
+    fig.suptitle(title + ("\n(red: the source token step i must output)"
+                          if needed and any(needed.values()) else ""), fontsize=9)
+  _save(fig, path, dpi=100)
+  return path
 
 
 def _save(fig, path: str, dpi: int | None = None) -> None:

@@ -7,7 +7,11 @@ source into one ``hidden_size`` vector, RNNsearch (``rnnsearch``) attends over
 every encoder state, and the Transformer (``transformer``) attends without
 recurrence. Each model × hidden size × training-length limit trains on
 ``reverse`` (the first source symbol is needed last) and is evaluated on
-sources up to 2× the training limit (``eval/by_length.csv``).
+sources up to 2× the training limit (``eval/by_length.csv``, with the
+attention models' alignment accuracy against the gold anti-diagonal); linear
+probes (``attention_jax.probe``) read what each recurrent point's decoder
+initial state — the context vector — still holds (``probe/``), and the report
+compares them across hidden sizes.
 
   python -m experiments.sweep --config configs/bottleneck.py --workdir S --jobs 2
   python -m experiments.sweep --config configs/bottleneck.py:full --workdir S   # GPU/TPU
@@ -22,14 +26,15 @@ scored exact match 0.00/0.00/0.01 on lengths 26–30 and RNNsearch 1.00 at
 every size, while with lengths ≤ 20 and ≥ 8k steps the encoder–decoder
 catches up),
 ``full`` (4 sizes × 3 models × limits 10/20/30/50 × ``reverse`` and
-``reorder``; 20k steps), ``tiny`` (one point of a few steps, for tests).
+``reorder``; 20k steps), ``tiny`` (one ``rnnsearch`` point of a few steps,
+for tests: it exercises the probes and the alignment columns).
 """
 
 from configs import common
 
 MODELS = ("rnn_encdec", "rnnsearch")
 FULL_MODELS = ("rnn_encdec", "rnnsearch", "transformer")
-ANALYSES = ("by_length",)
+ANALYSES = ("by_length", "probe")
 REPORT = {
     "title": "Bottleneck: exact match against source length",
     "description": (
@@ -42,6 +47,7 @@ REPORT = {
     "by_length_extra": ("token_accuracy", "bleu"),
     "heatmap": {"where": {"model.name": "rnn_encdec"}, "rows": "model.hidden_size"},
     "contrast": "model.name",
+    "extra": ("probe", "alignment"),
 }
 
 
@@ -54,7 +60,7 @@ def get_config(arg=None):
 def sweep(arg=None):
   mode = common.parse_mode(arg, __file__, "full", "tiny")
   if mode == "tiny":
-    yield {"model.name": "rnn_encdec", "model.hidden_size": 16}
+    yield {"model.name": "rnnsearch", "model.hidden_size": 16}
     return
   if mode == "full":
     for task in ("reverse", "reorder"):

@@ -8,8 +8,9 @@ input longer than the longest training source (naming both lengths; real text
 is cut to data.max_length tokens, as evaluation cuts it), and, for real-text
 tokenizers, each input's <unk> count. A symbol outside a synthetic task's
 vocabulary is an error naming it and the vocabulary. With --plot, writes the
-alignment heatmap (source tokens across, output tokens down); with several
-inputs the i-th (i >= 2) goes to a-i.png.
+alignment heatmap (source tokens across, output tokens down; where the task
+knows the gold alignment of a typed source — copy, reverse, sort — its cells
+are outlined in red); with several inputs the i-th (i >= 2) goes to a-i.png.
 """
 
 import os
@@ -80,7 +81,7 @@ def main(argv):
     for r, path in zip(results, plot_paths(_PLOT.value, len(results))):
       plots.save_attention_heatmap(
           path, r["attention"], r["source"], r["output"],
-          title=f"{config.model.name} on {config.data.task}")
+          title=f"{config.model.name} on {config.data.task}", gold=r["gold"])
       print(f"wrote {path}", flush=True)
 
 

@@ -7,12 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from attention_jax import models, sweeps, train
+from attention_jax import evaluation, models, sweeps, train
 from attention_jax.data.vocab import PAD
 from attention_jax.sweeps import analyses, spec
 from conftest import ROOT, tiny_config
 
-CONFIGS = ("bottleneck", "vanishing", "reverse_source")
+CONFIGS = ("bottleneck", "vanishing", "reverse_source", "positions")
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -53,7 +53,7 @@ def test_tiny_point_report(tiny_point):
   for png in pngs:
     assert f"plots/{png}" in report
   workdir = sweep.points[0].workdir
-  if name in ("bottleneck", "reverse_source"):
+  if name in ("bottleneck", "reverse_source", "positions"):
     assert "by_length_sequence_accuracy.png" in pngs
     by_len = sweeps.read_csv(os.path.join(workdir, sweeps.BY_LENGTH_CSV))
     # Lengths 1..8 (2 × limit 4) of the held-out test split, which has no
@@ -65,6 +65,16 @@ def test_tiny_point_report(tiny_point):
     assert {"bleu", "chrf"} <= set(by_len[0])
     assert all(0 <= r["sequence_accuracy"] <= r["token_accuracy"] + 1e-9
                or r["sequence_accuracy"] == 0 for r in by_len)
+    if name == "bottleneck":
+      _check_probe_and_alignment(workdir, report, pngs, by_len)
+    if name == "positions":   # gpt, decoder-only, on reverse: where it falls
+      assert "## sequence accuracy by length: where each falls below half" in report
+      table = report.split("where each falls below half")[1]
+      row = next(l for l in table.splitlines()
+                 if l.startswith("| name=gpt position=alibi |"))
+      cells = [c.strip() for c in row.strip("|").split("|")]
+      assert len(cells) == 1 + 8 + 1                # point, 8 lengths, where
+      assert cells[-1] == "never (≤ 8)" or 2 <= int(cells[-1]) <= 8
   else:
     assert {"loss_ratio_vs_length.png", "gradient_norms.png"} <= set(pngs)
     grads = sweeps.read_csv(os.path.join(workdir, sweeps.GRADIENTS_CSV))
@@ -76,6 +86,32 @@ def test_tiny_point_report(tiny_point):
       assert g[0] < g[-1]   # a tanh recurrence: the signal decays back in time
     assert "‖g_1‖/‖g_T‖ init" in report
     assert rows[0]["loss_ratio"] == pytest.approx(rows[0]["loss"] / rows[0]["baseline_loss"])
+
+
+def _check_probe_and_alignment(workdir, report, pngs, by_len):
+  """The bottleneck's tiny point (rnnsearch) is probed, its attention scored
+  against the gold anti-diagonal, and the report has both sections."""
+  probe_dir = os.path.join(workdir, "probe")
+  assert {"initial_state.csv", "decoder_states.csv", "probe.json", "initial_state.png",
+          "decoder_states.png"} <= set(os.listdir(probe_dir))
+  rows = sweeps.read_csv(os.path.join(probe_dir, "initial_state.csv"))
+  assert {r["length"] for r in rows} == {3, 4}       # 2: under 20 test sources
+  assert len(rows) == 3 + 4 and {r["state"] for r in rows} == {"s"}
+  for r in rows:
+    assert r["selectivity"] == pytest.approx(r["accuracy"] - r["control_accuracy"],
+                                             abs=1e-5)
+    n = r["train_examples"] + r["test_examples"]      # distinct sources, <= 200
+    assert 20 <= n <= 200 and r["train_examples"] == round(0.8 * n)
+  assert "## What the decoder's initial state holds" in report
+  assert "probe_initial_state.png" in pngs
+  assert all(0 <= r["alignment_accuracy"] <= 1 and 0 < r["gold_attention_mass"] <= 1
+             for r in by_len)
+  assert "## Attention against the gold alignment" in report
+  rep, paths = evaluation.evaluate_workdir(workdir, "test")
+  o = rep["overall"]
+  assert 0 <= o["alignment_accuracy"] <= 1 and o["unaligned_tokens"] == 0
+  assert o["aligned_tokens"] == sum(r["aligned_tokens"] for r in rep["by_length"])
+  assert "alignment_accuracy" in open(paths["csv"]).readline()
 
 
 def test_length_stats_statement():

@@ -264,7 +264,8 @@ def test_transformer_decode_is_capped_at_its_cache_never_clamped(caplog, monkeyp
   np.testing.assert_allclose(np.asarray(b_small.scores), np.asarray(b_big.scores),
                              rtol=1e-5)
   # Not vacuous: with the cap removed the clamped cache decodes differently.
-  monkeypatch.setattr(decoding, "cap_to_model", lambda model, L, extra_steps=0: L)
+  monkeypatch.setattr(decoding, "cap_to_model",
+                      lambda model, L, extra_steps=0, source_width=0: L)
   clamped = np.asarray(_jit_search(decoding.greedy_search, small, max_length=20).tokens)
   assert not np.array_equal(clamped, big_tokens)
   np.testing.assert_array_equal(clamped[:, :6], big_tokens[:, :6])

@@ -50,6 +50,10 @@ def describe_tasks() -> str:
                                      *LM_TASKS, *LONG_RANGE_TASKS))
 
 
+def describe_synthetic() -> str:
+  return ", ".join(repr(t) for t in SYNTHETIC_TASKS)
+
+
 def is_text_task(task: str) -> bool:
   """Parallel text read through TFDS (``files`` or ``tfds:NAME``)."""
   return TASKS.get(_key(task)) is parallel_text.ParallelTextTask

@@ -383,6 +383,16 @@ class Pair:
   alignment: list[tuple[int, int]]   # (source position, target position)
 
 
+def target_alignment(pair: Pair) -> list[int]:
+  """Per target position, the source position of its aligned content word,
+  or −1 for a function word (article, relative pronoun, comma, conjunction,
+  full stop), which has no unique source."""
+  out = [-1] * len(pair.target)
+  for i, j in pair.alignment:
+    out[j] = i
+  return out
+
+
 def _pair(tree) -> Pair:
   en, de = realize(tree)
   src_pos = {item: i for i, (_, item) in enumerate(en) if item is not None}

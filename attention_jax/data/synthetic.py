@@ -28,6 +28,15 @@ Other tasks:
   ``0-9`` and ``+`` (``data.vocab_size`` is not used);
 * ``reorder``: an English-like grammar translated into German-like word order
   (:mod:`attention_jax.data.reorder`); lengths count source words.
+
+**Gold alignments.** Every task but ``addition`` knows which source token
+each target token comes from (:func:`gold_alignment`; evaluation scores
+attention against it): ``copy`` the diagonal, ``reverse`` the anti-diagonal,
+``sort`` the sorting permutation, ``reorder`` the permutation of content words
+the grammar built. A target token without a unique gold source — a symbol
+that occurs more than once in a ``sort`` source, a function word (article,
+comma, conjunction) of ``reorder``, EOS — gets −1: left out of the alignment
+scores, and counted.
 """
 
 from __future__ import annotations
@@ -120,9 +129,52 @@ def addition_strata(lo: int, hi: int) -> heldout.Strata:
                         enumerate_)
 
 
+ALIGNED_TASKS = ("copy", "reverse", "sort", "reorder")   # tasks with a gold alignment
+NO_GOLD = -1
+
+
+def gold_alignment(task: str, src: list[int]) -> list[int] | None:
+  """For each target position, the source position its token comes from, or
+  −1 where there is no unique one; None for a task without alignments
+  (``addition``) or computed elsewhere (``reorder``: the grammar's, see
+  :func:`attention_jax.data.reorder.generate`).
+
+  ``copy``: t -> t; ``reverse``: t -> n−1−t; ``sort``: t -> the position of
+  the t-th smallest symbol, −1 when that symbol occurs more than once.
+  """
+  n = len(src)
+  if task == "copy":
+    return list(range(n))
+  if task == "reverse":
+    return list(range(n - 1, -1, -1))
+  if task == "sort":
+    counts: dict[int, int] = {}
+    for x in src:
+      counts[x] = counts.get(x, 0) + 1
+    order = sorted(range(n), key=lambda j: src[j])      # stable: ties keep order
+    return [j if counts[src[j]] == 1 else NO_GOLD for j in order]
+  return None
+
+
+def alignment_rows(alignments, width: int) -> np.ndarray:
+  """[B, width] int32: row i holds ``alignments[i]`` then −1 (EOS, padding)."""
+  out = np.full((len(alignments), width), NO_GOLD, np.int32)
+  for i, a in enumerate(alignments):
+    out[i, :len(a)] = a
+  return out
+
+
 def addition_target(src: list[int]) -> list[int]:
   a, b = "".join(ADDITION_VOCAB.decode(src)).split("+")
   return ADDITION_VOCAB.encode(str(int(a) + int(b)))
+
+
+def widths(task: str, hi: int) -> tuple[int, int]:
+  """(source, target) widths of ``task``'s batches for lengths up to ``hi``
+  (target without EOS; ``addition``: two operands and ``+``, and the sum)."""
+  if task == "addition":
+    return 2 * hi + 1, hi + 1
+  return hi, hi   # reorder: generate() keeps targets within hi too
 
 
 class SyntheticTask:
@@ -202,16 +254,14 @@ class SyntheticTask:
     return np.random.default_rng([_HELD_OUT_STREAM, _SPLIT_IDS[split], index])
 
   def _widths(self, hi: int) -> tuple[int, int]:
-    if self.name == "addition":
-      return 2 * hi + 1, hi + 1
-    return hi, hi   # reorder: generate() keeps targets within hi too
+    return widths(self.name, hi)
 
   def examples(self, split: str, rng: np.random.Generator, n: int
                ) -> list[tuple[list[int], list[int]]]:
     """``n`` (source_ids, target_ids) pairs of ``split``'s sources, lengths
     in the split's range (``train_*`` or ``eval_*`` lengths)."""
     if self.name == "reorder":
-      return self._reorder_examples(split, rng, n)
+      return [(s, t) for s, t, _ in self._reorder_examples(split, rng, n)]
     out = []
     for _, row in self._strata[split].sample(rng, split, n):
       src = row.tolist()
@@ -220,9 +270,18 @@ class SyntheticTask:
       out.append((src, tgt))
     return out
 
+  def aligned_examples(self, split: str, rng: np.random.Generator, n: int
+                       ) -> list[tuple[list[int], list[int], list[int] | None]]:
+    """:meth:`examples` (the same draws) with each pair's gold alignment: per
+    target position the source position, −1 for none; None for ``addition``."""
+    if self.name == "reorder":
+      return self._reorder_examples(split, rng, n)
+    return [(s, t, gold_alignment(self.name, s))
+            for s, t in self.examples(split, rng, n)]
+
   def _reorder_examples(self, split: str, rng: np.random.Generator, n: int):
     """Grammar sentences of the split's lengths, rejection-sampled in blocks
-    until ``n`` belong to ``split``."""
+    until ``n`` belong to ``split``; with their content-word alignments."""
     lo, hi = self.train_lengths if split == "train" else self.eval_lengths
     rnd = random.Random(int(rng.integers(2**63)))
     want, out = _SPLIT_IDS[split], []
@@ -235,7 +294,7 @@ class SyntheticTask:
       for i, row in enumerate(src):
         padded[i, :len(row)] = row
       which = heldout.split_of(padded)
-      out += [(s, self.tgt_vocab.encode(p.target))
+      out += [(s, self.tgt_vocab.encode(p.target), reorder_lib.target_alignment(p))
               for s, p, k in zip(src, pairs, which) if k == want]
     return out[:n]
 
@@ -275,16 +334,28 @@ class SyntheticTask:
 
   def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:
     """``eval_examples`` pairs of the split (``eval`` or ``test``); ``row`` is
-    each example's index, mapping per-example results back to its text."""
+    each example's index, mapping per-example results back to its text;
+    ``align`` [N, T+1] (tasks with a gold alignment) the source position of
+    each ``tgt_out`` token, −1 for none (EOS, padding, no unique source)."""
     if split not in ("eval", "test"):
       raise ValueError(f"no evaluation split {split!r}; allowed: 'eval', 'test'")
     if split not in self._eval_cache:
       self._require(split)
-      ex = self.examples(split, self._rng(split, 0), self.eval_examples)
-      batch = pad_batch(ex, *self._widths(self.eval_lengths[1]))
+      ex = self.aligned_examples(split, self._rng(split, 0), self.eval_examples)
+      batch = pad_batch([(s, t) for s, t, _ in ex], *self._widths(self.eval_lengths[1]))
       batch["row"] = np.arange(len(ex), dtype=np.int32)
+      if self.name in ALIGNED_TASKS:
+        batch["align"] = alignment_rows([a for _, _, a in ex],
+                                        batch["tgt_out"].shape[1])
       self._eval_cache[split] = batch
     return self._eval_cache[split]
+
+  def gold_alignment(self, src: list[int]) -> list[int] | None:
+    """The gold alignment of a source typed in (``translate --plot``): known
+    for ``copy``, ``reverse`` and ``sort``; None for ``reorder`` (its
+    alignment comes from the grammar's tree, which a typed sentence does not
+    carry) and ``addition``."""
+    return gold_alignment(self.name, src)
 
   def detokenize(self, ids, side: str = "tgt") -> str:
     """Ids (stopping at EOS, skipping PAD/BOS) -> text."""

@@ -1,7 +1,7 @@
-"""A decoder-only Transformer language model (GPT; Radford et al. 2018, 2019).
+"""A decoder-only Transformer (GPT; Radford et al. 2018, 2019).
 
-A stack of causal self-attention blocks over token + learned position
-embeddings, predicting the next token:
+A stack of causal self-attention blocks over token embeddings plus a position
+signal, predicting the next token:
 
     h_0 = W_e[u] + W_p                                  (Radford et al. 2018, eq. 2)
     h_l = block(h_{l-1}),  l = 1…L   (masked multi-head self-attention, FFN)
@@ -11,15 +11,37 @@ GPT-2 (Radford et al. 2019) moved layer normalization to the input of each
 sub-block and added one after the last block: ``model.pre_ln = True`` (the
 default); ``False`` gives GPT-1's post-LN. The MLP uses GELU.
 
+``model.position`` (:mod:`attention_jax.positions`): ``auto``/``learned`` is
+the table W_p above (``model.max_positions`` rows); ``sinusoidal`` adds fixed
+sinusoids instead; ``rope`` and ``alibi`` act inside self-attention; ``none``
+gives no position signal at all (a causal decoder can still count: Haviv et
+al. 2022, Kazemnejad et al. 2023).
+
+Two uses, by the task's objective:
+
+* **language model** (``data.task = "text"``): ``__call__(tokens [B, T]) ->
+  logits [B, T, V]``; ``init_cache`` / ``decode`` run t new tokens at a time
+  through per-layer KV caches (prompt prefill, then one token per step:
+  ``attention_jax.decoding.sample_lm``);
+* **sequence-to-sequence as a decoder-only model** (the synthetic tasks): the
+  source, a separator (BOS) and the target are one sequence,
+  ``x_1 … x_S BOS y_1 … y_T``, and the loss is the cross-entropy of the target
+  tokens only — the setting of the length-extrapolation literature (Press et
+  al. 2022; Kazemnejad et al. 2023). ``__call__(src, tgt_in) -> (logits
+  [B, T+1, V_tgt], {})`` is the seq2seq protocol of ``models/seq2seq.py``
+  (``tgt_in`` = BOS y_1 … y_T), so the ``seq2seq`` objective, every decoding
+  mode, evaluation and the sweeps treat it like the encoder–decoders:
+  ``encode`` runs the source through the KV caches (prefill), ``decode_step``
+  decodes the target one token at a time through them. The vocabulary is the
+  target's ids followed by the source's (offset by the target vocabulary's
+  size), and the tied output layer scores the target ids only. Right padding
+  of the source is masked out as keys, and positions count real tokens only,
+  so a padded batch computes what each unpadded sequence would.
+
 ``model.scan_layers`` runs the L blocks in training as one ``lax.scan`` over
 their stacked parameters: the same function (tested), compiled once instead
 of L times — compile time that does not grow with depth (GPT-2-medium's 24
 blocks), at the cost of one copy of the block parameters per step.
-
-``__call__(tokens [B, T]) -> logits [B, T, V]`` for training;
-``init_cache`` / ``decode`` run t new tokens at a time through per-layer KV
-caches (prompt prefill with t = prompt length, then t = 1 per sampled token;
-the sampling loop is ``attention_jax.decoding.sample_lm``).
 """
 
 from __future__ import annotations
@@ -28,12 +50,17 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from attention_jax import attention
+from attention_jax import data as data_lib
+from attention_jax import positions as positions_lib
+from attention_jax.data.vocab import PAD
 from attention_jax.models.layers import Embed, dropout
-from attention_jax.models.transformer import STACK_KEYS, Block, _key
+from attention_jax.models.transformer import STACK_KEYS, Block, _key, attention_term
 
 
 class GPT(nnx.Module):
-  """Decoder-only causal LM for ``model.name = "gpt"``; vocabulary = target vocab."""
+  """Decoder-only causal Transformer for ``model.name = "gpt"``: a language
+  model on ``text``, a decoder-only seq2seq model on the synthetic tasks."""
 
   @staticmethod
   def config_keys(config) -> tuple[str, ...]:
@@ -44,41 +71,62 @@ class GPT(nnx.Module):
 
   def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
                rngs: nnx.Rngs):
-    del src_vocab_size
     m = config.model
     D = m.hidden_size
     self.max_positions, self.dropout_rate = m.max_positions, m.dropout
+    self.is_seq2seq = data_lib.task_class(config.data.task).objective == "seq2seq"
+    self.tgt_vocab_size = tgt_vocab_size
+    vocab = tgt_vocab_size + (src_vocab_size if self.is_seq2seq else 0)
+    self.position = positions_lib.resolve(m.position, "gpt")
     init = nnx.initializers.normal(0.02)
-    self.tok_embed = Embed(tgt_vocab_size, D, embedding_init=init, rngs=rngs)
-    self.pos_embed = Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
+    self.tok_embed = Embed(vocab, D, embedding_init=init, rngs=rngs)
+    self.pos_embed = (Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
+                      if self.position == "learned" else None)
     self.blocks = nnx.List([
         Block(D, m.num_heads, m.mlp_dim or 4 * D, cross=False, causal=True,
               pre_ln=m.pre_ln, dropout_rate=m.dropout,
               attention_dropout=m.attention_dropout, implementation=m.attention_impl,
-              activation="gelu", rngs=rngs)
+              activation="gelu", position=attention_term(self.position), rngs=rngs)
         for _ in range(m.num_layers)])
     self.final_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
     self.scan_layers = m.scan_layers
 
-  def _embed(self, tokens: jax.Array, offset=0) -> jax.Array:
-    pos = jnp.arange(tokens.shape[1]) + offset
-    return self.tok_embed(tokens) + self.pos_embed(pos)[None]      # (B, T, D)
+  def _embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
+    """W_e[tokens] + the position embedding of ``positions [B|1, T]``."""
+    h = self.tok_embed(tokens)                                       # (B, T, D)
+    if self.position == "learned":
+      h = h + self.pos_embed(positions)
+    elif self.position == "sinusoidal":
+      h = h + positions_lib.sinusoidal(positions, h.shape[-1]).astype(h.dtype)
+    return h
 
   def _logits(self, h: jax.Array) -> jax.Array:
     if self.final_norm is not None:
       h = self.final_norm(h)
     return self.tok_embed.attend(h)                                 # (B, T, V) tied
 
-  def __call__(self, tokens: jax.Array, dropout_rng=None) -> jax.Array:
-    """tokens [B, T] (T ≤ max_positions) -> next-token logits [B, T, V]."""
-    h = dropout(self._embed(tokens), self.dropout_rate, _key(dropout_rng, 0))
+  def _stack(self, h, dropout_rng, mask=None, positions=None) -> jax.Array:
     if self.scan_layers:
-      return self._logits(self._scan_blocks(h, dropout_rng))
+      return self._scan_blocks(h, dropout_rng, mask, positions)
     for i, block in enumerate(self.blocks):
-      h, _ = block(h, rng=_key(dropout_rng, i + 1))
-    return self._logits(h)
+      h, _ = block(h, self_mask=mask, rng=_key(dropout_rng, i + 1),
+                   positions=positions)
+    return h
 
-  def _scan_blocks(self, h: jax.Array, dropout_rng) -> jax.Array:
+  def __call__(self, tokens: jax.Array, tgt_in: jax.Array | None = None,
+               dropout_rng=None):
+    """Language model: tokens [B, T] (T ≤ max_positions with learned
+    positions) -> next-token logits [B, T, V]. Seq2seq (``tgt_in`` given):
+    src [B, S], tgt_in [B, T+1] -> (logits [B, T+1, V_tgt], {})."""
+    if tgt_in is not None:
+      return self._seq2seq(tokens, tgt_in, dropout_rng), {}
+    positions = jnp.arange(tokens.shape[1])[None]
+    h = dropout(self._embed(tokens, positions), self.dropout_rate,
+                _key(dropout_rng, 0))
+    return self._logits(self._stack(h, dropout_rng))
+
+  def _scan_blocks(self, h: jax.Array, dropout_rng, mask=None,
+                   positions=None) -> jax.Array:
     """The blocks as one ``lax.scan``: parameters stacked along a new leading
     axis [L, ...], block i keyed by ``fold_in(rng, i + 1)`` as in the loop."""
     graphdef = nnx.graphdef(self.blocks[0])
@@ -87,7 +135,8 @@ class GPT(nnx.Module):
 
     def body(h, inputs):
       state, i = inputs
-      h, _ = nnx.merge(graphdef, state)(h, rng=_key(dropout_rng, i))
+      h, _ = nnx.merge(graphdef, state)(h, self_mask=mask, rng=_key(dropout_rng, i),
+                                        positions=positions)
       return h, None
 
     h, _ = jax.lax.scan(body, h, (stacked, jnp.arange(1, len(self.blocks) + 1)))
@@ -98,11 +147,69 @@ class GPT(nnx.Module):
     dtype = self.tok_embed.embedding[...].dtype    # the compute dtype
     return [b.self_attn.init_cache(batch_size, L, dtype) for b in self.blocks]
 
-  def decode(self, tokens: jax.Array, cache: list):
-    """tokens [B, t] at positions index…index+t-1 -> (logits [B, t, V], cache)."""
-    h = self._embed(tokens, offset=cache[0]["index"])
+  def decode(self, tokens: jax.Array, cache: list, *, positions=None,
+             key_valid=None):
+    """tokens [B, t] into slots index…index+t-1 -> (logits [B, t, V], cache).
+
+    ``positions [B|1, t]``: the tokens' positions (default: their slots);
+    ``key_valid [B, L]``: cache slots that may be attended (default: all)."""
+    if positions is None:
+      positions = (cache[0]["index"] + jnp.arange(tokens.shape[1]))[None]
+    mask = None if key_valid is None else key_valid[:, None, :]     # (B, 1, L)
+    h = self._embed(tokens, positions)
     new = []
     for block, c in zip(self.blocks, cache):
-      h, c, _ = block.decode(h, c)
+      h, c, _ = block.decode(h, c, self_mask=mask, positions=positions)
       new.append(c)
     return self._logits(h), new
+
+  # ------------------------------------------------------------------
+  # Sequence to sequence, decoder-only: x_1 … x_S BOS y_1 … y_T
+
+  def source_ids(self, src: jax.Array) -> jax.Array:
+    """Source ids in the joint vocabulary (after the target's); PAD stays 0."""
+    return jnp.where(src != PAD, src + self.tgt_vocab_size, PAD)
+
+  def _seq2seq(self, src, tgt_in, dropout_rng):
+    """Teacher forcing on [source; BOS y_1 … y_T]: the logits at the target
+    positions, over the target vocabulary."""
+    S = src.shape[1]
+    tokens = jnp.concatenate([self.source_ids(src), tgt_in], axis=1)  # (B, S+T+1)
+    valid = jnp.concatenate([src != PAD, jnp.ones(tgt_in.shape, bool)], axis=1)
+    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)        # real tokens
+    mask = attention.padding_mask(None, valid)                       # (B, 1, 1, ·)
+    h = dropout(self._embed(tokens, positions), self.dropout_rate,
+                _key(dropout_rng, 0))
+    h = self._stack(h, dropout_rng, mask, positions)
+    return self._logits(h[:, S:])[..., :self.tgt_vocab_size]         # (B, T+1, V_tgt)
+
+  def decode_capacity(self, source_width: int) -> int:
+    """Target tokens the KV cache (``model.max_positions`` slots) holds after
+    a source of ``source_width`` slots; the searches of
+    ``attention_jax.decoding`` cap their output length to it."""
+    return self.max_positions - source_width
+
+  def encode(self, src: jax.Array, dropout_rng=None) -> dict:
+    """The source through the KV caches (prefill): src [B, S] -> memory."""
+    del dropout_rng
+    B, S = src.shape
+    valid = src != PAD
+    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
+    key_valid = jnp.concatenate(
+        [valid, jnp.ones((B, self.max_positions - S), bool)], axis=1)  # (B, L)
+    _, caches = self.decode(self.source_ids(src), self.init_cache(B),
+                            positions=positions, key_valid=key_valid)
+    return {"caches": caches, "key_valid": key_valid,
+            "length": valid.sum(axis=1).astype(jnp.int32)}
+
+  def init_decode_state(self, memory) -> dict:
+    return {"caches": memory["caches"], "position": memory["length"]}
+
+  def decode_step(self, memory, state, token: jax.Array):
+    """token [B] (BOS first) -> (logits [B, V_tgt], state, None)."""
+    position = state["position"]
+    logits, caches = self.decode(token[:, None], state["caches"],
+                                 positions=position[:, None],
+                                 key_valid=memory["key_valid"])
+    return (logits[:, 0, :self.tgt_vocab_size],
+            {"caches": caches, "position": position + 1}, None)

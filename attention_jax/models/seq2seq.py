@@ -12,6 +12,11 @@ decoding and evaluation rely on:
 * ``model.decode_step(memory, state, token [B]) -> (logits [B, V], state,
   attention [B, S] or None)`` — one step of autoregressive decoding.
 
+The recurrent models here also name the parts of their decoder state for the
+probes of ``attention_jax.probe``: ``model.state_features(state) -> {name:
+[B, F]}`` (a GRU state ``s``; an LSTM's ``h`` and cell ``c`` apart, the
+layers side by side).
+
 ``src [B, S]`` is right-padded with PAD (0); the source mask is ``src != PAD``.
 """
 
@@ -83,6 +88,9 @@ class RNNEncoderDecoder(nnx.Module):
 
   def init_decode_state(self, memory) -> jax.Array:
     return jnp.tanh(self.init_state(memory["context"]))             # s_0 (B, H)
+
+  def state_features(self, state) -> dict[str, jax.Array]:
+    return {"s": state}                                             # (B, H)
 
   def _features(self, s, e, c):
     return jnp.concatenate([s, e, c], axis=-1)                     # (…, 2H+E)
@@ -156,6 +164,12 @@ def stack_step(cells, carries, x, first_projection=None):
   return new, x
 
 
+def lstm_features(carries) -> dict[str, jax.Array]:
+  """An LSTM stack's state [(c, h)] × L as ``{"h": [B, L·H], "c": [B, L·H]}``."""
+  return {"h": jnp.concatenate([h for _, h in carries], axis=-1),
+          "c": jnp.concatenate([c for c, _ in carries], axis=-1)}
+
+
 def decoder_scan_options(scan_options, batch: int) -> tuple[bool, int]:
   """``(hoist, unroll)`` of an attention decoder's scan from ``model.rnn_*``.
 
@@ -216,6 +230,9 @@ class Seq2SeqLSTM(nnx.Module):
 
   def init_decode_state(self, memory):
     return memory["carries"]                                        # [(c, h)] × L
+
+  def state_features(self, state) -> dict[str, jax.Array]:
+    return lstm_features(state)
 
   def decode_step(self, memory, state, token):
     state, h = stack_step(self.decoder, state, self.tgt_embed(token))
@@ -283,6 +300,9 @@ class RNNSearch(nnx.Module):
 
   def init_decode_state(self, memory):
     return jnp.tanh(self.init_state(memory["backward_first"]))     # s_0 (B, H)
+
+  def state_features(self, state) -> dict[str, jax.Array]:
+    return {"s": state}                                             # (B, H)
 
   def _step(self, memory, s, e, e_projection=None):
     """s_{i−1} [B, H], e = E y_{i−1} [B, E] -> (s_i, features, α_i).
@@ -385,6 +405,9 @@ class Luong(nnx.Module):
     return {"carries": memory["carries"],
             "attentional": jnp.zeros((outputs.shape[0], self.hidden_size),
                                      outputs.dtype)}                # h̃_0
+
+  def state_features(self, state) -> dict[str, jax.Array]:
+    return lstm_features(state["carries"])
 
   def _step(self, memory, state, e, dropout_rng=None, e_projection=None):
     """``e_projection``: e's part of the first layer's input projection, if

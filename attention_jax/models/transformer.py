@@ -8,11 +8,14 @@ network, each wrapped in a residual connection and layer normalization:
 
 Encoder layer: self-attention, FFN. Decoder layer: causal self-attention,
 cross-attention over the encoder output, FFN. Positions are added as
-sinusoids (Section 3.5):
+sinusoids (Section 3.5; ``model.position = "auto"`` or ``"sinusoidal"``):
 
     PE(pos, 2i) = sin(pos / 10000^{2i/d}),  PE(pos, 2i+1) = cos(pos / 10000^{2i/d})
 
-and embeddings are scaled by √d (Section 3.4). FFN(x) = max(0, x W₁ + b₁) W₂ + b₂
+or as a learned table per side (``"learned"``), or inside self-attention as
+rotary embeddings (``"rope"``) or linear biases (``"alibi"``; bidirectional
+in the encoder): :mod:`attention_jax.positions`. Cross-attention carries no
+position term in any scheme. Embeddings are scaled by √d (Section 3.4). FFN(x) = max(0, x W₁ + b₁) W₂ + b₂
 (eq. 2). Label smoothing (ε_ls = 0.1 in the paper) is ``train.label_smoothing``;
 the inverse-square-root warm-up schedule (eq. 3) is ``train.schedule = "rsqrt"``.
 
@@ -29,22 +32,22 @@ import jax.numpy as jnp
 from flax import nnx
 
 from attention_jax import attention
+from attention_jax import positions as positions_lib
 from attention_jax.data.vocab import PAD
 from attention_jax.models.layers import Embed, dropout
 
-
-def sinusoidal_positions(positions: jax.Array, dim: int) -> jax.Array:
-  """[T] positions -> [T, dim] sinusoids of Vaswani et al. 2017, Section 3.5
-  (sin in even, cos in odd features)."""
-  i = jnp.arange(0, dim, 2, dtype=jnp.float32)                  # 2i
-  angle = positions.astype(jnp.float32)[:, None] / jnp.power(10000.0, i / dim)
-  table = jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1)   # (T, dim/2, 2)
-  return table.reshape(positions.shape[0], -1)[:, :dim]
-
+# [T] positions -> [T, dim] sinusoids (Vaswani et al. 2017, Section 3.5).
+sinusoidal_positions = positions_lib.sinusoidal
 
 # The model.* keys of a stack of Transformer blocks (read by transformer, gpt).
 STACK_KEYS = ("hidden_size", "num_layers", "num_heads", "mlp_dim", "pre_ln",
-              "max_positions", "attention_impl", "dropout", "attention_dropout")
+              "max_positions", "attention_impl", "dropout", "attention_dropout",
+              "position")
+
+
+def attention_term(scheme: str) -> str | None:
+  """The self-attention part of a resolved position scheme (rope, alibi)."""
+  return scheme if scheme in positions_lib.ATTENTION_SCHEMES else None
 
 
 def _key(rng: jax.Array | None, i: int) -> jax.Array | None:
@@ -75,13 +78,16 @@ class Block(nnx.Module):
   def __init__(self, dim: int, num_heads: int, mlp_dim: int, *, cross: bool,
                causal: bool, pre_ln: bool, dropout_rate: float,
                attention_dropout: float, implementation: str,
-               activation: str = "relu", rngs: nnx.Rngs):
-    mha = lambda: attention.MultiHeadAttention(
+               activation: str = "relu", position: str | None = None,
+               rngs: nnx.Rngs):
+    """``position``: the self-attention's position term (``rope``,
+    ``alibi`` or None); the cross-attention never has one."""
+    mha = lambda term: attention.MultiHeadAttention(
         dim, num_heads, dropout_rate=attention_dropout,
-        implementation=implementation, rngs=rngs)
-    self.self_attn = mha()
+        implementation=implementation, position=term, rngs=rngs)
+    self.self_attn = mha(position)
     self.ln_self = nnx.LayerNorm(dim, rngs=rngs)
-    self.cross_attn = mha() if cross else None
+    self.cross_attn = mha(None) if cross else None
     self.ln_cross = nnx.LayerNorm(dim, rngs=rngs) if cross else None
     self.ffn = FeedForward(dim, mlp_dim, activation=activation, rngs=rngs)
     self.ln_ffn = nnx.LayerNorm(dim, rngs=rngs)
@@ -98,11 +104,12 @@ class Block(nnx.Module):
     return _key(rng, i) if self.attention_dropout > 0 else None
 
   def __call__(self, x: jax.Array, *, self_mask=None, cross_kv=None, cross_mask=None,
-               rng=None, return_weights: bool = False):
-    """x [B, T, D] -> (x [B, T, D], cross-attention weights [B, N, T, S] or None)."""
+               rng=None, return_weights: bool = False, positions=None):
+    """x [B, T, D] -> (x [B, T, D], cross-attention weights [B, N, T, S] or None).
+    ``positions [B|1, T]``: for the self-attention's position term."""
     x, _ = self._residual(x, self.ln_self, lambda h: self.self_attn(
         h, mask=self_mask, is_causal=self.causal,
-        dropout_rng=self._attn_rng(rng, 0)), _key(rng, 1))
+        dropout_rng=self._attn_rng(rng, 0), positions=positions), _key(rng, 1))
     weights = None
     if self.cross_attn is not None:
       x, weights = self._residual(x, self.ln_cross, lambda h: self.cross_attn(
@@ -113,12 +120,13 @@ class Block(nnx.Module):
     return x, weights
 
   def decode(self, x: jax.Array, cache: dict, *, cross_kv=None, cross_mask=None,
-             self_mask=None):
+             self_mask=None, positions=None):
     """t new positions x [B, t, D] through the KV cache (no dropout)."""
     box = {}
 
     def self_fn(h):
-      y, box["cache"], _ = self.self_attn.decode(h, cache, mask=self_mask)
+      y, box["cache"], _ = self.self_attn.decode(h, cache, mask=self_mask,
+                                                 positions=positions)
       return y, None
 
     x, _ = self._residual(x, self.ln_self, self_fn, None)
@@ -136,7 +144,10 @@ class Transformer(nnx.Module):
   ``model.hidden_size`` is d_model, ``model.num_layers`` the number of encoder
   and of decoder layers, ``model.mlp_dim`` the FFN width (0 = 4·d_model),
   ``model.pre_ln`` chooses pre- or post-LN, ``model.tie_embeddings`` shares the
-  target embedding with the output projection (Section 3.4).
+  target embedding with the output projection (Section 3.4),
+  ``model.position`` the position scheme (``auto`` = sinusoidal; ``learned``
+  tables hold ``model.max_positions`` positions per side; ``none`` is refused:
+  an encoder without positions sees a bag of tokens).
   """
 
   @staticmethod
@@ -153,12 +164,19 @@ class Transformer(nnx.Module):
     self.dim, self.max_positions = D, m.max_positions
     self.dropout_rate, self.pre_ln = m.dropout, m.pre_ln
     self.num_heads = m.num_heads
+    self.position = positions_lib.resolve(m.position, "transformer")
+    if self.position == "none":
+      raise ValueError("model.position='none': a Transformer encoder needs positions")
     self.src_embed = Embed(src_vocab_size, D, rngs=rngs)
     self.tgt_embed = Embed(tgt_vocab_size, D, rngs=rngs)
+    learned = self.position == "learned"   # fairseq's: N(0, 1/d), added to √d·E
+    self.src_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
+    self.tgt_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
     block = lambda cross: Block(
         D, m.num_heads, m.mlp_dim or 4 * D, cross=cross, causal=cross,
         pre_ln=m.pre_ln, dropout_rate=m.dropout, attention_dropout=m.attention_dropout,
-        implementation=m.attention_impl, rngs=rngs)
+        implementation=m.attention_impl, position=attention_term(self.position),
+        rngs=rngs)
     self.encoder = nnx.List([block(False) for _ in range(m.num_layers)])
     self.decoder = nnx.List([block(True) for _ in range(m.num_layers)])
     self.enc_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
@@ -166,10 +184,19 @@ class Transformer(nnx.Module):
     self.tie = m.tie_embeddings
     self.out = None if m.tie_embeddings else nnx.Linear(D, tgt_vocab_size, rngs=rngs)
 
-  def _embed(self, table: Embed, tokens: jax.Array, offset=0) -> jax.Array:
+  def _embed(self, table: Embed, tokens: jax.Array, offset=0,
+             positions: Embed | None = None) -> jax.Array:
+    """√d·E[tokens] (+ the position embedding of positions offset…offset+T−1:
+    sinusoids, or the learned table ``positions``)."""
     T = tokens.shape[1]
     x = table(tokens) * jnp.sqrt(float(self.dim))                 # (B, T, D)
-    pos = sinusoidal_positions(jnp.arange(T) + offset, self.dim)  # float32
+    where = jnp.arange(T) + offset
+    if self.position == "sinusoidal":
+      pos = sinusoidal_positions(where, self.dim)                 # float32
+    elif self.position == "learned":
+      pos = positions(where)
+    else:                                   # rope / alibi: inside self-attention
+      return x
     return x + pos.astype(x.dtype)          # in the compute dtype (bf16 stays)
 
   def _logits(self, y: jax.Array) -> jax.Array:
@@ -182,8 +209,8 @@ class Transformer(nnx.Module):
   def encode(self, src: jax.Array, dropout_rng=None) -> dict:
     """src [B, S] -> memory: encoder output, source mask and per-layer cross K/V."""
     src_valid = src != PAD                                        # (B, S)
-    x = dropout(self._embed(self.src_embed, src), self.dropout_rate,
-                _key(dropout_rng, 0))
+    x = dropout(self._embed(self.src_embed, src, positions=self.src_pos_embed),
+                self.dropout_rate, _key(dropout_rng, 0))
     mask = attention.padding_mask(None, src_valid)                # (B, 1, 1, S)
     for i, layer in enumerate(self.encoder):
       x, _ = layer(x, self_mask=mask, rng=_key(dropout_rng, i + 1))
@@ -207,7 +234,8 @@ class Transformer(nnx.Module):
   def decode_step(self, memory, state, token: jax.Array):
     """token [B] -> (logits [B, V], state, cross-attention [B, S] of the last layer)."""
     index = state["caches"][0]["index"]
-    y = self._embed(self.tgt_embed, token[:, None], offset=index)  # (B, 1, D)
+    y = self._embed(self.tgt_embed, token[:, None], offset=index,
+                    positions=self.tgt_pos_embed)                  # (B, 1, D)
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     caches, weights = [], None
     for layer, cache, kv in zip(self.decoder, state["caches"], memory["cross_kv"]):
@@ -216,15 +244,30 @@ class Transformer(nnx.Module):
     logits = self._logits(y)[:, 0]
     return logits, {"caches": caches}, weights.mean(axis=1)[:, 0]
 
-  def __call__(self, src: jax.Array, tgt_in: jax.Array, dropout_rng=None):
-    """Teacher forcing: (logits [B, T, V], {"attention": [B, T, S]})."""
+  def _teacher_forced(self, src, tgt_in, dropout_rng, all_weights: bool):
+    """Decoder output [B, T, D] and the cross-attention weights
+    [B, N, T, S] of the last layer (``all_weights``: of every layer)."""
     memory = self.encode(src, _key(dropout_rng, 0))
-    y = dropout(self._embed(self.tgt_embed, tgt_in), self.dropout_rate,
-                _key(dropout_rng, 1))
+    y = dropout(self._embed(self.tgt_embed, tgt_in, positions=self.tgt_pos_embed),
+                self.dropout_rate, _key(dropout_rng, 1))
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     n = len(self.decoder)
-    weights = None
+    weights = []
     for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"])):
-      y, weights = layer(y, cross_kv=kv, cross_mask=cross_mask,
-                         rng=_key(dropout_rng, i + 2), return_weights=i == n - 1)
-    return self._logits(y), {"attention": weights.mean(axis=1)}
+      y, w = layer(y, cross_kv=kv, cross_mask=cross_mask,
+                   rng=_key(dropout_rng, i + 2),
+                   return_weights=all_weights or i == n - 1)
+      weights.append(w)
+    return y, weights
+
+  def __call__(self, src: jax.Array, tgt_in: jax.Array, dropout_rng=None):
+    """Teacher forcing: (logits [B, T, V], {"attention": [B, T, S]}), the
+    attention being the last layer's cross-attention averaged over heads."""
+    y, weights = self._teacher_forced(src, tgt_in, dropout_rng, all_weights=False)
+    return self._logits(y), {"attention": weights[-1].mean(axis=1)}
+
+  def cross_attention_weights(self, src: jax.Array, tgt_in: jax.Array) -> jax.Array:
+    """Teacher-forced cross-attention of every decoder layer and head:
+    [B, L, N, T, S] (row t: the weights used to predict target token t)."""
+    _, weights = self._teacher_forced(src, tgt_in, None, all_weights=True)
+    return jnp.stack(weights, axis=1)

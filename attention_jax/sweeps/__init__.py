@@ -12,7 +12,7 @@
   the same code path without Slurm);
 * :mod:`.status` — where a sweep stands (``--status``);
 * :mod:`.analyses` — per-point analyses after training (``by_length``,
-  ``gradients``);
+  ``gradients``, ``probe``);
 * :mod:`.report` — ``summary.csv``/``summary.md``/``report.md`` and, through
   :mod:`.plots`, the report's figures; :mod:`.tables` — CSV/Markdown helpers.
 

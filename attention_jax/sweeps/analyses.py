@@ -2,7 +2,10 @@
 (``python -m experiments.analyze_point``) after training.
 
 ``by_length``: accuracy and BLEU per source length up to twice the training
-limit; ``gradients``: the gradient-through-time curves of the point's cell.
+limit (and, for attention models on tasks with a gold alignment, how their
+attention matches it); ``gradients``: the gradient-through-time curves of the
+point's cell; ``probe``: linear probes of what the context vector and the
+decoder states hold (recurrent encoder–decoders; other points are skipped).
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable
 
+from absl import logging
+
 from attention_jax import data as data_lib
 from attention_jax import evaluation
 from attention_jax import gradients
 from attention_jax import metrics as metrics_lib
+from attention_jax import probe as probe_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import SweepError
 from attention_jax.sweeps.spec import BY_LENGTH_CSV
@@ -33,7 +39,9 @@ def eval_by_length(workdir: str, max_length: int | None = None,
   (source length in ``length_unit``: symbols, characters for ``addition``,
   words for ``reorder``), ``examples``, ``token_accuracy`` (teacher-forced),
   ``sequence_accuracy`` (exact match of the decoded output), ``bleu``,
-  ``chrf``, ``in_training_range``, ``length_unit``.
+  ``chrf``, ``in_training_range``, ``length_unit``; for attention models on
+  tasks with a gold alignment also ``alignment_accuracy`` and
+  ``gold_attention_mass`` (teacher-forced; ``attention_jax.evaluation``).
   """
   run = workdir_lib.load(workdir)
   config = run.config
@@ -55,7 +63,9 @@ def eval_by_length(workdir: str, max_length: int | None = None,
                  "sequence_accuracy": r["sequence_accuracy"],
                  "bleu": r.get("bleu"), "chrf": r.get("chrf"),
                  "in_training_range": int(lo <= L <= train_max),
-                 "length_unit": task.length_unit})
+                 "length_unit": task.length_unit,
+                 **({k: r[k] for k in ("alignment_accuracy", "gold_attention_mass")}
+                    if records.alignment is not None else {})})
   os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   write_csv(os.path.join(workdir, BY_LENGTH_CSV), rows)
   return rows
@@ -74,9 +84,22 @@ def gradient_curves(workdir: str, examples: int = 64) -> dict[str, Any]:
   return gradients.analyze_workdir(workdir, variants=[variant], examples=examples)
 
 
+def probe_point(workdir: str) -> dict[str, Any] | None:
+  """``attention_jax.probe`` on the point (test sources, 200 per length, the
+  default decoder lengths) → ``workdir/probe/``; a point whose model has no
+  recurrent state to probe is skipped with a log line (None)."""
+  config = workdir_lib.read_config(workdir)
+  if config.model.name not in probe_lib.PROBE_MODELS:
+    logging.info("probe: skipped %s (model %r has no recurrent state to probe)",
+                 workdir, config.model.name)
+    return None
+  return probe_lib.probe_workdir(workdir)
+
+
 ANALYSES: dict[str, Callable[[str], Any]] = {
     "by_length": eval_by_length,
     "gradients": gradient_curves,
+    "probe": probe_point,
 }
 
 

@@ -13,7 +13,9 @@ Driven by the config file's ``REPORT`` dict (all keys optional):
 * ``x``: an override key; plots each of ``x_metrics`` (final eval values)
   against it, one line per series; ``solved``: ``{"metric": m, "below": v}``
   or ``{"metric": m, "above": v}`` says which points count as solved.
-* ``extra``: names of functions in ``EXTRA_SECTIONS`` (e.g. gradient curves).
+* ``extra``: names of functions in ``EXTRA_SECTIONS`` (gradient curves,
+  ``probe``: what the context vector holds, ``alignment``: attention against
+  the gold alignment, ``position_table``: where exact match falls below half).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from attention_jax import workdir as workdir_lib  # noqa: E402
 from attention_jax.errors import WorkdirError  # noqa: E402
-from attention_jax.sweeps.tables import label_of, markdown_table  # noqa: E402
+from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402
 
 DPI = 80
 
@@ -387,9 +389,148 @@ def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
           "### What the gradients show\n", "\n".join(statements) + "\n"]
 
 
+def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
+  """What linear probes read out of each point's decoder initial state
+  (``attention_jax.probe``, ``probe/initial_state.csv``): mean accuracy over
+  source positions against length, per point and state, beside the same
+  probes at initialization and chance."""
+  probe = tables.get("probe", {})
+  if not probe:
+    return []
+  series = _series_keys(sweep, sweep.report)
+  points = [p for p in sweep.points if p.slug in probe]
+  fig, axes = _grid(2)
+  table, statements = [], []
+  for p in points:
+    rs = probe[p.slug]
+    for name in sorted({r["state"] for r in rs}):
+      mine = [r for r in rs if r["state"] == name]
+      lengths = sorted({int(r["length"]) for r in mine})
+      mean = lambda key, L: float(np.mean([float(r[key]) for r in mine
+                                           if int(r["length"]) == L]))
+      label = _label(p.overrides, series) + ("" if name == "s" else f" {name}")
+      line, = axes[0].plot(lengths, [mean("accuracy", L) for L in lengths],
+                           marker=".", markersize=3, label=label)
+      axes[0].plot(lengths, [mean("control_accuracy", L) for L in lengths],
+                   color=line.get_color(), linestyle=":", linewidth=0.8)
+      axes[1].plot(lengths, [mean("selectivity", L) for L in lengths],
+                   marker=".", markersize=3, color=line.get_color(), label=label)
+      row = {"point": label}
+      for lo, hi in bands(lengths):
+        sel = [L for L in lengths if lo <= L <= hi]
+        row[f"lengths {lo}-{hi}"] = float(np.mean([mean("accuracy", L) for L in sel]))
+      lo, hi = bands(lengths)[-1]
+      longest = [r for r in mine if lo <= int(r["length"]) <= hi]
+      first = float(np.mean([float(r["accuracy"]) for r in longest
+                             if int(r["position"]) == 1]))
+      last = float(np.mean([float(r["accuracy"]) for r in longest
+                            if int(r["position"]) == int(r["length"])]))
+      control = float(np.mean([float(r["control_accuracy"]) for r in longest]))
+      chance = float(np.mean([float(r["chance"]) for r in mine]))
+      row.update({f"first token ({lo}-{hi})": first, f"last token ({lo}-{hi})": last,
+                  f"at init ({lo}-{hi})": control, "chance": chance})
+      table.append(row)
+      statements.append(
+          f"- **{label}**: on sources of {lo}–{hi} tokens the initial state gives "
+          f"back {row[f'lengths {lo}-{hi}']:.2f} of the tokens (the same probes at "
+          f"initialization {control:.2f}, chance {chance:.2f}); the first token "
+          f"{first:.2f}, the last {last:.2f}.")
+  for ax, ylabel in zip(axes, ("mean probe accuracy (dotted: at init)",
+                               "selectivity (trained - at init)")):
+    ax.set_xlabel("source length")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+  axes[0].set_ylim(-0.02, 1.02)
+  path = _save(fig, os.path.join(plots_dir, "probe_initial_state.png"))
+  return ["## What the decoder's initial state holds (linear probes)\n",
+          "Softmax-regression probes (`attention_jax.probe`) read the source token "
+          "at each position from the decoder's initial state (the encoder–decoder's "
+          "context vector; RNNsearch's s_0 = tanh(W_s h←_1)) on held-out sources, "
+          "200 per length (80% fit the probes, 20% score them); the control is the "
+          "same probes on the model at initialization. Accuracy is the mean over "
+          "source positions. Per-position curves and decoder-step maps: each "
+          "point's `probe/`.\n",
+          _md_image(path, plots_dir, "probe"), markdown_table(table),
+          "### What the probes show\n", "\n".join(statements) + "\n"]
+
+
+def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
+  """Alignment accuracy of the attention models' teacher-forced attention
+  against the gold alignment, by source length (``by_length.csv`` columns
+  ``alignment_accuracy``, ``gold_attention_mass``)."""
+  by_length = tables.get("by_length", {})
+  points = [p for p in sweep.points if p.slug in by_length and any(
+      r.get("alignment_accuracy") not in (None, "") for r in by_length[p.slug])]
+  if not points:
+    return []
+  series = _series_keys(sweep, sweep.report)
+  fig, axes = _grid(1)
+  table = []
+  for p in points:
+    rs = [r for r in by_length[p.slug] if r.get("alignment_accuracy") not in (None, "")]
+    label = _label(p.overrides, series)
+    axes[0].plot([r["length"] for r in rs], [float(r["alignment_accuracy"]) for r in rs],
+                 marker=".", markersize=3, label=label)
+    lo, hi = _train_range(p)
+    row = {"point": label}
+    for name, keep in ((f"trained lengths {lo}-{hi}", lambda L: lo <= L <= hi),
+                       (f"beyond {hi}", lambda L: L > hi)):
+      sel = [r for r in rs if keep(int(r["length"]))]
+      for metric in ("alignment_accuracy", "gold_attention_mass"):
+        w = [float(r["examples"]) for r in sel]
+        row[f"{metric} ({name})"] = (float(np.average(
+            [float(r[metric]) for r in sel], weights=w)) if sel else None)
+    table.append(row)
+  lo, hi = _train_range(points[0])
+  axes[0].axvline(hi + 0.5, color="gray", linestyle="--", linewidth=0.8)
+  axes[0].set_xlabel("source length")
+  axes[0].set_ylabel("alignment accuracy")
+  axes[0].set_ylim(-0.03, 1.03)
+  axes[0].legend(fontsize=6)
+  path = _save(fig, os.path.join(plots_dir, "alignment_accuracy.png"))
+  return ["## Attention against the gold alignment\n",
+          "Teacher-forced on the reference: alignment accuracy is the share of "
+          "target tokens whose largest attention weight is on their gold source "
+          "token, gold mass the mean weight there (Transformer: the last decoder "
+          "layer's cross-attention averaged over heads). Weighted by examples per "
+          "length.\n", _md_image(path, plots_dir, "alignment"), markdown_table(table)]
+
+
+def position_table_section(sweep, rows, tables, plots_dir) -> list[str]:
+  """Exact match by source length, one row per point, and the first length
+  where each falls below half of its short-sentence value (the length
+  extrapolation of ``configs/positions.py``)."""
+  by_length = tables.get("by_length", {})
+  if not by_length:
+    return []
+  metric = sweep.report.get("by_length_metric", "sequence_accuracy")
+  series = _series_keys(sweep, sweep.report)
+  table = []
+  for p in sweep.points:
+    if p.slug not in by_length:
+      continue
+    rs = by_length[p.slug]
+    lo, hi = _train_range(p)
+    st = length_stats(rs, metric, lo, hi)
+    by_len = {int(r["length"]): float(r[metric]) for r in rs}
+    row = {"point": _label(p.overrides, series)}
+    for L in sweep.report.get("table_lengths", ()):
+      row[f"L={L}"] = by_len.get(L)
+    row["falls below half at"] = st["half_at"] or f"never (≤ {st['max_length']})"
+    table.append(row)
+  return [f"## {metric.replace('_', ' ')} by length: where each falls below half\n",
+          f"Columns: {metric} at a few source lengths; the last column is the first "
+          "length whose value is below half the point's mean over short sources "
+          "(the table of `length_stats`).\n", markdown_table(table)]
+
+
 # Functions named by ``REPORT["extra"]``: (sweep, rows, tables, plots_dir) -> sections.
 EXTRA_SECTIONS: dict[str, Callable] = {
     "gradients": gradients_section,
+    "probe": probe_section,
+    "alignment": alignment_section,
+    "position_table": position_table_section,
 }
 
 

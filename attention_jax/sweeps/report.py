@@ -10,7 +10,8 @@ from typing import Any
 from attention_jax import writers
 from attention_jax.sweeps import plots
 from attention_jax.sweeps.point import LOG_FILE, Sweep
-from attention_jax.sweeps.spec import BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV
+from attention_jax.sweeps.spec import (BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV,
+                                       PROBE_CSV)
 from attention_jax.sweeps.tables import markdown_table, read_csv, write_csv
 
 
@@ -56,6 +57,9 @@ def collect(sweep: Sweep, statuses: list[dict]
     decay_path = os.path.join(p.workdir, DECAY_CSV)
     if os.path.exists(decay_path):
       tables.setdefault("decay", {})[p.slug] = read_csv(decay_path)
+    probe_path = os.path.join(p.workdir, PROBE_CSV)
+    if os.path.exists(probe_path):
+      tables.setdefault("probe", {})[p.slug] = read_csv(probe_path)
     rows.append(row)
   return rows, tables
 

@@ -36,6 +36,7 @@ from attention_jax.sweeps.point import Point, Sweep
 BY_LENGTH_CSV = os.path.join("eval", "by_length.csv")       # analysis by_length
 GRADIENTS_CSV = os.path.join("gradients", "gradients.csv")  # analysis gradients
 DECAY_CSV = os.path.join("gradients", "decay.csv")
+PROBE_CSV = os.path.join("probe", "initial_state.csv")    # analysis probe
 
 SLUG_MAX = 120          # characters in a point's directory name
 VALUE_MAX = 32          # characters of one value kept before hashing
