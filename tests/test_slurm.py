@@ -293,13 +293,18 @@ def test_status_names_every_state(tmp_path):
 # A fake Slurm: the sbatch script, the job records, --status, --cancel
 
 FAKE_SLURM = {
-    "sbatch": """n=$(cat "$FAKE_SLURM/next" 2>/dev/null || echo 4242)
+    "sbatch": """[ -f "$FAKE_SLURM/sbatch_error" ] && { cat "$FAKE_SLURM/sbatch_error" >&2; exit 1; }
+                 n=$(cat "$FAKE_SLURM/next" 2>/dev/null || echo 4242)
                  echo $((n + 1)) > "$FAKE_SLURM/next"
                  cp "$1" "$FAKE_SLURM/sbatch_$n.sh"
                  echo "Submitted batch job $n" """,
     "srun": "exit 0",
-    "sacct": 'cat "$FAKE_SLURM/sacct.txt"',
-    "scancel": 'echo "$@" >> "$FAKE_SLURM/scancel.txt"',
+    "sacct": """echo "$@" >> "$FAKE_SLURM/sacct_calls.txt"
+                [ -f "$FAKE_SLURM/sacct_down" ] && { echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1; }
+                cat "$FAKE_SLURM/sacct.txt" 2>/dev/null; true""",
+    "squeue": 'cat "$FAKE_SLURM/squeue.txt" 2>/dev/null; true',
+    "scancel": """[ -f "$FAKE_SLURM/scancel_error" ] && { cat "$FAKE_SLURM/scancel_error" >&2; exit 1; }
+                  echo "$@" >> "$FAKE_SLURM/scancel.txt" """,
 }
 
 
@@ -349,7 +354,7 @@ def test_fake_slurm_array_status_cancel(fake_slurm, tmp_path):
   assert probe.stdout.split() == ["hidden_size=8", "False"]
 
   (fake_slurm / "sacct.txt").write_text(
-      "JobID|State|NodeList\n4242_0|RUNNING|n1\n4242_1|PENDING|None\n")
+      "4242_0|RUNNING\n4242_1|PENDING\n")
   states = _states(status.status_lines(workdir, slurm.job_states(workdir)))
   assert states["hidden_size=8"][0] == "running"
   assert states["hidden_size=12"][0] == "pending" and "job 4242_1" in states[
@@ -363,12 +368,146 @@ def test_fake_slurm_array_status_cancel(fake_slurm, tmp_path):
   assert (fake_slurm / "scancel.txt").read_text().split() == ["4242_0", "4242_1"]
   assert all(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
   (fake_slurm / "sacct.txt").write_text(
-      "JobID|State|NodeList\n4242_0|CANCELLED by 1|n1\n4242_1|CANCELLED by 1|None\n")
+      "4242_0|CANCELLED by 1\n4242_1|CANCELLED by 1\n")
   states = _states(status.status_lines(workdir, slurm.job_states(workdir)))
   assert states["hidden_size=8"][0] == "stopped"
   assert "ended before the point started" in states["hidden_size=8"][1]
   slurm.run_sweep(f"{cfg}:two", workdir, flags=flags, print_fn=again.append)
   assert (fake_slurm / "sbatch_4243.sh").exists()   # the next command resubmits
+
+
+def _submit_two(fake_slurm, tmp_path, **flags):
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(SWEEP_CONFIG)
+  workdir, lines = str(tmp_path / "S"), []
+  slurm.run_sweep(f"{cfg}:two", workdir, flags=flags, print_fn=lines.append)
+  return f"{cfg}:two", workdir, lines
+
+
+def test_cpu_points_ask_for_no_gpus_and_get_the_notice(fake_slurm, tmp_path):
+  _submit_two(fake_slurm, tmp_path)
+  script = (fake_slurm / "sbatch_4242.sh").read_text()
+  assert "--gpus-per-node" not in script and "#SBATCH --signal=USR2@90\n" in script
+  assert slurm.STOP_TIMEOUT_S < slurm.SIGNAL_DELAY_S == 90
+  ex = slurm._executor(SimpleNamespace(config_path="c.py"), str(tmp_path),
+                       slurm_options.resolve_options({}, {}, "local"))
+  assert ex._executor.parameters.get("signal_delay_s") == 90   # not submitit's 30
+  assert "gpus_per_node" not in ex._executor.parameters
+  assert ex._executor.max_num_timeout == slurm.MAX_NUM_TIMEOUT == 3
+
+
+def test_unknown_job_state_is_alive_never_resubmitted_and_cancelled(fake_slurm,
+                                                                    tmp_path):
+  spec, workdir, _ = _submit_two(fake_slurm, tmp_path)
+  (fake_slurm / "sacct_down").write_text("")   # sacct fails; squeue knows one job
+  (fake_slurm / "squeue.txt").write_text("4242_0,RUNNING\n")
+  lines = []
+  slurm.run_sweep(spec, workdir, print_fn=lines.append)
+  assert "0 already finished, 2 running or queued, 0 to submit" in lines[0]
+  assert lines[1] == ("hidden_size=12: the state of job 4242_1 is unknown (sacct "
+                      "and squeue give no answer): not resubmitting it")
+  assert not (fake_slurm / "sbatch_4243.sh").exists()
+  assert (fake_slurm / "sacct_calls.txt").read_text().splitlines()[-1] == (
+      "-X -n -P -o JobID,State -j 4242")
+  # --cancel: scancel every job not known to have ended, the unknown one too
+  (fake_slurm / "scancel_error").write_text(
+      "scancel: error: Kill job error on job id 4242_1: Access/permission denied\n")
+  with pytest.raises(slurm.SweepError, match=r"^scancel 4242_0 4242_1 failed \(exit "
+                     r"1\): scancel: error: Kill job error on job id 4242_1: "
+                     r"Access/permission denied; nothing was marked cancelled$"):
+    slurm.cancel(workdir, print_fn=lines.append)
+  points = [os.path.join(workdir, s) for s in ("hidden_size=8", "hidden_size=12")]
+  assert not any(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
+  (fake_slurm / "scancel_error").unlink()
+  (fake_slurm / "bin" / "scancel").rename(fake_slurm / "scancel.off")
+  with pytest.raises(slurm.SweepError, match="scancel is not on PATH"):
+    slurm.cancel(workdir, print_fn=lines.append)
+  assert not any(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
+  (fake_slurm / "scancel.off").rename(fake_slurm / "bin" / "scancel")
+  assert slurm.cancel(workdir, print_fn=lines.append) == 2
+  assert (fake_slurm / "scancel.txt").read_text().split() == ["4242_0", "4242_1"]
+  assert all(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
+
+
+def test_wait_polls_sacct_until_a_suspended_job_ends(fake_slurm, tmp_path,
+                                                     monkeypatch):
+  """A state submitit's watcher takes for finished (SUSPENDED) and then never
+  asks sacct about again: the sweep asks sacct itself at every poll."""
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(SWEEP_CONFIG)
+  workdir, lines, polls, seen = str(tmp_path / "S"), [], [], []
+  (fake_slurm / "sacct.txt").write_text("4242_[0-1%2]|SUSPENDED\n")
+
+  def sleep(_):
+    polls.append(1)
+    if len(polls) == 2:   # what the first poll read: 4242_[0-1%2] is both jobs
+      seen.extend(slurm.job_state({"cluster": "slurm", "job_id": f"4242_{k}"})
+                  for k in (0, 1))
+    if len(polls) == 3:   # both jobs end, each point failed on its own
+      (fake_slurm / "sacct.txt").write_text("4242_0|FAILED\n4242_1|FAILED\n")
+      for k, slug in enumerate(("hidden_size=8", "hidden_size=12")):
+        (tmp_path / "S" / slug / STATUS_FILE).write_text(json.dumps(
+            {"status": "failed", "returncode": 3, "job_id": f"4242_{k}",
+             "log_tail": ["error: the loss became nan"]}))
+  monkeypatch.setattr(slurm.time, "sleep", sleep)
+  statuses = slurm.run_sweep(f"{cfg}:two", workdir, wait=True, poll_s=1,
+                             print_fn=lines.append)
+  assert [s["status"] for s in statuses] == ["failed", "failed"]
+  assert len(polls) == 3 and seen == ["pending", "pending"]
+  assert (fake_slurm / "sacct_calls.txt").read_text().count("-j 4242") == 3
+  assert not (fake_slurm / "sbatch_4243.sh").exists()
+
+
+def test_rejected_sbatch_is_one_line_and_leaves_no_sweep(fake_slurm, tmp_path):
+  (fake_slurm / "sbatch_error").write_text(
+      "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(SWEEP_CONFIG)
+  workdir = tmp_path / "S"
+  with pytest.raises(slurm.SweepError) as e:
+    slurm.run_sweep(f"{cfg}:two", str(workdir), flags={"slurm_partition": "nope"},
+                    print_fn=lambda line: None)
+  assert str(e.value) == ("sbatch refused the job array: sbatch: error: Batch job "
+                          "submission failed: Invalid partition name specified; "
+                          "nothing was submitted, the same command can run again")
+  assert not workdir.exists()
+  from attention_jax.errors import EXIT_CODES
+  assert dict(EXIT_CODES)[slurm.SweepError] == 2
+
+
+def test_local_cluster_gpus(sweep_config, monkeypatch, tmp_path):
+  """submitit's local executor sets CUDA_VISIBLE_DEVICES of every job to
+  0..n-1 (to "" without GPUs): a point gets the sweep command's own setting
+  without GPUs, its own GPUs with them."""
+  from attention_jax.sweeps.point import Point, Sweep
+  from attention_jax.sweeps.slurm_job import PointJob
+  p = Point({}, "a", str(tmp_path / "a"))
+  sweep = Sweep("c.py", None, [p], (), {}, "t")
+  task = SimpleNamespace(cluster="local", num_tasks=1, num_nodes=1, local_rank=0,
+                         global_rank=0)
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")    # the sweep command's
+  cpu, gpu = PointJob(sweep, p), PointJob(sweep, p, local_gpus=["5"])
+  monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+  unset = PointJob(sweep, p)
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")       # what submitit sets
+  assert cpu.env(task)["CUDA_VISIBLE_DEVICES"] == "3,5"
+  assert gpu.env(task)["CUDA_VISIBLE_DEVICES"] == "5"
+  assert "CUDA_VISIBLE_DEVICES" not in unset.env(task)
+  # each point its own GPUs from the pool, less those of running jobs
+  monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+  monkeypatch.setattr(runner, "gpu_count", lambda: 4)
+  o = slurm_options.resolve_options({"gpus_per_point": 2, "array_parallelism": 2},
+                                    {}, "local")
+  assert slurm._local_gpus([p, p], o, set()) == [["0", "1"], ["2", "3"]]
+  assert slurm._local_gpus([p], o, {"0", "2"}) == [["1", "3"]]
+  with pytest.raises(slurm.SweepError, match="2 point.s. need 4 GPU.s., 3 free"):
+    slurm._local_gpus([p, p], o, {"1"})
+  monkeypatch.setattr(runner, "gpu_count", lambda: 3)
+  with pytest.raises(slurm.SweepError, match=r"^--gpus_per_point 2 × "
+                     r"--array_parallelism 2 needs 4 GPU\(s\); this machine has 3$"):
+    slurm.run_sweep(sweep_config + ":two", str(tmp_path / "S"), cluster="local",
+                    flags={"gpus_per_point": 2, "array_parallelism": 2})
+  assert not (tmp_path / "S").exists()
 
 
 # --------------------------------------------------------------------------
