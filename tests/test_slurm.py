@@ -18,6 +18,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from types import SimpleNamespace
 
@@ -438,7 +439,11 @@ def test_wait_polls_sacct_until_a_suspended_job_ends(fake_slurm, tmp_path,
   workdir, lines, polls, seen = str(tmp_path / "S"), [], [], []
   (fake_slurm / "sacct.txt").write_text("4242_[0-1%2]|SUSPENDED\n")
 
-  def sleep(_):
+  real_sleep = time.sleep
+
+  def sleep(seconds):
+    if threading.current_thread() is not threading.main_thread():
+      return real_sleep(seconds)   # another test's threads
     polls.append(1)
     if len(polls) == 2:   # what the first poll read: 4242_[0-1%2] is both jobs
       seen.extend(slurm.job_state({"cluster": "slurm", "job_id": f"4242_{k}"})
@@ -508,6 +513,73 @@ def test_local_cluster_gpus(sweep_config, monkeypatch, tmp_path):
     slurm.run_sweep(sweep_config + ":two", str(tmp_path / "S"), cluster="local",
                     flags={"gpus_per_point": 2, "array_parallelism": 2})
   assert not (tmp_path / "S").exists()
+
+
+def test_local_cancel_stops_the_run_then_its_controller(tmp_path):
+  """--cancel on the local cluster: SIGTERM to the point's ``experiments.run``
+  (here a process that exits 75 on SIGTERM, as the run does after saving),
+  waited for, then SIGINT to submitit's controller; while the task that runs
+  the point lives, the point is running even if its controller has ended."""
+  run = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                          "signal.signal(signal.SIGTERM, lambda *a: sys.exit(75)); "
+                          "print('ready', flush=True); time.sleep(60)"],
+                         stdout=subprocess.PIPE, text=True)
+  controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                 "submitit"])
+  assert run.stdout.readline() == "ready\n"
+  point = tmp_path / "a"
+  point.mkdir()
+  (point / JOB_FILE).write_text(json.dumps(
+      {"job_id": str(controller.pid), "cluster": "local", "cancelled": False}))
+  (point / STATUS_FILE).write_text(json.dumps(
+      {"status": "running", "job_id": str(controller.pid), "started": time.time(),
+       "host": socket.gethostname(), "pid": run.pid, "run_pid": run.pid}))
+  (tmp_path / "sweep.json").write_text(json.dumps(
+      {"title": "t", "launcher": {"name": "slurm", "cluster": "local"},
+       "points": [{"slug": "a", "overrides": {}, "steps": 6}]}))
+  dead = {"job_id": "999999999", "cluster": "local"}
+  assert slurm.job_state(dead) == "ended"
+  assert status.point_state(str(point), "a", 6, lambda r: "ended").state == "running"
+  lines = []
+  assert slurm.cancel(str(tmp_path), print_fn=lines.append) == 1
+  assert run.wait(timeout=5) == 75 and controller.wait(timeout=5) != 0
+  assert lines == [f"cancelled 1 job(s): a; running points saved their step; the "
+                   "sweep command resubmits them"]
+  assert read_json(str(point / JOB_FILE))["cancelled"]
+
+
+def test_a_child_started_while_stopping_is_stopped(tmp_path):
+  """stop_children between run_command's check and its Popen: the new child
+  is terminated at once instead of running on unseen."""
+  from attention_jax.sweeps import point as point_lib
+  point_lib._STOPPING.set()   # as if stop_children ran just before Popen
+  try:
+    with open(tmp_path / "log", "w") as log:
+      rc = point_lib.run_command([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 str(tmp_path), dict(os.environ), log)
+  finally:
+    point_lib.reset_stop()
+  assert rc == -signal.SIGTERM
+
+
+def test_eta_counts_this_attempts_steps_and_all_attempts_seconds(tmp_path):
+  now = time.time()
+  points = {"done": {"status": "done", "returncode": 0, "seconds": 30.0,
+                     "total_seconds": 100.0},
+            "resumed": {"status": "running", "started": now - 50, "start_step": 40,
+                        "host": socket.gethostname(), "pid": os.getpid()}}
+  for slug, st in points.items():
+    os.makedirs(tmp_path / slug)
+    (tmp_path / slug / STATUS_FILE).write_text(json.dumps(st))
+  (tmp_path / "resumed" / "metrics.jsonl").write_text('{"step": 50}\n')
+  (tmp_path / "sweep.json").write_text(json.dumps({
+      "title": "t", "launcher": {"name": "local", "jobs": 2},
+      "points": [{"slug": s, "overrides": {}, "steps": 100} for s in points]}))
+  lines = status.status_lines(str(tmp_path))
+  assert "0:01:40" in _states(lines)["done"][1]   # 100 s over both attempts
+  # 10 steps in this attempt's 50 s: 50 steps left take 250 s (not 50 s, as
+  # 50 steps in 50 s would say)
+  assert lines[-1].endswith("ETA 0:04:10"), lines[-1]
 
 
 # --------------------------------------------------------------------------

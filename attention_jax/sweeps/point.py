@@ -9,10 +9,12 @@ each a subprocess of the same interpreter with the directory that holds the
 directory as theirs (relative data paths mean what they meant there).
 
 It keeps the point's ``sweep_status.json`` current: ``running`` (host, pid,
-start time, attempt) while it runs, then ``done``, ``failed`` (a reason of
+the running command's ``run_pid``, start time, attempt, the step this attempt
+started from) while it runs, then ``done``, ``failed`` (a reason of
 its own: exit code, the command, the last log lines) or ``stopped`` (stopped
 from outside — SIGTERM, a preemption, Ctrl-C — after saving its step, exit
-code 75: a re-run resumes it).
+code 75: a re-run resumes it), with this attempt's ``seconds`` and all
+attempts' ``total_seconds``.
 
 This module imports neither jax nor a config: a Slurm task that only
 supervises its point's subprocesses starts in a fraction of a second.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -236,7 +239,8 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str],
         break
       rc = run_command(cmd, sweep.cwd, env, log, started)
       if rc != 0 or _STOPPING.is_set():
-        stopped = _STOPPING.is_set() or rc == EXIT_PREEMPTED
+        # 75: the run saved its step; -SIGTERM: an analysis stopped (--cancel)
+        stopped = _STOPPING.is_set() or rc in (EXIT_PREEMPTED, -signal.SIGTERM)
         status.update(status="stopped" if stopped else "failed", returncode=rc,
                       command=" ".join(cmd))
         break
