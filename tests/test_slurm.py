@@ -3,7 +3,7 @@ job array on submitit's local and debug executors, and on a fake Slurm.
 
 Compared with the local launcher's run of the same points (``local_sweep``):
 the same ``summary.csv`` rows and ``metrics.jsonl`` rows (timings aside), for
-a point preempted with USR2 (requeued by submitit, resumed from its
+a point signalled with USR2 as at a time limit (requeued by submitit, resumed from its
 checkpoint) and one whose whole job was SIGKILLed (resubmitted by the next
 sweep command). Also: a point of two tasks runs as two JAX processes;
 ``--status`` names every state; the errors are one line, exit 2.
@@ -18,7 +18,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from types import SimpleNamespace
 
@@ -93,8 +92,8 @@ def _states(lines):
 @pytest.fixture(scope="module")
 def preempted(sweep_config, tmp_path_factory):
   """Two points submitted through submitit's local executor, each paused after
-  step 3; then the first gets USR2 (what Slurm sends before a time limit or
-  on preemption, and the local executor at its time limit) and the whole job
+  step 3; then the first gets USR2 (what Slurm sends before a time limit,
+  and the local executor at its time limit) and the whole job
   of the second is SIGKILLed (a node failure); then the same sweep command
   runs again with ``wait`` and ``tasks_per_node=2``: the first point is still
   queued (requeued by submitit), the second is resubmitted and runs as two
@@ -442,8 +441,8 @@ def test_wait_polls_sacct_until_a_suspended_job_ends(fake_slurm, tmp_path,
   real_sleep = time.sleep
 
   def sleep(seconds):
-    if threading.current_thread() is not threading.main_thread():
-      return real_sleep(seconds)   # another test's threads
+    if seconds != 1234:   # not the sweep's poll (subprocess's own waits)
+      return real_sleep(seconds)
     polls.append(1)
     if len(polls) == 2:   # what the first poll read: 4242_[0-1%2] is both jobs
       seen.extend(slurm.job_state({"cluster": "slurm", "job_id": f"4242_{k}"})
@@ -455,7 +454,7 @@ def test_wait_polls_sacct_until_a_suspended_job_ends(fake_slurm, tmp_path,
             {"status": "failed", "returncode": 3, "job_id": f"4242_{k}",
              "log_tail": ["error: the loss became nan"]}))
   monkeypatch.setattr(slurm.time, "sleep", sleep)
-  statuses = slurm.run_sweep(f"{cfg}:two", workdir, wait=True, poll_s=1,
+  statuses = slurm.run_sweep(f"{cfg}:two", workdir, wait=True, poll_s=1234,
                              print_fn=lines.append)
   assert [s["status"] for s in statuses] == ["failed", "failed"]
   assert len(polls) == 3 and seen == ["pending", "pending"]
@@ -543,8 +542,9 @@ def test_local_cancel_stops_the_run_then_its_controller(tmp_path):
   lines = []
   assert slurm.cancel(str(tmp_path), print_fn=lines.append) == 1
   assert run.wait(timeout=5) == 75 and controller.wait(timeout=5) != 0
-  assert lines == [f"cancelled 1 job(s): a; running points saved their step; the "
-                   "sweep command resubmits them"]
+  assert lines == ["cancelled 1 job(s): a; running points got SIGTERM and ended (a "
+                   "training run saves its step first); the sweep command "
+                   "resubmits them"]
   assert read_json(str(point / JOB_FILE))["cancelled"]
 
 
@@ -599,6 +599,8 @@ def test_options_flags_over_config_over_defaults():
   for flags, config, cluster, message in [
       ({}, {"gpus": 1}, "slurm", r"c.py: SLURM key 'gpus' unknown"),
       ({"timeout_min": 0}, {}, "slurm", r"--timeout_min is 0: expected an integer >= 1"),
+      ({"timeout_min": 1}, {}, "local", r"--timeout_min is 1: the points get their "
+       r"save signal 90 s before the time limit; expected >= 2"),
       ({}, {"tasks_per_node": "2"}, "slurm", r"c.py: SLURM\['tasks_per_node'\] is '2'"),
       ({"gpus_per_point": 3, "tasks_per_node": 2}, {}, "slurm", "does not split evenly"),
       ({"cpus_per_point": 3, "tasks_per_node": 2}, {}, "slurm", "does not split evenly"),

@@ -488,22 +488,24 @@ def _kill(pid: int, sig: int) -> None:
     pass
 
 
-def _cancel_local(point_dir: str, record: dict) -> None:
+def _cancel_local(point_dir: str, record: dict) -> bool:
   """Stops a local job: SIGTERM to its running ``experiments.run`` (it saves
   its step and exits 75; the point is then ``stopped``), waiting for it and
   its task at most ``STOP_TIMEOUT_S`` s each, then SIGINT to submitit's
-  controller (which kills what is left)."""
+  controller (which kills what is left). Whether the point ended in time."""
   st = point_lib.read_status(point_dir) or {}
   ours = (st.get("job_id") == record["job_id"] and st.get("status") == "running"
           and st.get("host") == socket.gethostname())
+  ended = True
   if ours and st.get("run_pid") and status.pid_alive(int(st["run_pid"])):
     _kill(int(st["run_pid"]), signal.SIGTERM)
-    _wait_pid(int(st["run_pid"]), STOP_TIMEOUT_S)
+    ended = _wait_pid(int(st["run_pid"]), STOP_TIMEOUT_S)
   if ours and st.get("pid"):
-    _wait_pid(int(st["pid"]), STOP_TIMEOUT_S)
+    ended = _wait_pid(int(st["pid"]), STOP_TIMEOUT_S) and ended
   controller = int(record["job_id"])
   _kill(controller, signal.SIGINT)   # what submitit's LocalJob.cancel sends
   _wait_pid(controller, 10)
+  return ended
 
 
 def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
@@ -548,8 +550,10 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
                        + (f": {lines[-1]}" if lines else "")
                        + "; nothing was marked cancelled")
   for point_dir, _, record in todo:
-    if record["cluster"] == "local":
-      _cancel_local(point_dir, record)
+    if record["cluster"] == "local" and not _cancel_local(point_dir, record):
+      print_fn(f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s "
+               "after SIGTERM; its job was interrupted (the point resumes from "
+               "its last checkpoint)")
   for _, path, record in todo:
     point_lib.write_json(path, dict(record, cancelled=True))
   slugs = [os.path.basename(d) for d, _, _ in todo]
@@ -562,5 +566,6 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
              "before its KillWait; the sweep command resubmits them")
   else:
     print_fn(f"cancelled {len(todo)} job(s): {', '.join(slugs)}; running points "
-             "saved their step; the sweep command resubmits them")
+             "got SIGTERM and ended (a training run saves its step first); the "
+             "sweep command resubmits them")
   return len(todo)
