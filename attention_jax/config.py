@@ -448,11 +448,15 @@ def _validate_attention_models(config) -> None:
   (src_w, tgt_w), which = max(
       (synthetic.widths(d.task, d.train_max_length), "train"),
       (synthetic.widths(d.task, d.eval_max_length), "eval"), key=lambda x: sum(x[0]))
+  # Beam search runs one decode step past the longest output (its final
+  # scoring step), so the cache holds the output + 1 position beside it.
   if m.name == "gpt":
-    need, what = src_w + tgt_w + 1, ("the longest source + separator + target "
-                                     f"({which}: {src_w} + 1 + {tgt_w})")
+    need, what = src_w + tgt_w + 2, (
+        "the longest source + separator + target + beam search's final step "
+        f"({which}: {src_w} + 1 + {tgt_w} + 1)")
   else:
-    need, what = tgt_w + 1, f"the longest target + 1 ({tgt_w} + 1)"
+    need, what = tgt_w + 2, (f"the longest target + BOS + beam search's final "
+                             f"step ({tgt_w} + 1 + 1)")
     if scheme == "learned" and src_w > need:
       need, what = src_w, f"the longest source ({src_w}), the learned table's rows"
   if need > m.max_positions:

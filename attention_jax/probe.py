@@ -20,6 +20,8 @@ For a trained recurrent encoder–decoder (``rnn_encdec``, ``seq2seq_lstm``,
 * **decoder states** — the state after output step i (the one that predicts
   target token i; teacher-forced on the reference), one probe per (L, i, j)
   for a few lengths: what the state still holds as the output is written.
+  Only on tasks whose target is as long as its source (copy, reverse, sort);
+  on ``addition`` and ``reorder`` the initial state alone is probed.
 
 Every probe is trained with optax (Adam, full batch, zero initialization, a
 small L2 penalty) on 80% of the distinct sources of its length and scored on
@@ -65,6 +67,8 @@ SPLITS = ("eval", "test")
 MIN_SOURCES = 20          # distinct sources a length needs to be probed
 TRAIN_FRACTION = 0.8      # of a length's sources, for fitting the probes
 PHASES = ("trained", "control")
+# Tasks whose target has its source's length: the decoder maps' steps.
+SAME_LENGTH_TASKS = ("copy", "reverse", "sort")
 INITIAL_CSV, DECODER_CSV, SUMMARY_JSON = ("initial_state.csv", "decoder_states.csv",
                                           "probe.json")
 
@@ -260,6 +264,15 @@ def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
   config, task = run.config, run.task
   check_probeable(config, task)
   lengths = list(range(config.data.eval_min_length, config.data.eval_max_length + 1))
+  if config.data.task not in SAME_LENGTH_TASKS:
+    # The maps feed the decoder L + 1 teacher-forced steps for a source of L
+    # tokens: past a shorter target (addition) they would read padding, and a
+    # longer one (reorder) would be cut.
+    if decoder_lengths:
+      raise EvalError(f"--decoder_lengths: the decoder maps need a target as long "
+                      f"as its source ({', '.join(SAME_LENGTH_TASKS)}); "
+                      f"data.task is {config.data.task!r}")
+    decoder_lengths = []
   decoder_lengths = (default_decoder_lengths(lengths) if decoder_lengths is None
                      else sorted(set(decoder_lengths)))
   bad = [L for L in decoder_lengths if L not in lengths]

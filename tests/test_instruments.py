@@ -16,7 +16,7 @@ from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax.data import reorder, synthetic
 from attention_jax.data.vocab import EOS
-from attention_jax.errors import ConfigError
+from attention_jax.errors import ConfigError, EvalError
 from conftest import ROOT, tiny_config
 
 
@@ -307,10 +307,15 @@ def test_gpt_seq2seq_every_scheme_kv_cache_equals_full_forward(scheme):
   # real tokens, padding is masked out as keys)
   alone, _ = model(src[:1, :4], tgt_in[:1])
   np.testing.assert_allclose(alone, logits[:1], atol=1e-5)
-  # the loss covers the target only: changing the source changes the logits
-  # of the target positions, which are exactly T+1
+  # The model scores exactly the T+1 target positions over the target
+  # vocabulary (asserted above), so the loss, cross-entropy of those logits
+  # with tgt_out, covers the target only. Each of them sees the whole source
+  # and only the earlier target tokens:
   other, _ = model(src.at[:, 0].set(3), tgt_in)
-  assert np.abs(np.asarray(other - logits)).max() > 1e-4
+  assert np.abs(np.asarray(other - logits)).max(axis=-1).min() > 1e-6
+  later, _ = model(src, tgt_in.at[:, 3].set(2))
+  np.testing.assert_array_equal(later[:, :3], logits[:, :3])
+  assert np.abs(np.asarray(later[:, 3:] - logits[:, 3:])).max() > 1e-4
 
 
 @pytest.mark.parametrize("scheme", ["rope", "alibi"])
@@ -342,10 +347,10 @@ def test_validation_of_positions():
     check(**{"model.name": "rnnsearch", "model.position": "rope"})
   gpt = {"model.name": "gpt", "data.task": "reverse", "model.hidden_size": 16,
          "model.num_heads": 2}
-  check(**gpt, **{"model.position": "none", "model.max_positions": 11})
-  with pytest.raises(ConfigError, match=r"max_positions' \(10\).*source \+ "
-                     r"separator \+ target.*= 11"):
-    check(**gpt, **{"model.max_positions": 10})
+  check(**gpt, **{"model.position": "none", "model.max_positions": 12})
+  with pytest.raises(ConfigError, match=r"max_positions' \(11\).*source \+ "
+                     r"separator \+ target \+ beam search's final step.*= 12"):
+    check(**gpt, **{"model.max_positions": 11})
   for scheme in positions.SCHEMES[1:]:
     check(**gpt, **{"model.position": scheme})
 
@@ -360,3 +365,20 @@ def test_probe_command_line_refuses_bad_input_in_one_line(tmp_path):
     p = _cli("probe", "--workdir", str(tmp_path), *flags)
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert needle in p.stderr
+
+
+def test_probe_decoder_maps_only_where_the_target_is_as_long_as_the_source(tmp_path):
+  """On ``addition`` (a target shorter than its source) the initial state is
+  probed and the decoder maps are not: asked for, they are refused."""
+  from attention_jax import train
+  config = tiny_config(**{"model.name": "rnn_encdec", "data.task": "addition",
+                          "data.train_max_length": 4, "data.eval_max_length": 4,
+                          "train.steps": 1, "eval.every_steps": 1,
+                          "checkpoint.every_steps": 1})
+  train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(EvalError, match="--decoder_lengths: the decoder maps need a "
+                     "target as long as its source .* 'addition'"):
+    probe.probe_workdir(str(tmp_path), decoder_lengths=[3], per_length=20, steps=2)
+  summary = probe.probe_workdir(str(tmp_path), per_length=20, steps=2)
+  assert summary["decoder_lengths"] == [] and summary["lengths"]
+  assert "decoder_png" not in summary["paths"]

@@ -96,3 +96,21 @@ def test_point_env_threads():
   assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
   gpu = sweeps.point_env(jobs=4, device=1, gpus=2)
   assert gpu["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+def test_report_tables_name_the_panel_of_each_point(tmp_path):
+  """A report with panels (positions: ``data.task``) names each point's panel
+  in its tables: the same scheme on two tasks is two distinct rows."""
+  from attention_jax.sweeps import plots
+  points = [sweeps.Point({"model.position": "alibi", "data.task": t}, t,
+                         str(tmp_path / t)) for t in ("reverse", "copy")]
+  sweep = sweeps.Sweep("cfg.py", None, points, ("by_length",),
+                       {"series": ("model.position",), "panels": "data.task",
+                        "table_lengths": (2,)}, "t")
+  rows = lambda acc: [{"length": L, "examples": 4, "sequence_accuracy": acc(L)}
+                      for L in (1, 2, 3)]
+  tables = {"by_length": {"reverse": rows(lambda L: 1.0),
+                          "copy": rows(lambda L: 1.0 if L < 3 else 0.0)}}
+  text = "\n".join(plots.position_table_section(sweep, [], tables, str(tmp_path)))
+  assert "| position=alibi task=reverse | 1 | never (≤ 3) |" in text
+  assert "| position=alibi task=copy | 1 | 3 |" in text

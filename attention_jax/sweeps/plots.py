@@ -44,6 +44,15 @@ def _series_keys(sweep, spec) -> list[str]:
   return [k for k in keys if k != spec.get("panels")]
 
 
+def _row_keys(sweep, spec) -> list[str]:
+  """The keys that name one point in a table or a legend shared by every
+  panel: the series keys and, where the report has panels, the panel key
+  (else a point of each panel would read the same)."""
+  keys = _series_keys(sweep, spec)
+  panel_key = spec.get("panels")
+  return keys + ([panel_key] if panel_key and panel_key not in keys else [])
+
+
 def _label(overrides, keys) -> str:
   return label_of(overrides, keys) or "base"
 
@@ -397,7 +406,7 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
   probe = tables.get("probe", {})
   if not probe:
     return []
-  series = _series_keys(sweep, sweep.report)
+  series = _row_keys(sweep, sweep.report)
   points = [p for p in sweep.points if p.slug in probe]
   fig, axes = _grid(2)
   table, statements = [], []
@@ -464,7 +473,7 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
       r.get("alignment_accuracy") not in (None, "") for r in by_length[p.slug])]
   if not points:
     return []
-  series = _series_keys(sweep, sweep.report)
+  series = _row_keys(sweep, sweep.report)
   fig, axes = _grid(1)
   table = []
   for p in points:
@@ -482,8 +491,8 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
         row[f"{metric} ({name})"] = (float(np.average(
             [float(r[metric]) for r in sel], weights=w)) if sel else None)
     table.append(row)
-  lo, hi = _train_range(points[0])
-  axes[0].axvline(hi + 0.5, color="gray", linestyle="--", linewidth=0.8)
+  for hi in sorted({_train_range(p)[1] for p in points}):   # each training limit
+    axes[0].axvline(hi + 0.5, color="gray", linestyle="--", linewidth=0.8)
   axes[0].set_xlabel("source length")
   axes[0].set_ylabel("alignment accuracy")
   axes[0].set_ylim(-0.03, 1.03)
@@ -505,7 +514,7 @@ def position_table_section(sweep, rows, tables, plots_dir) -> list[str]:
   if not by_length:
     return []
   metric = sweep.report.get("by_length_metric", "sequence_accuracy")
-  series = _series_keys(sweep, sweep.report)
+  series = _row_keys(sweep, sweep.report)
   table = []
   for p in sweep.points:
     if p.slug not in by_length:
