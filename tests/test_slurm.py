@@ -3,7 +3,7 @@ job array on submitit's local and debug executors, and on a fake Slurm.
 
 Compared with the local launcher's run of the same points (``local_sweep``):
 the same ``summary.csv`` rows and ``metrics.jsonl`` rows (timings aside), for
-a point preempted with USR2 (requeued by submitit, resumed from its
+a point signalled with USR2 as at a time limit (requeued by submitit, resumed from its
 checkpoint) and one whose whole job was SIGKILLed (resubmitted by the next
 sweep command). Also: a point of two tasks runs as two JAX processes;
 ``--status`` names every state; the errors are one line, exit 2.
@@ -92,8 +92,8 @@ def _states(lines):
 @pytest.fixture(scope="module")
 def preempted(sweep_config, tmp_path_factory):
   """Two points submitted through submitit's local executor, each paused after
-  step 3; then the first gets USR2 (what Slurm sends before a time limit or
-  on preemption, and the local executor at its time limit) and the whole job
+  step 3; then the first gets USR2 (what Slurm sends before a time limit,
+  and the local executor at its time limit) and the whole job
   of the second is SIGKILLed (a node failure); then the same sweep command
   runs again with ``wait`` and ``tasks_per_node=2``: the first point is still
   queued (requeued by submitit), the second is resubmitted and runs as two
@@ -293,13 +293,18 @@ def test_status_names_every_state(tmp_path):
 # A fake Slurm: the sbatch script, the job records, --status, --cancel
 
 FAKE_SLURM = {
-    "sbatch": """n=$(cat "$FAKE_SLURM/next" 2>/dev/null || echo 4242)
+    "sbatch": """[ -f "$FAKE_SLURM/sbatch_error" ] && { cat "$FAKE_SLURM/sbatch_error" >&2; exit 1; }
+                 n=$(cat "$FAKE_SLURM/next" 2>/dev/null || echo 4242)
                  echo $((n + 1)) > "$FAKE_SLURM/next"
                  cp "$1" "$FAKE_SLURM/sbatch_$n.sh"
                  echo "Submitted batch job $n" """,
     "srun": "exit 0",
-    "sacct": 'cat "$FAKE_SLURM/sacct.txt"',
-    "scancel": 'echo "$@" >> "$FAKE_SLURM/scancel.txt"',
+    "sacct": """echo "$@" >> "$FAKE_SLURM/sacct_calls.txt"
+                [ -f "$FAKE_SLURM/sacct_down" ] && { echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1; }
+                cat "$FAKE_SLURM/sacct.txt" 2>/dev/null; true""",
+    "squeue": 'cat "$FAKE_SLURM/squeue.txt" 2>/dev/null; true',
+    "scancel": """[ -f "$FAKE_SLURM/scancel_error" ] && { cat "$FAKE_SLURM/scancel_error" >&2; exit 1; }
+                  echo "$@" >> "$FAKE_SLURM/scancel.txt" """,
 }
 
 
@@ -349,7 +354,7 @@ def test_fake_slurm_array_status_cancel(fake_slurm, tmp_path):
   assert probe.stdout.split() == ["hidden_size=8", "False"]
 
   (fake_slurm / "sacct.txt").write_text(
-      "JobID|State|NodeList\n4242_0|RUNNING|n1\n4242_1|PENDING|None\n")
+      "4242_0|RUNNING\n4242_1|PENDING\n")
   states = _states(status.status_lines(workdir, slurm.job_states(workdir)))
   assert states["hidden_size=8"][0] == "running"
   assert states["hidden_size=12"][0] == "pending" and "job 4242_1" in states[
@@ -363,12 +368,218 @@ def test_fake_slurm_array_status_cancel(fake_slurm, tmp_path):
   assert (fake_slurm / "scancel.txt").read_text().split() == ["4242_0", "4242_1"]
   assert all(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
   (fake_slurm / "sacct.txt").write_text(
-      "JobID|State|NodeList\n4242_0|CANCELLED by 1|n1\n4242_1|CANCELLED by 1|None\n")
+      "4242_0|CANCELLED by 1\n4242_1|CANCELLED by 1\n")
   states = _states(status.status_lines(workdir, slurm.job_states(workdir)))
   assert states["hidden_size=8"][0] == "stopped"
   assert "ended before the point started" in states["hidden_size=8"][1]
   slurm.run_sweep(f"{cfg}:two", workdir, flags=flags, print_fn=again.append)
   assert (fake_slurm / "sbatch_4243.sh").exists()   # the next command resubmits
+
+
+def _submit_two(fake_slurm, tmp_path, **flags):
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(SWEEP_CONFIG)
+  workdir, lines = str(tmp_path / "S"), []
+  slurm.run_sweep(f"{cfg}:two", workdir, flags=flags, print_fn=lines.append)
+  return f"{cfg}:two", workdir, lines
+
+
+def test_cpu_points_ask_for_no_gpus_and_get_the_notice(fake_slurm, tmp_path):
+  _submit_two(fake_slurm, tmp_path)
+  script = (fake_slurm / "sbatch_4242.sh").read_text()
+  assert "--gpus-per-node" not in script and "#SBATCH --signal=USR2@90\n" in script
+  assert slurm.STOP_TIMEOUT_S < slurm.SIGNAL_DELAY_S == 90
+  ex = slurm._executor(SimpleNamespace(config_path="c.py"), str(tmp_path),
+                       slurm_options.resolve_options({}, {}, "local"))
+  assert ex._executor.parameters.get("signal_delay_s") == 90   # not submitit's 30
+  assert "gpus_per_node" not in ex._executor.parameters
+  assert ex._executor.max_num_timeout == slurm.MAX_NUM_TIMEOUT == 3
+
+
+def test_unknown_job_state_is_alive_never_resubmitted_and_cancelled(fake_slurm,
+                                                                    tmp_path):
+  spec, workdir, _ = _submit_two(fake_slurm, tmp_path)
+  (fake_slurm / "sacct_down").write_text("")   # sacct fails; squeue knows one job
+  (fake_slurm / "squeue.txt").write_text("4242_0,RUNNING\n")
+  lines = []
+  slurm.run_sweep(spec, workdir, print_fn=lines.append)
+  assert "0 already finished, 2 running or queued, 0 to submit" in lines[0]
+  assert lines[1] == ("hidden_size=12: the state of job 4242_1 is unknown (sacct "
+                      "and squeue give no answer): not resubmitting it")
+  assert not (fake_slurm / "sbatch_4243.sh").exists()
+  assert (fake_slurm / "sacct_calls.txt").read_text().splitlines()[-1] == (
+      "-X -n -P -o JobID,State -j 4242")
+  # --cancel: scancel every job not known to have ended, the unknown one too
+  (fake_slurm / "scancel_error").write_text(
+      "scancel: error: Kill job error on job id 4242_1: Access/permission denied\n")
+  with pytest.raises(slurm.SweepError, match=r"^scancel 4242_0 4242_1 failed \(exit "
+                     r"1\): scancel: error: Kill job error on job id 4242_1: "
+                     r"Access/permission denied; nothing was marked cancelled$"):
+    slurm.cancel(workdir, print_fn=lines.append)
+  points = [os.path.join(workdir, s) for s in ("hidden_size=8", "hidden_size=12")]
+  assert not any(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
+  (fake_slurm / "scancel_error").unlink()
+  (fake_slurm / "bin" / "scancel").rename(fake_slurm / "scancel.off")
+  with pytest.raises(slurm.SweepError, match="scancel is not on PATH"):
+    slurm.cancel(workdir, print_fn=lines.append)
+  assert not any(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
+  (fake_slurm / "scancel.off").rename(fake_slurm / "bin" / "scancel")
+  assert slurm.cancel(workdir, print_fn=lines.append) == 2
+  assert (fake_slurm / "scancel.txt").read_text().split() == ["4242_0", "4242_1"]
+  assert all(read_json(os.path.join(p, JOB_FILE))["cancelled"] for p in points)
+
+
+def test_wait_polls_sacct_until_a_suspended_job_ends(fake_slurm, tmp_path,
+                                                     monkeypatch):
+  """A state submitit's watcher takes for finished (SUSPENDED) and then never
+  asks sacct about again: the sweep asks sacct itself at every poll."""
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(SWEEP_CONFIG)
+  workdir, lines, polls, seen = str(tmp_path / "S"), [], [], []
+  (fake_slurm / "sacct.txt").write_text("4242_[0-1%2]|SUSPENDED\n")
+
+  real_sleep = time.sleep
+
+  def sleep(seconds):
+    if seconds != 1234:   # not the sweep's poll (subprocess's own waits)
+      return real_sleep(seconds)
+    polls.append(1)
+    if len(polls) == 2:   # what the first poll read: 4242_[0-1%2] is both jobs
+      seen.extend(slurm.job_state({"cluster": "slurm", "job_id": f"4242_{k}"})
+                  for k in (0, 1))
+    if len(polls) == 3:   # both jobs end, each point failed on its own
+      (fake_slurm / "sacct.txt").write_text("4242_0|FAILED\n4242_1|FAILED\n")
+      for k, slug in enumerate(("hidden_size=8", "hidden_size=12")):
+        (tmp_path / "S" / slug / STATUS_FILE).write_text(json.dumps(
+            {"status": "failed", "returncode": 3, "job_id": f"4242_{k}",
+             "log_tail": ["error: the loss became nan"]}))
+  monkeypatch.setattr(slurm.time, "sleep", sleep)
+  statuses = slurm.run_sweep(f"{cfg}:two", workdir, wait=True, poll_s=1234,
+                             print_fn=lines.append)
+  assert [s["status"] for s in statuses] == ["failed", "failed"]
+  assert len(polls) == 3 and seen == ["pending", "pending"]
+  assert (fake_slurm / "sacct_calls.txt").read_text().count("-j 4242") == 3
+  assert not (fake_slurm / "sbatch_4243.sh").exists()
+
+
+def test_rejected_sbatch_is_one_line_and_leaves_no_sweep(fake_slurm, tmp_path):
+  (fake_slurm / "sbatch_error").write_text(
+      "sbatch: error: Batch job submission failed: Invalid partition name specified\n")
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(SWEEP_CONFIG)
+  workdir = tmp_path / "S"
+  with pytest.raises(slurm.SweepError) as e:
+    slurm.run_sweep(f"{cfg}:two", str(workdir), flags={"slurm_partition": "nope"},
+                    print_fn=lambda line: None)
+  assert str(e.value) == ("sbatch refused the job array: sbatch: error: Batch job "
+                          "submission failed: Invalid partition name specified; "
+                          "nothing was submitted, the same command can run again")
+  assert not workdir.exists()
+  from attention_jax.errors import EXIT_CODES
+  assert dict(EXIT_CODES)[slurm.SweepError] == 2
+
+
+def test_local_cluster_gpus(sweep_config, monkeypatch, tmp_path):
+  """submitit's local executor sets CUDA_VISIBLE_DEVICES of every job to
+  0..n-1 (to "" without GPUs): a point gets the sweep command's own setting
+  without GPUs, its own GPUs with them."""
+  from attention_jax.sweeps.point import Point, Sweep
+  from attention_jax.sweeps.slurm_job import PointJob
+  p = Point({}, "a", str(tmp_path / "a"))
+  sweep = Sweep("c.py", None, [p], (), {}, "t")
+  task = SimpleNamespace(cluster="local", num_tasks=1, num_nodes=1, local_rank=0,
+                         global_rank=0)
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")    # the sweep command's
+  cpu, gpu = PointJob(sweep, p), PointJob(sweep, p, local_gpus=["5"])
+  monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+  unset = PointJob(sweep, p)
+  monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")       # what submitit sets
+  assert cpu.env(task)["CUDA_VISIBLE_DEVICES"] == "3,5"
+  assert gpu.env(task)["CUDA_VISIBLE_DEVICES"] == "5"
+  assert "CUDA_VISIBLE_DEVICES" not in unset.env(task)
+  # each point its own GPUs from the pool, less those of running jobs
+  monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+  monkeypatch.setattr(runner, "gpu_count", lambda: 4)
+  o = slurm_options.resolve_options({"gpus_per_point": 2, "array_parallelism": 2},
+                                    {}, "local")
+  assert slurm._local_gpus([p, p], o, set()) == [["0", "1"], ["2", "3"]]
+  assert slurm._local_gpus([p], o, {"0", "2"}) == [["1", "3"]]
+  with pytest.raises(slurm.SweepError, match="2 point.s. need 4 GPU.s., 3 free"):
+    slurm._local_gpus([p, p], o, {"1"})
+  monkeypatch.setattr(runner, "gpu_count", lambda: 3)
+  with pytest.raises(slurm.SweepError, match=r"^--gpus_per_point 2 × "
+                     r"--array_parallelism 2 needs 4 GPU\(s\); this machine has 3$"):
+    slurm.run_sweep(sweep_config + ":two", str(tmp_path / "S"), cluster="local",
+                    flags={"gpus_per_point": 2, "array_parallelism": 2})
+  assert not (tmp_path / "S").exists()
+
+
+def test_local_cancel_stops_the_run_then_its_controller(tmp_path):
+  """--cancel on the local cluster: SIGTERM to the point's ``experiments.run``
+  (here a process that exits 75 on SIGTERM, as the run does after saving),
+  waited for, then SIGINT to submitit's controller; while the task that runs
+  the point lives, the point is running even if its controller has ended."""
+  run = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                          "signal.signal(signal.SIGTERM, lambda *a: sys.exit(75)); "
+                          "print('ready', flush=True); time.sleep(60)"],
+                         stdout=subprocess.PIPE, text=True)
+  controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                 "submitit"])
+  assert run.stdout.readline() == "ready\n"
+  point = tmp_path / "a"
+  point.mkdir()
+  (point / JOB_FILE).write_text(json.dumps(
+      {"job_id": str(controller.pid), "cluster": "local", "cancelled": False}))
+  (point / STATUS_FILE).write_text(json.dumps(
+      {"status": "running", "job_id": str(controller.pid), "started": time.time(),
+       "host": socket.gethostname(), "pid": run.pid, "run_pid": run.pid}))
+  (tmp_path / "sweep.json").write_text(json.dumps(
+      {"title": "t", "launcher": {"name": "slurm", "cluster": "local"},
+       "points": [{"slug": "a", "overrides": {}, "steps": 6}]}))
+  dead = {"job_id": "999999999", "cluster": "local"}
+  assert slurm.job_state(dead) == "ended"
+  assert status.point_state(str(point), "a", 6, lambda r: "ended").state == "running"
+  lines = []
+  assert slurm.cancel(str(tmp_path), print_fn=lines.append) == 1
+  assert run.wait(timeout=5) == 75 and controller.wait(timeout=5) != 0
+  assert lines == ["cancelled 1 job(s): a; running points got SIGTERM and ended (a "
+                   "training run saves its step first); the sweep command "
+                   "resubmits them"]
+  assert read_json(str(point / JOB_FILE))["cancelled"]
+
+
+def test_a_child_started_while_stopping_is_stopped(tmp_path):
+  """stop_children between run_command's check and its Popen: the new child
+  is terminated at once instead of running on unseen."""
+  from attention_jax.sweeps import point as point_lib
+  point_lib._STOPPING.set()   # as if stop_children ran just before Popen
+  try:
+    with open(tmp_path / "log", "w") as log:
+      rc = point_lib.run_command([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 str(tmp_path), dict(os.environ), log)
+  finally:
+    point_lib.reset_stop()
+  assert rc == -signal.SIGTERM
+
+
+def test_eta_counts_this_attempts_steps_and_all_attempts_seconds(tmp_path):
+  now = time.time()
+  points = {"done": {"status": "done", "returncode": 0, "seconds": 30.0,
+                     "total_seconds": 100.0},
+            "resumed": {"status": "running", "started": now - 50, "start_step": 40,
+                        "host": socket.gethostname(), "pid": os.getpid()}}
+  for slug, st in points.items():
+    os.makedirs(tmp_path / slug)
+    (tmp_path / slug / STATUS_FILE).write_text(json.dumps(st))
+  (tmp_path / "resumed" / "metrics.jsonl").write_text('{"step": 50}\n')
+  (tmp_path / "sweep.json").write_text(json.dumps({
+      "title": "t", "launcher": {"name": "local", "jobs": 2},
+      "points": [{"slug": s, "overrides": {}, "steps": 100} for s in points]}))
+  lines = status.status_lines(str(tmp_path))
+  assert "0:01:40" in _states(lines)["done"][1]   # 100 s over both attempts
+  # 10 steps in this attempt's 50 s: 50 steps left take 250 s (not 50 s, as
+  # 50 steps in 50 s would say)
+  assert lines[-1].endswith("ETA 0:04:10"), lines[-1]
 
 
 # --------------------------------------------------------------------------
@@ -388,6 +599,8 @@ def test_options_flags_over_config_over_defaults():
   for flags, config, cluster, message in [
       ({}, {"gpus": 1}, "slurm", r"c.py: SLURM key 'gpus' unknown"),
       ({"timeout_min": 0}, {}, "slurm", r"--timeout_min is 0: expected an integer >= 1"),
+      ({"timeout_min": 1}, {}, "local", r"--timeout_min is 1: the points get their "
+       r"save signal 90 s before the time limit; expected >= 2"),
       ({}, {"tasks_per_node": "2"}, "slurm", r"c.py: SLURM\['tasks_per_node'\] is '2'"),
       ({"gpus_per_point": 3, "tasks_per_node": 2}, {}, "slurm", "does not split evenly"),
       ({"cpus_per_point": 3, "tasks_per_node": 2}, {}, "slurm", "does not split evenly"),

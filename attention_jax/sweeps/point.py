@@ -9,10 +9,12 @@ each a subprocess of the same interpreter with the directory that holds the
 directory as theirs (relative data paths mean what they meant there).
 
 It keeps the point's ``sweep_status.json`` current: ``running`` (host, pid,
-start time, attempt) while it runs, then ``done``, ``failed`` (a reason of
+the running command's ``run_pid``, start time, attempt, the step this attempt
+started from) while it runs, then ``done``, ``failed`` (a reason of
 its own: exit code, the command, the last log lines) or ``stopped`` (stopped
 from outside — SIGTERM, a preemption, Ctrl-C — after saving its step, exit
-code 75: a re-run resumes it).
+code 75: a re-run resumes it), with this attempt's ``seconds`` and all
+attempts' ``total_seconds``.
 
 This module imports neither jax nor a config: a Slurm task that only
 supervises its point's subprocesses starts in a fraction of a second.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -165,20 +168,36 @@ def stopping() -> bool:
   return _STOPPING.is_set()
 
 
-def run_command(cmd: list[str], cwd: str, env: dict[str, str], log) -> int:
+def run_command(cmd: list[str], cwd: str, env: dict[str, str], log,
+                on_start=None) -> int:
   """Runs one of a point's commands, its output appended to ``log``; returns
-  its exit code. :func:`stop_children` reaches it while it runs."""
+  its exit code. :func:`stop_children` reaches it while it runs, even if it
+  is called while the command starts; ``on_start(pid)`` runs once it has."""
   log.write(f"$ {' '.join(cmd)}\n")
   log.flush()
   proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log,
                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
   with _CHILDREN_LOCK:
     _CHILDREN.add(proc)
+    if _STOPPING.is_set():   # stop_children ran between the check and Popen
+      proc.terminate()
+  if on_start is not None:
+    on_start(proc.pid)
   try:
     return proc.wait()
   finally:
     with _CHILDREN_LOCK:
       _CHILDREN.discard(proc)
+
+
+def _last_step(point_dir: str) -> int | None:
+  """The step of the last row of ``metrics.jsonl`` (None: no row yet)."""
+  try:
+    with open(os.path.join(point_dir, "metrics.jsonl"), "rb") as f:
+      lines = [line for line in f.read().splitlines() if line.strip()]
+    return int(json.loads(lines[-1])["step"]) if lines else None
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
 
 
 def run_point(sweep: Sweep, point: Point, env: dict[str, str],
@@ -197,10 +216,18 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str],
   log_path = os.path.join(point.workdir, LOG_FILE)
   t0 = time.time()
   previous = read_json(status_path) or {}
+  before = 0.0 if previous.get("status") == "done" else float(
+      previous.get("total_seconds") or previous.get("seconds") or 0.0)
   status = {"status": "running", "overrides": point.overrides, "started": t0,
             "host": socket.gethostname(), "pid": os.getpid(),
-            "attempt": int(previous.get("attempt", 0)) + 1, **(job or {})}
+            "attempt": int(previous.get("attempt", 0)) + 1,
+            "start_step": _last_step(point.workdir), **(job or {})}
   write_json(status_path, status)
+
+  def started(pid: int) -> None:   # the running command's pid, for --cancel
+    write_json(status_path, dict(running, run_pid=pid))
+
+  running = dict(status)
   status.update(status="done", returncode=0)
   status.pop("pid")
   with open(log_path, "a", encoding="utf-8") as log:
@@ -210,13 +237,15 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str],
       if _STOPPING.is_set():
         status.update(status="stopped", returncode=None)
         break
-      rc = run_command(cmd, sweep.cwd, env, log)
+      rc = run_command(cmd, sweep.cwd, env, log, started)
       if rc != 0 or _STOPPING.is_set():
-        stopped = _STOPPING.is_set() or rc == EXIT_PREEMPTED
+        # 75: the run saved its step; -SIGTERM: an analysis stopped (--cancel)
+        stopped = _STOPPING.is_set() or rc in (EXIT_PREEMPTED, -signal.SIGTERM)
         status.update(status="stopped" if stopped else "failed", returncode=rc,
                       command=" ".join(cmd))
         break
   status["seconds"] = round(time.time() - t0, 1)
+  status["total_seconds"] = round(before + status["seconds"], 1)   # all attempts
   status["finished"] = time.time()
   if status["status"] != "done":
     status["log_tail"] = _tail(log_path)

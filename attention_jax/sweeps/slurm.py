@@ -15,16 +15,22 @@ same whichever launcher ran the points. On disk:
 * ``S/<slug>/sweep.log``: the point's subprocesses' output (task k > 0 of a
   several-task point: ``sweep.task<k>.log``); ``sweep_status.json``.
 
-Preemption and time limits: Slurm sends USR2 ``signal_delay_s`` (90 s) before
-a job's time limit, and on preemption; submitit then calls
-:meth:`PointJob.checkpoint` in task 0, which sends SIGTERM to the running
-``experiments.run`` (it finishes the step, saves it and exits 75; with
-several processes all save the same step), then submitit requeues the job,
-which resumes from that checkpoint. A point whose job died anyway (SIGKILL,
-a node failure, out of requeues) or exited 75 is resubmitted by the next
-sweep command (or by the one waiting with ``--wait``); a point that failed
-for a reason of its own is recorded and, with ``--wait``, resubmitted at most
+Time limits: Slurm sends USR2 ``SIGNAL_DELAY_S`` (90 s) before a job's time
+limit; submitit then calls :meth:`PointJob.checkpoint` in task 0, which sends
+SIGTERM to the running ``experiments.run`` (it finishes the step, saves it and
+exits 75; with several processes all save the same step), then submitit
+requeues the job (at most ``MAX_NUM_TIMEOUT`` times), which resumes from that
+checkpoint. Preemption: Slurm sends SIGTERM to every process of the job (USR2
+only with ``SchedulerParameters=preempt_send_user_signal``), then SIGKILL
+after its KillWait; the run saves and exits 75, and Slurm requeues the job or
+not depending on its ``PreemptMode``. A point whose job died anyway (SIGKILL,
+a node failure, out of requeues) or exited 75 is resubmitted by the next sweep
+command (or by the one waiting with ``--wait``); a point that failed for a
+reason of its own is recorded and, with ``--wait``, resubmitted at most
 ``--max_retries`` times.
+
+Job states come from ``sacct`` (then ``squeue``), queried here; a job whose
+state neither tells is taken as alive: its point is never submitted twice.
 
 ``cluster``: ``slurm`` (sbatch), ``local`` (submitit's local executor: the
 same code path on this machine; the sweep starts at most
@@ -45,6 +51,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from typing import Any, Callable
@@ -55,47 +62,88 @@ from attention_jax.errors import SweepError
 from attention_jax.sweeps import point as point_lib
 from attention_jax.sweeps import runner, status
 from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, Point, Sweep
-from attention_jax.sweeps.slurm_job import PointJob
+from attention_jax.sweeps.slurm_job import STOP_TIMEOUT_S, PointJob
 from attention_jax.sweeps import slurm_options
-from attention_jax.sweeps.slurm_options import Options, resolve_options
+from attention_jax.sweeps.slurm_options import SIGNAL_DELAY_S, Options, resolve_options
 from attention_jax.sweeps.spec import load_sweep
 
 SUBMITIT_DIR = "slurm"                     # S/slurm/<job id>_*
 MAX_RESUBMITS = 3       # of a stopped point, by one waiting sweep command
-# sacct states (the first word) of a job that is alive
+MAX_NUM_TIMEOUT = 3     # requeues after a time limit, per job (submitit's cap)
+# sacct/squeue states (the first word) of a job that is alive
 _PENDING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING",
-            "RESV_DEL_HOLD", "SUSPENDED"}
+            "RESV_DEL_HOLD", "SUSPENDED", "STOPPED", "SPECIAL_EXIT"}
 _RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+_STATES: dict[str, str] = {}   # job id -> state word, from the last refresh_slurm
 
 
 # --------------------------------------------------------------------------
 # Jobs: submission, state, cancellation
 
 
+def _expand(job_id: str) -> list[str]:
+  """``900_[4-7%2]`` -> ``900_4`` .. ``900_7``; ``900_3``, ``900`` as they are."""
+  base, sep, rest = job_id.partition("_[")
+  if not sep:
+    return [job_id]
+  ids = []
+  for part in rest.rstrip("]").split("%")[0].split(","):
+    lo, _, hi = part.partition("-")
+    if lo.isdigit() and (not hi or hi.isdigit()):
+      ids += [f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+  return ids
+
+
+def _query(cmd: list[str]) -> dict[str, str]:
+  """{job id: state word} from ``sacct``/``squeue`` lines ``ID<sep>STATE``;
+  {} when the command fails or is missing (the states stay unknown)."""
+  try:
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+  except (OSError, subprocess.SubprocessError):
+    return {}
+  states = {}
+  for line in out.stdout.splitlines() if out.returncode == 0 else ():
+    job, _, state = line.rpartition("|" if "|" in line else ",")   # 900_[1,3],PENDING
+    if job.strip() and state.strip():
+      for job_id in _expand(job.strip()):
+        states[job_id] = state.split()[0].upper()
+  return states
+
+
+def refresh_slurm(job_ids) -> None:
+  """The states of ``job_ids``: one ``sacct`` call, then ``squeue`` for those
+  sacct does not know (its database lags, or it is down). A job neither
+  answers for stays unknown: :func:`job_state` says None."""
+  job_ids = sorted(set(job_ids))
+  for job_id in job_ids:
+    _STATES.pop(job_id, None)
+  if not job_ids:
+    return
+  if shutil.which("sacct"):
+    arrays = sorted({i.split("_")[0] for i in job_ids})
+    _STATES.update(_query(["sacct", "-X", "-n", "-P", "-o", "JobID,State",
+                           "-j", ",".join(arrays)]))
+  missing = [i for i in job_ids if i not in _STATES]
+  if missing and shutil.which("squeue"):
+    _STATES.update(_query(["squeue", "-h", "-j", ",".join(missing), "-o", "%i,%T"]))
+
+
 def _slurm_state(job_id: str) -> str | None:
-  raw = submitit.SlurmJob.watcher.get_state(job_id, mode="cache")
-  word = raw.split()[0].upper() if raw else "UNKNOWN"
+  word = _STATES.get(job_id)
+  if word is None:
+    return None
   if word in _PENDING:
     return "pending"
   if word in _RUNNING:
     return "running"
-  return None if word == "UNKNOWN" else "ended"
-
-
-def refresh_slurm(job_ids) -> None:
-  """One ``sacct`` call for the states of ``job_ids`` (submitit's watcher)."""
-  job_ids = list(job_ids)
-  if not job_ids:
-    return
-  for job_id in job_ids:
-    submitit.SlurmJob.watcher.register_job(job_id)
-  submitit.SlurmJob.watcher.update()
+  return "ended"
 
 
 def job_state(record: dict, job=None) -> str | None:
   """``pending``, ``running``, ``ended`` or None (cannot tell) for a point's
   job record, from the submitit ``job`` object when this process submitted
-  it. Slurm states come from the last :func:`refresh_slurm`; a local job is
+  it. Slurm states come from the last :func:`refresh_slurm` (None: neither
+  sacct nor squeue answered; such a job may be alive); a local job is
   alive while its submitit controller process is; a debug job runs inside
   the command that submitted it."""
   cluster = record.get("cluster")
@@ -128,12 +176,15 @@ def job_states(sweep_dir: str) -> status.JobState:
 
 def _executor(sweep: Sweep, workdir: str, o: Options) -> submitit.AutoExecutor:
   executor = submitit.AutoExecutor(folder=os.path.join(workdir, SUBMITIT_DIR),
-                                   cluster=o.cluster)
+                                   cluster=o.cluster,
+                                   slurm_max_num_timeout=MAX_NUM_TIMEOUT,
+                                   local_max_num_timeout=MAX_NUM_TIMEOUT)
   name = os.path.splitext(os.path.basename(sweep.config_path))[0]
   params: dict[str, Any] = {
       "name": f"sweep_{name}", "timeout_min": o.timeout_min,
-      "nodes": o.nodes_per_point, "tasks_per_node": o.tasks_per_node,
-      "gpus_per_node": o.gpus_per_point // o.nodes_per_point}
+      "nodes": o.nodes_per_point, "tasks_per_node": o.tasks_per_node}
+  if o.gpus_per_point and o.cluster == "slurm":   # local: PointJob.local_gpus
+    params["gpus_per_node"] = o.gpus_per_point // o.nodes_per_point
   if o.cpus_per_point:
     params["cpus_per_task"] = o.cpus_per_point // o.tasks
   if o.cluster == "slurm":
@@ -144,9 +195,12 @@ def _executor(sweep: Sweep, workdir: str, o: Options) -> submitit.AutoExecutor:
       params["slurm_array_parallelism"] = o.array_parallelism
     if o.slurm_extra:
       params["slurm_additional_parameters"] = dict(o.slurm_extra)
+    params["slurm_signal_delay_s"] = SIGNAL_DELAY_S
   if o.cluster == "debug":
     params = {"name": params["name"]}
   executor.update_parameters(**params)
+  if o.cluster == "local":   # AutoExecutor passes no signal_delay_s (default 30 s)
+    executor._executor.update_parameters(signal_delay_s=SIGNAL_DELAY_S)
   return executor
 
 
@@ -155,13 +209,44 @@ class _Handle:
   point: Point
   record: dict
   job: Any = None      # the submitit job, when this process submitted it
+  executor: Any = None  # the executor that submitted it
 
   def state(self) -> str | None:
     return job_state(self.record, self.job)
 
 
+def _gpu_pool() -> list[str]:
+  """The GPUs the local cluster hands out: the sweep command's
+  ``CUDA_VISIBLE_DEVICES`` (or 0 .. n-1), as many as ``nvidia-smi`` sees."""
+  n = runner.gpu_count()
+  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+  ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+  return (ids or [str(i) for i in range(n)])[:n]
+
+
+def _local_gpus(points: list[Point], o: Options, busy: set[str]) -> list:
+  """Each point's own ``gpus_per_point`` GPUs from the pool less ``busy``
+  (those of the local jobs still running); None for each without GPUs."""
+  if o.cluster != "local" or not o.gpus_per_point:
+    return [None] * len(points)
+  free = [g for g in _gpu_pool() if g not in busy]
+  g = o.gpus_per_point
+  if len(free) < g * len(points):
+    raise SweepError(f"--gpus_per_point {g}: {len(points)} point(s) need "
+                     f"{g * len(points)} GPU(s), {len(free)} free on this machine")
+  return [free[k * g:(k + 1) * g] for k in range(len(points))]
+
+
+def _sbatch_error(e: Exception) -> SweepError:
+  lines = [line.strip() for line in str(getattr(e, "stderr", None) or e).splitlines()
+           if line.strip()]
+  return SweepError(f"sbatch refused the job array: {lines[-1] if lines else e}")
+
+
 def _submit(executor, sweep: Sweep, points: list[Point], o: Options,
-            submissions: dict[str, int]) -> dict[str, _Handle]:
+            busy: set[str] = frozenset()) -> dict[str, _Handle]:
+  """Submits ``points`` as one job array and writes each one's
+  ``sweep_job.json``; SweepError (one line) if sbatch refuses it."""
   if o.cluster == "local":
     jobs_on_host, threads = (o.parallel or 1) * o.tasks, None
   else:
@@ -169,19 +254,28 @@ def _submit(executor, sweep: Sweep, points: list[Point], o: Options,
   if o.cpus_per_point:
     threads = o.cpus_per_point // o.tasks
   gpus_per_task = o.gpus_per_point // o.tasks if o.tasks > o.nodes_per_point else 0
-  fns = [PointJob(sweep, p, jobs_on_host, threads, gpus_per_task) for p in points]
-  for p in points:
-    os.makedirs(p.workdir, exist_ok=True)
-  jobs = executor.submit_array(fns)
+  gpus = _local_gpus(points, o, set(busy))
+  fns = [PointJob(sweep, p, jobs_on_host, threads, gpus_per_task, g)
+         for p, g in zip(points, gpus)]
+  try:
+    jobs = executor.submit_array(fns)
+  except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
+    raise _sbatch_error(e) from e
   handles = {}
-  for p, job in zip(points, jobs):
-    submissions[p.slug] = submissions.get(p.slug, 0) + 1
+  for p, job, g in zip(points, jobs, gpus):
+    os.makedirs(p.workdir, exist_ok=True)
     record = {"job_id": str(job.job_id), "cluster": o.cluster,
               "submitted": time.time(), "cancelled": False,
               "folder": str(executor.folder)}
+    if g:
+      record["gpus"] = g
     point_lib.write_json(os.path.join(p.workdir, JOB_FILE), record)
-    handles[p.slug] = _Handle(p, record, job)
+    handles[p.slug] = _Handle(p, record, job, executor)
   return handles
+
+
+def _busy_gpus(handles) -> set[str]:
+  return {g for h in handles for g in h.record.get("gpus") or ()}
 
 
 def _array_ids(handles) -> str:
@@ -228,22 +322,29 @@ def run_sweep(spec: str, workdir: str, cluster: str = "slurm",
   wait = wait or cluster == "debug"
   sweep = load_sweep(spec, workdir)
   o = resolve_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
-  os.makedirs(workdir, exist_ok=True)
-  runner.write_sweep_file(sweep, workdir, {
-      "name": "slurm", "cluster": cluster, "array_parallelism": o.parallel,
-      "folder": os.path.join(workdir, SUBMITIT_DIR)})
+  if cluster == "local" and o.gpus_per_point:
+    pool = _gpu_pool()
+    if o.gpus_per_point * o.parallel > len(pool):
+      raise SweepError(f"--gpus_per_point {o.gpus_per_point} × --array_parallelism "
+                       f"{o.parallel} needs {o.gpus_per_point * o.parallel} "
+                       f"GPU(s); this machine has {len(pool)}")
   records = {p.slug: point_lib.read_json(os.path.join(p.workdir, JOB_FILE))
              for p in sweep.points}
   refresh_slurm(r["job_id"] for r in records.values()
                 if r and r.get("cluster") == "slurm")
-  results, active, todo = {}, {}, []
+  results, active, todo, unknown = {}, {}, [], []
   for p in sweep.points:
     ps = status.point_state(p.workdir, p.slug, p.steps, job_state)
     record = records[p.slug]
+    state = job_state(record) if record else None
     if ps.state == "done" and not reanalyze:
       results[p.slug] = dict(point_lib.read_status(p.workdir), status="skipped")
-    elif record and ps.state in ("pending", "running") and job_state(record) in (
-        "pending", "running"):
+    elif record and record.get("cluster") == "slurm" and state is None:
+      active[p.slug] = _Handle(p, record)   # it may be alive: never twice
+      unknown.append(f"{p.slug}: the state of job {record['job_id']} is unknown "
+                     "(sacct and squeue give no answer): not resubmitting it")
+    elif record and (ps.state == "running" or (
+        ps.state == "pending" and state in ("pending", "running"))):
       active[p.slug] = _Handle(p, record)
     else:
       todo.append(p)
@@ -251,18 +352,24 @@ def run_sweep(spec: str, workdir: str, cluster: str = "slurm",
            f"already finished, {len(active)} running or queued, {len(todo)} to "
            f"submit (cluster {cluster}" + (f", {o.parallel} at a time)"
                                           if o.parallel else ")"))
-  executor = _executor(sweep, workdir, o) if todo else None
-  submissions: dict[str, int] = {}
+  for line in unknown:
+    print_fn(line)
   room = len(todo) if o.parallel is None or cluster == "slurm" else max(
       0, o.parallel - len(active))
+  executor = None
   if todo and room:
-    new = _submit(executor, sweep, todo[:room], o, submissions)
+    new = _first_submit(sweep, workdir, o, todo[:room], _busy_gpus(active.values()))
+    executor = next(iter(new.values())).executor
     active.update(new)
     todo = todo[room:]
     if cluster != "debug":
       print_fn(f"submitted {len(new)} point(s) as {_array_ids(new.values())} "
                f"(cluster {cluster}); submitit's files in "
                f"{os.path.join(workdir, SUBMITIT_DIR)}")
+  os.makedirs(workdir, exist_ok=True)
+  runner.write_sweep_file(sweep, workdir, {
+      "name": "slurm", "cluster": cluster, "array_parallelism": o.parallel,
+      "folder": os.path.join(workdir, SUBMITIT_DIR)})
   if not wait:
     if todo:
       print_fn(f"{len(todo)} point(s) wait: the local cluster runs {o.parallel} "
@@ -274,11 +381,27 @@ def run_sweep(spec: str, workdir: str, cluster: str = "slurm",
                                f"slurm --cluster {cluster}", workdir, o, ids):
         print_fn(line)
     return None
-  return _wait(sweep, workdir, o, executor, active, todo, results, submissions,
+  return _wait(sweep, workdir, o, executor, active, todo, results,
                max_retries, print_fn, poll_s)
 
 
-def _wait(sweep, workdir, o, executor, active, queue, results, submissions,
+def _first_submit(sweep, workdir, o, points, busy) -> dict[str, _Handle]:
+  """The command's first submission: if sbatch refuses it, what it wrote is
+  removed (the sweep directory, if this command made it, else ``S/slurm/``
+  if it did), so that nothing is left that looks like a submitted sweep."""
+  made = [d for d in (workdir, os.path.join(workdir, SUBMITIT_DIR))
+          if not os.path.exists(d)]
+  try:
+    handles = _submit(_executor(sweep, workdir, o), sweep, points, o, busy)
+  except SweepError as e:
+    if made:
+      shutil.rmtree(made[0], ignore_errors=True)
+    raise SweepError(f"{e}; nothing was submitted, the same command can run "
+                     "again") from e
+  return handles
+
+
+def _wait(sweep, workdir, o, executor, active, queue, results,
           max_retries, print_fn, poll_s) -> list[dict]:
   """Waits for the active jobs, submitting the queued points as room frees
   (local cluster), resubmitting stopped points and retrying failed ones."""
@@ -293,7 +416,8 @@ def _wait(sweep, workdir, o, executor, active, queue, results, submissions,
           0, o.parallel - len(active))
       if queue and room:
         executor = executor or _executor(sweep, workdir, o)
-        active.update(_submit(executor, sweep, queue[:room], o, submissions))
+        active.update(_submit(executor, sweep, queue[:room], o,
+                              _busy_gpus(active.values())))
         queue = queue[room:]
       if o.cluster == "debug":
         for h in active.values():
@@ -347,11 +471,51 @@ def _final(h: _Handle) -> bool:
       "done", "failed", "stopped")
 
 
+def _wait_pid(pid: int, timeout: float) -> bool:
+  """Waits at most ``timeout`` s for ``pid`` to end; whether it did."""
+  deadline = time.time() + timeout
+  while status.pid_alive(pid):
+    if time.time() > deadline:
+      return False
+    time.sleep(0.1)
+  return True
+
+
+def _kill(pid: int, sig: int) -> None:
+  try:
+    os.kill(pid, sig)
+  except ProcessLookupError:
+    pass
+
+
+def _cancel_local(point_dir: str, record: dict) -> bool:
+  """Stops a local job: SIGTERM to its running ``experiments.run`` (it saves
+  its step and exits 75; the point is then ``stopped``), waiting for it and
+  its task at most ``STOP_TIMEOUT_S`` s each, then SIGINT to submitit's
+  controller (which kills what is left). Whether the point ended in time."""
+  st = point_lib.read_status(point_dir) or {}
+  ours = (st.get("job_id") == record["job_id"] and st.get("status") == "running"
+          and st.get("host") == socket.gethostname())
+  ended = True
+  if ours and st.get("run_pid") and status.pid_alive(int(st["run_pid"])):
+    _kill(int(st["run_pid"]), signal.SIGTERM)
+    ended = _wait_pid(int(st["run_pid"]), STOP_TIMEOUT_S)
+  if ours and st.get("pid"):
+    ended = _wait_pid(int(st["pid"]), STOP_TIMEOUT_S) and ended
+  controller = int(record["job_id"])
+  _kill(controller, signal.SIGINT)   # what submitit's LocalJob.cancel sends
+  _wait_pid(controller, 10)
+  return ended
+
+
 def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
-  """Cancels the pending and running jobs of the sweep in ``sweep_dir``: a
-  running point saves its step first (Slurm sends SIGTERM; a local job gets
-  SIGINT, and its point SIGTERM). The next sweep command resubmits them.
-  Returns the number of jobs cancelled."""
+  """Cancels every job of the sweep in ``sweep_dir`` not known to have ended
+  (with Slurm, also those whose state sacct and squeue cannot tell): Slurm's
+  scancel sends SIGTERM to a running point, which saves its step and exits
+  75 if it can within the cluster's KillWait; a local job's point gets
+  SIGTERM and is waited for. The next sweep command resubmits them. Nothing
+  is marked cancelled until scancel has succeeded. Returns the number of
+  jobs cancelled."""
   sweep_dir = os.path.abspath(sweep_dir)
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE))
   if not info:
@@ -361,32 +525,47 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
     raise SweepError(f"{sweep_dir} was run by the local launcher: stop it with "
                      "Ctrl-C or SIGTERM to its sweep command")
   state_of = job_states(sweep_dir)
-  slurm_ids, local_pids, cancelled = [], [], []
+  todo = []   # (point dir, job file, record)
   for p in info["points"]:
-    path = os.path.join(sweep_dir, p["slug"], JOB_FILE)
+    point_dir = os.path.join(sweep_dir, p["slug"])
+    path = os.path.join(point_dir, JOB_FILE)
     record = point_lib.read_json(path)
-    if not record or state_of(record) not in ("pending", "running"):
+    if not record or record.get("cluster") not in ("slurm", "local"):
       continue
     if record["cluster"] == "slurm":
-      slurm_ids.append(record["job_id"])
-    elif record["cluster"] == "local":
-      local_pids.append(int(record["job_id"]))
-    else:
-      continue
-    point_lib.write_json(path, dict(record, cancelled=True))
-    cancelled.append(p["slug"])
+      alive = state_of(record) != "ended"   # None: it may be alive
+    else:   # its controller, or the task still running the point
+      alive = status.point_state(point_dir, p["slug"], None, state_of).state == "running"
+    if alive:
+      todo.append((point_dir, path, record))
+  slurm_ids = [r["job_id"] for _, _, r in todo if r["cluster"] == "slurm"]
   if slurm_ids:
     if shutil.which("scancel") is None:
       raise SweepError("scancel is not on PATH: cancel from a machine of the cluster")
-    subprocess.run(["scancel", *slurm_ids], check=True)
-  for pid in local_pids:
-    try:
-      os.kill(pid, signal.SIGINT)   # what submitit's LocalJob.cancel sends
-    except ProcessLookupError:
-      pass
-  if cancelled:
-    print_fn(f"cancelled {len(cancelled)} job(s): {', '.join(cancelled)}; running "
-             "points save their step first; the sweep command resubmits them")
+    r = subprocess.run(["scancel", *slurm_ids], capture_output=True, text=True)
+    if r.returncode != 0:
+      lines = [line.strip() for line in (r.stderr or r.stdout).splitlines()
+               if line.strip()]
+      raise SweepError(f"scancel {' '.join(slurm_ids)} failed (exit {r.returncode})"
+                       + (f": {lines[-1]}" if lines else "")
+                       + "; nothing was marked cancelled")
+  for point_dir, _, record in todo:
+    if record["cluster"] == "local" and not _cancel_local(point_dir, record):
+      print_fn(f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s "
+               "after SIGTERM; its job was interrupted (the point resumes from "
+               "its last checkpoint)")
+  for _, path, record in todo:
+    point_lib.write_json(path, dict(record, cancelled=True))
+  slugs = [os.path.basename(d) for d, _, _ in todo]
+  if not todo:
+    print_fn(f"nothing to cancel in {sweep_dir}: no job is pending, running or "
+             "of unknown state")
+  elif slurm_ids:
+    print_fn(f"cancelled {len(todo)} job(s): {', '.join(slugs)}; Slurm sends "
+             "SIGTERM to running points, which save their step if they can "
+             "before its KillWait; the sweep command resubmits them")
   else:
-    print_fn(f"nothing to cancel in {sweep_dir}: no point is pending or running")
-  return len(cancelled)
+    print_fn(f"cancelled {len(todo)} job(s): {', '.join(slugs)}; running points "
+             "got SIGTERM and ended (a training run saves its step first); the "
+             "sweep command resubmits them")
+  return len(todo)

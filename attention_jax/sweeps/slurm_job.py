@@ -20,10 +20,13 @@ import submitit
 from attention_jax.errors import SweepError
 from attention_jax.sweeps import point as point_lib
 from attention_jax.sweeps.point import Point, Sweep
+from attention_jax.sweeps.slurm_options import SIGNAL_DELAY_S
 
 COORDINATOR_FILE = "sweep_coordinator.json"   # S/<slug>/: task 0's address
 TASK_LOG = "sweep.task{rank}.log"   # S/<slug>/: the output of task k > 0
-STOP_TIMEOUT_S = 80     # a point's save after SIGTERM, within Slurm's 90 s notice
+# How long a point may take to save its step after SIGTERM (then SIGKILL):
+# within the scheduler's notice before a job's time limit.
+STOP_TIMEOUT_S = SIGNAL_DELAY_S - 10
 COORDINATOR_WAIT_S = 600
 
 
@@ -45,12 +48,18 @@ class PointJob(submitit.helpers.Checkpointable):
   """
 
   def __init__(self, sweep: Sweep, point: Point, jobs_on_host: int = 1,
-               threads: int | None = None, gpus_per_task: int = 0):
+               threads: int | None = None, gpus_per_task: int = 0,
+               local_gpus: list[str] | None = None):
     self.sweep = dataclasses.replace(sweep, points=[point], report={}, resources={})
     self.point = point
     self.jobs_on_host = jobs_on_host   # points (× tasks) sharing a host's cores
     self.threads = threads             # CPU threads of each process, if known
     self.gpus_per_task = gpus_per_task
+    # The local cluster (submitit's local executor sets CUDA_VISIBLE_DEVICES
+    # of every job to its first GPUs, or to "" without GPUs): the GPUs this
+    # point was given by the sweep, or the sweep command's own setting.
+    self.local_gpus = local_gpus
+    self.local_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
 
   def __getstate__(self):   # the running thread's event stays out of the pickle
     return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -82,9 +91,12 @@ class PointJob(submitit.helpers.Checkpointable):
     return result["status"]
 
   def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
-    """submitit's USR2 handler (preemption, time limit), in task 0: the running
-    ``experiments.run`` saves its step and exits 75, then the same job is
-    requeued and resumes from that checkpoint."""
+    """submitit's USR2 handler, in task 0: Slurm sends USR2 ``SIGNAL_DELAY_S``
+    before the time limit (and on preemption only where the cluster sets
+    ``preempt_send_user_signal``); the running ``experiments.run`` saves its
+    step and exits 75, then submitit requeues the same job (after a time
+    limit at most ``max_num_timeout`` times), which resumes from that
+    checkpoint."""
     self._stop()
     try:
       os.remove(os.path.join(self.point.workdir, COORDINATOR_FILE))
@@ -102,16 +114,28 @@ class PointJob(submitit.helpers.Checkpointable):
   def _job(env) -> dict:
     return {"job_id": env.job_id, "cluster": env.cluster}
 
-  def _run(self, env) -> dict:
+  def env(self, env) -> dict[str, str]:
+    """The environment of this task's ``experiments.run`` (``env``: submitit's
+    JobEnvironment): threads, ``jax.distributed`` and its GPUs."""
     penv = point_lib.point_env(self.jobs_on_host, None, 0, threads=self.threads)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env.cluster == "local":
+      visible = ",".join(self.local_gpus) if self.local_gpus else self.local_visible
+      if visible is None:
+        penv.pop("CUDA_VISIBLE_DEVICES", None)
+      else:
+        penv["CUDA_VISIBLE_DEVICES"] = visible
     if env.num_tasks > 1:
       penv.update(self._distributed_env(env))
     if self.gpus_per_task and env.num_tasks > env.num_nodes:
-      visible = os.environ.get("CUDA_VISIBLE_DEVICES")
       per_node = self.gpus_per_task * (env.num_tasks // env.num_nodes)
       ids = visible.split(",") if visible else [str(i) for i in range(per_node)]
       k, g = env.local_rank, self.gpus_per_task
       penv["CUDA_VISIBLE_DEVICES"] = ",".join(ids[k * g:(k + 1) * g])
+    return penv
+
+  def _run(self, env) -> dict:
+    penv = self.env(env)
     if env.global_rank == 0:
       return point_lib.run_point(self.sweep, self.point, penv, job=self._job(env))
     log_path = os.path.join(self.point.workdir, TASK_LOG.format(rank=env.global_rank))

@@ -18,6 +18,9 @@ from attention_jax.errors import SweepError
 
 CLUSTERS = ("slurm", "local", "debug")
 NOT_SHARED = ("/tmp",)   # directories a cluster's nodes do not share
+# The notice, in seconds, that a job gets (USR2) before its time limit:
+# submitit's signal_delay_s on both clusters (``#SBATCH --signal=USR2@90``).
+SIGNAL_DELAY_S = 90
 
 # Resources of each point: flag name -> default. A config's sweep may set
 # them (``SLURM = {...}`` or ``slurm(arg)``); a flag given on the command line wins.
@@ -116,6 +119,10 @@ def resolve_options(flags: dict[str, Any], config_resources: dict[str, Any],
       raise SweepError(f"{origin[key]} is {values[key]!r}: expected a name")
   values["slurm_extra"] = parse_extra(values["slurm_extra"])
   o = Options(cluster=cluster, **values)
+  if cluster != "debug" and o.timeout_min * 60 <= SIGNAL_DELAY_S:
+    raise SweepError(f"{origin['timeout_min']} is {o.timeout_min}: the points get "
+                     f"their save signal {SIGNAL_DELAY_S} s before the time limit; "
+                     f"expected >= {SIGNAL_DELAY_S // 60 + 1}")
   if o.gpus_per_point % o.nodes_per_point:
     raise SweepError(f"--gpus_per_point {o.gpus_per_point} is not divisible by "
                      f"--nodes_per_point {o.nodes_per_point}")

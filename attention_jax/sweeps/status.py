@@ -46,8 +46,9 @@ class PointState:
   state: str                   # one of STATES
   note: str = ""               # the last log line, the job, why it stopped
   returncode: int | None = None
-  elapsed: float | None = None  # seconds, this attempt
+  elapsed: float | None = None  # seconds: this attempt (running), all (ended)
   step: int | None = None      # the last step in metrics.jsonl
+  start_step: int | None = None  # the last step when this attempt started
   steps: int | None = None     # train.steps
   started: float | None = None
   finished: float | None = None
@@ -96,7 +97,11 @@ def point_state(point_dir: str, slug: str, steps: int | None,
   out = PointState(slug, "pending", steps=steps, step=last_step(point_dir))
   if st:
     out.returncode, out.started = st.get("returncode"), st.get("started")
-    out.finished = st.get("finished")
+    out.finished, out.start_step = st.get("finished"), st.get("start_step")
+  if (sched == "ended" and same_job and job.get("cluster") == "local"
+      and st["status"] == "running" and st.get("host") == socket.gethostname()
+      and pid_alive(int(st.get("pid", 0)))):
+    sched = "running"   # its controller ended, its task still runs the point
   if sched == "pending" or (sched == "running" and same_job
                             and st["status"] == "stopped"):
     out.note = f"queued as job {job['job_id']}" + (
@@ -125,7 +130,7 @@ def point_state(point_dir: str, slug: str, steps: int | None,
       out.note = f"{who} ended while the point ran (killed?)"
       out.elapsed = None
     return out
-  out.elapsed = st.get("seconds")
+  out.elapsed = st.get("total_seconds", st.get("seconds"))
   if out.state in ("failed", "stopped"):
     out.note = last_log_line(st)
   return out
@@ -151,15 +156,17 @@ def _parallel(launcher: dict | None, n: int) -> int:
 
 def sweep_eta(states: list[PointState], parallel: int) -> float:
   """Seconds until every pending and running point is done: running points by
-  their own pace (elapsed × steps / step), pending ones by the mean time of
+  the pace of their attempt (elapsed × steps left / steps done since the
+  attempt started), pending ones by the mean time of
   the points done so far, ``parallel`` at a time. NaN when unknown."""
   done = [s.elapsed for s in states if s.state == "done" and s.elapsed]
   mean = sum(done) / len(done) if done else math.nan
   left = []
   for s in states:
     if s.state == "running":
-      if s.step and s.steps and s.elapsed is not None:
-        left.append(max(0.0, s.elapsed * (s.steps - s.step) / s.step))
+      done_now = (s.step or 0) - (s.start_step or 0)   # this attempt's steps
+      if done_now > 0 and s.steps and s.elapsed is not None:
+        left.append(max(0.0, s.elapsed * (s.steps - s.step) / done_now))
       elif s.elapsed is not None and not math.isnan(mean):
         left.append(max(0.0, mean - s.elapsed))
       else:
