@@ -25,12 +25,11 @@ falls below half of its short-sentence exact match.
 
 Args: none (CPU default: d_model 64, 2 layers, 4 heads, FFN 128, 1,200
 steps of batch 64, Adam 3e-3 with 200 warm-up steps and cosine decay; 18
-points. One ``gpt``/``learned`` point of 1,500 steps measured 4 min 13 s of
-training and 31 s of ``by_length`` analysis with one thread on the 2-core
-CPU dev machine while another engineer's jobs ran (load average ~10): exact
-match 0.85 at step 750, 1.00 at 1,500 on lengths 1–30, and 0.00 from 31 on;
-``transformer``/``rope`` at 1,200 steps: 2 min 39 s + 15 s at load ~5, exact
-match 0.93–1.00 in range, 0.38 at 35, 0.00 from 37),
+points; the whole sweep with ``--jobs 2`` took 28 min 6 s on the 2-core CPU
+dev machine, half of it beside other work, ~23 min at an idle pace — over
+the 20 minutes it was meant to fit, while some schemes already do not learn
+their task in range at 1,200 steps (results: docs/instruments.md,
+"Positions and length extrapolation")),
 ``full`` (d_model 128, 3 layers, 8 heads, 20k steps of batch 128),
 ``tiny`` (one ``gpt`` point of a few steps, for tests).
 ``model.max_positions`` = 128 holds a 60-symbol source and its output in the
