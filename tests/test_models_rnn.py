@@ -191,7 +191,7 @@ def test_rnn_execution_keys_reach_the_scans(name):
     jaxpr = str(jax.make_jaxpr(loss)(params))
     fused = re.search(r"custom_vjp_call\[\s*name=recurrence\b", jaxpr) is not None
     assert fused == (backward == "fused"), backward
-    results[backward] = jax.value_and_grad(loss)(params)
+    results[backward] = jax.jit(jax.value_and_grad(loss))(params)
   (l_f, g_f), (l_a, g_a) = results["fused"], results["autodiff"]
   np.testing.assert_allclose(l_f, l_a, rtol=1e-5)
   for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_a)):
@@ -234,7 +234,7 @@ def test_attention_decoders_take_the_rnn_execution_keys(case, feature_widths):
     reads_embeddings = any(w in feature_widths for w in widths)
     assert reads_embeddings == (hoist == "false"), (hoist, widths)
     assert f"unroll={unroll}" in str(closed)
-    results[hoist] = jax.value_and_grad(loss)(params)
+    results[hoist] = jax.jit(jax.value_and_grad(loss))(params)
   (l_h, g_h), (l_p, g_p) = results["true"], results["false"]
   np.testing.assert_allclose(l_h, l_p, rtol=1e-6)
   for a, b in zip(jax.tree.leaves(g_h), jax.tree.leaves(g_p)):

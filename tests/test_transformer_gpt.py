@@ -128,11 +128,14 @@ def test_gpt_kv_cache_equals_full_and_sampling_is_greedy_at_t0(gpt_model):
   graphdef, params = nnx.split(gpt_model, nnx.Param)
   sampler = generate.make_sampler(graphdef, max_new_tokens=5, temperature=0.0, top_k=0)
   got = np.asarray(sampler(params, x[:, :4], jax.random.PRNGKey(0)))
-  seq = np.asarray(x[:, :4])
-  for _ in range(5):
-    lg = np.array(gpt_model(jnp.asarray(seq)))[:, -1]
+  # The Python loop runs one padded shape (2, 9): the model is causal (tested
+  # above), so the logits at position t read only tokens 0..t.
+  seq = np.zeros((2, 9), np.int32)
+  seq[:, :4] = np.asarray(x[:, :4])
+  for t in range(4, 9):
+    lg = np.array(gpt_model(jnp.asarray(seq)))[:, t - 1]
     lg[:, :3] = -np.inf
-    seq = np.concatenate([seq, lg.argmax(-1)[:, None]], 1)
+    seq[:, t] = lg.argmax(-1)
   np.testing.assert_array_equal(got, seq[:, 4:])
   top1 = generate.make_sampler(graphdef, max_new_tokens=5, temperature=1.0, top_k=1)
   np.testing.assert_array_equal(top1(params, x[:, :4], jax.random.PRNGKey(3)), got)
