@@ -141,7 +141,7 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
       ax.plot([x["length"] for x in r], [x[metric] for x in r], marker=".",
               markersize=3, label=_label(p.overrides, series))
       st = length_stats(r, metric, lo, hi)
-      label = _label(p.overrides, series + ([panel_key] if panel_key else []))
+      label = _label(p.overrides, _row_keys(sweep, spec))
       table.append({"point": label, f"short ({st['short_lengths']})": st["short"],
                     f"last 5 trained": st["tail"],
                     "beyond training": st["beyond"],
