@@ -1,5 +1,6 @@
-"""Checks that need a GPU: cuDNN attention in bf16, the bf16 GPT step, the
-fused RNN backward and one bf16 run of experiments.run there.
+"""Checks that need a GPU: cuDNN attention in bf16, the bf16 GPT step (also
+with RoPE and ALiBi, and their KV cache), the fused RNN backward and one bf16
+run of experiments.run there.
 
 On a machine without one every test here is skipped, with the reason shown in
 pytest's summary (``-ra``). ``tools/gpu_check.sh`` runs them on a GPU.
@@ -106,3 +107,49 @@ def test_bf16_transformer_run_on_gpu(tmp_path):
   assert "on gpu" in r.stderr and "compute dtype bfloat16" in r.stderr
   acc = float(re.findall(r"token_accuracy (\d\.\d+)", r.stderr)[-1])
   assert acc > 0.5, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("scheme", ["rope", "alibi"])
+def test_bf16_gpt_positions_on_cudnn_match_xla_and_the_cache(scheme):
+  """RoPE (queries and keys rotated before the kernel) and ALiBi (a bias into
+  it) in bf16 on the GPU: ``auto`` takes cuDNN or says why not; the losses of
+  the ``auto`` and ``xla`` train steps agree, and incremental decoding with
+  the KV cache equals the full forward pass in bf16."""
+  base = {"model.name": "gpt", "data.task": "text", "model.hidden_size": 128,
+          "model.num_heads": 2, "model.num_layers": 2, "model.max_positions": 128,
+          "data.max_length": 128, "train.compute_dtype": "bfloat16",
+          "model.position": scheme}
+  tokens = jax.random.randint(jax.random.PRNGKey(1), (8, 129), 4, 64)
+  batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+  losses, texts = {}, {}
+  for impl in ("auto", "xla"):
+    config = tiny_config(**base, **{"model.attention_impl": impl})
+    graphdef, state, tx, schedule = step_lib.create_state(config, 64, 64)
+    attention.last_path.clear()
+    lowered = jax.jit(step_lib.make_train_step(
+        graphdef, tx, schedule, config, objectives.get("lm"))).lower(state, batch)
+    compiled = lowered.compile()
+    texts[impl] = compiled.as_text()
+    _, m = compiled(state, batch)
+    losses[impl] = float(m["loss"])
+    if impl == "auto":
+      path = dict(attention.last_path)
+  fused = bool(re.search(r"cudnn\$fmha|__cudnn\$fmha", texts["auto"]))
+  if scheme == "rope":   # no bias: nothing keeps cuDNN from it
+    assert fused and path["used"] == "cudnn", path
+  else:                  # ALiBi: cuDNN with a bias, or the fallback says why
+    assert fused or (path["used"] == "xla" and path["reason"]), path
+  assert not re.search(r"cudnn\$fmha", texts["xla"])
+  assert abs(losses["auto"] - losses["xla"]) <= 2e-2 * abs(losses["xla"]), losses
+
+  model = step_lib.merge_for_compute(graphdef, state.params, config)
+  seq = tokens[:2, :40]
+  full = model(seq).astype(jnp.float32)
+  cache = model.init_cache(2)
+  out, cache = model.decode(seq[:, :16], cache)
+  outs = [out]
+  for t in range(16, seq.shape[1]):
+    out, cache = model.decode(seq[:, t:t + 1], cache)
+    outs.append(out)
+  inc = jnp.concatenate(outs, 1).astype(jnp.float32)
+  assert np.abs(np.asarray(inc - full)).max() <= 5e-2 * np.abs(np.asarray(full)).max()
