@@ -209,11 +209,18 @@ SEQ2SEQ_MODELS = sorted(n for n, cls in models.MODELS.items()
                         if hasattr(cls, "decode_step") and hasattr(cls, "encode"))
 
 
-@pytest.mark.parametrize("name", SEQ2SEQ_MODELS)
-def test_every_seq2seq_model_beam_matches_teacher_forcing(name):
-  """Every registered seq2seq model (their own teacher-forced ``__call__``):
-  the beam's score and attention are those of its chosen hypothesis."""
-  config = tiny_config(**{"model.name": name})
+# The relative position schemes keep state in the KV cache (rotated keys; the
+# keys' positions for ALiBi) that the beam must gather with everything else.
+POSITION_CASES = [(n, "auto") for n in SEQ2SEQ_MODELS] + [
+    (n, p) for n in ("transformer", "gpt") for p in ("rope", "alibi")]
+
+
+@pytest.mark.parametrize("name,position", POSITION_CASES)
+def test_every_seq2seq_model_beam_matches_teacher_forcing(name, position):
+  """Every registered seq2seq model (their own teacher-forced ``__call__``),
+  and the Transformers with RoPE and ALiBi: the beam's score and attention
+  are those of its chosen hypothesis."""
+  config = tiny_config(**{"model.name": name, "model.position": position})
   model = models.build_model(config, 10, 10, seed=2)
   out = _jit_search(decoding.beam_search, model, max_length=6, beam_size=3,
                     alpha=0.6).best

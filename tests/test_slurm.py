@@ -523,9 +523,14 @@ def test_local_cancel_stops_the_run_then_its_controller(tmp_path):
                           "signal.signal(signal.SIGTERM, lambda *a: sys.exit(75)); "
                           "print('ready', flush=True); time.sleep(60)"],
                          stdout=subprocess.PIPE, text=True)
-  controller = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
-                                 "submitit"])
+  # A stand-in for submitit's controller, which ends on SIGINT (its own
+  # handler: pytest may run with SIGINT ignored, e.g. started by `nohup … &`).
+  controller = subprocess.Popen([sys.executable, "-c", "import signal, sys, time; "
+                                 "signal.signal(signal.SIGINT, lambda *a: sys.exit(130)); "
+                                 "print('ready', flush=True); time.sleep(60)", "submitit"],
+                                stdout=subprocess.PIPE, text=True)
   assert run.stdout.readline() == "ready\n"
+  assert controller.stdout.readline() == "ready\n"
   point = tmp_path / "a"
   point.mkdir()
   (point / JOB_FILE).write_text(json.dumps(
@@ -643,3 +648,19 @@ def test_cli_errors_are_one_line_before_anything_is_written(
   assert r.stderr.count("\n") == 1 and r.stderr.startswith("error: "), r.stderr
   assert message in r.stderr
   assert not workdir.exists()
+
+
+def test_a_sweep_started_ignoring_sigint_gives_local_jobs_a_working_sigint():
+  """submitit stops local jobs with SIGINT; a sweep command started in the
+  background ignores it and its children would inherit that. Before the local
+  executor starts anything, SIGINT is handled again, so children get it back."""
+  probe = [sys.executable, "-c",
+           "import signal; print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)"]
+  before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    assert subprocess.run(probe, capture_output=True, text=True).stdout == "True\n"
+    slurm._undo_ignored_sigint()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert subprocess.run(probe, capture_output=True, text=True).stdout == "False\n"
+  finally:
+    signal.signal(signal.SIGINT, before)

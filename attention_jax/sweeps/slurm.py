@@ -201,7 +201,18 @@ def _executor(sweep: Sweep, workdir: str, o: Options) -> submitit.AutoExecutor:
   executor.update_parameters(**params)
   if o.cluster == "local":   # AutoExecutor passes no signal_delay_s (default 30 s)
     executor._executor.update_parameters(signal_delay_s=SIGNAL_DELAY_S)
+    _undo_ignored_sigint()
   return executor
+
+
+def _undo_ignored_sigint() -> None:
+  """submitit stops a local job with SIGINT (to its controller, which passes
+  it to the tasks as KeyboardInterrupt). A command started in the background
+  (``nohup … &``) ignores SIGINT, and an ignored signal stays ignored in every
+  child it starts — the controller and the tasks would never stop. A handled
+  signal is reset to its default in a child, so handling it here undoes that."""
+  if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @dataclasses.dataclass
