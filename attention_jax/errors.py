@@ -61,11 +61,14 @@ class CorruptCheckpointError(CheckpointError):
 
 
 def one_line(e: BaseException, limit: int = 300, with_type: bool = False) -> str:
-  """``e``'s message on one line, at most ``limit`` characters (``…`` when
-  cut), optionally after its type name: for quoting a library's error inside
-  one of ours."""
+  """``e``'s message on one line, at most ``limit`` characters, optionally
+  after its type name: for quoting a library's error inside one of ours. A
+  longer message keeps its start and its end (``…`` between): the reason
+  (``File too large``) usually ends it, after paths of any length."""
   text = " ".join(str(e).split())
-  text = text[:limit] + ("…" if len(text) > limit else "")
+  if len(text) > limit:
+    tail = limit // 3
+    text = f"{text[:limit - tail]} … {text[-tail:]}"
   return f"{type(e).__name__}: {text}" if with_type else text
 
 

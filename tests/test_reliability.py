@@ -479,6 +479,18 @@ def test_exit_codes_and_one_line(error, code, capsys):
   assert err == f"error: {error()}\n"
 
 
+def test_a_quoted_error_keeps_its_start_and_its_reason():
+  """A library error quoted in ours is cut in the middle, not at the end: a
+  long path must not push out the reason that ends the message."""
+  from attention_jax.errors import one_line
+  e = ValueError(f'Error writing "/{"d" * 500}/x":\n Failed to write: File too large')
+  text = one_line(e, 120, with_type=True)
+  assert text.startswith('ValueError: Error writing "/ddd') and "\n" not in text
+  assert text.endswith("Failed to write: File too large") and " … " in text
+  assert len(text) == len("ValueError: ") + 120 + len(" … ")
+  assert one_line(ValueError("short"), 120) == "short"
+
+
 def test_fault_spec_parsing():
   f = faults.parse("kill_at_step:3, nonfinite_at_step:5-7,nonfinite_at_step:9,"
                    "fsize_limit_at_save:8:100")
