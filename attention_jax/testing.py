@@ -9,6 +9,7 @@ task ignores are refused).
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import ml_collections
 
 from attention_jax import config as config_lib
@@ -47,3 +48,16 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
       if key not in reads and f"{section}.{key}" not in overrides:
         c[section][key] = defaults[section][key]
   return c
+
+
+def decode_in_steps(decode, x, cache, prefill: int):
+  """``x[:, :prefill]`` in one call, then one position at a time, through
+  ``decode(x_part, cache) -> (out, cache, …)``: the outputs joined along time
+  (what incremental decoding with a KV cache must reproduce of the full
+  forward pass) and the last cache."""
+  out, cache = decode(x[:, :prefill], cache)[:2]
+  outs = [out]
+  for t in range(prefill, x.shape[1]):
+    out, cache = decode(x[:, t:t + 1], cache)[:2]
+    outs.append(out)
+  return jnp.concatenate(outs, 1), cache

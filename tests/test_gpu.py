@@ -19,6 +19,7 @@ from flax import nnx
 
 from attention_jax import attention, models, objectives, precision, rnn, train
 from attention_jax import step as step_lib
+from attention_jax.testing import decode_in_steps
 from conftest import ROOT, tiny_config
 
 pytestmark = pytest.mark.skipif(
@@ -145,11 +146,6 @@ def test_bf16_gpt_positions_on_cudnn_match_xla_and_the_cache(scheme):
   model = step_lib.merge_for_compute(graphdef, state.params, config)
   seq = tokens[:2, :40]
   full = model(seq).astype(jnp.float32)
-  cache = model.init_cache(2)
-  out, cache = model.decode(seq[:, :16], cache)
-  outs = [out]
-  for t in range(16, seq.shape[1]):
-    out, cache = model.decode(seq[:, t:t + 1], cache)
-    outs.append(out)
-  inc = jnp.concatenate(outs, 1).astype(jnp.float32)
+  inc, _ = decode_in_steps(model.decode, seq, model.init_cache(2), prefill=16)
+  inc = inc.astype(jnp.float32)
   assert np.abs(np.asarray(inc - full)).max() <= 5e-2 * np.abs(np.asarray(full)).max()

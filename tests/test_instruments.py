@@ -15,6 +15,7 @@ from attention_jax import attention, metrics, models, positions, probe
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax.data import reorder, synthetic
+from attention_jax.testing import decode_in_steps
 from attention_jax.data.vocab import EOS
 from attention_jax.errors import ConfigError, EvalError
 from conftest import ROOT, tiny_config
@@ -230,13 +231,8 @@ def test_attention_position_terms_on_every_path_and_through_the_cache(scheme):
       got, _ = mha(x, is_causal=causal)
       np.testing.assert_allclose(got, want, atol=2e-5, err_msg=f"{impl} {causal}")
   full, _ = mha(x, is_causal=True)
-  cache = mha.init_cache(2, 9)
-  o1, cache, _ = mha.decode(x[:, :2], cache)                        # prefill
-  outs = [o1]
-  for t in range(2, T):
-    o, cache, _ = mha.decode(x[:, t:t + 1], cache)
-    outs.append(o)
-  np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=1e-5)
+  inc, _ = decode_in_steps(mha.decode, x, mha.init_cache(2, 9), prefill=2)
+  np.testing.assert_allclose(inc, full, atol=1e-5)
   with pytest.raises(ValueError, match="self-attention only"):
     mha(x, x)
 
@@ -323,13 +319,8 @@ def test_gpt_language_model_kv_cache_equals_full_forward(scheme):
   model = _gpt(scheme, task="text")
   tokens = jnp.array([[3, 4, 5, 6, 7, 3, 4], [7, 6, 5, 4, 3, 2, 1]])
   full = model(tokens)
-  cache = model.init_cache(2)
-  out, cache = model.decode(tokens[:, :3], cache)
-  outs = [out]
-  for t in range(3, tokens.shape[1]):
-    out, cache = model.decode(tokens[:, t:t + 1], cache)
-    outs.append(out)
-  np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=1e-5)
+  inc, _ = decode_in_steps(model.decode, tokens, model.init_cache(2), prefill=3)
+  np.testing.assert_allclose(inc, full, atol=1e-5)
 
 
 def test_validation_of_positions():

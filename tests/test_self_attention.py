@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 
 from attention_jax import attention
+from attention_jax.testing import decode_in_steps
 
 B, T, S, N, H = 2, 5, 7, 2, 8  # batch, query len, key len, heads, head dim
 
@@ -130,15 +131,9 @@ def test_kv_cache_decoding_equals_full_recomputation():
   full, _ = mha(x, is_causal=True)
   decode = jax.jit(lambda x, c: mha.decode(x, c)[:2])
   # prefill 2 positions, then 4 single steps
-  cache = mha.init_cache(B, L)
-  outs = []
-  o, cache = decode(x[:, :2], cache)
-  outs.append(o)
-  for t in range(2, 6):
-    o, cache = decode(x[:, t:t + 1], cache)
-    outs.append(o)
+  inc, cache = decode_in_steps(decode, x, mha.init_cache(B, L), prefill=2)
   assert int(cache["index"]) == 6
-  np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=1e-5)
+  np.testing.assert_allclose(inc, full, atol=1e-5)
 
 
 def test_hand_written_backward_matches_autodiff():

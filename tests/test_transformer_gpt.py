@@ -14,6 +14,7 @@ from flax import nnx
 from attention_jax import config as config_lib
 from attention_jax import generate, models, train, writers
 from attention_jax.data import text as text_task
+from attention_jax.testing import decode_in_steps
 from conftest import ROOT
 
 
@@ -117,13 +118,8 @@ def test_gpt_is_causal_and_ties_weights(gpt_model):
 def test_gpt_kv_cache_equals_full_and_sampling_is_greedy_at_t0(gpt_model):
   x = jax.random.randint(jax.random.PRNGKey(1), (2, 9), 4, 20)
   full = gpt_model(x)
-  cache = gpt_model.init_cache(2, 12)
-  a, cache = gpt_model.decode(x[:, :5], cache)
-  outs = [a]
-  for t in range(5, 9):
-    o, cache = gpt_model.decode(x[:, t:t + 1], cache)
-    outs.append(o)
-  np.testing.assert_allclose(jnp.concatenate(outs, 1), full, atol=2e-5)
+  inc, _ = decode_in_steps(gpt_model.decode, x, gpt_model.init_cache(2, 12), prefill=5)
+  np.testing.assert_allclose(inc, full, atol=2e-5)
   # compiled sampling (one lax.scan) at temperature 0 = a Python greedy loop
   graphdef, params = nnx.split(gpt_model, nnx.Param)
   sampler = generate.make_sampler(graphdef, max_new_tokens=5, temperature=0.0, top_k=0)
