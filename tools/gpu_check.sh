@@ -15,7 +15,9 @@
 #      MFU; Transformer-base; RNN models), attention (vs torch SDPA), rnn (vs
 #      cuDNN nn.LSTM/GRU).
 #   2. pytest tests/test_gpu.py (limit 150 s): cuDNN attention in bf16, the bf16
-#      GPT step, the fused RNN backward, one bf16 experiments.run.
+#      GPT step (also with RoPE and ALiBi), the fused RNN backward, one bf16
+#      experiments.run. In one process: `-o addopts=` drops pyproject.toml's
+#      `-n 2`, which needs pytest-xdist (not on every GPU machine).
 # It ends with a compact summary (also OUT_DIR/summary.txt). Plan: ~1 min of
 # start-up and imports, <= 5 min for part 1, <= 2.5 min for part 2.
 set -u
@@ -56,7 +58,7 @@ bench_rc=$?
 echo "[$(elapsed) s] benchmark rc $bench_rc ($( [ $bench_rc = 124 ] && echo 'TIME LIMIT' || echo done))"
 
 # ---- 2. GPU tests
-timeout -k 10 150 python3 -m pytest -q -ra -p no:cacheprovider tests/test_gpu.py \
+timeout -k 10 150 python3 -m pytest -o addopts= -q -ra -p no:cacheprovider tests/test_gpu.py \
   > "$OUT_DIR/gpu_tests.log" 2>&1
 tests_rc=$?
 echo "[$(elapsed) s] GPU tests rc $tests_rc"
