@@ -11,9 +11,9 @@ never NaN (scores are filled with ``finfo(dtype).min``, not ``-inf``).
 
 from __future__ import annotations
 
-from absl import logging
 import jax
 import jax.numpy as jnp
+from absl import logging
 from flax import nnx
 
 from attention_jax import positions as positions_lib
@@ -38,8 +38,9 @@ def masked_softmax(scores: jax.Array, mask: jax.Array | None) -> jax.Array:
 # (1) Additive (Bahdanau et al. 2014) and Luong et al. 2015 attention
 
 
-def attend(scores: jax.Array, values: jax.Array, mask: jax.Array | None
-           ) -> tuple[jax.Array, jax.Array]:
+def attend(
+  scores: jax.Array, values: jax.Array, mask: jax.Array | None
+) -> tuple[jax.Array, jax.Array]:
   """α = softmax(scores) over real positions; context c = Σ_j α_j h_j.
 
   scores [B, S], values [B, S, K], mask [B, S] (True = real source position).
@@ -47,16 +48,15 @@ def attend(scores: jax.Array, values: jax.Array, mask: jax.Array | None
   float32 (the softmax's dtype); weights are exactly 0 where
   ``mask`` is False and sum to 1 over the rest.
   """
-  weights = masked_softmax(scores, mask)                      # (B, S), ≥ float32
+  weights = masked_softmax(scores, mask)  # (B, S), ≥ float32
   context = jnp.einsum("bs,bsk->bk", weights.astype(values.dtype), values)
-  return context, weights                                     # (B, K), (B, S)
+  return context, weights  # (B, K), (B, S)
 
 
-def additive_scores(query_proj: jax.Array, keys: jax.Array,
-                    v: jax.Array) -> jax.Array:
+def additive_scores(query_proj: jax.Array, keys: jax.Array, v: jax.Array) -> jax.Array:
   """e_j = vᵀ tanh(q + k_j): query_proj [B, A] (= W s), keys [B, S, A]
   (= U h_j + b), v [A] -> scores [B, S]."""
-  return jnp.tanh(query_proj[:, None, :] + keys) @ v           # (B, S)
+  return jnp.tanh(query_proj[:, None, :] + keys) @ v  # (B, S)
 
 
 class AdditiveAttention(nnx.Module):
@@ -73,20 +73,20 @@ class AdditiveAttention(nnx.Module):
   zeros, which starts from uniform weights; both train).
   """
 
-  def __init__(self, query_features: int, key_features: int,
-               attention_dim: int, *, rngs: nnx.Rngs):
-    self.query_proj = nnx.Linear(query_features, attention_dim, use_bias=False,
-                                 rngs=rngs)                  # W
+  def __init__(self, query_features: int, key_features: int, attention_dim: int, *, rngs: nnx.Rngs):
+    self.query_proj = nnx.Linear(query_features, attention_dim, use_bias=False, rngs=rngs)  # W
     self.key_proj = nnx.Linear(key_features, attention_dim, rngs=rngs)  # U, b
-    self.v = nnx.Param(nnx.initializers.lecun_normal()(
-        rngs.params(), (attention_dim, 1))[:, 0])            # (A,)
+    self.v = nnx.Param(
+      nnx.initializers.lecun_normal()(rngs.params(), (attention_dim, 1))[:, 0]
+    )  # (A,)
 
   def keys(self, annotations: jax.Array) -> jax.Array:
     """U h_j + b for every source position: [B, S, K] -> [B, S, A]."""
     return self.key_proj(annotations)
 
-  def __call__(self, query: jax.Array, keys: jax.Array, values: jax.Array,
-               mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self, query: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array | None = None
+  ) -> tuple[jax.Array, jax.Array]:
     """query [B, Q] (s_{i−1}), keys [B, S, A] from :meth:`keys`, values
     [B, S, K] (h_j), mask [B, S] -> (context [B, K], weights [B, S])."""
     scores = additive_scores(self.query_proj(query), keys, self.v[...])
@@ -111,32 +111,40 @@ class LuongAttention(nnx.Module):
   model (:class:`attention_jax.models.seq2seq.Luong`).
   """
 
-  def __init__(self, query_features: int, key_features: int, score: str = "general",
-               attention_dim: int = 0, *, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    query_features: int,
+    key_features: int,
+    score: str = "general",
+    attention_dim: int = 0,
+    *,
+    rngs: nnx.Rngs,
+  ):
     if score not in LUONG_SCORES:
       raise ValueError(f"Luong score {score!r}; allowed: {LUONG_SCORES}")
     self.score = score
     if score == "dot" and query_features != key_features:
-      raise ValueError("dot score needs query_features == key_features, got "
-                       f"{query_features} and {key_features}")
+      raise ValueError(
+        f"dot score needs query_features == key_features, got {query_features} and {key_features}"
+      )
     general, concat = score == "general", score == "concat"
     A = attention_dim or query_features
-    self.W_a = (nnx.Linear(key_features, query_features, use_bias=False, rngs=rngs)
-                if general else None)
+    self.W_a = (
+      nnx.Linear(key_features, query_features, use_bias=False, rngs=rngs) if general else None
+    )
     # concat: W_a [h_t; h̄_s] = W_q h_t + W_k h̄_s, the two halves of W_a.
-    self.query_proj = (nnx.Linear(query_features, A, use_bias=False, rngs=rngs)
-                       if concat else None)
-    self.key_proj = (nnx.Linear(key_features, A, use_bias=False, rngs=rngs)
-                     if concat else None)
-    self.v = (nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (A, 1))[:, 0])
-              if concat else None)                           # (A,)
+    self.query_proj = nnx.Linear(query_features, A, use_bias=False, rngs=rngs) if concat else None
+    self.key_proj = nnx.Linear(key_features, A, use_bias=False, rngs=rngs) if concat else None
+    self.v = (
+      nnx.Param(nnx.initializers.lecun_normal()(rngs.params(), (A, 1))[:, 0]) if concat else None
+    )  # (A,)
 
   def keys(self, memory: jax.Array) -> jax.Array:
     """The source-only part of the score: [B, S, K] -> [B, S, Q or A]."""
     if self.score == "general":
-      return self.W_a(memory)                                 # W_a h̄_s
+      return self.W_a(memory)  # W_a h̄_s
     if self.score == "concat":
-      return self.key_proj(memory)                            # W_k h̄_s
+      return self.key_proj(memory)  # W_k h̄_s
     return memory
 
   def scores(self, query: jax.Array, keys: jax.Array) -> jax.Array:
@@ -145,12 +153,12 @@ class LuongAttention(nnx.Module):
       return additive_scores(self.query_proj(query), keys, self.v[...])
     return jnp.einsum("bq,bsq->bs", query, keys)
 
-  def __call__(self, query: jax.Array, keys: jax.Array, values: jax.Array,
-               mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  def __call__(
+    self, query: jax.Array, keys: jax.Array, values: jax.Array, mask: jax.Array | None = None
+  ) -> tuple[jax.Array, jax.Array]:
     """query [B, Q] (h_t), keys from :meth:`keys`, values [B, S, K] (h̄_s),
     mask [B, S] -> (context [B, K], weights [B, S])."""
     return attend(self.scores(query, keys), values, mask)
-
 
 
 # ---------------------------------------------------------------------------
@@ -172,13 +180,15 @@ def _note_path(requested: str, used: str, reason: str) -> str:
   last_path.update(requested=requested, used=used, reason=reason)
   if (requested, used, reason) not in _logged_paths:
     _logged_paths.add((requested, used, reason))
-    logging.info("attention implementation %r -> %r%s", requested, used,
-                 f" ({reason})" if reason else "")
+    logging.info(
+      "attention implementation %r -> %r%s", requested, used, f" ({reason})" if reason else ""
+    )
   return used
 
 
-def resolve_implementation(implementation: str, dtype, head_dim: int, *,
-                           needs_weights: bool = False) -> str:
+def resolve_implementation(
+  implementation: str, dtype, head_dim: int, *, needs_weights: bool = False
+) -> str:
   """Which path runs: ``einsum``, ``xla`` or ``cudnn`` (logged once per choice).
 
   ``cudnn`` (fused flash attention) needs a GPU, float16/bfloat16, a head
@@ -188,13 +198,13 @@ def resolve_implementation(implementation: str, dtype, head_dim: int, *,
   Weights or dropout on weights always need the einsum path.
   """
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"attention implementation {implementation!r}; allowed: "
-                     + ", ".join(IMPLEMENTATIONS))
+    raise ValueError(
+      f"attention implementation {implementation!r}; allowed: " + ", ".join(IMPLEMENTATIONS)
+    )
   if implementation == "einsum":
     return _note_path(implementation, "einsum", "")
   if needs_weights:
-    return _note_path(implementation, "einsum",
-                      "attention weights or dropout on them requested")
+    return _note_path(implementation, "einsum", "attention weights or dropout on them requested")
   cudnn_ok, why = True, ""
   if jax.default_backend() != "gpu":
     cudnn_ok, why = False, f"backend is {jax.default_backend()}"
@@ -203,8 +213,11 @@ def resolve_implementation(implementation: str, dtype, head_dim: int, *,
   elif head_dim % 8 or head_dim > 128:
     cudnn_ok, why = False, f"head dim {head_dim} (cudnn needs a multiple of 8, <= 128)"
   if implementation == "cudnn":
-    return _note_path(implementation, "cudnn" if cudnn_ok else "xla",
-                      "" if cudnn_ok else f"cudnn unavailable: {why}")
+    return _note_path(
+      implementation,
+      "cudnn" if cudnn_ok else "xla",
+      "" if cudnn_ok else f"cudnn unavailable: {why}",
+    )
   if implementation == "auto":
     return _note_path(implementation, "cudnn" if cudnn_ok else "einsum", why)
   return _note_path(implementation, "xla", "")
@@ -258,9 +271,9 @@ def _add_bias(scores: jax.Array, bias: jax.Array | None) -> jax.Array:
 
 def _attention_heads_major_fwd(q, k, v, mask, bias=None):
   scale = jnp.asarray(1.0 / (q.shape[-1] ** 0.5), q.dtype)
-  scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)           # (B, N, T, S)
+  scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)  # (B, N, T, S)
   p = masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
-  o = jnp.einsum("bnts,bnsh->bnth", p, v)                         # (B, N, T, h)
+  o = jnp.einsum("bnts,bnsh->bnth", p, v)  # (B, N, T, h)
   return o, (q, k, v, p, o, mask)
 
 
@@ -269,8 +282,9 @@ def _attention_heads_major_bwd(res, do):
   scale = jnp.asarray(1.0 / (q.shape[-1] ** 0.5), q.dtype)
   dv = jnp.einsum("bnts,bnth->bnsh", p, do)
   dp = jnp.einsum("bnth,bnsh->bnts", do, v)
-  delta = jnp.sum(do.astype(jnp.float32) * o.astype(jnp.float32), axis=-1,
-                  keepdims=True)                                  # (B, N, T, 1)
+  delta = jnp.sum(
+    do.astype(jnp.float32) * o.astype(jnp.float32), axis=-1, keepdims=True
+  )  # (B, N, T, 1)
   ds = (p.astype(jnp.float32) * (dp.astype(jnp.float32) - delta)).astype(q.dtype)
   ds = ds * scale
   dq = jnp.einsum("bnts,bnsh->bnth", ds, k)
@@ -281,8 +295,18 @@ def _attention_heads_major_bwd(res, do):
 _attention_heads_major.defvjp(_attention_heads_major_fwd, _attention_heads_major_bwd)
 
 
-def _einsum_core(q, k, v, mask, *, heads_major: bool, dropout_rate: float = 0.0,
-                 dropout_rng=None, need_weights: bool = True, bias=None):
+def _einsum_core(
+  q,
+  k,
+  v,
+  mask,
+  *,
+  heads_major: bool,
+  dropout_rate: float = 0.0,
+  dropout_rng=None,
+  need_weights: bool = True,
+  bias=None,
+):
   """softmax(q kᵀ / √h + bias) v, the reference. Returns (out, weights
   [B, N, T, S]). ``bias`` (broadcastable to [B, N, T, S]) is a constant.
 
@@ -293,9 +317,9 @@ def _einsum_core(q, k, v, mask, *, heads_major: bool, dropout_rate: float = 0.0,
   if heads_major and not use_dropout and not need_weights:
     return _attention_heads_major(q, k, v, mask, bias), None
   scale = 1.0 / jnp.sqrt(jnp.asarray(q.shape[-1], jnp.float32)).astype(q.dtype)
-  if heads_major:                                      # q (B, N, T, h)
+  if heads_major:  # q (B, N, T, h)
     scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)
-  else:                                                # q (B, T, N, h)
+  else:  # q (B, T, N, h)
     scores = jnp.einsum("btnh,bsnh->bnts", q * scale, k)
   weights = masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
   dropped = weights
@@ -303,9 +327,9 @@ def _einsum_core(q, k, v, mask, *, heads_major: bool, dropout_rate: float = 0.0,
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
     dropped = jnp.where(keep, weights / (1.0 - dropout_rate), 0.0).astype(v.dtype)
   if heads_major:
-    out = jnp.einsum("bnts,bnsh->bnth", dropped, v)    # (B, N, T, h)
+    out = jnp.einsum("bnts,bnsh->bnth", dropped, v)  # (B, N, T, h)
   else:
-    out = jnp.einsum("bnts,bsnh->btnh", dropped, v)    # (B, T, N, h)
+    out = jnp.einsum("bnts,bsnh->btnh", dropped, v)  # (B, T, N, h)
   return out, weights
 
 
@@ -313,28 +337,31 @@ def _library_core(q, k, v, mask, is_causal: bool, implementation: str, bias=None
   """``jax.nn.dot_product_attention`` on [B, T, N, h] (``bias`` broadcastable
   to [B, N, T, S], in q's dtype); fully masked rows -> 0."""
   if bias is not None:
-    bias = jnp.broadcast_to(bias, (bias.shape[0], q.shape[2], q.shape[1],
-                                   k.shape[1])).astype(q.dtype)
+    bias = jnp.broadcast_to(bias, (bias.shape[0], q.shape[2], q.shape[1], k.shape[1])).astype(
+      q.dtype
+    )
   if implementation == "cudnn":
     try:
-      out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
-                                         is_causal=is_causal, implementation="cudnn")
+      out = jax.nn.dot_product_attention(
+        q, k, v, bias=bias, mask=mask, is_causal=is_causal, implementation="cudnn"
+      )
     except Exception as e:  # noqa: BLE001 - shapes/masks cudnn rejects at trace time
       _note_path("cudnn", "xla", f"cudnn rejected the call: {type(e).__name__}")
       implementation = "xla"
   if implementation == "xla":
-    out = jax.nn.dot_product_attention(q, k, v, bias=bias, mask=mask,
-                                       is_causal=is_causal, implementation="xla")
+    out = jax.nn.dot_product_attention(
+      q, k, v, bias=bias, mask=mask, is_causal=is_causal, implementation="xla"
+    )
   if mask is not None:  # the library gives uniform weights there; we give 0
-    any_key = jnp.any(mask, axis=-1)                   # (B|1, N|1, T|1)
-    any_key = jnp.moveaxis(any_key, 1, 2)[..., None]   # (B|1, T|1, N|1, 1)
+    any_key = jnp.any(mask, axis=-1)  # (B|1, N|1, T|1)
+    any_key = jnp.moveaxis(any_key, 1, 2)[..., None]  # (B|1, T|1, N|1, 1)
     out = jnp.where(any_key, out, 0.0).astype(out.dtype)
   return out
 
 
-def dot_product_attention_weights(query: jax.Array, key: jax.Array,
-                                  mask: jax.Array | None = None, *,
-                                  is_causal: bool = False) -> jax.Array:
+def dot_product_attention_weights(
+  query: jax.Array, key: jax.Array, mask: jax.Array | None = None, *, is_causal: bool = False
+) -> jax.Array:
   """α = softmax(q kᵀ / √h) over keys: [B, T, N, h], [B, S, N, h] -> [B, N, T, S]."""
   if is_causal:
     mask = combine_masks(mask, causal_mask(query.shape[1], key.shape[1]))
@@ -344,10 +371,16 @@ def dot_product_attention_weights(query: jax.Array, key: jax.Array,
 
 
 def scaled_dot_product_attention(
-    query: jax.Array, key: jax.Array, value: jax.Array,
-    mask: jax.Array | None = None, *, is_causal: bool = False,
-    implementation: str = "einsum", dropout_rate: float = 0.0,
-    dropout_rng: jax.Array | None = None) -> jax.Array:
+  query: jax.Array,
+  key: jax.Array,
+  value: jax.Array,
+  mask: jax.Array | None = None,
+  *,
+  is_causal: bool = False,
+  implementation: str = "einsum",
+  dropout_rate: float = 0.0,
+  dropout_rng: jax.Array | None = None,
+) -> jax.Array:
   """Scaled dot-product attention (Vaswani et al. 2017, eq. 1):
 
       Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V
@@ -358,14 +391,22 @@ def scaled_dot_product_attention(
   ``implementation``: see :func:`resolve_implementation`.
   """
   needs_weights = dropout_rng is not None and dropout_rate > 0.0
-  used = resolve_implementation(implementation, query.dtype, query.shape[-1],
-                                needs_weights=needs_weights)
+  used = resolve_implementation(
+    implementation, query.dtype, query.shape[-1], needs_weights=needs_weights
+  )
   if used == "einsum":
     if is_causal:
       mask = combine_masks(mask, causal_mask(query.shape[1], key.shape[1]))
     if needs_weights:
-      out, _ = _einsum_core(query, key, value, mask, heads_major=False,
-                            dropout_rate=dropout_rate, dropout_rng=dropout_rng)
+      out, _ = _einsum_core(
+        query,
+        key,
+        value,
+        mask,
+        heads_major=False,
+        dropout_rate=dropout_rate,
+        dropout_rng=dropout_rng,
+      )
       return out
     q, k, v = (jnp.swapaxes(a, 1, 2) for a in (query, key, value))  # (B, N, T, h)
     return jnp.swapaxes(_attention_heads_major(q, k, v, mask), 1, 2)
@@ -395,36 +436,44 @@ class MultiHeadAttention(nnx.Module):
   far. Keys are cached rotated (RoPE), so each is rotated once.
   """
 
-  def __init__(self, in_features: int, num_heads: int, *,
-               kv_features: int | None = None, qkv_features: int | None = None,
-               out_features: int | None = None, dropout_rate: float = 0.0,
-               use_bias: bool = True, implementation: str = "auto",
-               position: str | None = None, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features: int,
+    num_heads: int,
+    *,
+    kv_features: int | None = None,
+    qkv_features: int | None = None,
+    out_features: int | None = None,
+    dropout_rate: float = 0.0,
+    use_bias: bool = True,
+    implementation: str = "auto",
+    position: str | None = None,
+    rngs: nnx.Rngs,
+  ):
     qkv = qkv_features or in_features
     if qkv % num_heads:
       raise ValueError(f"features {qkv} not divisible by num_heads {num_heads}")
     if position not in (None, *positions_lib.ATTENTION_SCHEMES):
-      raise ValueError(f"attention position term {position!r}; allowed: None, "
-                       + ", ".join(positions_lib.ATTENTION_SCHEMES))
+      raise ValueError(
+        f"attention position term {position!r}; allowed: None, "
+        + ", ".join(positions_lib.ATTENTION_SCHEMES)
+      )
     if position == "rope" and (qkv // num_heads) % 2:
       raise ValueError(f"rope needs an even head dimension, got {qkv // num_heads}")
     self.num_heads, self.head_dim = num_heads, qkv // num_heads
     self.position = position
-    self.alibi_slopes = (tuple(positions_lib.alibi_slopes(num_heads))
-                         if position == "alibi" else None)
+    self.alibi_slopes = (
+      tuple(positions_lib.alibi_slopes(num_heads)) if position == "alibi" else None
+    )
     self.dropout_rate = dropout_rate
     self.implementation = implementation
     kv_features = kv_features or in_features
     out_features = out_features or in_features
     N, h = num_heads, self.head_dim
-    self.query = nnx.LinearGeneral(in_features, (N, h), use_bias=use_bias,
-                                   rngs=rngs)
-    self.key = nnx.LinearGeneral(kv_features, (N, h), use_bias=use_bias,
-                                 rngs=rngs)
-    self.value = nnx.LinearGeneral(kv_features, (N, h), use_bias=use_bias,
-                                   rngs=rngs)
-    self.out = nnx.LinearGeneral((N, h), out_features, axis=(-2, -1),
-                                 use_bias=use_bias, rngs=rngs)
+    self.query = nnx.LinearGeneral(in_features, (N, h), use_bias=use_bias, rngs=rngs)
+    self.key = nnx.LinearGeneral(kv_features, (N, h), use_bias=use_bias, rngs=rngs)
+    self.value = nnx.LinearGeneral(kv_features, (N, h), use_bias=use_bias, rngs=rngs)
+    self.out = nnx.LinearGeneral((N, h), out_features, axis=(-2, -1), use_bias=use_bias, rngs=rngs)
 
   # Projections straight into the layout the core wants.
   def _project(self, layer, x, heads_major: bool):
@@ -442,8 +491,7 @@ class MultiHeadAttention(nnx.Module):
 
   def project_kv(self, inputs_kv: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Keys and values [B, N, S, h] of a memory, computed once (cross-attention)."""
-    return (self._project(self.key, inputs_kv, True),
-            self._project(self.value, inputs_kv, True))
+    return (self._project(self.key, inputs_kv, True), self._project(self.value, inputs_kv, True))
 
   def _bias(self, q_positions, k_positions) -> jax.Array | None:
     """ALiBi's score bias [B|1, N, T, S], or None."""
@@ -451,17 +499,25 @@ class MultiHeadAttention(nnx.Module):
       return None
     return positions_lib.alibi_bias(self.alibi_slopes, q_positions, k_positions)
 
-  def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array | None = None,
-               mask: jax.Array | None = None, *, is_causal: bool = False,
-               kv: tuple[jax.Array, jax.Array] | None = None,
-               dropout_rng: jax.Array | None = None,
-               return_weights: bool = False, positions: jax.Array | None = None):
+  def __call__(
+    self,
+    inputs_q: jax.Array,
+    inputs_kv: jax.Array | None = None,
+    mask: jax.Array | None = None,
+    *,
+    is_causal: bool = False,
+    kv: tuple[jax.Array, jax.Array] | None = None,
+    dropout_rng: jax.Array | None = None,
+    return_weights: bool = False,
+    positions: jax.Array | None = None,
+  ):
     """inputs_q [B, T, D], inputs_kv [B, S, D_kv] (or precomputed ``kv``) ->
     (out [B, T, D_out], weights [B, N, T, S] or None). ``positions [B|1, T]``:
     of the queries and (self-attention) keys, for the position term."""
     needs = return_weights or (dropout_rng is not None and self.dropout_rate > 0)
-    used = resolve_implementation(self.implementation, inputs_q.dtype,
-                                  self.head_dim, needs_weights=needs)
+    used = resolve_implementation(
+      self.implementation, inputs_q.dtype, self.head_dim, needs_weights=needs
+    )
     heads_major = used == "einsum" or kv is not None
     q = self._project(self.query, inputs_q, heads_major)
     if kv is not None:
@@ -484,9 +540,17 @@ class MultiHeadAttention(nnx.Module):
     if used == "einsum":
       if is_causal:
         mask = combine_masks(mask, causal_mask(T, S))
-      o, w = _einsum_core(q, k, v, mask, heads_major=True,
-                          dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
-                          need_weights=return_weights, bias=bias)
+      o, w = _einsum_core(
+        q,
+        k,
+        v,
+        mask,
+        heads_major=True,
+        dropout_rate=self.dropout_rate,
+        dropout_rng=dropout_rng,
+        need_weights=return_weights,
+        bias=bias,
+      )
       return self._output(o, True), w
     if heads_major:  # precomputed kv arrive heads-major
       q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))
@@ -495,14 +559,24 @@ class MultiHeadAttention(nnx.Module):
 
   def init_cache(self, batch_size: int, max_length: int, dtype=jnp.float32) -> dict:
     shape = (batch_size, self.num_heads, max_length, self.head_dim)
-    cache = {"key": jnp.zeros(shape, dtype), "value": jnp.zeros(shape, dtype),
-             "index": jnp.zeros((), jnp.int32)}
-    if self.position == "alibi":   # the keys' positions, for the bias
+    cache = {
+      "key": jnp.zeros(shape, dtype),
+      "value": jnp.zeros(shape, dtype),
+      "index": jnp.zeros((), jnp.int32),
+    }
+    if self.position == "alibi":  # the keys' positions, for the bias
       cache["positions"] = jnp.zeros((batch_size, max_length), jnp.int32)
     return cache
 
-  def decode(self, inputs: jax.Array, cache: dict, mask: jax.Array | None = None,
-             *, return_weights: bool = False, positions: jax.Array | None = None):
+  def decode(
+    self,
+    inputs: jax.Array,
+    cache: dict,
+    mask: jax.Array | None = None,
+    *,
+    return_weights: bool = False,
+    positions: jax.Array | None = None,
+  ):
     """Causal self-attention of t new positions [B, t, D] given ``cache``.
 
     Writes their keys/values at ``cache["index"]``, attends each new position
@@ -516,29 +590,28 @@ class MultiHeadAttention(nnx.Module):
     idx = cache["index"]
     if positions is None:
       positions = (idx + jnp.arange(t))[None]
-    q = self._project(self.query, inputs, True)          # (B, N, t, h)
+    q = self._project(self.query, inputs, True)  # (B, N, t, h)
     k = self._project(self.key, inputs, True)
     v = self._project(self.value, inputs, True)
     if self.position == "rope":
       q = positions_lib.rope(q, positions, heads_major=True)
       k = positions_lib.rope(k, positions, heads_major=True)
-    keys = jax.lax.dynamic_update_slice(cache["key"], k.astype(cache["key"].dtype),
-                                        (0, 0, idx, 0))
-    values = jax.lax.dynamic_update_slice(cache["value"],
-                                          v.astype(cache["value"].dtype),
-                                          (0, 0, idx, 0))
+    keys = jax.lax.dynamic_update_slice(cache["key"], k.astype(cache["key"].dtype), (0, 0, idx, 0))
+    values = jax.lax.dynamic_update_slice(
+      cache["value"], v.astype(cache["value"].dtype), (0, 0, idx, 0)
+    )
     new_cache = {"key": keys, "value": values, "index": idx + t}
     bias = None
     if self.position == "alibi":
       new_pos = jnp.broadcast_to(positions, (B, t)).astype(jnp.int32)
-      new_cache["positions"] = jax.lax.dynamic_update_slice(
-          cache["positions"], new_pos, (0, idx))
+      new_cache["positions"] = jax.lax.dynamic_update_slice(cache["positions"], new_pos, (0, idx))
       bias = self._bias(positions, new_cache["positions"])
-    full_mask = causal_mask(t, L, offset=idx)            # (1, 1, t, L)
+    full_mask = causal_mask(t, L, offset=idx)  # (1, 1, t, L)
     if mask is not None:
       full_mask = full_mask & mask[:, None]
-    o, w = _einsum_core(q, keys, values, full_mask, heads_major=True,
-                        need_weights=return_weights, bias=bias)
+    o, w = _einsum_core(
+      q, keys, values, full_mask, heads_major=True, need_weights=return_weights, bias=bias
+    )
     return self._output(o, True), new_cache, w
 
 
@@ -556,14 +629,14 @@ def simple_self_attention(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
   x [..., T, D] -> (context [..., T, D], weights [..., T, T]).
   """
-  scores = x @ jnp.swapaxes(x, -1, -2)                        # (…, T, T)
+  scores = x @ jnp.swapaxes(x, -1, -2)  # (…, T, T)
   weights = jax.nn.softmax(scores, axis=-1)
   return weights @ x, weights
 
 
-def self_attention_qkv(x: jax.Array, w_query: jax.Array, w_key: jax.Array,
-                       w_value: jax.Array, *, causal: bool = False
-                       ) -> tuple[jax.Array, jax.Array]:
+def self_attention_qkv(
+  x: jax.Array, w_query: jax.Array, w_key: jax.Array, w_value: jax.Array, *, causal: bool = False
+) -> tuple[jax.Array, jax.Array]:
   """Scaled dot-product self-attention with trainable weights (§3.4), and its
   causal form (§3.5: the upper triangle is masked before the softmax):
 
@@ -571,7 +644,7 @@ def self_attention_qkv(x: jax.Array, w_query: jax.Array, w_key: jax.Array,
 
   x [..., T, D], w_* [D, d] -> (context [..., T, d_v], weights [..., T, T]).
   """
-  q, k, v = x @ w_query, x @ w_key, x @ w_value               # (…, T, d)
+  q, k, v = x @ w_query, x @ w_key, x @ w_value  # (…, T, d)
   scores = q @ jnp.swapaxes(k, -1, -2) / jnp.sqrt(k.shape[-1])  # (…, T, T)
   mask = None
   if causal:
@@ -587,10 +660,16 @@ def causal_self_attention(x, w_query, w_key, w_value):
   return self_attention_qkv(x, w_query, w_key, w_value, causal=True)
 
 
-def multi_head_self_attention(x: jax.Array, w_query: jax.Array, w_key: jax.Array,
-                              w_value: jax.Array, w_out: jax.Array | None = None,
-                              *, num_heads: int, causal: bool = True
-                              ) -> tuple[jax.Array, jax.Array]:
+def multi_head_self_attention(
+  x: jax.Array,
+  w_query: jax.Array,
+  w_key: jax.Array,
+  w_value: jax.Array,
+  w_out: jax.Array | None = None,
+  *,
+  num_heads: int,
+  causal: bool = True,
+) -> tuple[jax.Array, jax.Array]:
   """Multi-head attention by splitting the projections into heads (§3.6.2):
 
       head_h = softmax(Q_h K_hᵀ / √d_h) V_h,   Z = [head_1; …; head_n] W_out
@@ -606,14 +685,15 @@ def multi_head_self_attention(x: jax.Array, w_query: jax.Array, w_key: jax.Array
     raise ValueError(f"output dim {d} is not divisible by num_heads {num_heads}")
   dh = d // num_heads
 
-  def split(w):                                               # (D, d) -> (n, D, dh)
+  def split(w):  # (D, d) -> (n, D, dh)
     return jnp.moveaxis(w.reshape(w.shape[0], num_heads, dh), 1, 0)
 
-  xs = x[..., None, :, :]                                     # (…, 1, T, D)
+  xs = x[..., None, :, :]  # (…, 1, T, D)
   context, weights = self_attention_qkv(
-      xs, split(w_query), split(w_key), split(w_value), causal=causal)
-  context = jnp.moveaxis(context, -3, -2)                     # (…, T, n, dh)
-  context = context.reshape(*context.shape[:-2], d)           # (…, T, d)
+    xs, split(w_query), split(w_key), split(w_value), causal=causal
+  )
+  context = jnp.moveaxis(context, -3, -2)  # (…, T, n, dh)
+  context = context.reshape(*context.shape[:-2], d)  # (…, T, d)
   if w_out is not None:
     context = context @ w_out
   return context, weights

@@ -50,23 +50,26 @@ import json
 import os
 import shutil
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from attention_jax.errors import (CheckpointError, CheckpointWriteError,
-                                  CorruptCheckpointError, one_line)
+from attention_jax.errors import (
+  CheckpointError,
+  CheckpointWriteError,
+  CorruptCheckpointError,
+  one_line,
+)
 
 INTEGRITY_NAME = "integrity.json"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 ITEMS = ("state", "meta")
-QUARANTINE_NAME = "checkpoints_quarantine"   # beside the checkpoint directory
+QUARANTINE_NAME = "checkpoints_quarantine"  # beside the checkpoint directory
 ON_CORRUPT = ("fallback", "stop")
-
-
 
 
 # --------------------------------------------------------------------------
@@ -84,7 +87,7 @@ def leaf_name(path) -> str:
   """``(GetAttrKey('params'), DictKey('encoder'), …)`` -> ``params/encoder/…``
   (without the trailing ``/value`` of an NNX variable)."""
   name = "/".join(_key_name(k) for k in path)
-  return name[:-len("/value")] if name.endswith("/value") else name
+  return name[: -len("/value")] if name.endswith("/value") else name
 
 
 def tree_manifest(tree: Any) -> dict[str, list]:
@@ -111,8 +114,11 @@ def compare_shapes(recorded: dict[str, list], target: Any) -> list[str]:
       diffs.append(f"{name} {tuple(now[name][0])} now, absent in checkpoint")
     elif list(recorded[name]) != list(now[name]):
       (s0, d0), (s1, d1) = recorded[name], now[name]
-      what = (f"{tuple(s0)} in checkpoint, {tuple(s1)} now" if s0 != s1 else
-              f"dtype {d0} in checkpoint, {d1} now")
+      what = (
+        f"{tuple(s0)} in checkpoint, {tuple(s1)} now"
+        if s0 != s1
+        else f"dtype {d0} in checkpoint, {d1} now"
+      )
       diffs.append(f"{name} {what}")
   return diffs
 
@@ -138,9 +144,13 @@ def _data_files(step_dir: str) -> list[str]:
 
 
 def _hash_files(step_dir: str) -> dict[str, dict]:
-  return {rel: {"bytes": os.path.getsize(os.path.join(step_dir, rel)),
-                "sha256": _sha256(os.path.join(step_dir, rel))}
-          for rel in _data_files(step_dir)}
+  return {
+    rel: {
+      "bytes": os.path.getsize(os.path.join(step_dir, rel)),
+      "sha256": _sha256(os.path.join(step_dir, rel)),
+    }
+    for rel in _data_files(step_dir)
+  }
 
 
 def _write_json_atomic(path: str, obj: Any) -> None:
@@ -157,7 +167,6 @@ def _abstract(x):
     return x
   sharding = getattr(x, "sharding", None)
   return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
-
 
 
 # --------------------------------------------------------------------------
@@ -195,16 +204,17 @@ class Checkpointer:
   files are written and before they are committed (a hook for fault tests).
   """
 
-  def __init__(self, directory: str, *, max_to_keep: int = 3,
-               async_save: bool = True, create: bool = True):
+  def __init__(
+    self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, create: bool = True
+  ):
     self.directory = os.path.abspath(directory)
     self.max_to_keep = max_to_keep
     self.async_save = async_save
     self.create = create
     self.before_commit: Callable[[int], None] | None = None
-    self.keep: set[int] = set()   # steps kept beside the newest max_to_keep
+    self.keep: set[int] = set()  # steps kept beside the newest max_to_keep
     self._saved = False
-    self._pending: tuple[int, dict] | None = None   # (step, tree manifest)
+    self._pending: tuple[int, dict] | None = None  # (step, tree manifest)
     self._manager: ocp.CheckpointManager | None = None
     self._failed = False
 
@@ -214,12 +224,12 @@ class Checkpointer:
   def _mgr(self) -> ocp.CheckpointManager:
     if self._manager is None:
       options = ocp.CheckpointManagerOptions(
-          max_to_keep=None, create=self.create,   # deletion: _prune
-          enable_async_checkpointing=True,
-          async_options=ocp.AsyncOptions(
-              post_finalization_callback=self._commit))
-      self._manager = ocp.CheckpointManager(
-          self.directory, options=options, item_names=ITEMS)
+        max_to_keep=None,
+        create=self.create,  # deletion: _prune
+        enable_async_checkpointing=True,
+        async_options=ocp.AsyncOptions(post_finalization_callback=self._commit),
+      )
+      self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
     return self._manager
 
   # ---- what is on disk
@@ -235,8 +245,11 @@ class Checkpointer:
 
   def committed_steps(self) -> list[int]:
     """Steps with a commit record, oldest first (not verified: see verify)."""
-    return sorted(int(n) for n in self._listing() if n.isdigit() and
-                  os.path.isfile(os.path.join(self.directory, n, INTEGRITY_NAME)))
+    return sorted(
+      int(n)
+      for n in self._listing()
+      if n.isdigit() and os.path.isfile(os.path.join(self.directory, n, INTEGRITY_NAME))
+    )
 
   all_steps = committed_steps
 
@@ -249,8 +262,11 @@ class Checkpointer:
     out = []
     for n in self._listing():
       path = os.path.join(self.directory, n)
-      if TMP_SUFFIX in n or (n.isdigit() and os.path.isdir(path) and
-                             not os.path.isfile(os.path.join(path, INTEGRITY_NAME))):
+      if TMP_SUFFIX in n or (
+        n.isdigit()
+        and os.path.isdir(path)
+        and not os.path.isfile(os.path.join(path, INTEGRITY_NAME))
+      ):
         out.append(n)
     return out
 
@@ -264,8 +280,10 @@ class Checkpointer:
       return rec
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise CorruptCheckpointError(
-          step, f"checkpoint step {step} is corrupt: its record {path} is "
-          f"unreadable ({one_line(e, 400, with_type=True)})") from None
+        step,
+        f"checkpoint step {step} is corrupt: its record {path} is "
+        f"unreadable ({one_line(e, 400, with_type=True)})",
+      ) from None
 
   def verify(self, step: int) -> None:
     """Re-hashes every file of ``step``; raises CorruptCheckpointError."""
@@ -277,16 +295,16 @@ class Checkpointer:
       if not os.path.isfile(path):
         problem = "is missing"
       elif os.path.getsize(path) != want["bytes"]:
-        problem = (f"has {os.path.getsize(path)} bytes, {want['bytes']} when "
-                   "saved (truncated or overwritten)")
+        problem = (
+          f"has {os.path.getsize(path)} bytes, {want['bytes']} when "
+          "saved (truncated or overwritten)"
+        )
       elif _sha256(path) != want["sha256"]:
         problem = "has changed bytes (SHA-256 differs from the one recorded)"
       if problem:
-        raise CorruptCheckpointError(
-            step, f"checkpoint step {step} is corrupt: {path} {problem}")
+        raise CorruptCheckpointError(step, f"checkpoint step {step} is corrupt: {path} {problem}")
 
-  def select(self, on_corrupt: str = "stop"
-             ) -> tuple[int | None, list[CorruptCheckpointError]]:
+  def select(self, on_corrupt: str = "stop") -> tuple[int | None, list[CorruptCheckpointError]]:
     """The newest step that verifies, and the corrupt ones newer than it.
 
     ``on_corrupt="stop"`` raises at the first corrupt step; ``"fallback"``
@@ -302,14 +320,14 @@ class Checkpointer:
       except CorruptCheckpointError as e:
         if on_corrupt == "stop":
           raise CorruptCheckpointError(
-              e.step, f"{e}; set checkpoint.on_corrupt=fallback to resume "
-              "from the newest good step instead") from None
+            e.step,
+            f"{e}; set checkpoint.on_corrupt=fallback to resume from the newest good step instead",
+          ) from None
         logging.warning("%s; falling back to an older step", e)
         corrupt.append(e)
     return None, corrupt
 
-  def prepare_for_writing(self, corrupt: list[CorruptCheckpointError] = ()
-                          ) -> list[str]:
+  def prepare_for_writing(self, corrupt: list[CorruptCheckpointError] = ()) -> list[str]:
     """Clears the way for saving again; returns what it did, one line each.
 
     Removes temporary directories of killed saves; moves steps without a
@@ -346,29 +364,32 @@ class Checkpointer:
     """orbax's post-finalization callback: runs in its save thread after the
     items are written, before the temporary directory becomes ``N``."""
     step, tree = self._pending
-    if jax.process_index() != 0:   # one process writes the record
+    if jax.process_index() != 0:  # one process writes the record
       return
     tmp = glob.glob(glob.escape(self._step_dir(step)) + TMP_SUFFIX + "*")
     step_dir = tmp[0] if tmp else self._step_dir(step)
     if self.before_commit is not None:
       self.before_commit(step)
-    _write_json_atomic(os.path.join(step_dir, INTEGRITY_NAME), {
-        "format": 1, "step": step, "files": _hash_files(step_dir), "tree": tree})
+    _write_json_atomic(
+      os.path.join(step_dir, INTEGRITY_NAME),
+      {"format": 1, "step": step, "files": _hash_files(step_dir), "tree": tree},
+    )
 
   def _raise_write_error(self, e: BaseException) -> None:
     step = self._pending[0] if self._pending else "?"
     self._failed = True
     raise CheckpointWriteError(
-        f"cannot write checkpoint step {step} to {self._step_dir(step)}: "
-        f"{one_line(e, 400, with_type=True)}; older steps in {self.directory} are intact") from e
+      f"cannot write checkpoint step {step} to {self._step_dir(step)}: "
+      f"{one_line(e, 400, with_type=True)}; older steps in {self.directory} are intact"
+    ) from e
 
   def _prune(self) -> None:
     """Deletes committed steps other than the newest ``max_to_keep`` and
     :attr:`keep` (after a save has committed: never before)."""
     if self._manager is None or self._failed or not self._saved:
-      return   # a checkpointer that only reads deletes nothing
-    steps = sorted(self._manager.all_steps())   # the same list in every process
-    keep = set(steps[-self.max_to_keep:]) | self.keep
+      return  # a checkpointer that only reads deletes nothing
+    steps = sorted(self._manager.all_steps())  # the same list in every process
+    keep = set(steps[-self.max_to_keep :]) | self.keep
     for step in steps:
       if step not in keep:
         self._manager.delete(step)
@@ -376,16 +397,18 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
     """Starts saving ``step`` (waits for it unless ``async_save``)."""
     try:
-      self._mgr.wait_until_finished()   # errors of the previous save surface here
+      self._mgr.wait_until_finished()  # errors of the previous save surface here
     except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many types)
       self._raise_write_error(e)
     self._prune()
     self._pending = (step, tree_manifest(state))
     self._saved = True
     try:
-      self._mgr.save(step, args=ocp.args.Composite(
-          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-          force=True)
+      self._mgr.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=True,
+      )
       if not self.async_save:
         self._mgr.wait_until_finished()
     except Exception as e:  # noqa: BLE001
@@ -404,8 +427,9 @@ class Checkpointer:
 
   # ---- reading
 
-  def restore(self, target: Any, step: int | None = None, *, verify: bool = True,
-              on_corrupt: str = "stop") -> tuple[Any, dict[str, Any]]:
+  def restore(
+    self, target: Any, step: int | None = None, *, verify: bool = True, on_corrupt: str = "stop"
+  ) -> tuple[Any, dict[str, Any]]:
     """Restores ``step`` (default: the newest good one) into ``target``'s structure.
 
     ``target`` is a pytree of arrays or ``jax.ShapeDtypeStruct`` (with
@@ -413,7 +437,7 @@ class Checkpointer:
     difference raises CheckpointError naming the leaves.
     """
     if step is None:
-      step, _ = (self.select(on_corrupt) if verify else (self.latest_step(), []))
+      step, _ = self.select(on_corrupt) if verify else (self.latest_step(), [])
       if step is None:
         raise FileNotFoundError(f"no checkpoint in {self.directory}")
     elif verify:
@@ -421,25 +445,34 @@ class Checkpointer:
     diffs = compare_shapes(self.record(step)["tree"], target)
     if diffs:
       raise CheckpointError(
-          f"checkpoint step {step} in {self.directory} does not fit the model: "
-          + "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else ""))
+        f"checkpoint step {step} in {self.directory} does not fit the model: "
+        + "; ".join(diffs[:6])
+        + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+      )
     abstract = jax.tree.map(_abstract, target)
     try:
-      out = self._mgr.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+      out = self._mgr.restore(
+        step,
+        args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+        ),
+      )
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"cannot restore checkpoint step {step} from "
-                            f"{self._step_dir(step)}: {one_line(e, 400, with_type=True)}") from e
+      raise CheckpointError(
+        f"cannot restore checkpoint step {step} from "
+        f"{self._step_dir(step)}: {one_line(e, 400, with_type=True)}"
+      ) from e
     return out["state"], dict(out["meta"])
 
   def read_meta(self, step: int) -> dict[str, Any]:
     """The JSON ``meta`` item of a step (data position, counters, best step)."""
     try:
-      out = self._mgr.restore(step, args=ocp.args.Composite(
-          meta=ocp.args.JsonRestore()))
+      out = self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001
-      raise CheckpointError(f"cannot read the metadata of checkpoint step {step} "
-                            f"in {self.directory}: {one_line(e, 400, with_type=True)}") from e
+      raise CheckpointError(
+        f"cannot read the metadata of checkpoint step {step} "
+        f"in {self.directory}: {one_line(e, 400, with_type=True)}"
+      ) from e
     return dict(out["meta"])
 
   def best_step(self) -> int | None:

@@ -40,13 +40,13 @@ import dataclasses
 import json
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from attention_jax import evaluation
+from attention_jax import evaluation, plots
 from attention_jax import metrics as metrics_lib
-from attention_jax import plots
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import EvalError
 
@@ -58,6 +58,7 @@ class CompareError(EvalError):
 @dataclasses.dataclass
 class Outputs:
   """One workdir's scored outputs on the split."""
+
   workdir: str
   model: str
   step: int
@@ -65,17 +66,20 @@ class Outputs:
   unit: str
   hypotheses: list[str]
   references: list[str]
-  lengths: np.ndarray          # [N] source lengths in ``unit``
-  reused: bool                 # read from eval/ rather than decoded now
+  lengths: np.ndarray  # [N] source lengths in ``unit``
+  reused: bool  # read from eval/ rather than decoded now
 
 
 def _wanted(workdir: str, step, beam_size, length_penalty) -> tuple[int | None, dict]:
   """The checkpoint step and decoding settings an evaluation must have."""
-  config = evaluation.with_decoding(workdir_lib.read_config(workdir), beam_size,
-                                    length_penalty)
+  config = evaluation.with_decoding(workdir_lib.read_config(workdir), beam_size, length_penalty)
   e = config.eval
-  decoding = {"beam_size": e.beam_size, "length_penalty": e.length_penalty,
-              "max_length_a": e.max_length_a, "max_length_b": e.max_length_b}
+  decoding = {
+    "beam_size": e.beam_size,
+    "length_penalty": e.length_penalty,
+    "max_length_a": e.max_length_a,
+    "max_length_b": e.max_length_b,
+  }
   return workdir_lib.resolve_step(workdir, step), decoding
 
 
@@ -84,9 +88,14 @@ def _read_examples(path: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
-def workdir_outputs(workdir: str, split: str, *, beam_size: int | None = None,
-                    length_penalty: float | None = None,
-                    step: int | str | None = None) -> Outputs:
+def workdir_outputs(
+  workdir: str,
+  split: str,
+  *,
+  beam_size: int | None = None,
+  length_penalty: float | None = None,
+  step: int | str | None = None,
+) -> Outputs:
   """The split's outputs of ``workdir``: ``eval/`` reused when it holds the
   same step, split and decoding (and this version's scored text), else
   decoded now by :func:`evaluation.evaluate_workdir` (which rewrites
@@ -99,18 +108,29 @@ def workdir_outputs(workdir: str, split: str, *, beam_size: int | None = None,
   if os.path.exists(json_path) and os.path.exists(examples_path):
     with open(json_path, encoding="utf-8") as f:
       old = json.load(f)
-    if (old.get("step") == want_step and old.get("split") == split
-        and old.get("decoding") == want_decoding and old.get("scoring")):
+    if (
+      old.get("step") == want_step
+      and old.get("split") == split
+      and old.get("decoding") == want_decoding
+      and old.get("scoring")
+    ):
       rep, reused = old, True
   if rep is None:
-    rep, _ = evaluation.evaluate_workdir(workdir, split, beam_size=beam_size,
-                                         length_penalty=length_penalty, step=step)
+    rep, _ = evaluation.evaluate_workdir(
+      workdir, split, beam_size=beam_size, length_penalty=length_penalty, step=step
+    )
   ex = _read_examples(examples_path)
   return Outputs(
-      workdir=workdir, model=rep["model"], step=int(rep["step"]),
-      decoding=rep["decoding"], unit=rep.get("length_unit", "tokens"),
-      hypotheses=[e["hypothesis"] for e in ex], references=[e["reference"] for e in ex],
-      lengths=np.array([e["source_length"] for e in ex], np.int64), reused=reused)
+    workdir=workdir,
+    model=rep["model"],
+    step=int(rep["step"]),
+    decoding=rep["decoding"],
+    unit=rep.get("length_unit", "tokens"),
+    hypotheses=[e["hypothesis"] for e in ex],
+    references=[e["reference"] for e in ex],
+    lengths=np.array([e["source_length"] for e in ex], np.int64),
+    reused=reused,
+  )
 
 
 def _check_same_test_set(outputs: Sequence[Outputs], split: str) -> None:
@@ -118,18 +138,21 @@ def _check_same_test_set(outputs: Sequence[Outputs], split: str) -> None:
   for o in outputs[1:]:
     if len(o.references) != len(first.references):
       raise CompareError(
-          f"{o.workdir} has {len(o.references)} {split} references but "
-          f"{first.workdir} has {len(first.references)}: compare needs the same "
-          "test sentences")
+        f"{o.workdir} has {len(o.references)} {split} references but "
+        f"{first.workdir} has {len(first.references)}: compare needs the same "
+        "test sentences"
+      )
     for i, (a, b) in enumerate(zip(first.references, o.references)):
       if a != b:
         raise CompareError(
-            f"the {split} references of {o.workdir} and {first.workdir} differ "
-            f"(sentence {i + 1}: {b[:40]!r} vs {a[:40]!r}): compare needs the "
-            "same test sentences")
+          f"the {split} references of {o.workdir} and {first.workdir} differ "
+          f"(sentence {i + 1}: {b[:40]!r} vs {a[:40]!r}): compare needs the "
+          "same test sentences"
+        )
     if o.unit != first.unit:
-      raise CompareError(f"{o.workdir} measures source length in {o.unit}, "
-                         f"{first.workdir} in {first.unit}")
+      raise CompareError(
+        f"{o.workdir} measures source length in {o.unit}, {first.workdir} in {first.unit}"
+      )
 
 
 def _label(group: Sequence[Outputs]) -> str:
@@ -138,12 +161,15 @@ def _label(group: Sequence[Outputs]) -> str:
   return f"{'/'.join(models)} ({names})"
 
 
-def _subset_scores(stats: list[np.ndarray], idx: np.ndarray, boot: np.ndarray,
-                   name: str) -> dict[str, Any]:
+def _subset_scores(
+  stats: list[np.ndarray], idx: np.ndarray, boot: np.ndarray, name: str
+) -> dict[str, Any]:
   """One group's score, resamples and seed spread on the sentences ``idx``."""
-  pooled = sum(s[idx] for s in stats)                     # (n, k)
-  out = {"score": metrics_lib.score_from_stats(name, pooled.sum(0)),
-         "resampled": metrics_lib.resampled_scores(name, pooled, boot)}
+  pooled = sum(s[idx] for s in stats)  # (n, k)
+  out = {
+    "score": metrics_lib.score_from_stats(name, pooled.sum(0)),
+    "resampled": metrics_lib.resampled_scores(name, pooled, boot),
+  }
   if len(stats) > 1:
     per_seed = [metrics_lib.score_from_stats(name, s[idx].sum(0)) for s in stats]
     out["seed_mean"] = float(np.mean(per_seed))
@@ -151,11 +177,16 @@ def _subset_scores(stats: list[np.ndarray], idx: np.ndarray, boot: np.ndarray,
   return out
 
 
-def compare_workdirs(groups: Sequence[Sequence[str]], split: str = "test", *,
-                     beam_size: int | None = None,
-                     length_penalty: float | None = None,
-                     step: int | str | None = None, out: str | None = None,
-                     length_buckets: str | None = None) -> dict[str, Any]:
+def compare_workdirs(
+  groups: Sequence[Sequence[str]],
+  split: str = "test",
+  *,
+  beam_size: int | None = None,
+  length_penalty: float | None = None,
+  step: int | str | None = None,
+  out: str | None = None,
+  length_buckets: str | None = None,
+) -> dict[str, Any]:
   """Scores every group on ``split`` and writes ``compare.{md,csv}`` and
   ``compare_by_length.png`` into ``out``. Returns ``{"rows": [...], "paths":
   {...}, "markdown": str}``; a row per (model, bucket) with ``bleu``,
@@ -165,15 +196,20 @@ def compare_workdirs(groups: Sequence[Sequence[str]], split: str = "test", *,
   if split not in evaluation.SPLITS:
     raise CompareError(f"--split {split!r}: allowed: {', '.join(evaluation.SPLITS)}")
   if len(groups) < 1 or any(not g for g in groups):
-    raise CompareError("--workdirs: give at least one workdir (groups of seeds "
-                       "are comma-separated)")
+    raise CompareError(
+      "--workdirs: give at least one workdir (groups of seeds are comma-separated)"
+    )
   seen = [w for g in groups for w in g]
   for w in seen:
     if not os.path.isdir(w):
       raise CompareError(f"--workdirs: {w} is not a directory")
-  outs = [[workdir_outputs(w, split, beam_size=beam_size,
-                           length_penalty=length_penalty, step=step) for w in g]
-          for g in groups]
+  outs = [
+    [
+      workdir_outputs(w, split, beam_size=beam_size, length_penalty=length_penalty, step=step)
+      for w in g
+    ]
+    for g in groups
+  ]
   flat = [o for g in outs for o in g]
   _check_same_test_set(flat, split)
   first = flat[0]
@@ -181,7 +217,8 @@ def compare_workdirs(groups: Sequence[Sequence[str]], split: str = "test", *,
   config = workdir_lib.read_config(first.workdir)
   try:
     edges = metrics_lib.parse_bucket_edges(
-        config.eval.length_buckets if length_buckets is None else length_buckets)
+      config.eval.length_buckets if length_buckets is None else length_buckets
+    )
   except ValueError as e:
     raise CompareError(f"--length_buckets: {e}") from None
   edges = edges or metrics_lib.auto_bucket_edges(first.lengths)
@@ -192,18 +229,25 @@ def compare_workdirs(groups: Sequence[Sequence[str]], split: str = "test", *,
     subsets.append((metrics_lib.bucket_label(edges, i), lo, hi, np.nonzero(b == i)[0]))
 
   labels = [_label(g) for g in outs]
-  labels = [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}"
-            for i, lab in enumerate(labels)]
-  stats = {name: [[metrics_lib.sentence_stats(name, o.hypotheses, o.references)
-                   for o in g] for g in outs] for name in metrics_lib.TEXT_METRICS}
+  labels = [lab if labels.count(lab) == 1 else f"{lab} #{i + 1}" for i, lab in enumerate(labels)]
+  stats = {
+    name: [[metrics_lib.sentence_stats(name, o.hypotheses, o.references) for o in g] for g in outs]
+    for name in metrics_lib.TEXT_METRICS
+  }
   rows = []
   for bucket, lo, hi, idx in subsets:
     boot = metrics_lib.bootstrap_indices(len(idx)) if len(idx) else None
     base: dict[str, dict] = {}
     for gi, g in enumerate(outs):
-      row = {"model": labels[gi], "workdirs": [o.workdir for o in g],
-             "steps": [o.step for o in g], "bucket": bucket, "min_length": lo,
-             "max_length": hi, "count": int(len(idx))}
+      row = {
+        "model": labels[gi],
+        "workdirs": [o.workdir for o in g],
+        "steps": [o.step for o in g],
+        "bucket": bucket,
+        "min_length": lo,
+        "max_length": hi,
+        "count": int(len(idx)),
+      }
       for name in metrics_lib.TEXT_METRICS:
         if not len(idx):
           row.update({name: None, f"{name}_ci": None, f"{name}_p": None})
@@ -216,39 +260,49 @@ def compare_workdirs(groups: Sequence[Sequence[str]], split: str = "test", *,
           row[f"{name}_p"] = None
         else:
           row[f"{name}_p"] = metrics_lib.paired_p_value(
-              r["resampled"], base[name]["resampled"],
-              r["score"] - base[name]["score"])
+            r["resampled"], base[name]["resampled"], r["score"] - base[name]["score"]
+          )
         if "seed_mean" in r:
           row[f"{name}_seed_mean"], row[f"{name}_seed_std"] = r["seed_mean"], r["seed_std"]
       rows.append(row)
 
   out = out or os.path.join(first.workdir, "compare")
   os.makedirs(out, exist_ok=True)
-  info = {"split": split, "unit": unit, "decoding": first.decoding,
-          "step": "best" if step == "best" else ("latest" if step is None else step),
-          "groups": [[o.workdir for o in g] for g in outs],
-          "reused": [o.workdir for o in flat if o.reused],
-          "sentences": len(first.references)}
-  paths = {"md": os.path.join(out, "compare.md"),
-           "csv": os.path.join(out, "compare.csv"),
-           "png": os.path.join(out, "compare_by_length.png")}
+  info = {
+    "split": split,
+    "unit": unit,
+    "decoding": first.decoding,
+    "step": "best" if step == "best" else ("latest" if step is None else step),
+    "groups": [[o.workdir for o in g] for g in outs],
+    "reused": [o.workdir for o in flat if o.reused],
+    "sentences": len(first.references),
+  }
+  paths = {
+    "md": os.path.join(out, "compare.md"),
+    "csv": os.path.join(out, "compare.csv"),
+    "png": os.path.join(out, "compare_by_length.png"),
+  }
   markdown = to_markdown(rows, info, os.path.basename(paths["png"]))
   with open(paths["md"], "w", encoding="utf-8") as f:
     f.write(markdown)
   write_csv(paths["csv"], rows, unit)
-  series = [(m, [r for r in rows if r["model"] == m and r["bucket"] != "all"])
-            for m in labels]
+  series = [(m, [r for r in rows if r["model"] == m and r["bucket"] != "all"]) for m in labels]
   d = first.decoding
   how = "greedy" if d["beam_size"] == 1 else f"beam {d['beam_size']}"
   plots.save_compare_by_length(
-      paths["png"], series, "bleu", unit,
-      title=f"BLEU by source length, {split} split ({how}; bands: 95% bootstrap)")
+    paths["png"],
+    series,
+    "bleu",
+    unit,
+    title=f"BLEU by source length, {split} split ({how}; bands: 95% bootstrap)",
+  )
   return {"rows": rows, "paths": paths, "markdown": markdown, "info": info}
 
 
 def _fmt(v, digits=2) -> str:
-  return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else (
-      f"{v:.{digits}f}")
+  return (
+    "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else (f"{v:.{digits}f}")
+  )
 
 
 def _ci(ci) -> str:
@@ -269,34 +323,43 @@ def _seeds(row, name) -> str:
 
 def to_markdown(rows: list[dict], info: dict, png: str) -> str:
   d = info["decoding"]
-  how = ("greedy search" if d["beam_size"] == 1 else
-         f"beam search, beam {d['beam_size']}, length penalty {d['length_penalty']}")
+  how = (
+    "greedy search"
+    if d["beam_size"] == 1
+    else f"beam search, beam {d['beam_size']}, length penalty {d['length_penalty']}"
+  )
   sig = "; ".join(f"{k}: `{metrics_lib.signature(k)}`" for k in metrics_lib.TEXT_METRICS)
   lines = [
-      f"# Comparison on the {info['split']} split ({info['sentences']} sentences)\n",
-      f"Decoding: {how}; checkpoints: {info['step']}. Scores: sacrebleu on the "
-      "detokenized hypotheses against the raw reference lines "
-      f"({sig}). 95% CI: the 2.5th–97.5th percentiles of "
-      f"{metrics_lib.BOOTSTRAP_SAMPLES} bootstrap resamples of the test sentences "
-      f"(seed {metrics_lib.BOOTSTRAP_SEED}, sacrebleu's resampling); p: sacrebleu's "
-      "paired bootstrap against the first model (1 where no resample tells the two "
-      "apart). A model of several seeds pools their outputs; `seeds` is the mean ± "
-      "standard deviation of the seeds' own scores (the run-to-run spread, which "
-      "the interval does not cover).\n",
-      "## Overall\n",
-      "| model | BLEU | 95% CI | p | seeds | chrF | 95% CI | p | seeds |",
-      "|---|---|---|---|---|---|---|---|---|"]
+    f"# Comparison on the {info['split']} split ({info['sentences']} sentences)\n",
+    f"Decoding: {how}; checkpoints: {info['step']}. Scores: sacrebleu on the "
+    "detokenized hypotheses against the raw reference lines "
+    f"({sig}). 95% CI: the 2.5th–97.5th percentiles of "
+    f"{metrics_lib.BOOTSTRAP_SAMPLES} bootstrap resamples of the test sentences "
+    f"(seed {metrics_lib.BOOTSTRAP_SEED}, sacrebleu's resampling); p: sacrebleu's "
+    "paired bootstrap against the first model (1 where no resample tells the two "
+    "apart). A model of several seeds pools their outputs; `seeds` is the mean ± "
+    "standard deviation of the seeds' own scores (the run-to-run spread, which "
+    "the interval does not cover).\n",
+    "## Overall\n",
+    "| model | BLEU | 95% CI | p | seeds | chrF | 95% CI | p | seeds |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
   for r in rows:
     if r["bucket"] == "all":
-      lines.append(f"| {r['model']} | {_fmt(r['bleu'])} | {_ci(r['bleu_ci'])} | "
-                   f"{_p(r['bleu_p'])} | {_seeds(r, 'bleu')} | {_fmt(r['chrf'])} | "
-                   f"{_ci(r['chrf_ci'])} | {_p(r['chrf_p'])} | {_seeds(r, 'chrf')} |")
+      lines.append(
+        f"| {r['model']} | {_fmt(r['bleu'])} | {_ci(r['bleu_ci'])} | "
+        f"{_p(r['bleu_p'])} | {_seeds(r, 'bleu')} | {_fmt(r['chrf'])} | "
+        f"{_ci(r['chrf_ci'])} | {_p(r['chrf_p'])} | {_seeds(r, 'chrf')} |"
+      )
   models = list(dict.fromkeys(r["model"] for r in rows))
   for name, title in (("bleu", "BLEU"), ("chrf", "chrF")):
-    lines += ["", f"## {title} by source length ({info['unit']})\n",
-              f"Each cell: {title} [95% CI], p against the first model.\n",
-              "| source " + info["unit"] + " | n | " + " | ".join(models) + " |",
-              "|---|---|" + "---|" * len(models)]
+    lines += [
+      "",
+      f"## {title} by source length ({info['unit']})\n",
+      f"Each cell: {title} [95% CI], p against the first model.\n",
+      "| source " + info["unit"] + " | n | " + " | ".join(models) + " |",
+      "|---|---|" + "---|" * len(models),
+    ]
     buckets = list(dict.fromkeys(r["bucket"] for r in rows if r["bucket"] != "all"))
     for bk in buckets:
       cells = []
@@ -310,27 +373,43 @@ def to_markdown(rows: list[dict], info: dict, png: str) -> str:
       lines.append(f"| {bk} | {n} | " + " | ".join(cells) + " |")
   lines += ["", f"![BLEU by source length]({png})", ""]
   if info["reused"]:
-    lines.append("Outputs reused from `eval/` of: " + ", ".join(
-        f"`{w}`" for w in info["reused"]) + ".\n")
+    lines.append(
+      "Outputs reused from `eval/` of: " + ", ".join(f"`{w}`" for w in info["reused"]) + ".\n"
+    )
   return "\n".join(lines)
 
 
 def write_csv(path: str, rows: list[dict], unit: str) -> None:
   cols = ["model", "workdirs", "steps", "bucket", f"min_{unit}", f"max_{unit}", "count"]
   for name in metrics_lib.TEXT_METRICS:
-    cols += [name, f"{name}_ci_low", f"{name}_ci_high", f"{name}_p",
-             f"{name}_seed_mean", f"{name}_seed_std"]
+    cols += [
+      name,
+      f"{name}_ci_low",
+      f"{name}_ci_high",
+      f"{name}_p",
+      f"{name}_seed_mean",
+      f"{name}_seed_std",
+    ]
   with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
     w = csv.writer(f)
     w.writerow(cols)
     for r in rows:
-      flat = {**r, f"min_{unit}": r["min_length"], f"max_{unit}": r["max_length"],
-              "workdirs": " ".join(r["workdirs"]),
-              "steps": " ".join(str(s) for s in r["steps"])}
+      flat = {
+        **r,
+        f"min_{unit}": r["min_length"],
+        f"max_{unit}": r["max_length"],
+        "workdirs": " ".join(r["workdirs"]),
+        "steps": " ".join(str(s) for s in r["steps"]),
+      }
       for name in metrics_lib.TEXT_METRICS:
         ci = r.get(f"{name}_ci") or [None, None]
         flat[f"{name}_ci_low"], flat[f"{name}_ci_high"] = ci
-      w.writerow(["" if flat.get(c) is None else
-                  (f"{flat[c]:.6g}" if isinstance(flat[c], float) else flat[c])
-                  for c in cols])
+      w.writerow(
+        [
+          ""
+          if flat.get(c) is None
+          else (f"{flat[c]:.6g}" if isinstance(flat[c], float) else flat[c])
+          for c in cols
+        ]
+      )
   os.replace(path + ".tmp", path)

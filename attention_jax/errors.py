@@ -68,25 +68,25 @@ def one_line(e: BaseException, limit: int = 300, with_type: bool = False) -> str
   text = " ".join(str(e).split())
   if len(text) > limit:
     tail = limit // 3
-    text = f"{text[:limit - tail]} … {text[-tail:]}"
+    text = f"{text[: limit - tail]} … {text[-tail:]}"
   return f"{type(e).__name__}: {text}" if with_type else text
 
 
 # Exit codes of the entry points, by error type (most specific first).
-EXIT_BAD_INPUT = 2       # config, flags, data, a workdir that cannot be loaded or resumed
-EXIT_NONFINITE = 3       # NaN/Inf loss or gradients
-EXIT_CHECKPOINT = 4      # a checkpoint cannot be written, or is corrupt (on_corrupt=stop)
-EXIT_LOCKED = 5          # another process holds the workdir
-EXIT_PREEMPTED = 75      # SIGTERM: the step was finished and saved; run again (EX_TEMPFAIL)
+EXIT_BAD_INPUT = 2  # config, flags, data, a workdir that cannot be loaded or resumed
+EXIT_NONFINITE = 3  # NaN/Inf loss or gradients
+EXIT_CHECKPOINT = 4  # a checkpoint cannot be written, or is corrupt (on_corrupt=stop)
+EXIT_LOCKED = 5  # another process holds the workdir
+EXIT_PREEMPTED = 75  # SIGTERM: the step was finished and saved; run again (EX_TEMPFAIL)
 
 EXIT_CODES = (
-    (NonFiniteError, EXIT_NONFINITE),
-    (CheckpointError, EXIT_CHECKPOINT),
-    (WorkdirLockedError, EXIT_LOCKED),
-    (Preempted, EXIT_PREEMPTED),
-    (ConfigError, EXIT_BAD_INPUT),
-    (WorkdirError, EXIT_BAD_INPUT),
-    (EvalError, EXIT_BAD_INPUT),
-    (SweepError, EXIT_BAD_INPUT),
-    (FileNotFoundError, EXIT_BAD_INPUT),
+  (NonFiniteError, EXIT_NONFINITE),
+  (CheckpointError, EXIT_CHECKPOINT),
+  (WorkdirLockedError, EXIT_LOCKED),
+  (Preempted, EXIT_PREEMPTED),
+  (ConfigError, EXIT_BAD_INPUT),
+  (WorkdirError, EXIT_BAD_INPUT),
+  (EvalError, EXIT_BAD_INPUT),
+  (SweepError, EXIT_BAD_INPUT),
+  (FileNotFoundError, EXIT_BAD_INPUT),
 )

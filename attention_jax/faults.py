@@ -46,9 +46,8 @@ class Faults:
     if step == self.sigterm_at_step:
       os.kill(os.getpid(), signal.SIGTERM)
     if step == self.pause_at_step:
-      print(f"fault: paused after step {step} until a signal arrives",
-            file=sys.stderr, flush=True)
-      signal.alarm(300)   # never hang a test
+      print(f"fault: paused after step {step} until a signal arrives", file=sys.stderr, flush=True)
+      signal.alarm(300)  # never hang a test
       signal.pause()
       signal.alarm(0)
 
@@ -73,18 +72,17 @@ def parse(text: str) -> Faults:
         kw[kind] = int(rest)
       elif kind == "nonfinite_at_step":
         lo, _, hi = rest.partition("-")
-        kw["nonfinite_steps"] = kw.get("nonfinite_steps", ()) + (
-            (int(lo), int(hi or lo)),)
+        kw["nonfinite_steps"] = kw.get("nonfinite_steps", ()) + ((int(lo), int(hi or lo)),)
       elif kind == "fsize_limit_at_save":
         step, limit = rest.split(":")
         kw["fsize_limit_at_save"] = (int(step), int(limit))
       else:
         raise ValueError
     except ValueError:
-      raise ValueError(f"{ENV}: cannot parse {item!r}; known: "
-                       + ", ".join(_STEP_KINDS + ("nonfinite_at_step:A[-B]",
-                                                  "fsize_limit_at_save:N:BYTES"))
-                       ) from None
+      raise ValueError(
+        f"{ENV}: cannot parse {item!r}; known: "
+        + ", ".join(_STEP_KINDS + ("nonfinite_at_step:A[-B]", "fsize_limit_at_save:N:BYTES"))
+      ) from None
   return Faults(**kw)
 
 

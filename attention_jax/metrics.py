@@ -6,7 +6,8 @@ Targets are right-padded with PAD (0); a position counts when ``target != PAD``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,8 +19,9 @@ from sacrebleu.significance import _compute_p_value
 from attention_jax.data.vocab import EOS, PAD
 
 
-def cross_entropy(logits: jax.Array, targets: jax.Array,
-                  label_smoothing: float = 0.0) -> tuple[jax.Array, jax.Array]:
+def cross_entropy(
+  logits: jax.Array, targets: jax.Array, label_smoothing: float = 0.0
+) -> tuple[jax.Array, jax.Array]:
   """Summed token cross-entropy and the token count.
 
   logits [B, T, V], targets [B, T]. With label smoothing ε the target
@@ -37,12 +39,10 @@ def cross_entropy(logits: jax.Array, targets: jax.Array,
   return (losses * mask).sum(), mask.sum()
 
 
-def cross_entropy_per_example(logits: jax.Array, targets: jax.Array
-                              ) -> tuple[jax.Array, jax.Array]:
+def cross_entropy_per_example(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Summed token cross-entropy and token count of each row. -> ([B], [B])."""
   mask = (targets != PAD).astype(jnp.float32)
-  losses = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), targets)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
   return (losses * mask).sum(axis=1), mask.sum(axis=1)
 
 
@@ -66,8 +66,9 @@ def sequence_correct(predictions: jax.Array, targets: jax.Array) -> jax.Array:
   return jnp.all((predictions == targets) | ~mask, axis=1)
 
 
-def alignment_sums(attention: jax.Array, gold: jax.Array,
-                   targets: jax.Array | None = None) -> dict[str, jax.Array]:
+def alignment_sums(
+  attention: jax.Array, gold: jax.Array, targets: jax.Array | None = None
+) -> dict[str, jax.Array]:
   """Attention against a gold alignment, summed over target positions.
 
   attention [..., T, S] (row t: the weights used to predict target token t),
@@ -88,11 +89,14 @@ def alignment_sums(attention: jax.Array, gold: jax.Array,
   aligned = gold >= 0
   safe = jnp.maximum(gold, 0)
   picked = jnp.take_along_axis(
-      attention, jnp.broadcast_to(safe[..., None], (*attention.shape[:-1], 1)), -1)
+    attention, jnp.broadcast_to(safe[..., None], (*attention.shape[:-1], 1)), -1
+  )
   hits = (jnp.argmax(attention, -1) == gold) & aligned
-  out = {"aligned": aligned.sum(-1).astype(jnp.float32),
-         "hits": hits.sum(-1).astype(jnp.float32),
-         "mass": jnp.where(aligned, picked[..., 0].astype(jnp.float32), 0.0).sum(-1)}
+  out = {
+    "aligned": aligned.sum(-1).astype(jnp.float32),
+    "hits": hits.sum(-1).astype(jnp.float32),
+    "mass": jnp.where(aligned, picked[..., 0].astype(jnp.float32), 0.0).sum(-1),
+  }
   if targets is not None:
     real = (targets != PAD) & (targets != EOS)
     out["unaligned"] = (real & ~aligned).sum(-1).astype(jnp.float32)
@@ -105,8 +109,10 @@ def alignment_ratios(hits, mass, aligned) -> dict[str, float | None]:
   n = float(np.sum(aligned))
   if n == 0:
     return {"alignment_accuracy": None, "gold_attention_mass": None}
-  return {"alignment_accuracy": float(np.sum(hits)) / n,
-          "gold_attention_mass": float(np.sum(mass)) / n}
+  return {
+    "alignment_accuracy": float(np.sum(hits)) / n,
+    "gold_attention_mass": float(np.sum(mass)) / n,
+  }
 
 
 # --------------------------------------------------------------------------
@@ -131,7 +137,7 @@ def alignment_ratios(hits, mass, aligned) -> dict[str, float | None]:
 
 TEXT_METRICS = ("bleu", "chrf")
 BOOTSTRAP_SAMPLES = 1000
-BOOTSTRAP_SEED = 12345     # sacrebleu's default (SACREBLEU_SEED)
+BOOTSTRAP_SEED = 12345  # sacrebleu's default (SACREBLEU_SEED)
 
 
 def detokenize(task, ids, side: str = "tgt") -> str:
@@ -147,7 +153,7 @@ def detokenize(task, ids, side: str = "tgt") -> str:
 def text_metric(name: str):
   """A fresh sacrebleu metric object: ``bleu`` or ``chrf``, default settings."""
   if name == "bleu":
-    return BLEU(force=True)   # force: no warning about outputs ending in " ."
+    return BLEU(force=True)  # force: no warning about outputs ending in " ."
   if name == "chrf":
     return CHRF()
   raise ValueError(f"unknown text metric {name!r}; known: {TEXT_METRICS}")
@@ -157,17 +163,15 @@ def signature(name: str) -> str:
   """sacrebleu's signature of the metric, e.g. ``nrefs:1|case:mixed|eff:no|
   tok:13a|smooth:exp|version:2.6.0``."""
   m = text_metric(name)
-  m.corpus_score(["a"], [["a"]])   # the signature needs the reference count
+  m.corpus_score(["a"], [["a"]])  # the signature needs the reference count
   return m.get_signature().format()
 
 
-def corpus_score(name: str, hypotheses: Sequence[str],
-                 references: Sequence[str]) -> float:
+def corpus_score(name: str, hypotheses: Sequence[str], references: Sequence[str]) -> float:
   """Corpus BLEU or chrF in [0, 100] of one reference per hypothesis."""
   if not hypotheses:
     return float("nan")
-  return float(text_metric(name).corpus_score(list(hypotheses),
-                                              [list(references)]).score)
+  return float(text_metric(name).corpus_score(list(hypotheses), [list(references)]).score)
 
 
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
@@ -178,8 +182,7 @@ def corpus_chrf(hypotheses: Sequence[str], references: Sequence[str]) -> float:
   return corpus_score("chrf", hypotheses, references)
 
 
-def sentence_stats(name: str, hypotheses: Sequence[str],
-                   references: Sequence[str]) -> np.ndarray:
+def sentence_stats(name: str, hypotheses: Sequence[str], references: Sequence[str]) -> np.ndarray:
   """sacrebleu's sufficient statistics per sentence, [N, k] (n-gram matches
   and totals, lengths): additive, so any subset's or resample's corpus score
   is ``score_from_stats(stats[idx].sum(0))``."""
@@ -193,8 +196,9 @@ def score_from_stats(name: str, totals: np.ndarray, metric=None) -> float:
   return float(m._compute_score_from_stats(list(np.asarray(totals))).score)
 
 
-def bootstrap_indices(n: int, samples: int = BOOTSTRAP_SAMPLES,
-                      seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+def bootstrap_indices(
+  n: int, samples: int = BOOTSTRAP_SAMPLES, seed: int = BOOTSTRAP_SEED
+) -> np.ndarray:
   """sacrebleu's resamples of ``n`` sentences: [samples, n] indices."""
   return np.random.default_rng(seed).choice(n, size=(samples, n), replace=True)
 
@@ -204,7 +208,7 @@ def resampled_scores(name: str, stats: np.ndarray, idxs: np.ndarray) -> np.ndarr
   B, n = idxs.shape
   flat = (idxs + n * np.arange(B)[:, None]).ravel()
   counts = np.bincount(flat, minlength=B * n).reshape(B, n).astype(np.float64)
-  totals = counts @ stats                                        # (B, k)
+  totals = counts @ stats  # (B, k)
   m = text_metric(name)
   return np.array([score_from_stats(name, t, m) for t in totals])
 
@@ -217,8 +221,7 @@ def interval(scores: np.ndarray) -> tuple[float, float]:
   return float(s[k]), float(s[len(s) - k - 1])
 
 
-def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray,
-                   observed: float) -> float:
+def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray, observed: float) -> float:
   """sacrebleu's paired-bootstrap p-value of a system against the baseline
   (``significance._paired_bs_test``): resampled differences, centred, that
   exceed the observed ``|score − baseline|``, (c + 1) / (B + 1). When no
@@ -231,15 +234,15 @@ def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray,
   return float(_compute_p_value(diffs - diffs.mean(), abs(observed)))
 
 
-def score_with_interval(name: str, hypotheses: Sequence[str],
-                        references: Sequence[str]) -> tuple[float, list[float]]:
+def score_with_interval(
+  name: str, hypotheses: Sequence[str], references: Sequence[str]
+) -> tuple[float, list[float]]:
   """The corpus score and its 95% bootstrap interval ``[low, high]``."""
   if not hypotheses:
     return float("nan"), [float("nan"), float("nan")]
   stats = sentence_stats(name, hypotheses, references)
   score = score_from_stats(name, stats.sum(0))
-  lo, hi = interval(resampled_scores(name, stats,
-                                     bootstrap_indices(len(hypotheses))))
+  lo, hi = interval(resampled_scores(name, stats, bootstrap_indices(len(hypotheses))))
   return score, [lo, hi]
 
 
@@ -259,11 +262,11 @@ def parse_bucket_edges(spec: str) -> list[int]:
   try:
     edges = [int(x) for x in spec.split(",")]
   except ValueError:
-    raise ValueError(f"length buckets {spec!r}: expected comma-separated "
-                     "integers like '10,20,30'") from None
+    raise ValueError(
+      f"length buckets {spec!r}: expected comma-separated integers like '10,20,30'"
+    ) from None
   if edges[0] < 1 or any(b <= a for a, b in zip(edges, edges[1:])):
-    raise ValueError(f"length buckets {spec!r}: edges must be positive and "
-                     "strictly increasing")
+    raise ValueError(f"length buckets {spec!r}: edges must be positive and strictly increasing")
   return edges
 
 
@@ -309,19 +312,21 @@ class ExampleRecords:
   :func:`alignment_sums` of the teacher-forced attention, keys ``aligned``,
   ``hits``, ``mass``, ``unaligned`` ([N] each); None otherwise.
   """
-  src_length: np.ndarray            # [N] int
-  loss: np.ndarray                  # [N] float
-  tokens: np.ndarray                # [N] float
-  correct: np.ndarray               # [N] float
-  exact: np.ndarray                 # [N] bool
+
+  src_length: np.ndarray  # [N] int
+  loss: np.ndarray  # [N] float
+  tokens: np.ndarray  # [N] float
+  correct: np.ndarray  # [N] float
+  exact: np.ndarray  # [N] bool
   hypotheses: list[str]
   references: list[str]
-  src_has_unk: np.ndarray | None = None   # [N] bool
+  src_has_unk: np.ndarray | None = None  # [N] bool
   alignment: dict[str, np.ndarray] | None = None
 
 
-def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
-              text: bool = True, intervals: bool = False) -> dict[str, Any]:
+def summarize(
+  r: ExampleRecords, index: np.ndarray | None = None, *, text: bool = True, intervals: bool = False
+) -> dict[str, Any]:
   """Every metric over the examples ``index`` (default: all).
 
   ``count``, ``loss`` (per target token), ``perplexity`` = exp(loss),
@@ -337,19 +342,23 @@ def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
   out: dict[str, Any] = {"count": int(len(idx))}
   if r.alignment is not None:
     a = {k: v[idx] for k, v in r.alignment.items()}
-    out.update(alignment_ratios(a["hits"], a["mass"], a["aligned"]),
-               aligned_tokens=int(a["aligned"].sum()),
-               unaligned_tokens=int(a["unaligned"].sum()))
-  text_keys = [k for name in TEXT_METRICS
-               for k in ([name, f"{name}_ci"] if intervals else [name])]
+    out.update(
+      alignment_ratios(a["hits"], a["mass"], a["aligned"]),
+      aligned_tokens=int(a["aligned"].sum()),
+      unaligned_tokens=int(a["unaligned"].sum()),
+    )
+  text_keys = [k for name in TEXT_METRICS for k in ([name, f"{name}_ci"] if intervals else [name])]
   if len(idx) == 0:
     keys = ["loss", "perplexity", "token_accuracy", "sequence_accuracy"]
     return {**out, **{k: None for k in keys + (text_keys if text else [])}}
   n = max(float(r.tokens[idx].sum()), 1.0)
   loss = float(r.loss[idx].sum()) / n
-  out.update(loss=loss, perplexity=float(np.exp(min(loss, 50.0))),
-             token_accuracy=float(r.correct[idx].sum()) / n,
-             sequence_accuracy=float(np.mean(r.exact[idx])))
+  out.update(
+    loss=loss,
+    perplexity=float(np.exp(min(loss, 50.0))),
+    token_accuracy=float(r.correct[idx].sum()) / n,
+    sequence_accuracy=float(np.mean(r.exact[idx])),
+  )
   if text:
     hyps = [r.hypotheses[i] for i in idx]
     refs = [r.references[i] for i in idx]
@@ -361,19 +370,25 @@ def summarize(r: ExampleRecords, index: np.ndarray | None = None, *,
   return out
 
 
-def summarize_by_length(r: ExampleRecords, edges: Sequence[int], *,
-                        intervals: bool = False) -> list[dict[str, Any]]:
+def summarize_by_length(
+  r: ExampleRecords, edges: Sequence[int], *, intervals: bool = False
+) -> list[dict[str, Any]]:
   """:func:`summarize` per source-length bucket, from the bucket of the
   shortest source to that of the longest (empty ones between: count 0)."""
   b = bucket_index(r.src_length, edges)
   n_buckets = len(edges) + (1 if len(b) and b.max() == len(edges) else 0)
-  first = int(b.min()) if len(b) else 0   # leading empty buckets are left out
+  first = int(b.min()) if len(b) else 0  # leading empty buckets are left out
   rows = []
   for i in range(first, n_buckets):
     lo, hi = bucket_bounds(edges, i)
-    rows.append({"bucket": bucket_label(edges, i), "min_length": lo,
-                 "max_length": hi,
-                 **summarize(r, np.nonzero(b == i)[0], intervals=intervals)})
+    rows.append(
+      {
+        "bucket": bucket_label(edges, i),
+        "min_length": lo,
+        "max_length": hi,
+        **summarize(r, np.nonzero(b == i)[0], intervals=intervals),
+      }
+    )
   return rows
 
 
@@ -381,5 +396,7 @@ def summarize_by_unk(r: ExampleRecords) -> dict[str, dict[str, Any]] | None:
   """Metrics for sources with and without UNK; None if no source has UNK."""
   if r.src_has_unk is None or not r.src_has_unk.any():
     return None
-  return {"src_with_unk": summarize(r, np.nonzero(r.src_has_unk)[0]),
-          "src_without_unk": summarize(r, np.nonzero(~r.src_has_unk)[0])}
+  return {
+    "src_with_unk": summarize(r, np.nonzero(r.src_has_unk)[0]),
+    "src_without_unk": summarize(r, np.nonzero(~r.src_has_unk)[0]),
+  }

@@ -54,13 +54,12 @@ class Seq2Seq:
     self.config = config
     self.split = split
 
-  def bind(self, task, config, split: str = "eval") -> "Seq2Seq":
+  def bind(self, task, config, split: str = "eval") -> Seq2Seq:
     return type(self)(task, config, split)
 
   def train_loss(self, model, batch, rng, config):
     logits, _ = model(batch["src"], batch["tgt_in"], dropout_rng=rng)
-    loss_sum, n = metrics_lib.cross_entropy(logits, batch["tgt_out"],
-                                            config.train.label_smoothing)
+    loss_sum, n = metrics_lib.cross_entropy(logits, batch["tgt_out"], config.train.label_smoothing)
     correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["tgt_out"])
     n = jnp.maximum(n, 1.0)
     return loss_sum / n, {"token_accuracy": correct / n}
@@ -76,13 +75,16 @@ class Seq2Seq:
     loss, n = metrics_lib.cross_entropy_per_example(logits, tgt_out)
     hits = (jnp.argmax(logits, -1) == tgt_out) & (tgt_out != PAD)
     hyp = self.decode(model, src, tgt_out.shape[1])
-    out = {"each_loss": loss, "each_tokens": n,
-           "each_correct": hits.sum(axis=1).astype(jnp.float32),
-           "each_exact": metrics_lib.sequence_correct(hyp.tokens, tgt_out),
-           "each_src_length": (src != PAD).sum(axis=1),
-           "each_src_unk": (src == UNK).any(axis=1),
-           "each_hyp": hyp.tokens}
-    if "row" in batch:   # the example's index into the split's raw text
+    out = {
+      "each_loss": loss,
+      "each_tokens": n,
+      "each_correct": hits.sum(axis=1).astype(jnp.float32),
+      "each_exact": metrics_lib.sequence_correct(hyp.tokens, tgt_out),
+      "each_src_length": (src != PAD).sum(axis=1),
+      "each_src_unk": (src == UNK).any(axis=1),
+      "each_hyp": hyp.tokens,
+    }
+    if "row" in batch:  # the example's index into the split's raw text
       out["each_row"] = batch["row"]
     if "align" in batch and aux.get("attention") is not None:
       sums = metrics_lib.alignment_sums(aux["attention"], batch["align"], tgt_out)
@@ -103,21 +105,27 @@ class Seq2Seq:
       raw = task.eval_references(self.split)
       refs = [raw[i] for i in rows]
       lengths = np.asarray(task.eval_source_lengths(self.split))[rows]
-    alignment = {k[len("each_align_"):]: v for k, v in each.items()
-                 if k.startswith("each_align_")} or None
+    alignment = {
+      k[len("each_align_") :]: v for k, v in each.items() if k.startswith("each_align_")
+    } or None
     return metrics_lib.ExampleRecords(
-        src_length=lengths, loss=each["each_loss"],
-        tokens=each["each_tokens"], correct=each["each_correct"],
-        exact=each["each_exact"], hypotheses=hyps, references=refs,
-        src_has_unk=each["each_src_unk"], alignment=alignment)
+      src_length=lengths,
+      loss=each["each_loss"],
+      tokens=each["each_tokens"],
+      correct=each["each_correct"],
+      exact=each["each_exact"],
+      hypotheses=hyps,
+      references=refs,
+      src_has_unk=each["each_src_unk"],
+      alignment=alignment,
+    )
 
   def finalize(self, sums, each):
     del sums
     r = self.records(each)
     out = metrics_lib.summarize(r, text=False)
     if self.task is not None:
-      names = ["bleu"] + (["chrf"] if self.config is not None
-                          and self.config.eval.chrf else [])
+      names = ["bleu"] + (["chrf"] if self.config is not None and self.config.eval.chrf else [])
       for name in names:
         out[name] = metrics_lib.corpus_score(name, r.hypotheses, r.references)
         out[f"{name}_signature"] = metrics_lib.signature(name)
@@ -136,8 +144,7 @@ class LanguageModel:
 
   def train_loss(self, model, batch, rng, config):
     logits = model(batch["inputs"], dropout_rng=rng)
-    loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"],
-                                            config.train.label_smoothing)
+    loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"], config.train.label_smoothing)
     correct = metrics_lib.token_correct(jnp.argmax(logits, -1), batch["targets"])
     n = jnp.maximum(n, 1.0)
     return loss_sum / n, {"token_accuracy": correct / n}
@@ -152,9 +159,9 @@ class LanguageModel:
     del each
     loss = sums["sum_loss"] / max(sums["sum_tokens"], 1.0)
     return {
-        "loss": loss,
-        "perplexity": float(np.exp(min(loss, 50.0))),
-        "token_accuracy": sums["sum_correct"] / max(sums["sum_tokens"], 1.0),
+      "loss": loss,
+      "perplexity": float(np.exp(min(loss, 50.0))),
+      "token_accuracy": sums["sum_correct"] / max(sums["sum_tokens"], 1.0),
     }
 
 
@@ -190,20 +197,21 @@ class _PerExample:
   def eval_batch(self, model, batch):
     outputs = model(batch["inputs"])
     w = batch["weight"]
-    out = {"sum_loss": (self.per_example_loss(outputs, batch) * w).sum(),
-           "sum_baseline": (batch["baseline"] * w).sum(),
-           "sum_examples": w.sum()}
+    out = {
+      "sum_loss": (self.per_example_loss(outputs, batch) * w).sum(),
+      "sum_baseline": (batch["baseline"] * w).sum(),
+      "sum_examples": w.sum(),
+    }
     for k, v in self.correct(outputs, batch).items():
       out[f"sum_{k}"] = (v * w).sum()
     return out
 
   def finalize(self, sums, each):
     n = max(sums["sum_examples"], 1.0)
-    out = {"loss": sums["sum_loss"] / n,
-           "baseline_loss": sums["sum_baseline"] / n}
+    out = {"loss": sums["sum_loss"] / n, "baseline_loss": sums["sum_baseline"] / n}
     for k, v in sums.items():
       if k not in ("sum_loss", "sum_baseline", "sum_examples"):
-        out[k[len("sum_"):]] = v / n
+        out[k[len("sum_") :]] = v / n
     return out
 
 
@@ -226,8 +234,7 @@ class Classification(_PerExample):
   right (the exact match of a one-label output)."""
 
   def per_example_loss(self, outputs, batch):
-    return optax.softmax_cross_entropy_with_integer_labels(
-        _at_least_f32(outputs), batch["labels"])
+    return optax.softmax_cross_entropy_with_integer_labels(_at_least_f32(outputs), batch["labels"])
 
   def correct(self, outputs, batch):
     right = jnp.argmax(outputs, -1) == batch["labels"]
@@ -246,25 +253,24 @@ class SequenceLabelling(_PerExample):
 
   def per_example_loss(self, outputs, batch):
     ce = optax.softmax_cross_entropy_with_integer_labels(
-        _at_least_f32(outputs), batch["labels"])               # (B, L)
+      _at_least_f32(outputs), batch["labels"]
+    )  # (B, L)
     return ce.mean(axis=-1)
 
   def correct(self, outputs, batch):
-    scored = batch["scored"] if "scored" in batch else jnp.ones_like(
-        batch["labels"], bool)
+    scored = batch["scored"] if "scored" in batch else jnp.ones_like(batch["labels"], bool)
     right = (jnp.argmax(outputs, -1) == batch["labels"]) | ~scored
     n = jnp.maximum(scored.sum(-1), 1)
     hits = (right & scored).sum(-1)
-    return {"token_accuracy": hits / n,
-            "sequence_accuracy": jnp.all(right, -1).astype(jnp.float32)}
+    return {"token_accuracy": hits / n, "sequence_accuracy": jnp.all(right, -1).astype(jnp.float32)}
 
 
 OBJECTIVES = {
-    "seq2seq": Seq2Seq(),
-    "regression": Regression(),
-    "classification": Classification(),
-    "sequence_labelling": SequenceLabelling(),
-    "lm": LanguageModel(),
+  "seq2seq": Seq2Seq(),
+  "regression": Regression(),
+  "classification": Classification(),
+  "sequence_labelling": SequenceLabelling(),
+  "lm": LanguageModel(),
 }
 
 

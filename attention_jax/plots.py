@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -26,9 +27,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
-                     out_tokens: Sequence[str], title: str | None = None,
-                     gold: Sequence[int] | None = None):
+def attention_figure(
+  weights: np.ndarray,
+  src_tokens: Sequence[str],
+  out_tokens: Sequence[str],
+  title: str | None = None,
+  gold: Sequence[int] | None = None,
+):
   """weights [len(out_tokens), len(src_tokens)] in [0, 1] -> Figure.
 
   Row t is the attention the model used to predict output token t. ``gold``:
@@ -38,18 +43,20 @@ def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
   weights = np.asarray(weights, np.float32)
   T, S = weights.shape
   if (T, S) != (len(out_tokens), len(src_tokens)):
-    raise ValueError(f"attention is {T}x{S} but there are {len(out_tokens)} "
-                     f"output and {len(src_tokens)} source tokens")
+    raise ValueError(
+      f"attention is {T}x{S} but there are {len(out_tokens)} "
+      f"output and {len(src_tokens)} source tokens"
+    )
   cell = 0.32  # inches per token
   w = max(3.0, 1.6 + cell * S)
   h = max(2.5, 1.4 + cell * T)
   fig, ax = plt.subplots(figsize=(w, h), dpi=110)
-  ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="equal",
-            interpolation="nearest")
+  ax.imshow(weights, cmap="gray_r", vmin=0.0, vmax=1.0, aspect="equal", interpolation="nearest")
   for t, j in enumerate(list(gold or [])[:T]):
     if 0 <= j < S:
-      ax.add_patch(plt.Rectangle((j - 0.5, t - 0.5), 1, 1, fill=False,
-                                 edgecolor="red", linewidth=1.2))
+      ax.add_patch(
+        plt.Rectangle((j - 0.5, t - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.2)
+      )
   if gold is not None:
     title = ((title + "; ") if title else "") + "red: gold"
   ax.set_xticks(np.arange(S))
@@ -67,10 +74,14 @@ def attention_figure(weights: np.ndarray, src_tokens: Sequence[str],
   return fig
 
 
-def save_attention_heatmap(path: str, weights: np.ndarray,
-                           src_tokens: Sequence[str], out_tokens: Sequence[str],
-                           title: str | None = None,
-                           gold: Sequence[int] | None = None) -> str:
+def save_attention_heatmap(
+  path: str,
+  weights: np.ndarray,
+  src_tokens: Sequence[str],
+  out_tokens: Sequence[str],
+  title: str | None = None,
+  gold: Sequence[int] | None = None,
+) -> str:
   fig = attention_figure(weights, src_tokens, out_tokens, title, gold)
   _save(fig, path)
   return path
@@ -85,9 +96,12 @@ def _band(ax, x, rows, key, color):
     ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0)
 
 
-def metric_by_length_figure(rows: Sequence[dict[str, Any]],
-                            metrics: Sequence[str] = ("bleu", "sequence_accuracy"),
-                            title: str | None = None, unit: str = "tokens"):
+def metric_by_length_figure(
+  rows: Sequence[dict[str, Any]],
+  metrics: Sequence[str] = ("bleu", "sequence_accuracy"),
+  title: str | None = None,
+  unit: str = "tokens",
+):
   """Each metric of ``rows`` (from ``metrics.summarize_by_length``) against
   the source-length bucket (in ``unit``); accuracies are shown in percent
   like BLEU; a metric's ``NAME_ci`` interval, if present, as a band."""
@@ -100,7 +114,7 @@ def metric_by_length_figure(rows: Sequence[dict[str, Any]],
     scale = 100.0 if name.endswith("accuracy") else 1.0
     y = np.array([np.nan if v is None else v * scale for v in y], float)
     label = f"{name} (%)" if scale == 100.0 else name
-    line, = ax.plot(x, y, marker="o", label=label)
+    (line,) = ax.plot(x, y, marker="o", label=label)
     _band(ax, x, rows, f"{name}_ci", line.get_color())
   _length_axis(ax, x, rows, unit, title, legend="lower left")
   fig.tight_layout()
@@ -115,22 +129,37 @@ def _length_axis(ax, x, rows, unit: str, title: str | None, legend: str) -> None
   ax.set_ylim(-2, 102)
   ax.grid(alpha=0.3)
   for xi, r in zip(x, rows):
-    ax.annotate(f"n={r['count']}", (xi, 0), xytext=(0, 3), textcoords="offset points",
-                ha="center", fontsize=7, color="0.4")
+    ax.annotate(
+      f"n={r['count']}",
+      (xi, 0),
+      xytext=(0, 3),
+      textcoords="offset points",
+      ha="center",
+      fontsize=7,
+      color="0.4",
+    )
   ax.legend(fontsize=8, loc=legend)
   if title:
     ax.set_title(title, fontsize=9)
 
 
-def save_metric_by_length(path: str, rows, metrics=("bleu", "sequence_accuracy"),
-                          title: str | None = None, unit: str = "tokens") -> str:
+def save_metric_by_length(
+  path: str,
+  rows,
+  metrics=("bleu", "sequence_accuracy"),
+  title: str | None = None,
+  unit: str = "tokens",
+) -> str:
   _save(metric_by_length_figure(rows, metrics, title, unit), path)
   return path
 
 
-def compare_by_length_figure(series: Sequence[tuple[str, Sequence[dict]]],
-                             metric: str = "bleu", unit: str = "words",
-                             title: str | None = None):
+def compare_by_length_figure(
+  series: Sequence[tuple[str, Sequence[dict]]],
+  metric: str = "bleu",
+  unit: str = "words",
+  title: str | None = None,
+):
   """``metric`` against the source-length bucket for each ``(label, rows)``
   (rows: ``bucket``, ``count``, ``metric``, ``metric_ci`` = [low, high]), all
   models in one figure, the 95% intervals as bands (Bahdanau et al. 2014,
@@ -140,7 +169,7 @@ def compare_by_length_figure(series: Sequence[tuple[str, Sequence[dict]]],
   fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * n + 3.0), 3.8), dpi=110)
   for label, rows in series:
     y = np.array([np.nan if r.get(metric) is None else r[metric] for r in rows], float)
-    line, = ax.plot(x, y, marker="o", label=label)
+    (line,) = ax.plot(x, y, marker="o", label=label)
     _band(ax, x, rows, f"{metric}_ci", line.get_color())
   ax.set_ylabel(f"{metric} (band: 95% bootstrap interval)")
   _length_axis(ax, x, series[0][1], unit, title, legend="best")
@@ -148,14 +177,16 @@ def compare_by_length_figure(series: Sequence[tuple[str, Sequence[dict]]],
   return fig
 
 
-def save_compare_by_length(path: str, series, metric: str = "bleu",
-                           unit: str = "words", title: str | None = None) -> str:
+def save_compare_by_length(
+  path: str, series, metric: str = "bleu", unit: str = "words", title: str | None = None
+) -> str:
   _save(compare_by_length_figure(series, metric, unit, title), path)
   return path
 
 
-def save_gradient_curves(path: str, curve_rows: list[dict], decay_rows: list[dict],
-                         title: str = "") -> None:
+def save_gradient_curves(
+  path: str, curve_rows: list[dict], decay_rows: list[dict], title: str = ""
+) -> None:
   """The gradient instruments' log-scale PNG (``attention_jax.gradients``):
   rows ‖∂L/∂h_t‖ and σ_max(∂h_T/∂h_t), a column per phase (at initialization,
   trained); each legend gives the fitted decay per step of ``decay_rows``."""
@@ -163,11 +194,12 @@ def save_gradient_curves(path: str, curve_rows: list[dict], decay_rows: list[dic
   phases = [p for p in ("init", "trained") if any(r["phase"] == p for r in curve_rows)]
   has_jac = any(r["jacobian_sigma_max"] != "" for r in curve_rows)
   nrows = 2 if has_jac else 1
-  fig, axes = plt.subplots(nrows, len(phases), figsize=(5.5 * len(phases), 4 * nrows),
-                           squeeze=False, sharey="row")
+  fig, axes = plt.subplots(
+    nrows, len(phases), figsize=(5.5 * len(phases), 4 * nrows), squeeze=False, sharey="row"
+  )
   tiny = np.finfo(np.float64).tiny
   all_labels = list(dict.fromkeys(r["cell"] for r in curve_rows))
-  color = {label: f"C{i}" for i, label in enumerate(all_labels)}   # same in every panel
+  color = {label: f"C{i}" for i, label in enumerate(all_labels)}  # same in every panel
   for j, phase in enumerate(phases):
     rows = [r for r in curve_rows if r["phase"] == phase]
     labels = list(dict.fromkeys(r["cell"] for r in rows))
@@ -175,8 +207,12 @@ def save_gradient_curves(path: str, curve_rows: list[dict], decay_rows: list[dic
       rs = [r for r in rows if r["cell"] == label]
       t = [r["t"] for r in rs]
       gh = np.array([r["grad_h_norm"] for r in rs], np.float64)
-      axes[0, j].semilogy(t, np.maximum(gh, tiny), color=color[label],
-                          label=f"{label} (×{decay[phase, label]:.3g}/step)")
+      axes[0, j].semilogy(
+        t,
+        np.maximum(gh, tiny),
+        color=color[label],
+        label=f"{label} (×{decay[phase, label]:.3g}/step)",
+      )
       if has_jac and rs[0]["jacobian_sigma_max"] != "":
         sig = np.array([r["jacobian_sigma_max"] for r in rs], np.float64)
         axes[1, j].semilogy(t, np.maximum(sig, tiny), color=color[label], label=label)
@@ -195,8 +231,7 @@ def save_gradient_curves(path: str, curve_rows: list[dict], decay_rows: list[dic
   _save(fig, path, dpi=100)
 
 
-def save_probe_by_position(path: str, rows: Sequence[dict[str, Any]],
-                           title: str = "") -> str:
+def save_probe_by_position(path: str, rows: Sequence[dict[str, Any]], title: str = "") -> str:
   """Probe accuracy against source position, one line per source length
   (colour: length), a column per probed state (``s``; LSTM ``h``, ``c``),
   the trained model above and the same model at initialization below; the
@@ -205,17 +240,30 @@ def save_probe_by_position(path: str, rows: Sequence[dict[str, Any]],
   lengths = sorted({r["length"] for r in rows})
   cmap = plt.get_cmap("viridis")
   color = {L: cmap(i / max(1, len(lengths) - 1)) for i, L in enumerate(lengths)}
-  fig, axes = plt.subplots(2, len(states), figsize=(5.0 * len(states), 6.4),
-                           squeeze=False, sharey=True, constrained_layout=True)
+  fig, axes = plt.subplots(
+    2,
+    len(states),
+    figsize=(5.0 * len(states), 6.4),
+    squeeze=False,
+    sharey=True,
+    constrained_layout=True,
+  )
   for c, name in enumerate(states):
-    for r_i, (key, when) in enumerate((("accuracy", "trained"),
-                                       ("control_accuracy", "at initialization"))):
+    for r_i, (key, when) in enumerate(
+      (("accuracy", "trained"), ("control_accuracy", "at initialization"))
+    ):
       ax = axes[r_i, c]
       for L in lengths:
-        rs = sorted((r for r in rows if r["state"] == name and r["length"] == L),
-                    key=lambda r: r["position"])
-        ax.plot([r["position"] for r in rs], [r[key] for r in rs], color=color[L],
-                linewidth=1.0, marker="." if len(lengths) < 6 else None)
+        rs = sorted(
+          (r for r in rows if r["state"] == name and r["length"] == L), key=lambda r: r["position"]
+        )
+        ax.plot(
+          [r["position"] for r in rs],
+          [r[key] for r in rs],
+          color=color[L],
+          linewidth=1.0,
+          marker="." if len(lengths) < 6 else None,
+        )
       chance = np.mean([r["chance"] for r in rows if r["state"] == name])
       ax.axhline(chance, color="0.4", linestyle="--", linewidth=0.8)
       ax.set_ylim(-0.02, 1.02)
@@ -231,18 +279,25 @@ def save_probe_by_position(path: str, rows: Sequence[dict[str, Any]],
   return path
 
 
-def save_probe_maps(path: str, rows: Sequence[dict[str, Any]],
-                    needed: dict[int, Sequence[int] | None] | None = None,
-                    title: str = "") -> str:
+def save_probe_maps(
+  path: str,
+  rows: Sequence[dict[str, Any]],
+  needed: dict[int, Sequence[int] | None] | None = None,
+  title: str = "",
+) -> str:
   """Probe accuracy of the decoder state after output step i (rows) for the
   source token at position j (columns), one panel per probed length and
   state. ``needed[L]``: per target position the gold source position; the
   cell (i, needed[i−1]) — the token step i must write — is outlined in red."""
   states = sorted({r["state"] for r in rows})
   lengths = sorted({r["length"] for r in rows})
-  fig, axes = plt.subplots(len(states), len(lengths),
-                           figsize=(3.6 * len(lengths) + 1.0, 3.4 * len(states)),
-                           squeeze=False, constrained_layout=True)
+  fig, axes = plt.subplots(
+    len(states),
+    len(lengths),
+    figsize=(3.6 * len(lengths) + 1.0, 3.4 * len(states)),
+    squeeze=False,
+    constrained_layout=True,
+  )
   im = None
   for a, name in enumerate(states):
     for b, L in enumerate(lengths):
@@ -251,20 +306,31 @@ def save_probe_maps(path: str, rows: Sequence[dict[str, Any]],
       rs = [r for r in rows if r["state"] == name and r["length"] == L]
       for r in rs:
         grid[r["step"] - 1, r["position"] - 1] = r["accuracy"]
-      im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto",
-                     extent=(0.5, L + 0.5, L + 1.5, 0.5), interpolation="nearest")
+      im = ax.imshow(
+        grid,
+        vmin=0,
+        vmax=1,
+        cmap="viridis",
+        aspect="auto",
+        extent=(0.5, L + 0.5, L + 1.5, 0.5),
+        interpolation="nearest",
+      )
       for i, j in enumerate(list((needed or {}).get(L) or [])[:L]):
         if j >= 0:
-          ax.add_patch(plt.Rectangle((j + 0.5, i + 0.5), 1, 1, fill=False,
-                                     edgecolor="red", linewidth=0.8))
+          ax.add_patch(
+            plt.Rectangle((j + 0.5, i + 0.5), 1, 1, fill=False, edgecolor="red", linewidth=0.8)
+          )
       chance = np.mean([r["chance"] for r in rs])
       ax.set_title(f"{name!r}, length {L} (chance {chance:.2f})", fontsize=9)
       ax.set_xlabel("source position j")
       ax.set_ylabel("decoder step i (L+1: EOS)")
   fig.colorbar(im, ax=list(axes.ravel()), label="probe accuracy", fraction=0.03)
   if title:
-    fig.suptitle(title + ("\n(red: the source token step i must output)"
-                          if needed and any(needed.values()) else ""), fontsize=9)
+    fig.suptitle(
+      title
+      + ("\n(red: the source token step i must output)" if needed and any(needed.values()) else ""),
+      fontsize=9,
+    )
   _save(fig, path, dpi=100)
   return path
 

@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 SCHEMES = ("auto", "sinusoidal", "learned", "rope", "alibi", "none")
-EMBEDDING_SCHEMES = ("sinusoidal", "learned")   # added to the token embeddings
-ATTENTION_SCHEMES = ("rope", "alibi")           # inside self-attention
+EMBEDDING_SCHEMES = ("sinusoidal", "learned")  # added to the token embeddings
+ATTENTION_SCHEMES = ("rope", "alibi")  # inside self-attention
 AUTO = {"transformer": "sinusoidal", "gpt": "learned"}
 
 
@@ -46,15 +46,17 @@ def resolve(scheme: str, model_name: str) -> str:
 def sinusoidal(positions: jax.Array, dim: int) -> jax.Array:
   """[..., T] positions -> [..., T, dim] sinusoids of Vaswani et al. 2017,
   Section 3.5 (sin in even, cos in odd features), float32."""
-  i = jnp.arange(0, dim, 2, dtype=jnp.float32)                   # 2i
-  angle = (jnp.asarray(positions, jnp.float32)[..., None]
-           / jnp.power(10000.0, i / dim))                         # (..., T, dim/2)
-  table = jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1)    # (..., T, dim/2, 2)
+  i = jnp.arange(0, dim, 2, dtype=jnp.float32)  # 2i
+  angle = jnp.asarray(positions, jnp.float32)[..., None] / jnp.power(
+    10000.0, i / dim
+  )  # (..., T, dim/2)
+  table = jnp.stack([jnp.sin(angle), jnp.cos(angle)], axis=-1)  # (..., T, dim/2, 2)
   return table.reshape(*angle.shape[:-1], -1)[..., :dim]
 
 
-def rope(x: jax.Array, positions: jax.Array, *, heads_major: bool,
-         base: float = 10000.0) -> jax.Array:
+def rope(
+  x: jax.Array, positions: jax.Array, *, heads_major: bool, base: float = 10000.0
+) -> jax.Array:
   """Rotary position embedding (Su et al. 2021, eq. 34) of queries or keys.
 
   x [B, N, T, h] (``heads_major``) or [B, T, N, h]; positions [B|1, T] int.
@@ -69,12 +71,12 @@ def rope(x: jax.Array, positions: jax.Array, *, heads_major: bool,
   Computed in float32, returned in x's dtype. h must be even.
   """
   h = x.shape[-1]
-  theta = base ** (-jnp.arange(0, h, 2, dtype=jnp.float32) / h)     # (h/2,)
-  angle = jnp.asarray(positions, jnp.float32)[..., None] * theta     # (B|1, T, h/2)
+  theta = base ** (-jnp.arange(0, h, 2, dtype=jnp.float32) / h)  # (h/2,)
+  angle = jnp.asarray(positions, jnp.float32)[..., None] * theta  # (B|1, T, h/2)
   if heads_major:
-    angle = angle[:, None]                                           # (B|1, 1, T, h/2)
+    angle = angle[:, None]  # (B|1, 1, T, h/2)
   else:
-    angle = angle[:, :, None]                                        # (B|1, T, 1, h/2)
+    angle = angle[:, :, None]  # (B|1, T, 1, h/2)
   cos, sin = jnp.cos(angle), jnp.sin(angle)
   pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], h // 2, 2)
   a, b = pairs[..., 0], pairs[..., 1]
@@ -88,14 +90,15 @@ def alibi_slopes(num_heads: int) -> list[float]:
   m_i = 2^{−8i/n}, i = 1…n (n = 8: 1/2, 1/4, …, 1/256); otherwise the slopes
   of the closest smaller power of two 2^k, then every other slope of 2^{k+1}
   heads, until there are n."""
+
   def power_of_2(n):
-    start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))               # 2^{−8/n}
-    return [start * start ** i for i in range(n)]
+    start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))  # 2^{−8/n}
+    return [start * start**i for i in range(n)]
+
   if math.log2(num_heads).is_integer():
     return power_of_2(num_heads)
   closest = 2 ** math.floor(math.log2(num_heads))
-  return (power_of_2(closest)
-          + alibi_slopes(2 * closest)[0::2][:num_heads - closest])
+  return power_of_2(closest) + alibi_slopes(2 * closest)[0::2][: num_heads - closest]
 
 
 def alibi_bias(slopes, q_positions: jax.Array, k_positions: jax.Array) -> jax.Array:
@@ -105,8 +108,8 @@ def alibi_bias(slopes, q_positions: jax.Array, k_positions: jax.Array) -> jax.Ar
   [B|1, N, T, S] float32. Under a causal mask (j ≤ i) this is the paper's
   −m·(i − j); in an encoder it penalizes distance in both directions.
   """
-  m = jnp.asarray(np.asarray(slopes, np.float32))                   # (N,)
+  m = jnp.asarray(np.asarray(slopes, np.float32))  # (N,)
   q = jnp.asarray(q_positions)[:, None, :, None]
   k = jnp.asarray(k_positions)[:, None, None, :]
-  distance = jnp.abs(q - k).astype(jnp.float32)                      # (B|1, 1, T, S)
+  distance = jnp.abs(q - k).astype(jnp.float32)  # (B|1, 1, T, S)
   return -m[None, :, None, None] * distance

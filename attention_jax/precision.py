@@ -39,7 +39,8 @@ _MLIR_TYPE = re.compile(r"tensor<(?:[^<>]*x)?([a-z]+[0-9]*)>")
 # A dot whose algorithm rounds its operands (jax.nn.dot_product_attention's
 # backward: f32 scores x bf16 keys at BF16_BF16_F32) computes at that precision.
 _MLIR_ALGORITHM = re.compile(
-    r"lhs_precision_type = ([a-z]+[0-9]*), rhs_precision_type = ([a-z]+[0-9]*)")
+  r"lhs_precision_type = ([a-z]+[0-9]*), rhs_precision_type = ([a-z]+[0-9]*)"
+)
 _HLO_ALGORITHM = re.compile(r"algorithm=dot_([a-z]+[0-9]*)_([a-z]+[0-9]*)_")
 # HLO: %dot.5 = bf16[16,64]{1,0} dot(bf16[16,32]{1,0} %a, bf16[32,64]{1,0} %b), ...
 #  or (older printers) dot(%a, %b) with the operands' types at their definitions.
@@ -47,8 +48,7 @@ _HLO_DEF = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.\-]+)\s*=\s*([a-z]+[0-9]*)\[", re
 _HLO_DOT = re.compile(r"=\s*[a-z]+[0-9]*\[[^\]]*\][^ ]*\s+dot\(([^)]*)\)")
 _HLO_OPERAND = re.compile(r"(?:([a-z]+[0-9]*)\[[^\]]*\](?:\{[^}]*\})?\s+)?%([\w.\-]+)")
 
-DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32",
-               "f64": "float64"}
+DTYPE_NAMES = {"bf16": "bfloat16", "f16": "float16", "f32": "float32", "f64": "float64"}
 
 
 def dot_operand_dtypes(text: str) -> list[tuple[str, str]]:
@@ -60,8 +60,7 @@ def dot_operand_dtypes(text: str) -> list[tuple[str, str]]:
     out = []
     for m in _MLIR_DOT.finditer(text):
       algorithm = _MLIR_ALGORITHM.search(m.group(0))
-      types = (list(algorithm.groups()) if algorithm
-               else _MLIR_TYPE.findall(m.group(1)))
+      types = list(algorithm.groups()) if algorithm else _MLIR_TYPE.findall(m.group(1))
       if len(types) == 2:
         out.append((types[0], types[1]))
     return out
@@ -69,7 +68,7 @@ def dot_operand_dtypes(text: str) -> list[tuple[str, str]]:
   out = []
   for m in _HLO_DOT.finditer(text):
     line_end = text.find("\n", m.end())
-    algorithm = _HLO_ALGORITHM.search(text[m.end():None if line_end < 0 else line_end])
+    algorithm = _HLO_ALGORITHM.search(text[m.end() : None if line_end < 0 else line_end])
     if algorithm:
       out.append(algorithm.groups())
       continue
@@ -110,15 +109,12 @@ def main(argv: list[str]) -> int:
   """``python -m attention_jax.precision DIR [PATTERN]``: the dots of every
   ``*PATTERN*.before_optimizations.txt`` in an ``--xla_dump_to`` directory."""
   if len(argv) < 2:
-    print("usage: python -m attention_jax.precision DUMP_DIR [PATTERN]",
-          file=sys.stderr)
+    print("usage: python -m attention_jax.precision DUMP_DIR [PATTERN]", file=sys.stderr)
     return 2
   pattern = argv[2] if len(argv) > 2 else "jit_train_step"
-  paths = sorted(glob.glob(os.path.join(argv[1],
-                                        f"*{pattern}*.before_optimizations.txt")))
+  paths = sorted(glob.glob(os.path.join(argv[1], f"*{pattern}*.before_optimizations.txt")))
   if not paths:
-    print(f"error: no *{pattern}*.before_optimizations.txt in {argv[1]}",
-          file=sys.stderr)
+    print(f"error: no *{pattern}*.before_optimizations.txt in {argv[1]}", file=sys.stderr)
     return 2
   for path in paths:
     with open(path, encoding="utf-8") as f:

@@ -47,7 +47,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,13 +65,12 @@ from attention_jax.sweeps.tables import bands, write_csv
 
 PROBE_MODELS = ("rnn_encdec", "seq2seq_lstm", "rnnsearch", "luong")
 SPLITS = ("eval", "test")
-MIN_SOURCES = 20          # distinct sources a length needs to be probed
-TRAIN_FRACTION = 0.8      # of a length's sources, for fitting the probes
+MIN_SOURCES = 20  # distinct sources a length needs to be probed
+TRAIN_FRACTION = 0.8  # of a length's sources, for fitting the probes
 PHASES = ("trained", "control")
 # Tasks whose target has its source's length: the decoder maps' steps.
 SAME_LENGTH_TASKS = ("copy", "reverse", "sort")
-INITIAL_CSV, DECODER_CSV, SUMMARY_JSON = ("initial_state.csv", "decoder_states.csv",
-                                          "probe.json")
+INITIAL_CSV, DECODER_CSV, SUMMARY_JSON = ("initial_state.csv", "decoder_states.csv", "probe.json")
 
 
 # --------------------------------------------------------------------------
@@ -78,8 +78,9 @@ INITIAL_CSV, DECODER_CSV, SUMMARY_JSON = ("initial_state.csv", "decoder_states.c
 
 
 @functools.partial(jax.jit, static_argnames=("num_classes", "steps"))
-def _fit(x, y, w, x_test, y_test, w_test, *, num_classes: int, steps: int,
-         learning_rate: float, l2: float):
+def _fit(
+  x, y, w, x_test, y_test, w_test, *, num_classes: int, steps: int, learning_rate: float, l2: float
+):
   """Probes of G groups × J targets; see :func:`fit_probes`."""
 
   def group(x, y, w, x_test, y_test, w_test):
@@ -105,18 +106,26 @@ def _fit(x, y, w, x_test, y_test, w_test, *, num_classes: int, steps: int,
       pred = jnp.argmax(x_test @ p["w"] + p["b"], -1)
       counts = (jax.nn.one_hot(y, num_classes) * w[:, None]).sum(0)
       majority = jnp.argmax(counts)
-      return (((pred == y_test) * w_test).sum() / m,
-              ((y_test == majority) * w_test).sum() / m)
+      return (((pred == y_test) * w_test).sum() / m, ((y_test == majority) * w_test).sum() / m)
 
     return jax.vmap(probe)(y, y_test)
 
   return jax.vmap(group)(x, y, w, x_test, y_test, w_test)
 
 
-def fit_probes(x: np.ndarray, y: np.ndarray, w: np.ndarray, x_test: np.ndarray,
-               y_test: np.ndarray, w_test: np.ndarray, *, num_classes: int,
-               steps: int = 200, learning_rate: float = 0.05, l2: float = 1e-3
-               ) -> tuple[np.ndarray, np.ndarray]:
+def fit_probes(
+  x: np.ndarray,
+  y: np.ndarray,
+  w: np.ndarray,
+  x_test: np.ndarray,
+  y_test: np.ndarray,
+  w_test: np.ndarray,
+  *,
+  num_classes: int,
+  steps: int = 200,
+  learning_rate: float = 0.05,
+  l2: float = 1e-3,
+) -> tuple[np.ndarray, np.ndarray]:
   """Softmax-regression probes, G groups of J probes that share their inputs.
 
   x [G, n, F] (states), y [G, J, n] (labels in ``0..num_classes-1``),
@@ -127,11 +136,18 @@ def fit_probes(x: np.ndarray, y: np.ndarray, w: np.ndarray, x_test: np.ndarray,
   Returns (test accuracy [G, J], chance [G, J]: the accuracy of always
   answering the training labels' most frequent class).
   """
-  acc, chance = _fit(jnp.asarray(x, jnp.float32),
-                     jnp.asarray(y, jnp.int32), jnp.asarray(w, jnp.float32),
-                     jnp.asarray(x_test, jnp.float32), jnp.asarray(y_test, jnp.int32),
-                     jnp.asarray(w_test, jnp.float32), num_classes=num_classes,
-                     steps=steps, learning_rate=learning_rate, l2=l2)
+  acc, chance = _fit(
+    jnp.asarray(x, jnp.float32),
+    jnp.asarray(y, jnp.int32),
+    jnp.asarray(w, jnp.float32),
+    jnp.asarray(x_test, jnp.float32),
+    jnp.asarray(y_test, jnp.int32),
+    jnp.asarray(w_test, jnp.float32),
+    num_classes=num_classes,
+    steps=steps,
+    learning_rate=learning_rate,
+    l2=l2,
+  )
   return np.asarray(acc), np.asarray(chance)
 
 
@@ -139,8 +155,9 @@ def fit_probes(x: np.ndarray, y: np.ndarray, w: np.ndarray, x_test: np.ndarray,
 # Probe data: distinct held-out sources per length, and their states
 
 
-def draw_sources(task, split: str, lengths: Sequence[int], per_length: int,
-                 seed: int) -> dict[int, list[tuple[list[int], list[int]]]]:
+def draw_sources(
+  task, split: str, lengths: Sequence[int], per_length: int, seed: int
+) -> dict[int, list[tuple[list[int], list[int]]]]:
   """Up to ``per_length`` (source, target) pairs of distinct sources of each
   length from ``split`` (drawn as the task draws its evaluation sets, from
   generator ``seed``), in draw order. Lengths count the task's
@@ -149,7 +166,7 @@ def draw_sources(task, split: str, lengths: Sequence[int], per_length: int,
   out: dict[int, list] = {L: [] for L in lengths}
   seen: set = set()
   rng = np.random.default_rng([seed, 17])
-  for _ in range(4):                     # a few rounds top up rare lengths
+  for _ in range(4):  # a few rounds top up rare lengths
     if all(len(out[L]) >= per_length for L in lengths):
       break
     n = int(1.5 * per_length * len(lengths))
@@ -178,7 +195,7 @@ def _state_fns(graphdef):
       return state, model.state_features(state)
 
     _, feats = jax.lax.scan(body, model.init_decode_state(memory), tgt_in.T)
-    return {k: jnp.swapaxes(v, 0, 1) for k, v in feats.items()}   # (B, T, F)
+    return {k: jnp.swapaxes(v, 0, 1) for k, v in feats.items()}  # (B, T, F)
 
   return jax.jit(initial), jax.jit(decoder)
 
@@ -189,7 +206,7 @@ def _batched(fn, arrays: Sequence[np.ndarray], batch: int) -> dict[str, np.ndarr
   N = len(arrays[0])
   out: dict[str, list] = {}
   for start in range(0, N, batch):
-    chunk = [a[start:start + batch] for a in arrays]
+    chunk = [a[start : start + batch] for a in arrays]
     real = len(chunk[0])
     if real < batch:
       chunk = [np.concatenate([c, np.repeat(c[-1:], batch - real, 0)]) for c in chunk]
@@ -204,24 +221,27 @@ def _split_index(n: int, seed: int, length: int) -> tuple[np.ndarray, np.ndarray
   return order[:k], order[k:]
 
 
-def _stack_groups(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-                  J: int):
+def _stack_groups(groups: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], J: int):
   """[(x_train, y_train, x_test, y_test)] with y [n, L] -> padded arrays for
   :func:`fit_probes` (labels [G, J, n]; masks mark real rows)."""
   n = max(len(g[0]) for g in groups)
   m = max(len(g[2]) for g in groups)
   F = groups[0][0].shape[-1]
   G = len(groups)
-  arrays = {"x": np.zeros((G, n, F), np.float32), "y": np.zeros((G, J, n), np.int32),
-            "w": np.zeros((G, n), np.float32),
-            "x_test": np.zeros((G, m, F), np.float32),
-            "y_test": np.zeros((G, J, m), np.int32), "w_test": np.zeros((G, m), np.float32)}
+  arrays = {
+    "x": np.zeros((G, n, F), np.float32),
+    "y": np.zeros((G, J, n), np.int32),
+    "w": np.zeros((G, n), np.float32),
+    "x_test": np.zeros((G, m, F), np.float32),
+    "y_test": np.zeros((G, J, m), np.int32),
+    "w_test": np.zeros((G, m), np.float32),
+  }
   for g, (xtr, ytr, xte, yte) in enumerate(groups):
     a, b = len(xtr), len(xte)
     arrays["x"][g, :a], arrays["w"][g, :a] = xtr, 1.0
     arrays["x_test"][g, :b], arrays["w_test"][g, :b] = xte, 1.0
-    arrays["y"][g, :ytr.shape[1], :a] = ytr.T
-    arrays["y_test"][g, :yte.shape[1], :b] = yte.T
+    arrays["y"][g, : ytr.shape[1], :a] = ytr.T
+    arrays["y_test"][g, : yte.shape[1], :b] = yte.T
   return arrays
 
 
@@ -240,26 +260,39 @@ def default_decoder_lengths(lengths: Sequence[int]) -> list[int]:
 def check_probeable(config, task) -> None:
   """EvalError (one line) unless ``config``'s model and task can be probed."""
   if config.model.name not in PROBE_MODELS:
-    raise EvalError(f"model {config.model.name!r} has no recurrent decoder state "
-                    "to probe; probes read the states of: " + ", ".join(PROBE_MODELS))
+    raise EvalError(
+      f"model {config.model.name!r} has no recurrent decoder state "
+      "to probe; probes read the states of: " + ", ".join(PROBE_MODELS)
+    )
   if config.data.task not in synthetic.TASKS:
-    raise EvalError(f"data.task {config.data.task!r}: probes need a synthetic task "
-                    "that draws fresh held-out sources (reverse, copy, sort, "
-                    "addition, reorder)")
+    raise EvalError(
+      f"data.task {config.data.task!r}: probes need a synthetic task "
+      "that draws fresh held-out sources (reverse, copy, sort, "
+      "addition, reorder)"
+    )
 
 
-def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
-                  decoder_lengths: Sequence[int] | None = None, seed: int = 0,
-                  steps: int = 200, step: int | str | None = None,
-                  batch_size: int = 256) -> dict[str, Any]:
+def probe_workdir(
+  workdir: str,
+  split: str = "test",
+  *,
+  per_length: int = 200,
+  decoder_lengths: Sequence[int] | None = None,
+  seed: int = 0,
+  steps: int = 200,
+  step: int | str | None = None,
+  batch_size: int = 256,
+) -> dict[str, Any]:
   """Probes the trained model in ``workdir`` (checkpoint ``step``) and the
   same model at initialization; writes ``workdir/probe/``. Returns the
   summary written to ``probe.json`` (with the paths written)."""
   if split not in SPLITS:
     raise EvalError(f"--split {split!r}: allowed: {', '.join(SPLITS)}")
   if per_length < MIN_SOURCES:
-    raise EvalError(f"--examples_per_length {per_length}: at least {MIN_SOURCES} "
-                    "are needed to fit and test a probe")
+    raise EvalError(
+      f"--examples_per_length {per_length}: at least {MIN_SOURCES} "
+      "are needed to fit and test a probe"
+    )
   run = workdir_lib.load(workdir, step)
   config, task = run.config, run.task
   check_probeable(config, task)
@@ -269,23 +302,30 @@ def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
     # tokens: past a shorter target (addition) they would read padding, and a
     # longer one (reorder) would be cut.
     if decoder_lengths:
-      raise EvalError(f"--decoder_lengths: the decoder maps need a target as long "
-                      f"as its source ({', '.join(SAME_LENGTH_TASKS)}); "
-                      f"data.task is {config.data.task!r}")
+      raise EvalError(
+        f"--decoder_lengths: the decoder maps need a target as long "
+        f"as its source ({', '.join(SAME_LENGTH_TASKS)}); "
+        f"data.task is {config.data.task!r}"
+      )
     decoder_lengths = []
-  decoder_lengths = (default_decoder_lengths(lengths) if decoder_lengths is None
-                     else sorted(set(decoder_lengths)))
+  decoder_lengths = (
+    default_decoder_lengths(lengths) if decoder_lengths is None else sorted(set(decoder_lengths))
+  )
   bad = [L for L in decoder_lengths if L not in lengths]
   if bad:
-    raise EvalError(f"--decoder_lengths {bad}: outside the run's evaluation lengths "
-                    f"{lengths[0]}..{lengths[-1]} (data.eval_min_length.."
-                    "data.eval_max_length)")
+    raise EvalError(
+      f"--decoder_lengths {bad}: outside the run's evaluation lengths "
+      f"{lengths[0]}..{lengths[-1]} (data.eval_min_length.."
+      "data.eval_max_length)"
+    )
   sources = draw_sources(task, split, lengths, per_length, seed)
   skipped = {L: len(s) for L, s in sources.items() if len(s) < MIN_SOURCES}
   probed = [L for L in lengths if L not in skipped]
   if not probed:
-    raise EvalError(f"no source length of {lengths[0]}..{lengths[-1]} has "
-                    f"{MIN_SOURCES} distinct {split} sources to probe")
+    raise EvalError(
+      f"no source length of {lengths[0]}..{lengths[-1]} has "
+      f"{MIN_SOURCES} distinct {split} sources to probe"
+    )
   decoder_lengths = [L for L in decoder_lengths if L in probed]
   init_params = workdir_lib.build_run(config, workdir, task=task).state.params
   params = {"trained": run.state.params, "control": init_params}
@@ -308,21 +348,24 @@ def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
       acc, chance = fit(**_stack_groups(groups, max(probed)))
       for g, L in enumerate(probed):
         for j in range(L):
-          initial_rows.append(_row(phase, name, L, None, j, acc[g, j], chance[g, j],
-                                   groups[g]))
+          initial_rows.append(_row(phase, name, L, None, j, acc[g, j], chance[g, j], groups[g]))
     # Every (length, step) of the decoder maps in one fit per state: one
     # compiled probe shape (rows and labels padded) instead of one per length.
-    cells: dict[str, list] = {}                         # name -> [(L, i, group)]
+    cells: dict[str, list] = {}  # name -> [(L, i, group)]
     for L in decoder_lengths:
       g = probed.index(L)
       rows = np.arange(row_of[g], row_of[g + 1])
-      feats = _batched(lambda s, t: decoder_fn(params[phase], s, t),
-                       [batch["src"][rows], batch["tgt_in"][rows, :L + 1]], batch_size)
+      feats = _batched(
+        lambda s, t: decoder_fn(params[phase], s, t),
+        [batch["src"][rows], batch["tgt_in"][rows, : L + 1]],
+        batch_size,
+      )
       tr, te = _split_index(len(rows), seed, L)
       labels = batch["src"][rows, :L]
-      for name, z in feats.items():                     # z (n, L+1, F)
+      for name, z in feats.items():  # z (n, L+1, F)
         cells.setdefault(name, []).extend(
-            (L, i, (z[tr, i], labels[tr], z[te, i], labels[te])) for i in range(L + 1))
+          (L, i, (z[tr, i], labels[tr], z[te, i], labels[te])) for i in range(L + 1)
+        )
     for name, cs in cells.items():
       acc, chance = fit(**_stack_groups([c[2] for c in cs], max(decoder_lengths)))
       for k, (L, i, group) in enumerate(cs):
@@ -333,31 +376,44 @@ def probe_workdir(workdir: str, split: str = "test", *, per_length: int = 200,
   out_dir = os.path.join(workdir, "probe")
   os.makedirs(out_dir, exist_ok=True)
   summary = {
-      "workdir": os.path.abspath(workdir), "step": int(run.state.step),
-      "model": config.model.name, "task": config.data.task, "split": split,
-      "hidden_size": config.model.hidden_size, "seed": seed,
-      "sources_per_length": per_length, "probe_steps": steps,
-      "train_fraction": TRAIN_FRACTION, "lengths": probed,
-      "skipped_lengths": {str(L): n for L, n in skipped.items()},
-      "decoder_lengths": decoder_lengths, "classes": classes,
-      "states": sorted({r["state"] for r in initial_rows}),
-      "what": ("softmax-regression probes (optax Adam, full batch) reading the "
-               "source token at each position from the decoder's initial state "
-               "and from the decoder state after each output step (teacher-"
-               "forced); accuracy on held-out probe data; control = the same "
-               "probes on the model at initialization; selectivity = trained - "
-               "control; chance = always the most frequent training token"),
-      "initial_state": summarize_initial(initial_rows),
+    "workdir": os.path.abspath(workdir),
+    "step": int(run.state.step),
+    "model": config.model.name,
+    "task": config.data.task,
+    "split": split,
+    "hidden_size": config.model.hidden_size,
+    "seed": seed,
+    "sources_per_length": per_length,
+    "probe_steps": steps,
+    "train_fraction": TRAIN_FRACTION,
+    "lengths": probed,
+    "skipped_lengths": {str(L): n for L, n in skipped.items()},
+    "decoder_lengths": decoder_lengths,
+    "classes": classes,
+    "states": sorted({r["state"] for r in initial_rows}),
+    "what": (
+      "softmax-regression probes (optax Adam, full batch) reading the "
+      "source token at each position from the decoder's initial state "
+      "and from the decoder state after each output step (teacher-"
+      "forced); accuracy on held-out probe data; control = the same "
+      "probes on the model at initialization; selectivity = trained - "
+      "control; chance = always the most frequent training token"
+    ),
+    "initial_state": summarize_initial(initial_rows),
   }
-  paths = {"initial_csv": os.path.join(out_dir, INITIAL_CSV),
-           "decoder_csv": os.path.join(out_dir, DECODER_CSV),
-           "json": os.path.join(out_dir, SUMMARY_JSON),
-           "initial_png": os.path.join(out_dir, "initial_state.png"),
-           "decoder_png": os.path.join(out_dir, "decoder_states.png")}
+  paths = {
+    "initial_csv": os.path.join(out_dir, INITIAL_CSV),
+    "decoder_csv": os.path.join(out_dir, DECODER_CSV),
+    "json": os.path.join(out_dir, SUMMARY_JSON),
+    "initial_png": os.path.join(out_dir, "initial_state.png"),
+    "decoder_png": os.path.join(out_dir, "decoder_states.png"),
+  }
   write_csv(paths["initial_csv"], initial_rows)
   write_csv(paths["decoder_csv"], decoder_rows)
-  title = (f"{config.model.name} (hidden {config.model.hidden_size}) on "
-           f"{config.data.task}, step {int(run.state.step)}")
+  title = (
+    f"{config.model.name} (hidden {config.model.hidden_size}) on "
+    f"{config.data.task}, step {int(run.state.step)}"
+  )
   plots.save_probe_by_position(paths["initial_png"], initial_rows, title=title)
   needed = {L: _needed_cells(task, sources[L]) for L in decoder_lengths}
   if decoder_rows:
@@ -379,8 +435,7 @@ def _needed_cells(task, pairs) -> list[int] | None:
   reverse); else None."""
   if not hasattr(task, "gold_alignment"):
     return None
-  golds = {tuple(a) for a in (task.gold_alignment(s) for s, _ in pairs)
-           if a is not None}
+  golds = {tuple(a) for a in (task.gold_alignment(s) for s, _ in pairs) if a is not None}
   return list(next(iter(golds))) if len(golds) == 1 else None
 
 
@@ -388,9 +443,13 @@ def _row(phase, name, L, i, j, acc, chance, group) -> dict[str, Any]:
   row = {"phase": phase, "state": name, "length": L}
   if i is not None:
     row["step"] = i + 1
-  row.update(position=j + 1, accuracy=round(float(acc), 6),
-             chance=round(float(chance), 6), train_examples=len(group[0]),
-             test_examples=len(group[2]))
+  row.update(
+    position=j + 1,
+    accuracy=round(float(acc), 6),
+    chance=round(float(chance), 6),
+    train_examples=len(group[0]),
+    test_examples=len(group[2]),
+  )
   return row
 
 
@@ -406,8 +465,7 @@ def _with_selectivity(rows: list[dict]) -> list[dict]:
     c = control[key(r)]
     pos = list(r).index("accuracy") + 1
     items = list(r.items())
-    items[pos:pos] = [("control_accuracy", c),
-                      ("selectivity", round(r["accuracy"] - c, 6))]
+    items[pos:pos] = [("control_accuracy", c), ("selectivity", round(r["accuracy"] - c, 6))]
     out.append(dict(items))
   return out
 
@@ -421,12 +479,16 @@ def summarize_initial(rows: list[dict]) -> dict[str, Any]:
     for L in sorted({r["length"] for r in rows if r["state"] == name}):
       rs = [r for r in rows if r["state"] == name and r["length"] == L]
       rs.sort(key=lambda r: r["position"])
-      by_len.append({
+      by_len.append(
+        {
           "length": L,
           "accuracy": round(float(np.mean([r["accuracy"] for r in rs])), 4),
           "control_accuracy": round(float(np.mean([r["control_accuracy"] for r in rs])), 4),
           "chance": round(float(np.mean([r["chance"] for r in rs])), 4),
-          "first_position": rs[0]["accuracy"], "last_position": rs[-1]["accuracy"]})
+          "first_position": rs[0]["accuracy"],
+          "last_position": rs[-1]["accuracy"],
+        }
+      )
     out[name] = by_len
   return out
 
@@ -434,24 +496,31 @@ def summarize_initial(rows: list[dict]) -> dict[str, Any]:
 def format_summary(summary: dict[str, Any]) -> str:
   """The lines ``experiments.probe`` prints: per state, accuracy by length
   band against control and chance."""
-  lines = [f"probes of {summary['model']} (hidden {summary['hidden_size']}) on "
-           f"{summary['task']} at step {summary['step']}: {summary['split']} "
-           f"sources, up to {summary['sources_per_length']} per length "
-           f"({int(100 * summary['train_fraction'])}% fit the probes, the rest "
-           "scores them)"]
+  lines = [
+    f"probes of {summary['model']} (hidden {summary['hidden_size']}) on "
+    f"{summary['task']} at step {summary['step']}: {summary['split']} "
+    f"sources, up to {summary['sources_per_length']} per length "
+    f"({int(100 * summary['train_fraction'])}% fit the probes, the rest "
+    "scores them)"
+  ]
   if summary["skipped_lengths"]:
-    lines.append("  skipped (fewer than %d distinct sources): %s" % (
-        MIN_SOURCES, ", ".join(f"length {L} ({n})"
-                               for L, n in summary["skipped_lengths"].items())))
+    lines.append(
+      "  skipped (fewer than %d distinct sources): %s"
+      % (MIN_SOURCES, ", ".join(f"length {L} ({n})" for L, n in summary["skipped_lengths"].items()))
+    )
   for name, by_len in summary["initial_state"].items():
-    lines.append(f"  initial state {name!r}: source token read out (mean over "
-                 "positions) — trained / at init / chance")
+    lines.append(
+      f"  initial state {name!r}: source token read out (mean over "
+      "positions) — trained / at init / chance"
+    )
     for band in bands([r["length"] for r in by_len]):
       rs = [r for r in by_len if band[0] <= r["length"] <= band[1]]
       mean = lambda k: float(np.mean([r[k] for r in rs]))
-      lines.append(f"    lengths {band[0]:>2}-{band[1]:<2}: {mean('accuracy'):.3f} / "
-                   f"{mean('control_accuracy'):.3f} / {mean('chance'):.3f}   "
-                   f"first position {mean('first_position'):.3f}, last "
-                   f"{mean('last_position'):.3f}")
+      lines.append(
+        f"    lengths {band[0]:>2}-{band[1]:<2}: {mean('accuracy'):.3f} / "
+        f"{mean('control_accuracy'):.3f} / {mean('chance'):.3f}   "
+        f"first position {mean('first_position'):.3f}, last "
+        f"{mean('last_position'):.3f}"
+      )
   lines.append("wrote " + ", ".join(summary["paths"].values()))
   return "\n".join(lines)

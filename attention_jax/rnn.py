@@ -22,7 +22,8 @@ Shapes: ``x: [batch, time, features]``; states ``[batch, hidden]``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,10 +35,12 @@ MatMul = Callable[[int, jax.Array], jax.Array]
 
 def _matmul_with(weights) -> MatMul:
   """``matmul(k, a) = a @ kernel_k (+ bias_k)`` over ``recurrent_weights()``."""
+
   def matmul(k, a):
     kernel, bias = weights[k]
     y = a @ kernel
     return y if bias is None else y + bias
+
   return matmul
 
 
@@ -52,13 +55,12 @@ class _Cell(nnx.Module):
   def input_projection(self, x: jax.Array) -> jax.Array:
     return x @ self.input_kernel[...] + self.input_bias[...]  # [..., G]
 
-  def input_projection_part(self, x: jax.Array, start: int, *,
-                            bias: bool) -> jax.Array:
+  def input_projection_part(self, x: jax.Array, start: int, *, bias: bool) -> jax.Array:
     """The projection of input features ``start:start + x.shape[-1]`` of a
     concatenated input, ``x @ input_kernel[start:…]`` (``+ input_bias`` if
     ``bias``): the parts of ``[a; b]`` sum to ``input_projection``. Lets an
     attention decoder hoist the part that does not depend on the step."""
-    kernel = self.input_kernel[...][start:start + x.shape[-1]]
+    kernel = self.input_kernel[...][start : start + x.shape[-1]]
     y = x @ kernel
     return y + self.input_bias[...] if bias else y
 
@@ -94,17 +96,16 @@ class GRUCell(_Cell):
   ``recurrent_bias [3H]``.
   """
 
-  def __init__(self, in_features: int, hidden_size: int, *,
-               reset_after: bool = False, rngs: nnx.Rngs):
+  def __init__(
+    self, in_features: int, hidden_size: int, *, reset_after: bool = False, rngs: nnx.Rngs
+  ):
     self.hidden_size = hidden_size
     self.reset_after = reset_after
     k_in, k_rec = rngs.params(), rngs.params()
     H = hidden_size
-    self.input_kernel = nnx.Param(
-        nnx.initializers.lecun_normal()(k_in, (in_features, 3 * H)))
+    self.input_kernel = nnx.Param(nnx.initializers.lecun_normal()(k_in, (in_features, 3 * H)))
     self.input_bias = nnx.Param(jnp.zeros((3 * H,)))
-    rec = [nnx.initializers.orthogonal()(k, (H, H))
-           for k in jax.random.split(k_rec, 3)]
+    rec = [nnx.initializers.orthogonal()(k, (H, H)) for k in jax.random.split(k_rec, 3)]
     self.recurrent_kernel = nnx.Param(jnp.concatenate(rec, axis=1))
     self.recurrent_bias = nnx.Param(jnp.zeros((3 * H,))) if reset_after else None
 
@@ -113,17 +114,17 @@ class GRUCell(_Cell):
     if self.reset_after:
       return ((U, self.recurrent_bias[...]),)
     H = self.hidden_size
-    return ((U[:, :2 * H], None), (U[:, 2 * H:], None))
+    return ((U[:, : 2 * H], None), (U[:, 2 * H :], None))
 
   def step_parts(self, h: jax.Array, xp: jax.Array, matmul: MatMul) -> jax.Array:
     H = self.hidden_size
-    hp = matmul(0, h)                                   # (B, 3H) or (B, 2H)
+    hp = matmul(0, h)  # (B, 3H) or (B, 2H)
     r = jax.nn.sigmoid(xp[..., :H] + hp[..., :H])
-    z = jax.nn.sigmoid(xp[..., H:2 * H] + hp[..., H:2 * H])
+    z = jax.nn.sigmoid(xp[..., H : 2 * H] + hp[..., H : 2 * H])
     if self.reset_after:
-      n = jnp.tanh(xp[..., 2 * H:] + r * hp[..., 2 * H:])
+      n = jnp.tanh(xp[..., 2 * H :] + r * hp[..., 2 * H :])
     else:
-      n = jnp.tanh(xp[..., 2 * H:] + matmul(1, r * h))
+      n = jnp.tanh(xp[..., 2 * H :] + matmul(1, r * h))
     return z * h + (1.0 - z) * n
 
 
@@ -141,21 +142,28 @@ class ElmanCell(_Cell):
   gradients vanish fast).
   """
 
-  def __init__(self, in_features: int, hidden_size: int, *,
-               activation: str = "tanh", recurrent_init: str = "orthogonal",
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features: int,
+    hidden_size: int,
+    *,
+    activation: str = "tanh",
+    recurrent_init: str = "orthogonal",
+    rngs: nnx.Rngs,
+  ):
     if activation not in ELMAN_ACTIVATIONS:
-      raise ValueError(f"ElmanCell activation {activation!r}; allowed: "
-                       f"{', '.join(ELMAN_ACTIVATIONS)}")
+      raise ValueError(
+        f"ElmanCell activation {activation!r}; allowed: {', '.join(ELMAN_ACTIVATIONS)}"
+      )
     if recurrent_init not in ELMAN_INITS:
-      raise ValueError(f"ElmanCell recurrent_init {recurrent_init!r}; allowed: "
-                       f"{', '.join(ELMAN_INITS)}")
+      raise ValueError(
+        f"ElmanCell recurrent_init {recurrent_init!r}; allowed: {', '.join(ELMAN_INITS)}"
+      )
     self.hidden_size = hidden_size
     self.activation = {"tanh": jnp.tanh, "relu": jax.nn.relu}[activation]
     k_in, k_rec = rngs.params(), rngs.params()
     H = hidden_size
-    self.input_kernel = nnx.Param(
-        nnx.initializers.lecun_normal()(k_in, (in_features, H)))
+    self.input_kernel = nnx.Param(nnx.initializers.lecun_normal()(k_in, (in_features, H)))
     self.input_bias = nnx.Param(jnp.zeros((H,)))
     if recurrent_init == "orthogonal":
       U = nnx.initializers.orthogonal()(k_rec, (H, H))
@@ -184,17 +192,15 @@ class LSTMCell(_Cell):
   Jozefowicz et al. 2015). The carry is ``(c, h)`` as in flax.
   """
 
-  def __init__(self, in_features: int, hidden_size: int, *,
-               forget_bias: float = 1.0, rngs: nnx.Rngs):
+  def __init__(
+    self, in_features: int, hidden_size: int, *, forget_bias: float = 1.0, rngs: nnx.Rngs
+  ):
     self.hidden_size = hidden_size
     k_in, k_rec = rngs.params(), rngs.params()
     H = hidden_size
-    self.input_kernel = nnx.Param(
-        nnx.initializers.lecun_normal()(k_in, (in_features, 4 * H)))
-    self.input_bias = nnx.Param(
-        jnp.zeros((4 * H,)).at[H:2 * H].set(forget_bias))
-    rec = [nnx.initializers.orthogonal()(k, (H, H))
-           for k in jax.random.split(k_rec, 4)]
+    self.input_kernel = nnx.Param(nnx.initializers.lecun_normal()(k_in, (in_features, 4 * H)))
+    self.input_bias = nnx.Param(jnp.zeros((4 * H,)).at[H : 2 * H].set(forget_bias))
+    rec = [nnx.initializers.orthogonal()(k, (H, H)) for k in jax.random.split(k_rec, 4)]
     self.recurrent_kernel = nnx.Param(jnp.concatenate(rec, axis=1))
 
   def initialize_carry(self, batch_shape: tuple[int, ...]):
@@ -207,11 +213,11 @@ class LSTMCell(_Cell):
   def step_parts(self, carry, xp: jax.Array, matmul: MatMul):
     c, h = carry
     H = self.hidden_size
-    z = xp + matmul(0, h)                               # (B, 4H)
+    z = xp + matmul(0, h)  # (B, 4H)
     i = jax.nn.sigmoid(z[..., :H])
-    f = jax.nn.sigmoid(z[..., H:2 * H])
-    g = jnp.tanh(z[..., 2 * H:3 * H])
-    o = jax.nn.sigmoid(z[..., 3 * H:])
+    f = jax.nn.sigmoid(z[..., H : 2 * H])
+    g = jnp.tanh(z[..., 2 * H : 3 * H])
+    o = jax.nn.sigmoid(z[..., 3 * H :])
     c = f * c + i * g
     return (c, o * jnp.tanh(c))
 
@@ -222,8 +228,7 @@ class LSTMCell(_Cell):
 CELLS = ("elman", "gru", "lstm")
 
 
-def make_cell(kind: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs,
-              **options):
+def make_cell(kind: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs, **options):
   """A cell by name: ``elman``, ``gru`` or ``lstm``; ``options`` go to it."""
   if kind not in CELLS:
     raise ValueError(f"unknown cell {kind!r}; allowed: {', '.join(CELLS)}")
@@ -247,12 +252,19 @@ def make_cell(kind: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs,
 # B64 T100 H512 float32: 5.84 -> 3.16 ms); the fused backward is not measured
 # on a GPU yet.
 BACKEND_DEFAULTS = {
-    "cpu": {"hoist_input_projection": False, "unroll": 1, "backward": "fused",
-            "fused_max_batch": 16},
-    "gpu": {"hoist_input_projection": True, "unroll": 8, "backward": "autodiff",
-            "fused_max_batch": None},
-    "tpu": {"hoist_input_projection": True, "unroll": 8, "backward": "autodiff",
-            "fused_max_batch": None},
+  "cpu": {"hoist_input_projection": False, "unroll": 1, "backward": "fused", "fused_max_batch": 16},
+  "gpu": {
+    "hoist_input_projection": True,
+    "unroll": 8,
+    "backward": "autodiff",
+    "fused_max_batch": None,
+  },
+  "tpu": {
+    "hoist_input_projection": True,
+    "unroll": 8,
+    "backward": "autodiff",
+    "fused_max_batch": None,
+  },
 }
 BACKWARDS = ("autodiff", "fused")
 # The config values of model.rnn_hoist_input_projection and model.rnn_backward.
@@ -260,31 +272,38 @@ HOIST_CHOICES = ("auto", "true", "false")
 BACKWARD_CHOICES = ("auto", *BACKWARDS)
 
 
-def resolve_options(hoist_input_projection="auto", unroll="auto",
-                    backward="auto", backend: str | None = None,
-                    batch: int | None = None) -> dict:
+def resolve_options(
+  hoist_input_projection="auto",
+  unroll="auto",
+  backward="auto",
+  backend: str | None = None,
+  batch: int | None = None,
+) -> dict:
   """Replaces each ``"auto"`` with the default for ``backend`` (default: the
   current JAX backend); an ``"auto"`` backward also depends on the ``batch``
   rows per step (fused only up to the backend's ``fused_max_batch``)."""
-  defaults = BACKEND_DEFAULTS.get(backend or jax.default_backend(),
-                                  BACKEND_DEFAULTS["gpu"])
-  out = {"hoist_input_projection": hoist_input_projection, "unroll": unroll,
-         "backward": backward}
+  defaults = BACKEND_DEFAULTS.get(backend or jax.default_backend(), BACKEND_DEFAULTS["gpu"])
+  out = {"hoist_input_projection": hoist_input_projection, "unroll": unroll, "backward": backward}
   for key, value in out.items():
     if value == "auto" or value is None:
       out[key] = defaults[key]
   limit = defaults["fused_max_batch"]
-  if (backward in ("auto", None) and out["backward"] == "fused"
-      and limit is not None and batch is not None and batch > limit):
+  if (
+    backward in ("auto", None)
+    and out["backward"] == "fused"
+    and limit is not None
+    and batch is not None
+    and batch > limit
+  ):
     out["backward"] = "autodiff"
   if not isinstance(out["hoist_input_projection"], bool):
-    raise ValueError("hoist_input_projection must be 'auto', True or False, got "
-                     f"{hoist_input_projection!r}")
+    raise ValueError(
+      f"hoist_input_projection must be 'auto', True or False, got {hoist_input_projection!r}"
+    )
   if not isinstance(out["unroll"], int) or out["unroll"] < 1:
     raise ValueError(f"unroll must be 'auto' or an int >= 1, got {unroll!r}")
   if out["backward"] not in BACKWARDS:
-    raise ValueError(f"backward {backward!r}; allowed: auto, "
-                     f"{', '.join(BACKWARDS)}")
+    raise ValueError(f"backward {backward!r}; allowed: auto, {', '.join(BACKWARDS)}")
   return out
 
 
@@ -295,11 +314,12 @@ EXECUTION_KEYS = ("rnn_hoist_input_projection", "rnn_unroll", "rnn_backward")
 def layer_options(model_config) -> dict:
   """``scan`` options from ``config.model`` (``rnn_hoist_input_projection``,
   ``rnn_unroll`` with 0 = auto, ``rnn_backward``)."""
-  hoist = dict(zip(HOIST_CHOICES, ("auto", True, False)))[
-      model_config.rnn_hoist_input_projection]
-  return {"hoist_input_projection": hoist,
-          "unroll": model_config.rnn_unroll or "auto",
-          "backward": model_config.rnn_backward}
+  hoist = dict(zip(HOIST_CHOICES, ("auto", True, False)))[model_config.rnn_hoist_input_projection]
+  return {
+    "hoist_input_projection": hoist,
+    "unroll": model_config.rnn_unroll or "auto",
+    "backward": model_config.rnn_backward,
+  }
 
 
 def static_layer_options(model_config) -> tuple:
@@ -308,10 +328,17 @@ def static_layer_options(model_config) -> tuple:
   return tuple(sorted(layer_options(model_config).items()))
 
 
-def scan(cell, xs: jax.Array, carry: Carry | None = None,
-         mask: jax.Array | None = None, *, reverse: bool = False,
-         hoist_input_projection: bool | str = "auto", unroll: int | str = "auto",
-         backward: str = "auto") -> tuple[Carry, jax.Array]:
+def scan(
+  cell,
+  xs: jax.Array,
+  carry: Carry | None = None,
+  mask: jax.Array | None = None,
+  *,
+  reverse: bool = False,
+  hoist_input_projection: bool | str = "auto",
+  unroll: int | str = "auto",
+  backward: str = "auto",
+) -> tuple[Carry, jax.Array]:
   """Runs ``cell`` over ``xs [B, T, I]`` with ``jax.lax.scan``.
 
   ``mask [B, T]`` (True = real step): at a padded step the carry is left
@@ -340,23 +367,30 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
     # The fused backward needs the built-in cells' weights (recurrent_weights);
     # a wrapper cell (e.g. the gradient probes' ProbedCell) runs under autodiff.
     if backward == "fused":
-      raise ValueError(f"backward='fused' needs one of the built-in cells, got "
-                       f"{type(cell).__name__}")
+      raise ValueError(
+        f"backward='fused' needs one of the built-in cells, got {type(cell).__name__}"
+      )
     opts["backward"] = "autodiff"
   if carry is None:
     carry = cell.initialize_carry((B,))
-  xs_t = jnp.swapaxes(xs, 0, 1)            # (T, B, I)
+  xs_t = jnp.swapaxes(xs, 0, 1)  # (T, B, I)
   # No mask: no masking ops in the loop at all.
   mask_t = None if mask is None else jnp.swapaxes(mask, 0, 1)  # (T, B)
   if opts["backward"] == "fused":
-    carry, ys = _fused_scan(cell, xs_t, carry, mask_t, reverse=reverse,
-                            hoist=opts["hoist_input_projection"],
-                            unroll=opts["unroll"])
-    return carry, jnp.swapaxes(ys, 0, 1)   # (B, T, H)
+    carry, ys = _fused_scan(
+      cell,
+      xs_t,
+      carry,
+      mask_t,
+      reverse=reverse,
+      hoist=opts["hoist_input_projection"],
+      unroll=opts["unroll"],
+    )
+    return carry, jnp.swapaxes(ys, 0, 1)  # (B, T, H)
 
   hoist = opts["hoist_input_projection"]
   if hoist:
-    xs_t = cell.input_projection(xs_t)     # (T, B, G): one matmul for all steps
+    xs_t = cell.input_projection(xs_t)  # (T, B, G): one matmul for all steps
 
   def body(c, inputs):
     x, m = inputs
@@ -364,9 +398,8 @@ def scan(cell, xs: jax.Array, carry: Carry | None = None,
     new = _masked(m, cell.step(c, xp), c)
     return new, _masked_output(m, cell.output(new))
 
-  carry, ys = jax.lax.scan(body, carry, (xs_t, mask_t), reverse=reverse,
-                           unroll=opts["unroll"])
-  return carry, jnp.swapaxes(ys, 0, 1)     # (B, T, H)
+  carry, ys = jax.lax.scan(body, carry, (xs_t, mask_t), reverse=reverse, unroll=opts["unroll"])
+  return carry, jnp.swapaxes(ys, 0, 1)  # (B, T, H)
 
 
 def _masked(m, new: Carry, old: Carry) -> Carry:
@@ -421,11 +454,11 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
   n_products = len(weights)
 
   def forward(xs_t, W, b, kernels, biases, carry0, mask_t):
-    xps_all = xs_t @ W + b if hoist else None    # (T, B, G)
+    xps_all = xs_t @ W + b if hoist else None  # (T, B, G)
 
     def body(c, inputs):
       x, m = inputs
-      xp = x if hoist else x @ W + b              # (B, G)
+      xp = x if hoist else x @ W + b  # (B, G)
       operands, products = [None] * n_products, [None] * n_products
 
       def matmul(k, a):
@@ -440,8 +473,7 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
       return new, (out, saved)
 
     inputs = (xps_all if hoist else xs_t, mask_t)
-    final, (ys, saved) = jax.lax.scan(body, carry0, inputs, reverse=reverse,
-                                      unroll=unroll)
+    final, (ys, saved) = jax.lax.scan(body, carry0, inputs, reverse=reverse, unroll=unroll)
     carries, xps, operands, products = saved
     xps = xps_all if hoist else xps
     return (final, ys), (carries, xps, operands, products)
@@ -461,6 +493,7 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
     def local(c, xp, products_t, m):
       def matmul(k, a):
         return _replay(a, products_t[k], kernels[k])
+
       new = _masked(m, step_parts(c, xp, matmul), c)
       return new, _masked_output(m, output(new))
 
@@ -471,24 +504,22 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
       return dc_prev, (d_xp, d_products)
 
     d_carry0, (d_xps, d_products) = jax.lax.scan(
-        body, d_final, (d_ys, carries, xps, products, mask_t),
-        reverse=not reverse, unroll=unroll)
+      body, d_final, (d_ys, carries, xps, products, mask_t), reverse=not reverse, unroll=unroll
+    )
     # The weight gradients: one matmul each over all T·B rows.
     d_W = jnp.einsum("tbi,tbg->ig", xs_t, d_xps)
     d_b = d_xps.sum(axis=(0, 1))
     d_xs = jnp.einsum("tbg,ig->tbi", d_xps, W)
-    d_kernels = tuple(jnp.einsum("tba,tbg->ag", a, dy)
-                      for a, dy in zip(operands, d_products))
-    d_biases = tuple(None if bias is None else dy.sum(axis=(0, 1))
-                     for bias, dy in zip(biases, d_products))
+    d_kernels = tuple(jnp.einsum("tba,tbg->ag", a, dy) for a, dy in zip(operands, d_products))
+    d_biases = tuple(
+      None if bias is None else dy.sum(axis=(0, 1)) for bias, dy in zip(biases, d_products)
+    )
     grads = (d_xs, d_W, d_b, d_kernels, d_biases, d_carry0)
     # Cotangents in each primal's dtype (e.g. bf16 inputs, f32 weights).
-    return (*jax.tree.map(lambda g, dt: g.astype(dt), grads, primal_dtypes),
-            None)
+    return (*jax.tree.map(lambda g, dt: g.astype(dt), grads, primal_dtypes), None)
 
   recurrence.defvjp(recurrence_fwd, recurrence_bwd)
-  args = (xs_t, cell.input_kernel[...], cell.input_bias[...], kernels, biases,
-          carry0)
+  args = (xs_t, cell.input_kernel[...], cell.input_bias[...], kernels, biases, carry0)
   primal_dtypes = jax.tree.map(lambda a: a.dtype, args)
   return recurrence(*args, mask_t)
 
@@ -497,15 +528,21 @@ def reverse_padded(xs: jax.Array, lengths: jax.Array) -> jax.Array:
   """Reverses each right-padded sequence within its length; padding stays at
   the end: ``[a b c 0 0] -> [c b a 0 0]``. ``xs [B, T, ...]``, ``lengths [B]``."""
   T = xs.shape[1]
-  t = jnp.arange(T)[None, :]                              # (1, T)
+  t = jnp.arange(T)[None, :]  # (1, T)
   idx = jnp.where(t < lengths[:, None], lengths[:, None] - 1 - t, t)  # (B, T)
   idx = idx.reshape(idx.shape + (1,) * (xs.ndim - 2))
   return jnp.take_along_axis(xs, idx, axis=1)
 
 
-def bidirectional(forward_cell, backward_cell, xs: jax.Array,
-                  mask: jax.Array | None = None, *, carries=(None, None),
-                  **options) -> tuple[tuple[Carry, Carry], jax.Array]:
+def bidirectional(
+  forward_cell,
+  backward_cell,
+  xs: jax.Array,
+  mask: jax.Array | None = None,
+  *,
+  carries=(None, None),
+  **options,
+) -> tuple[tuple[Carry, Carry], jax.Array]:
   """Bidirectional RNN (Schuster & Paliwal 1997; the RNNsearch encoder of
   Bahdanau et al. 2014, sec. 3.2): h_j = [h→_j ; h←_j].
 
@@ -516,4 +553,4 @@ def bidirectional(forward_cell, backward_cell, xs: jax.Array,
   """
   cf, yf = scan(forward_cell, xs, carries[0], mask, **options)
   cb, yb = scan(backward_cell, xs, carries[1], mask, reverse=True, **options)
-  return (cf, cb), jnp.concatenate([yf, yb], axis=-1)     # (B, T, 2H)
+  return (cf, cb), jnp.concatenate([yf, yb], axis=-1)  # (B, T, 2H)

@@ -17,7 +17,8 @@ import os
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from attention_jax.errors import ConfigError
 
@@ -37,7 +38,8 @@ def initialize_distributed() -> None:
   slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
   mpi = int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1")) > 1
   tpu_pod = "TPU_WORKER_HOSTNAMES" in os.environ and "," in os.environ.get(
-      "TPU_WORKER_HOSTNAMES", "")
+    "TPU_WORKER_HOSTNAMES", ""
+  )
   if not (explicit or slurm or mpi or tpu_pod):
     return
   if explicit:
@@ -45,14 +47,19 @@ def initialize_distributed() -> None:
     # backend must not be queried before initialize()).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
-        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
-        process_id=int(os.environ["JAX_PROCESS_ID"]))
+      coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+      num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+      process_id=int(os.environ["JAX_PROCESS_ID"]),
+    )
   else:
     jax.distributed.initialize()
-  logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count())
+  logging.info(
+    "jax.distributed: process %d of %d, %d local / %d global devices",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+  )
 
 
 def pick_devices(devices: list, num_devices: int = 0) -> list:
@@ -69,15 +76,17 @@ def pick_devices(devices: list, num_devices: int = 0) -> list:
   if not num_devices:
     return [d for p in sorted(by_process) for d in by_process[p]]
   if num_devices > len(devices):
-    raise ConfigError(f"config key 'train.num_devices' is {num_devices} but only "
-                      f"{len(devices)} devices are visible")
+    raise ConfigError(
+      f"config key 'train.num_devices' is {num_devices} but only {len(devices)} devices are visible"
+    )
   per = num_devices // P
   fewest = min(len(v) for v in by_process.values())
   if num_devices % P or per > fewest:
     raise ConfigError(
-        f"config key 'train.num_devices' is {num_devices}; with {P} processes it "
-        f"must be a multiple of {P} of at most {P * fewest} (the same number of "
-        "devices from each process), or 0 for all devices")
+      f"config key 'train.num_devices' is {num_devices}; with {P} processes it "
+      f"must be a multiple of {P} of at most {P * fewest} (the same number of "
+      "devices from each process), or 0 for all devices"
+    )
   return [d for p in sorted(by_process) for d in by_process[p][:per]]
 
 
@@ -102,8 +111,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
   n = mesh.devices.size
   if batch_size % n:
-    raise ConfigError(f"config key '{key}' ({batch_size}) must be divisible by "
-                     f"the number of devices ({n})")
+    raise ConfigError(
+      f"config key '{key}' ({batch_size}) must be divisible by the number of devices ({n})"
+    )
 
 
 def put_replicated(tree, mesh: Mesh):
@@ -122,5 +132,7 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
   sharding = batch_sharding(mesh)
   if jax.process_count() == 1:
     return jax.device_put(batch, sharding)
-  return {k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
-          for k, v in batch.items()}
+  return {
+    k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+    for k, v in batch.items()
+  }

@@ -14,7 +14,8 @@ by config validation.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax
 import jax
@@ -29,10 +30,10 @@ from attention_jax.data.vocab import PAD
 
 @flax.struct.dataclass
 class TrainState:
-  step: jax.Array          # int32 []
-  params: nnx.State        # the model's nnx.Param variables
-  opt_state: Any           # optax state over params
-  rng: jax.Array           # uint32 [2], the run's base key
+  step: jax.Array  # int32 []
+  params: nnx.State  # the model's nnx.Param variables
+  opt_state: Any  # optax state over params
+  rng: jax.Array  # uint32 [2], the run's base key
 
 
 # --------------------------------------------------------------------------
@@ -50,10 +51,9 @@ def _cosine(peak: float, warmup: int, steps: int, end_fraction: float):
   """Linear warm-up, then cosine decay to ``end_fraction`` of the peak."""
   if not warmup:
     return optax.cosine_decay_schedule(peak, steps, alpha=end_fraction)
-  if warmup >= steps:     # nothing left to decay over
+  if warmup >= steps:  # nothing left to decay over
     return optax.linear_schedule(0.0, peak, warmup)
-  return optax.warmup_cosine_decay_schedule(
-      0.0, peak, warmup, steps, end_value=peak * end_fraction)
+  return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, steps, end_value=peak * end_fraction)
 
 
 def _rsqrt(peak: float, warmup: int, steps: int, end_fraction: float):
@@ -65,20 +65,24 @@ def _rsqrt(peak: float, warmup: int, steps: int, end_fraction: float):
   def rsqrt(step):
     step = jnp.maximum(step, 1).astype(jnp.float32)
     return peak * jnp.minimum(step / w, jnp.sqrt(w / step))
+
   return rsqrt
 
 
 # train.schedule -> (peak, warmup, steps, end_fraction) -> optax schedule
 SCHEDULES: dict[str, Callable[..., optax.Schedule]] = {
-    "constant": _constant, "cosine": _cosine, "rsqrt": _rsqrt}
+  "constant": _constant,
+  "cosine": _cosine,
+  "rsqrt": _rsqrt,
+}
 
 # train.optimizer -> (schedule, train config) -> optax transformation
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
-    "adam": lambda lr, t: optax.adam(lr),
-    "adamw": lambda lr, t: optax.adamw(lr, weight_decay=t.weight_decay),
-    "sgd": lambda lr, t: optax.sgd(lr, momentum=0.9),
-    # Bahdanau et al. 2014: Adadelta with ρ = 0.95, ε = 1e-6
-    "adadelta": lambda lr, t: optax.adadelta(lr, rho=0.95, eps=1e-6),
+  "adam": lambda lr, t: optax.adam(lr),
+  "adamw": lambda lr, t: optax.adamw(lr, weight_decay=t.weight_decay),
+  "sgd": lambda lr, t: optax.sgd(lr, momentum=0.9),
+  # Bahdanau et al. 2014: Adadelta with ρ = 0.95, ε = 1e-6
+  "adadelta": lambda lr, t: optax.adadelta(lr, rho=0.95, eps=1e-6),
 }
 
 # The train.* keys only some optimizers and schedules read (validation refuses
@@ -96,8 +100,9 @@ def make_schedule(config) -> optax.Schedule:
   """The learning-rate schedule; a warm-up longer than the run (a short smoke
   run of a long config) is cut to ``train.steps``."""
   t = config.train
-  return SCHEDULES[t.schedule](t.learning_rate, min(t.warmup_steps, t.steps),
-                               t.steps, t.end_lr_fraction)
+  return SCHEDULES[t.schedule](
+    t.learning_rate, min(t.warmup_steps, t.steps), t.steps, t.end_lr_fraction
+  )
 
 
 def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -120,9 +125,12 @@ def create_state(config, src_vocab_size: int, tgt_vocab_size: int):
   model = models.build_model(config, src_vocab_size, tgt_vocab_size)
   graphdef, params = nnx.split(model, nnx.Param)
   tx, schedule = make_optimizer(config)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     opt_state=tx.init(params),
-                     rng=jax.random.PRNGKey(config.seed))
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=tx.init(params),
+    rng=jax.random.PRNGKey(config.seed),
+  )
   return graphdef, state, tx, schedule
 
 
@@ -136,13 +144,20 @@ def merge_for_compute(graphdef, params, config):
   dtype = jnp.dtype(config.train.compute_dtype) if config is not None else None
   if dtype is not None and dtype != jnp.float32:
     params = jax.tree.map(
-        lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p,
-        params)
+      lambda p: p.astype(dtype) if jnp.issubdtype(p.dtype, jnp.floating) else p, params
+    )
   return nnx.merge(graphdef, params)
 
 
-def make_train_step(graphdef, tx, schedule, config, objective, *,
-                    inject_nonfinite: tuple[tuple[int, int], ...] | None = None):
+def make_train_step(
+  graphdef,
+  tx,
+  schedule,
+  config,
+  objective,
+  *,
+  inject_nonfinite: tuple[tuple[int, int], ...] | None = None,
+):
   """The pure step function (not yet jitted).
 
   ``measurements["finite"]`` is whether loss, gradient, update and parameter
@@ -168,30 +183,33 @@ def make_train_step(graphdef, tx, schedule, config, objective, *,
       n = state.step + 1
       poison = jnp.where((n >= lo) & (n <= hi), jnp.float32(jnp.nan), poison)
     (loss, extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, batch, rng, poison)
+      state.params, batch, rng, poison
+    )
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.global_norm(grads)
     update_norm = optax.global_norm(updates)
     param_norm = optax.global_norm(params)
-    finite = (jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-              & jnp.isfinite(update_norm) & jnp.isfinite(param_norm))
+    finite = (
+      jnp.isfinite(loss)
+      & jnp.isfinite(grad_norm)
+      & jnp.isfinite(update_norm)
+      & jnp.isfinite(param_norm)
+    )
     if skip:
-      keep = lambda new, old: jax.tree.map(
-          lambda n, o: jnp.where(finite, n, o), new, old)
+      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
       params = keep(params, state.params)
       opt_state = keep(opt_state, state.opt_state)
     measurements = {
-        "loss": loss,
-        **extra,
-        "grad_norm": grad_norm,
-        "param_norm": param_norm,
-        "update_norm": update_norm,
-        "learning_rate": schedule(_schedule_count(state)),
-        "finite": finite,
+      "loss": loss,
+      **extra,
+      "grad_norm": grad_norm,
+      "param_norm": param_norm,
+      "update_norm": update_norm,
+      "learning_rate": schedule(_schedule_count(state)),
+      "finite": finite,
     }
-    new_state = state.replace(step=state.step + 1, params=params,
-                              opt_state=opt_state)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
     return new_state, measurements
 
   return train_step
@@ -200,16 +218,16 @@ def make_train_step(graphdef, tx, schedule, config, objective, *,
 def _schedule_count(state: TrainState) -> jax.Array:
   """The optimizer's schedule step (``state.step`` unless steps were skipped)."""
   is_sched = lambda x: isinstance(x, optax.ScaleByScheduleState)
-  counts = [x.count for x in jax.tree.leaves(state.opt_state, is_leaf=is_sched)
-            if is_sched(x)]
+  counts = [x.count for x in jax.tree.leaves(state.opt_state, is_leaf=is_sched) if is_sched(x)]
   return counts[0] if counts else state.step
 
 
 @jax.jit
 def all_finite(tree) -> jax.Array:
   """True iff every floating-point leaf of ``tree`` is finite."""
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  leaves = [
+    jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)
+  ]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
 
 
@@ -225,14 +243,12 @@ def make_eval_step(graphdef, objective, config=None):
 def abstract_state(config, task) -> TrainState:
   """The train state's shapes and dtypes (``jax.ShapeDtypeStruct``), computed
   without allocating or initializing any parameter."""
-  return jax.eval_shape(
-      lambda: create_state(config, len(task.src_vocab), len(task.tgt_vocab))[1])
+  return jax.eval_shape(lambda: create_state(config, len(task.src_vocab), len(task.tgt_vocab))[1])
 
 
-
-
-def run_eval(eval_step, params, eval_set: dict[str, np.ndarray], batch_size: int
-             ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+def run_eval(
+  eval_step, params, eval_set: dict[str, np.ndarray], batch_size: int
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
   """Runs ``eval_step`` over the whole set in fixed-shape batches.
 
   The last batch is padded with all-PAD rows (they count nothing). Returns
@@ -244,11 +260,13 @@ def run_eval(eval_step, params, eval_set: dict[str, np.ndarray], batch_size: int
   sums: dict[str, float] = {}
   each: dict[str, list] = {}
   for start in range(0, N, batch_size):
-    chunk = {k: v[start:start + batch_size] for k, v in eval_set.items()}
+    chunk = {k: v[start : start + batch_size] for k, v in eval_set.items()}
     real = len(next(iter(chunk.values())))
-    if real < batch_size:   # pad with all-PAD rows: they count nothing
-      chunk = {k: np.concatenate([v, np.full((batch_size - real, *v.shape[1:]),
-                                             PAD, v.dtype)]) for k, v in chunk.items()}
+    if real < batch_size:  # pad with all-PAD rows: they count nothing
+      chunk = {
+        k: np.concatenate([v, np.full((batch_size - real, *v.shape[1:]), PAD, v.dtype)])
+        for k, v in chunk.items()
+      }
     out = jax.device_get(eval_step(params, chunk))
     for k, v in out.items():
       if k.startswith("sum_"):
@@ -258,7 +276,8 @@ def run_eval(eval_step, params, eval_set: dict[str, np.ndarray], batch_size: int
   return sums, {k: np.concatenate(v) for k, v in each.items()}
 
 
-def evaluate(eval_step, objective, params, eval_set: dict[str, np.ndarray],
-             batch_size: int) -> dict[str, Any]:
+def evaluate(
+  eval_step, objective, params, eval_set: dict[str, np.ndarray], batch_size: int
+) -> dict[str, Any]:
   """The objective's metrics of the whole set (:func:`run_eval` + finalize)."""
   return objective.finalize(*run_eval(eval_step, params, eval_set, batch_size))

@@ -16,12 +16,21 @@ from attention_jax import config as config_lib
 from attention_jax import data, models
 
 TINY = {
-    "model.embed_dim": 16, "model.hidden_size": 32,
-    "data.vocab_size": 6, "data.train_min_length": 1, "data.train_max_length": 5,
-    "data.eval_min_length": 1, "data.eval_max_length": 5, "data.eval_examples": 64,
-    "train.steps": 40, "train.batch_size": 16, "train.warmup_steps": 5,
-    "train.log_every_steps": 10, "eval.every_steps": 20, "eval.batch_size": 32,
-    "checkpoint.every_steps": 20,
+  "model.embed_dim": 16,
+  "model.hidden_size": 32,
+  "data.vocab_size": 6,
+  "data.train_min_length": 1,
+  "data.train_max_length": 5,
+  "data.eval_min_length": 1,
+  "data.eval_max_length": 5,
+  "data.eval_examples": 64,
+  "train.steps": 40,
+  "train.batch_size": 16,
+  "train.warmup_steps": 5,
+  "train.log_every_steps": 10,
+  "eval.every_steps": 20,
+  "eval.batch_size": 32,
+  "checkpoint.every_steps": 20,
 }
 
 
@@ -42,7 +51,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
   for section, keys_of in (("model", models.config_keys), ("data", data.config_keys)):
     try:
       reads = keys_of(c)
-    except (KeyError, ValueError):   # an unknown model or task: validation names it
+    except (KeyError, ValueError):  # an unknown model or task: validation names it
       continue
     for key in c[section]:
       if key not in reads and f"{section}.{key}" not in overrides:
@@ -58,6 +67,6 @@ def decode_in_steps(decode, x, cache, prefill: int):
   out, cache = decode(x[:, :prefill], cache)[:2]
   outs = [out]
   for t in range(prefill, x.shape[1]):
-    out, cache = decode(x[:, t:t + 1], cache)[:2]
+    out, cache = decode(x[:, t : t + 1], cache)[:2]
     outs.append(out)
   return jnp.concatenate(outs, 1), cache

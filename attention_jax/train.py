@@ -34,15 +34,13 @@ from attention_jax import faults as faults_lib
 from attention_jax import sharding as sharding_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
-from attention_jax import workdir_lock
-from attention_jax import writers
-from attention_jax.errors import (CheckpointError, ConfigError, NonFiniteError,
-                                  Preempted)
+from attention_jax import workdir_lock, writers
+from attention_jax.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
 
 
-def train_and_evaluate(config, workdir: str, *,
-                       stop_after_step: int | None = None,
-                       allow_config_change: bool = False) -> dict[str, Any]:
+def train_and_evaluate(
+  config, workdir: str, *, stop_after_step: int | None = None, allow_config_change: bool = False
+) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
   ``stop_after_step`` ends the process's work after that step as a kill would
@@ -55,7 +53,7 @@ def train_and_evaluate(config, workdir: str, *,
   (a checkpoint cannot be written, or is corrupt with
   ``checkpoint.on_corrupt=stop``), NonFiniteError, Preempted (SIGTERM).
   """
-  config = config_lib.resolve(config)   # per-model values (a no-op if none)
+  config = config_lib.resolve(config)  # per-model values (a no-op if none)
   config_lib.validate(config)
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -66,7 +64,7 @@ def train_and_evaluate(config, workdir: str, *,
   with _Preemption() as preemption:
     preemption.register(workdir_lib.checkpoint_dir(workdir))
     trainer = _Trainer(config, workdir, faults, preemption, allow_config_change)
-    if jax.process_index() != 0:   # in a multi-process job the first holds the lock
+    if jax.process_index() != 0:  # in a multi-process job the first holds the lock
       return trainer.run(stop_after_step)
     with workdir_lock.WorkdirLock(workdir):
       return trainer.run(stop_after_step)
@@ -79,16 +77,16 @@ def train_and_evaluate(config, workdir: str, *,
 class _Trainer:
   """One call of :func:`train_and_evaluate`: checks, then the step loop."""
 
-  def __init__(self, config, workdir: str, faults, preemption,
-               allow_config_change: bool):
+  def __init__(self, config, workdir: str, faults, preemption, allow_config_change: bool):
     self.config, self.workdir = config, workdir
     self.faults, self.preemption = faults, preemption
     self.allow_config_change = allow_config_change
-    self.primary = jax.process_index() == 0   # one process writes the files
+    self.primary = jax.process_index() == 0  # one process writes the files
     self.ckpt = checkpoint_lib.Checkpointer(
-        workdir_lib.checkpoint_dir(workdir),
-        max_to_keep=config.checkpoint.max_to_keep,
-        async_save=config.checkpoint.async_save)
+      workdir_lib.checkpoint_dir(workdir),
+      max_to_keep=config.checkpoint.max_to_keep,
+      async_save=config.checkpoint.async_save,
+    )
     self.ckpt.before_commit = faults.before_commit
     self.writer = None
 
@@ -99,7 +97,7 @@ class _Trainer:
       ok = True
       return result
     finally:
-      if ok:   # errors while closing (a save that failed late) propagate
+      if ok:  # errors while closing (a save that failed late) propagate
         for thing in (self.writer, self.ckpt):
           if thing is not None:
             thing.close()
@@ -112,11 +110,12 @@ class _Trainer:
     """The checks a resume must pass before anything in the workdir changes.
     Returns (latest step or None, corrupt steps, task, config changes)."""
     latest, corrupt = self.ckpt.select(self.config.checkpoint.on_corrupt)
-    task = data_lib.build_task(self.config, self.workdir)   # saved vocabularies
+    task = data_lib.build_task(self.config, self.workdir)  # saved vocabularies
     changes = []
     if latest is not None:
-      changes = workdir_lib.check_resume(self.config, self.workdir, self.ckpt,
-                                         latest, task, self.allow_config_change)
+      changes = workdir_lib.check_resume(
+        self.config, self.workdir, self.ckpt, latest, task, self.allow_config_change
+      )
     return latest, corrupt, task, changes
 
   def _run(self, stop_after_step):
@@ -128,14 +127,18 @@ class _Trainer:
     # The other processes read or restore only once the directory is clean.
     checkpoint_lib.sync_processes(f"attention_jax_prepared_{latest}")
     if changes:
-      logging.warning("resuming with config changes: %s",
-                      workdir_lib.format_changes(changes))
+      logging.warning("resuming with config changes: %s", workdir_lib.format_changes(changes))
       if self.primary:
         workdir_lib.record_changes(workdir, latest, changes)
     total = config.train.steps
     if latest is not None and latest >= total:
-      logging.info("resumed from checkpoint at step %d in %s: training already "
-                   "finished (train.steps=%d); nothing to do", latest, workdir, total)
+      logging.info(
+        "resumed from checkpoint at step %d in %s: training already "
+        "finished (train.steps=%d); nothing to do",
+        latest,
+        workdir,
+        total,
+      )
       if changes and self.primary:
         workdir_lib.write_config(workdir, config)
       evals = [m for m in writers.read_metrics(workdir) if m["split"] == "eval"]
@@ -159,14 +162,25 @@ class _Trainer:
     donate = (0,) if jax.default_backend() != "cpu" else ()
     rep, batch = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
     train_step = jax.jit(
-        step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
-                                 run.objective,
-                                 inject_nonfinite=self.faults.nonfinite_steps),
-        in_shardings=(rep, batch), out_shardings=(rep, rep), donate_argnums=donate)
+      step_lib.make_train_step(
+        run.graphdef,
+        run.tx,
+        run.schedule,
+        config,
+        run.objective,
+        inject_nonfinite=self.faults.nonfinite_steps,
+      ),
+      in_shardings=(rep, batch),
+      out_shardings=(rep, rep),
+      donate_argnums=donate,
+    )
     # Outputs replicated: every process reads every example's outputs (with
     # several processes a batch-sharded output is not addressable on one).
-    eval_step = jax.jit(step_lib.make_eval_step(run.graphdef, run.objective, config),
-                        in_shardings=(rep, batch), out_shardings=rep)
+    eval_step = jax.jit(
+      step_lib.make_eval_step(run.graphdef, run.objective, config),
+      in_shardings=(rep, batch),
+      out_shardings=rep,
+    )
     self.train_step = lambda s, b: train_step(s, sharding_lib.put_batch(b, mesh))
     self.eval_step = lambda p, b: eval_step(p, sharding_lib.put_batch(b, mesh))
     self.eval_set = run.task.eval_set("eval")
@@ -184,27 +198,40 @@ class _Trainer:
     self.start = int(self.state.step)
     t = config.train
     if t.warmup_steps > t.steps:
-      logging.warning("train.warmup_steps (%d) > train.steps (%d): the warm-up is "
-                      "cut to %d steps", t.warmup_steps, t.steps, t.steps)
+      logging.warning(
+        "train.warmup_steps (%d) > train.steps (%d): the warm-up is cut to %d steps",
+        t.warmup_steps,
+        t.steps,
+        t.steps,
+      )
     n_params = sum(x.size for x in jax.tree.leaves(self.state.params))
-    logging.info("model %s: %s parameters; training steps %d..%d on %s; "
-                 "data-parallel over %d device(s), %d process(es); compute dtype %s",
-                 config.model.name, f"{n_params:,}", self.start, t.steps,
-                 jax.devices()[0].platform, self.mesh.devices.size,
-                 jax.process_count(), t.compute_dtype)
+    logging.info(
+      "model %s: %s parameters; training steps %d..%d on %s; "
+      "data-parallel over %d device(s), %d process(es); compute dtype %s",
+      config.model.name,
+      f"{n_params:,}",
+      self.start,
+      t.steps,
+      jax.devices()[0].platform,
+      self.mesh.devices.size,
+      jax.process_count(),
+      t.compute_dtype,
+    )
     # A run killed before its first checkpoint left rows: drop them too.
     metrics_path = os.path.join(self.workdir, "metrics.jsonl")
-    resume_step = (self.start if (latest is not None or os.path.exists(metrics_path))
-                   else None)
-    self.writer = (writers.MetricWriter(self.workdir, resume_step=resume_step)
-                   if self.primary else writers.NullWriter())
+    resume_step = self.start if (latest is not None or os.path.exists(metrics_path)) else None
+    self.writer = (
+      writers.MetricWriter(self.workdir, resume_step=resume_step)
+      if self.primary
+      else writers.NullWriter()
+    )
     self.progress = writers.Progress(t.steps, self.start)
     # Measurements since the last train row; saved with each checkpoint so a
     # resumed run writes the same rows as an uninterrupted one.
     self.pending: list[tuple[int, dict]] = [
-        (s, {k: _decode(v) for k, v in m.items()}) for s, m in meta.get("pending", [])]
-    self.monitor = _NonFiniteMonitor(config, self.ckpt, self.start,
-                                     meta.get("counters", {}))
+      (s, {k: _decode(v) for k, v in m.items()}) for s, m in meta.get("pending", [])
+    ]
+    self.monitor = _NonFiniteMonitor(config, self.ckpt, self.start, meta.get("counters", {}))
     self.best = _BestEval(meta.get("best"))
     self.ckpt.keep = self.best.steps()
     return meta
@@ -215,9 +242,12 @@ class _Trainer:
     c, total = self.config, self.config.train.steps
     last_eval: dict[str, Any] = {}
     for step in range(self.start + 1, total + 1):
-      if self.preemption.requested:   # before the first step: nothing new to save
-        done = (f"checkpoint step {self.start} in {self.ckpt.directory} holds "
-                "every step" if latest is not None else "no step was done")
+      if self.preemption.requested:  # before the first step: nothing new to save
+        done = (
+          f"checkpoint step {self.start} in {self.ckpt.directory} holds every step"
+          if latest is not None
+          else "no step was done"
+        )
         raise Preempted(f"stopped by SIGTERM before step {step}; {done}")
       batch = next(self.train_iter)
       self.progress.add_tokens(self.run_.task.count_tokens(batch))
@@ -232,17 +262,21 @@ class _Trainer:
         last_eval = self._evaluate(step)
         new_best = self.best.update(step, last_eval)
         if new_best:
-          logging.info("best dev %s so far: %.4f at step %d (its checkpoint is "
-                       "kept: --step best)", self.best.metric,
-                       self.best.record[self.best.metric], step)
-      stop = self.preemption.stop_after(step)   # every step, on every process
+          logging.info(
+            "best dev %s so far: %.4f at step %d (its checkpoint is kept: --step best)",
+            self.best.metric,
+            self.best.record[self.best.metric],
+            step,
+          )
+      stop = self.preemption.stop_after(step)  # every step, on every process
       if step % c.checkpoint.every_steps == 0 or last or stop or new_best:
         self._save(step)
       if stop:
         self.ckpt.wait_until_finished()
         raise Preempted(
-            f"stopped by SIGTERM after step {step}: checkpoint step {step} "
-            f"saved in {self.ckpt.directory}; run the same command again to resume")
+          f"stopped by SIGTERM after step {step}: checkpoint step {step} "
+          f"saved in {self.ckpt.directory}; run the same command again to resume"
+        )
       if step == stop_after_step:
         logging.info("stopping after step %d as asked", step)
         break
@@ -269,12 +303,16 @@ class _Trainer:
   def _evaluate(self, step: int) -> dict[str, Any]:
     """One ``eval`` row on the eval split (not counted as training time)."""
     t0 = time.perf_counter()
-    row = step_lib.evaluate(self.eval_step, self.run_.objective, self.state.params,
-                            self.eval_set, self.eval_batch_size)
+    row = step_lib.evaluate(
+      self.eval_step, self.run_.objective, self.state.params, self.eval_set, self.eval_batch_size
+    )
     self.writer.write(step, "eval", row)
-    logging.info("eval at step %d: %s (%.1fs)", step, "  ".join(
-        f"{k} {v:.4f}" for k, v in row.items() if not isinstance(v, str)),
-        time.perf_counter() - t0)
+    logging.info(
+      "eval at step %d: %s (%.1fs)",
+      step,
+      "  ".join(f"{k} {v:.4f}" for k, v in row.items() if not isinstance(v, str)),
+      time.perf_counter() - t0,
+    )
     self.progress.report(step)
     return row
 
@@ -284,16 +322,22 @@ class _Trainer:
     self.pending = jax.device_get(self.pending)
     self.monitor.check(self.pending)
     if not bool(step_lib.all_finite(self.state)):
-      raise NonFiniteError(f"the train state is not finite at step {step}; "
-                           f"{self.monitor.last_good()}")
-    self.ckpt.wait_until_finished()   # the previous save, before any fault
+      raise NonFiniteError(
+        f"the train state is not finite at step {step}; {self.monitor.last_good()}"
+      )
+    self.ckpt.wait_until_finished()  # the previous save, before any fault
     self.faults.before_save(step)
     self.ckpt.keep = self.best.steps()
-    self.ckpt.save(step, self.state, {
+    self.ckpt.save(
+      step,
+      self.state,
+      {
         "data": self.train_iter.get_state(),
-        "pending": [[s, {k: _encode(v) for k, v in m.items()}]
-                    for s, m in self.pending],
-        "counters": self.monitor.counters(), "best": self.best.record})
+        "pending": [[s, {k: _encode(v) for k, v in m.items()}] for s, m in self.pending],
+        "counters": self.monitor.counters(),
+        "best": self.best.record,
+      },
+    )
 
 
 def _encode(v):
@@ -355,8 +399,9 @@ class _Preemption:
       return
     latest = checkpoint_lib.Checkpointer(checkpoint_dir, create=False).latest_step()
     if checkpoint_lib.reached_preemption(latest or 0):
-      raise Preempted(f"stopped by SIGTERM before step {(latest or 0) + 1}; "
-                      "no step was done in this run")
+      raise Preempted(
+        f"stopped by SIGTERM before step {(latest or 0) + 1}; no step was done in this run"
+      )
 
   def stop_after(self, step: int) -> bool:
     """Whether to save ``step`` and stop. Call once per step, in order."""
@@ -367,8 +412,10 @@ class _Preemption:
   def _handle(self, signum, frame):
     del frame
     if not self.requested:
-      logging.warning("received signal %d: finishing the current step, then "
-                      "saving a checkpoint and exiting", signum)
+      logging.warning(
+        "received signal %d: finishing the current step, then saving a checkpoint and exiting",
+        signum,
+      )
     self.requested = True
 
   def __enter__(self):
@@ -397,8 +444,7 @@ class _NonFiniteMonitor:
     self.in_a_row = int(counters.get("consecutive_nonfinite", 0))
 
   def counters(self) -> dict:
-    return {"skipped_steps": self.skipped,
-            "consecutive_nonfinite": self.in_a_row}
+    return {"skipped_steps": self.skipped, "consecutive_nonfinite": self.in_a_row}
 
   def last_good(self) -> str:
     try:
@@ -406,8 +452,9 @@ class _NonFiniteMonitor:
     except CheckpointError as e:
       logging.error("%s", e)
     last = self.ckpt.latest_step()
-    return ("last good checkpoint: "
-            f"{'none' if last is None else f'step {last}'} in {self.ckpt.directory}")
+    return (
+      f"last good checkpoint: {'none' if last is None else f'step {last}'} in {self.ckpt.directory}"
+    )
 
   def check(self, pending) -> None:
     for step, m in pending:
@@ -417,20 +464,25 @@ class _NonFiniteMonitor:
       if bool(m["finite"]):
         self.in_a_row = 0
         continue
-      bad = [k for k in ("loss", "grad_norm", "update_norm", "param_norm")
-             if not np.isfinite(float(m[k]))]
+      bad = [
+        k
+        for k in ("loss", "grad_norm", "update_norm", "param_norm")
+        if not np.isfinite(float(m[k]))
+      ]
       what = ", ".join(f"{k} became {float(m[k])}" for k in bad)
       if not self.skip:
         raise NonFiniteError(f"{what} at step {step}; {self.last_good()}")
       self.skipped += 1
       self.in_a_row += 1
-      logging.warning("step %d skipped (%s): %d in a row, %d in all", step, what,
-                      self.in_a_row, self.skipped)
+      logging.warning(
+        "step %d skipped (%s): %d in a row, %d in all", step, what, self.in_a_row, self.skipped
+      )
       if self.in_a_row >= self.limit:
         raise NonFiniteError(
-            f"{what} at step {step}: {self.in_a_row} non-finite steps in a row "
-            f"(train.max_consecutive_nonfinite={self.limit}); "
-            f"{self.last_good()}")
+          f"{what} at step {step}: {self.in_a_row} non-finite steps in a row "
+          f"(train.max_consecutive_nonfinite={self.limit}); "
+          f"{self.last_good()}"
+        )
 
 
 class _BestEval:
@@ -450,8 +502,12 @@ class _BestEval:
   def update(self, step: int, row: dict) -> bool:
     """Whether ``row`` (an eval row) is a new best (strictly higher)."""
     value = row.get(self.metric)
-    if (isinstance(value, str) or value is None or not np.isfinite(value)
-        or (self.record is not None and value <= self.record[self.metric])):
+    if (
+      isinstance(value, str)
+      or value is None
+      or not np.isfinite(value)
+      or (self.record is not None and value <= self.record[self.metric])
+    ):
       return False
     self.record = {"step": int(step), self.metric: float(value)}
     return True

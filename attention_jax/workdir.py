@@ -44,7 +44,6 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, CHECKPOINTS)
 
 
-
 # --------------------------------------------------------------------------
 # config.json
 
@@ -86,19 +85,20 @@ def resolve_step(workdir: str, step: int | str | None = None) -> int:
   try:
     steps = ckpt.committed_steps()
     if not steps:
-      raise WorkdirError(f"no checkpoint in {ckpt_dir}: train first with "
-                         f"experiments.run --workdir {workdir}")
+      raise WorkdirError(
+        f"no checkpoint in {ckpt_dir}: train first with experiments.run --workdir {workdir}"
+      )
     if step is None:
       return steps[-1]
     if step == "best":
       best = ckpt.best_step()
       if best is None:
-        raise WorkdirError(f"no best checkpoint in {ckpt_dir}: no evaluation of "
-                           "this run reported bleu")
+        raise WorkdirError(
+          f"no best checkpoint in {ckpt_dir}: no evaluation of this run reported bleu"
+        )
       return best
     if step not in steps:
-      raise WorkdirError(f"no checkpoint step {step} in {ckpt_dir}; saved steps: "
-                         f"{steps}")
+      raise WorkdirError(f"no checkpoint step {step} in {ckpt_dir}; saved steps: {steps}")
     return step
   finally:
     ckpt.close()
@@ -108,8 +108,9 @@ def has_checkpoint(workdir: str) -> bool:
   """Whether ``workdir`` holds a config and a committed checkpoint."""
   if not os.path.isfile(config_path(workdir)):
     return False
-  return checkpoint_lib.Checkpointer(checkpoint_dir(workdir),
-                                     create=False).latest_step() is not None
+  return (
+    checkpoint_lib.Checkpointer(checkpoint_dir(workdir), create=False).latest_step() is not None
+  )
 
 
 # --------------------------------------------------------------------------
@@ -119,6 +120,7 @@ def has_checkpoint(workdir: str) -> bool:
 @dataclasses.dataclass
 class Run:
   """Everything a run needs, rebuilt the same way for training and loading."""
+
   config: Any
   task: Any
   objective: Any
@@ -142,9 +144,11 @@ def build_run(config, workdir: str | None = None, task=None) -> Run:
   vocabularies/tokenizers; ``task``: one already built (else built here)."""
   task = data_lib.build_task(config, workdir) if task is None else task
   graphdef, state, tx, schedule = step_lib.create_state(
-      config, len(task.src_vocab), len(task.tgt_vocab))
-  return Run(config, task, objectives.get(task.objective, task, config), graphdef,
-             state, tx, schedule)
+    config, len(task.src_vocab), len(task.tgt_vocab)
+  )
+  return Run(
+    config, task, objectives.get(task.objective, task, config), graphdef, state, tx, schedule
+  )
 
 
 def load(workdir: str, step: int | str | None = None) -> Run:
@@ -160,7 +164,7 @@ def load(workdir: str, step: int | str | None = None) -> Run:
   if step is not None:
     step = resolve_step(workdir, step)
   elif not has_checkpoint(workdir):
-    resolve_step(workdir)   # raises: no checkpoint
+    resolve_step(workdir)  # raises: no checkpoint
   ckpt = checkpoint_lib.Checkpointer(ckpt_dir, create=False)
   try:
     try:
@@ -168,14 +172,16 @@ def load(workdir: str, step: int | str | None = None) -> Run:
     except ConfigError as e:
       raise WorkdirError(f"{workdir}: {one_line(e)}") from None
     try:
-      run.state, _ = ckpt.restore(run.state, step, on_corrupt=config.checkpoint.get(
-          "on_corrupt", "stop"))
+      run.state, _ = ckpt.restore(
+        run.state, step, on_corrupt=config.checkpoint.get("on_corrupt", "stop")
+      )
     except checkpoint_lib.CheckpointError as e:
       raise WorkdirError(
-          f"the checkpoint in {ckpt_dir} does not fit the model in "
-          f"{config_path(workdir)} (model.name={config.model.name!r}, "
-          f"hidden_size={config.model.hidden_size}); was it written by another "
-          f"model? ({one_line(e)})") from None
+        f"the checkpoint in {ckpt_dir} does not fit the model in "
+        f"{config_path(workdir)} (model.name={config.model.name!r}, "
+        f"hidden_size={config.model.hidden_size}); was it written by another "
+        f"model? ({one_line(e)})"
+      ) from None
   finally:  # also on a failed restore: an open manager spews at exit
     ckpt.close()
   return run
@@ -189,8 +195,9 @@ def format_changes(changes) -> str:
   return ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)
 
 
-def check_resume(config, workdir: str, ckpt, step: int, task,
-                 allow_config_change: bool = False) -> list:
+def check_resume(
+  config, workdir: str, ckpt, step: int, task, allow_config_change: bool = False
+) -> list:
   """Refuses a config that cannot continue checkpoint ``step`` of ``workdir``.
 
   Raises :class:`ResumeRefused` (one line) when the parameter or optimizer
@@ -205,36 +212,41 @@ def check_resume(config, workdir: str, ckpt, step: int, task,
   except (OSError, ValueError) as e:
     if not allow_config_change:
       raise ResumeRefused(
-          f"cannot resume {workdir}: its config {config_path(workdir)} is "
-          f"unreadable ({one_line(e, with_type=True)}), so the "
-          "new config cannot be checked against it; pass --allow_config_change "
-          "to resume anyway, or use a new --workdir") from None
+        f"cannot resume {workdir}: its config {config_path(workdir)} is "
+        f"unreadable ({one_line(e, with_type=True)}), so the "
+        "new config cannot be checked against it; pass --allow_config_change "
+        "to resume anyway, or use a new --workdir"
+      ) from None
     old = None
   changes = [] if old is None else config_lib.config_changes(old, config)
-  diffs = checkpoint_lib.compare_shapes(ckpt.record(step)["tree"],
-                                        step_lib.abstract_state(config, task))
+  diffs = checkpoint_lib.compare_shapes(
+    ckpt.record(step)["tree"], step_lib.abstract_state(config, task)
+  )
   if diffs:
     n_params = sum(d.startswith("params/") for d in diffs)
-    more = (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+    more = f"; and {len(diffs) - 4} more" if len(diffs) > 4 else ""
     raise ResumeRefused(
-        f"cannot resume {workdir} from step {step}: the config changes the "
-        f"shapes of {n_params} parameters ({len(diffs)} saved arrays with the "
-        "optimizer state): " + "; ".join(diffs[:4]) + more
-        + ". Config keys changed: " + (format_changes(changes) or "none")
-        + ". Use a new --workdir, or restore the old values")
+      f"cannot resume {workdir} from step {step}: the config changes the "
+      f"shapes of {n_params} parameters ({len(diffs)} saved arrays with the "
+      "optimizer state): "
+      + "; ".join(diffs[:4])
+      + more
+      + ". Config keys changed: "
+      + (format_changes(changes) or "none")
+      + ". Use a new --workdir, or restore the old values"
+    )
   steering = [c for c in changes if not config_lib.is_resume_free(c[0], old, config)]
   if steering and not allow_config_change:
     raise ResumeRefused(
-        f"cannot resume {workdir} from step {step}: the config differs from "
-        f"the run's config.json in {format_changes(steering)}; pass "
-        "--allow_config_change to continue with the new values, or use a new "
-        "--workdir")
+      f"cannot resume {workdir} from step {step}: the config differs from "
+      f"the run's config.json in {format_changes(steering)}; pass "
+      "--allow_config_change to continue with the new values, or use a new "
+      "--workdir"
+    )
   return changes
 
 
 def record_changes(workdir: str, step: int, changes) -> None:
   """Appends a resumed run's config changes to ``config_changes.jsonl``."""
-  with open(os.path.join(workdir, "config_changes.jsonl"), "a",
-            encoding="utf-8") as f:
-    f.write(json.dumps({"step": step, "changes": {
-        k: [a, b] for k, a, b in changes}}) + "\n")
+  with open(os.path.join(workdir, "config_changes.jsonl"), "a", encoding="utf-8") as f:
+    f.write(json.dumps({"step": step, "changes": {k: [a, b] for k, a, b in changes}}) + "\n")

@@ -56,7 +56,7 @@ class WorkdirLock:
     self.path = os.path.join(self.workdir, LOCK_NAME)
     self._fd: int | None = None
 
-  def acquire(self) -> "WorkdirLock":
+  def acquire(self) -> WorkdirLock:
     if self._fd is not None:
       raise RuntimeError(f"{self.path} is already held by this object")
     os.makedirs(self.workdir, exist_ok=True)
@@ -67,12 +67,15 @@ class WorkdirLock:
       except BlockingIOError:
         holder = _read_holder(fd)
         os.close(fd)
-        who = (f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
-               f" (started {holder.get('started', '?')})")
+        who = (
+          f"process {holder.get('pid', '?')} on {holder.get('host', '?')}"
+          f" (started {holder.get('started', '?')})"
+        )
         raise WorkdirLockedError(
-            f"workdir {self.workdir} is in use by {who}; lock file {self.path}. "
-            "Wait for that run to end or stop it; two runs on one workdir "
-            "would overwrite each other's checkpoints") from None
+          f"workdir {self.workdir} is in use by {who}; lock file {self.path}. "
+          "Wait for that run to end or stop it; two runs on one workdir "
+          "would overwrite each other's checkpoints"
+        ) from None
       # A releasing process unlinks the file after we opened it: retry on the
       # file now at the path, else two processes could each hold a lock.
       try:
@@ -87,11 +90,18 @@ class WorkdirLock:
     if old.get("pid") is not None:
       state = "alive" if _pid_alive(old["pid"]) else "dead"
       logging.warning(
-          "taking over the stale lock %s of process %s on %s (%s, not holding "
-          "it)", self.path, old.get("pid"), old.get("host", "?"), state)
-    me = {"pid": os.getpid(), "host": socket.gethostname(),
-          "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-          "argv": sys.argv[:8]}
+        "taking over the stale lock %s of process %s on %s (%s, not holding it)",
+        self.path,
+        old.get("pid"),
+        old.get("host", "?"),
+        state,
+      )
+    me = {
+      "pid": os.getpid(),
+      "host": socket.gethostname(),
+      "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+      "argv": sys.argv[:8],
+    }
     os.ftruncate(fd, 0)
     os.lseek(fd, 0, os.SEEK_SET)
     os.write(fd, (json.dumps(me) + "\n").encode("utf-8"))
@@ -103,13 +113,13 @@ class WorkdirLock:
     if self._fd is None:
       return
     try:
-      os.unlink(self.path)   # unlink while holding: see the inode check above
+      os.unlink(self.path)  # unlink while holding: see the inode check above
     except FileNotFoundError:
       pass
     os.close(self._fd)
     self._fd = None
 
-  def __enter__(self) -> "WorkdirLock":
+  def __enter__(self) -> WorkdirLock:
     return self.acquire()
 
   def __exit__(self, *exc) -> None:

@@ -6,9 +6,9 @@ import json
 import math
 import os
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from absl import logging
 from tensorboardX import SummaryWriter  # writes event files without TensorFlow
 
 
@@ -114,6 +114,8 @@ class Progress:
   def line(self, step: int, loss: float, rates: Mapping[str, float]) -> str:
     sps = rates["steps_per_sec"]
     eta = (self.total - step) / sps if sps > 0 else float("inf")
-    return (f"step {step}/{self.total}  loss {loss:.4f}  "
-            f"{sps:.1f} steps/s  {rates['tokens_per_sec']:,.0f} tokens/s  "
-            f"ETA {_hms(eta)}")
+    return (
+      f"step {step}/{self.total}  loss {loss:.4f}  "
+      f"{sps:.1f} steps/s  {rates['tokens_per_sec']:,.0f} tokens/s  "
+      f"ETA {_hms(eta)}"
+    )

@@ -36,25 +36,27 @@ MODELS = ("rnn_encdec", "rnnsearch")
 FULL_MODELS = ("rnn_encdec", "rnnsearch", "transformer")
 ANALYSES = ("by_length", "probe")
 REPORT = {
-    "title": "Bottleneck: exact match against source length",
-    "description": (
-        "Each line is one trained model, evaluated on about 40 fresh sources of "
-        "every length from 1 to twice its training limit (greedy decoding, exact "
-        "match of the whole output)."),
-    "series": ("model.name", "model.hidden_size"),
-    "panels": "data.train_max_length",
-    "by_length_metric": "sequence_accuracy",
-    "by_length_extra": ("token_accuracy", "bleu"),
-    "heatmap": {"where": {"model.name": "rnn_encdec"}, "rows": "model.hidden_size"},
-    "contrast": "model.name",
-    "extra": ("probe", "alignment"),
+  "title": "Bottleneck: exact match against source length",
+  "description": (
+    "Each line is one trained model, evaluated on about 40 fresh sources of "
+    "every length from 1 to twice its training limit (greedy decoding, exact "
+    "match of the whole output)."
+  ),
+  "series": ("model.name", "model.hidden_size"),
+  "panels": "data.train_max_length",
+  "by_length_metric": "sequence_accuracy",
+  "by_length_extra": ("token_accuracy", "bleu"),
+  "heatmap": {"where": {"model.name": "rnn_encdec"}, "rows": "model.hidden_size"},
+  "contrast": "model.name",
+  "extra": ("probe", "alignment"),
 }
 
 
 def get_config(arg=None):
   config = common.length_sweep("reverse")
-  return common.apply_mode(config, arg, __file__, full=common.full_synthetic,
-                           tiny=common.length_sweep_tiny)
+  return common.apply_mode(
+    config, arg, __file__, full=common.full_synthetic, tiny=common.length_sweep_tiny
+  )
 
 
 def sweep(arg=None):
@@ -67,9 +69,13 @@ def sweep(arg=None):
       for limit in (10, 20, 30, 50):
         for model in FULL_MODELS:
           for hidden in (32, 64, 128, 256):
-            yield {"data.task": task, "data.train_max_length": limit,
-                   "data.eval_max_length": limit, "model.name": model,
-                   "model.hidden_size": hidden}
+            yield {
+              "data.task": task,
+              "data.train_max_length": limit,
+              "data.eval_max_length": limit,
+              "model.name": model,
+              "model.hidden_size": hidden,
+            }
     return
   for hidden in (32, 64, 128):
     for model in MODELS:

@@ -61,8 +61,7 @@ def _words(arg: str | None, file: str, allowed) -> list[str]:
   parts = _parts(arg)
   for part in parts:
     if part not in allowed:
-      choices = (f"allowed: {_quoted(allowed)}" if allowed
-                 else "this config takes no argument")
+      choices = f"allowed: {_quoted(allowed)}" if allowed else "this config takes no argument"
       raise ValueError(f"{where(file)}: unknown argument {part!r}; {choices}")
   return parts
 
@@ -72,13 +71,15 @@ def parse_mode(arg: str | None, file: str, *modes: str) -> str | None:
   empty; with no ``modes`` every ARG is refused."""
   words = _words(arg, file, modes)
   if len(words) > 1:
-    raise ValueError(f"{where(file)}: arguments {_quoted(words)} do not "
-                     f"combine; give one of {_quoted(modes)}")
+    raise ValueError(
+      f"{where(file)}: arguments {_quoted(words)} do not combine; give one of {_quoted(modes)}"
+    )
   return words[0] if words else None
 
 
-def apply_mode(config: ml_collections.ConfigDict, arg: str | None, file: str,
-               **modes) -> ml_collections.ConfigDict:
+def apply_mode(
+  config: ml_collections.ConfigDict, arg: str | None, file: str, **modes
+) -> ml_collections.ConfigDict:
   """Applies the mode that ``:ARG`` names to ``config`` and returns it.
 
   ``modes``: name -> function changing a config in place (``tiny=...``,
@@ -96,8 +97,9 @@ def paper_arg(arg: str | None, file: str, variants=()) -> tuple[str | None, bool
   words = _words(arg, file, (*variants, "tiny"))
   chosen = [w for w in words if w != "tiny"]
   if len(chosen) > 1:
-    raise ValueError(f"{where(file)}: arguments {_quoted(chosen)} do not "
-                     f"combine; give one of {_quoted(variants)}")
+    raise ValueError(
+      f"{where(file)}: arguments {_quoted(chosen)} do not combine; give one of {_quoted(variants)}"
+    )
   return (chosen[0] if chosen else None), "tiny" in words
 
 
@@ -108,8 +110,7 @@ def key_values(arg: str | None, file: str, defaults: dict[str, str]) -> dict[str
   keys = ", ".join(defaults)
   for part in _parts(arg):
     if "=" not in part:
-      raise ValueError(f"{where(file)}: argument {part!r} is not key=value; "
-                       f"keys: {keys}")
+      raise ValueError(f"{where(file)}: argument {part!r} is not key=value; keys: {keys}")
     key, value = (s.strip() for s in part.split("=", 1))
     if key not in defaults:
       raise ValueError(f"{where(file)}: unknown argument key {key!r}; keys: {keys}")
@@ -135,8 +136,7 @@ def lengths(config: ml_collections.ConfigDict, max_length: int) -> None:
   d.train_max_length = d.eval_max_length = max_length
 
 
-def synthetic(task: str, max_length: int, *, steps: int,
-              every: int) -> ml_collections.ConfigDict:
+def synthetic(task: str, max_length: int, *, steps: int, every: int) -> ml_collections.ConfigDict:
   """The small synthetic recipe of the seq2seq configs.
 
   ``task`` (``reverse`` or ``copy``) on 1..``max_length`` symbols from a
@@ -149,10 +149,17 @@ def synthetic(task: str, max_length: int, *, steps: int,
   config = base_config()
   config.data.update(task=task, vocab_size=10, eval_examples=1000)
   lengths(config, max_length)
-  config.train.update(steps=steps, batch_size=64, learning_rate=3e-3,
-                      optimizer="adam", schedule="cosine", warmup_steps=200,
-                      end_lr_fraction=0.05, grad_clip_norm=1.0,
-                      log_every_steps=100)
+  config.train.update(
+    steps=steps,
+    batch_size=64,
+    learning_rate=3e-3,
+    optimizer="adam",
+    schedule="cosine",
+    warmup_steps=200,
+    end_lr_fraction=0.05,
+    grad_clip_norm=1.0,
+    log_every_steps=100,
+  )
   config.eval.every_steps = config.checkpoint.every_steps = every
   return config
 
@@ -188,10 +195,10 @@ def length_sweep_tiny(config: ml_collections.ConfigDict) -> None:
 # (model.cell, model.pooling). ``attention`` is the Elman recurrence with an
 # attention-pooling head that reads every state, not only the last.
 CELLS = {
-    "elman": ("elman", "last"),
-    "gru": ("gru", "last"),
-    "lstm": ("lstm", "last"),
-    "attention": ("elman", "attention"),
+  "elman": ("elman", "last"),
+  "gru": ("gru", "last"),
+  "lstm": ("lstm", "last"),
+  "attention": ("elman", "attention"),
 }
 
 
@@ -204,13 +211,19 @@ def sequence_rnn(task: str, cell: str, length: int) -> ml_collections.ConfigDict
   """
   config = base_config()
   model_cell, pooling = CELLS[cell]
-  config.model.update(name="sequence_rnn", cell=model_cell, pooling=pooling,
-                      hidden_size=128)
+  config.model.update(name="sequence_rnn", cell=model_cell, pooling=pooling, hidden_size=128)
   config.data.update(task=task, length=length, eval_examples=1000)
-  set_where_read(config, embed_dim=16)   # adding reads real numbers: no embedding
-  config.train.update(steps=3000, batch_size=32, learning_rate=1e-3,
-                      optimizer="adam", schedule="cosine", warmup_steps=100,
-                      end_lr_fraction=0.05, grad_clip_norm=1.0)
+  set_where_read(config, embed_dim=16)  # adding reads real numbers: no embedding
+  config.train.update(
+    steps=3000,
+    batch_size=32,
+    learning_rate=1e-3,
+    optimizer="adam",
+    schedule="cosine",
+    warmup_steps=100,
+    end_lr_fraction=0.05,
+    grad_clip_norm=1.0,
+  )
   config.eval.batch_size = 250
   return config
 
@@ -221,8 +234,13 @@ def wmt14(target: str) -> ml_collections.ConfigDict:
   otherwise, over-long training pairs dropped; logs every 200 steps,
   evaluation and checkpoints every 10,000."""
   config = base_config()
-  config.data.update(task=f"tfds:wmt14_translate/{target}-en", source_lang="en",
-                     target_lang=target, tokenizer="word", overlong="drop")
+  config.data.update(
+    task=f"tfds:wmt14_translate/{target}-en",
+    source_lang="en",
+    target_lang=target,
+    tokenizer="word",
+    overlong="drop",
+  )
   config.train.log_every_steps = 200
   config.eval.every_steps = config.checkpoint.every_steps = 10_000
   return config
@@ -245,10 +263,10 @@ def tiny_synthetic(config: ml_collections.ConfigDict) -> None:
   6, hidden 32, embeddings 16, one layer, the source read forwards; 400
   steps of Adam 1e-2 — learnt in seconds on a CPU (the tests check it)."""
   tiny_reverse(config, eval_examples=200)
-  config.model.update(embed_dim=16, hidden_size=32, num_layers=1,
-                      reverse_source=False)
-  config.train.update(steps=400, batch_size=32, learning_rate=1e-2,
-                      warmup_steps=20, log_every_steps=100)
+  config.model.update(embed_dim=16, hidden_size=32, num_layers=1, reverse_source=False)
+  config.train.update(
+    steps=400, batch_size=32, learning_rate=1e-2, warmup_steps=20, log_every_steps=100
+  )
   config.eval.every_steps = config.checkpoint.every_steps = 400
 
 
@@ -274,12 +292,19 @@ def paper_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.data.update({k: defaults[k] for k in config.data if k not in reads})
   tiny_reverse(config, eval_examples=16)
   m = config.model
-  set_where_read(config, embed_dim=8, hidden_size=16,
-                 num_layers=min(m.num_layers, 2), readout_dim=min(m.readout_dim, 8),
-                 attention_dim=min(m.attention_dim, 8), mlp_dim=min(m.mlp_dim, 32),
-                 num_heads=min(m.num_heads, 2))
-  config.train.update(steps=3, batch_size=8, log_every_steps=3,
-                      warmup_steps=min(config.train.warmup_steps, 1))
+  set_where_read(
+    config,
+    embed_dim=8,
+    hidden_size=16,
+    num_layers=min(m.num_layers, 2),
+    readout_dim=min(m.readout_dim, 8),
+    attention_dim=min(m.attention_dim, 8),
+    mlp_dim=min(m.mlp_dim, 32),
+    num_heads=min(m.num_heads, 2),
+  )
+  config.train.update(
+    steps=3, batch_size=8, log_every_steps=3, warmup_steps=min(config.train.warmup_steps, 1)
+  )
   config.eval.every_steps = config.checkpoint.every_steps = 3
-  config.eval.beam_size = 1   # beam search compiles slowly; tests stay fast
+  config.eval.beam_size = 1  # beam search compiles slowly; tests stay fast
   return config

@@ -22,13 +22,29 @@ from configs import common
 
 def get_config(arg=None):
   config = base_config()
-  config.model.update(name="gpt", hidden_size=64, num_heads=4, num_layers=2,
-                      mlp_dim=256, pre_ln=True, dropout=0.1, max_positions=256)
+  config.model.update(
+    name="gpt",
+    hidden_size=64,
+    num_heads=4,
+    num_layers=2,
+    mlp_dim=256,
+    pre_ln=True,
+    dropout=0.1,
+    max_positions=256,
+  )
   config.data.update(task="text", max_length=64, eval_examples=256)
-  config.data.train_path = ""     # required: --config.data.train_path=FILE.txt
-  config.train.update(steps=1000, batch_size=32, optimizer="adamw", weight_decay=0.01,
-                      learning_rate=3e-3, schedule="cosine", warmup_steps=100,
-                      end_lr_fraction=0.1, log_every_steps=100)
+  config.data.train_path = ""  # required: --config.data.train_path=FILE.txt
+  config.train.update(
+    steps=1000,
+    batch_size=32,
+    optimizer="adamw",
+    weight_decay=0.01,
+    learning_rate=3e-3,
+    schedule="cosine",
+    warmup_steps=100,
+    end_lr_fraction=0.1,
+    log_every_steps=100,
+  )
   config.eval.update(every_steps=200, batch_size=64)
   config.checkpoint.every_steps = 500
   return common.apply_mode(config, arg, __file__, tiny=tiny)
@@ -36,8 +52,9 @@ def get_config(arg=None):
 
 def tiny(config):
   """d_model 32, one layer of 2 heads, windows of 32 characters, 60 steps."""
-  config.model.update(hidden_size=32, num_layers=1, mlp_dim=64, num_heads=2,
-                      dropout=0.0, max_positions=64)
+  config.model.update(
+    hidden_size=32, num_layers=1, mlp_dim=64, num_heads=2, dropout=0.0, max_positions=64
+  )
   config.data.update(max_length=32, eval_examples=32)
   config.train.update(steps=60, batch_size=16, warmup_steps=10, log_every_steps=20)
   config.eval.update(every_steps=20, batch_size=32)

@@ -45,23 +45,24 @@ def parse_arg(arg):
   choices = common.key_values(arg, __file__, DEFAULTS)
   for key, allowed in (("cell", common.CELLS), ("task", TASKS)):
     if choices[key] not in allowed:
-      raise ValueError(f"{common.where(__file__)}: {key}={choices[key]!r}; "
-                       f"allowed: {', '.join(allowed)}")
+      raise ValueError(
+        f"{common.where(__file__)}: {key}={choices[key]!r}; allowed: {', '.join(allowed)}"
+      )
   for key, least in (("length", 1), ("tiny", 0)):
     try:
       number = int(choices[key])
     except ValueError:
       number = -1
     if number < least:
-      raise ValueError(f"{common.where(__file__)}: {key}={choices[key]!r}; "
-                       f"must be an integer >= {least}")
+      raise ValueError(
+        f"{common.where(__file__)}: {key}={choices[key]!r}; must be an integer >= {least}"
+      )
   return choices
 
 
 def get_config(arg=None):
   choices = parse_arg(arg)
-  config = common.sequence_rnn(TASKS[choices["task"]], choices["cell"],
-                               int(choices["length"]))
+  config = common.sequence_rnn(TASKS[choices["task"]], choices["cell"], int(choices["length"]))
   config.train.log_every_steps = 50
   config.eval.every_steps = 250
   config.checkpoint.every_steps = 500
@@ -74,7 +75,8 @@ def tiny(config):
   """Hidden 16 (embeddings 8), T <= 12, 30 steps of Adam 1e-2, batch 16."""
   common.set_where_read(config, hidden_size=16, embed_dim=8)
   config.data.update(length=min(config.data.length, 12), eval_examples=64)
-  config.train.update(steps=30, batch_size=16, learning_rate=1e-2, warmup_steps=5,
-                      log_every_steps=10)
+  config.train.update(
+    steps=30, batch_size=16, learning_rate=1e-2, warmup_steps=5, log_every_steps=10
+  )
   config.eval.every_steps = config.checkpoint.every_steps = 15
   config.eval.batch_size = 32

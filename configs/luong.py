@@ -20,6 +20,12 @@ from configs import common
 
 def get_config(arg=None):
   config = common.synthetic("reverse", 30, steps=2000, every=500)
-  config.model.update(name="luong", embed_dim=32, hidden_size=64, num_layers=2,
-                      attention_score="general", input_feeding=True)
+  config.model.update(
+    name="luong",
+    embed_dim=32,
+    hidden_size=64,
+    num_layers=2,
+    attention_score="general",
+    input_feeding=True,
+  )
   return common.apply_mode(config, arg, __file__, tiny=common.tiny_synthetic)

@@ -38,30 +38,38 @@ training reaches the first 61.
 from configs import common
 
 SCHEMES = {
-    "gpt": ("sinusoidal", "learned", "rope", "alibi", "none"),
-    "transformer": ("sinusoidal", "learned", "rope", "alibi"),
+  "gpt": ("sinusoidal", "learned", "rope", "alibi", "none"),
+  "transformer": ("sinusoidal", "learned", "rope", "alibi"),
 }
 TASKS = ("reverse", "copy")
 ANALYSES = ("by_length",)
 REPORT = {
-    "title": "Positions: exact match beyond the training lengths",
-    "description": (
-        "Each line is one model and position scheme trained on sources of 1–30 "
-        "symbols and evaluated on about 40 held-out sources of every length from "
-        "1 to 60 (greedy decoding, exact match of the whole output). The dashed "
-        "line is the longest training length."),
-    "series": ("model.name", "model.position"),
-    "panels": "data.task",
-    "by_length_metric": "sequence_accuracy",
-    "table_lengths": (10, 20, 30, 32, 35, 40, 50, 60),
-    "extra": ("position_table",),
+  "title": "Positions: exact match beyond the training lengths",
+  "description": (
+    "Each line is one model and position scheme trained on sources of 1–30 "
+    "symbols and evaluated on about 40 held-out sources of every length from "
+    "1 to 60 (greedy decoding, exact match of the whole output). The dashed "
+    "line is the longest training length."
+  ),
+  "series": ("model.name", "model.position"),
+  "panels": "data.task",
+  "by_length_metric": "sequence_accuracy",
+  "table_lengths": (10, 20, 30, 32, 35, 40, 50, 60),
+  "extra": ("position_table",),
 }
 
 
 def get_config(arg=None):
   config = common.synthetic("reverse", 30, steps=2000, every=2000)
-  config.model.update(name="gpt", hidden_size=64, num_layers=2, num_heads=4,
-                      mlp_dim=128, dropout=0.0, max_positions=128)
+  config.model.update(
+    name="gpt",
+    hidden_size=64,
+    num_layers=2,
+    num_heads=4,
+    mlp_dim=128,
+    dropout=0.0,
+    max_positions=128,
+  )
   config.data.eval_examples = 500
   # Batch 32: on one CPU core a step of 32 runs ~1.6x the tokens/s of a step
   # of 64 (its activations stay in cache), and twice the updates learn more.

@@ -12,4 +12,4 @@ def get_config(arg=None):
   config = common.synthetic("reverse", 10, steps=2000, every=500)
   config.model.update(name="rnn_encdec", embed_dim=32, hidden_size=128)
   config.train.warmup_steps = 100
-  return common.apply_mode(config, arg, __file__)   # takes no argument
+  return common.apply_mode(config, arg, __file__)  # takes no argument

@@ -24,23 +24,23 @@ from configs import common
 
 ANALYSES = ("by_length",)
 REPORT = {
-    "title": "Source reversal: exact match against source length",
-    "description": (
-        "Each line is one trained model, evaluated on about 40 fresh sources of "
-        "every length from 1 to twice its training limit (greedy decoding, "
-        "exact match)."),
-    "series": ("model.name", "model.reverse_source", "model.hidden_size"),
-    "panels": "data.task",
-    "by_length_metric": "sequence_accuracy",
-    "by_length_extra": ("token_accuracy", "bleu"),
-    "contrast": "model.reverse_source",
+  "title": "Source reversal: exact match against source length",
+  "description": (
+    "Each line is one trained model, evaluated on about 40 fresh sources of "
+    "every length from 1 to twice its training limit (greedy decoding, "
+    "exact match)."
+  ),
+  "series": ("model.name", "model.reverse_source", "model.hidden_size"),
+  "panels": "data.task",
+  "by_length_metric": "sequence_accuracy",
+  "by_length_extra": ("token_accuracy", "bleu"),
+  "contrast": "model.reverse_source",
 }
 
 
 def get_config(arg=None):
   config = common.length_sweep("copy")
-  return common.apply_mode(config, arg, __file__, full=full,
-                           tiny=common.length_sweep_tiny)
+  return common.apply_mode(config, arg, __file__, full=full, tiny=common.length_sweep_tiny)
 
 
 def full(config):
@@ -59,5 +59,9 @@ def sweep(arg=None):
     for hidden in sizes:
       for model in ("rnn_encdec", "seq2seq_lstm"):
         for reverse in (False, True):
-          yield {"data.task": task, "model.name": model, "model.hidden_size": hidden,
-                 "model.reverse_source": reverse}
+          yield {
+            "data.task": task,
+            "model.name": model,
+            "model.hidden_size": hidden,
+            "model.reverse_source": reverse,
+          }

@@ -19,6 +19,5 @@ from configs import common
 
 def get_config(arg=None):
   config = common.synthetic("reverse", 10, steps=3000, every=1000)
-  config.model.update(name="rnn_encdec", embed_dim=32, hidden_size=128,
-                      readout="maxout")
+  config.model.update(name="rnn_encdec", embed_dim=32, hidden_size=128, readout="maxout")
   return common.apply_mode(config, arg, __file__, tiny=common.tiny_synthetic)

@@ -21,6 +21,7 @@ from configs import common
 
 def get_config(arg=None):
   config = common.synthetic("copy", 10, steps=3000, every=1000)
-  config.model.update(name="seq2seq_lstm", embed_dim=32, hidden_size=128,
-                      num_layers=2, reverse_source=True)
+  config.model.update(
+    name="seq2seq_lstm", embed_dim=32, hidden_size=128, num_layers=2, reverse_source=True
+  )
   return common.apply_mode(config, arg, __file__, tiny=common.tiny_synthetic)

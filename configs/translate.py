@@ -52,15 +52,22 @@ from attention_jax.config import base_config, set_per_model
 from configs import common
 
 MODELS = ("rnnsearch", "rnn_encdec", "luong", "transformer")
-_FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))), "tests", "data")
+_FIXTURES = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "data"
+)
 
 
 def get_config(arg=None):
   config = base_config()
-  config.data.update(task="files", tokenizer="sentencepiece", sp_vocab_size=4000,
-                     normalize="NFC", max_length=128, overlong="drop",
-                     bucket_boundaries="16,24,32,48,64,96")
+  config.data.update(
+    task="files",
+    tokenizer="sentencepiece",
+    sp_vocab_size=4000,
+    normalize="NFC",
+    max_length=128,
+    overlong="drop",
+    bucket_boundaries="16,24,32,48,64,96",
+  )
   # Read by every model (the Transformer's d_model is hidden_size).
   config.model.update(name="rnnsearch", hidden_size=128, dropout=0.1)
   # Values for some of the models only (config.resolve applies the chosen
@@ -68,11 +75,19 @@ def get_config(arg=None):
   set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=128)
   # Maxout readout: Bahdanau et al. 2014, appendix A.2.2; Cho et al. 2014, eq. 12.
   set_per_model(config, ("rnnsearch", "rnn_encdec"), readout="maxout")
-  set_per_model(config, "luong", num_layers=2)              # 2-layer LSTM stack
+  set_per_model(config, "luong", num_layers=2)  # 2-layer LSTM stack
   set_per_model(config, "transformer", num_layers=2, num_heads=4, mlp_dim=512)
-  config.train.update(steps=1600, batch_size=64, learning_rate=2e-3,
-                      schedule="cosine", warmup_steps=200, end_lr_fraction=0.05,
-                      grad_clip_norm=1.0, label_smoothing=0.1, log_every_steps=100)
+  config.train.update(
+    steps=1600,
+    batch_size=64,
+    learning_rate=2e-3,
+    schedule="cosine",
+    warmup_steps=200,
+    end_lr_fraction=0.05,
+    grad_clip_norm=1.0,
+    label_smoothing=0.1,
+    log_every_steps=100,
+  )
   config.eval.update(beam_size=1, chrf=True, length_buckets="10,20,30,40,50")
   config.eval.every_steps = config.checkpoint.every_steps = 400
   config.checkpoint.max_to_keep = 2
@@ -81,29 +96,32 @@ def get_config(arg=None):
 
 def full(config):
   """GPU sizes: bigger vocabularies, model and batch, ten times the steps."""
-  config.data.update(sp_vocab_size=8000, max_length=160,
-                     bucket_boundaries="16,24,32,48,64,96,128")
+  config.data.update(sp_vocab_size=8000, max_length=160, bucket_boundaries="16,24,32,48,64,96,128")
   config.model.update(hidden_size=512, dropout=0.3)
   set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=512)
   set_per_model(config, "transformer", num_layers=6, num_heads=8, mlp_dim=2048)
-  config.train.update(batch_size=128, steps=20000, learning_rate=1e-3,
-                      warmup_steps=1000)
+  config.train.update(batch_size=128, steps=20000, learning_rate=1e-3, warmup_steps=1000)
   config.eval.every_steps = config.checkpoint.every_steps = 2000
 
 
 def tiny(config):
   """Seconds on a CPU: the fixtures in tests/data (238/40/40 pairs), a small
   model, one bucket (one compiled step), 150 steps."""
-  config.data.update(train_path=os.path.join(_FIXTURES, "ende_train.tsv"),
-                     eval_path=os.path.join(_FIXTURES, "ende_dev.tsv"),
-                     test_path=os.path.join(_FIXTURES, "ende_test.tsv"),
-                     sp_vocab_size=160, max_length=48, bucket_boundaries="")
+  config.data.update(
+    train_path=os.path.join(_FIXTURES, "ende_train.tsv"),
+    eval_path=os.path.join(_FIXTURES, "ende_dev.tsv"),
+    test_path=os.path.join(_FIXTURES, "ende_test.tsv"),
+    sp_vocab_size=160,
+    max_length=48,
+    bucket_boundaries="",
+  )
   config.model.update(hidden_size=64, dropout=0.0)
   set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=32)
   set_per_model(config, ("luong", "transformer"), num_layers=1)
   set_per_model(config, "transformer", mlp_dim=128)
-  config.train.update(steps=150, batch_size=16, learning_rate=1e-2, warmup_steps=10,
-                      log_every_steps=50)
+  config.train.update(
+    steps=150, batch_size=16, learning_rate=1e-2, warmup_steps=10, log_every_steps=50
+  )
   config.eval.length_buckets = "5,10"
   config.eval.every_steps = config.checkpoint.every_steps = 50
   config.checkpoint.max_to_keep = 1

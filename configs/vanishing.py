@@ -28,24 +28,25 @@ from configs import common
 
 # The sweep's sequence lengths T per task: the CPU default and ``full``.
 LENGTHS = {
-    None: (("adding", (25, 50, 100, 200)), ("copy_memory", (25,))),
-    "full": (("adding", (25, 50, 100, 200, 400)), ("copy_memory", (25, 50, 100, 200))),
+  None: (("adding", (25, 50, 100, 200)), ("copy_memory", (25,))),
+  "full": (("adding", (25, 50, 100, 200, 400)), ("copy_memory", (25, 50, 100, 200))),
 }
 ANALYSES = ("gradients",)
 REPORT = {
-    "title": "Vanishing gradients: final loss against sequence length T",
-    "description": (
-        "`loss_ratio` is the final evaluation loss divided by the trivial "
-        "predictor's (adding: always 1, MSE ≈ 0.167; copy memory: the "
-        "memoryless baseline). `pooling=attention` is the Elman cell with an "
-        "attention head over all its states."),
-    "series": ("data.task", "model.cell", "model.pooling"),
-    "x": "data.length",
-    "x_metrics": ["loss_ratio"],
-    "logy": {"loss_ratio": True},
-    "logx": True,
-    "solved": {"metric": "loss_ratio", "below": 0.06},
-    "extra": ("gradients",),
+  "title": "Vanishing gradients: final loss against sequence length T",
+  "description": (
+    "`loss_ratio` is the final evaluation loss divided by the trivial "
+    "predictor's (adding: always 1, MSE ≈ 0.167; copy memory: the "
+    "memoryless baseline). `pooling=attention` is the Elman cell with an "
+    "attention head over all its states."
+  ),
+  "series": ("data.task", "model.cell", "model.pooling"),
+  "x": "data.length",
+  "x_metrics": ["loss_ratio"],
+  "logy": {"loss_ratio": True},
+  "logx": True,
+  "solved": {"metric": "loss_ratio", "below": 0.06},
+  "extra": ("gradients",),
 }
 
 
@@ -70,9 +71,13 @@ def tiny(config):
 
 def _point(task, cell, length):
   model_cell, pooling = common.CELLS[cell]
-  point = {"data.task": task, "model.cell": model_cell, "model.pooling": pooling,
-           "data.length": length}
-  if task == "copy_memory":   # token inputs: embedded (adding reads real numbers)
+  point = {
+    "data.task": task,
+    "model.cell": model_cell,
+    "model.pooling": pooling,
+    "data.length": length,
+  }
+  if task == "copy_memory":  # token inputs: embedded (adding reads real numbers)
     point["model.embed_dim"] = 16
   return point
 

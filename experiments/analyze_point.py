@@ -19,6 +19,7 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from attention_jax.sweeps import analyses
+
   with cli.errors_as_one_line():
     analyses.analyze_point(_WORKDIR.value, _ANALYSES.value)
 

@@ -21,15 +21,19 @@ _SUITE = flags.DEFINE_string("suite", "all", "Suite name, or 'all'.")
 _QUICK = flags.DEFINE_bool("quick", False, "Small shapes and few rounds.")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
 _CLOCK = flags.DEFINE_enum(
-    "clock", "wall", ["wall", "process"],
-    "wall: elapsed time. process: this process's CPU time, steadier on a shared, "
-    "oversubscribed machine; run single-threaded (OMP_NUM_THREADS=1, XLA_FLAGS="
-    "'--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1').")
+  "clock",
+  "wall",
+  ["wall", "process"],
+  "wall: elapsed time. process: this process's CPU time, steadier on a shared, "
+  "oversubscribed machine; run single-threaded (OMP_NUM_THREADS=1, XLA_FLAGS="
+  "'--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1').",
+)
 
 
 def main(argv):
   del argv
   from attention_jax.benchmarks import SUITES, timing
+
   names = list(SUITES) if _SUITE.value == "all" else [_SUITE.value]
   for n in names:
     if n not in SUITES:
@@ -48,8 +52,7 @@ def main(argv):
     print(timing.format_table(rows, module.COLUMNS), flush=True)
     if _JSON.value:
       with open(_JSON.value, "w", encoding="utf-8") as f:
-        json.dump({"machine": machine, "suites": results, "seconds": seconds}, f,
-                  indent=2)
+        json.dump({"machine": machine, "suites": results, "seconds": seconds}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -26,15 +26,17 @@ class _QuietLibraries(logging.Filter):
 
   def filter(self, record):
     return record.levelno >= logging.WARNING or not any(
-        p in record.pathname for p in ("orbax", "jax/_src", "jax\\_src"))
+      p in record.pathname for p in ("orbax", "jax/_src", "jax\\_src")
+    )
 
 
 def _config_override_error(argv) -> str | None:
   """Names an unknown ``--config.KEY=...`` override, with a suggestion."""
   from attention_jax import config as config_lib
+
   for arg in argv[1:]:
     if arg.startswith("--config."):
-      key = arg[len("--config."):].split("=", 1)[0]
+      key = arg[len("--config.") :].split("=", 1)[0]
       msg = config_lib.unknown_key_message(key)
       if msg:
         return f"{arg.split('=', 1)[0]}: {msg}"
@@ -47,11 +49,9 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(_config_override_error(argv) or _config_file_error(e)
-         or " ".join(str(e).split()))
+    fail(_config_override_error(argv) or _config_file_error(e) or " ".join(str(e).split()))
   except Exception as e:  # raised while a config file ran, or by an override
-    where = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
-                 None)
+    where = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if where is None and "--config" in argv[:-1]:
       where = argv[argv.index("--config") + 1]
     msg = _config_override_error(argv) or f"{type(e).__name__}: {' '.join(str(e).split())}"
@@ -72,13 +72,14 @@ def _config_file_error(e: BaseException) -> str | None:
 def explicit_overrides(argv, name: str = "config") -> list[str]:
   """Dotted keys given as ``--config.KEY=V`` (or ``--config.KEY V``) in argv."""
   prefix = f"--{name}."
-  return [a[len(prefix):].split("=", 1)[0] for a in argv if a.startswith(prefix)]
+  return [a[len(prefix) :].split("=", 1)[0] for a in argv if a.startswith(prefix)]
 
 
 def load_config(holder):
   """The config of a ``config_flags`` flag, its per-model values resolved
   (command-line overrides win) and validated; errors name the file."""
   from attention_jax import config as config_lib
+
   flag = flags.FLAGS[holder.name]
   name = getattr(flag, "config_filename", None) or str(flag.serialize())
   try:
@@ -98,27 +99,36 @@ def load_config(holder):
   return config
 
 
-def define_decoding_flags(*, whose: str = "the run's", split: bool = True,
-                          length_penalty: bool = True):
+def define_decoding_flags(
+  *, whose: str = "the run's", split: bool = True, length_penalty: bool = True
+):
   """``--split``, ``--beam``, ``--length_penalty`` and ``--step``, shared by
   evaluate, compare and translate (``split``/``length_penalty`` False: left
   out). Returns their holders as attributes of one object."""
   import types
+
   # Listed under the calling entry point in its --help.
   name = sys._getframe(1).f_globals["__name__"]
   module = {"module_name": sys.argv[0] if name == "__main__" else name}
   out = types.SimpleNamespace(split=None, length_penalty=None)
   if split:
     out.split = flags.DEFINE_string("split", "test", "Split: eval | test.", **module)
-  out.beam = flags.DEFINE_integer("beam", None, "Beam size (1 = greedy); default: "
-                                  f"{whose} eval.beam_size.", **module)
+  out.beam = flags.DEFINE_integer(
+    "beam", None, f"Beam size (1 = greedy); default: {whose} eval.beam_size.", **module
+  )
   if length_penalty:
     out.length_penalty = flags.DEFINE_float(
-        "length_penalty", None, f"Length penalty alpha; default: {whose} "
-        "eval.length_penalty.", **module)
-  out.step = flags.DEFINE_string("step", None, "Checkpoint step: a number, or "
-                                 f"'best' ({whose} best dev BLEU); default: latest.",
-                                 **module)
+      "length_penalty",
+      None,
+      f"Length penalty alpha; default: {whose} eval.length_penalty.",
+      **module,
+    )
+  out.step = flags.DEFINE_string(
+    "step",
+    None,
+    f"Checkpoint step: a number, or 'best' ({whose} best dev BLEU); default: latest.",
+    **module,
+  )
   return out
 
 
@@ -136,6 +146,7 @@ def errors_as_one_line():
   """Known, user-facing errors (``attention_jax.errors``) become one line on
   stderr and the exit code of their type (``errors.EXIT_CODES``)."""
   from attention_jax import errors
+
   try:
     yield
   except tuple(t for t, _ in errors.EXIT_CODES) as e:

@@ -16,13 +16,17 @@ from absl import app, flags
 
 from experiments import cli
 
-_WORKDIRS = flags.DEFINE_list("workdirs", None, "Workdirs, one per model; "
-                              "seeds of a model joined by commas.")
-_OUT = flags.DEFINE_string("out", None, "Output directory; default: "
-                           "FIRST_WORKDIR/compare.")
-_BUCKETS = flags.DEFINE_string("length_buckets", None, "Source-length bucket "
-                               "edges, e.g. '10,20,30'; default: the first run's "
-                               "eval.length_buckets (or automatic).")
+_WORKDIRS = flags.DEFINE_list(
+  "workdirs", None, "Workdirs, one per model; seeds of a model joined by commas."
+)
+_OUT = flags.DEFINE_string("out", None, "Output directory; default: FIRST_WORKDIR/compare.")
+_BUCKETS = flags.DEFINE_string(
+  "length_buckets",
+  None,
+  "Source-length bucket "
+  "edges, e.g. '10,20,30'; default: the first run's "
+  "eval.length_buckets (or automatic).",
+)
 _DECODING = cli.define_decoding_flags(whose="each run's")
 flags.mark_flags_as_required(["workdirs"])
 
@@ -30,14 +34,19 @@ flags.mark_flags_as_required(["workdirs"])
 def main(argv):
   # absl reads "--workdirs A1,A2 B C1,C2" as the list flag [A1, A2] and the
   # positional arguments B, C1,C2: each is one model, commas join its seeds.
-  groups = [list(_WORKDIRS.value)] + [[w for w in a.split(",") if w]
-                                      for a in argv[1:]]
+  groups = [list(_WORKDIRS.value)] + [[w for w in a.split(",") if w] for a in argv[1:]]
   from attention_jax import compare
+
   with cli.errors_as_one_line():
     result = compare.compare_workdirs(
-        groups, _DECODING.split.value, beam_size=_DECODING.beam.value, length_penalty=_DECODING.length_penalty.value,
-        step=cli.parse_step(_DECODING.step.value), out=_OUT.value,
-        length_buckets=_BUCKETS.value)
+      groups,
+      _DECODING.split.value,
+      beam_size=_DECODING.beam.value,
+      length_penalty=_DECODING.length_penalty.value,
+      step=cli.parse_step(_DECODING.step.value),
+      out=_OUT.value,
+      length_buckets=_BUCKETS.value,
+    )
   print(result["markdown"])
   print("wrote " + ", ".join(result["paths"].values()))
 

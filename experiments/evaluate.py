@@ -23,11 +23,16 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from attention_jax import evaluation
+
   step = cli.parse_step(_DECODING.step.value)
   with cli.errors_as_one_line():
     rep, paths = evaluation.evaluate_workdir(
-        _WORKDIR.value, _DECODING.split.value, beam_size=_DECODING.beam.value,
-        length_penalty=_DECODING.length_penalty.value, step=step)
+      _WORKDIR.value,
+      _DECODING.split.value,
+      beam_size=_DECODING.beam.value,
+      length_penalty=_DECODING.length_penalty.value,
+      step=step,
+    )
   print(evaluation.format_report(rep))
   print("wrote " + ", ".join(paths.values()))
 

@@ -24,11 +24,17 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from attention_jax import generate
+
   with cli.errors_as_one_line():
     try:
       text = generate.generate_text(
-          _WORKDIR.value, _PROMPT.value, max_new_tokens=_MAX_NEW.value,
-          temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value)
+        _WORKDIR.value,
+        _PROMPT.value,
+        max_new_tokens=_MAX_NEW.value,
+        temperature=_TEMPERATURE.value,
+        top_k=_TOP_K.value,
+        seed=_SEED.value,
+      )
     except ValueError as e:
       cli.fail(str(e))
   print(_PROMPT.value + text, flush=True)

@@ -18,13 +18,19 @@ from ml_collections import config_flags
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file (configs/NAME.py[:ARG]) for the models at "
-    "initialization; optional when DIR holds a trained run.", lock_config=True)
+  "config",
+  None,
+  "Config file (configs/NAME.py[:ARG]) for the models at "
+  "initialization; optional when DIR holds a trained run.",
+  lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (may be empty).")
-_CELLS = flags.DEFINE_list("cells", "elman,gru,lstm,attention",
-                           "Variants measured at initialization.")
-_EXAMPLES = flags.DEFINE_integer("examples", 0,
-                                 "Evaluation examples averaged (0: train.batch_size).")
+_CELLS = flags.DEFINE_list(
+  "cells", "elman,gru,lstm,attention", "Variants measured at initialization."
+)
+_EXAMPLES = flags.DEFINE_integer(
+  "examples", 0, "Evaluation examples averaged (0: train.batch_size)."
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -32,6 +38,7 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from attention_jax import gradients
+
   known = {label: v for v in gradients.VARIANTS for label in [v[0]]}
   for c in _CELLS.value:
     if c not in known:
@@ -41,15 +48,22 @@ def main(argv):
   config = cli.load_config(_CONFIG) if _CONFIG.value is not None else None
   with cli.errors_as_one_line():
     result = gradients.analyze_workdir(
-        _WORKDIR.value, config, variants=[known[c] for c in _CELLS.value],
-        examples=_EXAMPLES.value or None)
-  print(f"{'phase':8} {'cell':10} {'step':>6} {'loss':>9} "
-        f"{'|dL/dh_1|/|dL/dh_T|':>20} {'decay/step':>10} {'sigma(dh_T/dh_1)':>17}")
+      _WORKDIR.value,
+      config,
+      variants=[known[c] for c in _CELLS.value],
+      examples=_EXAMPLES.value or None,
+    )
+  print(
+    f"{'phase':8} {'cell':10} {'step':>6} {'loss':>9} "
+    f"{'|dL/dh_1|/|dL/dh_T|':>20} {'decay/step':>10} {'sigma(dh_T/dh_1)':>17}"
+  )
   for r in result["decay"]:
     sig = r["jacobian_sigma_first"]
-    print(f"{r['phase']:8} {r['cell']:10} {r['step']:>6} {r['loss']:>9.4f} "
-          f"{r['grad_h_ratio_first_last']:>20.3e} {r['decay_per_step_grad_h']:>10.4f} "
-          f"{sig if sig == '' else format(sig, '.3e'):>17}")
+    print(
+      f"{r['phase']:8} {r['cell']:10} {r['step']:>6} {r['loss']:>9.4f} "
+      f"{r['grad_h_ratio_first_last']:>20.3e} {r['decay_per_step_grad_h']:>10.4f} "
+      f"{sig if sig == '' else format(sig, '.3e'):>17}"
+    )
   for path in result["files"]:
     print(f"wrote {path}")
 

@@ -19,17 +19,22 @@ from absl import app, flags
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a trained run.")
-_SPLIT = flags.DEFINE_string("split", "test", "Held-out split the sources come "
-                             "from: eval | test.")
-_PER_LENGTH = flags.DEFINE_integer("examples_per_length", 200, "Distinct sources "
-                                   "per source length (80% fit, 20% score).")
-_DECODER = flags.DEFINE_list("decoder_lengths", None, "Source lengths of the "
-                             "decoder-state maps; default: the longest and about "
-                             "a third and two thirds of it.")
+_SPLIT = flags.DEFINE_string("split", "test", "Held-out split the sources come from: eval | test.")
+_PER_LENGTH = flags.DEFINE_integer(
+  "examples_per_length", 200, "Distinct sources per source length (80% fit, 20% score)."
+)
+_DECODER = flags.DEFINE_list(
+  "decoder_lengths",
+  None,
+  "Source lengths of the "
+  "decoder-state maps; default: the longest and about "
+  "a third and two thirds of it.",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the probe data and its split.")
 _STEPS = flags.DEFINE_integer("probe_steps", 200, "Adam steps per probe.")
-_STEP = flags.DEFINE_string("step", None, "Checkpoint step: a number, or 'best' "
-                            "(the best dev BLEU); default: latest.")
+_STEP = flags.DEFINE_string(
+  "step", None, "Checkpoint step: a number, or 'best' (the best dev BLEU); default: latest."
+)
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -41,16 +46,25 @@ def main(argv):
     try:
       decoder = [int(v) for v in _DECODER.value]
     except ValueError:
-      cli.fail(f"--decoder_lengths {','.join(_DECODER.value)}: expected "
-               "comma-separated integers, e.g. 10,20,30")
+      cli.fail(
+        f"--decoder_lengths {','.join(_DECODER.value)}: expected "
+        "comma-separated integers, e.g. 10,20,30"
+      )
   if _STEPS.value < 1:
     cli.fail(f"--probe_steps {_STEPS.value}: must be >= 1")
   step = cli.parse_step(_STEP.value)
   from attention_jax import probe
+
   with cli.errors_as_one_line():
     summary = probe.probe_workdir(
-        _WORKDIR.value, _SPLIT.value, per_length=_PER_LENGTH.value,
-        decoder_lengths=decoder, seed=_SEED.value, steps=_STEPS.value, step=step)
+      _WORKDIR.value,
+      _SPLIT.value,
+      per_length=_PER_LENGTH.value,
+      decoder_lengths=decoder,
+      seed=_SEED.value,
+      steps=_STEPS.value,
+      step=step,
+    )
   print(probe.format_summary(summary))
 
 

@@ -14,13 +14,15 @@ from ml_collections import config_flags
 from experiments import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/NAME.py[:ARG]).",
-    lock_config=True)
+  "config", None, "Experiment config file (configs/NAME.py[:ARG]).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of this run.")
 _ALLOW_CHANGE = flags.DEFINE_bool(
-    "allow_config_change", False,
-    "Resume even though hyperparameters differ from the workdir's config.json "
-    "(shapes must still match); the changes go to config_changes.jsonl.")
+  "allow_config_change",
+  False,
+  "Resume even though hyperparameters differ from the workdir's config.json "
+  "(shapes must still match); the changes go to config_changes.jsonl.",
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -28,12 +30,12 @@ def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
   from attention_jax import sharding, train
+
   sharding.initialize_distributed()  # no-op unless launched as several processes
   config = cli.load_config(_CONFIG)
   logging.info("workdir: %s", _WORKDIR.value)
   with cli.errors_as_one_line():
-    train.train_and_evaluate(config, _WORKDIR.value,
-                             allow_config_change=_ALLOW_CHANGE.value)
+    train.train_and_evaluate(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,17 @@ def report_inputs(results, can_unk: bool) -> None:
   for i, r in enumerate(results, 1):
     if r["unknown"]:
       n_unk += 1
-      print(f"input {i}: {len(r['unknown'])} <unk> of {r['tokens']} source tokens: "
-            + ", ".join(repr(u) for u in r["unknown"]), file=sys.stderr)
+      print(
+        f"input {i}: {len(r['unknown'])} <unk> of {r['tokens']} source tokens: "
+        + ", ".join(repr(u) for u in r["unknown"]),
+        file=sys.stderr,
+      )
   tokens = sum(len(r["unknown"]) for r in results)
-  print(f"<unk>: {n_unk} of {len(results)} inputs have unknown source tokens "
-        f"({tokens} of {sum(r['tokens'] for r in results)} tokens)", file=sys.stderr)
+  print(
+    f"<unk>: {n_unk} of {len(results)} inputs have unknown source tokens "
+    f"({tokens} of {sum(r['tokens'] for r in results)} tokens)",
+    file=sys.stderr,
+  )
 
 
 def main(argv):
@@ -58,16 +64,17 @@ def main(argv):
   if _FILE.value:
     try:
       with open(_FILE.value, encoding="utf-8", newline="") as f:
-        lines = f.read().split("\n")   # line ends: \n only, as the data reader
+        lines = f.read().split("\n")  # line ends: \n only, as the data reader
       texts += [l[:-1] if l.endswith("\r") else l for l in lines if l.strip()]
     except (OSError, UnicodeDecodeError) as e:
       cli.fail(f"--file {_FILE.value}: {e.__class__.__name__}: {e}")
   if not texts:
-    cli.fail("nothing to translate: give --text \"...\" or --file F")
+    cli.fail('nothing to translate: give --text "..." or --file F')
   if _PLOT.value and not _PLOT.value.lower().endswith(".png"):
     cli.fail(f"--plot {_PLOT.value}: the heatmap is a PNG; end the name in .png")
   from attention_jax import evaluation, plots
   from attention_jax import workdir as workdir_lib
+
   with cli.errors_as_one_line():
     run = workdir_lib.load(_WORKDIR.value, cli.parse_step(_DECODING.step.value))
     config = run.config
@@ -80,8 +87,13 @@ def main(argv):
   if _PLOT.value:
     for r, path in zip(results, plot_paths(_PLOT.value, len(results))):
       plots.save_attention_heatmap(
-          path, r["attention"], r["source"], r["output"],
-          title=f"{config.model.name} on {config.data.task}", gold=r["gold"])
+        path,
+        r["attention"],
+        r["source"],
+        r["output"],
+        title=f"{config.model.name} on {config.data.task}",
+        gold=r["gold"],
+      )
       print(f"wrote {path}", flush=True)
 
 

@@ -70,6 +70,7 @@ def local_sweep(sweep_config, tmp_path_factory):
   """The 4-point sweep run by the local launcher, 2 points at a time:
   (config file, sweep directory, statuses, printed lines)."""
   from attention_jax import sweeps
+
   workdir = str(tmp_path_factory.mktemp("sweep") / "out")
   lines = []
   with pytest.MonkeyPatch.context() as mp:

@@ -1,6 +1,6 @@
 """Run in a subprocess by test_scale.py (device counts are fixed at jax import).
 
-  python tests/dp_worker.py dp OUT_DIR           # 8 forced CPU devices
+python tests/dp_worker.py dp OUT_DIR           # 8 forced CPU devices
 """
 
 import json
@@ -17,17 +17,22 @@ from attention_jax.testing import tiny_config
 
 
 def checksum(tree) -> list[float]:
-  return [float(np.asarray(jax.device_get(x), np.float64).sum())
-          for x in jax.tree.leaves(tree)]
+  return [float(np.asarray(jax.device_get(x), np.float64).sum()) for x in jax.tree.leaves(tree)]
 
 
 def data_parallel(out_dir: str) -> None:
   assert jax.device_count() == 8, jax.devices()
   result = {}
   for n in (1, 8):
-    config = tiny_config(**{"train.num_devices": n, "train.steps": 6,
-                            "train.log_every_steps": 1, "eval.every_steps": 6,
-                            "checkpoint.every_steps": 6})
+    config = tiny_config(
+      **{
+        "train.num_devices": n,
+        "train.steps": 6,
+        "train.log_every_steps": 1,
+        "eval.every_steps": 6,
+        "checkpoint.every_steps": 6,
+      }
+    )
     workdir = os.path.join(out_dir, f"dev{n}")
     train.train_and_evaluate(config, workdir)
     rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]

@@ -4,21 +4,28 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from attention_jax import objectives, train
-from attention_jax.benchmarks import model as bm
+from attention_jax import objectives
 from attention_jax import step as step_lib
+from attention_jax.benchmarks import model as bm
 
 
 @pytest.mark.parametrize("L,D,T,V,B", [(2, 64, 64, 256, 2), (3, 128, 96, 512, 2)])
 def test_flops_per_token_matches_xla_cost_analysis(L, D, T, V, B):
   """6N + 12·L·d·T against XLA's own FLOP count of the compiled train step
   (an independent reference: it counts every dot, softmax and update)."""
-  c = bm._config("gpt", {"model.vocab_size": V, "data.max_length": T,
-                         "train.batch_size": B, "model.num_layers": L,
-                         "model.hidden_size": D, "model.num_heads": 4})
+  c = bm._config(
+    "gpt",
+    {
+      "model.vocab_size": V,
+      "data.max_length": T,
+      "train.batch_size": B,
+      "model.num_layers": L,
+      "model.hidden_size": D,
+      "model.num_heads": 4,
+    },
+  )
   graphdef, state, tx, schedule = step_lib.create_state(c, V, V)
-  step = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, c,
-                                       objectives.get("lm")))
+  step = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, c, objectives.get("lm")))
   tokens = jnp.zeros((B, T), jnp.int32)
   cost = step.lower(state, {"inputs": tokens, "targets": tokens}).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
@@ -32,10 +39,10 @@ def test_cpu_mfu_peak_is_a_measured_matmul():
     pytest.skip("CPU-only check: on accelerators the vendor peak is used")
   flops = bm.measured_matmul_flops("float32", n=256, rounds=3)
   peak, source = bm.peak_for("float32")
-  assert flops > 1e8 and peak > 1e8      # any CPU here does > 0.1 GFLOP/s
+  assert flops > 1e8 and peak > 1e8  # any CPU here does > 0.1 GFLOP/s
   assert source == "measured 2048² float32 matmul"
-  assert bm.peak_for("float32") == (peak, source)   # measured once per process
-  assert bm.peak_flops("float32") is None           # no vendor figure for a CPU
+  assert bm.peak_for("float32") == (peak, source)  # measured once per process
+  assert bm.peak_flops("float32") is None  # no vendor figure for a CPU
 
 
 def test_attention_rows_run_on_the_same_weights():
@@ -45,7 +52,9 @@ def test_attention_rows_run_on_the_same_weights():
   torch = pytest.importorskip("torch", reason="torch rows exist only with torch")
   import numpy as np
   from flax import nnx
+
   from attention_jax.benchmarks import attention as ba
+
   B, T, D, N = 2, 6, 8, 2
   rng = np.random.default_rng(0)
   W = [(rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4)]
@@ -54,9 +63,10 @@ def test_attention_rows_run_on_the_same_weights():
   mha = ba.torch_mha_layer(torch, W, N, torch.float32, "cpu")
   for causal in (False, True):
     ours = np.asarray(nnx.merge(gdef, params)(jnp.asarray(x), is_causal=causal)[0])
-    mask = (torch.nn.Transformer.generate_square_subsequent_mask(T) if causal else None)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(T) if causal else None
     with torch.no_grad():
-      theirs = mha(*(torch.tensor(x),) * 3, need_weights=False, attn_mask=mask,
-                   is_causal=causal)[0].numpy()
+      theirs = mha(*(torch.tensor(x),) * 3, need_weights=False, attn_mask=mask, is_causal=causal)[
+        0
+      ].numpy()
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
     assert np.abs(ours).max() > 0.1

@@ -9,17 +9,16 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_config
 
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
-from attention_jax import train
-from attention_jax.data import batching, parallel_text, reorder, synthetic, tokenizers
-from attention_jax.errors import DataError
-from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
-from attention_jax import workdir as workdir_lib
 from attention_jax import step as step_lib
-from conftest import ROOT, tiny_config
-
+from attention_jax import train
+from attention_jax import workdir as workdir_lib
+from attention_jax.data import batching, parallel_text, reorder, synthetic, tokenizers
+from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
+from attention_jax.errors import DataError
 
 # ---------------------------------------------------------------------------
 # Synthetic tasks
@@ -35,8 +34,12 @@ def _task(name, **kw):
 
 @pytest.mark.parametrize("name", ["copy", "reverse", "sort", "addition", "reorder"])
 def test_synthetic_deterministic_and_lengths(name):
-  kw = {"data.train_min_length": 6, "data.train_max_length": 12,
-        "data.eval_min_length": 13, "data.eval_max_length": 16}
+  kw = {
+    "data.train_min_length": 6,
+    "data.train_max_length": 12,
+    "data.eval_min_length": 13,
+    "data.eval_max_length": 16,
+  }
   a, b = _task(name, **kw), _task(name, **kw)
   other = _task(name, **kw, seed=1)
   for k in ("src", "tgt_in", "tgt_out"):
@@ -47,19 +50,19 @@ def test_synthetic_deterministic_and_lengths(name):
   assert not np.array_equal(a.eval_set("eval")["src"], a.eval_set("test")["src"])
   for batch, (lo, hi) in ((a.train_batch(0), (6, 12)), (a.eval_set(), (13, 16))):
     n = (batch["src"] != PAD).sum(1)
-    if name == "addition":   # two operands of lo..hi digits and a "+"
+    if name == "addition":  # two operands of lo..hi digits and a "+"
       assert n.min() >= 2 * lo + 1 and n.max() <= 2 * hi + 1
     else:
       assert n.min() >= lo and n.max() <= hi
     # BOS y … / y … EOS
     assert (batch["tgt_in"][:, 0] == BOS).all()
-    np.testing.assert_array_equal(batch["tgt_in"][:, 1:], batch["tgt_out"][:, :-1]
-                                  * (batch["tgt_out"][:, :-1] != EOS))
+    np.testing.assert_array_equal(
+      batch["tgt_in"][:, 1:], batch["tgt_out"][:, :-1] * (batch["tgt_out"][:, :-1] != EOS)
+    )
 
 
 def test_reverse_copy_sort_properties():
-  for name, fn in (("reverse", lambda s: s[::-1]), ("copy", lambda s: s),
-                   ("sort", sorted)):
+  for name, fn in (("reverse", lambda s: s[::-1]), ("copy", lambda s: s), ("sort", sorted)):
     batch = _task(name).train_batch(0)
     for s, t in zip(batch["src"], batch["tgt_out"]):
       assert _content(t) == list(fn(_content(s)))
@@ -73,7 +76,7 @@ def test_addition_is_correct():
   for s, t in zip(batch["src"], batch["tgt_out"]):
     a, b = task.detokenize(s, "src").split("+")
     assert int(task.detokenize(t)) == int(a) + int(b)
-    assert a == str(int(a)) and b == str(int(b))   # no leading zeros
+    assert a == str(int(a)) and b == str(int(b))  # no leading zeros
   assert task.src_vocab.tokens[4:] == list("0123456789+")
   assert task.eval_references()[0] == task.detokenize(task.eval_set()["tgt_out"][0])
 
@@ -87,13 +90,13 @@ def test_reorder_alignment_is_a_permutation_of_content_words():
     p = reorder.generate(rng, lex, depth=2, clauses=2, min_length=6, max_length=40)
     src = [i for i, _ in p.alignment]
     tgt = [j for _, j in p.alignment]
-    assert len(set(src)) == len(src) and len(set(tgt)) == len(tgt)   # a bijection
+    assert len(set(src)) == len(src) and len(set(tgt)) == len(tgt)  # a bijection
     # Every noun/verb/preposition of either side is aligned.
     nouns_en = {e for e, _, _ in lex.animate + lex.places}
     nouns_de = {g for _, g, _ in lex.animate + lex.places}
     assert {i for i, w in enumerate(p.source) if w in nouns_en} <= set(src)
     assert {j for j, w in enumerate(p.target) if w in nouns_de} <= set(tgt)
-    for i, j in p.alignment:   # aligned words translate each other
+    for i, j in p.alignment:  # aligned words translate each other
       en_forms.setdefault(p.source[i], set()).add(p.target[j])
     noun_map = {e: g for e, g, _ in lex.animate + lex.places}
     for i, j in p.alignment:
@@ -101,35 +104,42 @@ def test_reorder_alignment_is_a_permutation_of_content_words():
         assert p.target[j] == noun_map[p.source[i]]
     assert len(p.target) <= 40
     moved += tgt != sorted(tgt)
-  assert moved > 100   # the order really changes
+  assert moved > 100  # the order really changes
   assert en_forms["saw"] == {"sah"} and en_forms["seen"] <= {"gesehen", "sehen"}
 
 
 def test_reorder_seed_example():
   pair, gloss = reorder.seed_example()
   assert reorder.sentence(pair.source) == (
-      "The dog, who must have been able to see the cat running through the garden.")
+    "The dog, who must have been able to see the cat running through the garden."
+  )
   assert reorder.sentence(pair.target) == (
-      "Der Hund, der die Katze durch den Garten haben rennen sehen können musste.")
+    "Der Hund, der die Katze durch den Garten haben rennen sehen können musste."
+  )
   assert reorder.sentence(gloss) == (
-      "The dog, who the cat through the garden have running see able must.")
+    "The dog, who the cat through the garden have running see able must."
+  )
 
 
 def test_reorder_knobs_grow_length_and_vocabulary():
   def mean_len(depth, clauses):
     rng = np.random.default_rng(0)
     lex = reorder.Lexicon.build(10)
-    return np.mean([len(reorder.generate(rng, lex, depth, clauses, 1, 200).source)
-                    for _ in range(100)])
+    return np.mean(
+      [len(reorder.generate(rng, lex, depth, clauses, 1, 200).source) for _ in range(100)]
+    )
+
   assert mean_len(0, 1) < mean_len(2, 1) < mean_len(2, 3)
   small, big = reorder.Lexicon.build(5), reorder.Lexicon.build(40)
   assert len(small.animate) == 5 and len(big.animate) == 40
   assert len(big.source_tokens()) > len(small.source_tokens())
-  task = _task("reorder", **{"data.vocab_size": 40, "data.train_max_length": 30,
-                             "data.eval_max_length": 30})
+  task = _task(
+    "reorder", **{"data.vocab_size": 40, "data.train_max_length": 30, "data.eval_max_length": 30}
+  )
   assert len(task.src_vocab) == len(big.source_tokens()) + 4
-  task = _task("reorder", **{"data.train_min_length": 6, "data.train_max_length": 6,
-                             "data.eval_max_length": 9})
+  task = _task(
+    "reorder", **{"data.train_min_length": 6, "data.train_max_length": 6, "data.eval_max_length": 9}
+  )
   assert ((task.train_batch(0)["src"] != PAD).sum(1) == 6).all()
   with pytest.raises(ValueError, match="no sentence of 1..4 tokens"):
     _task("reorder", **{"data.train_max_length": 4, "data.eval_max_length": 4})
@@ -146,8 +156,14 @@ def _write(path, data):
   return str(path)
 
 
-PAIRS = [("a b c", "x y"), ("b c", "y z w"), ("c a", "z"), ("a", "x x"),
-         ("b b a c", "w y"), ("c", "z z z")]
+PAIRS = [
+  ("a b c", "x y"),
+  ("b c", "y z w"),
+  ("c a", "z"),
+  ("a", "x x"),
+  ("b b a c", "w y"),
+  ("c", "z z z"),
+]
 
 
 def _tsv(tmp_path, name="train.tsv", pairs=PAIRS):
@@ -155,19 +171,28 @@ def _tsv(tmp_path, name="train.tsv", pairs=PAIRS):
 
 
 def _files_config(tmp_path, train_path, eval_path, **kw):
-  return tiny_config(**{"data.task": "files", "data.train_path": train_path,
-                        "data.eval_path": eval_path,
-                        "data.tfds_data_dir": str(tmp_path / "tfds"),
-                        "data.max_length": 8, "train.batch_size": 4, **kw})
+  return tiny_config(
+    **{
+      "data.task": "files",
+      "data.train_path": train_path,
+      "data.eval_path": eval_path,
+      "data.tfds_data_dir": str(tmp_path / "tfds"),
+      "data.max_length": 8,
+      "train.batch_size": 4,
+      **kw,
+    }
+  )
 
 
 def test_files_round_trip_without_tensorflow(tmp_path):
   import tensorflow_datasets as tfds
+
   train_path = _tsv(tmp_path)
   src = _write(tmp_path / "dev.src", "a b\nc\n")
   _write(tmp_path / "dev.tgt", "x\ny z\n")
   directory, reports = parallel_text.build_files_dataset(
-      {"train": train_path, "eval": str(tmp_path / "dev")}, str(tmp_path / "tfds"))
+    {"train": train_path, "eval": str(tmp_path / "dev")}, str(tmp_path / "tfds")
+  )
   assert "tensorflow" not in sys.modules
   # Read back by a reader that knows nothing of the builder class.
   sources = tfds.builder_from_directory(directory).as_data_source()
@@ -175,26 +200,35 @@ def test_files_round_trip_without_tensorflow(tmp_path):
   rows = parallel_text.read_source(sources["train"], "source", "target", "t")
   assert rows == [(n, s, t) for n, (s, t) in enumerate(PAIRS, 1)]
   assert parallel_text.read_source(sources["eval"], "source", "target", "e") == [
-      (1, "a b", "x"), (2, "c", "y z")]
-  assert reports["train"]["pairs"] == 6 and reports["eval"]["file"] == (
-      f"{src} + {src[:-4]}.tgt")
+    (1, "a b", "x"),
+    (2, "c", "y z"),
+  ]
+  assert reports["train"]["pairs"] == 6 and reports["eval"]["file"] == (f"{src} + {src[:-4]}.tgt")
   # Unchanged files reuse the dataset; changed files are rebuilt elsewhere.
   again, _ = parallel_text.build_files_dataset(
-      {"train": train_path, "eval": src}, str(tmp_path / "tfds"))
+    {"train": train_path, "eval": src}, str(tmp_path / "tfds")
+  )
   assert again == directory
   _tsv(tmp_path, pairs=PAIRS[:3])
   changed, _ = parallel_text.build_files_dataset(
-      {"train": train_path, "eval": src}, str(tmp_path / "tfds"))
+    {"train": train_path, "eval": src}, str(tmp_path / "tfds")
+  )
   assert changed != directory
-  rows = parallel_text.read_source(tfds.builder_from_directory(changed).as_data_source()["train"],
-                          "source", "target", "t")
+  rows = parallel_text.read_source(
+    tfds.builder_from_directory(changed).as_data_source()["train"], "source", "target", "t"
+  )
   assert len(rows) == 3
 
 
 def test_files_task_batches_and_references(tmp_path):
-  task = data_lib.build_task(_files_config(
-      tmp_path, _tsv(tmp_path), _tsv(tmp_path, "dev.tsv", PAIRS[:3]),
-      **{"data.bucket_boundaries": "2"}))
+  task = data_lib.build_task(
+    _files_config(
+      tmp_path,
+      _tsv(tmp_path),
+      _tsv(tmp_path, "dev.tsv", PAIRS[:3]),
+      **{"data.bucket_boundaries": "2"},
+    )
+  )
   assert task.src_vocab.tokens[4:] == ["c", "a", "b"]  # by count, then by token
   assert task.tgt_vocab.tokens[4:] == ["z", "x", "y", "w"]
   it = task.train_iterator()
@@ -215,14 +249,22 @@ def test_files_task_batches_and_references(tmp_path):
   np.testing.assert_array_equal(task.eval_source_lengths("eval"), [3, 2, 2])
 
 
-@pytest.mark.parametrize("name,keys", [("wmt14_translate/de-en", ("de", "en")),
-                                       ("ted_hrlr_translate/pt_to_en", ("pt", "en"))])
+@pytest.mark.parametrize(
+  "name,keys",
+  [("wmt14_translate/de-en", ("de", "en")), ("ted_hrlr_translate/pt_to_en", ("pt", "en"))],
+)
 def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
   import tensorflow_datasets as tfds
-  config = tiny_config(**{"data.task": f"tfds:{name}",
-                          "data.tfds_data_dir": str(tmp_path / "tfds"),
-                          "data.tokenizer": "char", "data.max_length": 32,
-                          "train.batch_size": 4})
+
+  config = tiny_config(
+    **{
+      "data.task": f"tfds:{name}",
+      "data.tfds_data_dir": str(tmp_path / "tfds"),
+      "data.tokenizer": "char",
+      "data.max_length": 32,
+      "train.batch_size": 4,
+    }
+  )
   config_lib.validate(config)
   with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path / "tfds")):
     task = data_lib.build_task(config)
@@ -230,7 +272,7 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
     batch = next(task.train_iterator())
     raw = tfds.data_source(name, split="validation", data_dir=str(tmp_path / "tfds"))
   assert "tensorflow" not in sys.modules
-  assert (task.corpus.src_key, task.corpus.tgt_key) == keys   # supervised keys
+  assert (task.corpus.src_key, task.corpus.tgt_key) == keys  # supervised keys
   assert ev["src"].shape[0] == 12 and batch["src"].shape == (4, 32)
   refs = task.eval_references("eval")
   src, tgt = keys
@@ -238,15 +280,18 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
   assert refs == [r[tgt] for r in raw if r[src].strip() and r[tgt].strip()]
   assert task.detokenize(ev["tgt_out"][0]) == refs[0].strip()[:32]
   # mock_data serves the same examples in every split: all of them overlap.
-  assert task.held_out()["eval"] == {"pairs": 12, "pairs_in_train": 12,
-                                     "sources_in_train": 12}
+  assert task.held_out()["eval"] == {"pairs": 12, "pairs_in_train": 12, "sources_in_train": 12}
 
 
 def test_catalog_unknown_name_is_one_line(tmp_path):
-  config = tiny_config(**{"data.task": "tfds:no_such_dataset_xyz",
-                          "data.tfds_data_dir": str(tmp_path)})
-  with pytest.raises(DataError, match=r"^data.task 'tfds:no_such_dataset_xyz': "
-                     "no such TFDS dataset$"):
+  config = tiny_config(
+    **{"data.task": "tfds:no_such_dataset_xyz", "data.tfds_data_dir": str(tmp_path)}
+  )
+  with pytest.raises(
+    DataError,
+    match=r"^data.task 'tfds:no_such_dataset_xyz': "
+    "no such TFDS dataset$",
+  ):
     data_lib.build_task(config)
 
 
@@ -271,7 +316,7 @@ def test_bad_missing_and_empty_files(tmp_path):
   assert msg == f"{path}: file is empty"
   path, msg = _bad(tmp_path, b"\n\n", name="blank.tsv")
   assert msg == f"{path}: file is empty"
-  src = _write(tmp_path / "x.src", "a\n")   # the .tgt of a pair is missing
+  src = _write(tmp_path / "x.src", "a\n")  # the .tgt of a pair is missing
   config = _files_config(tmp_path, src, _tsv(tmp_path, "dev.tsv"))
   with pytest.raises(DataError, match=r"data.train_path: file not found: .*x.tgt"):
     data_lib.build_task(config)
@@ -283,9 +328,9 @@ def test_bad_utf8_names_the_line(tmp_path):
 
 
 def test_bad_tabs_name_the_line(tmp_path):
-  path, msg = _bad(tmp_path, "a\tb\nno tab here\n".encode())
+  path, msg = _bad(tmp_path, b"a\tb\nno tab here\n")
   assert msg == f"{path}:2: expected exactly one tab (source<TAB>target), found 0"
-  path, msg = _bad(tmp_path, "a\tb\nc\td\ne\tf\tg\n".encode(), name="t2.tsv")
+  path, msg = _bad(tmp_path, b"a\tb\nc\td\ne\tf\tg\n", name="t2.tsv")
   assert msg == f"{path}:3: expected exactly one tab (source<TAB>target), found 2"
 
 
@@ -295,39 +340,38 @@ def test_bad_line_count_mismatch_names_both(tmp_path):
   config = _files_config(tmp_path, str(tmp_path / "train"), _tsv(tmp_path, "dev.tsv"))
   with pytest.raises(DataError) as e:
     data_lib.build_task(config)
-  assert str(e.value) == (f"{src} has 3 lines but {tgt} has 2 lines; they must "
-                          "be line-aligned")
+  assert str(e.value) == (f"{src} has 3 lines but {tgt} has 2 lines; they must be line-aligned")
 
 
 def test_empty_sentences_dropped_and_counted(tmp_path, caplog):
-  path = _write(tmp_path / "train.tsv",
-                "a b\tx\n\ty\n \t \nc\tz\nb\t\n")
+  path = _write(tmp_path / "train.tsv", "a b\tx\n\ty\n \t \nc\tz\nb\t\n")
   config = _files_config(tmp_path, path, _tsv(tmp_path, "dev.tsv"))
   with caplog.at_level(logging.INFO):
     task = data_lib.build_task(config)
   assert [s for _, s, _ in task.corpus.pairs("train")] == ["a b", "c"]
   assert f"{path}: 2 sentence pairs; dropped 3 with an empty side (first at line 2)" in (
-      caplog.text)
+    caplog.text
+  )
 
 
 def test_lines_split_on_newline_only(tmp_path):
   # U+2028, U+0085 and a lone \r are text; \r\n ends a line like \n.
-  path = _write(tmp_path / "train.tsv",
-                "a\u2028b\tx\r\nc\x85d\ty\ne\rf\tz\n".encode("utf-8"))
-  config = _files_config(tmp_path, path, _tsv(tmp_path, "dev.tsv"),
-                         **{"data.tokenizer": "char"})
+  path = _write(tmp_path / "train.tsv", "a\u2028b\tx\r\nc\x85d\ty\ne\rf\tz\n".encode("utf-8"))
+  config = _files_config(tmp_path, path, _tsv(tmp_path, "dev.tsv"), **{"data.tokenizer": "char"})
   task = data_lib.build_task(config)
-  assert task.corpus.pairs("train") == [(1, "a\u2028b", "x"), (2, "c\x85d", "y"),
-                                        (3, "e\rf", "z")]
+  assert task.corpus.pairs("train") == [(1, "a\u2028b", "x"), (2, "c\x85d", "y"), (3, "e\rf", "z")]
   assert {"\u2028", "\x85", "\r"} <= set(task.src_vocab.tokens)
 
 
 @pytest.mark.parametrize("policy", ["truncate", "drop"])
 def test_overlong_truncated_or_dropped_and_counted(tmp_path, caplog, policy):
   pairs = [("a " * 10, "x"), ("a", "y " * 9), ("a b", "x y")]
-  config = _files_config(tmp_path, _tsv(tmp_path, pairs=pairs),
-                         _tsv(tmp_path, "dev.tsv", pairs), **{
-                             "data.max_length": 4, "data.overlong": policy})
+  config = _files_config(
+    tmp_path,
+    _tsv(tmp_path, pairs=pairs),
+    _tsv(tmp_path, "dev.tsv", pairs),
+    **{"data.max_length": 4, "data.overlong": policy},
+  )
   with caplog.at_level(logging.INFO):
     task = data_lib.build_task(config)
     e = task.encoded("train")
@@ -335,8 +379,7 @@ def test_overlong_truncated_or_dropped_and_counted(tmp_path, caplog, policy):
   kept = 3 if policy == "truncate" else 1
   assert len(e["src"]) == kept and max(len(s) for s in e["src"]) <= 4
   done = "truncated" if policy == "truncate" else "dropped"
-  assert f"train: 2 of 3 pairs longer than data.max_length=4 tokens ({done})" in (
-      caplog.text)
+  assert f"train: 2 of 3 pairs longer than data.max_length=4 tokens ({done})" in (caplog.text)
   # Evaluation sets are truncated, never dropped: references stay whole and
   # raw (the trailing space too); source lengths are words of the raw line.
   assert ev["src"].shape == (3, 4)
@@ -347,31 +390,51 @@ def test_overlong_truncated_or_dropped_and_counted(tmp_path, caplog, policy):
 def test_bad_input_stops_the_cli_with_one_line(tmp_path):
   bad = _write(tmp_path / "bad.tsv", "a\tb\nc d\n")
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.run", "--config", "configs/quickstart.py",
-       "--workdir", str(tmp_path / "w"), "--config.data.task=files",
-       f"--config.data.train_path={bad}", f"--config.data.eval_path={bad}",
-       f"--config.data.tfds_data_dir={tmp_path / 'tfds'}"],
-      cwd=ROOT, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "experiments.run",
+      "--config",
+      "configs/quickstart.py",
+      "--workdir",
+      str(tmp_path / "w"),
+      "--config.data.task=files",
+      f"--config.data.train_path={bad}",
+      f"--config.data.eval_path={bad}",
+      f"--config.data.tfds_data_dir={tmp_path / 'tfds'}",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
-      f"error: {bad}:2: expected exactly one tab (source<TAB>target), found 0")
-  assert not os.path.exists(tmp_path / "w" / "metrics.jsonl")   # nothing trained
+    f"error: {bad}:2: expected exactly one tab (source<TAB>target), found 0"
+  )
+  assert not os.path.exists(tmp_path / "w" / "metrics.jsonl")  # nothing trained
 
 
 def test_config_validation_of_data_keys():
-  cases = [({"data.tokenizer": "bpe"}, "'data.tokenizer' has value 'bpe'; allowed: "
-            "'char', 'word', 'sentencepiece'"),
-           ({"data.overlong": "cut"}, "'data.overlong' has value 'cut'"),
-           ({"data.bucket_boundaries": "8,x"}, "expected comma-separated integers"),
-           ({"data.bucket_boundaries": "16,8"}, "expected increasing integers"),
-           ({"data.bucket_boundaries": "100"}, "in 1..data.max_length (64)"),
-           ({"data.task": "files"}, "'data.train_path' is empty"),
-           ({"data.task": "tfds:"}, "'data.task' has value 'tfds:'"),
-           ({"data.task": "tfds:x", "data.eval_split": ""}, "'data.eval_split' is empty"),
-           ({"data.min_count": 0}, "'data.min_count' must be >= 1")]
+  cases = [
+    (
+      {"data.tokenizer": "bpe"},
+      "'data.tokenizer' has value 'bpe'; allowed: 'char', 'word', 'sentencepiece'",
+    ),
+    ({"data.overlong": "cut"}, "'data.overlong' has value 'cut'"),
+    ({"data.bucket_boundaries": "8,x"}, "expected comma-separated integers"),
+    ({"data.bucket_boundaries": "16,8"}, "expected increasing integers"),
+    ({"data.bucket_boundaries": "100"}, "in 1..data.max_length (64)"),
+    ({"data.task": "files"}, "'data.train_path' is empty"),
+    ({"data.task": "tfds:"}, "'data.task' has value 'tfds:'"),
+    ({"data.task": "tfds:x", "data.eval_split": ""}, "'data.eval_split' is empty"),
+    ({"data.min_count": 0}, "'data.min_count' must be >= 1"),
+  ]
   for overrides, message in cases:
-    with pytest.raises(config_lib.ConfigError, match=".*" + message.replace(
-        "(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    with pytest.raises(
+      config_lib.ConfigError,
+      match=".*" + message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\."),
+    ):
       config_lib.validate(tiny_config(**overrides))
   for task in ("reorder", "sort", "addition", "files", "tfds:wmt14_translate/de-en"):
     assert data_lib.is_known_task(task)
@@ -403,7 +466,7 @@ def test_sentencepiece_trained_saved_and_rebuilt_from_workdir(tmp_path):
   assert tok.vocab.tokens[:4] == ["<pad>", "<s>", "</s>", "<unk>"]
   ids = tok.encode("the lazy fox")
   assert tok.decode(ids + [EOS, 7, 7]) == "the lazy fox"
-  assert len(os.listdir(tmp_path / "c")) == 1   # cached beside the data
+  assert len(os.listdir(tmp_path / "c")) == 1  # cached beside the data
   again = tokenizers.SentencePieceTokenizer.train(texts, 40, cache_dir=str(tmp_path / "c"))
   assert again.model_proto == tok.model_proto
   record = tokenizers.save(tok, str(tmp_path), "src")
@@ -440,7 +503,7 @@ def test_buckets_cover_every_example_each_epoch():
         assert b == 0 or max(len(src[i]), len(tgt[i])) > bb.boundaries[b - 1]
       seen |= set(rows)
     assert seen == set(range(len(src)))
-  assert bb.epoch_plan(0) != bb.epoch_plan(1)   # reshuffled
+  assert bb.epoch_plan(0) != bb.epoch_plan(1)  # reshuffled
   batch = bb.batch(1)
   assert batch["src"].shape[1] + 1 == batch["tgt_in"].shape[1]
   assert batch["src"].shape[1] in (4, 8, 12)
@@ -449,13 +512,14 @@ def test_buckets_cover_every_example_each_epoch():
 def test_resume_mid_epoch_equals_uninterrupted():
   src, tgt = _lengths_data()
   make = lambda: batching.IndexedIterator(
-      batching.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch)
+    batching.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch
+  )
   full = make()
-  want = [next(full) for _ in range(20)]   # several epochs (7 batches each)
+  want = [next(full) for _ in range(20)]  # several epochs (7 batches each)
   first = make()
   for _ in range(9):
     next(first)
-  state = json.loads(json.dumps(first.get_state()))   # as stored in a checkpoint
+  state = json.loads(json.dumps(first.get_state()))  # as stored in a checkpoint
   resumed = make()
   resumed.set_state(state)
   for w in want[9:]:
@@ -473,30 +537,45 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
   alone after the data and its caches are gone."""
   data_dir = tmp_path / "data"
   data_dir.mkdir()
-  lines = open(os.path.join(ROOT, "tests", "data", "toy_train.tsv"),
-               encoding="utf-8").read().splitlines()
+  lines = (
+    open(os.path.join(ROOT, "tests", "data", "toy_train.tsv"), encoding="utf-8").read().splitlines()
+  )
   train_path = _write(data_dir / "train.tsv", "\n".join(lines[:300]) + "\n")
   dev_path = _write(data_dir / "dev.tsv", "\n".join(lines[300:340]) + "\n")
-  config = tiny_config(**{
-      "data.task": "files", "data.train_path": train_path, "data.eval_path": dev_path,
-      "data.tfds_data_dir": str(data_dir / "tfds"), "data.tokenizer": "sentencepiece",
-      "data.sp_vocab_size": 60, "data.max_length": 40,
-      "train.steps": 20, "eval.every_steps": 20, "checkpoint.every_steps": 20})
+  config = tiny_config(
+    **{
+      "data.task": "files",
+      "data.train_path": train_path,
+      "data.eval_path": dev_path,
+      "data.tfds_data_dir": str(data_dir / "tfds"),
+      "data.tokenizer": "sentencepiece",
+      "data.sp_vocab_size": 60,
+      "data.max_length": 40,
+      "train.steps": 20,
+      "eval.every_steps": 20,
+      "checkpoint.every_steps": 20,
+    }
+  )
   workdir = str(tmp_path / "w")
   final = train.train_and_evaluate(config, workdir)
   assert np.isfinite(final["loss"]) and final["loss"] < np.log(60)
-  assert sorted(f for f in os.listdir(workdir) if not os.path.isdir(
-      os.path.join(workdir, f))) == ["config.json", "metrics.jsonl", "spm_src.model",
-                                     "spm_tgt.model", "tokenizer.json",
-                                     "vocab_src.txt", "vocab_tgt.txt"]
+  assert sorted(f for f in os.listdir(workdir) if not os.path.isdir(os.path.join(workdir, f))) == [
+    "config.json",
+    "metrics.jsonl",
+    "spm_src.model",
+    "spm_tgt.model",
+    "tokenizer.json",
+    "vocab_src.txt",
+    "vocab_tgt.txt",
+  ]
   assert "tensorflow" not in sys.modules
   import shutil
+
   shutil.rmtree(data_dir)
   run = workdir_lib.load(workdir)
 
   model, _ = run.model, run.config
-  assert len(run.task.src_vocab) == len(Vocabulary.load(os.path.join(
-      workdir, "vocab_src.txt")))
+  assert len(run.task.src_vocab) == len(Vocabulary.load(os.path.join(workdir, "vocab_src.txt")))
   ids = run.task.encode("the dog saw the cat .")
   assert run.task.detokenize(ids, "src") == "the dog saw the cat ."
   assert int(run.state.step) == 20
@@ -504,6 +583,7 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
 
 def _seq2seq_models():
   from attention_jax import models
+
   return sorted(n for n, cls in models.MODELS.items() if hasattr(cls, "encode"))
 
 
@@ -511,16 +591,27 @@ def _seq2seq_models():
 def test_reorder_trains_with_every_seq2seq_model(model_name):
   """Different source/target vocabularies and widths go through each model."""
   import jax
-  config = tiny_config(**{"data.task": "reorder", "model.name": model_name,
-                          "data.train_min_length": 6, "data.train_max_length": 12,
-                          "data.eval_min_length": 6, "data.eval_max_length": 12,
-                          "train.batch_size": 8, "train.schedule": "constant",
-                          "train.warmup_steps": 0, "train.learning_rate": 1e-2})
+
+  config = tiny_config(
+    **{
+      "data.task": "reorder",
+      "model.name": model_name,
+      "data.train_min_length": 6,
+      "data.train_max_length": 12,
+      "data.eval_min_length": 6,
+      "data.eval_max_length": 12,
+      "train.batch_size": 8,
+      "train.schedule": "constant",
+      "train.warmup_steps": 0,
+      "train.learning_rate": 1e-2,
+    }
+  )
   config_lib.validate(config)
   run = workdir_lib.build_run(config)
   assert len(run.task.src_vocab) != len(run.task.tgt_vocab)
-  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
-                                       run.objective))
+  step = jax.jit(
+    step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
+  )
   batch = next(run.task.train_iterator())
   state, first = step(run.state, batch)
   for _ in range(3):

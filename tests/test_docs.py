@@ -66,8 +66,9 @@ def _anchors(path: pathlib.Path) -> set[str]:
 
 
 def _links(path: pathlib.Path) -> list[str]:
-  return [t for t in _LINK.findall(_prose(_text(path)))
-          if not re.match(r"^[a-z][a-z0-9+.-]*:", t)]   # skip http:, mailto:
+  return [
+    t for t in _LINK.findall(_prose(_text(path))) if not re.match(r"^[a-z][a-z0-9+.-]*:", t)
+  ]  # skip http:, mailto:
 
 
 def _resolve(page: pathlib.Path, target: str) -> tuple[pathlib.Path, str]:
@@ -78,11 +79,14 @@ def _resolve(page: pathlib.Path, target: str) -> tuple[pathlib.Path, str]:
 
 def test_github_slug_matches_known_anchors():
   assert github_slug("`per_model`: one file, several models") == (
-      "per_model-one-file-several-models")
+    "per_model-one-file-several-models"
+  )
   assert github_slug("The real-text recipe: `configs/translate.py`") == (
-      "the-real-text-recipe-configstranslatepy")
+    "the-real-text-recipe-configstranslatepy"
+  )
   assert github_slug("Vanishing gradients (configs/vanishing.py)") == (
-      "vanishing-gradients-configsvanishingpy")
+    "vanishing-gradients-configsvanishingpy"
+  )
 
 
 @pytest.mark.parametrize("page", _pages(), ids=lambda p: str(p.relative_to(ROOT)))
@@ -102,13 +106,13 @@ def test_relative_links_resolve(page):
 def test_readme_is_a_front_door():
   data = README.read_bytes()
   assert len(data) <= README_CAP_BYTES, (
-      f"README.md is {len(data):,} bytes; the cap is {README_CAP_BYTES:,}: "
-      "move detail to docs/")
+    f"README.md is {len(data):,} bytes; the cap is {README_CAP_BYTES:,}: move detail to docs/"
+  )
   layout = re.search(rb"^## Layout\s*$", data, re.M)
   assert layout, "README.md has no '## Layout' section"
   assert layout.start() < len(data) / 3, (
-      f"'## Layout' starts at byte {layout.start():,} of {len(data):,}: "
-      "not in the first third")
+    f"'## Layout' starts at byte {layout.start():,} of {len(data):,}: not in the first third"
+  )
 
 
 def test_every_docs_page_is_linked_from_readme():
@@ -131,8 +135,9 @@ def test_every_docs_file_is_reachable_from_readme():
       reached.add(dest)
       if dest.suffix == ".md" and dest.exists():
         todo.append(dest)
-  orphans = [p.relative_to(ROOT) for p in sorted(DOCS.rglob("*"))
-             if p.is_file() and p not in reached]
+  orphans = [
+    p.relative_to(ROOT) for p in sorted(DOCS.rglob("*")) if p.is_file() and p not in reached
+  ]
   assert not orphans, f"files under docs/ that no link reaches: {orphans}"
 
 
@@ -145,8 +150,9 @@ def test_nothing_refers_outside_the_repository(page):
 
 
 _REPO_PATH = re.compile(
-    r"(?<![\w/.-])((?:attention_jax|experiments|configs|tests|tools|docs"
-    r"|data|models|benchmarks|sweeps)/[\w/.*{},<>-]*)")
+  r"(?<![\w/.-])((?:attention_jax|experiments|configs|tests|tools|docs"
+  r"|data|models|benchmarks|sweeps)/[\w/.*{},<>-]*)"
+)
 # Short paths inside the package, as the pages write them (``models/gpt.py``).
 _PACKAGE_DIRS = ("data/", "models/", "benchmarks/", "sweeps/")
 
@@ -214,6 +220,7 @@ def _schema_keys() -> set[str]:
         yield from flatten(v, f"{prefix}{k}.")
       else:
         yield f"{prefix}{k}"
+
   return set(flatten(base_config()))
 
 
@@ -231,7 +238,12 @@ def test_configs_page_lists_every_key():
   keys = _schema_keys()
   text = _text(DOCS / "configs.md")
   rows = "\n".join(line for line in text.splitlines() if line.startswith("| `"))
-  named = set(re.findall(r"`((?:seed|per_model|(?:model|data|train|eval|checkpoint)"
-                         r"\.\w+))`", rows))
+  named = set(
+    re.findall(
+      r"`((?:seed|per_model|(?:model|data|train|eval|checkpoint)"
+      r"\.\w+))`",
+      rows,
+    )
+  )
   assert keys - named == set(), f"keys missing from docs/configs.md: {sorted(keys - named)}"
   assert named - keys == set(), f"docs/configs.md names unknown keys: {sorted(named - keys)}"

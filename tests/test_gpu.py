@@ -15,17 +15,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_config
 from flax import nnx
 
-from attention_jax import attention, models, objectives, precision, rnn, train
+from attention_jax import attention, objectives, precision, rnn
 from attention_jax import step as step_lib
 from attention_jax.testing import decode_in_steps
-from conftest import ROOT, tiny_config
 
 pytestmark = pytest.mark.skipif(
-    jax.default_backend() != "gpu",
-    reason=f"needs a GPU (jax.default_backend() is {jax.default_backend()!r}); "
-           "run tools/gpu_check.sh on one")
+  jax.default_backend() != "gpu",
+  reason=f"needs a GPU (jax.default_backend() is {jax.default_backend()!r}); "
+  "run tools/gpu_check.sh on one",
+)
 
 
 def _qkv(B=2, T=128, N=4, h=64, dtype=jnp.bfloat16, seed=0):
@@ -36,38 +37,58 @@ def _qkv(B=2, T=128, N=4, h=64, dtype=jnp.bfloat16, seed=0):
 def test_auto_attention_is_cudnn_in_bf16_and_matches_xla():
   q, k, v = _qkv()
   attention.last_path.clear()
-  f = lambda impl: jax.jit(lambda q, k, v: attention.scaled_dot_product_attention(
-      q, k, v, is_causal=True, implementation=impl))
+  f = lambda impl: jax.jit(
+    lambda q, k, v: attention.scaled_dot_product_attention(
+      q, k, v, is_causal=True, implementation=impl
+    )
+  )
   out = f("auto")(q, k, v)
   assert attention.last_path["used"] == "cudnn", attention.last_path
   ref = f("xla")(q, k, v)
-  np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32),
-                             atol=2e-2)
-  loss = lambda impl: jax.jit(jax.grad(lambda q, k, v: (attention.scaled_dot_product_attention(
-      q, k, v, is_causal=True, implementation=impl).astype(jnp.float32) ** 2).sum(),
-      argnums=(0, 1, 2)))
+  np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2)
+  loss = lambda impl: jax.jit(
+    jax.grad(
+      lambda q, k, v: (
+        attention.scaled_dot_product_attention(q, k, v, is_causal=True, implementation=impl).astype(
+          jnp.float32
+        )
+        ** 2
+      ).sum(),
+      argnums=(0, 1, 2),
+    )
+  )
   for a, b in zip(loss("auto")(q, k, v), loss("xla")(q, k, v)):
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     assert np.abs(a - b).max() <= 3e-2 * np.abs(b).max()
 
 
 def test_bf16_gpt_step_takes_bf16_products_cudnn_attention_and_learns():
-  config = tiny_config(**{"model.name": "gpt", "data.task": "text",
-                          "model.hidden_size": 128, "model.num_heads": 2,
-                          "model.num_layers": 2, "model.max_positions": 128,
-                          "data.max_length": 128, "train.compute_dtype": "bfloat16",
-                          "train.learning_rate": 3e-3, "train.warmup_steps": 0,
-                          "model.scan_layers": True})
+  config = tiny_config(
+    **{
+      "model.name": "gpt",
+      "data.task": "text",
+      "model.hidden_size": 128,
+      "model.num_heads": 2,
+      "model.num_layers": 2,
+      "model.max_positions": 128,
+      "data.max_length": 128,
+      "train.compute_dtype": "bfloat16",
+      "train.learning_rate": 3e-3,
+      "train.warmup_steps": 0,
+      "model.scan_layers": True,
+    }
+  )
   graphdef, state, tx, schedule = step_lib.create_state(config, 64, 64)
   tokens = jax.random.randint(jax.random.PRNGKey(1), (8, 129), 4, 64)
   batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
-  lowered = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, config,
-                                          objectives.get("lm"))).lower(state, batch)
+  lowered = jax.jit(
+    step_lib.make_train_step(graphdef, tx, schedule, config, objectives.get("lm"))
+  ).lower(state, batch)
   assert precision.step_dtype(lowered.as_text()) == "bfloat16"
   step = lowered.compile()
   assert re.search(r"cudnn\$fmha|__cudnn\$fmha", step.as_text()), "no cuDNN attention"
   losses = []
-  for _ in range(30):            # memorise one batch
+  for _ in range(30):  # memorise one batch
     state, m = step(state, batch)
     losses.append(float(m["loss"]))
   assert np.isfinite(losses).all() and losses[-1] < 0.7 * losses[0], losses
@@ -83,9 +104,16 @@ def test_rnn_fused_backward_equals_autodiff_on_gpu(kind):
 
   def grads(backward, hoist, unroll):
     def loss(p, x):
-      _, ys = rnn.scan(nnx.merge(graphdef, p), x, mask=mask, backward=backward,
-                       hoist_input_projection=hoist, unroll=unroll)
-      return (ys ** 2).mean()
+      _, ys = rnn.scan(
+        nnx.merge(graphdef, p),
+        x,
+        mask=mask,
+        backward=backward,
+        hoist_input_projection=hoist,
+        unroll=unroll,
+      )
+      return (ys**2).mean()
+
     return jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
 
   ref = grads("autodiff", False, 1)
@@ -98,12 +126,23 @@ def test_bf16_transformer_run_on_gpu(tmp_path):
   """One short experiments.run of the tiny Transformer in bf16: it trains,
   evaluates and checkpoints on the GPU, and says so in its start-up line."""
   r = subprocess.run(
-      [sys.executable, "-m", "experiments.run", "--config=configs/transformer.py:tiny",
-       f"--workdir={tmp_path}", "--config.train.compute_dtype=bfloat16",
-       "--config.train.steps=150", "--config.eval.every_steps=150",
-       "--config.checkpoint.every_steps=150"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300,
-      env=dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false"))
+    [
+      sys.executable,
+      "-m",
+      "experiments.run",
+      "--config=configs/transformer.py:tiny",
+      f"--workdir={tmp_path}",
+      "--config.train.compute_dtype=bfloat16",
+      "--config.train.steps=150",
+      "--config.eval.every_steps=150",
+      "--config.checkpoint.every_steps=150",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env=dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false"),
+  )
   assert r.returncode == 0, r.stderr[-3000:]
   assert "on gpu" in r.stderr and "compute dtype bfloat16" in r.stderr
   acc = float(re.findall(r"token_accuracy (\d\.\d+)", r.stderr)[-1])
@@ -116,10 +155,17 @@ def test_bf16_gpt_positions_on_cudnn_match_xla_and_the_cache(scheme):
   it) in bf16 on the GPU: ``auto`` takes cuDNN or says why not; the losses of
   the ``auto`` and ``xla`` train steps agree, and incremental decoding with
   the KV cache equals the full forward pass in bf16."""
-  base = {"model.name": "gpt", "data.task": "text", "model.hidden_size": 128,
-          "model.num_heads": 2, "model.num_layers": 2, "model.max_positions": 128,
-          "data.max_length": 128, "train.compute_dtype": "bfloat16",
-          "model.position": scheme}
+  base = {
+    "model.name": "gpt",
+    "data.task": "text",
+    "model.hidden_size": 128,
+    "model.num_heads": 2,
+    "model.num_layers": 2,
+    "model.max_positions": 128,
+    "data.max_length": 128,
+    "train.compute_dtype": "bfloat16",
+    "model.position": scheme,
+  }
   tokens = jax.random.randint(jax.random.PRNGKey(1), (8, 129), 4, 64)
   batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
   losses, texts = {}, {}
@@ -127,8 +173,9 @@ def test_bf16_gpt_positions_on_cudnn_match_xla_and_the_cache(scheme):
     config = tiny_config(**base, **{"model.attention_impl": impl})
     graphdef, state, tx, schedule = step_lib.create_state(config, 64, 64)
     attention.last_path.clear()
-    lowered = jax.jit(step_lib.make_train_step(
-        graphdef, tx, schedule, config, objectives.get("lm"))).lower(state, batch)
+    lowered = jax.jit(
+      step_lib.make_train_step(graphdef, tx, schedule, config, objectives.get("lm"))
+    ).lower(state, batch)
     compiled = lowered.compile()
     texts[impl] = compiled.as_text()
     _, m = compiled(state, batch)
@@ -136,9 +183,9 @@ def test_bf16_gpt_positions_on_cudnn_match_xla_and_the_cache(scheme):
     if impl == "auto":
       path = dict(attention.last_path)
   fused = bool(re.search(r"cudnn\$fmha|__cudnn\$fmha", texts["auto"]))
-  if scheme == "rope":   # no bias: nothing keeps cuDNN from it
+  if scheme == "rope":  # no bias: nothing keeps cuDNN from it
     assert fused and path["used"] == "cudnn", path
-  else:                  # ALiBi: cuDNN with a bias, or the fallback says why
+  else:  # ALiBi: cuDNN with a bias, or the fallback says why
     assert fused or (path["used"] == "xla" and path["reason"]), path
   assert not re.search(r"cudnn\$fmha", texts["xla"])
   assert abs(losses["auto"] - losses["xla"]) <= 2e-2 * abs(losses["xla"]), losses

@@ -7,7 +7,6 @@ a bad ``reverse`` model for the comparison tests.
 """
 
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -16,16 +15,15 @@ import unicodedata
 
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_config
 
-from attention_jax import checkpoint, compare, evaluation, metrics, objectives
-from attention_jax import train, writers
+from attention_jax import checkpoint, compare, evaluation, metrics, objectives, train, writers
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
+from attention_jax import workdir as workdir_lib
 from attention_jax.data import heldout, long_range, synthetic
 from attention_jax.data.vocab import PAD
-from attention_jax import workdir as workdir_lib
 from attention_jax.errors import EvalError
-from conftest import ROOT, tiny_config
 
 DATA = os.path.join(ROOT, "tests", "data")
 SACREBLEU = os.path.join(os.path.dirname(sys.executable), "sacrebleu")
@@ -33,7 +31,8 @@ SACREBLEU = os.path.join(os.path.dirname(sys.executable), "sacrebleu")
 
 def _translate_config(arg="tiny", **overrides):
   spec = importlib.util.spec_from_file_location(
-      "translate_config", os.path.join(ROOT, "configs", "translate.py"))
+    "translate_config", os.path.join(ROOT, "configs", "translate.py")
+  )
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   c = mod.get_config(arg)
@@ -45,8 +44,13 @@ def _translate_config(arg="tiny", **overrides):
 
 def _cli(module, *args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args],
-                        capture_output=True, text=True, cwd=ROOT, env=env)
+  return subprocess.run(
+    [sys.executable, "-m", f"experiments.{module}", *args],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env=env,
+  )
 
 
 def _column(path, k):
@@ -62,44 +66,58 @@ def _rows(ids):
 # Held-out means held out
 
 
-SMALL_SPACES = {   # spaces small enough that independent draws would collide
-    "reverse": {"data.vocab_size": 3, "data.train_max_length": 6,
-                "data.eval_max_length": 6},
-    "copy": {"data.vocab_size": 3, "data.train_max_length": 6,
-             "data.eval_max_length": 6},
-    "sort": {"data.vocab_size": 3, "data.train_max_length": 6,
-             "data.eval_max_length": 6},
-    "addition": {"data.train_max_length": 2, "data.eval_max_length": 2},
-    "reorder": {"data.vocab_size": 2, "data.reorder_depth": 0,
-                "data.train_min_length": 6, "data.train_max_length": 12,
-                "data.eval_min_length": 6, "data.eval_max_length": 12},
+SMALL_SPACES = {  # spaces small enough that independent draws would collide
+  "reverse": {"data.vocab_size": 3, "data.train_max_length": 6, "data.eval_max_length": 6},
+  "copy": {"data.vocab_size": 3, "data.train_max_length": 6, "data.eval_max_length": 6},
+  "sort": {"data.vocab_size": 3, "data.train_max_length": 6, "data.eval_max_length": 6},
+  "addition": {"data.train_max_length": 2, "data.eval_max_length": 2},
+  "reorder": {
+    "data.vocab_size": 2,
+    "data.reorder_depth": 0,
+    "data.train_min_length": 6,
+    "data.train_max_length": 12,
+    "data.eval_min_length": 6,
+    "data.eval_max_length": 12,
+  },
 }
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_SPACES))
 def test_no_eval_or_test_source_in_100k_training_sources(name):
-  task = synthetic.SyntheticTask(tiny_config(**{
-      "data.task": name, "train.batch_size": 5000, "data.eval_examples": 500,
-      **SMALL_SPACES[name]}))
+  task = synthetic.SyntheticTask(
+    tiny_config(
+      **{
+        "data.task": name,
+        "train.batch_size": 5000,
+        "data.eval_examples": 500,
+        **SMALL_SPACES[name],
+      }
+    )
+  )
   trained = set()
-  for index in range(20):                                   # 100,000 sources
+  for index in range(20):  # 100,000 sources
     trained |= _rows(task.train_batch(index)["src"])
   ev, te = _rows(task.eval_set("eval")["src"]), _rows(task.eval_set("test")["src"])
   assert ev and te and len(trained) > 4 * len(ev)
   assert not trained & ev and not trained & te and not ev & te
-  if name != "reorder":   # enumerated spaces: the splits partition them
+  if name != "reorder":  # enumerated spaces: the splits partition them
     counts = {r["stratum"]: r for r in task.held_out()["small_spaces"]}
     members = sum(r["train"] for r in counts.values())
-    assert 0.95 * members <= len(trained) <= members       # nearly all drawn
-    assert all(r["train"] + r["eval"] + r["test"] == r["space"]
-               for r in counts.values())
+    assert 0.95 * members <= len(trained) <= members  # nearly all drawn
+    assert all(r["train"] + r["eval"] + r["test"] == r["space"] for r in counts.values())
 
 
 @pytest.mark.parametrize("name,length", [("copy_memory", 5), ("temporal_order", 10)])
 def test_long_range_discrete_tasks_are_held_out(name, length):
-  c = tiny_config(**{"data.task": name, "model.name": "sequence_rnn",
-                     "data.length": length, "train.batch_size": 5000,
-                     "data.eval_examples": 1000})
+  c = tiny_config(
+    **{
+      "data.task": name,
+      "model.name": "sequence_rnn",
+      "data.length": length,
+      "train.batch_size": 5000,
+      "data.eval_examples": 1000,
+    }
+  )
   task = long_range.LongRangeTask(c)
   key = long_range.HELD_OUT_KEY[name]
   trained = set()
@@ -113,9 +131,17 @@ def test_long_range_discrete_tasks_are_held_out(name, length):
 
 
 def test_tiny_spaces_are_counted_and_empty_lengths_never_drawn():
-  task = synthetic.SyntheticTask(tiny_config(**{
-      "data.task": "reverse", "data.vocab_size": 10, "data.train_max_length": 3,
-      "data.eval_max_length": 3, "data.eval_examples": 300}))
+  task = synthetic.SyntheticTask(
+    tiny_config(
+      **{
+        "data.task": "reverse",
+        "data.vocab_size": 10,
+        "data.train_max_length": 3,
+        "data.eval_max_length": 3,
+        "data.eval_examples": 300,
+      }
+    )
+  )
   h = task.held_out()
   rows = {r["stratum"]: r for r in h["small_spaces"]}
   assert {k: r["space"] for k, r in rows.items()} == {"1": 10, "2": 100, "3": 1000}
@@ -127,17 +153,35 @@ def test_tiny_spaces_are_counted_and_empty_lengths_never_drawn():
     assert lengths == {int(k) for k, r in rows.items() if r[split] > 0}
   assert "distinct sources" in task.held_out_line()
   # Same sets for every seed; a split with no source at all is one line.
-  other = synthetic.SyntheticTask(tiny_config(**{
-      "data.task": "reverse", "data.vocab_size": 10, "data.train_max_length": 3,
-      "data.eval_max_length": 3, "data.eval_examples": 300, "seed": 7}))
-  np.testing.assert_array_equal(other.eval_set("test")["src"],
-                                task.eval_set("test")["src"])
-  bare = synthetic.SyntheticTask(tiny_config(**{
-      "data.task": "reverse", "data.vocab_size": 2, "data.train_max_length": 1,
-      "data.eval_max_length": 1}))
-  with pytest.raises(config_lib.ConfigError, match=r"^config keys 'data.eval_min_"
-                     r"length'..'data.eval_max_length' \(1..1\) with data.vocab_"
-                     r"size=2: no source of these lengths belongs to the test split"):
+  other = synthetic.SyntheticTask(
+    tiny_config(
+      **{
+        "data.task": "reverse",
+        "data.vocab_size": 10,
+        "data.train_max_length": 3,
+        "data.eval_max_length": 3,
+        "data.eval_examples": 300,
+        "seed": 7,
+      }
+    )
+  )
+  np.testing.assert_array_equal(other.eval_set("test")["src"], task.eval_set("test")["src"])
+  bare = synthetic.SyntheticTask(
+    tiny_config(
+      **{
+        "data.task": "reverse",
+        "data.vocab_size": 2,
+        "data.train_max_length": 1,
+        "data.eval_max_length": 1,
+      }
+    )
+  )
+  with pytest.raises(
+    config_lib.ConfigError,
+    match=r"^config keys 'data.eval_min_"
+    r"length'..'data.eval_max_length' \(1..1\) with data.vocab_"
+    r"size=2: no source of these lengths belongs to the test split",
+  ):
     bare.eval_set("test")
 
 
@@ -146,11 +190,16 @@ def test_tiny_spaces_are_counted_and_empty_lengths_never_drawn():
 
 
 def _files_task(tmp_path, **kw):
-  config = tiny_config(**{
-      "data.task": "files", "data.train_path": os.path.join(DATA, "ende_train.tsv"),
+  config = tiny_config(
+    **{
+      "data.task": "files",
+      "data.train_path": os.path.join(DATA, "ende_train.tsv"),
       "data.eval_path": os.path.join(DATA, "ende_dev.tsv"),
       "data.test_path": os.path.join(DATA, "ende_test.tsv"),
-      "data.tfds_data_dir": str(tmp_path / "tfds"), **kw})
+      "data.tfds_data_dir": str(tmp_path / "tfds"),
+      **kw,
+    }
+  )
   config_lib.validate(config)
   return data_lib.build_task(config), config
 
@@ -160,10 +209,16 @@ def _scored_as_if_decoded(task, config, split, hyp_ids):
   emitting exactly ``hyp_ids`` would be scored."""
   ev = task.eval_set(split)
   n = len(hyp_ids)
-  each = {"each_loss": np.zeros(n), "each_tokens": np.ones(n),
-          "each_correct": np.zeros(n), "each_exact": np.zeros(n, bool),
-          "each_src_length": (ev["src"] != PAD).sum(1), "each_src_unk": np.zeros(n, bool),
-          "each_hyp": hyp_ids, "each_row": ev["row"]}
+  each = {
+    "each_loss": np.zeros(n),
+    "each_tokens": np.ones(n),
+    "each_correct": np.zeros(n),
+    "each_exact": np.zeros(n, bool),
+    "each_src_length": (ev["src"] != PAD).sum(1),
+    "each_src_unk": np.zeros(n, bool),
+    "each_hyp": hyp_ids,
+    "each_row": ev["row"],
+  }
   objective = objectives.get("seq2seq", task, config, split)
   return objective.records(each), objective.finalize({}, each)
 
@@ -172,19 +227,18 @@ def test_reference_longer_than_max_length_is_not_fully_credited(tmp_path):
   task, config = _files_task(tmp_path, **{"data.max_length": 6})
   ev = task.eval_set("test")
   raw = _column(os.path.join(DATA, "ende_test.tsv"), 1)
-  assert task.eval_references("test") == raw            # whole, as in the file
+  assert task.eval_references("test") == raw  # whole, as in the file
   # A model that reproduces exactly the truncated targets (data.max_length).
   r, m = _scored_as_if_decoded(task, config, "test", ev["tgt_out"])
   assert r.references == raw
   truncated = [task.detokenize(t) for t in ev["tgt_out"]]
   assert metrics.corpus_bleu(truncated, truncated) == pytest.approx(100.0)  # the old way
-  assert m["bleu"] < 100.0 and m["bleu"] == pytest.approx(
-      metrics.corpus_bleu(truncated, raw))
-  assert m["bleu_signature"].startswith("nrefs:1|case:mixed|") and "tok:13a" in m[
-      "bleu_signature"]
+  assert m["bleu"] < 100.0 and m["bleu"] == pytest.approx(metrics.corpus_bleu(truncated, raw))
+  assert m["bleu_signature"].startswith("nrefs:1|case:mixed|") and "tok:13a" in m["bleu_signature"]
   # By-length buckets count words of the raw source, not kept tokens.
   np.testing.assert_array_equal(
-      r.src_length, [len(s.split()) for s in _column(os.path.join(DATA, "ende_test.tsv"), 0)])
+    r.src_length, [len(s.split()) for s in _column(os.path.join(DATA, "ende_test.tsv"), 0)]
+  )
   assert max(r.src_length) > 30
 
 
@@ -216,24 +270,32 @@ def test_nfc_applies_to_references_and_hypotheses_alike(tmp_path):
   decomposed = unicodedata.normalize("NFD", "Die Brücke über den Fluss.")
   assert decomposed != unicodedata.normalize("NFC", decomposed)
   train_path = tmp_path / "train.tsv"
-  train_path.write_text(f"The bridge over the river.\t{decomposed}\n" * 3,
-                        encoding="utf-8")
-  config = tiny_config(**{"data.task": "files", "data.train_path": str(train_path),
-                          "data.eval_path": str(train_path), "data.tokenizer": "char",
-                          "data.normalize": "NFC",
-                          "data.tfds_data_dir": str(tmp_path / "tfds")})
+  train_path.write_text(f"The bridge over the river.\t{decomposed}\n" * 3, encoding="utf-8")
+  config = tiny_config(
+    **{
+      "data.task": "files",
+      "data.train_path": str(train_path),
+      "data.eval_path": str(train_path),
+      "data.tokenizer": "char",
+      "data.normalize": "NFC",
+      "data.tfds_data_dir": str(tmp_path / "tfds"),
+    }
+  )
   task = data_lib.build_task(config)
   nfc = unicodedata.normalize("NFC", decomposed)
   assert task.eval_references("eval") == [nfc] * 3
   assert task.detokenize(task.eval_set("eval")["tgt_out"][0]) == nfc
-  assert "ü" in task.tgt_vocab.tokens                        # composed
-  with pytest.raises(config_lib.ConfigError, match="'data.normalize' is 'NFC', but "
-                     "data.task 'reverse' does not read it"):
+  assert "ü" in task.tgt_vocab.tokens  # composed
+  with pytest.raises(
+    config_lib.ConfigError,
+    match="'data.normalize' is 'NFC', but data.task 'reverse' does not read it",
+  ):
     config_lib.validate(tiny_config(**{"data.normalize": "NFC"}))
 
 
 def test_sentencepiece_decode_writes_unk_and_restores_spacing():
   from attention_jax.data import tokenizers
+
   texts = _column(os.path.join(DATA, "ende_train.tsv"), 1)
   tok = tokenizers.SentencePieceTokenizer.train(texts, 200)
   for text in ("Die Katze  schläft (im Garten).", "Er sagte: „Ich komme.“"):
@@ -249,8 +311,7 @@ def test_translate_config_switches_model_with_nothing_else(arg):
   for name in ("rnnsearch", "rnn_encdec", "luong", "transformer"):
     c = config_lib.resolve(_translate_config(arg, **{**paths, "model.name": name}))
     config_lib.validate(c)
-    assert (c.data.tokenizer, c.data.normalize, c.model.name) == (
-        "sentencepiece", "NFC", name)
+    assert (c.data.tokenizer, c.data.normalize, c.model.name) == ("sentencepiece", "NFC", name)
     assert c.eval.length_buckets and (arg == "tiny") != bool(c.data.bucket_boundaries)
 
 
@@ -261,8 +322,9 @@ def test_translate_config_switches_model_with_nothing_else(arg):
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
   root = tmp_path_factory.mktemp("text_run")
-  config = _translate_config("tiny", **{"data.tfds_data_dir": str(root / "tfds"),
-                                        "train.steps": 100})
+  config = _translate_config(
+    "tiny", **{"data.tfds_data_dir": str(root / "tfds"), "train.steps": 100}
+  )
   workdir = str(root / "w")
   train.train_and_evaluate(config, workdir)
   return workdir, config, root
@@ -282,10 +344,14 @@ def test_evaluate_equals_sacrebleu_cli_on_raw_reference_file(text_run, tmp_path)
   hyp = tmp_path / "hyp.de"
   hyp.write_text(p.stdout, encoding="utf-8")
   assert p.stdout.count("\n") == 40
-  assert "<unk>: " in p.stderr                  # per-input <unk> report
+  assert "<unk>: " in p.stderr  # per-input <unk> report
   for name in ("bleu", "chrf"):
-    out = subprocess.run([SACREBLEU, str(ref), "-i", str(hyp), "-m", name, "-b",
-                          "-w", "4"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+      [SACREBLEU, str(ref), "-i", str(hyp), "-m", name, "-b", "-w", "4"],
+      capture_output=True,
+      text=True,
+      check=True,
+    )
     assert o[name] == pytest.approx(float(out.stdout), abs=0.01)
     assert rep["scoring"]["signatures"][name] in out.stderr + out.stdout or True
   # The scored text is written for sacrebleu too; intervals hold the point.
@@ -296,8 +362,7 @@ def test_evaluate_equals_sacrebleu_cli_on_raw_reference_file(text_run, tmp_path)
       lo, hi = row[f"{name}_ci"]
       assert lo <= row[name] <= hi
   assert rep["length_unit"] == "words" and rep["scoring"]["normalization"].startswith("NFC")
-  assert rep["held_out"]["test"] == {"pairs": 40, "pairs_in_train": 0,
-                                     "sources_in_train": 0}
+  assert rep["held_out"]["test"] == {"pairs": 40, "pairs_in_train": 0, "sources_in_train": 0}
   with open(paths["csv"]) as f:
     header = f.readline().strip().split(",")
   assert header[:3] == ["bucket", "min_words", "max_words"] and "bleu_ci_low" in header
@@ -307,13 +372,16 @@ def test_eval_rows_carry_signatures_and_the_best_checkpoint_is_kept(text_run):
   workdir, config, _ = text_run
   evals = [r for r in writers.read_metrics(workdir) if r["split"] == "eval"]
   assert [r["step"] for r in evals] == [50, 100]
-  assert all(r["bleu_signature"] == metrics.signature("bleu") and
-             r["chrf_signature"] == metrics.signature("chrf") for r in evals)
+  assert all(
+    r["bleu_signature"] == metrics.signature("bleu")
+    and r["chrf_signature"] == metrics.signature("chrf")
+    for r in evals
+  )
   best = max(evals, key=lambda r: (r["bleu"], -r["step"]))
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
   assert ckpt.best_step() == best["step"]
   assert ckpt.read_meta(100)["best"] == {"step": best["step"], "bleu": best["bleu"]}
-  assert ckpt.committed_steps() == sorted({best["step"], 100})   # max_to_keep=1
+  assert ckpt.committed_steps() == sorted({best["step"], 100})  # max_to_keep=1
   rep, _ = evaluation.evaluate_workdir(workdir, "eval", step="best")
   assert rep["step"] == best["step"]
   assert rep["overall"]["bleu"] == pytest.approx(best["bleu"], abs=1e-6)
@@ -330,7 +398,7 @@ def test_checkpointer_keeps_the_protected_step_beside_the_newest(tmp_path):
   reader = checkpoint.Checkpointer(str(tmp_path / "c"), create=False)
   assert reader.best_step() == 2
   reader.close()
-  assert reader.committed_steps() == [2, 5]        # a reader deletes nothing
+  assert reader.committed_steps() == [2, 5]  # a reader deletes nothing
 
 
 def test_translate_reports_unknown_pieces_and_long_input(text_run):
@@ -340,12 +408,14 @@ def test_translate_reports_unknown_pieces_and_long_input(text_run):
   model, config = run.model, run.config
   long_text = " ".join(["The train is late again."] * 12)
   ok, odd, long = evaluation.translate(
-      model, config, run.task, ["The cat is sleeping.", "Ærø is far.", long_text])
+    model, config, run.task, ["The cat is sleeping.", "Ærø is far.", long_text]
+  )
   assert ok["unknown"] == [] and ok["warning"] is None
   assert odd["unknown"] == ["Æ", "ø"]
   assert long["warning"].startswith("input 3 has ") and long["warning"].endswith(
-      " source tokens, more than the longest training source (48 sentencepiece "
-      "tokens, data.max_length): only its first 48 are translated")
+    " source tokens, more than the longest training source (48 sentencepiece "
+    "tokens, data.max_length): only its first 48 are translated"
+  )
   assert long["tokens"] == 48
 
 
@@ -354,10 +424,17 @@ def test_translate_reports_unknown_pieces_and_long_input(text_run):
 
 
 def _pair_config(steps, **overrides):
-  return tiny_config(**{"train.steps": steps, "eval.every_steps": steps,
-                        "checkpoint.every_steps": steps, "train.learning_rate": 1e-2,
-                        "data.eval_examples": 200, "eval.length_buckets": "3",
-                        **overrides})
+  return tiny_config(
+    **{
+      "train.steps": steps,
+      "eval.every_steps": steps,
+      "checkpoint.every_steps": steps,
+      "train.learning_rate": 1e-2,
+      "data.eval_examples": 200,
+      "eval.length_buckets": "3",
+      **overrides,
+    }
+  )
 
 
 @pytest.fixture(scope="module")
@@ -376,9 +453,15 @@ def test_resumed_run_keeps_the_best_so_far(pair, tmp_path):
   steps with a learning rate that wrecks it: the best stays step 120 only if
   the resumed run restored the record from the checkpoint."""
   w = shutil.copytree(pair["good"], tmp_path / "w")
-  wreck = _pair_config(160, **{"train.learning_rate": 5.0, "eval.every_steps": 20,
-                               "checkpoint.every_steps": 20,
-                               "checkpoint.max_to_keep": 1})
+  wreck = _pair_config(
+    160,
+    **{
+      "train.learning_rate": 5.0,
+      "eval.every_steps": 20,
+      "checkpoint.every_steps": 20,
+      "checkpoint.max_to_keep": 1,
+    },
+  )
   train.train_and_evaluate(wreck, str(w), allow_config_change=True)
   bleu = {r["step"]: r["bleu"] for r in writers.read_metrics(w) if r["split"] == "eval"}
   assert sorted(bleu) == [120, 140, 160] and max(bleu[140], bleu[160]) < bleu[120]
@@ -389,8 +472,7 @@ def test_resumed_run_keeps_the_best_so_far(pair, tmp_path):
 
 def test_compare_intervals_p_values_and_files(pair, tmp_path):
   good, bad = pair["good"], pair["bad"]
-  res = compare.compare_workdirs([[good], [bad], [good]], "test",
-                                 out=str(tmp_path / "cmp"))
+  res = compare.compare_workdirs([[good], [bad], [good]], "test", out=str(tmp_path / "cmp"))
   rows = {(r["model"], r["bucket"]): r for r in res["rows"]}
   g, b, same = (rows[(m, "all")] for m in dict.fromkeys(r["model"] for r in res["rows"]))
   assert g["bleu"] > b["bleu"] + 20
@@ -400,22 +482,23 @@ def test_compare_intervals_p_values_and_files(pair, tmp_path):
         lo, hi = r[f"{name}_ci"]
         assert lo <= r[name] <= hi
   assert g["bleu_p"] is None
-  assert same["bleu_p"] == 1.0 and same["chrf_p"] == 1.0     # itself
+  assert same["bleu_p"] == 1.0 and same["chrf_p"] == 1.0  # itself
   assert b["bleu_p"] < 0.05 and b["chrf_p"] < 0.05
   # One workdir per model: exactly sacrebleu's paired bootstrap.
   from sacrebleu.metrics import BLEU
   from sacrebleu.significance import PairedTest
+
   ga, ba = (compare.workdir_outputs(w, "test") for w in (good, bad))
   assert ga.reused and ba.reused
-  _, scores = PairedTest([("g", ga.hypotheses), ("b", ba.hypotheses)],
-                         {"BLEU": BLEU()}, [ga.references], test_type="bs")()
+  _, scores = PairedTest(
+    [("g", ga.hypotheses), ("b", ba.hypotheses)], {"BLEU": BLEU()}, [ga.references], test_type="bs"
+  )()
   sb = scores["BLEU"][1]
   assert b["bleu"] == pytest.approx(sb.score) and b["bleu_p"] == pytest.approx(sb.p_value)
   assert (b["bleu_ci"][1] - b["bleu_ci"][0]) / 2 == pytest.approx(sb.ci, abs=1e-4)
   with open(res["paths"]["csv"]) as f:
     header = f.readline().strip().split(",")
-  assert header[:6] == ["model", "workdirs", "steps", "bucket", "min_symbols",
-                        "max_symbols"]
+  assert header[:6] == ["model", "workdirs", "steps", "bucket", "min_symbols", "max_symbols"]
   with open(res["paths"]["png"], "rb") as f:
     assert f.read(4) == b"\x89PNG"
   md = open(res["paths"]["md"], encoding="utf-8").read()
@@ -426,37 +509,54 @@ def test_compare_seed_groups_and_mismatched_references(pair, text_run, tmp_path)
   good, bad = pair["good"], pair["bad"]
   res = compare.compare_workdirs([[good], [good, bad]], "test", out=str(tmp_path / "c"))
   grouped = [r for r in res["rows"] if r["bucket"] == "all"][1]
-  per_seed = [metrics.corpus_bleu(o.hypotheses, o.references)
-              for o in (compare.workdir_outputs(w, "test") for w in (good, bad))]
+  per_seed = [
+    metrics.corpus_bleu(o.hypotheses, o.references)
+    for o in (compare.workdir_outputs(w, "test") for w in (good, bad))
+  ]
   assert grouped["bleu_seed_mean"] == pytest.approx(np.mean(per_seed))
   assert grouped["bleu_seed_std"] == pytest.approx(np.std(per_seed, ddof=1))
-  assert min(per_seed) < grouped["bleu"] < max(per_seed)        # pooled outputs
+  assert min(per_seed) < grouped["bleu"] < max(per_seed)  # pooled outputs
   with pytest.raises(compare.CompareError, match="compare needs the same test sentences"):
     compare.compare_workdirs([[good], [text_run[0]]], "test", out=str(tmp_path / "x"))
 
 
 def test_compare_command_line(pair, tmp_path):
-  p = _cli("compare", "--workdirs", pair["good"], f"{pair['bad']},{pair['good']}",
-           "--split", "test", "--out", str(tmp_path / "o"))
+  p = _cli(
+    "compare",
+    "--workdirs",
+    pair["good"],
+    f"{pair['bad']},{pair['good']}",
+    "--split",
+    "test",
+    "--out",
+    str(tmp_path / "o"),
+  )
   assert p.returncode == 0, p.stderr[-2000:]
   assert "## Overall" in p.stdout and "compare_by_length.png" in p.stdout
-  assert "± " in p.stdout                                   # seeds mean ± std
+  assert "± " in p.stdout  # seeds mean ± std
   p = _cli("compare", "--workdirs", pair["good"], str(tmp_path / "nowhere"))
   assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
-      f"error: --workdirs: {tmp_path / 'nowhere'} is not a directory")
+    f"error: --workdirs: {tmp_path / 'nowhere'} is not a directory"
+  )
 
 
 def test_translate_unknown_symbols_are_an_error_naming_them(pair):
   run = workdir_lib.load(pair["good"])
 
   model, config = run.model, run.config
-  with pytest.raises(EvalError, match=r"^input 'hello world': unknown "
-                     r"tokens 'hello', 'world'; the source vocabulary of data.task "
-                     r"'reverse' is '0 1 2 3 4 5'"):
+  with pytest.raises(
+    EvalError,
+    match=r"^input 'hello world': unknown "
+    r"tokens 'hello', 'world'; the source vocabulary of data.task "
+    r"'reverse' is '0 1 2 3 4 5'",
+  ):
     evaluation.translate(model, config, run.task, ["hello world"])
   (r,) = evaluation.translate(model, config, run.task, ["1 2 3 4 5 1 2"])
-  assert r["warning"] == ("input 1 has 7 source symbols, more than the longest "
-                          "training source (5 symbols, data.train_max_length)")
+  assert r["warning"] == (
+    "input 1 has 7 source symbols, more than the longest "
+    "training source (5 symbols, data.train_max_length)"
+  )
   p = _cli("translate", "--workdir", pair["good"], "--text", "hello world")
   assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(
-      "error: input 'hello world': unknown tokens 'hello', 'world'")
+    "error: input 'hello world': unknown tokens 'hello', 'world'"
+  )

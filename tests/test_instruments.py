@@ -9,22 +9,27 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_config
 from flax import nnx
 
 from attention_jax import attention, metrics, models, positions, probe
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax.data import reorder, synthetic
-from attention_jax.testing import decode_in_steps
 from attention_jax.data.vocab import EOS
 from attention_jax.errors import ConfigError, EvalError
-from conftest import ROOT, tiny_config
+from attention_jax.testing import decode_in_steps
 
 
 def _cli(module, *args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args],
-                        capture_output=True, text=True, cwd=ROOT, env=env)
+  return subprocess.run(
+    [sys.executable, "-m", f"experiments.{module}", *args],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env=env,
+  )
 
 
 # ------------------------------------------------------------------ probes
@@ -38,32 +43,36 @@ def test_probe_reads_exactly_what_a_hand_built_state_holds():
   rng = np.random.default_rng(0)
   src = rng.integers(0, V, size=(n + m, L))
   x = np.concatenate([np.eye(V)[src[:, -1]], rng.normal(size=(n + m, 3))], 1)
-  args = dict(x=x[None, :n], y=src[:n].T[None], w=np.ones((1, n)),
-              x_test=x[None, n:], y_test=src[n:].T[None], w_test=np.ones((1, m)))
+  args = dict(
+    x=x[None, :n],
+    y=src[:n].T[None],
+    w=np.ones((1, n)),
+    x_test=x[None, n:],
+    y_test=src[n:].T[None],
+    w_test=np.ones((1, m)),
+  )
   acc, chance = probe.fit_probes(**args, num_classes=V, steps=100)
   assert acc.shape == chance.shape == (1, L)
   assert acc[0, L - 1] == 1.0
   # other positions are independent of the state: accuracy near 1/V, and near
   # the majority-class chance level the probe reports
-  np.testing.assert_allclose(acc[0, :L - 1], 1 / V, atol=0.09)
+  np.testing.assert_allclose(acc[0, : L - 1], 1 / V, atol=0.09)
   np.testing.assert_allclose(chance[0], 1 / V, atol=0.09)
-  np.testing.assert_allclose(acc[0, :L - 1], chance[0, :L - 1], atol=0.1)
+  np.testing.assert_allclose(acc[0, : L - 1], chance[0, : L - 1], atol=0.1)
   again, _ = probe.fit_probes(**args, num_classes=V, steps=100)
   np.testing.assert_array_equal(acc, again)
 
 
 def test_probe_sources_are_distinct_held_out_and_deterministic_by_seed():
-  task = data_lib.build_task(tiny_config(**{"data.vocab_size": 8,
-                                            "data.eval_max_length": 6}))
+  task = data_lib.build_task(tiny_config(**{"data.vocab_size": 8, "data.eval_max_length": 6}))
   a = probe.draw_sources(task, "test", [3, 5], 30, seed=0)
   assert a == probe.draw_sources(task, "test", [3, 5], 30, seed=0)
   assert a != probe.draw_sources(task, "test", [3, 5], 30, seed=1)
   for L, pairs in a.items():
     assert len(pairs) == 30 and all(len(s) == L for s, _ in pairs)
-    assert len({tuple(s) for s, _ in pairs}) == 30                 # distinct
-    assert all(t == s[::-1] for s, t in pairs)                     # reverse
-  draw = lambda split: {tuple(s) for s, _ in
-                        task.examples(split, np.random.default_rng(3), 500)}
+    assert len({tuple(s) for s, _ in pairs}) == 30  # distinct
+    assert all(t == s[::-1] for s, t in pairs)  # reverse
+  draw = lambda split: {tuple(s) for s, _ in task.examples(split, np.random.default_rng(3), 500)}
   test_set, train_set = draw("test"), draw("train")
   drawn = {tuple(s) for pairs in a.values() for s, _ in pairs}
   assert not drawn & train_set and drawn & test_set
@@ -88,12 +97,14 @@ def test_lstm_states_are_probed_as_h_and_cell_apart():
 
 def test_alignment_of_gold_and_uniform_attention():
   S = 6
-  gold = jnp.asarray([list(range(S - 1, -1, -1)) + [-1]])           # reverse + EOS
-  tgt = jnp.asarray([[5, 4, 3, 6, 7, 8, 2]])                        # 2 = EOS
-  exact = jax.nn.one_hot(jnp.maximum(gold, 0), S)                   # (1, T, S)
+  gold = jnp.asarray([list(range(S - 1, -1, -1)) + [-1]])  # reverse + EOS
+  tgt = jnp.asarray([[5, 4, 3, 6, 7, 8, 2]])  # 2 = EOS
+  exact = jax.nn.one_hot(jnp.maximum(gold, 0), S)  # (1, T, S)
   r = metrics.alignment_sums(exact, gold, tgt)
   assert metrics.alignment_ratios(r["hits"], r["mass"], r["aligned"]) == {
-      "alignment_accuracy": 1.0, "gold_attention_mass": 1.0}
+    "alignment_accuracy": 1.0,
+    "gold_attention_mass": 1.0,
+  }
   assert float(r["aligned"][0]) == S and float(r["unaligned"][0]) == 0
   uniform = jnp.full((1, S + 1, S), 1.0 / S)
   r = metrics.alignment_sums(uniform, gold, tgt)
@@ -123,9 +134,17 @@ def test_gold_alignments_of_copy_reverse_sort():
 
 
 def test_reorder_gold_alignment_is_a_permutation_of_content_words():
-  task = data_lib.build_task(tiny_config(**{
-      "data.task": "reorder", "data.vocab_size": 8, "data.train_max_length": 20,
-      "data.eval_max_length": 20, "data.eval_examples": 200}))
+  task = data_lib.build_task(
+    tiny_config(
+      **{
+        "data.task": "reorder",
+        "data.vocab_size": 8,
+        "data.train_max_length": 20,
+        "data.eval_max_length": 20,
+        "data.eval_examples": 200,
+      }
+    )
+  )
   function_en = set(task.src_vocab.encode(reorder._FUNCTION_EN))
   function_de = set(task.tgt_vocab.encode(reorder._FUNCTION_DE))
   auxiliaries = set(task.src_vocab.encode(["have", "had"]))
@@ -134,9 +153,9 @@ def test_reorder_gold_alignment_is_a_permutation_of_content_words():
   for src, tgt, gold in examples:
     assert len(gold) == len(tgt)
     aligned = [j for j in gold if j >= 0]
-    assert len(set(aligned)) == len(aligned)          # one target token per source
+    assert len(set(aligned)) == len(aligned)  # one target token per source
     content = {j for j, w in enumerate(src) if w not in function_en}
-    assert content <= set(aligned)                    # every content word aligned
+    assert content <= set(aligned)  # every content word aligned
     # the only function words with a gold partner: the auxiliaries have/had
     assert {src[j] for j in set(aligned) - content} <= auxiliaries
     for t, j in enumerate(gold):
@@ -169,43 +188,50 @@ def test_rope_matches_complex_rotation_and_depends_on_relative_position():
   for m, n in ((3, 1), (10, 2), (0, 5)):
     for shift in (1, 17, 100):
       assert score(m + shift, n + shift) == pytest.approx(score(m, n), abs=1e-4)
-  assert abs(score(3, 1) - score(4, 1)) > 1e-3          # and it does see distance
+  assert abs(score(3, 1) - score(4, 1)) > 1e-3  # and it does see distance
 
 
 def test_alibi_slopes_and_bias():
   for n in (1, 2, 4, 8, 16):
-    np.testing.assert_allclose(positions.alibi_slopes(n),
-                               [2.0 ** (-8 * i / n) for i in range(1, n + 1)])
+    np.testing.assert_allclose(
+      positions.alibi_slopes(n), [2.0 ** (-8 * i / n) for i in range(1, n + 1)]
+    )
   # not a power of two: the reference code's interleaving (Press et al.)
-  np.testing.assert_allclose(positions.alibi_slopes(6),
-                             [2**-2, 2**-4, 2**-6, 2**-8, 2**-1, 2**-3])
-  np.testing.assert_allclose(positions.alibi_slopes(12)[8:],
-                             [2**-0.5, 2**-1.5, 2**-2.5, 2**-3.5])
-  bias = np.asarray(positions.alibi_bias([0.5, 0.25], jnp.arange(4)[None],
-                                         jnp.arange(4)[None]))      # (1, 2, 4, 4)
+  np.testing.assert_allclose(positions.alibi_slopes(6), [2**-2, 2**-4, 2**-6, 2**-8, 2**-1, 2**-3])
+  np.testing.assert_allclose(positions.alibi_slopes(12)[8:], [2**-0.5, 2**-1.5, 2**-2.5, 2**-3.5])
+  bias = np.asarray(
+    positions.alibi_bias([0.5, 0.25], jnp.arange(4)[None], jnp.arange(4)[None])
+  )  # (1, 2, 4, 4)
   i, j = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
   for h, m in enumerate((0.5, 0.25)):
     causal = np.tril(np.ones((4, 4), bool))
     np.testing.assert_allclose(bias[0, h][causal], (-m * (i - j))[causal])
-    np.testing.assert_allclose(bias[0, h], -m * np.abs(i - j))     # encoder
+    np.testing.assert_allclose(bias[0, h], -m * np.abs(i - j))  # encoder
 
 
 def _reference_attention(mha, x, scheme, causal):
   """softmax(q kᵀ/√h + bias) v written out in numpy from the module's weights."""
-  p = {n: (np.asarray(getattr(mha, n).kernel[...], np.float64),
-           np.asarray(getattr(mha, n).bias[...], np.float64))
-       for n in ("query", "key", "value", "out")}
+  p = {
+    n: (
+      np.asarray(getattr(mha, n).kernel[...], np.float64),
+      np.asarray(getattr(mha, n).bias[...], np.float64),
+    )
+    for n in ("query", "key", "value", "out")
+  }
   xn = np.asarray(x, np.float64)
-  q, k, v = (np.einsum("btd,dnh->bnth", xn, p[n][0]) + p[n][1][:, None]
-             for n in ("query", "key", "value"))
+  q, k, v = (
+    np.einsum("btd,dnh->bnth", xn, p[n][0]) + p[n][1][:, None] for n in ("query", "key", "value")
+  )
   T, h = x.shape[1], q.shape[-1]
   pos = np.arange(T)
   if scheme == "rope":
     theta = 10000.0 ** (-np.arange(0, h, 2) / h)
-    rot = np.exp(1j * pos[:, None] * theta)                          # (T, h/2)
+    rot = np.exp(1j * pos[:, None] * theta)  # (T, h/2)
+
     def rotate(a):
       c = (a[..., 0::2] + 1j * a[..., 1::2]) * rot
       return np.stack([c.real, c.imag], -1).reshape(a.shape)
+
     q, k = rotate(q), rotate(k)
   scores = np.einsum("bnth,bnsh->bnts", q, k) / np.sqrt(h)
   if scheme == "alibi":
@@ -238,9 +264,18 @@ def test_attention_position_terms_on_every_path_and_through_the_cache(scheme):
 
 
 def _transformer(scheme, **overrides):
-  c = tiny_config(**{"model.name": "transformer", "model.hidden_size": 16,
-                     "model.num_layers": 2, "model.num_heads": 2, "model.mlp_dim": 32,
-                     "model.max_positions": 16, "model.position": scheme, **overrides})
+  c = tiny_config(
+    **{
+      "model.name": "transformer",
+      "model.hidden_size": 16,
+      "model.num_layers": 2,
+      "model.num_heads": 2,
+      "model.mlp_dim": 32,
+      "model.max_positions": 16,
+      "model.position": scheme,
+      **overrides,
+    }
+  )
   config_lib.validate(c)
   return models.build_model(c, 9, 11)
 
@@ -267,20 +302,34 @@ def test_transformer_every_scheme_kv_cache_equals_teacher_forcing(scheme):
 
 def test_auto_keeps_each_models_original_parameters():
   auto = nnx.state(_transformer("auto"), nnx.Param)
-  assert (jax.tree.structure(auto)
-          == jax.tree.structure(nnx.state(_transformer("sinusoidal"), nnx.Param)))
+  assert jax.tree.structure(auto) == jax.tree.structure(
+    nnx.state(_transformer("sinusoidal"), nnx.Param)
+  )
   assert "src_pos_embed" in nnx.state(_transformer("learned"), nnx.Param)
   gpt = _gpt("auto", task="text")
   assert gpt.position == "learned" and gpt.pos_embed is not None
 
 
 def _gpt(scheme, task="reverse", **overrides):
-  extra = ({"data.max_length": 16, "data.text_file": "unused.txt"}
-           if task == "text" else {"data.vocab_size": 8})
-  c = tiny_config(**{"model.name": "gpt", "data.task": task, "model.hidden_size": 16,
-                     "model.num_layers": 2, "model.num_heads": 2, "model.mlp_dim": 32,
-                     "model.max_positions": 24, "model.position": scheme,
-                     **extra, **overrides})
+  extra = (
+    {"data.max_length": 16, "data.text_file": "unused.txt"}
+    if task == "text"
+    else {"data.vocab_size": 8}
+  )
+  c = tiny_config(
+    **{
+      "model.name": "gpt",
+      "data.task": task,
+      "model.hidden_size": 16,
+      "model.num_layers": 2,
+      "model.num_heads": 2,
+      "model.mlp_dim": 32,
+      "model.max_positions": 24,
+      "model.position": scheme,
+      **extra,
+      **overrides,
+    }
+  )
   return models.build_model(c, 8, 8)
 
 
@@ -288,7 +337,7 @@ def _gpt(scheme, task="reverse", **overrides):
 def test_gpt_seq2seq_every_scheme_kv_cache_equals_full_forward(scheme):
   model = _gpt(scheme)
   assert model.is_seq2seq
-  src = jnp.array([[4, 5, 6, 3, 0, 0], [7, 5, 4, 6, 3, 7]])        # right-padded
+  src = jnp.array([[4, 5, 6, 3, 0, 0], [7, 5, 4, 6, 3, 7]])  # right-padded
   tgt_in = jnp.array([[1, 3, 6, 5, 4], [1, 7, 3, 6, 4]])
   logits, aux = model(src, tgt_in)
   assert logits.shape == (2, 5, 8) and aux == {}
@@ -334,13 +383,15 @@ def test_validation_of_positions():
     check(**tr, **{"model.position": "sideways"})
   with pytest.raises(ConfigError, match="rope.*even"):
     check(**{**tr, "model.hidden_size": 6, "model.position": "rope"})
-  with pytest.raises(ConfigError, match="model.position"):     # not read by rnns
+  with pytest.raises(ConfigError, match="model.position"):  # not read by rnns
     check(**{"model.name": "rnnsearch", "model.position": "rope"})
-  gpt = {"model.name": "gpt", "data.task": "reverse", "model.hidden_size": 16,
-         "model.num_heads": 2}
+  gpt = {"model.name": "gpt", "data.task": "reverse", "model.hidden_size": 16, "model.num_heads": 2}
   check(**gpt, **{"model.position": "none", "model.max_positions": 12})
-  with pytest.raises(ConfigError, match=r"max_positions' \(11\).*source \+ "
-                     r"separator \+ target \+ beam search's final step.*= 12"):
+  with pytest.raises(
+    ConfigError,
+    match=r"max_positions' \(11\).*source \+ "
+    r"separator \+ target \+ beam search's final step.*= 12",
+  ):
     check(**gpt, **{"model.max_positions": 11})
   for scheme in positions.SCHEMES[1:]:
     check(**gpt, **{"model.position": scheme})
@@ -350,9 +401,11 @@ def test_validation_of_positions():
 
 
 def test_probe_command_line_refuses_bad_input_in_one_line(tmp_path):
-  for flags, needle in ((["--examples_per_length", "5"], "--examples_per_length 5"),
-                        (["--split", "train"], "--split 'train'"),
-                        (["--decoder_lengths", "a,b"], "--decoder_lengths a,b")):
+  for flags, needle in (
+    (["--examples_per_length", "5"], "--examples_per_length 5"),
+    (["--split", "train"], "--split 'train'"),
+    (["--decoder_lengths", "a,b"], "--decoder_lengths a,b"),
+  ):
     p = _cli("probe", "--workdir", str(tmp_path), *flags)
     assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
     assert needle in p.stderr
@@ -362,13 +415,23 @@ def test_probe_decoder_maps_only_where_the_target_is_as_long_as_the_source(tmp_p
   """On ``addition`` (a target shorter than its source) the initial state is
   probed and the decoder maps are not: asked for, they are refused."""
   from attention_jax import train
-  config = tiny_config(**{"model.name": "rnn_encdec", "data.task": "addition",
-                          "data.train_max_length": 4, "data.eval_max_length": 4,
-                          "train.steps": 1, "eval.every_steps": 1,
-                          "checkpoint.every_steps": 1})
+
+  config = tiny_config(
+    **{
+      "model.name": "rnn_encdec",
+      "data.task": "addition",
+      "data.train_max_length": 4,
+      "data.eval_max_length": 4,
+      "train.steps": 1,
+      "eval.every_steps": 1,
+      "checkpoint.every_steps": 1,
+    }
+  )
   train.train_and_evaluate(config, str(tmp_path))
-  with pytest.raises(EvalError, match="--decoder_lengths: the decoder maps need a "
-                     "target as long as its source .* 'addition'"):
+  with pytest.raises(
+    EvalError,
+    match="--decoder_lengths: the decoder maps need a target as long as its source .* 'addition'",
+  ):
     probe.probe_workdir(str(tmp_path), decoder_lengths=[3], per_length=20, steps=2)
   summary = probe.probe_workdir(str(tmp_path), per_length=20, steps=2)
   assert summary["decoder_lengths"] == [] and summary["lengths"]

@@ -9,16 +9,26 @@ import sys
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_config
 
 from attention_jax import evaluation, metrics, plots, train
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import WorkdirError
-from conftest import ROOT, tiny_config
 
-HYPS = ["the cat sat on the mat .", "a quick brown fox jumps", "hello world",
-        "it is raining today , isn't it ?", "one two three four five six"]
-REFS = ["the cat sat on a mat .", "the quick brown fox jumped", "hello , world !",
-        "it rains today , doesn't it ?", "one two three four five six"]
+HYPS = [
+  "the cat sat on the mat .",
+  "a quick brown fox jumps",
+  "hello world",
+  "it is raining today , isn't it ?",
+  "one two three four five six",
+]
+REFS = [
+  "the cat sat on a mat .",
+  "the quick brown fox jumped",
+  "hello , world !",
+  "it rains today , doesn't it ?",
+  "one two three four five six",
+]
 
 
 def _sacrebleu_cli(tmp_path, metric):
@@ -26,8 +36,12 @@ def _sacrebleu_cli(tmp_path, metric):
   ref.write_text("\n".join(REFS) + "\n", encoding="utf-8")
   hyp.write_text("\n".join(HYPS) + "\n", encoding="utf-8")
   exe = os.path.join(os.path.dirname(sys.executable), "sacrebleu")
-  out = subprocess.run([exe, str(ref), "-i", str(hyp), "-m", metric, "-b", "-w", "4"],
-                       capture_output=True, text=True, check=True)
+  out = subprocess.run(
+    [exe, str(ref), "-i", str(hyp), "-m", metric, "-b", "-w", "4"],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   return float(out.stdout.strip())
 
 
@@ -50,11 +64,15 @@ def test_buckets_and_summaries():
   assert [metrics.bucket_label(edges, i) for i in range(3)] == ["1-2", "3-4", "5+"]
   n = 5
   r = metrics.ExampleRecords(
-      src_length=np.array([1, 2, 3, 5, 6]), loss=np.array([1.0, 2, 3, 4, 5]),
-      tokens=np.array([2.0, 2, 2, 2, 2]), correct=np.array([2.0, 1, 0, 2, 2]),
-      exact=np.array([True, False, False, True, True]),
-      hypotheses=HYPS[:n], references=REFS[:n],
-      src_has_unk=np.array([False, True, False, False, False]))
+    src_length=np.array([1, 2, 3, 5, 6]),
+    loss=np.array([1.0, 2, 3, 4, 5]),
+    tokens=np.array([2.0, 2, 2, 2, 2]),
+    correct=np.array([2.0, 1, 0, 2, 2]),
+    exact=np.array([True, False, False, True, True]),
+    hypotheses=HYPS[:n],
+    references=REFS[:n],
+    src_has_unk=np.array([False, True, False, False, False]),
+  )
   rows = metrics.summarize_by_length(r, edges)
   assert [row["count"] for row in rows] == [2, 1, 2]
   assert [row["sequence_accuracy"] for row in rows] == [0.5, 0.0, 1.0]
@@ -63,10 +81,18 @@ def test_buckets_and_summaries():
   assert rows[0]["token_accuracy"] == pytest.approx(3.0 / 4)
   assert rows[1]["bleu"] == pytest.approx(metrics.corpus_bleu(HYPS[2:3], REFS[2:3]))
   rows = metrics.summarize_by_length(r, [2, 4, 8, 10])
-  assert rows[-1] == {"bucket": "9-10", "min_length": 9, "max_length": 10,
-                      "count": 0, "loss": None, "perplexity": None,
-                      "token_accuracy": None, "sequence_accuracy": None,
-                      "bleu": None, "chrf": None}
+  assert rows[-1] == {
+    "bucket": "9-10",
+    "min_length": 9,
+    "max_length": 10,
+    "count": 0,
+    "loss": None,
+    "perplexity": None,
+    "token_accuracy": None,
+    "sequence_accuracy": None,
+    "bleu": None,
+    "chrf": None,
+  }
   unk = metrics.summarize_by_unk(r)
   assert unk["src_with_unk"]["count"] == 1 and unk["src_without_unk"]["count"] == 4
   r.src_has_unk[:] = False
@@ -98,17 +124,28 @@ def test_heatmap_is_png_with_token_labels(tmp_path):
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("evalrun"))
-  config = tiny_config(**{"train.learning_rate": 1e-2, "train.steps": 20,
-                          "eval.every_steps": 20, "data.eval_examples": 40,
-                          "eval.length_buckets": "2,4"})
+  config = tiny_config(
+    **{
+      "train.learning_rate": 1e-2,
+      "train.steps": 20,
+      "eval.every_steps": 20,
+      "data.eval_examples": 40,
+      "eval.length_buckets": "2,4",
+    }
+  )
   metrics_row = train.train_and_evaluate(config, d)
   return d, config, metrics_row
 
 
 def _cli(module, *args):
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  return subprocess.run([sys.executable, "-m", f"experiments.{module}", *args],
-                        capture_output=True, text=True, cwd=ROOT, env=env)
+  return subprocess.run(
+    [sys.executable, "-m", f"experiments.{module}", *args],
+    capture_output=True,
+    text=True,
+    cwd=ROOT,
+    env=env,
+  )
 
 
 def test_training_eval_reports_bleu_and_matches_evaluate(workdir):
@@ -139,12 +176,10 @@ def test_evaluate_and_translate_command_lines(workdir, tmp_path):
   assert rep["decoding"]["beam_size"] == 3 and rep["split"] == "test"
   assert os.path.exists(os.path.join(d, "eval", "test_by_length.csv"))
   assert "sequence_accuracy" in p.stdout
-  p = _cli("translate", "--workdir", d, "--text", "4 5 3", "--text", "1 2",
-           "--beam", "2")
+  p = _cli("translate", "--workdir", d, "--text", "4 5 3", "--text", "1 2", "--beam", "2")
   assert p.returncode == 0, p.stderr
   lines = p.stdout.strip().splitlines()
-  assert len(lines) == 2 and all(set(l.split()) <= set("0123456789")
-                                 or l == "" for l in lines)
+  assert len(lines) == 2 and all(set(l.split()) <= set("0123456789") or l == "" for l in lines)
   run = workdir_lib.load(d)
 
   model, config = run.model, run.config

@@ -9,34 +9,36 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT, tiny_config
 from flax import nnx
 
 from attention_jax import config as config_lib
 from attention_jax import models
-from attention_jax.models import seq2seq
-from attention_jax import workdir as workdir_lib
 from attention_jax import step as step_lib
-from conftest import ROOT, tiny_config
+from attention_jax import workdir as workdir_lib
+from attention_jax.models import seq2seq
 
 SRC = jnp.array([[5, 6, 7, 8, 9, 4], [4, 5, 6, 0, 0, 0], [9, 0, 0, 0, 0, 0]], jnp.int32)
 TGT_IN = jnp.array([[1, 4, 9, 8, 7], [1, 6, 5, 4, 2], [1, 9, 2, 0, 0]], jnp.int32)
 MASK = np.asarray(SRC != 0)
 
 CASES = {
-    "rnn_encdec": {},
-    "seq2seq_lstm": {"model.num_layers": 2, "model.reverse_source": True},
-    "rnnsearch": {"model.readout": "maxout", "model.attention_dim": 24},
-    "luong": {"model.attention_score": "general", "model.num_layers": 2,
-              "model.reverse_source": True},
-    "luong_dot": {"model.attention_score": "dot"},
-    "luong_concat": {"model.attention_score": "concat", "model.input_feeding": False},
+  "rnn_encdec": {},
+  "seq2seq_lstm": {"model.num_layers": 2, "model.reverse_source": True},
+  "rnnsearch": {"model.readout": "maxout", "model.attention_dim": 24},
+  "luong": {
+    "model.attention_score": "general",
+    "model.num_layers": 2,
+    "model.reverse_source": True,
+  },
+  "luong_dot": {"model.attention_score": "dot"},
+  "luong_concat": {"model.attention_score": "concat", "model.input_feeding": False},
 }
 
 
 def _model(case, **more):
   name = case.split("_dot")[0].split("_concat")[0]
-  return models.build_model(tiny_config(**{"model.name": name, **CASES[case], **more}),
-                            10, 10)
+  return models.build_model(tiny_config(**{"model.name": name, **CASES[case], **more}), 10, 10)
 
 
 @jax.jit
@@ -85,9 +87,8 @@ def test_rnnsearch_encoder_ignores_right_padding():
   np.testing.assert_allclose(more["annotations"][:, :6], padded["annotations"], atol=1e-5)
   np.testing.assert_allclose(more["backward_first"], padded["backward_first"], atol=1e-5)
   np.testing.assert_array_equal(np.asarray(padded["annotations"])[~MASK], 0.0)
-  alone = model.encode(SRC[1:2, :3])                            # row 1 has length 3
-  np.testing.assert_allclose(padded["annotations"][1, :3], alone["annotations"][0],
-                             atol=1e-5)
+  alone = model.encode(SRC[1:2, :3])  # row 1 has length 3
+  np.testing.assert_allclose(padded["annotations"][1, :3], alone["annotations"][0], atol=1e-5)
 
 
 def test_luong_reverse_source_reports_weights_over_original_positions():
@@ -101,9 +102,10 @@ def test_luong_reverse_source_reports_weights_over_original_positions():
   logits_f, aux_f = fwd(flipped, TGT_IN)
   np.testing.assert_allclose(logits_r, logits_f, atol=1e-5)
   np.testing.assert_allclose(
-      aux_r["attention"],
-      jax.vmap(seq2seq.reverse_padded, (1, None), 1)(aux_f["attention"], SRC != 0),
-      atol=1e-6)
+    aux_r["attention"],
+    jax.vmap(seq2seq.reverse_padded, (1, None), 1)(aux_f["attention"], SRC != 0),
+    atol=1e-6,
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -113,8 +115,7 @@ CONFIGS = ["rnn_encdec", "seq2seq_lstm", "rnnsearch", "luong"]
 
 
 def _load_config(name, arg=None):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(ROOT, "configs", f"{name}.py"))
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", f"{name}.py"))
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   return mod.get_config(arg)
@@ -127,15 +128,21 @@ def trained(request):
   config = _load_config(request.param, "tiny")
   config_lib.validate(config)
   run = workdir_lib.build_run(config)
-  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
-                                       run.objective))
+  step = jax.jit(
+    step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
+  )
   it = run.task.train_iterator()
   state = run.state
   for _ in range(config.train.steps):
     state, _ = step(state, next(it))
   eval_set = run.task.eval_set("eval")
-  final = step_lib.evaluate(jax.jit(step_lib.make_eval_step(run.graphdef, run.objective)),
-                         run.objective, state.params, eval_set, config.eval.batch_size)
+  final = step_lib.evaluate(
+    jax.jit(step_lib.make_eval_step(run.graphdef, run.objective)),
+    run.objective,
+    state.params,
+    eval_set,
+    config.eval.batch_size,
+  )
   model = nnx.merge(run.graphdef, state.params)
   return request.param, config, model, eval_set, final
 
@@ -152,7 +159,7 @@ def test_trained_attention_aligns_antidiagonally(trained):
   trained attention's argmax should point there."""
   name, _, model, batch, _ = trained
   _, aux = jax.jit(lambda m, s, t: m(s, t))(model, batch["src"], batch["tgt_in"])
-  if name not in ("rnnsearch", "luong"):   # the bottleneck models have none
+  if name not in ("rnnsearch", "luong"):  # the bottleneck models have none
     assert "attention" not in aux
     return
   att = np.asarray(aux["attention"])
@@ -181,13 +188,15 @@ def test_rnn_execution_keys_reach_the_scans(name):
   give the same loss and gradients."""
   results = {}
   for backward in ("fused", "autodiff"):
-    model = _model(name, **{"model.rnn_backward": backward,
-                            "model.rnn_hoist_input_projection": "true"})
+    model = _model(
+      name, **{"model.rnn_backward": backward, "model.rnn_hoist_input_projection": "true"}
+    )
     graphdef, params = nnx.split(model)
 
     def loss(p):
       logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
-      return jnp.mean(logits ** 2)
+      return jnp.mean(logits**2)
+
     jaxpr = str(jax.make_jaxpr(loss)(params))
     fused = re.search(r"custom_vjp_call\[\s*name=recurrence\b", jaxpr) is not None
     assert fused == (backward == "fused"), backward
@@ -205,30 +214,40 @@ def _dots_in_scans(jaxpr, inside=False, out=None):
     if eqn.primitive.name == "dot_general" and inside:
       out.append(eqn.invars[0].aval.shape[-1])
     for value in eqn.params.values():
-      for sub in (value if isinstance(value, (tuple, list)) else (value,)):
+      for sub in value if isinstance(value, (tuple, list)) else (value,):
         sub = getattr(sub, "jaxpr", sub)
         if hasattr(sub, "eqns"):
           _dots_in_scans(sub, inside or eqn.primitive.name == "scan", out)
   return out
 
 
-@pytest.mark.parametrize("case,feature_widths", [
-    ("rnnsearch", (16, 16 + 64)),          # E; the decoder's [E y; c] (2H = 64)
-    ("luong", (16, 16 + 32))])             # E; the first layer's [E y; h̃] (H = 32)
+@pytest.mark.parametrize(
+  "case,feature_widths",
+  [
+    ("rnnsearch", (16, 16 + 64)),  # E; the decoder's [E y; c] (2H = 64)
+    ("luong", (16, 16 + 32)),
+  ],
+)  # E; the first layer's [E y; h̃] (H = 32)
 def test_attention_decoders_take_the_rnn_execution_keys(case, feature_widths):
   """``model.rnn_hoist_input_projection``/``rnn_unroll`` reach the attention
   decoders' scans: hoisted, no matmul inside any scan reads the embeddings;
   the scans carry the unroll; loss and gradients equal the plain scan's."""
   results = {}
   for hoist, unroll in (("true", 2), ("false", 1)):
-    model = _model(case, **{"model.rnn_hoist_input_projection": hoist,
-                            "model.rnn_unroll": unroll,
-                            "model.rnn_backward": "autodiff"})
+    model = _model(
+      case,
+      **{
+        "model.rnn_hoist_input_projection": hoist,
+        "model.rnn_unroll": unroll,
+        "model.rnn_backward": "autodiff",
+      },
+    )
     graphdef, params = nnx.split(model)
 
     def loss(p):
       logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
-      return jnp.mean(logits ** 2)
+      return jnp.mean(logits**2)
+
     closed = jax.make_jaxpr(loss)(params)
     widths = _dots_in_scans(closed.jaxpr)
     reads_embeddings = any(w in feature_widths for w in widths)

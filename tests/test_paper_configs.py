@@ -5,17 +5,17 @@ import importlib.util
 import os
 
 import pytest
+from conftest import ROOT
 
 from attention_jax import config as config_lib
 from attention_jax import train, writers
-from conftest import ROOT
 
-PAPERS = {   # file -> (model.name, TFDS dataset, source, target)
-    "cho2014": ("rnn_encdec", "tfds:wmt14_translate/fr-en", "en", "fr"),
-    "sutskever2014": ("seq2seq_lstm", "tfds:wmt14_translate/fr-en", "en", "fr"),
-    "bahdanau2014": ("rnnsearch", "tfds:wmt14_translate/fr-en", "en", "fr"),
-    "luong2015": ("luong", "tfds:wmt14_translate/de-en", "en", "de"),
-    "vaswani2017": ("transformer", "tfds:wmt14_translate/de-en", "en", "de"),
+PAPERS = {  # file -> (model.name, TFDS dataset, source, target)
+  "cho2014": ("rnn_encdec", "tfds:wmt14_translate/fr-en", "en", "fr"),
+  "sutskever2014": ("seq2seq_lstm", "tfds:wmt14_translate/fr-en", "en", "fr"),
+  "bahdanau2014": ("rnnsearch", "tfds:wmt14_translate/fr-en", "en", "fr"),
+  "luong2015": ("luong", "tfds:wmt14_translate/de-en", "en", "de"),
+  "vaswani2017": ("transformer", "tfds:wmt14_translate/de-en", "en", "de"),
 }
 
 
@@ -33,25 +33,38 @@ def test_full_config_validates(name):
   config_lib.validate(c)
   model, task, src, tgt = PAPERS[name]
   assert (c.model.name, c.data.task, c.data.source_lang, c.data.target_lang) == (
-      model, task, src, tgt)
+    model,
+    task,
+    src,
+    tgt,
+  )
 
 
 def test_bahdanau_variants():
   m = _module("bahdanau2014")
-  got = {v: (m.get_config(v).model.name, m.get_config(v).data.max_length)
-         for v in m.VARIANTS}
-  assert got == {"rnnsearch30": ("rnnsearch", 30), "rnnsearch50": ("rnnsearch", 50),
-                 "rnnencdec30": ("rnn_encdec", 30), "rnnencdec50": ("rnn_encdec", 50)}
+  got = {v: (m.get_config(v).model.name, m.get_config(v).data.max_length) for v in m.VARIANTS}
+  assert got == {
+    "rnnsearch30": ("rnnsearch", 30),
+    "rnnsearch50": ("rnnsearch", 50),
+    "rnnencdec30": ("rnn_encdec", 30),
+    "rnnencdec50": ("rnn_encdec", 50),
+  }
   c = m.get_config("rnnsearch30")
-  assert (c.model.hidden_size, c.model.embed_dim, c.model.readout_dim,
-          c.train.batch_size, c.train.optimizer) == (1000, 620, 500, 80, "adadelta")
+  assert (
+    c.model.hidden_size,
+    c.model.embed_dim,
+    c.model.readout_dim,
+    c.train.batch_size,
+    c.train.optimizer,
+  ) == (1000, 620, 500, 80, "adadelta")
   with pytest.raises(ValueError, match="unknown argument 'rnnsearch40'"):
     m.get_config("rnnsearch40")
-  with pytest.raises(ValueError, match="^configs/papers/bahdanau2014.py: arguments "
-                     "'rnnsearch30', 'rnnencdec50' do not combine"):
+  with pytest.raises(
+    ValueError,
+    match="^configs/papers/bahdanau2014.py: arguments 'rnnsearch30', 'rnnencdec50' do not combine",
+  ):
     m.get_config("rnnsearch30,rnnencdec50")
-  assert m.get_config("tiny,rnnencdec30").to_dict() == m.get_config(
-      "rnnencdec30,tiny").to_dict()
+  assert m.get_config("tiny,rnnencdec30").to_dict() == m.get_config("rnnencdec30,tiny").to_dict()
 
 
 def test_vaswani_learning_rate_is_eq3_peak():

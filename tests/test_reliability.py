@@ -23,18 +23,26 @@ import sys
 import jax
 import numpy as np
 import pytest
-
-from attention_jax import checkpoint, config as config_lib, faults, train
-from attention_jax import workdir_lock, writers
-from attention_jax import workdir as workdir_lib
-from attention_jax import step as step_lib
-from attention_jax.errors import NonFiniteError, Preempted, ResumeRefused
 from conftest import ROOT, tiny_config
 
+from attention_jax import checkpoint, faults, train, workdir_lock, writers
+from attention_jax import config as config_lib
+from attention_jax import step as step_lib
+from attention_jax import workdir as workdir_lib
+from attention_jax.errors import NonFiniteError, Preempted, ResumeRefused
+
 # 12 steps, checkpoints at 4, 8, 12 (all kept), train rows at 5, 10, 12.
-TINY = {"train.steps": 12, "checkpoint.every_steps": 4, "train.log_every_steps": 5,
-        "eval.every_steps": 12, "model.hidden_size": 16, "model.embed_dim": 8,
-        "data.eval_examples": 32, "train.batch_size": 8, "train.warmup_steps": 2}
+TINY = {
+  "train.steps": 12,
+  "checkpoint.every_steps": 4,
+  "train.log_every_steps": 5,
+  "eval.every_steps": 12,
+  "model.hidden_size": 16,
+  "model.embed_dim": 8,
+  "data.eval_examples": 32,
+  "train.batch_size": 8,
+  "train.warmup_steps": 2,
+}
 
 
 def tiny(**overrides):
@@ -60,19 +68,34 @@ def cli(tmp_path_factory):
   base = tmp_path_factory.mktemp("cli")
   config_file = base / "tiny_config.py"
   config_file.write_text(
-      "import json\nimport ml_collections\n\n\ndef get_config(arg=None):\n"
-      f"  return ml_collections.ConfigDict(json.loads({config_lib.to_json(tiny())!r}))\n")
+    "import json\nimport ml_collections\n\n\ndef get_config(arg=None):\n"
+    f"  return ml_collections.ConfigDict(json.loads({config_lib.to_json(tiny())!r}))\n"
+  )
   env = {k: v for k, v in os.environ.items() if k != faults.ENV}
-  env.update(JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env.update(
+    JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  )
 
   def run(workdir, fault=None, *flags):
     e = dict(env, **({faults.ENV: fault} if fault else {}))
     return subprocess.run(
-        [sys.executable, "-m", "experiments.run", f"--config={config_file}",
-         f"--workdir={workdir}", *flags],
-        cwd=ROOT, env=e, capture_output=True, text=True, timeout=600)
+      [
+        sys.executable,
+        "-m",
+        "experiments.run",
+        f"--config={config_file}",
+        f"--workdir={workdir}",
+        *flags,
+      ],
+      cwd=ROOT,
+      env=e,
+      capture_output=True,
+      text=True,
+      timeout=600,
+    )
+
   return run
 
 
@@ -103,8 +126,9 @@ def assert_same_state(a, b):
 
 
 def metrics_rows(workdir):
-  return [{k: v for k, v in r.items() if not k.endswith("per_sec")}
-          for r in writers.read_metrics(workdir)]
+  return [
+    {k: v for k, v in r.items() if not k.endswith("per_sec")} for r in writers.read_metrics(workdir)
+  ]
 
 
 def copy_workdir(src, dst) -> str:
@@ -157,13 +181,13 @@ def test_sigkill_during_async_save(reference, cli, tmp_path):
   ckpt = checkpoint.Checkpointer(os.path.join(w, "checkpoints"))
   assert ckpt.committed_steps() == [4]
   assert ckpt.uncommitted() == ["8" + checkpoint.TMP_SUFFIX]
-  assert_same_state(state_at(w), state_at(ref_dir, 4))   # the previous step restores
+  assert_same_state(state_at(w), state_at(ref_dir, 4))  # the previous step restores
   p = cli(w)
   assert p.returncode == 0, p.stderr[-2000:]
   assert "removed half-written save" in p.stderr
   assert "resumed from checkpoint at step 4" in p.stderr
   assert ckpt.committed_steps() == [4, 8, 12] and ckpt.uncommitted() == []
-  ckpt.verify(8)                                          # step 8 saved again
+  ckpt.verify(8)  # step 8 saved again
   assert_same_state(state_at(w, 8), state_at(ref_dir, 8))
   assert_same_state(state_at(w), state_at(ref_dir))
 
@@ -174,12 +198,14 @@ def test_sigterm_saves_the_step_and_exits_75(reference, cli, tmp_path):
   p = cli(w, "sigterm_at_step:7")
   ckpt_dir = os.path.join(w, "checkpoints")
   assert p.returncode == 75, p.stderr[-2000:]
-  assert error_line(p) == (f"error: stopped by SIGTERM after step 7: checkpoint step 7 "
-                          f"saved in {ckpt_dir}; run the same command again to resume")
+  assert error_line(p) == (
+    f"error: stopped by SIGTERM after step 7: checkpoint step 7 "
+    f"saved in {ckpt_dir}; run the same command again to resume"
+  )
   assert committed(w) == [4, 7]
   p = cli(w)
   assert p.returncode == 0, p.stderr[-2000:]
-  assert "resumed from checkpoint at step 7" in p.stderr   # no step lost
+  assert "resumed from checkpoint at step 7" in p.stderr  # no step lost
   assert_same_state(state_at(w), state_at(ref_dir))
   # Steps 6 and 7 were measured before the SIGTERM: the row at step 10 still
   # averages 6..10, as in the uninterrupted run.
@@ -194,10 +220,12 @@ def test_disk_full_during_save_names_path_and_keeps_previous(reference, cli, tmp
   p = cli(w, "fsize_limit_at_save:12:2048", "--config.checkpoint.max_to_keep=1")
   assert p.returncode == 4, p.stderr[-2000:]
   ckpt_dir = os.path.join(w, "checkpoints")
-  assert re.search(re.escape(f"error: cannot write checkpoint step 12 to {ckpt_dir}/12: ")
-                   + r"[^\n]*File too large[^\n]*"
-                   + re.escape(f"; older steps in {ckpt_dir} are intact"),
-                   p.stderr), p.stderr[-3000:]
+  assert re.search(
+    re.escape(f"error: cannot write checkpoint step 12 to {ckpt_dir}/12: ")
+    + r"[^\n]*File too large[^\n]*"
+    + re.escape(f"; older steps in {ckpt_dir} are intact"),
+    p.stderr,
+  ), p.stderr[-3000:]
   ckpt = checkpoint.Checkpointer(os.path.join(w, "checkpoints"))
   assert ckpt.committed_steps() == [8]
   ckpt.verify(8)
@@ -223,7 +251,7 @@ def test_corrupt_checkpoint_detected_then_fallback_or_stop(reference, cli, tmp_p
   w = copy_workdir(ref_dir, tmp_path / "w")
   ckpt = checkpoint.Checkpointer(os.path.join(w, "checkpoints"))
   flipped = largest_data_file(w, 12)
-  with open(flipped, "r+b") as f:      # flip one byte in the middle
+  with open(flipped, "r+b") as f:  # flip one byte in the middle
     f.seek(os.path.getsize(flipped) // 2)
     b = f.read(1)
     f.seek(-1, os.SEEK_CUR)
@@ -232,13 +260,17 @@ def test_corrupt_checkpoint_detected_then_fallback_or_stop(reference, cli, tmp_p
   size = os.path.getsize(truncated)
   with open(truncated, "r+b") as f:
     f.truncate(size - 7)
-  with pytest.raises(checkpoint.CorruptCheckpointError,
-                     match=re.escape(f"checkpoint step 12 is corrupt: {flipped} has "
-                                     "changed bytes")):
+  with pytest.raises(
+    checkpoint.CorruptCheckpointError,
+    match=re.escape(f"checkpoint step 12 is corrupt: {flipped} has changed bytes"),
+  ):
     ckpt.verify(12)
-  with pytest.raises(checkpoint.CorruptCheckpointError,
-                     match=re.escape(f"checkpoint step 8 is corrupt: {truncated} has "
-                                     f"{size - 7} bytes, {size} when saved")):
+  with pytest.raises(
+    checkpoint.CorruptCheckpointError,
+    match=re.escape(
+      f"checkpoint step 8 is corrupt: {truncated} has {size - 7} bytes, {size} when saved"
+    ),
+  ):
     ckpt.verify(8)
   step, bad = ckpt.select("fallback")
   assert step == 4 and [e.step for e in bad] == [12, 8]
@@ -250,7 +282,7 @@ def test_corrupt_checkpoint_detected_then_fallback_or_stop(reference, cli, tmp_p
   assert "on_corrupt=fallback" in error_line(p)
   assert snapshot(w) == before
 
-  p = cli(w)   # on_corrupt=fallback (the default): resume from step 4
+  p = cli(w)  # on_corrupt=fallback (the default): resume from step 4
   assert p.returncode == 0, p.stderr[-2000:]
   assert "resumed from checkpoint at step 4" in p.stderr
   quarantine = sorted(os.listdir(os.path.join(w, checkpoint.QUARANTINE_NAME)))
@@ -265,8 +297,9 @@ def test_unreadable_integrity_record_is_corrupt(reference, tmp_path):
   with open(path, "w") as f:
     f.write('{"files": ')
   ckpt = checkpoint.Checkpointer(os.path.join(w, "checkpoints"))
-  with pytest.raises(checkpoint.CorruptCheckpointError, match="step 12 is corrupt: "
-                     "its record .* is unreadable"):
+  with pytest.raises(
+    checkpoint.CorruptCheckpointError, match="step 12 is corrupt: its record .* is unreadable"
+  ):
     ckpt.verify(12)
   assert ckpt.select("fallback")[0] == 8
 
@@ -275,22 +308,29 @@ def test_unreadable_integrity_record_is_corrupt(reference, tmp_path):
 # Resuming with another config
 
 
-@pytest.mark.parametrize("overrides,key,param", [
-    ({"model.hidden_size": 24}, "model.hidden_size: 16 -> 24",
-     "params/decoder/input_kernel (24, 48) in checkpoint, (32, 72) now"),
-    ({"data.vocab_size": 9}, "data.vocab_size: 6 -> 9",
-     "params/readout/out/bias (10,) in checkpoint, (13,) now"),
-])
-def test_resume_with_other_shapes_is_refused_untouched(reference, tmp_path,
-                                                       overrides, key, param):
+@pytest.mark.parametrize(
+  "overrides,key,param",
+  [
+    (
+      {"model.hidden_size": 24},
+      "model.hidden_size: 16 -> 24",
+      "params/decoder/input_kernel (24, 48) in checkpoint, (32, 72) now",
+    ),
+    (
+      {"data.vocab_size": 9},
+      "data.vocab_size: 6 -> 9",
+      "params/readout/out/bias (10,) in checkpoint, (13,) now",
+    ),
+  ],
+)
+def test_resume_with_other_shapes_is_refused_untouched(reference, tmp_path, overrides, key, param):
   w = copy_workdir(reference[0], tmp_path / "w")
   before = snapshot(w)
   for allow in (False, True):
     with pytest.raises(ResumeRefused) as e:
       train.train_and_evaluate(tiny(**overrides), w, allow_config_change=allow)
     msg = str(e.value)
-    assert msg.startswith(f"cannot resume {w} from step 12: the config changes the "
-                          "shapes of ")
+    assert msg.startswith(f"cannot resume {w} from step 12: the config changes the shapes of ")
     assert param in msg and key in msg and "\n" not in msg
     assert snapshot(w) == before
 
@@ -300,17 +340,27 @@ def test_resume_with_other_hyperparameters(reference, cli, tmp_path):
   w = copy_workdir(ref_dir, tmp_path / "w")
   before = snapshot(w)
   changed = tiny(**{"train.learning_rate": 0.01, "model.dropout": 0.1})
-  with pytest.raises(ResumeRefused, match=re.escape(
+  with pytest.raises(
+    ResumeRefused,
+    match=re.escape(
       "the config differs from the run's config.json in model.dropout: 0.0 -> 0.1, "
-      "train.learning_rate: 0.003 -> 0.01; pass --allow_config_change")):
+      "train.learning_rate: 0.003 -> 0.01; pass --allow_config_change"
+    ),
+  ):
     train.train_and_evaluate(changed, w)
   # With cosine decay, train.steps sets every step's learning rate: refused.
   with pytest.raises(ResumeRefused, match=re.escape("train.steps: 12 -> 20")):
     train.train_and_evaluate(tiny(**{"train.steps": 20}), w)
   assert snapshot(w) == before
   # Logging, evaluation and checkpoint settings may change freely.
-  free = tiny(**{"eval.batch_size": 16, "train.log_every_steps": 3,
-                 "checkpoint.max_to_keep": 5, "train.skip_nonfinite": True})
+  free = tiny(
+    **{
+      "eval.batch_size": 16,
+      "train.log_every_steps": 3,
+      "checkpoint.max_to_keep": 5,
+      "train.skip_nonfinite": True,
+    }
+  )
   assert train.train_and_evaluate(free, w) == {"step": 12, "split": "eval", **final}
   # The flag on the command line: refused without, resumed (finished) with.
   p = cli(w, None, "--config.train.learning_rate=0.01")
@@ -320,7 +370,7 @@ def test_resume_with_other_hyperparameters(reference, cli, tmp_path):
   assert "training already finished" in p.stderr
   with open(os.path.join(w, "config_changes.jsonl")) as f:
     records = [json.loads(line) for line in f]
-  assert [r["step"] for r in records] == [12, 12]   # the free changes, then these
+  assert [r["step"] for r in records] == [12, 12]  # the free changes, then these
   assert records[0]["changes"]["eval.batch_size"] == [32, 16]
   assert records[1]["changes"]["train.learning_rate"] == [0.003, 0.01]
   with open(os.path.join(w, "config.json")) as f:
@@ -329,14 +379,22 @@ def test_resume_with_other_hyperparameters(reference, cli, tmp_path):
 
 def test_which_changes_need_the_flag():
   old = json.loads(config_lib.to_json(tiny(**{"train.schedule": "constant"})))
-  new = tiny(**{"train.schedule": "constant", "train.steps": 30,
-                "eval.every_steps": 7, "train.label_smoothing": 0.1})
+  new = tiny(
+    **{
+      "train.schedule": "constant",
+      "train.steps": 30,
+      "eval.every_steps": 7,
+      "train.label_smoothing": 0.1,
+    }
+  )
   changes = config_lib.config_changes(old, new)
-  assert [k for k, _, _ in changes] == ["eval.every_steps", "train.label_smoothing",
-                                        "train.steps"]
+  assert [k for k, _, _ in changes] == ["eval.every_steps", "train.label_smoothing", "train.steps"]
   free = {k: config_lib.is_resume_free(k, old, new) for k, _, _ in changes}
-  assert free == {"eval.every_steps": True, "train.label_smoothing": False,
-                  "train.steps": True}   # constant schedule: steps may grow
+  assert free == {
+    "eval.every_steps": True,
+    "train.label_smoothing": False,
+    "train.steps": True,
+  }  # constant schedule: steps may grow
   cosine = json.loads(config_lib.to_json(tiny()))
   assert not config_lib.is_resume_free("train.steps", cosine, tiny(**{"train.steps": 30}))
   # A key added to base_config after the run was written counts as its default.
@@ -349,8 +407,9 @@ def test_unreadable_run_config_is_refused(reference, tmp_path):
   path = os.path.join(w, "config.json")
   with open(path, "w") as f:
     f.write("{not json")
-  with pytest.raises(ResumeRefused, match=re.escape(
-      f"cannot resume {w}: its config {path} is unreadable")):
+  with pytest.raises(
+    ResumeRefused, match=re.escape(f"cannot resume {w}: its config {path} is unreadable")
+  ):
     train.train_and_evaluate(tiny(), w)
   assert train.train_and_evaluate(tiny(), w, allow_config_change=True)["step"] == 12
 
@@ -366,24 +425,30 @@ def test_workdir_that_is_a_file(tmp_path):
 # Non-finite loss and gradients
 
 
-def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_path,
-                                                             monkeypatch):
+def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_path, monkeypatch):
   ref_dir, _ = reference
   w = str(tmp_path / "w")
   monkeypatch.setenv(faults.ENV, "nonfinite_at_step:6")
-  with pytest.raises(NonFiniteError, match=re.escape(
+  with pytest.raises(
+    NonFiniteError,
+    match=re.escape(
       "loss became nan, grad_norm became nan, update_norm became nan, param_norm "
-      f"became nan at step 6; last good checkpoint: step 4 in {w}/checkpoints")):
+      f"became nan at step 6; last good checkpoint: step 4 in {w}/checkpoints"
+    ),
+  ):
     train.train_and_evaluate(tiny(), w)
-  assert committed(w) == [4]      # step 8 (non-finite) was never saved
+  assert committed(w) == [4]  # step 8 (non-finite) was never saved
   assert_same_state(state_at(w), state_at(ref_dir, 4))
 
 
 def test_skip_nonfinite_step_keeps_state():
   config = tiny(**{"train.skip_nonfinite": True, "train.warmup_steps": 0})
   run = workdir_lib.build_run(config)
-  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
-                                       run.objective, inject_nonfinite=((1, 1),)))
+  step = jax.jit(
+    step_lib.make_train_step(
+      run.graphdef, run.tx, run.schedule, config, run.objective, inject_nonfinite=((1, 1),)
+    )
+  )
   it = run.task.train_iterator()
   s1, m1 = step(run.state, next(it))
   assert not bool(m1["finite"]) and np.isnan(float(m1["loss"]))
@@ -393,22 +458,28 @@ def test_skip_nonfinite_step_keeps_state():
   assert bool(m2["finite"]) and np.isfinite(float(m2["loss"]))
   # As optax.apply_if_finite: the skipped step did not advance the schedule.
   assert float(m2["learning_rate"]) == float(run.schedule(0)) != float(run.schedule(1))
-  changed = [not np.array_equal(np.asarray(a), np.asarray(b))
-             for a, b in zip(jax.tree.leaves(s2.params), jax.tree.leaves(s1.params))]
-  assert sum(changed) >= len(changed) // 2   # a finite step updates
+  changed = [
+    not np.array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(jax.tree.leaves(s2.params), jax.tree.leaves(s1.params))
+  ]
+  assert sum(changed) >= len(changed) // 2  # a finite step updates
 
 
 def test_skip_nonfinite_counts_and_stops_after_n_in_a_row(tmp_path, monkeypatch):
   w = str(tmp_path / "w")
   monkeypatch.setenv(faults.ENV, "nonfinite_at_step:6-7,nonfinite_at_step:10-12")
   config = tiny(**{"train.skip_nonfinite": True, "train.max_consecutive_nonfinite": 3})
-  with pytest.raises(NonFiniteError, match=re.escape(
+  with pytest.raises(
+    NonFiniteError,
+    match=re.escape(
       "at step 12: 3 non-finite steps in a row (train.max_consecutive_nonfinite=3); "
-      f"last good checkpoint: step 8 in {w}/checkpoints")):
+      f"last good checkpoint: step 8 in {w}/checkpoints"
+    ),
+  ):
     train.train_and_evaluate(config, w)
   rows = [r for r in writers.read_metrics(w) if r["split"] == "train"]
   assert [(r["step"], r["skipped_steps"]) for r in rows] == [(5, 0), (10, 3)]
-  assert all(np.isfinite(r["loss"]) for r in rows)   # means over applied steps
+  assert all(np.isfinite(r["loss"]) for r in rows)  # means over applied steps
   assert committed(w) == [4, 8]
   for step in (4, 8):
     assert bool(step_lib.all_finite(state_at(w, step)))
@@ -417,17 +488,20 @@ def test_skip_nonfinite_counts_and_stops_after_n_in_a_row(tmp_path, monkeypatch)
 # --------------------------------------------------------------------------
 # One run per workdir
 
-HOLD_LOCK = ("import sys; "
-             "from attention_jax.workdir_lock import WorkdirLock; "
-             "WorkdirLock(sys.argv[1]).acquire(); print('locked', flush=True); "
-             "sys.stdin.read()")
+HOLD_LOCK = (
+  "import sys; "
+  "from attention_jax.workdir_lock import WorkdirLock; "
+  "WorkdirLock(sys.argv[1]).acquire(); print('locked', flush=True); "
+  "sys.stdin.read()"
+)
 
 
 def test_second_run_refused_and_stale_lock_taken_over(reference, tmp_path):
   ref_dir, final = reference
   w = copy_workdir(ref_dir, tmp_path / "w")
-  holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, w],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+  holder = subprocess.Popen(
+    [sys.executable, "-c", HOLD_LOCK, w], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+  )
   try:
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(workdir_lock.WorkdirLockedError) as e:
@@ -436,7 +510,7 @@ def test_second_run_refused_and_stale_lock_taken_over(reference, tmp_path):
     assert msg.startswith(f"workdir {w} is in use by process {holder.pid} on ")
     assert "\n" not in msg
   finally:
-    holder.kill()     # SIGKILL: the lock file stays behind, naming a dead PID
+    holder.kill()  # SIGKILL: the lock file stays behind, naming a dead PID
     holder.wait()
   lock_path = os.path.join(w, workdir_lock.LOCK_NAME)
   with open(lock_path) as f:
@@ -452,7 +526,7 @@ def test_lock_file_of_a_live_unrelated_process_is_not_a_lock(tmp_path):
     with open(lock.path) as f:
       assert json.load(f)["pid"] == os.getpid()
     with pytest.raises(workdir_lock.WorkdirLockedError, match=f"process {os.getpid()}"):
-      workdir_lock.WorkdirLock(str(tmp_path)).acquire()   # a second holder, same process
+      workdir_lock.WorkdirLock(str(tmp_path)).acquire()  # a second holder, same process
   assert not os.path.exists(tmp_path / workdir_lock.LOCK_NAME)
 
 
@@ -460,7 +534,9 @@ def test_lock_file_of_a_live_unrelated_process_is_not_a_lock(tmp_path):
 # Exit codes, fault hook, no pickle
 
 
-@pytest.mark.parametrize("error,code", [
+@pytest.mark.parametrize(
+  "error,code",
+  [
     (lambda: config_lib.ConfigError("bad key"), 2),
     (lambda: ResumeRefused("cannot resume"), 2),
     (lambda: NonFiniteError("loss became nan"), 3),
@@ -468,9 +544,11 @@ def test_lock_file_of_a_live_unrelated_process_is_not_a_lock(tmp_path):
     (lambda: checkpoint.CorruptCheckpointError(3, "step 3 is corrupt"), 4),
     (lambda: workdir_lock.WorkdirLockedError("in use"), 5),
     (lambda: Preempted("stopped by SIGTERM"), 75),
-])
+  ],
+)
 def test_exit_codes_and_one_line(error, code, capsys):
   from experiments import cli as cli_lib
+
   with pytest.raises(SystemExit) as e:
     with cli_lib.errors_as_one_line():
       raise error()
@@ -483,6 +561,7 @@ def test_a_quoted_error_keeps_its_start_and_its_reason():
   """A library error quoted in ours is cut in the middle, not at the end: a
   long path must not push out the reason that ends the message."""
   from attention_jax.errors import one_line
+
   e = ValueError(f'Error writing "/{"d" * 500}/x":\n Failed to write: File too large')
   text = one_line(e, 120, with_type=True)
   assert text.startswith('ValueError: Error writing "/ddd') and "\n" not in text
@@ -492,8 +571,9 @@ def test_a_quoted_error_keeps_its_start_and_its_reason():
 
 
 def test_fault_spec_parsing():
-  f = faults.parse("kill_at_step:3, nonfinite_at_step:5-7,nonfinite_at_step:9,"
-                   "fsize_limit_at_save:8:100")
+  f = faults.parse(
+    "kill_at_step:3, nonfinite_at_step:5-7,nonfinite_at_step:9,fsize_limit_at_save:8:100"
+  )
   assert f.kill_at_step == 3 and f.nonfinite_steps == ((5, 7), (9, 9))
   assert f.fsize_limit_at_save == (8, 100) and f.sigterm_at_step is None
   assert faults.parse("") == faults.Faults()
@@ -502,9 +582,11 @@ def test_fault_spec_parsing():
 
 
 PICKLE_USE = re.compile(
-    r"^\s*(import|from)\s+(c?pickle|dill|cloudpickle|shelve|joblib)\b"
-    r"|\b(c?pickle|dill|cloudpickle|joblib)\.(loads?|dumps?|Pickler|Unpickler)\b"
-    r"|allow_pickle\s*=\s*True", re.M)
+  r"^\s*(import|from)\s+(c?pickle|dill|cloudpickle|shelve|joblib)\b"
+  r"|\b(c?pickle|dill|cloudpickle|joblib)\.(loads?|dumps?|Pickler|Unpickler)\b"
+  r"|allow_pickle\s*=\s*True",
+  re.M,
+)
 
 
 def _pickle_uses(text: str) -> list[str]:
@@ -512,7 +594,7 @@ def _pickle_uses(text: str) -> list[str]:
 
 
 def test_no_pickle_in_the_package(reference):
-  assert _pickle_uses("import pickle\nx = 1\n") == ["import pickle"]   # can fail
+  assert _pickle_uses("import pickle\nx = 1\n") == ["import pickle"]  # can fail
   assert _pickle_uses("np.load(f, allow_pickle=True)") == ["allow_pickle=True"]
   assert _pickle_uses('"""No pickle anywhere."""') == []
   found = []

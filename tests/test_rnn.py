@@ -15,10 +15,13 @@ from attention_jax import rnn
 
 B, T, I, H = 3, 7, 4, 5
 LENGTHS = np.array([7, 4, 1])
-CELL_CASES = [("elman", {}), ("elman", {"activation": "relu",
-                                        "recurrent_init": "identity"}),
-              ("gru", {}), ("gru", {"reset_after": True}),
-              ("lstm", {"forget_bias": 0.5})]
+CELL_CASES = [
+  ("elman", {}),
+  ("elman", {"activation": "relu", "recurrent_init": "identity"}),
+  ("gru", {}),
+  ("gru", {"reset_after": True}),
+  ("lstm", {"forget_bias": 0.5}),
+]
 CASE_IDS = ["elman", "irnn", "gru_cho", "gru_reset_after", "lstm"]
 
 
@@ -60,6 +63,7 @@ def _run_cell(cell, carry, xs):
 
 # ----------------------------------------------------------------- cells ---
 
+
 def _compare_with_flax(ours, theirs, carry):
   xs = _inputs(3)
   c1, y1 = _run_cell(ours, carry, xs)
@@ -72,8 +76,9 @@ def _compare_with_flax(ours, theirs, carry):
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_elman_matches_flax_simple_cell(activation):
   ours = _cell("elman", {"activation": activation})
-  theirs = nnx.SimpleCell(I, H, rngs=nnx.Rngs(9),
-                          activation_fn={"tanh": jnp.tanh, "relu": nnx.relu}[activation])
+  theirs = nnx.SimpleCell(
+    I, H, rngs=nnx.Rngs(9), activation_fn={"tanh": jnp.tanh, "relu": nnx.relu}[activation]
+  )
   theirs.dense_i.kernel[...] = ours.input_kernel[...]
   theirs.dense_i.bias[...] = ours.input_bias[...]
   theirs.dense_h.kernel[...] = ours.recurrent_kernel[...]
@@ -83,7 +88,7 @@ def test_elman_matches_flax_simple_cell(activation):
 def test_gru_reset_after_matches_flax_gru_cell():
   ours = _cell("gru", {"reset_after": True})
   b_rec = ours.recurrent_bias[...]
-  ours.recurrent_bias[...] = b_rec.at[2 * H:].set(0.0)  # flax has no b_hn
+  ours.recurrent_bias[...] = b_rec.at[2 * H :].set(0.0)  # flax has no b_hn
   theirs = nnx.GRUCell(I, H, rngs=nnx.Rngs(9))
   theirs.dense_i.kernel[...] = ours.input_kernel[...]
   # flax's input bias holds b_ir + b_hr and b_iz + b_hz (they only add).
@@ -95,16 +100,14 @@ def test_gru_reset_after_matches_flax_gru_cell():
 @pytest.mark.parametrize("flax_cell", ["OptimizedLSTMCell", "LSTMCell"])
 def test_lstm_matches_flax(flax_cell):
   ours = _cell("lstm", {"forget_bias": 1.0})
-  Wi, b, Wh = (ours.input_kernel[...], ours.input_bias[...],
-               ours.recurrent_kernel[...])
+  Wi, b, Wh = (ours.input_kernel[...], ours.input_bias[...], ours.recurrent_kernel[...])
   theirs = getattr(nnx, flax_cell)(I, H, rngs=nnx.Rngs(9))
   if flax_cell == "OptimizedLSTMCell":
     theirs.dense_i.kernel[...] = Wi
     theirs.dense_h.kernel[...] = Wh
     theirs.dense_h.bias[...] = b
   else:  # one Linear per gate, order i, f, g, o
-    for g, (di, dh) in enumerate([("ii", "hi"), ("if_", "hf"), ("ig", "hg"),
-                                  ("io", "ho")]):
+    for g, (di, dh) in enumerate([("ii", "hi"), ("if_", "hf"), ("ig", "hg"), ("io", "ho")]):
       sl = slice(g * H, (g + 1) * H)
       getattr(theirs, di).kernel[...] = Wi[:, sl]
       getattr(theirs, dh).kernel[...] = Wh[:, sl]
@@ -115,15 +118,17 @@ def test_lstm_matches_flax(flax_cell):
 def test_lstm_forget_bias_and_elman_inits():
   lstm = rnn.LSTMCell(I, H, forget_bias=2.5, rngs=nnx.Rngs(0))
   b = np.asarray(lstm.input_bias[...])
-  assert np.all(b[H:2 * H] == 2.5) and np.all(np.delete(b, np.s_[H:2 * H]) == 0)
-  assert np.all(rnn.LSTMCell(I, H, rngs=nnx.Rngs(0)).input_bias[...][H:2 * H] == 1.0)
-  U = np.asarray(rnn.ElmanCell(I, H, recurrent_init="orthogonal",
-                               rngs=nnx.Rngs(0)).recurrent_kernel[...])
+  assert np.all(b[H : 2 * H] == 2.5) and np.all(np.delete(b, np.s_[H : 2 * H]) == 0)
+  assert np.all(rnn.LSTMCell(I, H, rngs=nnx.Rngs(0)).input_bias[...][H : 2 * H] == 1.0)
+  U = np.asarray(
+    rnn.ElmanCell(I, H, recurrent_init="orthogonal", rngs=nnx.Rngs(0)).recurrent_kernel[...]
+  )
   np.testing.assert_allclose(U.T @ U, np.eye(H), atol=1e-5)
   U = rnn.ElmanCell(I, H, recurrent_init="identity", rngs=nnx.Rngs(0))
   np.testing.assert_array_equal(U.recurrent_kernel[...], np.eye(H))
-  U = np.asarray(rnn.ElmanCell(I, H, recurrent_init="uniform",
-                               rngs=nnx.Rngs(0)).recurrent_kernel[...])
+  U = np.asarray(
+    rnn.ElmanCell(I, H, recurrent_init="uniform", rngs=nnx.Rngs(0)).recurrent_kernel[...]
+  )
   assert np.abs(U).max() <= 1 / np.sqrt(H) and np.abs(U).max() > 0.5 / np.sqrt(H)
   with pytest.raises(ValueError, match="recurrent_init 'xavier'"):
     rnn.ElmanCell(I, H, recurrent_init="xavier", rngs=nnx.Rngs(0))
@@ -139,19 +144,19 @@ def test_gru_cho_form_matches_numpy_equations():
   Wi = np.asarray(ours.input_kernel[...], np.float64)
   bi = np.asarray(ours.input_bias[...], np.float64)
   U = np.asarray(ours.recurrent_kernel[...], np.float64)
-  W_r, W_z, W = Wi[:, :H], Wi[:, H:2 * H], Wi[:, 2 * H:]
-  b_r, b_z, b = bi[:H], bi[H:2 * H], bi[2 * H:]
-  U_r, U_z, U_n = U[:, :H], U[:, H:2 * H], U[:, 2 * H:]
+  W_r, W_z, W = Wi[:, :H], Wi[:, H : 2 * H], Wi[:, 2 * H :]
+  b_r, b_z, b = bi[:H], bi[H : 2 * H], bi[2 * H :]
+  U_r, U_z, U_n = U[:, :H], U[:, H : 2 * H], U[:, 2 * H :]
   sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
   xs = np.asarray(_inputs(3), np.float64)
   h = np.asarray(_random_carry(ours), np.float64)
   carry = jnp.asarray(h, jnp.float32)
   for t in range(T):
     x = xs[:, t]
-    r = sigmoid(x @ W_r + h @ U_r + b_r)                 # eq. 5
-    z = sigmoid(x @ W_z + h @ U_z + b_z)                 # eq. 6
-    h_tilde = np.tanh(x @ W + (r * h) @ U_n + b)         # eq. 8
-    h = z * h + (1 - z) * h_tilde                        # eq. 7
+    r = sigmoid(x @ W_r + h @ U_r + b_r)  # eq. 5
+    z = sigmoid(x @ W_z + h @ U_z + b_z)  # eq. 6
+    h_tilde = np.tanh(x @ W + (r * h) @ U_n + b)  # eq. 8
+    h = z * h + (1 - z) * h_tilde  # eq. 7
     carry, out = ours(carry, jnp.asarray(x, jnp.float32))
     np.testing.assert_allclose(out, h, atol=1e-5, rtol=1e-5)
 
@@ -159,18 +164,28 @@ def test_gru_cho_form_matches_numpy_equations():
 # ---------------------------------------------------------------- layers ---
 
 SCAN_OPTS = {
-    "plain": dict(backward="autodiff", hoist_input_projection=False, unroll=1),
-    "hoist_u3": dict(backward="autodiff", hoist_input_projection=True, unroll=3),
-    "fused": dict(backward="fused", hoist_input_projection=False, unroll=1),
-    "fused_hoist_u2": dict(backward="fused", hoist_input_projection=True, unroll=2)}
+  "plain": dict(backward="autodiff", hoist_input_projection=False, unroll=1),
+  "hoist_u3": dict(backward="autodiff", hoist_input_projection=True, unroll=3),
+  "fused": dict(backward="fused", hoist_input_projection=False, unroll=1),
+  "fused_hoist_u2": dict(backward="fused", hoist_input_projection=True, unroll=2),
+}
 
 
-@pytest.mark.parametrize("kind,options,opts", [
+@pytest.mark.parametrize(
+  "kind,options,opts",
+  [
     *[(k, o, "plain") for k, o in CELL_CASES],
     *[(k, o, "fused_hoist_u2") for k, o in CELL_CASES],
-    ("lstm", {}, "hoist_u3"), ("gru", {}, "fused")],
-    ids=[*[f"{c}-plain" for c in CASE_IDS], *[f"{c}-fused_hoist_u2" for c in CASE_IDS],
-         "lstm-hoist_u3", "gru_cho-fused"])
+    ("lstm", {}, "hoist_u3"),
+    ("gru", {}, "fused"),
+  ],
+  ids=[
+    *[f"{c}-plain" for c in CASE_IDS],
+    *[f"{c}-fused_hoist_u2" for c in CASE_IDS],
+    "lstm-hoist_u3",
+    "gru_cho-fused",
+  ],
+)
 def test_scan_equals_python_loop(kind, options, opts):
   scan_opts = SCAN_OPTS[opts]
   cell = _cell(kind, options)
@@ -188,31 +203,36 @@ def test_scan_equals_python_loop(kind, options, opts):
   np.testing.assert_allclose(cell.output(got_c), cell.output(want_c), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind,options,backward", [
-    *[(k, o, "fused") for k, o in CELL_CASES[2:]], ("lstm", {}, "autodiff"),
-    ("gru", {}, "autodiff")],
-    ids=[*[f"{c}-fused" for c in CASE_IDS[2:]], "lstm-autodiff", "gru_cho-autodiff"])
+@pytest.mark.parametrize(
+  "kind,options,backward",
+  [
+    *[(k, o, "fused") for k, o in CELL_CASES[2:]],
+    ("lstm", {}, "autodiff"),
+    ("gru", {}, "autodiff"),
+  ],
+  ids=[*[f"{c}-fused" for c in CASE_IDS[2:]], "lstm-autodiff", "gru_cho-autodiff"],
+)
 def test_masked_final_state_is_state_at_true_length(kind, options, backward):
   cell = _cell(kind, options)
   xs = _inputs()
   final, ys = rnn.scan(cell, xs, mask=_mask(), backward=backward)
   for b, n in enumerate(LENGTHS):
-    want_c, want_y = _run_cell(cell, cell.initialize_carry((1,)), xs[b:b + 1, :n])
-    np.testing.assert_allclose(cell.output(final)[b], cell.output(want_c)[0],
-                               atol=1e-5, rtol=1e-5)
+    want_c, want_y = _run_cell(cell, cell.initialize_carry((1,)), xs[b : b + 1, :n])
+    np.testing.assert_allclose(cell.output(final)[b], cell.output(want_c)[0], atol=1e-5, rtol=1e-5)
     np.testing.assert_allclose(ys[b, :n], want_y[0], atol=1e-5, rtol=1e-5)
-    np.testing.assert_array_equal(ys[b, n:], 0.0)         # padded outputs
+    np.testing.assert_array_equal(ys[b, n:], 0.0)  # padded outputs
 
 
-@pytest.mark.parametrize("kind,options", [CELL_CASES[3], CELL_CASES[4]],
-                         ids=["gru_reset_after", "lstm"])
+@pytest.mark.parametrize(
+  "kind,options", [CELL_CASES[3], CELL_CASES[4]], ids=["gru_reset_after", "lstm"]
+)
 def test_bidirectional_equals_two_independent_passes(kind, options):
   fwd, bwd = _cell(kind, options, seed=0), _cell(kind, options, seed=1)
   xs = _inputs()
   (cf, cb), ys = rnn.bidirectional(fwd, bwd, xs, _mask())
   assert ys.shape == (B, T, 2 * H)
   for b, n in enumerate(LENGTHS):
-    x = xs[b:b + 1, :n]                                    # the true sequence
+    x = xs[b : b + 1, :n]  # the true sequence
     want_cf, want_f = _run_cell(fwd, fwd.initialize_carry((1,)), x)
     want_cb, want_b = _run_cell(bwd, bwd.initialize_carry((1,)), x[:, ::-1])
     np.testing.assert_allclose(ys[b, :n, :H], want_f[0], atol=1e-5)
@@ -233,8 +253,11 @@ def test_stack_scan_is_layer_by_layer_with_dropout_between_only():
   layer, each layer reading the one below; dropout only with an rng, only
   between layers."""
   from attention_jax.models import seq2seq
-  cells = [rnn.make_cell("lstm", I, H, rngs=nnx.Rngs(0)),
-           rnn.make_cell("lstm", H, H, rngs=nnx.Rngs(1))]
+
+  cells = [
+    rnn.make_cell("lstm", I, H, rngs=nnx.Rngs(0)),
+    rnn.make_cell("lstm", H, H, rngs=nnx.Rngs(1)),
+  ]
   xs, mask = _inputs(), _mask()
   finals, ys = seq2seq.stack_scan(cells, xs, mask)
   c1, y1 = rnn.scan(cells[0], xs, None, mask)
@@ -242,11 +265,9 @@ def test_stack_scan_is_layer_by_layer_with_dropout_between_only():
   np.testing.assert_allclose(ys, y2, atol=1e-6)
   for got, want in zip(jax.tree.leaves(finals), jax.tree.leaves([c1, c2])):
     np.testing.assert_allclose(got, want, atol=1e-6)
-  _, dropped = seq2seq.stack_scan(cells, xs, mask, dropout_rate=0.5,
-                                  rng=jax.random.key(0))
+  _, dropped = seq2seq.stack_scan(cells, xs, mask, dropout_rate=0.5, rng=jax.random.key(0))
   assert not np.allclose(dropped, ys)
-  _, one = seq2seq.stack_scan(cells[:1], xs, mask, dropout_rate=0.5,
-                              rng=jax.random.key(0))
+  _, one = seq2seq.stack_scan(cells[:1], xs, mask, dropout_rate=0.5, rng=jax.random.key(0))
   np.testing.assert_array_equal(one, y1)
 
 
@@ -262,12 +283,14 @@ def test_resolve_options():
   # an explicit choice is kept whatever the batch.
   assert rnn.resolve_options(backend="cpu", batch=16)["backward"] == "fused"
   assert rnn.resolve_options(backend="cpu", batch=17)["backward"] == "autodiff"
-  assert rnn.resolve_options(backward="fused", backend="cpu",
-                             batch=64)["backward"] == "fused"
+  assert rnn.resolve_options(backward="fused", backend="cpu", batch=64)["backward"] == "fused"
   assert rnn.resolve_options(backend="gpu", batch=4)["backward"] == "autodiff"
   assert rnn.resolve_options(backend="gpu")["unroll"] == 8
   assert rnn.resolve_options(unroll=2, backward="autodiff", backend="gpu") == {
-      "hoist_input_projection": True, "unroll": 2, "backward": "autodiff"}
+    "hoist_input_projection": True,
+    "unroll": 2,
+    "backward": "autodiff",
+  }
   with pytest.raises(ValueError, match="backward 'cudnn'"):
     rnn.resolve_options(backward="cudnn")
   with pytest.raises(ValueError, match="unroll must be"):
@@ -275,6 +298,7 @@ def test_resolve_options():
 
 
 # --------------------------------------------------------- fused backward ---
+
 
 def _loss_fn(cell, reverse, masked, backward, hoist=False):
   """A loss that uses every output, the final carry and the initial carry."""
@@ -284,10 +308,13 @@ def _loss_fn(cell, reverse, masked, backward, hoist=False):
 
   def loss(params, xs, carry0):
     c = nnx.merge(gdef, params)
-    final, ys = rnn.scan(c, xs, carry0, mask, reverse=reverse,
-                         backward=backward, hoist_input_projection=hoist)
-    return (jnp.sum(weights.astype(ys.dtype) * ys ** 2)
-            + sum(jnp.sum(jnp.sin(l)) for l in jax.tree.leaves(final)))
+    final, ys = rnn.scan(
+      c, xs, carry0, mask, reverse=reverse, backward=backward, hoist_input_projection=hoist
+    )
+    return jnp.sum(weights.astype(ys.dtype) * ys**2) + sum(
+      jnp.sum(jnp.sin(l)) for l in jax.tree.leaves(final)
+    )
+
   return loss, params
 
 
@@ -308,8 +335,9 @@ def test_fused_backward_equals_autodiff(kind, options):
       np.testing.assert_allclose(f, a, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("kind,options", [CELL_CASES[i] for i in (2, 4)],
-                         ids=[CASE_IDS[i] for i in (2, 4)])
+@pytest.mark.parametrize(
+  "kind,options", [CELL_CASES[i] for i in (2, 4)], ids=[CASE_IDS[i] for i in (2, 4)]
+)
 def test_fused_backward_matches_finite_differences_float64(kind, options):
   with jax.enable_x64(True):
     cell = _cell(kind, options)
@@ -321,30 +349,45 @@ def test_fused_backward_matches_finite_differences_float64(kind, options):
     grads = jax.grad(loss, argnums=(0, 1, 2))(*args)
     leaves, treedef = jax.tree.flatten(args)
     keys = jax.random.split(jax.random.key(7), len(leaves))
-    direction = jax.tree.unflatten(treedef, [
-        jax.random.normal(k, l.shape, jnp.float64) for k, l in zip(keys, leaves)])
+    direction = jax.tree.unflatten(
+      treedef, [jax.random.normal(k, l.shape, jnp.float64) for k, l in zip(keys, leaves)]
+    )
     eps = 1e-6
     plus = jax.tree.map(lambda a, d: a + eps * d, args, direction)
     minus = jax.tree.map(lambda a, d: a - eps * d, args, direction)
     numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
-    analytic = sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads),
-                                                   jax.tree.leaves(direction)))
+    analytic = sum(
+      jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction))
+    )
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
     assert abs(float(numeric)) > 1e-3
 
 
 def test_config_keys_reach_scan_options():
-  from attention_jax import config as config_lib
   from conftest import tiny_config
-  c = tiny_config(**{"model.rnn_unroll": 4, "model.rnn_backward": "autodiff",
-                     "model.rnn_hoist_input_projection": "true"})
+
+  from attention_jax import config as config_lib
+
+  c = tiny_config(
+    **{
+      "model.rnn_unroll": 4,
+      "model.rnn_backward": "autodiff",
+      "model.rnn_hoist_input_projection": "true",
+    }
+  )
   config_lib.validate(c)
   assert rnn.layer_options(c.model) == {
-      "hoist_input_projection": True, "unroll": 4, "backward": "autodiff"}
-  assert rnn.resolve_options(**rnn.layer_options(tiny_config().model),
-                             backend="cpu") == _defaults("cpu")
-  for key, bad in [("model.rnn_backward", "cudnn"),
-                   ("model.rnn_hoist_input_projection", "yes"),
-                   ("model.rnn_unroll", -1)]:
+    "hoist_input_projection": True,
+    "unroll": 4,
+    "backward": "autodiff",
+  }
+  assert rnn.resolve_options(**rnn.layer_options(tiny_config().model), backend="cpu") == _defaults(
+    "cpu"
+  )
+  for key, bad in [
+    ("model.rnn_backward", "cudnn"),
+    ("model.rnn_hoist_input_projection", "yes"),
+    ("model.rnn_unroll", -1),
+  ]:
     with pytest.raises(config_lib.ConfigError, match=key.replace(".", r"\.")):
       config_lib.validate(tiny_config(**{key: bad}))

@@ -14,12 +14,15 @@ B, T, S, N, H = 2, 5, 7, 2, 8  # batch, query len, key len, heads, head dim
 
 def _qkv(seed=0, t=T, s=S):
   k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
-  return (jax.random.normal(k1, (B, t, N, H)), jax.random.normal(k2, (B, s, N, H)),
-          jax.random.normal(k3, (B, s, N, H)))
+  return (
+    jax.random.normal(k1, (B, t, N, H)),
+    jax.random.normal(k2, (B, s, N, H)),
+    jax.random.normal(k3, (B, s, N, H)),
+  )
 
 
 def _key_padding(lengths, s=S):
-  return (jnp.arange(s)[None, :] < jnp.asarray(lengths)[:, None])  # (B, S)
+  return jnp.arange(s)[None, :] < jnp.asarray(lengths)[:, None]  # (B, S)
 
 
 @pytest.mark.parametrize("impl", ["einsum", "xla"])
@@ -30,10 +33,9 @@ def test_sdpa_matches_jax_dot_product_attention(impl, masking):
   S_ = k.shape[1]
   mask = None
   if masking in ("padding", "both"):
-    mask = attention.padding_mask(None, _key_padding([S_, 3], S_))   # (B, 1, 1, S)
+    mask = attention.padding_mask(None, _key_padding([S_, 3], S_))  # (B, 1, 1, S)
   causal = masking in ("causal", "both")
-  got = attention.scaled_dot_product_attention(q, k, v, mask, is_causal=causal,
-                                               implementation=impl)
+  got = attention.scaled_dot_product_attention(q, k, v, mask, is_causal=causal, implementation=impl)
   want = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=causal)
   np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
   # and against the formula written out in numpy
@@ -54,14 +56,18 @@ def test_sdpa_matches_jax_dot_product_attention(impl, masking):
 def test_fully_masked_row_is_zero_not_nan(impl):
   q, k, v = _qkv(2)
   mask = np.ones((B, 1, T, S), bool)
-  mask[0, 0, 2, :] = False                      # query 2 of example 0 sees nothing
+  mask[0, 0, 2, :] = False  # query 2 of example 0 sees nothing
   mask = jnp.asarray(mask)
   out = attention.scaled_dot_product_attention(q, k, v, mask, implementation=impl)
   assert np.all(np.isfinite(out))
   np.testing.assert_array_equal(out[0, 2], 0.0)
   assert np.abs(np.asarray(out[0, 1])).sum() > 0
-  grads = jax.grad(lambda q, k, v: attention.scaled_dot_product_attention(
-      q, k, v, mask, implementation=impl).sum(), argnums=(0, 1, 2))(q, k, v)
+  grads = jax.grad(
+    lambda q, k, v: attention.scaled_dot_product_attention(
+      q, k, v, mask, implementation=impl
+    ).sum(),
+    argnums=(0, 1, 2),
+  )(q, k, v)
   assert all(np.all(np.isfinite(g)) for g in grads)
   w = attention.dot_product_attention_weights(q, k, mask)
   np.testing.assert_array_equal(w[0, :, 2], 0.0)
@@ -72,13 +78,12 @@ def test_implementation_choice_is_observable():
   q, k, v = _qkv(3)
   backend = jax.default_backend()
   attention.scaled_dot_product_attention(q, k, v, implementation="cudnn")
-  if backend != "gpu":   # float32 or no GPU: cudnn falls back to xla, with a reason
+  if backend != "gpu":  # float32 or no GPU: cudnn falls back to xla, with a reason
     assert attention.last_path["used"] == "xla"
     assert "cudnn unavailable" in attention.last_path["reason"]
   # float32 is never cudnn: auto takes the einsum path on every backend
   assert attention.resolve_implementation("auto", jnp.float32, 8) == "einsum"
-  assert attention.resolve_implementation("xla", jnp.float32, 8,
-                                          needs_weights=True) == "einsum"
+  assert attention.resolve_implementation("xla", jnp.float32, 8, needs_weights=True) == "einsum"
   with pytest.raises(ValueError, match="allowed"):
     attention.resolve_implementation("flash", jnp.float32, 8)
 
@@ -92,14 +97,12 @@ def _copy_into_flax(ours, ref):
 @pytest.mark.parametrize("impl", ["einsum", "xla"])
 def test_mha_matches_flax_multi_head_attention(impl):
   D, Dkv = 16, 12
-  ours = attention.MultiHeadAttention(D, 4, kv_features=Dkv, implementation=impl,
-                                      rngs=nnx.Rngs(0))
-  ref = nnx.MultiHeadAttention(4, D, in_kv_features=Dkv, decode=False,
-                               rngs=nnx.Rngs(1))
+  ours = attention.MultiHeadAttention(D, 4, kv_features=Dkv, implementation=impl, rngs=nnx.Rngs(0))
+  ref = nnx.MultiHeadAttention(4, D, in_kv_features=Dkv, decode=False, rngs=nnx.Rngs(1))
   _copy_into_flax(ours, ref)
   x = jax.random.normal(jax.random.PRNGKey(0), (B, T, D))
   m = jax.random.normal(jax.random.PRNGKey(1), (B, S, Dkv))
-  pad = attention.padding_mask(None, _key_padding([S, 4]))          # (B, 1, 1, S)
+  pad = attention.padding_mask(None, _key_padding([S, 4]))  # (B, 1, 1, S)
   got, _ = ours(x, m, mask=pad)
   np.testing.assert_allclose(got, ref(x, m, m, mask=pad), atol=1e-5)
   # self-attention, causal
@@ -118,7 +121,7 @@ def test_mha_weights_and_dropout():
   assert w.shape == (B, 4, T, T)
   np.testing.assert_allclose(w.sum(-1), 1.0, rtol=1e-6)
   np.testing.assert_array_equal(np.triu(np.asarray(w[0, 0]), 1), 0.0)
-  again, _ = mha(x, is_causal=True)                 # no rng: no dropout
+  again, _ = mha(x, is_causal=True)  # no rng: no dropout
   np.testing.assert_allclose(out, again, atol=1e-6)
   dropped, _ = mha(x, is_causal=True, dropout_rng=jax.random.PRNGKey(5))
   assert np.abs(np.asarray(dropped - out)).max() > 1e-3
@@ -137,14 +140,17 @@ def test_kv_cache_decoding_equals_full_recomputation():
 
 
 def test_hand_written_backward_matches_autodiff():
-  q, k, v = (jnp.swapaxes(a, 1, 2) for a in _qkv(4, 6, 6))      # (B, N, T, h)
-  mask = attention.combine_masks(attention.causal_mask(6, 6),
-                                 attention.padding_mask(None, _key_padding([6, 4], 6)))
+  q, k, v = (jnp.swapaxes(a, 1, 2) for a in _qkv(4, 6, 6))  # (B, N, T, h)
+  mask = attention.combine_masks(
+    attention.causal_mask(6, 6), attention.padding_mask(None, _key_padding([6, 4], 6))
+  )
   cot = jax.random.normal(jax.random.PRNGKey(9), q.shape)
-  fast = lambda q, k, v: (attention._einsum_core(
-      q, k, v, mask, heads_major=True, need_weights=False)[0] * cot).sum()
-  ref = lambda q, k, v: (attention._einsum_core(
-      q, k, v, mask, heads_major=True, need_weights=True)[0] * cot).sum()
+  fast = lambda q, k, v: (
+    attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=False)[0] * cot
+  ).sum()
+  ref = lambda q, k, v: (
+    attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=True)[0] * cot
+  ).sum()
   np.testing.assert_allclose(fast(q, k, v), ref(q, k, v), rtol=1e-6)
   for a, b in zip(jax.grad(fast, (0, 1, 2))(q, k, v), jax.grad(ref, (0, 1, 2))(q, k, v)):
     np.testing.assert_allclose(a, b, atol=1e-5)

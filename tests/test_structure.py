@@ -10,15 +10,17 @@
 """
 
 import ast
-import os
 import pathlib
 
 from conftest import ROOT
 
 PACKAGE = pathlib.Path(ROOT) / "attention_jax"
-SOURCES = [p for d in ("attention_jax", "experiments", "configs", "tests", "tools")
-           for p in sorted((pathlib.Path(ROOT) / d).rglob("*.py"))]
-OPTIONAL = {"torch"}   # imported where used: the benchmarks' torch rows
+SOURCES = [
+  p
+  for d in ("attention_jax", "experiments", "configs", "tests", "tools")
+  for p in sorted((pathlib.Path(ROOT) / d).rglob("*.py"))
+]
+OPTIONAL = {"torch"}  # imported where used: the benchmarks' torch rows
 
 
 def _module_name(path: pathlib.Path) -> str:
@@ -41,20 +43,19 @@ def _imports(path: pathlib.Path):
       base = node.module or ""
       if node.level:
         parts = pkg.split(".")
-        base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-      for a in node.names:   # `from pkg import sub` depends on the submodule
+        base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+      for a in node.names:  # `from pkg import sub` depends on the submodule
         full = f"{base}.{a.name}"
         yield (full if full in MODULES else base), node
 
 
 def test_no_import_cycles():
-  graph = {m: {d for d, _ in _imports(p) if d in MODULES and d != m}
-           for m, p in MODULES.items()}
+  graph = {m: {d for d, _ in _imports(p) if d in MODULES and d != m} for m, p in MODULES.items()}
   cycles, done, stack = [], set(), []
 
   def visit(u):
     if u in stack:
-      cycles.append(stack[stack.index(u):] + [u])
+      cycles.append(stack[stack.index(u) :] + [u])
       return
     if u in done:
       return
@@ -70,9 +71,11 @@ def test_no_import_cycles():
 
 
 def test_only_the_run_entry_point_imports_the_training_loop():
-  importers = sorted(str(p.relative_to(ROOT)) for p in SOURCES
-                     if not p.parts[-2] == "tests"
-                     and any(d == "attention_jax.train" for d, _ in _imports(p)))
+  importers = sorted(
+    str(p.relative_to(ROOT))
+    for p in SOURCES
+    if not p.parts[-2] == "tests" and any(d == "attention_jax.train" for d, _ in _imports(p))
+  )
   assert importers == ["experiments/run.py"], importers
 
 
@@ -81,16 +84,23 @@ def _code_strings(path: pathlib.Path):
   tree = ast.parse(path.read_text(encoding="utf-8"))
   docs = set()
   for node in ast.walk(tree):
-    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
-                         ast.AsyncFunctionDef)) and ast.get_docstring(node):
+    if isinstance(
+      node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    ) and ast.get_docstring(node):
       docs.add(id(node.body[0].value))
-  return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
-          and isinstance(n.value, str) and id(n) not in docs]
+  return [
+    n.value
+    for n in ast.walk(tree)
+    if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docs
+  ]
 
 
 def test_only_the_workdir_module_names_config_json():
-  namers = sorted(str(p.relative_to(ROOT)) for p in MODULES.values()
-                  if any("config.json" in s for s in _code_strings(p)))
+  namers = sorted(
+    str(p.relative_to(ROOT))
+    for p in MODULES.values()
+    if any("config.json" in s for s in _code_strings(p))
+  )
   assert namers == ["attention_jax/workdir.py"], namers
 
 
@@ -101,8 +111,9 @@ def test_function_level_imports_only_for_optional_packages():
       if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
         for sub in ast.walk(node):
           if isinstance(sub, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in sub.names] if isinstance(sub, ast.Import) else [
-                sub.module or ""]
+            names = (
+              [a.name for a in sub.names] if isinstance(sub, ast.Import) else [sub.module or ""]
+            )
             if not all(n.split(".")[0] in OPTIONAL for n in names):
               found.append(f"{path.relative_to(ROOT)}:{sub.lineno} {names}")
   assert not found, found

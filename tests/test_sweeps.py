@@ -1,22 +1,21 @@
 """The sweep runner: slugs, failure isolation, skipping, summary and report."""
 
 import csv
-import json
 import os
 import re
 
 import pytest
-
-from attention_jax import sweeps
 from conftest import SWEEP_CONFIG
 
+from attention_jax import sweeps
 
-@pytest.mark.parametrize("value", ["../x", "/abs", "a/b", "x" * 300, "..", ".",
-                                   "a\\b", "a b\n", "~/x", "\x00"])
+
+@pytest.mark.parametrize(
+  "value", ["../x", "/abs", "a/b", "x" * 300, "..", ".", "a\\b", "a b\n", "~/x", "\x00"]
+)
 def test_slug_cannot_escape(tmp_path, value):
   s = sweeps.slug({"data.train_path": value})
-  assert set(s) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                       "0123456789._=-")
+  assert set(s) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._=-")
   assert len(s) <= sweeps.SLUG_MAX and s not in (".", "..")
   path = sweeps.point_dir(str(tmp_path), s)
   assert os.path.dirname(path) == os.path.realpath(tmp_path)
@@ -25,10 +24,10 @@ def test_slug_cannot_escape(tmp_path, value):
 def test_slug_distinct_and_stable():
   assert sweeps.slug({"a.b": "a/b"}) != sweeps.slug({"a.b": "a-b"})
   assert sweeps.slug({"a.b": "x" * 300}) != sweeps.slug({"a.b": "x" * 299})
-  assert sweeps.slug({"model.name": "gru", "model.hidden_size": 8}) == (
-      "hidden_size=8_name=gru")
+  assert sweeps.slug({"model.name": "gru", "model.hidden_size": 8}) == ("hidden_size=8_name=gru")
   assert sweeps.slug({"model.hidden_size": 8, "model.name": "gru"}) == (
-      "hidden_size=8_name=gru")   # key order does not matter
+    "hidden_size=8_name=gru"
+  )  # key order does not matter
   many = {f"k{i}": "v" * 30 for i in range(10)}
   assert len(sweeps.slug(many)) <= sweeps.SLUG_MAX
   with pytest.raises(sweeps.SweepError):
@@ -60,10 +59,11 @@ def test_failure_recorded_others_finish(failing_sweep):
   report = open(os.path.join(workdir, "report.md")).read()
   assert "## Failed points" in report and re.search(r"became (nan|inf) at step", report)
   assert "plots/token_accuracy_vs_hidden_size.png" in report
-  assert os.path.getsize(os.path.join(workdir, "plots",
-                                      "token_accuracy_vs_hidden_size.png")) > 1000
-  assert "| hidden_size=8_learning_rate=1e30 | 8 | 1e+30 | failed |" in open(
-      os.path.join(workdir, "summary.md")).read()
+  assert os.path.getsize(os.path.join(workdir, "plots", "token_accuracy_vs_hidden_size.png")) > 1000
+  assert (
+    "| hidden_size=8_learning_rate=1e30 | 8 | 1e+30 | failed |"
+    in open(os.path.join(workdir, "summary.md")).read()
+  )
 
 
 def test_rerun_skips_finished_points(failing_sweep):
@@ -76,14 +76,12 @@ def test_rerun_skips_finished_points(failing_sweep):
   assert [s["status"] for s in statuses] == ["skipped", "skipped", "failed", "failed"]
   assert os.stat(ok).st_mtime_ns == before
   with open(os.path.join(workdir, "summary.csv")) as f:
-    assert [r["status"] for r in csv.DictReader(f)] == ["done", "done", "failed",
-                                                        "failed"]
+    assert [r["status"] for r in csv.DictReader(f)] == ["done", "done", "failed", "failed"]
 
 
 def test_bad_point_rejected_before_work(tmp_path):
   cfg = tmp_path / "bad.py"
-  cfg.write_text(SWEEP_CONFIG.replace('"train.learning_rate": 1e30',
-                                      '"train.lerning_rate": 1'))
+  cfg.write_text(SWEEP_CONFIG.replace('"train.learning_rate": 1e30', '"train.lerning_rate": 1'))
   with pytest.raises(sweeps.SweepError, match=r"point 2 .*train.lerning_rate"):
     sweeps.run_sweep(str(cfg), str(tmp_path / "out"), print_fn=lambda s: None)
   assert not os.path.exists(tmp_path / "out" / "hidden_size=8")
@@ -102,15 +100,23 @@ def test_report_tables_name_the_panel_of_each_point(tmp_path):
   """A report with panels (positions: ``data.task``) names each point's panel
   in its tables: the same scheme on two tasks is two distinct rows."""
   from attention_jax.sweeps import plots
-  points = [sweeps.Point({"model.position": "alibi", "data.task": t}, t,
-                         str(tmp_path / t)) for t in ("reverse", "copy")]
-  sweep = sweeps.Sweep("cfg.py", None, points, ("by_length",),
-                       {"series": ("model.position",), "panels": "data.task",
-                        "table_lengths": (2,)}, "t")
-  rows = lambda acc: [{"length": L, "examples": 4, "sequence_accuracy": acc(L)}
-                      for L in (1, 2, 3)]
-  tables = {"by_length": {"reverse": rows(lambda L: 1.0),
-                          "copy": rows(lambda L: 1.0 if L < 3 else 0.0)}}
+
+  points = [
+    sweeps.Point({"model.position": "alibi", "data.task": t}, t, str(tmp_path / t))
+    for t in ("reverse", "copy")
+  ]
+  sweep = sweeps.Sweep(
+    "cfg.py",
+    None,
+    points,
+    ("by_length",),
+    {"series": ("model.position",), "panels": "data.task", "table_lengths": (2,)},
+    "t",
+  )
+  rows = lambda acc: [{"length": L, "examples": 4, "sequence_accuracy": acc(L)} for L in (1, 2, 3)]
+  tables = {
+    "by_length": {"reverse": rows(lambda L: 1.0), "copy": rows(lambda L: 1.0 if L < 3 else 0.0)}
+  }
   text = "\n".join(plots.position_table_section(sweep, [], tables, str(tmp_path)))
   assert "| position=alibi task=reverse | 1 | never (≤ 3) |" in text
   assert "| position=alibi task=copy | 1 | 3 |" in text

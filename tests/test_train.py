@@ -7,16 +7,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_config
 from flax import nnx
 
 from attention_jax import decoding, train, writers
-from attention_jax import workdir as workdir_lib
 from attention_jax import step as step_lib
+from attention_jax import workdir as workdir_lib
 from attention_jax.errors import NonFiniteError
-from conftest import tiny_config
 
-METRIC_NAMES = {"loss", "token_accuracy", "grad_norm", "learning_rate",
-                "steps_per_sec", "tokens_per_sec"}
+METRIC_NAMES = {
+  "loss",
+  "token_accuracy",
+  "grad_norm",
+  "learning_rate",
+  "steps_per_sec",
+  "tokens_per_sec",
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +50,7 @@ def test_metrics_jsonl(full_run):
 
 def test_tensorboard_reads_back(full_run):
   from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
   _, workdir, _ = full_run
   acc = EventAccumulator(os.path.join(workdir, "tb"))
   acc.Reload()
@@ -67,8 +74,9 @@ def test_workdir_layout_and_rebuild(full_run):
   # The rebuilt model decodes like the trained one reports.
   eval_set = run.task.eval_set("eval")
   step = jax.jit(step_lib.make_eval_step(run.graphdef, run.objective))
-  metrics = step_lib.evaluate(step, run.objective, run.state.params, eval_set,
-                           config.eval.batch_size)
+  metrics = step_lib.evaluate(
+    step, run.objective, run.state.params, eval_set, config.eval.batch_size
+  )
   last = [r for r in writers.read_metrics(workdir) if r["split"] == "eval"][-1]
   assert metrics["sequence_accuracy"] == pytest.approx(last["sequence_accuracy"])
 
@@ -92,8 +100,7 @@ def test_resume_after_kill_is_bit_exact(full_run, tmp_path):
   _leaves_equal(a.state.params, b.state.params)
   _leaves_equal(a.state.opt_state, b.state.opt_state)
   _leaves_equal(a.state.rng, b.state.rng)
-  strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("per_sec")}
-                        for r in rows]
+  strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("per_sec")} for r in rows]
   assert strip(writers.read_metrics(workdir)) == strip(writers.read_metrics(full_dir))
 
 
@@ -108,8 +115,9 @@ def test_finished_run_returns_at_once(full_run):
 def test_train_step_compiles_once():
   config = tiny_config()
   run = workdir_lib.build_run(config)
-  step = jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config,
-                                       run.objective))
+  step = jax.jit(
+    step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
+  )
   it = run.task.train_iterator()
   state = run.state
   for _ in range(3):
@@ -119,8 +127,14 @@ def test_train_step_compiles_once():
 
 
 def test_non_finite_loss_stops_with_step(tmp_path):
-  config = tiny_config(**{"train.learning_rate": 1e30, "train.grad_clip_norm": 0.0,
-                          "train.schedule": "constant", "train.warmup_steps": 0})
+  config = tiny_config(
+    **{
+      "train.learning_rate": 1e30,
+      "train.grad_clip_norm": 0.0,
+      "train.schedule": "constant",
+      "train.warmup_steps": 0,
+    }
+  )
   with pytest.raises(NonFiniteError, match=r"at step \d+; last good checkpoint"):
     train.train_and_evaluate(config, str(tmp_path))
 
@@ -137,7 +151,7 @@ def test_greedy_decode_equals_python_loop():
   done = np.zeros(4, bool)
   for t in range(6):
     logits, state, _ = model.decode_step(memory, state, tok)
-    logits = logits.at[:, :2].set(-jnp.inf)   # PAD and BOS are never produced
+    logits = logits.at[:, :2].set(-jnp.inf)  # PAD and BOS are never produced
     tok = jnp.argmax(logits, -1).astype(jnp.int32)
     expect = np.where(done, 0, np.asarray(tok))
     np.testing.assert_array_equal(np.asarray(tokens[:, t]), expect)
@@ -145,8 +159,14 @@ def test_greedy_decode_equals_python_loop():
 
 
 def test_schedule_shapes():
-  c = tiny_config(**{"train.steps": 100, "train.warmup_steps": 10,
-                     "train.learning_rate": 1.0, "train.end_lr_fraction": 0.1})
+  c = tiny_config(
+    **{
+      "train.steps": 100,
+      "train.warmup_steps": 10,
+      "train.learning_rate": 1.0,
+      "train.end_lr_fraction": 0.1,
+    }
+  )
   s = step_lib.make_schedule(c)
   assert float(s(0)) == 0.0 and float(s(10)) == pytest.approx(1.0)
   assert float(s(100)) == pytest.approx(0.1)
@@ -159,8 +179,15 @@ def test_warmup_longer_than_run_is_cut_to_the_run():
   """`--config.train.steps=50` on a config with 200 warm-up steps: validates,
   and the schedule warms up over the 50 steps (then ends at the cosine floor)."""
   from attention_jax import config as config_lib
-  c = tiny_config(**{"train.steps": 50, "train.warmup_steps": 200,
-                     "train.learning_rate": 1.0, "train.end_lr_fraction": 0.1})
+
+  c = tiny_config(
+    **{
+      "train.steps": 50,
+      "train.warmup_steps": 200,
+      "train.learning_rate": 1.0,
+      "train.end_lr_fraction": 0.1,
+    }
+  )
   config_lib.validate(c)
   for schedule in ("cosine", "constant"):
     c.train.schedule = schedule

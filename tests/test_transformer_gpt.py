@@ -1,7 +1,6 @@
 """Transformer and GPT: causality, KV-cache decoding, the text task, training, generate."""
 
 import importlib
-import os
 import subprocess
 import sys
 
@@ -9,13 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ROOT
 from flax import nnx
 
 from attention_jax import config as config_lib
 from attention_jax import generate, models, train, writers
 from attention_jax.data import text as text_task
 from attention_jax.testing import decode_in_steps
-from conftest import ROOT
 
 
 def _config(name, arg="tiny", **overrides):
@@ -53,12 +52,12 @@ def test_transformer_decoder_is_causal(transformer):
   tgt = jnp.array([[1, 6, 5, 4, 2, 0], [1, 5, 4, 8, 7, 2]])
   logits, aux = transformer(src, tgt)
   t = 2
-  changed = tgt.at[:, t + 1:].set(jnp.array([9, 10, 3]))
+  changed = tgt.at[:, t + 1 :].set(jnp.array([9, 10, 3]))
   logits2, _ = transformer(src, changed)
-  np.testing.assert_allclose(logits[:, :t + 1], logits2[:, :t + 1], atol=1e-5)
-  assert np.abs(np.asarray(logits[:, t + 1:] - logits2[:, t + 1:])).max() > 1e-3
+  np.testing.assert_allclose(logits[:, : t + 1], logits2[:, : t + 1], atol=1e-5)
+  assert np.abs(np.asarray(logits[:, t + 1 :] - logits2[:, t + 1 :])).max() > 1e-3
   # cross-attention weights: sum to 1 over real source positions, 0 on padding
-  att = np.asarray(aux["attention"])                           # (B, T, S)
+  att = np.asarray(aux["attention"])  # (B, T, S)
   np.testing.assert_allclose(att.sum(-1), 1.0, rtol=1e-5)
   np.testing.assert_array_equal(att[0, :, 3], 0.0)
 
@@ -104,15 +103,16 @@ def test_gpt_is_causal_and_ties_weights(gpt_model):
   logits = gpt_model(x)
   assert logits.shape == (2, 10, 20)
   t = 4
-  x2 = x.at[:, t + 1:].set((x[:, t + 1:] + 1) % 16 + 4)
+  x2 = x.at[:, t + 1 :].set((x[:, t + 1 :] + 1) % 16 + 4)
   logits2 = gpt_model(x2)
-  np.testing.assert_allclose(logits[:, :t + 1], logits2[:, :t + 1], atol=1e-5)
-  assert np.abs(np.asarray(logits[:, t + 1:] - logits2[:, t + 1:])).max() > 1e-4
+  np.testing.assert_allclose(logits[:, : t + 1], logits2[:, : t + 1], atol=1e-5)
+  assert np.abs(np.asarray(logits[:, t + 1 :] - logits2[:, t + 1 :])).max() > 1e-4
   params = nnx.state(gpt_model, nnx.Param)
-  assert "out" not in params and "lm_head" not in params     # tied: no output matrix
+  assert "out" not in params and "lm_head" not in params  # tied: no output matrix
   h = gpt_model.final_norm(jnp.ones((1, 1, 32)))
-  np.testing.assert_allclose(gpt_model.tok_embed.attend(h),
-                             h @ gpt_model.tok_embed.embedding.value.T, atol=1e-6)
+  np.testing.assert_allclose(
+    gpt_model.tok_embed.attend(h), h @ gpt_model.tok_embed.embedding.value.T, atol=1e-6
+  )
 
 
 def test_gpt_kv_cache_equals_full_and_sampling_is_greedy_at_t0(gpt_model):
@@ -144,7 +144,7 @@ def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
   c = _config("gpt", **{"data.train_path": text_file})
   task = text_task.TextLMTask(c)
   a, b = task.train_batch(3), text_task.TextLMTask(c).train_batch(3)
-  np.testing.assert_array_equal(a["inputs"], b["inputs"])      # (seed, index)
+  np.testing.assert_array_equal(a["inputs"], b["inputs"])  # (seed, index)
   assert a["inputs"].shape == (c.train.batch_size, c.data.max_length)
   np.testing.assert_array_equal(a["inputs"][:, 1:], a["targets"][:, :-1])
   assert not np.array_equal(task.train_batch(4)["inputs"], a["inputs"])
@@ -154,6 +154,7 @@ def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
   path = str(tmp_path / "v.txt")
   task.tgt_vocab.save(path)
   from attention_jax.data.vocab import Vocabulary
+
   v = Vocabulary.load(path)
   assert v == task.tgt_vocab and "U+000A" in v.tokens
   assert text_task.decode(v, text_task.encode(v, "the dog.\n")) == "the dog.\n"
@@ -162,9 +163,11 @@ def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
   bad.write_bytes(b"hello\n\xff\xfe world")
   empty = tmp_path / "empty.txt"
   empty.write_bytes(b"")
-  for path, needle in ((str(tmp_path / "missing.txt"), "file not found"),
-                       (str(empty), "file is empty"),
-                       (str(bad), "not valid UTF-8 (byte 6, line 2)")):
+  for path, needle in (
+    (str(tmp_path / "missing.txt"), "file not found"),
+    (str(empty), "file is empty"),
+    (str(bad), "not valid UTF-8 (byte 6, line 2)"),
+  ):
     with pytest.raises((config_lib.ConfigError, FileNotFoundError)) as e:
       text_task.TextLMTask(_config("gpt", **{"data.train_path": path}))
     assert path in str(e.value) and needle in str(e.value)
@@ -197,13 +200,29 @@ def test_tiny_gpt_perplexity_falls_and_generate_prints(tmp_path, text_file):
   # library call: deterministic by seed, only known characters
   one = generate.generate_text(workdir, "the dog", max_new_tokens=20, seed=1)
   assert len(one) == 20 and one == generate.generate_text(
-      workdir, "the dog", max_new_tokens=20, seed=1)
+    workdir, "the dog", max_new_tokens=20, seed=1
+  )
   assert set(one) <= set(_text())
   # the command line
   out = subprocess.run(
-      [sys.executable, "-m", "experiments.generate", "--workdir", workdir,
-       "--prompt", "The dog", "--max_new_tokens", "12", "--top_k", "5"],
-      cwd=ROOT, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "experiments.generate",
+      "--workdir",
+      workdir,
+      "--prompt",
+      "The dog",
+      "--max_new_tokens",
+      "12",
+      "--top_k",
+      "5",
+    ],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.startswith("The dog") and len(out.stdout) >= 7 + 12 + 1
   with pytest.raises(ValueError, match=r"exceeds model.max_positions \(64\)"):
@@ -213,10 +232,18 @@ def test_tiny_gpt_perplexity_falls_and_generate_prints(tmp_path, text_file):
 def test_gpt_scan_layers_is_the_same_function():
   """``model.scan_layers``: one lax.scan over stacked blocks equals the loop —
   logits, and gradients of every parameter, with dropout on."""
-  base = _config("gpt", **{"model.num_layers": 3, "model.dropout": 0.1,
-                           "model.attention_dropout": 0.1})
-  scanned = _config("gpt", **{"model.num_layers": 3, "model.dropout": 0.1,
-                              "model.attention_dropout": 0.1, "model.scan_layers": True})
+  base = _config(
+    "gpt", **{"model.num_layers": 3, "model.dropout": 0.1, "model.attention_dropout": 0.1}
+  )
+  scanned = _config(
+    "gpt",
+    **{
+      "model.num_layers": 3,
+      "model.dropout": 0.1,
+      "model.attention_dropout": 0.1,
+      "model.scan_layers": True,
+    },
+  )
   tokens = jnp.array([[4, 5, 6, 7, 8, 9], [9, 8, 7, 6, 5, 4]])
   rng = jax.random.PRNGKey(1)
   out = []

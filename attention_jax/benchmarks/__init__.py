@@ -6,9 +6,9 @@ configuration's reference, all timed in this one process.
 """
 
 SUITES = {
-    # name -> module under attention_jax.benchmarks, imported on demand;
-    # ``--suite all`` runs them in this order (the headline numbers first)
-    "model": "model",          # train-step tokens/s and MFU per model
-    "attention": "attention",  # attention core and layer vs torch SDPA
-    "rnn": "rnn",              # LSTM/GRU layer fwd+bwd vs flax nnx.RNN and torch
+  # name -> module under attention_jax.benchmarks, imported on demand;
+  # ``--suite all`` runs them in this order (the headline numbers first)
+  "model": "model",  # train-step tokens/s and MFU per model
+  "attention": "attention",  # attention core and layer vs torch SDPA
+  "rnn": "rnn",  # LSTM/GRU layer fwd+bwd vs flax nnx.RNN and torch
 }

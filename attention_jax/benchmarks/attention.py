@@ -34,8 +34,20 @@ from flax import nnx
 from attention_jax import attention
 from attention_jax.benchmarks import timing
 
-COLUMNS = ["level", "shape", "causal", "dtype", "impl", "median_ms", "ratio",
-           "ratio_min", "ratio_max", "tflops", "max_abs_diff", "parity"]
+COLUMNS = [
+  "level",
+  "shape",
+  "causal",
+  "dtype",
+  "impl",
+  "median_ms",
+  "ratio",
+  "ratio_min",
+  "ratio_max",
+  "tflops",
+  "max_abs_diff",
+  "parity",
+]
 
 
 def _max_abs_diff(out, want: np.ndarray) -> float:
@@ -48,8 +60,7 @@ def _parity(diff: float, tol: float) -> str:
 
 def _shapes(quick: bool, gpu: bool):
   if gpu:
-    full = [(16, 1024, 1024, 16, "bfloat16", (True,)),
-            (8, 4096, 2048, 16, "bfloat16", (True,))]
+    full = [(16, 1024, 1024, 16, "bfloat16", (True,)), (8, 4096, 2048, 16, "bfloat16", (True,))]
     return [(4, 256, 512, 8, "bfloat16", (True,))] if quick else full
   if quick:
     return [(4, 64, 64, 4, "float32", (False, True))]
@@ -62,8 +73,9 @@ def our_layer(W: list, num_heads: int, implementation: str):
 
   D = W[0].shape[0]
   N, h = num_heads, D // num_heads
-  m = attention.MultiHeadAttention(D, N, use_bias=False, implementation=implementation,
-                                   rngs=nnx.Rngs(0))
+  m = attention.MultiHeadAttention(
+    D, N, use_bias=False, implementation=implementation, rngs=nnx.Rngs(0)
+  )
   m.query.kernel.value = W[0].reshape(D, N, h)
   m.key.kernel.value = W[1].reshape(D, N, h)
   m.value.kernel.value = W[2].reshape(D, N, h)
@@ -80,8 +92,9 @@ def torch_mha_layer(torch, W_np: list, num_heads: int, dtype, device):
   mha = torch.nn.MultiheadAttention(D, num_heads, bias=False, batch_first=True)
   mha = mha.to(device, dtype)
   with torch.no_grad():
-    mha.in_proj_weight.copy_(torch.tensor(np.concatenate([w.T for w in W_np[:3]]),
-                                          dtype=dtype, device=device))
+    mha.in_proj_weight.copy_(
+      torch.tensor(np.concatenate([w.T for w in W_np[:3]]), dtype=dtype, device=device)
+    )
     mha.out_proj.weight.copy_(torch.tensor(W_np[3].T, dtype=dtype, device=device))
   return mha
 
@@ -90,6 +103,7 @@ def _torch():
   try:
     import torch  # optional: the torch rows run only where it is installed
     import torch.nn.functional as F
+
     return torch, F
   except ImportError:
     return None, None
@@ -97,9 +111,11 @@ def _torch():
 
 def run(quick: bool = False) -> list[dict]:
 
-
-  print(f"attention suite: torch {'absent' if _torch()[0] is None else _torch()[0].__version__}"
-        f", load average at start {os.getloadavg()[0]:.1f}", flush=True)
+  print(
+    f"attention suite: torch {'absent' if _torch()[0] is None else _torch()[0].__version__}"
+    f", load average at start {os.getloadavg()[0]:.1f}",
+    flush=True,
+  )
   torch, F = _torch()
   gpu = jax.default_backend() == "gpu"
   rounds, iters = (3, 1) if quick else (11, 3)
@@ -108,11 +124,9 @@ def run(quick: bool = False) -> list[dict]:
     h = D // N
     jdt = getattr(jnp, dtype)
     rng = np.random.default_rng(0)
-    q_np, k_np, v_np = (rng.standard_normal((B, T, N, h)).astype(np.float32)
-                        for _ in range(3))
+    q_np, k_np, v_np = (rng.standard_normal((B, T, N, h)).astype(np.float32) for _ in range(3))
     x_np = rng.standard_normal((B, T, D)).astype(np.float32)
-    W_np = [(rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32)
-            for _ in range(4)]
+    W_np = [(rng.standard_normal((D, D)) / np.sqrt(D)).astype(np.float32) for _ in range(4)]
     q, k, v = (jnp.asarray(a, jdt) for a in (q_np, k_np, v_np))
     x = jnp.asarray(x_np, jdt)
     W = [jnp.asarray(w, jdt) for w in W_np]
@@ -120,8 +134,10 @@ def run(quick: bool = False) -> list[dict]:
     if torch is not None:
       tdt = getattr(torch, dtype)
       sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
-      tq, tk, tv = (torch.tensor(a, dtype=tdt, device=tdev).transpose(1, 2)
-                    .contiguous().requires_grad_(True) for a in (q_np, k_np, v_np))
+      tq, tk, tv = (
+        torch.tensor(a, dtype=tdt, device=tdev).transpose(1, 2).contiguous().requires_grad_(True)
+        for a in (q_np, k_np, v_np)
+      )
       tx = torch.tensor(x_np, dtype=tdt, device=tdev, requires_grad=True)
       tW = [torch.tensor(w, dtype=tdt, device=tdev, requires_grad=True) for w in W_np]
 
@@ -135,14 +151,17 @@ def run(quick: bool = False) -> list[dict]:
 
       # ---- core
       core = {
-          "ours": lambda q, k, v: attention.scaled_dot_product_attention(
-              q, k, v, is_causal=causal, implementation="auto"),
-          "jax_dpa": lambda q, k, v: jax.nn.dot_product_attention(
-              q, k, v, is_causal=causal, implementation="xla"),
+        "ours": lambda q, k, v: attention.scaled_dot_product_attention(
+          q, k, v, is_causal=causal, implementation="auto"
+        ),
+        "jax_dpa": lambda q, k, v: jax.nn.dot_product_attention(
+          q, k, v, is_causal=causal, implementation="xla"
+        ),
       }
       if gpu and dtype != "float32":
         core["jax_dpa_cudnn"] = lambda q, k, v: jax.nn.dot_product_attention(
-            q, k, v, is_causal=causal, implementation="cudnn")
+          q, k, v, is_causal=causal, implementation="cudnn"
+        )
       want = np.asarray(core["jax_dpa"](q, k, v), np.float32)
       tol = 2e-3 if dtype == "float32" else 5e-2
       variants, parity = {}, {}
@@ -157,10 +176,12 @@ def run(quick: bool = False) -> list[dict]:
         variants[name] = lambda g=g: jax.block_until_ready(g(q, k, v))
       ref = "jax_dpa"
       if torch is not None:
+
         def t_core():
           o = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
           torch.autograd.grad(o.float().pow(2).mean(), [tq, tk, tv])
           sync()
+
         with torch.no_grad():
           o = F.scaled_dot_product_attention(tq, tk, tv, is_causal=causal)
         parity["torch_sdpa"] = _max_abs_diff(o.transpose(1, 2).float().cpu().numpy(), want)
@@ -169,23 +190,33 @@ def run(quick: bool = False) -> list[dict]:
       res = timing.bench(variants, ref, rounds=rounds, iters=iters)
       shape = f"B{B} T{T} {N}x{h}"
       for name, r in res.items():
-        rows.append({"level": "core", "shape": shape, "causal": causal,
-                     "dtype": dtype, "impl": name, **r,
-                     "tflops": flops_core / (r["median_ms"] * 1e-3) / 1e12,
-                     "max_abs_diff": parity[name], "parity": _parity(parity[name], tol)})
+        rows.append(
+          {
+            "level": "core",
+            "shape": shape,
+            "causal": causal,
+            "dtype": dtype,
+            "impl": name,
+            **r,
+            "tflops": flops_core / (r["median_ms"] * 1e-3) / 1e12,
+            "max_abs_diff": parity[name],
+            "parity": _parity(parity[name], tol),
+          }
+        )
 
       # ---- layer
       def dpa_layer(x, W):
         qq, kk, vv = ((x @ w).reshape(B, T, N, h) for w in W[:3])
-        o = jax.nn.dot_product_attention(qq, kk, vv, is_causal=causal,
-                                         implementation="xla")
+        o = jax.nn.dot_product_attention(qq, kk, vv, is_causal=causal, implementation="xla")
         return o.reshape(B, T, D) @ W[3]
 
       layer = {"jax_dpa": (dpa_layer, (x, W))}
       for name, impl in (("ours", "auto"), ("ours_xla", "xla")):
         gdef, params = our_layer(W, N, impl)
-        layer[name] = (lambda x, p, gdef=gdef: nnx.merge(gdef, p)(
-            x, is_causal=causal)[0], (x, params))
+        layer[name] = (
+          lambda x, p, gdef=gdef: nnx.merge(gdef, p)(x, is_causal=causal)[0],
+          (x, params),
+        )
       want = np.asarray(dpa_layer(x, W), np.float32)
       variants, parity = {}, {}
       for name, (f, args) in layer.items():
@@ -195,6 +226,7 @@ def run(quick: bool = False) -> list[dict]:
         variants[name] = lambda g=g, args=args: jax.block_until_ready(g(*args))
       ref = "jax_dpa"
       if torch is not None:
+
         def torch_layer():
           qq, kk, vv = ((tx @ w).view(B, T, N, h).transpose(1, 2) for w in tW[:3])
           o = F.scaled_dot_product_attention(qq, kk, vv, is_causal=causal)
@@ -203,16 +235,21 @@ def run(quick: bool = False) -> list[dict]:
         def t_layer():
           torch.autograd.grad(torch_layer().float().pow(2).mean(), [tx] + tW)
           sync()
-        mha = torch_mha_layer(torch, W_np, N, tdt, tdev)       # on our weights
-        cmask = (torch.nn.Transformer.generate_square_subsequent_mask(
-            T, device=tdev, dtype=tdt) if causal else None)
-        torch_mha = lambda: mha(tx, tx, tx, need_weights=False, attn_mask=cmask,
-                                is_causal=causal)[0]
+
+        mha = torch_mha_layer(torch, W_np, N, tdt, tdev)  # on our weights
+        cmask = (
+          torch.nn.Transformer.generate_square_subsequent_mask(T, device=tdev, dtype=tdt)
+          if causal
+          else None
+        )
+        torch_mha = lambda: mha(tx, tx, tx, need_weights=False, attn_mask=cmask, is_causal=causal)[
+          0
+        ]
 
         def t_mha():
-          torch.autograd.grad(torch_mha().float().pow(2).mean(),
-                              [tx] + list(mha.parameters()))
+          torch.autograd.grad(torch_mha().float().pow(2).mean(), [tx] + list(mha.parameters()))
           sync()
+
         with torch.no_grad():
           parity["torch_sdpa"] = _max_abs_diff(torch_layer().float().cpu().numpy(), want)
           parity["torch_mha"] = _max_abs_diff(torch_mha().float().cpu().numpy(), want)
@@ -221,9 +258,18 @@ def run(quick: bool = False) -> list[dict]:
         ref = "torch_sdpa"
       res = timing.bench(variants, ref, rounds=rounds, iters=iters)
       for name, r in res.items():
-        rows.append({"level": "layer", "shape": f"B{B} T{T} D{D} {N} heads",
-                     "causal": causal, "dtype": dtype, "impl": name, **r,
-                     "tflops": flops_layer / (r["median_ms"] * 1e-3) / 1e12,
-                     "max_abs_diff": parity[name], "parity": _parity(parity[name], tol)})
+        rows.append(
+          {
+            "level": "layer",
+            "shape": f"B{B} T{T} D{D} {N} heads",
+            "causal": causal,
+            "dtype": dtype,
+            "impl": name,
+            **r,
+            "tflops": flops_layer / (r["median_ms"] * 1e-3) / 1e12,
+            "max_abs_diff": parity[name],
+            "parity": _parity(parity[name], tol),
+          }
+        )
   print(f"attention suite: load average at end {os.getloadavg()[0]:.1f}", flush=True)
   return rows

@@ -33,22 +33,38 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attention_jax import attention
+from attention_jax import attention, models, objectives, precision
 from attention_jax import config as config_lib
-from attention_jax import models, objectives, precision
 from attention_jax import step as step_lib
 from attention_jax.benchmarks import timing
 
-COLUMNS = ["model", "size", "dtype", "attention", "batch", "seq_len", "params_M",
-           "compile_s", "step_ms", "tokens_per_sec", "tflops_per_sec", "mfu",
-           "peak_tflops", "peak_source"]
+COLUMNS = [
+  "model",
+  "size",
+  "dtype",
+  "attention",
+  "batch",
+  "seq_len",
+  "params_M",
+  "compile_s",
+  "step_ms",
+  "tokens_per_sec",
+  "tflops_per_sec",
+  "mfu",
+  "peak_tflops",
+  "peak_source",
+]
 
 # Dense peak FLOP/s by (device kind substring, compute dtype).
 PEAKS = {
-    ("H100", "bfloat16"): 989.4e12, ("H100", "float32"): 494.7e12,   # TF32
-    ("H200", "bfloat16"): 989.4e12, ("H200", "float32"): 494.7e12,
-    ("A100", "bfloat16"): 312e12, ("A100", "float32"): 156e12,
-    ("TPU v5p", "bfloat16"): 459e12, ("TPU v5 lite", "bfloat16"): 197e12,
+  ("H100", "bfloat16"): 989.4e12,
+  ("H100", "float32"): 494.7e12,  # TF32
+  ("H200", "bfloat16"): 989.4e12,
+  ("H200", "float32"): 494.7e12,
+  ("A100", "bfloat16"): 312e12,
+  ("A100", "float32"): 156e12,
+  ("TPU v5p", "bfloat16"): 459e12,
+  ("TPU v5 lite", "bfloat16"): 197e12,
 }
 
 
@@ -68,7 +84,7 @@ def measured_matmul_flops(dtype: str, n: int = 2048, rounds: int = 5) -> float:
   mm = jax.jit(lambda x: x @ x)
   run = lambda: jax.block_until_ready(mm(a))
   ms = timing.bench({"mm": run}, "mm", rounds=rounds, iters=2, warmup=1)["mm"]["median_ms"]
-  return 2 * n ** 3 / (ms / 1e3)
+  return 2 * n**3 / (ms / 1e3)
 
 
 _MEASURED: dict[str, float] = {}
@@ -89,34 +105,93 @@ def peak_for(dtype: str) -> tuple[float, str]:
 def _cases(on_gpu: bool, quick: bool) -> list[tuple[str, str, dict]]:
   """(model name, size label, config overrides)."""
   if on_gpu and not quick:
-    gpt = {"data.max_length": 1024, "model.max_positions": 1024,
-           "train.compute_dtype": "bfloat16", "model.vocab_size": 50304,
-           "model.scan_layers": True}
+    gpt = {
+      "data.max_length": 1024,
+      "model.max_positions": 1024,
+      "train.compute_dtype": "bfloat16",
+      "model.vocab_size": 50304,
+      "model.scan_layers": True,
+    }
     return [
-        ("gpt", "gpt2-small", {**gpt, "model.num_layers": 12, "model.hidden_size": 768,
-                               "model.num_heads": 12, "train.batch_size": 16}),
-        ("gpt", "gpt2-medium", {**gpt, "model.num_layers": 24, "model.hidden_size": 1024,
-                                "model.num_heads": 16, "train.batch_size": 8}),
-        ("transformer", "base", {"model.num_layers": 6, "model.hidden_size": 512,
-                                 "model.num_heads": 8, "model.vocab_size": 32000,
-                                 "data.max_length": 256, "train.batch_size": 64,
-                                 "train.compute_dtype": "bfloat16"}),
-        ("rnn_encdec", "H1000", {"model.hidden_size": 1000, "model.embed_dim": 620,
-                                 "model.vocab_size": 30000, "data.max_length": 50,
-                                 "train.batch_size": 80}),
-        ("rnnsearch", "H1000", {"model.hidden_size": 1000, "model.embed_dim": 620,
-                                "model.vocab_size": 30000, "data.max_length": 50,
-                                "train.batch_size": 80}),
+      (
+        "gpt",
+        "gpt2-small",
+        {
+          **gpt,
+          "model.num_layers": 12,
+          "model.hidden_size": 768,
+          "model.num_heads": 12,
+          "train.batch_size": 16,
+        },
+      ),
+      (
+        "gpt",
+        "gpt2-medium",
+        {
+          **gpt,
+          "model.num_layers": 24,
+          "model.hidden_size": 1024,
+          "model.num_heads": 16,
+          "train.batch_size": 8,
+        },
+      ),
+      (
+        "transformer",
+        "base",
+        {
+          "model.num_layers": 6,
+          "model.hidden_size": 512,
+          "model.num_heads": 8,
+          "model.vocab_size": 32000,
+          "data.max_length": 256,
+          "train.batch_size": 64,
+          "train.compute_dtype": "bfloat16",
+        },
+      ),
+      (
+        "rnn_encdec",
+        "H1000",
+        {
+          "model.hidden_size": 1000,
+          "model.embed_dim": 620,
+          "model.vocab_size": 30000,
+          "data.max_length": 50,
+          "train.batch_size": 80,
+        },
+      ),
+      (
+        "rnnsearch",
+        "H1000",
+        {
+          "model.hidden_size": 1000,
+          "model.embed_dim": 620,
+          "model.vocab_size": 30000,
+          "data.max_length": 50,
+          "train.batch_size": 80,
+        },
+      ),
     ]
-  small = {"model.vocab_size": 512, "data.max_length": 64 if quick else 128,
-           "train.batch_size": 8 if quick else 16}
+  small = {
+    "model.vocab_size": 512,
+    "data.max_length": 64 if quick else 128,
+    "train.batch_size": 8 if quick else 16,
+  }
   tf = {"model.num_layers": 2, "model.hidden_size": 128, "model.num_heads": 4}
-  rnn = {"model.hidden_size": 128, "model.embed_dim": 64, "model.vocab_size": 512,
-         "data.max_length": 30, "train.batch_size": 64}
-  return [("gpt", "L2-d128", {**small, **tf}),
-          ("transformer", "L2-d128", {**small, **tf}),
-          ("rnn_encdec", "H128", rnn), ("seq2seq_lstm", "H128", rnn),
-          ("rnnsearch", "H128", rnn), ("luong", "H128", rnn)]
+  rnn = {
+    "model.hidden_size": 128,
+    "model.embed_dim": 64,
+    "model.vocab_size": 512,
+    "data.max_length": 30,
+    "train.batch_size": 64,
+  }
+  return [
+    ("gpt", "L2-d128", {**small, **tf}),
+    ("transformer", "L2-d128", {**small, **tf}),
+    ("rnn_encdec", "H128", rnn),
+    ("seq2seq_lstm", "H128", rnn),
+    ("rnnsearch", "H128", rnn),
+    ("luong", "H128", rnn),
+  ]
 
 
 def _config(name: str, overrides: dict):
@@ -168,9 +243,10 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   donate = (0,) if jax.default_backend() != "cpu" else ()
   t0 = time.perf_counter()
   attention.last_path.clear()
-  lowered = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, config, objective),
-                    donate_argnums=donate).lower(state, batch)
-  dtype = precision.step_dtype(lowered.as_text())   # what the products take
+  lowered = jax.jit(
+    step_lib.make_train_step(graphdef, tx, schedule, config, objective), donate_argnums=donate
+  ).lower(state, batch)
+  dtype = precision.step_dtype(lowered.as_text())  # what the products take
   used = attention.last_path.get("used", "")
   step = lowered.compile()
   compile_s = time.perf_counter() - t0
@@ -182,11 +258,22 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
 
   ms = timing.bench({name: run_step}, name, rounds=rounds, iters=3, warmup=2)[name]["median_ms"]
   tok_s = n_tokens / (ms / 1e3)
-  row = {"model": name, "size": label, "dtype": dtype, "attention": used,
-         "batch": B, "seq_len": T, "params_M": n_params / 1e6,
-         "compile_s": compile_s, "step_ms": ms,
-         "tokens_per_sec": tok_s, "tflops_per_sec": "", "mfu": "",
-         "peak_tflops": "", "peak_source": ""}
+  row = {
+    "model": name,
+    "size": label,
+    "dtype": dtype,
+    "attention": used,
+    "batch": B,
+    "seq_len": T,
+    "params_M": n_params / 1e6,
+    "compile_s": compile_s,
+    "step_ms": ms,
+    "tokens_per_sec": tok_s,
+    "tflops_per_sec": "",
+    "mfu": "",
+    "peak_tflops": "",
+    "peak_source": "",
+  }
   if name in ("gpt", "transformer"):
     achieved = fpt * tok_s
     row["tflops_per_sec"] = achieved / 1e12
@@ -204,8 +291,14 @@ def run(quick: bool = False) -> list[dict]:
     try:
       rows.append(_bench_one(name, label, overrides, rounds=3 if quick else 7))
     except Exception as e:  # noqa: BLE001 - one failing case (e.g. out of memory)
-      msg = " ".join(str(e).split())[:300]    # must not lose the others
+      msg = " ".join(str(e).split())[:300]  # must not lose the others
       print(f"model suite: {name} {label} failed: {type(e).__name__}: {msg}", flush=True)
-      rows.append({"model": name, "size": label, "dtype": "FAILED",
-                   "peak_source": f"{type(e).__name__}: {msg[:120]}"})
+      rows.append(
+        {
+          "model": name,
+          "size": label,
+          "dtype": "FAILED",
+          "peak_source": f"{type(e).__name__}: {msg[:120]}",
+        }
+      )
   return rows

@@ -29,8 +29,7 @@ from flax import nnx
 from attention_jax import rnn
 from attention_jax.benchmarks import timing
 
-COLUMNS = ["cell", "shape", "impl", "median_ms", "vs_torch", "vs_flax",
-           "max_abs_diff"]
+COLUMNS = ["cell", "shape", "impl", "median_ms", "vs_torch", "vs_flax", "max_abs_diff"]
 
 # (B, T, H); input size I = H.
 CPU_SHAPES = [(64, 50, 256), (8, 50, 256)]
@@ -43,32 +42,41 @@ QUICK_SHAPES = [(16, 20, 64)]
 def _torch():
   try:
     import torch  # optional: the torch rows run only where it is installed
+
     return torch
   except ImportError:
     return None
 
 
 def _variants(backend: str, quick: bool):
-  if backend != "cpu" and not quick:   # the scan options that matter there
-    return {"ours": {},
-            "autodiff": dict(backward="autodiff", hoist_input_projection=False,
-                             unroll=1),
-            "fused_hoist": dict(backward="fused", hoist_input_projection=True,
-                                unroll=1),
-            "fused_hoist_u8": dict(backward="fused", hoist_input_projection=True,
-                                   unroll=8)}
-  v = {"ours": {},
-       "autodiff": dict(backward="autodiff", hoist_input_projection=False, unroll=1),
-       "autodiff_hoist": dict(backward="autodiff", hoist_input_projection=True,
-                              unroll=1),
-       "fused": dict(backward="fused", hoist_input_projection=False, unroll=1),
-       "fused_hoist": dict(backward="fused", hoist_input_projection=True, unroll=1)}
+  if backend != "cpu" and not quick:  # the scan options that matter there
+    return {
+      "ours": {},
+      "autodiff": dict(backward="autodiff", hoist_input_projection=False, unroll=1),
+      "fused_hoist": dict(backward="fused", hoist_input_projection=True, unroll=1),
+      "fused_hoist_u8": dict(backward="fused", hoist_input_projection=True, unroll=8),
+    }
+  v = {
+    "ours": {},
+    "autodiff": dict(backward="autodiff", hoist_input_projection=False, unroll=1),
+    "autodiff_hoist": dict(backward="autodiff", hoist_input_projection=True, unroll=1),
+    "fused": dict(backward="fused", hoist_input_projection=False, unroll=1),
+    "fused_hoist": dict(backward="fused", hoist_input_projection=True, unroll=1),
+  }
   return v
 
 
-def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
-          rounds: int, iters: int, budget_s: float | None):
-
+def _case(
+  kind: str,
+  B: int,
+  T: int,
+  H: int,
+  backend: str,
+  quick: bool,
+  rounds: int,
+  iters: int,
+  budget_s: float | None,
+):
 
   I = H
   torch = _torch()
@@ -79,17 +87,19 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
   gdef, params = nnx.split(ours)
   Wi, bi = np.asarray(ours.input_kernel[...]), np.asarray(ours.input_bias[...])
   Wh = np.asarray(ours.recurrent_kernel[...])
-  bh = (np.asarray(ours.recurrent_bias[...]) if kind == "gru"
-        else np.zeros_like(bi))
+  bh = np.asarray(ours.recurrent_bias[...]) if kind == "gru" else np.zeros_like(bi)
 
   def make_ours(opts, cell_def=gdef, cell_params=params):
     def loss(p, x):
       _, ys = rnn.scan(nnx.merge(cell_def, p), x, **opts)
-      return jnp.mean(ys ** 2)
+      return jnp.mean(ys**2)
+
     grad = jax.jit(jax.grad(loss))
     fwd = jax.jit(lambda p, x: rnn.scan(nnx.merge(cell_def, p), x, **opts)[1])
-    return (lambda: jax.block_until_ready(grad(cell_params, x)),
-            lambda: np.asarray(fwd(cell_params, x)))
+    return (
+      lambda: jax.block_until_ready(grad(cell_params, x)),
+      lambda: np.asarray(fwd(cell_params, x)),
+    )
 
   variants, forwards = {}, {}
   for name, opts in _variants(backend, quick).items():
@@ -101,12 +111,13 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
     variants["ours_cho"], cho_forward = make_ours({}, cdef, cparams)
 
     @jax.jit
-    def cho_loop(p, x):     # the reference: one cell step per time step
+    def cho_loop(p, x):  # the reference: one cell step per time step
       cell, h, ys = nnx.merge(cdef, p), jnp.zeros((B, H)), []
       for t in range(T):
         h, y = cell(h, x[:, t])
         ys.append(y)
       return jnp.stack(ys, 1)
+
     cho_diff = float(np.max(np.abs(cho_forward() - np.asarray(cho_loop(cparams, x)))))
 
   # flax nnx.RNN with our weights.
@@ -119,7 +130,7 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
     fcell = nnx.GRUCell(I, H, rngs=nnx.Rngs(0))
     fcell.dense_i.kernel[...] = jnp.asarray(Wi)
     fcell.dense_i.bias[...] = jnp.asarray(bi)
-    fcell.dense_h.kernel[...] = jnp.asarray(Wh)       # recurrent bias is 0
+    fcell.dense_h.kernel[...] = jnp.asarray(Wh)  # recurrent bias is 0
   frnn = nnx.RNN(fcell, rngs=False)
   fdef, fparams = nnx.split(frnn)
   zeros = jnp.zeros((B, H))
@@ -127,6 +138,7 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
 
   def floss(p, x):
     return jnp.mean(nnx.merge(fdef, p)(x, initial_carry=carry0) ** 2)
+
   fgrad = jax.jit(jax.grad(floss))
   ffwd = jax.jit(lambda p, x: nnx.merge(fdef, p)(x, initial_carry=carry0))
   variants["flax_nnx"] = lambda: jax.block_until_ready(fgrad(fparams, x))
@@ -136,8 +148,7 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
     torch.manual_seed(0)
     tdev = "cuda" if torch.cuda.is_available() else "cpu"
     sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
-    tmod = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(
-        I, H, batch_first=True).to(tdev)
+    tmod = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(I, H, batch_first=True).to(tdev)
     with torch.no_grad():
       tmod.weight_ih_l0.copy_(torch.from_numpy(Wi.T.copy()))
       tmod.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))
@@ -154,6 +165,7 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
     def torch_fwd():
       with torch.no_grad():
         return tmod(tx)[0].cpu().numpy()
+
     variants["torch"], forwards["torch"] = torch_step, torch_fwd
 
   reference = forwards["ours"]()
@@ -161,16 +173,21 @@ def _case(kind: str, B: int, T: int, H: int, backend: str, quick: bool,
   if cho_diff is not None:
     diffs["ours_cho"] = cho_diff
   ref_name = "torch" if torch is not None else "flax_nnx"
-  res = timing.bench(variants, ref_name, rounds=rounds, iters=iters,
-                     budget_s=budget_s)
+  res = timing.bench(variants, ref_name, rounds=rounds, iters=iters, budget_s=budget_s)
   flax_ms = res["flax_nnx"]["median_ms"]
   rows = []
   for name, r in res.items():
-    rows.append({"cell": kind, "shape": f"B{B} T{T} H{H}", "impl": name,
-                 "median_ms": r["median_ms"],
-                 "vs_torch": r["ratio"] if torch is not None else "",
-                 "vs_flax": r["median_ms"] / flax_ms,
-                 "max_abs_diff": diffs.get(name, "")})
+    rows.append(
+      {
+        "cell": kind,
+        "shape": f"B{B} T{T} H{H}",
+        "impl": name,
+        "median_ms": r["median_ms"],
+        "vs_torch": r["ratio"] if torch is not None else "",
+        "vs_flax": r["median_ms"] / flax_ms,
+        "max_abs_diff": diffs.get(name, ""),
+      }
+    )
   return rows
 
 
@@ -180,15 +197,29 @@ def run(quick: bool = False) -> list[dict]:
   rounds, iters = (3, 1) if quick else (21, 2)
   rows = []
   for kind in ("lstm", "gru"):
-    shapes = (QUICK_SHAPES if quick else GPU_SHAPES[kind] if gpu else CPU_SHAPES)
+    shapes = QUICK_SHAPES if quick else GPU_SHAPES[kind] if gpu else CPU_SHAPES
     for B, T, H in shapes:
       try:
-        rows += _case(kind, B, T, H, backend, quick, rounds, iters,
-                      budget_s=5.0 if quick else 10.0 if gpu else 90.0)
+        rows += _case(
+          kind,
+          B,
+          T,
+          H,
+          backend,
+          quick,
+          rounds,
+          iters,
+          budget_s=5.0 if quick else 10.0 if gpu else 90.0,
+        )
       except Exception as e:  # noqa: BLE001 - one failing case must not lose the others
         msg = " ".join(str(e).split())[:300]
-        print(f"rnn suite: {kind} B{B} T{T} H{H} failed: {type(e).__name__}: {msg}",
-              flush=True)
-        rows.append({"cell": kind, "shape": f"B{B} T{T} H{H}", "impl": "FAILED",
-                     "max_abs_diff": f"{type(e).__name__}: {msg[:120]}"})
+        print(f"rnn suite: {kind} B{B} T{T} H{H} failed: {type(e).__name__}: {msg}", flush=True)
+        rows.append(
+          {
+            "cell": kind,
+            "shape": f"B{B} T{T} H{H}",
+            "impl": "FAILED",
+            "max_abs_diff": f"{type(e).__name__}: {msg[:120]}",
+          }
+        )
   return rows

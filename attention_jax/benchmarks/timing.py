@@ -13,10 +13,9 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import jax
-
 
 # The clock ``bench`` reads. ``experiments.benchmark --clock=process`` switches
 # to process CPU time: on a shared, oversubscribed machine, with every
@@ -25,10 +24,16 @@ import jax
 default_clock: Callable[[], float] = time.perf_counter
 
 
-def bench(variants: dict[str, Callable[[], object]], reference: str, *,
-          rounds: int = 11, iters: int = 3, warmup: int = 2,
-          budget_s: float | None = None,
-          clock: Callable[[], float] | None = None) -> dict[str, dict]:
+def bench(
+  variants: dict[str, Callable[[], object]],
+  reference: str,
+  *,
+  rounds: int = 11,
+  iters: int = 3,
+  warmup: int = 2,
+  budget_s: float | None = None,
+  clock: Callable[[], float] | None = None,
+) -> dict[str, dict]:
   """Times zero-argument callables. Returns ``{name: {median_ms, ratio, …}}``."""
   clock = clock or default_clock
   names = list(variants)
@@ -40,7 +45,7 @@ def bench(variants: dict[str, Callable[[], object]], reference: str, *,
   times: dict[str, list[float]] = {n: [] for n in names}
   start = time.perf_counter()
   for r in range(rounds):
-    for n in names[r % len(names):] + names[:r % len(names)]:
+    for n in names[r % len(names) :] + names[: r % len(names)]:
       t0 = clock()
       for _ in range(iters):
         variants[n]()
@@ -51,9 +56,14 @@ def bench(variants: dict[str, Callable[[], object]], reference: str, *,
   out = {}
   for n in names:
     ratios = sorted(t / b for t, b in zip(times[n], ref))
-    out[n] = {"median_ms": statistics.median(times[n]), "min_ms": min(times[n]),
-              "ratio": statistics.median(ratios), "ratio_min": ratios[0],
-              "ratio_max": ratios[-1], "rounds": len(times[n])}
+    out[n] = {
+      "median_ms": statistics.median(times[n]),
+      "min_ms": min(times[n]),
+      "ratio": statistics.median(ratios),
+      "ratio_min": ratios[0],
+      "ratio_max": ratios[-1],
+      "rounds": len(times[n]),
+    }
   return out
 
 
@@ -67,18 +77,21 @@ def machine() -> str:
         kind = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
     except (OSError, StopIteration):
       kind = platform.processor() or "cpu"
-  return (f"{kind} ({jax.default_backend()}), {os.cpu_count()} CPU cores, "
-          f"jax {jax.__version__}, Python {platform.python_version()}")
+  return (
+    f"{kind} ({jax.default_backend()}), {os.cpu_count()} CPU cores, "
+    f"jax {jax.__version__}, Python {platform.python_version()}"
+  )
 
 
 def format_table(rows: list[dict], columns: list[str]) -> str:
   """A Markdown table of ``rows`` restricted to ``columns``."""
+
   def fmt(v):
     if isinstance(v, float):
       return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
     return str(v)
-  lines = ["| " + " | ".join(columns) + " |",
-           "|" + "|".join("---" for _ in columns) + "|"]
+
+  lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
   for r in rows:
     lines.append("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |")
   return "\n".join(lines)

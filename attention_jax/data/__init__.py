@@ -21,17 +21,17 @@ import os
 from attention_jax.data import long_range, parallel_text, synthetic, text
 
 SYNTHETIC_TASKS = tuple(sorted(synthetic.TASKS))
-LONG_RANGE_TASKS = long_range.TASKS       # adding, copy_memory, temporal_order
+LONG_RANGE_TASKS = long_range.TASKS  # adding, copy_memory, temporal_order
 PARALLEL_TEXT_TASKS = ("files", "tfds:NAME")
 LM_TASKS = ("text",)
 
 # data.task -> the class serving it ("tfds:NAME" is matched by prefix).
 TASKS = {
-    **{name: synthetic.SyntheticTask for name in SYNTHETIC_TASKS},
-    **{name: long_range.LongRangeTask for name in LONG_RANGE_TASKS},
-    "files": parallel_text.ParallelTextTask,
-    "tfds:NAME": parallel_text.ParallelTextTask,
-    "text": text.TextLMTask,
+  **{name: synthetic.SyntheticTask for name in SYNTHETIC_TASKS},
+  **{name: long_range.LongRangeTask for name in LONG_RANGE_TASKS},
+  "files": parallel_text.ParallelTextTask,
+  "tfds:NAME": parallel_text.ParallelTextTask,
+  "text": text.TextLMTask,
 }
 
 
@@ -46,8 +46,9 @@ def is_known_task(task: str) -> bool:
 
 
 def describe_tasks() -> str:
-  return ", ".join(repr(t) for t in (*SYNTHETIC_TASKS, *PARALLEL_TEXT_TASKS,
-                                     *LM_TASKS, *LONG_RANGE_TASKS))
+  return ", ".join(
+    repr(t) for t in (*SYNTHETIC_TASKS, *PARALLEL_TEXT_TASKS, *LM_TASKS, *LONG_RANGE_TASKS)
+  )
 
 
 def describe_synthetic() -> str:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -61,13 +61,12 @@ def pad_batch(examples, src_len: int, tgt_len: int) -> dict[str, np.ndarray]:
   tgt_in = np.full((B, tgt_len + 1), PAD, np.int32)
   tgt_out = np.full((B, tgt_len + 1), PAD, np.int32)
   for i, (s, t) in enumerate(examples):
-    src[i, :len(s)] = s
+    src[i, : len(s)] = s
     tgt_in[i, 0] = BOS
-    tgt_in[i, 1:len(t) + 1] = t
-    tgt_out[i, :len(t)] = t
+    tgt_in[i, 1 : len(t) + 1] = t
+    tgt_out[i, : len(t)] = t
     tgt_out[i, len(t)] = EOS
   return {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out}
-
 
 
 def parse_boundaries(text: str, max_length: int) -> tuple[int, ...]:
@@ -80,12 +79,16 @@ def parse_boundaries(text: str, max_length: int) -> tuple[int, ...]:
   try:
     values = [int(p) for p in parts]
   except ValueError:
-    raise ValueError(f"config key 'data.bucket_boundaries' has value {text!r}; "
-                     "expected comma-separated integers, e.g. '8,16,32'") from None
+    raise ValueError(
+      f"config key 'data.bucket_boundaries' has value {text!r}; "
+      "expected comma-separated integers, e.g. '8,16,32'"
+    ) from None
   if any(b <= 0 or b > max_length for b in values) or values != sorted(set(values)):
-    raise ValueError(f"config key 'data.bucket_boundaries' has value {text!r}; "
-                     f"expected increasing integers in 1..data.max_length "
-                     f"({max_length})")
+    raise ValueError(
+      f"config key 'data.bucket_boundaries' has value {text!r}; "
+      f"expected increasing integers in 1..data.max_length "
+      f"({max_length})"
+    )
   if not values or values[-1] != max_length:
     values.append(max_length)
   return tuple(values)
@@ -94,9 +97,14 @@ def parse_boundaries(text: str, max_length: int) -> tuple[int, ...]:
 class BucketedBatches:
   """``batch(k)`` for k = 0, 1, … (forever): padded, bucketed, shuffled."""
 
-  def __init__(self, sources: Sequence[Sequence[int]],
-               targets: Sequence[Sequence[int]], batch_size: int,
-               boundaries: Sequence[int], seed: int):
+  def __init__(
+    self,
+    sources: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    batch_size: int,
+    boundaries: Sequence[int],
+    seed: int,
+  ):
     if not sources:
       raise ValueError("no training examples")
     self.sources, self.targets = sources, targets
@@ -105,8 +113,10 @@ class BucketedBatches:
     self.seed = seed
     lengths = np.array([max(len(s), len(t)) for s, t in zip(sources, targets)])
     if lengths.max() > self.boundaries[-1]:
-      raise ValueError(f"an example has {lengths.max()} tokens, more than the "
-                       f"last bucket boundary {self.boundaries[-1]}")
+      raise ValueError(
+        f"an example has {lengths.max()} tokens, more than the "
+        f"last bucket boundary {self.boundaries[-1]}"
+      )
     self.bucket_of = np.searchsorted(np.array(self.boundaries), lengths, side="left")
     counts = np.bincount(self.bucket_of, minlength=len(self.boundaries))
     self.bucket_sizes = counts.tolist()
@@ -144,8 +154,7 @@ class BucketedBatches:
     epoch, j = divmod(index, self.batches_per_epoch)
     b, rows = self.epoch_plan(epoch)[j]
     width = self.boundaries[b]
-    return pad_batch([(self.sources[i], self.targets[i]) for i in rows],
-                     width, width)
+    return pad_batch([(self.sources[i], self.targets[i]) for i in rows], width, width)
 
 
 class IndexedIterator:
@@ -172,8 +181,7 @@ class IndexedIterator:
       batch = self.batch_fn(i)
     else:
       if self._pool is None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            1, thread_name_prefix="data")
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="data")
       for j in range(i, i + self.prefetch + 1):
         if j not in self._pending:
           self._pending[j] = self._pool.submit(self.batch_fn, j)

@@ -27,7 +27,7 @@ drawn real-valued sequences coincide with probability 0.
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import numpy as np
 
@@ -35,12 +35,15 @@ from attention_jax.data.vocab import PAD
 
 SPLITS = ("train", "eval", "test")
 SPLIT_IDS = {s: i for i, s in enumerate(SPLITS)}
-BOUNDS = (0.8, 0.9)          # u < 0.8: train; u < 0.9: eval; else test
+BOUNDS = (0.8, 0.9)  # u < 0.8: train; u < 0.9: eval; else test
 FRACTIONS = {"train": 0.8, "eval": 0.1, "test": 0.1}
-ENUMERATE_LIMIT = 100_000    # enumerate a stratum with at most this many sources
-RULE = ("a stable hash of each source's token ids assigns it to exactly one "
-        "split (train 80%, eval 10%, test 10%), the same for every seed; "
-        "training never draws an eval or test source")
+ENUMERATE_LIMIT = 100_000  # enumerate a stratum with at most this many sources
+RULE = (
+  "a stable hash of each source's token ids assigns it to exactly one "
+  "split (train 80%, eval 10%, test 10%), the same for every seed; "
+  "training never draws an eval or test source"
+)
+
 
 def _mix(z: np.ndarray) -> np.ndarray:
   """The splitmix64 finalizer (Steele et al. 2014) on uint64, wrapping."""
@@ -66,7 +69,7 @@ def source_hash(ids: np.ndarray) -> np.ndarray:
 
 def split_of(ids: np.ndarray) -> np.ndarray:
   """The split id (0 train, 1 eval, 2 test) of each source row. [N, W] -> [N]."""
-  u = (source_hash(ids) >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+  u = (source_hash(ids) >> np.uint64(11)).astype(np.float64) * 2.0**-53
   return np.searchsorted(np.array(BOUNDS), u, side="right").astype(np.int8)
 
 
@@ -79,10 +82,13 @@ class Strata:
   them all (called only for spaces up to :data:`ENUMERATE_LIMIT`).
   """
 
-  def __init__(self, strata: Sequence[Hashable],
-               draw: Callable[[np.random.Generator, Hashable, int], np.ndarray],
-               space: Callable[[Hashable], int],
-               enumerate_: Callable[[Hashable], np.ndarray]):
+  def __init__(
+    self,
+    strata: Sequence[Hashable],
+    draw: Callable[[np.random.Generator, Hashable, int], np.ndarray],
+    space: Callable[[Hashable], int],
+    enumerate_: Callable[[Hashable], np.ndarray],
+  ):
     self.strata = list(strata)
     self.draw = draw
     self.space = space
@@ -100,22 +106,25 @@ class Strata:
 
   def available(self, split: str) -> list:
     """Strata with at least one source of ``split`` (all non-enumerated ones)."""
-    return [s for s in self.strata
-            if s not in self._members or len(self._members[s][SPLIT_IDS[split]])]
+    return [
+      s for s in self.strata if s not in self._members or len(self._members[s][SPLIT_IDS[split]])
+    ]
 
-  def sample(self, rng: np.random.Generator, split: str, n: int
-             ) -> list[tuple[Hashable, np.ndarray]]:
+  def sample(
+    self, rng: np.random.Generator, split: str, n: int
+  ) -> list[tuple[Hashable, np.ndarray]]:
     """``n`` sources of ``split``: a stratum uniform over :meth:`available`,
     then a source uniform among the stratum's sources of that split.
     Returns ``[(stratum, source row)]`` in draw order."""
     avail = self.available(split)
     if not avail:
-      raise ValueError(f"no {split} source in any of the strata "
-                       f"{self.strata[0]}..{self.strata[-1]}")
+      raise ValueError(
+        f"no {split} source in any of the strata {self.strata[0]}..{self.strata[-1]}"
+      )
     picks = rng.integers(0, len(avail), size=n)
     out: list = [None] * n
     k = SPLIT_IDS[split]
-    for j, stratum in enumerate(avail):   # fixed order: deterministic
+    for j, stratum in enumerate(avail):  # fixed order: deterministic
       where = np.nonzero(picks == j)[0]
       if not len(where):
         continue
@@ -123,15 +132,15 @@ class Strata:
       if members is not None:
         rows = members[rng.integers(0, len(members), size=len(where))]
       else:
-        rows = rejection_sample(lambda m, s=stratum: self.draw(rng, s, m),
-                                len(where), k)
+        rows = rejection_sample(lambda m, s=stratum: self.draw(rng, s, m), len(where), k)
       for i, row in zip(where, rows):
         out[i] = (stratum, row)
     return out
 
 
-def rejection_sample(draw: Callable[[int], np.ndarray], n: int, split_id: int,
-                     max_rounds: int = 1000) -> np.ndarray:
+def rejection_sample(
+  draw: Callable[[int], np.ndarray], n: int, split_id: int, max_rounds: int = 1000
+) -> np.ndarray:
   """``n`` rows of ``draw(m)`` (a [m, W] array of sources) that belong to
   ``split_id``, in the order drawn."""
   frac = FRACTIONS[SPLITS[split_id]]
@@ -145,35 +154,50 @@ def rejection_sample(draw: Callable[[int], np.ndarray], n: int, split_id: int,
     have += len(good)
     if have >= n:
       return np.concatenate(kept)[:n]
-  raise ValueError(f"found only {have} of {n} {SPLITS[split_id]} sources in "
-                   f"{max_rounds} rounds of rejection sampling")
+  raise ValueError(
+    f"found only {have} of {n} {SPLITS[split_id]} sources in "
+    f"{max_rounds} rounds of rejection sampling"
+  )
 
 
-def describe_strata(strata: Strata, label: Callable[[Hashable], str]
-                    ) -> tuple[list[dict], dict[str, list[str]]]:
+def describe_strata(
+  strata: Strata, label: Callable[[Hashable], str]
+) -> tuple[list[dict], dict[str, list[str]]]:
   """Per enumerated (small) stratum, how many distinct sources each split
   has; and, per split, the strata where it has none (never drawn)."""
   rows = []
   for s in strata.strata:
     if strata.members(s, "train") is None:
       continue
-    rows.append({"stratum": label(s), "space": int(strata.space(s)),
-                 **{sp: int(len(strata.members(s, sp))) for sp in SPLITS}})
-  missing = {sp: [label(s) for s in strata.strata if s not in strata.available(sp)]
-             for sp in SPLITS}
+    rows.append(
+      {
+        "stratum": label(s),
+        "space": int(strata.space(s)),
+        **{sp: int(len(strata.members(s, sp))) for sp in SPLITS},
+      }
+    )
+  missing = {
+    sp: [label(s) for s in strata.strata if s not in strata.available(sp)] for sp in SPLITS
+  }
   return rows, missing
 
 
-def summary_line(name: str, rows: list[dict], missing: dict[str, list[str]],
-                 unit: str) -> str:
+def summary_line(name: str, rows: list[dict], missing: dict[str, list[str]], unit: str) -> str:
   """One log line: the rule, the small strata's counts, and empty strata."""
   text = f"held-out splits of {name!r}: {RULE}"
   if rows:
-    text += "; distinct sources (train/eval/test of all) by " + unit + ": " + ", ".join(
-        f"{r['stratum']}: {r['train']}/{r['eval']}/{r['test']} of {r['space']}"
-        for r in rows)
+    text += (
+      "; distinct sources (train/eval/test of all) by "
+      + unit
+      + ": "
+      + ", ".join(
+        f"{r['stratum']}: {r['train']}/{r['eval']}/{r['test']} of {r['space']}" for r in rows
+      )
+    )
   for sp in SPLITS:
     if missing[sp]:
-      text += (f"; no {sp} source of {unit} {', '.join(missing[sp])}: "
-               f"{sp} never draws {'it' if len(missing[sp]) == 1 else 'them'}")
+      text += (
+        f"; no {sp} source of {unit} {', '.join(missing[sp])}: "
+        f"{sp} never draws {'it' if len(missing[sp]) == 1 else 'them'}"
+      )
   return text

@@ -58,22 +58,23 @@ from attention_jax.data.vocab import Vocabulary
 
 _SPLIT_IDS = {"train": 0, "eval": 1, "test": 2}
 
-COPY_SYMBOLS = 10      # symbols to remember (Arjovsky et al. 2016)
-COPY_ALPHABET = 8      # alphabet size
+COPY_SYMBOLS = 10  # symbols to remember (Arjovsky et al. 2016)
+COPY_ALPHABET = 8  # alphabet size
 
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
   """What a model needs to know about a long-range task."""
-  objective: str          # name in attention_jax.objectives
-  input_channels: int     # real-valued channels; 0 = token ids (embedded)
-  output: str             # "regression" | "classification" | "per_step"
+
+  objective: str  # name in attention_jax.objectives
+  input_channels: int  # real-valued channels; 0 = token ids (embedded)
+  output: str  # "regression" | "classification" | "per_step"
 
 
 SPECS = {
-    "adding": TaskSpec("regression", 2, "regression"),
-    "copy_memory": TaskSpec("sequence_labelling", 0, "per_step"),
-    "temporal_order": TaskSpec("classification", 0, "classification"),
+  "adding": TaskSpec("regression", 2, "regression"),
+  "copy_memory": TaskSpec("sequence_labelling", 0, "per_step"),
+  "temporal_order": TaskSpec("classification", 0, "classification"),
 }
 TASKS = tuple(sorted(SPECS))
 
@@ -90,7 +91,7 @@ def adding_examples(rng: np.random.Generator, n: int, T: int) -> dict[str, np.nd
   """Adding problem: inputs [n, T, 2], target [n]. Needs T >= 2."""
   values = rng.uniform(0.0, 1.0, size=(n, T)).astype(np.float32)
   half = T // 2
-  first = rng.integers(0, half, size=n)            # one marker in each half
+  first = rng.integers(0, half, size=n)  # one marker in each half
   second = rng.integers(half, T, size=n)
   markers = np.zeros((n, T), np.float32)
   rows = np.arange(n)
@@ -98,17 +99,16 @@ def adding_examples(rng: np.random.Generator, n: int, T: int) -> dict[str, np.nd
   markers[rows, second] = 1.0
   target = values[rows, first] + values[rows, second]
   return {
-      "inputs": np.stack([values, markers], axis=-1),      # (n, T, 2)
-      "target": target.astype(np.float32),
-      "weight": np.ones(n, np.float32),
-      "baseline": ((target - 1.0) ** 2).astype(np.float32),  # always predict 1
+    "inputs": np.stack([values, markers], axis=-1),  # (n, T, 2)
+    "target": target.astype(np.float32),
+    "weight": np.ones(n, np.float32),
+    "baseline": ((target - 1.0) ** 2).astype(np.float32),  # always predict 1
   }
 
 
 def copy_vocabulary() -> Vocabulary:
   """blank, the 8 symbols, the delimiter (ids 4, 5-12, 13)."""
-  return Vocabulary.from_symbols(
-      ["_", *(chr(ord("a") + i) for i in range(COPY_ALPHABET)), ":"])
+  return Vocabulary.from_symbols(["_", *(chr(ord("a") + i) for i in range(COPY_ALPHABET)), ":"])
 
 
 COPY_BLANK = 4
@@ -121,8 +121,7 @@ def copy_memory_baseline(T: int) -> float:
   return COPY_SYMBOLS * math.log(COPY_ALPHABET) / (T + 2 * COPY_SYMBOLS)
 
 
-def copy_memory_examples(rng: np.random.Generator, n: int, T: int
-                         ) -> dict[str, np.ndarray]:
+def copy_memory_examples(rng: np.random.Generator, n: int, T: int) -> dict[str, np.ndarray]:
   """Copy memory: inputs and labels [n, T + 20]. Needs T >= 1."""
   K = COPY_SYMBOLS
   L = T + 2 * K
@@ -135,9 +134,11 @@ def copy_memory_examples(rng: np.random.Generator, n: int, T: int
   scored = np.zeros((n, L), bool)
   scored[:, -K:] = True
   return {
-      "inputs": inputs, "labels": labels, "scored": scored,
-      "weight": np.ones(n, np.float32),
-      "baseline": np.full(n, copy_memory_baseline(T), np.float32),
+    "inputs": inputs,
+    "labels": labels,
+    "scored": scored,
+    "weight": np.ones(n, np.float32),
+    "baseline": np.full(n, copy_memory_baseline(T), np.float32),
   }
 
 
@@ -149,8 +150,7 @@ def order_vocabulary() -> Vocabulary:
   return Vocabulary.from_symbols(["a", "b", "c", "d", "X", "Y"])
 
 
-def temporal_order_examples(rng: np.random.Generator, n: int, T: int
-                            ) -> dict[str, np.ndarray]:
+def temporal_order_examples(rng: np.random.Generator, n: int, T: int) -> dict[str, np.ndarray]:
   """Temporal order: inputs [n, T], labels [n] (ids 4-7 = XX, XY, YX, YY).
 
   Needs T >= 10 so that both windows are non-empty.
@@ -166,31 +166,32 @@ def temporal_order_examples(rng: np.random.Generator, n: int, T: int
   inputs[rows, t1] = 8 + first_y
   inputs[rows, t2] = 8 + second_y
   return {
-      "inputs": inputs,
-      "labels": (4 + 2 * first_y + second_y).astype(np.int32),
-      "weight": np.ones(n, np.float32),
-      "baseline": np.full(n, math.log(4.0), np.float32),   # uniform guess
+    "inputs": inputs,
+    "labels": (4 + 2 * first_y + second_y).astype(np.int32),
+    "weight": np.ones(n, np.float32),
+    "baseline": np.full(n, math.log(4.0), np.float32),  # uniform guess
   }
 
 
 GENERATORS = {
-    "adding": adding_examples,
-    "copy_memory": copy_memory_examples,
-    "temporal_order": temporal_order_examples,
+  "adding": adding_examples,
+  "copy_memory": copy_memory_examples,
+  "temporal_order": temporal_order_examples,
 }
 # The part of an example that decides its split (None: continuous inputs).
 HELD_OUT_KEY = {
-    "adding": None,
-    "copy_memory": lambda ex: ex["inputs"][:, :COPY_SYMBOLS],
-    "temporal_order": lambda ex: ex["inputs"],
+  "adding": None,
+  "copy_memory": lambda ex: ex["inputs"][:, :COPY_SYMBOLS],
+  "temporal_order": lambda ex: ex["inputs"],
 }
 HELD_OUT_RULE = {
-    "adding": ("continuous inputs: each split's values are drawn independently "
-               "from U[0, 1], so two sequences coincide with probability 0 "
-               "(disjoint by construction)"),
-    "copy_memory": (f"{heldout.RULE}; the hashed source is the "
-                    f"{COPY_SYMBOLS} symbols to remember"),
-    "temporal_order": f"{heldout.RULE}; the hashed source is the whole input",
+  "adding": (
+    "continuous inputs: each split's values are drawn independently "
+    "from U[0, 1], so two sequences coincide with probability 0 "
+    "(disjoint by construction)"
+  ),
+  "copy_memory": (f"{heldout.RULE}; the hashed source is the {COPY_SYMBOLS} symbols to remember"),
+  "temporal_order": f"{heldout.RULE}; the hashed source is the whole input",
 }
 MIN_LENGTH = {"adding": 2, "copy_memory": 1, "temporal_order": 10}
 
@@ -205,14 +206,15 @@ class LongRangeTask:
     return ("length", "eval_examples")
 
   def __init__(self, config, workdir: str | None = None):
-    del workdir   # nothing is saved: the vocabulary follows from the config
+    del workdir  # nothing is saved: the vocabulary follows from the config
     self.name = config.data.task
     self.spec = spec(self.name)
     self.objective = self.spec.objective
     self.length = config.data.length
     if self.length < MIN_LENGTH[self.name]:
-      raise ValueError(f"data.length must be >= {MIN_LENGTH[self.name]} for "
-                       f"task {self.name!r}, got {self.length}")
+      raise ValueError(
+        f"data.length must be >= {MIN_LENGTH[self.name]} for task {self.name!r}, got {self.length}"
+      )
     self.seed = config.seed
     self.batch_size = config.train.batch_size
     self.eval_examples = config.data.eval_examples

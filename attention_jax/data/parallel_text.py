@@ -56,10 +56,10 @@ from attention_jax.data.batching import IndexedIterator, pad_batch
 from attention_jax.data.vocab import PAD
 from attention_jax.errors import DataError, one_line
 
-OVERLONG = ("truncate", "drop")     # data.overlong
-NORMALIZATIONS = ("none", "NFC")   # data.normalize
+OVERLONG = ("truncate", "drop")  # data.overlong
+NORMALIZATIONS = ("none", "NFC")  # data.normalize
 ROLES = ("train", "eval", "test")
-_FORMAT = "attention_jax parallel text v2"   # v2: raw (unstripped) text
+_FORMAT = "attention_jax parallel text v2"  # v2: raw (unstripped) text
 
 
 # ---------------------------------------------------------------------------
@@ -71,14 +71,15 @@ def split_lines(data: bytes, path: str) -> list[str]:
   if not data.strip(b"\n\r"):
     raise DataError(f"{path}: file is empty")
   if data.startswith(codecs.BOM_UTF8):
-    data = data[len(codecs.BOM_UTF8):]
+    data = data[len(codecs.BOM_UTF8) :]
   try:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
     line = data.count(b"\n", 0, e.start) + 1
     column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-    raise DataError(f"{path}:{line}: invalid UTF-8 (byte 0x{data[e.start]:02x} "
-                    f"at column {column})") from None
+    raise DataError(
+      f"{path}:{line}: invalid UTF-8 (byte 0x{data[e.start]:02x} at column {column})"
+    ) from None
   lines = text.split("\n")
   if lines[-1] == "":
     lines.pop()
@@ -107,8 +108,9 @@ def resolve(path: str, key: str) -> tuple[str, ...]:
   raise DataError(f"{key}: file not found: {path} (nor {path}.src and {path}.tgt)")
 
 
-def parse_parallel(files: tuple[str, ...], blobs: tuple[bytes, ...]
-                   ) -> tuple[list[tuple[int, str, str]], dict]:
+def parse_parallel(
+  files: tuple[str, ...], blobs: tuple[bytes, ...]
+) -> tuple[list[tuple[int, str, str]], dict]:
   """[(line number, source, target)] with empty pairs dropped, and a report.
 
   The text is kept as in the file (only ``\\n`` and a ``\\r`` before it
@@ -119,38 +121,49 @@ def parse_parallel(files: tuple[str, ...], blobs: tuple[bytes, ...]
     for n, line in enumerate(split_lines(blobs[0], path), 1):
       tabs = line.count("\t")
       if tabs != 1:
-        raise DataError(f"{path}:{n}: expected exactly one tab "
-                        f"(source<TAB>target), found {tabs}")
+        raise DataError(f"{path}:{n}: expected exactly one tab (source<TAB>target), found {tabs}")
       s, t = line.split("\t")
       pairs.append((n, s, t))
   else:
     src = split_lines(blobs[0], files[0])
     tgt = split_lines(blobs[1], files[1])
     if len(src) != len(tgt):
-      raise DataError(f"{files[0]} has {len(src)} lines but {files[1]} has "
-                      f"{len(tgt)} lines; they must be line-aligned")
+      raise DataError(
+        f"{files[0]} has {len(src)} lines but {files[1]} has "
+        f"{len(tgt)} lines; they must be line-aligned"
+      )
     pairs = [(n, s, t) for n, (s, t) in enumerate(zip(src, tgt), 1)]
   kept = [(n, s, t) for n, s, t in pairs if s.strip() and t.strip()]
   empty = [n for n, s, t in pairs if not (s.strip() and t.strip())]
   name = " + ".join(files)
   if not kept:
     raise DataError(f"{name}: no sentence pair with both sides non-empty")
-  report = {"file": name, "lines": len(pairs), "pairs": len(kept),
-            "empty_dropped": len(empty), "first_empty_line": empty[0] if empty else None}
+  report = {
+    "file": name,
+    "lines": len(pairs),
+    "pairs": len(kept),
+    "empty_dropped": len(empty),
+    "first_empty_line": empty[0] if empty else None,
+  }
   return kept, report
 
 
 def _log_report(report: dict) -> None:
   msg = f"{report['file']}: {report['pairs']} sentence pairs"
   if report["empty_dropped"]:
-    msg += (f"; dropped {report['empty_dropped']} with an empty side "
-            f"(first at line {report['first_empty_line']})")
+    msg += (
+      f"; dropped {report['empty_dropped']} with an empty side "
+      f"(first at line {report['first_empty_line']})"
+    )
   logging.info(msg)
 
 
 def default_data_dir(config) -> str:
-  return config.data.tfds_data_dir or os.environ.get("TFDS_DATA_DIR") or str(
-      tfds.core.constants.DATA_DIR)
+  return (
+    config.data.tfds_data_dir
+    or os.environ.get("TFDS_DATA_DIR")
+    or str(tfds.core.constants.DATA_DIR)
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -179,16 +192,17 @@ def _builder_class():
 
     def _info(self):
       return tfds.core.DatasetInfo(
-          builder=self, disable_shuffling=True,   # keep file order
-          features=tfds.features.FeaturesDict({
-              "source": tfds.features.Text(), "target": tfds.features.Text(),
-              "line": np.int64}),
-          description="Parallel text from local files (attention_jax).")
+        builder=self,
+        disable_shuffling=True,  # keep file order
+        features=tfds.features.FeaturesDict(
+          {"source": tfds.features.Text(), "target": tfds.features.Text(), "line": np.int64}
+        ),
+        description="Parallel text from local files (attention_jax).",
+      )
 
     def _split_generators(self, dl_manager):
       del dl_manager
-      return {name: self._generate_examples(rows)
-              for name, rows in self._splits.items()}
+      return {name: self._generate_examples(rows) for name, rows in self._splits.items()}
 
     def _generate_examples(self, rows):
       for i, (n, s, t) in enumerate(rows):
@@ -206,8 +220,9 @@ def build_files_dataset(paths: dict[str, str], data_dir: str) -> tuple[str, dict
   reports of what was dropped.
   """
   files = {role: resolve(p, f"data.{role}_path") for role, p in paths.items()}
-  blobs = {role: tuple(_read_bytes(f, f"data.{role}_path") for f in fs)
-           for role, fs in files.items()}
+  blobs = {
+    role: tuple(_read_bytes(f, f"data.{role}_path") for f in fs) for role, fs in files.items()
+  }
   h = hashlib.sha256(_FORMAT.encode())
   for role in sorted(blobs):
     h.update(f"\n{role} {len(blobs[role])}\n".encode())
@@ -220,18 +235,18 @@ def build_files_dataset(paths: dict[str, str], data_dir: str) -> tuple[str, dict
       reports = json.load(f)
   else:
     splits, reports = {}, {}
-    for role in files:   # every file is checked before anything is written
+    for role in files:  # every file is checked before anything is written
       splits[role], reports[role] = parse_parallel(files[role], blobs[role])
     tfds.disable_progress_bar()
-    builder = _builder_class()(splits=splits, data_dir=root,
-                               file_format="array_record")
+    builder = _builder_class()(splits=splits, data_dir=root, file_format="array_record")
     builder.download_and_prepare()
     tmp = report_path + f".tmp{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
       json.dump(reports, f)
     os.replace(tmp, report_path)
-    logging.info("wrote %s as array_record under %s", ", ".join(
-        " + ".join(fs) for fs in files.values()), root)
+    logging.info(
+      "wrote %s as array_record under %s", ", ".join(" + ".join(fs) for fs in files.values()), root
+    )
   for role in files:
     _log_report(reports[role])
   return os.path.join(root, "parallel_text_files", "1.0.0"), reports
@@ -246,25 +261,29 @@ def _text(value, where: str) -> str:
   return str(value)
 
 
-def read_source(source, src_key: str, tgt_key: str, name: str,
-                chunk: int = 10000) -> list[tuple[int, str, str]]:
+def read_source(
+  source, src_key: str, tgt_key: str, name: str, chunk: int = 10000
+) -> list[tuple[int, str, str]]:
   """All (line, source, target) of a TFDS data source, in order."""
   out = []
   n = len(source)
   for start in range(0, n, chunk):
     idx = list(range(start, min(n, start + chunk)))
     try:
-      rows = source.__getitems__(idx)   # one batched read
+      rows = source.__getitems__(idx)  # one batched read
     except (AttributeError, TypeError):  # e.g. tfds.testing.mock_data's source
       rows = [source[i] for i in idx]
     for i, r in zip(idx, rows):
       if src_key not in r or tgt_key not in r:
-        raise DataError(f"{name}: no feature {src_key!r}/{tgt_key!r} in the "
-                        f"examples (they have {sorted(r)}); set data.source_lang "
-                        "and data.target_lang")
+        raise DataError(
+          f"{name}: no feature {src_key!r}/{tgt_key!r} in the "
+          f"examples (they have {sorted(r)}); set data.source_lang "
+          "and data.target_lang"
+        )
       line = int(r["line"]) if "line" in r else i + 1
-      out.append((line, _text(r[src_key], f"{name} example {i}"),
-                  _text(r[tgt_key], f"{name} example {i}")))
+      out.append(
+        (line, _text(r[src_key], f"{name} example {i}"), _text(r[tgt_key], f"{name} example {i}"))
+      )
   return out
 
 
@@ -284,8 +303,10 @@ class FilesCorpus:
     if self._splits is None:
       self.directory, _ = build_files_dataset(self.paths, self.data_dir)
       sources = tfds.builder_from_directory(self.directory).as_data_source()
-      self._splits = {role: read_source(sources[role], "source", "target",
-                                        self.paths[role]) for role in self.paths}
+      self._splits = {
+        role: read_source(sources[role], "source", "target", self.paths[role])
+        for role in self.paths
+      }
 
   def pairs(self, role: str) -> list[tuple[int, str, str]]:
     if role not in self.paths:
@@ -306,9 +327,8 @@ def ensure_registered(name: str) -> None:
     return
   except Exception:  # DatasetNotFoundError: not registered until imported
     pass
-  short = base[:-len("_translate")] if base.endswith("_translate") else base
-  for module in (f"tensorflow_datasets.translate.{short}",
-                 f"tensorflow_datasets.translate.{base}"):
+  short = base[: -len("_translate")] if base.endswith("_translate") else base
+  for module in (f"tensorflow_datasets.translate.{short}", f"tensorflow_datasets.translate.{base}"):
     try:
       importlib.import_module(module)
       tfds.builder_cls(base)
@@ -323,7 +343,7 @@ class CatalogCorpus:
 
   def __init__(self, config):
     d = config.data
-    self.name = d.task[len("tfds:"):]
+    self.name = d.task[len("tfds:") :]
     self.splits = {"train": d.train_split, "eval": d.eval_split}
     if d.test_split:
       self.splits["test"] = d.test_split
@@ -336,8 +356,10 @@ class CatalogCorpus:
       info = tfds.builder(self.name, data_dir=self.data_dir).info
       keys = info.supervised_keys
       if not keys or len(keys) != 2:
-        raise DataError(f"tfds:{self.name} names no (source, target) feature "
-                        "pair; set data.source_lang and data.target_lang")
+        raise DataError(
+          f"tfds:{self.name} names no (source, target) feature "
+          "pair; set data.source_lang and data.target_lang"
+        )
       self.src_key = self.src_key or keys[0]
       self.tgt_key = self.tgt_key or keys[1]
     return self.src_key, self.tgt_key
@@ -352,17 +374,26 @@ class CatalogCorpus:
       tfds.disable_progress_bar()
       try:
         source = tfds.data_source(
-            self.name, split=self.splits[role], data_dir=self.data_dir,
-            builder_kwargs={"file_format": "array_record"}, download=True)
+          self.name,
+          split=self.splits[role],
+          data_dir=self.data_dir,
+          builder_kwargs={"file_format": "array_record"},
+          download=True,
+        )
       except Exception as e:
-        raise DataError(f"{where}: cannot prepare or read it in {self.data_dir} "
-                        f"(preparing needs the network once): {type(e).__name__}: "
-                        + one_line(e)) from None
+        raise DataError(
+          f"{where}: cannot prepare or read it in {self.data_dir} "
+          f"(preparing needs the network once): {type(e).__name__}: " + one_line(e)
+        ) from None
       rows = read_source(source, src_key, tgt_key, where)
       kept = [(n, s, t) for n, s, t in rows if s.strip() and t.strip()]
-      report = {"file": where, "lines": len(rows), "pairs": len(kept),
-                "empty_dropped": len(rows) - len(kept), "first_empty_line": next(
-                    (n for n, s, t in rows if not (s.strip() and t.strip())), None)}
+      report = {
+        "file": where,
+        "lines": len(rows),
+        "pairs": len(kept),
+        "empty_dropped": len(rows) - len(kept),
+        "first_empty_line": next((n for n, s, t in rows if not (s.strip() and t.strip())), None),
+      }
       if not kept:
         raise DataError(f"{where}: no sentence pair with both sides non-empty")
       _log_report(report)
@@ -370,8 +401,7 @@ class CatalogCorpus:
     return self._pairs[role]
 
   def cache_dir(self) -> str:
-    return os.path.join(self.data_dir, "attention_jax_tokenizers",
-                        self.name.replace("/", "_"))
+    return os.path.join(self.data_dir, "attention_jax_tokenizers", self.name.replace("/", "_"))
 
 
 # ---------------------------------------------------------------------------
@@ -387,7 +417,7 @@ class ParallelTextTask:
   """
 
   objective = "seq2seq"
-  length_unit = "words"   # of eval_source_lengths: words of the raw source
+  length_unit = "words"  # of eval_source_lengths: words of the raw source
 
   @staticmethod
   def config_keys(config) -> tuple[str, ...]:
@@ -398,14 +428,26 @@ class ParallelTextTask:
     if d.task == "files":
       source = ("train_path", "eval_path", "test_path", "tfds_data_dir")
     else:
-      source = ("train_split", "eval_split", "test_split", "source_lang",
-                "target_lang", "tfds_data_dir")
-    tokenizer = (("sp_vocab_size",) if d.tokenizer == "sentencepiece"
-                 else ("min_count", "max_vocab"))
-    if d.tokenizer == "word" and d.task == "files":   # the Moses languages
+      source = (
+        "train_split",
+        "eval_split",
+        "test_split",
+        "source_lang",
+        "target_lang",
+        "tfds_data_dir",
+      )
+    tokenizer = ("sp_vocab_size",) if d.tokenizer == "sentencepiece" else ("min_count", "max_vocab")
+    if d.tokenizer == "word" and d.task == "files":  # the Moses languages
       tokenizer += ("source_lang", "target_lang")
-    return (*source, "max_length", "overlong", "bucket_boundaries", "tokenizer",
-            *tokenizer, "normalize")
+    return (
+      *source,
+      "max_length",
+      "overlong",
+      "bucket_boundaries",
+      "tokenizer",
+      *tokenizer,
+      "normalize",
+    )
 
   def __init__(self, config, workdir: str | None = None):
     d = config.data
@@ -427,8 +469,12 @@ class ParallelTextTask:
       train = self.corpus.pairs("train")
       self.src_tok = self._train_tokenizer([self.prepare(s) for _, s, _ in train], "src")
       self.tgt_tok = self._train_tokenizer([self.prepare(t) for _, _, t in train], "tgt")
-    logging.info("vocabularies (%s): source %d, target %d tokens",
-                 d.tokenizer, len(self.src_vocab), len(self.tgt_vocab))
+    logging.info(
+      "vocabularies (%s): source %d, target %d tokens",
+      d.tokenizer,
+      len(self.src_vocab),
+      len(self.tgt_vocab),
+    )
 
   def normalize(self, text: str) -> str:
     """``text`` in Unicode NFC if ``data.normalize='NFC'``, else unchanged."""
@@ -442,15 +488,19 @@ class ParallelTextTask:
     d = self.config.data
     if d.tokenizer == "sentencepiece":
       return tok_lib.SentencePieceTokenizer.train(
-          texts, d.sp_vocab_size, seed=self.config.seed,
-          cache_dir=os.path.join(self.corpus.cache_dir(), "spm"))
+        texts,
+        d.sp_vocab_size,
+        seed=self.config.seed,
+        cache_dir=os.path.join(self.corpus.cache_dir(), "spm"),
+      )
     if d.tokenizer == "char":
       return tok_lib.CharTokenizer.train(texts, d.min_count, d.max_vocab)
     lang = d.source_lang if side == "src" else d.target_lang
     if not lang and isinstance(self.corpus, CatalogCorpus):
       lang = self.corpus._keys()[0 if side == "src" else 1]
-    return tok_lib.WordTokenizer.train(texts, d.min_count, d.max_vocab,
-                                       lang=tok_lib.moses_language(lang))
+    return tok_lib.WordTokenizer.train(
+      texts, d.min_count, d.max_vocab, lang=tok_lib.moses_language(lang)
+    )
 
   @property
   def src_vocab(self):
@@ -462,9 +512,11 @@ class ParallelTextTask:
 
   def save(self, workdir: str) -> None:
     """Vocabularies (text), SentencePiece models and ``tokenizer.json``."""
-    record = {"tokenizer": self.src_tok.kind,
-              "src": tok_lib.save(self.src_tok, workdir, "src"),
-              "tgt": tok_lib.save(self.tgt_tok, workdir, "tgt")}
+    record = {
+      "tokenizer": self.src_tok.kind,
+      "src": tok_lib.save(self.src_tok, workdir, "src"),
+      "tgt": tok_lib.save(self.tgt_tok, workdir, "tgt"),
+    }
     path = os.path.join(workdir, "tokenizer.json")
     with open(path + ".tmp", "w", encoding="utf-8") as f:
       json.dump(record, f, indent=2)
@@ -491,8 +543,7 @@ class ParallelTextTask:
     pairs = self.corpus.pairs(role)
     M = self.max_length
     drop = role == "train" and self.config.data.overlong == "drop"
-    out = {"src": [], "tgt": [], "lines": [], "sources": [], "references": [],
-           "src_lengths": []}
+    out = {"src": [], "tgt": [], "lines": [], "sources": [], "references": [], "src_lengths": []}
     over = 0
     for n, s, t in pairs:
       a, b = self.encode(s, "src"), self.encode(t, "tgt")
@@ -508,12 +559,18 @@ class ParallelTextTask:
       out["references"].append(self.normalize(t))
       out["src_lengths"].append(len(s.split()))
     if over:
-      logging.warning("%s: %d of %d pairs longer than data.max_length=%d tokens "
-                      "(%s)", role, over, len(pairs), M,
-                      "dropped" if drop else "truncated")
+      logging.warning(
+        "%s: %d of %d pairs longer than data.max_length=%d tokens (%s)",
+        role,
+        over,
+        len(pairs),
+        M,
+        "dropped" if drop else "truncated",
+      )
     if not out["src"]:
-      raise DataError(f"{role}: every pair is longer than data.max_length={M} "
-                      "and data.overlong='drop'")
+      raise DataError(
+        f"{role}: every pair is longer than data.max_length={M} and data.overlong='drop'"
+      )
     self._encoded[role] = out
     return out
 
@@ -524,34 +581,46 @@ class ParallelTextTask:
       train = self.corpus.pairs("train")
       pairs = {(self.prepare(s), self.prepare(t)) for _, s, t in train}
       sources = {p[0] for p in pairs}
-      self._overlap = {"rule": "files/tfds splits are as given; pairs also in "
-                               "the training split are counted here"}
+      self._overlap = {
+        "rule": "files/tfds splits are as given; pairs also in the training split are counted here"
+      }
       for role in ("eval", "test"):
         try:
           rows = self.corpus.pairs(role)
-        except DataError:   # no such split configured
+        except DataError:  # no such split configured
           continue
         keys = [(self.prepare(s), self.prepare(t)) for _, s, t in rows]
         n_pairs = sum(k in pairs for k in keys)
         n_src = sum(k[0] in sources for k in keys)
-        self._overlap[role] = {"pairs": len(rows), "pairs_in_train": n_pairs,
-                               "sources_in_train": n_src}
+        self._overlap[role] = {
+          "pairs": len(rows),
+          "pairs_in_train": n_pairs,
+          "sources_in_train": n_src,
+        }
         if n_pairs or n_src:
-          logging.warning("%s: %d of %d pairs (and %d sources) also occur in "
-                          "the training split", role, n_pairs, len(rows), n_src)
+          logging.warning(
+            "%s: %d of %d pairs (and %d sources) also occur in the training split",
+            role,
+            n_pairs,
+            len(rows),
+            n_src,
+          )
         else:
-          logging.info("%s: none of its %d pairs occurs in the training split",
-                       role, len(rows))
+          logging.info("%s: none of its %d pairs occurs in the training split", role, len(rows))
     return self._overlap
 
   def train_iterator(self) -> IndexedIterator:
-    self.held_out()   # logs the overlap of eval/test with training
+    self.held_out()  # logs the overlap of eval/test with training
     e = self.encoded("train")
-    batches = batching.BucketedBatches(e["src"], e["tgt"],
-                                       self.config.train.batch_size,
-                                       self.boundaries, self.config.seed)
-    logging.info("training batches: %d per epoch; buckets %s hold %s pairs",
-                 batches.batches_per_epoch, list(self.boundaries), batches.bucket_sizes)
+    batches = batching.BucketedBatches(
+      e["src"], e["tgt"], self.config.train.batch_size, self.boundaries, self.config.seed
+    )
+    logging.info(
+      "training batches: %d per epoch; buckets %s hold %s pairs",
+      batches.batches_per_epoch,
+      list(self.boundaries),
+      batches.bucket_sizes,
+    )
     return IndexedIterator(batches.batch)
 
   def eval_set(self, split: str = "eval") -> dict[str, np.ndarray]:

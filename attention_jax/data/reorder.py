@@ -39,66 +39,113 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 # (English, German, gender) — animate nouns: subjects, objects.
 _ANIMATE = [
-    ("dog", "Hund", "m"), ("cat", "Katze", "f"), ("bird", "Vogel", "m"),
-    ("horse", "Pferd", "n"), ("mouse", "Maus", "f"), ("child", "Kind", "n"),
-    ("man", "Mann", "m"), ("woman", "Frau", "f"), ("farmer", "Bauer", "m"),
-    ("teacher", "Lehrer", "m"), ("fox", "Fuchs", "m"), ("goat", "Ziege", "f"),
-    ("sheep", "Schaf", "n"), ("baker", "Bäcker", "m"), ("girl", "Mädchen", "n"),
-    ("owl", "Eule", "f"),
+  ("dog", "Hund", "m"),
+  ("cat", "Katze", "f"),
+  ("bird", "Vogel", "m"),
+  ("horse", "Pferd", "n"),
+  ("mouse", "Maus", "f"),
+  ("child", "Kind", "n"),
+  ("man", "Mann", "m"),
+  ("woman", "Frau", "f"),
+  ("farmer", "Bauer", "m"),
+  ("teacher", "Lehrer", "m"),
+  ("fox", "Fuchs", "m"),
+  ("goat", "Ziege", "f"),
+  ("sheep", "Schaf", "n"),
+  ("baker", "Bäcker", "m"),
+  ("girl", "Mädchen", "n"),
+  ("owl", "Eule", "f"),
 ]
 # Places: objects of prepositions.
 _PLACES = [
-    ("garden", "Garten", "m"), ("house", "Haus", "n"), ("street", "Straße", "f"),
-    ("forest", "Wald", "m"), ("river", "Fluss", "m"), ("field", "Feld", "n"),
-    ("city", "Stadt", "f"), ("bridge", "Brücke", "f"),
+  ("garden", "Garten", "m"),
+  ("house", "Haus", "n"),
+  ("street", "Straße", "f"),
+  ("forest", "Wald", "m"),
+  ("river", "Fluss", "m"),
+  ("field", "Feld", "n"),
+  ("city", "Stadt", "f"),
+  ("bridge", "Brücke", "f"),
 ]
 # (English base, past, participle; German infinitive, past, participle).
 _TRANSITIVE = [
-    ("chase", "chased", "chased", "jagen", "jagte", "gejagt"),
-    ("find", "found", "found", "finden", "fand", "gefunden"),
-    ("catch", "caught", "caught", "fangen", "fing", "gefangen"),
-    ("feed", "fed", "fed", "füttern", "fütterte", "gefüttert"),
-    ("wash", "washed", "washed", "waschen", "wusch", "gewaschen"),
-    ("visit", "visited", "visited", "besuchen", "besuchte", "besucht"),
-    ("greet", "greeted", "greeted", "grüßen", "grüßte", "gegrüßt"),
-    ("bite", "bit", "bitten", "beißen", "biss", "gebissen"),
+  ("chase", "chased", "chased", "jagen", "jagte", "gejagt"),
+  ("find", "found", "found", "finden", "fand", "gefunden"),
+  ("catch", "caught", "caught", "fangen", "fing", "gefangen"),
+  ("feed", "fed", "fed", "füttern", "fütterte", "gefüttert"),
+  ("wash", "washed", "washed", "waschen", "wusch", "gewaschen"),
+  ("visit", "visited", "visited", "besuchen", "besuchte", "besucht"),
+  ("greet", "greeted", "greeted", "grüßen", "grüßte", "gegrüßt"),
+  ("bite", "bit", "bitten", "beißen", "biss", "gebissen"),
 ]
 # Perception verbs take a verb complement (accusative with infinitive).
 _PERCEPTION = [
-    ("see", "saw", "seen", "sehen", "sah", "gesehen"),
-    ("hear", "heard", "heard", "hören", "hörte", "gehört"),
+  ("see", "saw", "seen", "sehen", "sah", "gesehen"),
+  ("hear", "heard", "heard", "hören", "hörte", "gehört"),
 ]
 # (English gerund, German infinitive): complements of perception verbs.
 _MOTION = [
-    ("running", "rennen"), ("flying", "fliegen"), ("walking", "laufen"),
-    ("swimming", "schwimmen"), ("jumping", "springen"), ("singing", "singen"),
+  ("running", "rennen"),
+  ("flying", "fliegen"),
+  ("walking", "laufen"),
+  ("swimming", "schwimmen"),
+  ("jumping", "springen"),
+  ("singing", "singen"),
 ]
 # (English, German, case) — the preposition assigns the case.
-_PREPS = [("through", "durch", "acc"), ("across", "über", "acc"),
-          ("behind", "hinter", "dat"), ("under", "unter", "dat"),
-          ("with", "mit", "dat"), ("around", "um", "acc")]
+_PREPS = [
+  ("through", "durch", "acc"),
+  ("across", "über", "acc"),
+  ("behind", "hinter", "dat"),
+  ("under", "unter", "dat"),
+  ("with", "mit", "dat"),
+  ("around", "um", "acc"),
+]
 # Modals: English finite, base (after a modal), participle (after "have"),
 # index of the aligned word in those phrases; German infinitive, past.
 _MODALS = [
-    (("must",), ("have", "to"), ("had", "to"), "müssen", "musste"),
-    (("could",), ("be", "able", "to"), ("been", "able", "to"), "können", "konnte"),
-    (("wanted", "to"), ("want", "to"), ("wanted", "to"), "wollen", "wollte"),
-    (("was", "allowed", "to"), ("be", "allowed", "to"), ("been", "allowed", "to"),
-     "dürfen", "durfte"),
+  (("must",), ("have", "to"), ("had", "to"), "müssen", "musste"),
+  (("could",), ("be", "able", "to"), ("been", "able", "to"), "können", "konnte"),
+  (("wanted", "to"), ("want", "to"), ("wanted", "to"), "wollen", "wollte"),
+  (
+    ("was", "allowed", "to"),
+    ("be", "allowed", "to"),
+    ("been", "allowed", "to"),
+    "dürfen",
+    "durfte",
+  ),
 ]
-_MODAL_HEAD = {"must": 0, "have": 0, "had": 0, "could": 0, "able": 1, "be": 1,
-               "been": 1, "wanted": 0, "want": 0, "allowed": 1, "was": 1}
-_ARTICLE = {("nom", "m"): "der", ("nom", "f"): "die", ("nom", "n"): "das",
-            ("acc", "m"): "den", ("acc", "f"): "die", ("acc", "n"): "das",
-            ("dat", "m"): "dem", ("dat", "f"): "der", ("dat", "n"): "dem"}
-_FUNCTION_EN = ["the", "who", ",", ".", "and", "because", "to", "be", "been",
-                "was", "have", "had"]
+_MODAL_HEAD = {
+  "must": 0,
+  "have": 0,
+  "had": 0,
+  "could": 0,
+  "able": 1,
+  "be": 1,
+  "been": 1,
+  "wanted": 0,
+  "want": 0,
+  "allowed": 1,
+  "was": 1,
+}
+_ARTICLE = {
+  ("nom", "m"): "der",
+  ("nom", "f"): "die",
+  ("nom", "n"): "das",
+  ("acc", "m"): "den",
+  ("acc", "f"): "die",
+  ("acc", "n"): "das",
+  ("dat", "m"): "dem",
+  ("dat", "f"): "der",
+  ("dat", "n"): "dem",
+}
+_FUNCTION_EN = ["the", "who", ",", ".", "and", "because", "to", "be", "been", "was", "have", "had"]
 _FUNCTION_DE = ["der", "die", "das", "den", "dem", ",", ".", "und", "weil"]
 _SYLLABLES = ["ba", "ko", "ri", "mu", "te", "la", "zo", "ne", "pi", "du", "ga", "se"]
 
@@ -122,21 +169,30 @@ class Lexicon:
   motion: list
 
   @classmethod
-  def build(cls, vocab_size: int) -> "Lexicon":
+  def build(cls, vocab_size: int) -> Lexicon:
     """``vocab_size`` animate nouns; places, verbs and complements scale."""
+
     def take(base, n, make):
       return list(base[:n]) + [make(i) for i in range(len(base), n)]
+
     genders = "mfn"
-    animate = take(_ANIMATE, vocab_size,
-                   lambda i: (_pseudo(i, 1), _pseudo(i, 1).capitalize(), genders[i % 3]))
-    places = take(_PLACES, max(2, vocab_size // 2),
-                  lambda i: (_pseudo(i, 2), _pseudo(i, 2).capitalize(), genders[i % 3]))
+    animate = take(
+      _ANIMATE, vocab_size, lambda i: (_pseudo(i, 1), _pseudo(i, 1).capitalize(), genders[i % 3])
+    )
+    places = take(
+      _PLACES,
+      max(2, vocab_size // 2),
+      lambda i: (_pseudo(i, 2), _pseudo(i, 2).capitalize(), genders[i % 3]),
+    )
+
     def verb(i, salt):
       w = _pseudo(i, salt)
       return (w, w + "ed", w + "ed", w + "en", w + "te", "ge" + w + "t")
+
     transitive = take(_TRANSITIVE, max(2, vocab_size // 2), lambda i: verb(i, 3))
-    motion = take(_MOTION, max(2, vocab_size // 3),
-                  lambda i: (_pseudo(i, 4) + "ing", _pseudo(i, 4) + "en"))
+    motion = take(
+      _MOTION, max(2, vocab_size // 3), lambda i: (_pseudo(i, 4) + "ing", _pseudo(i, 4) + "en")
+    )
     return cls(animate, places, transitive, list(_PERCEPTION), motion)
 
   def source_tokens(self) -> list[str]:
@@ -169,14 +225,14 @@ class Lexicon:
 
 @dataclasses.dataclass
 class NP:
-  noun: tuple                  # (en, de, gender)
-  item: int                    # alignment id of the noun
-  rel: "Clause | None" = None  # relative clause on this noun
+  noun: tuple  # (en, de, gender)
+  item: int  # alignment id of the noun
+  rel: Clause | None = None  # relative clause on this noun
 
 
 @dataclasses.dataclass
 class Verb:
-  kind: str                    # "modal" | "perf" | "lex"
+  kind: str  # "modal" | "perf" | "lex"
   entry: tuple
   item: int
   perception: bool = False
@@ -184,12 +240,12 @@ class Verb:
 
 @dataclasses.dataclass
 class Clause:
-  kind: str                    # "main" | "sub" | "rel"
-  subject: NP | None           # None in a relative clause (the pronoun)
-  chain: list                  # [Verb] in English order, finite first
+  kind: str  # "main" | "sub" | "rel"
+  subject: NP | None  # None in a relative clause (the pronoun)
+  chain: list  # [Verb] in English order, finite first
   obj: NP
-  complement: tuple | None     # (motion entry, item) after a perception verb
-  pp: tuple | None             # (prep entry, item, NP)
+  complement: tuple | None  # (motion entry, item) after a perception verb
+  pp: tuple | None  # (prep entry, item, NP)
 
 
 class _Items:
@@ -236,16 +292,16 @@ def _clause(rng, lex, items, kind, depth, p_rel) -> Clause:
   return Clause(kind, subject, chain, obj, complement, pp)
 
 
-def sample_tree(rng: random.Random, lex: Lexicon, depth: int,
-                clauses: int, p_rel: float = 0.5) -> list:
+def sample_tree(
+  rng: random.Random, lex: Lexicon, depth: int, clauses: int, p_rel: float = 0.5
+) -> list:
   """[(connector | None, Clause)] with 1..clauses top-level clauses."""
   items = _Items()
   n = rng.randint(1, clauses)
   out = [(None, _clause(rng, lex, items, "main", depth, p_rel))]
   for _ in range(n - 1):
     conj = "and" if rng.random() < 0.5 else "because"
-    out.append((conj, _clause(rng, lex, items, "main" if conj == "and" else "sub",
-                              depth, p_rel)))
+    out.append((conj, _clause(rng, lex, items, "main" if conj == "and" else "sub", depth, p_rel)))
   return out
 
 
@@ -276,8 +332,7 @@ def _en_clause(c: Clause) -> list:
   out = [] if c.subject is None else _en_np(c.subject)
   prev = None
   for v in c.chain:
-    form = ("finite" if prev is None else
-            "participle" if prev.kind == "perf" else "base")
+    form = "finite" if prev is None else "participle" if prev.kind == "perf" else "base"
     out += _english_verb(v, form)
     prev = v
   out += _en_np(c.obj)
@@ -305,8 +360,11 @@ def _de_cluster(c: Clause) -> list:
     nxt = c.chain[i + 1] if i + 1 < len(c.chain) else None
     # A perfect governing a modal or a perception verb with a complement
     # takes the infinitive instead of the participle (Ersatzinfinitiv).
-    ersatz = v.kind == "perf" and nxt is not None and (
-        nxt.kind == "modal" or (nxt.perception and c.complement is not None))
+    ersatz = (
+      v.kind == "perf"
+      and nxt is not None
+      and (nxt.kind == "modal" or (nxt.perception and c.complement is not None))
+    )
     if prev is None:
       form = "finite"
     elif prev.kind == "perf" and not prev_ersatz:
@@ -318,8 +376,7 @@ def _de_cluster(c: Clause) -> list:
     elif v.kind == "modal":
       word = v.entry[4] if form == "finite" else v.entry[3]
     else:
-      word = {"finite": v.entry[4], "infinitive": v.entry[3],
-              "participle": v.entry[5]}[form]
+      word = {"finite": v.entry[4], "infinitive": v.entry[3], "participle": v.entry[5]}[form]
     verbs.append((word, v.item, v.kind, ersatz))
     prev, prev_ersatz = v, ersatz
   if c.complement is not None:
@@ -341,12 +398,11 @@ def _de_clause(c: Clause) -> list:
   if c.pp is not None:
     prep, item, place = c.pp
     middle += [(prep[1], item)] + _de_np(place, prep[2])
-  if c.kind == "main":   # verb-second
+  if c.kind == "main":  # verb-second
     finite = verbs[0]
-    return (_de_np(c.subject, "nom") + [(finite[0], finite[1])] + middle
-            + _final(verbs[1:]))
+    return _de_np(c.subject, "nom") + [(finite[0], finite[1])] + middle + _final(verbs[1:])
   subject = [] if c.subject is None else _de_np(c.subject, "nom")
-  return subject + middle + _final(verbs)   # verb-final
+  return subject + middle + _final(verbs)  # verb-final
 
 
 def _tidy(tokens: list) -> list:
@@ -380,7 +436,7 @@ def realize(tree: list) -> tuple[list, list]:
 class Pair:
   source: list[str]
   target: list[str]
-  alignment: list[tuple[int, int]]   # (source position, target position)
+  alignment: list[tuple[int, int]]  # (source position, target position)
 
 
 def target_alignment(pair: Pair) -> list[int]:
@@ -401,20 +457,35 @@ def _pair(tree) -> Pair:
   return Pair([t for t, _ in en], [t for t, _ in de], alignment)
 
 
-def generate(rng: np.random.Generator, lex: Lexicon, depth: int, clauses: int,
-             min_length: int, max_length: int, tries: int = 2000) -> Pair:
+def generate(
+  rng: np.random.Generator,
+  lex: Lexicon,
+  depth: int,
+  clauses: int,
+  min_length: int,
+  max_length: int,
+  tries: int = 2000,
+) -> Pair:
   """One pair whose source has ``min_length..max_length`` tokens (and whose
   target, which is a few commas longer at most, no more than ``max_length``).
 
   Sentences are drawn until one fits (rejection sampling), with Python's
   ``random`` seeded from ``rng`` (numpy's scalar draws are 10× slower here).
   """
-  return fitting_pair(random.Random(int(rng.integers(2**63))), lex, depth,
-                      clauses, min_length, max_length, tries)
+  return fitting_pair(
+    random.Random(int(rng.integers(2**63))), lex, depth, clauses, min_length, max_length, tries
+  )
 
 
-def fitting_pair(rng: random.Random, lex: Lexicon, depth: int, clauses: int,
-                 min_length: int, max_length: int, tries: int = 2000) -> Pair:
+def fitting_pair(
+  rng: random.Random,
+  lex: Lexicon,
+  depth: int,
+  clauses: int,
+  min_length: int,
+  max_length: int,
+  tries: int = 2000,
+) -> Pair:
   """:func:`generate` drawing from Python's ``random`` directly (many pairs
   from one generator: no re-seeding per pair)."""
   for _ in range(tries):
@@ -422,10 +493,11 @@ def fitting_pair(rng: random.Random, lex: Lexicon, depth: int, clauses: int,
     if min_length <= len(pair.source) <= max_length and len(pair.target) <= max_length:
       return pair
   raise ValueError(
-      f"reorder: no sentence of {min_length}..{max_length} tokens in {tries} "
-      f"tries with data.reorder_depth={depth}, data.reorder_clauses={clauses} "
-      "(the shortest sentence has 6 tokens; raise the depth or clauses for "
-      "long ones)")
+    f"reorder: no sentence of {min_length}..{max_length} tokens in {tries} "
+    f"tries with data.reorder_depth={depth}, data.reorder_clauses={clauses} "
+    "(the shortest sentence has 6 tokens; raise the depth or clauses for "
+    "long ones)"
+  )
 
 
 def seed_example(lex: Lexicon | None = None) -> tuple[Pair, list[str]]:
@@ -437,19 +509,27 @@ def seed_example(lex: Lexicon | None = None) -> tuple[Pair, list[str]]:
   lex = lex or Lexicon.build(len(_ANIMATE))
   items = _Items()
   must, could = _MODALS[0], _MODALS[1]
-  rel = Clause("rel", None,
-               [Verb("modal", must, items()), Verb("perf", (), items()),
-                Verb("modal", could, items()),
-                Verb("lex", _PERCEPTION[0], items(), perception=True)],
-               NP(_ANIMATE[1], items()), (_MOTION[0], items()),
-               (_PREPS[0], items(), NP(_PLACES[0], items())))
+  rel = Clause(
+    "rel",
+    None,
+    [
+      Verb("modal", must, items()),
+      Verb("perf", (), items()),
+      Verb("modal", could, items()),
+      Verb("lex", _PERCEPTION[0], items(), perception=True),
+    ],
+    NP(_ANIMATE[1], items()),
+    (_MOTION[0], items()),
+    (_PREPS[0], items(), NP(_PLACES[0], items())),
+  )
   subject = NP(_ANIMATE[0], items(), rel)
   en = _tidy(_en_np(subject) + [(".", None)])
   de = _tidy(_de_np(subject, "nom") + [(".", None)])
   src_pos = {item: i for i, (_, item) in enumerate(en) if item is not None}
   tgt_pos = {item: j for j, (_, item) in enumerate(de) if item is not None}
-  pair = Pair([t for t, _ in en], [t for t, _ in de],
-              sorted((src_pos[k], tgt_pos[k]) for k in src_pos))
+  pair = Pair(
+    [t for t, _ in en], [t for t, _ in de], sorted((src_pos[k], tgt_pos[k]) for k in src_pos)
+  )
   return pair, gloss(pair)
 
 
@@ -477,11 +557,10 @@ def sentence(tokens: Sequence[str]) -> str:
 def _main(argv: Sequence[str]) -> None:
   """``python -m attention_jax.data.reorder [N [DEPTH [CLAUSES]]]``: the seed
   example, then N generated pairs with their glosses."""
-  n, depth, clauses = ([int(a) for a in argv] + [3, 2, 2][len(argv):])[:3]
+  n, depth, clauses = ([int(a) for a in argv] + [3, 2, 2][len(argv) :])[:3]
   pair, seed_gloss = seed_example()
   print("seed example")
-  for label, words in (("en", pair.source), ("de", pair.target),
-                       ("gloss", seed_gloss)):
+  for label, words in (("en", pair.source), ("de", pair.target), ("gloss", seed_gloss)):
     print(f"  {label:6s}{sentence(words)}")
   lex = Lexicon.build(10)
   rng = np.random.default_rng(0)
@@ -494,4 +573,5 @@ def _main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   import sys
+
   _main(sys.argv[1:])

@@ -53,12 +53,12 @@ from attention_jax.data.vocab import PAD, Vocabulary
 from attention_jax.errors import ConfigError
 
 _SPLIT_IDS = {"train": 0, "eval": 1, "test": 2}
-_HELD_OUT_STREAM = 7_777_777   # first word of the eval/test sets' RNG (no seed)
+_HELD_OUT_STREAM = 7_777_777  # first word of the eval/test sets' RNG (no seed)
 
 TARGET_FNS = {
-    "reverse": lambda s: s[::-1],
-    "copy": lambda s: s,
-    "sort": sorted,
+  "reverse": lambda s: s[::-1],
+  "copy": lambda s: s,
+  "sort": sorted,
 }
 TASKS = (*TARGET_FNS, "addition", "reorder")
 
@@ -82,10 +82,10 @@ def symbol_strata(vocab_size: int, lo: int, hi: int) -> heldout.Strata:
     return rng.integers(0, V, size=(m, L)) + 4
 
   def enumerate_(L):
-    codes = np.arange(V ** L)
+    codes = np.arange(V**L)
     return (codes[:, None] // V ** np.arange(L - 1, -1, -1)) % V + 4
 
-  return heldout.Strata(range(lo, hi + 1), draw, lambda L: V ** L, enumerate_)
+  return heldout.Strata(range(lo, hi + 1), draw, lambda L: V**L, enumerate_)
 
 
 def _numbers(digits: int) -> int:
@@ -114,22 +114,24 @@ def addition_strata(lo: int, hi: int) -> heldout.Strata:
 
   def draw(rng, stratum, m):
     da, db = stratum
-    a = rng.integers(first(da), 10 ** da, size=m, dtype=np.int64)
-    b = rng.integers(first(db), 10 ** db, size=m, dtype=np.int64)
+    a = rng.integers(first(da), 10**da, size=m, dtype=np.int64)
+    b = rng.integers(first(db), 10**db, size=m, dtype=np.int64)
     return ids(a, b, da, db)
 
   def enumerate_(stratum):
     da, db = stratum
-    a, b = np.meshgrid(np.arange(first(da), 10 ** da, dtype=np.int64),
-                       np.arange(first(db), 10 ** db, dtype=np.int64), indexing="ij")
+    a, b = np.meshgrid(
+      np.arange(first(da), 10**da, dtype=np.int64),
+      np.arange(first(db), 10**db, dtype=np.int64),
+      indexing="ij",
+    )
     return ids(a.ravel(), b.ravel(), da, db)
 
   strata = [(da, db) for da in range(lo, hi + 1) for db in range(lo, hi + 1)]
-  return heldout.Strata(strata, draw, lambda s: _numbers(s[0]) * _numbers(s[1]),
-                        enumerate_)
+  return heldout.Strata(strata, draw, lambda s: _numbers(s[0]) * _numbers(s[1]), enumerate_)
 
 
-ALIGNED_TASKS = ("copy", "reverse", "sort", "reorder")   # tasks with a gold alignment
+ALIGNED_TASKS = ("copy", "reverse", "sort", "reorder")  # tasks with a gold alignment
 NO_GOLD = -1
 
 
@@ -151,7 +153,7 @@ def gold_alignment(task: str, src: list[int]) -> list[int] | None:
     counts: dict[int, int] = {}
     for x in src:
       counts[x] = counts.get(x, 0) + 1
-    order = sorted(range(n), key=lambda j: src[j])      # stable: ties keep order
+    order = sorted(range(n), key=lambda j: src[j])  # stable: ties keep order
     return [j if counts[src[j]] == 1 else NO_GOLD for j in order]
   return None
 
@@ -160,7 +162,7 @@ def alignment_rows(alignments, width: int) -> np.ndarray:
   """[B, width] int32: row i holds ``alignments[i]`` then −1 (EOS, padding)."""
   out = np.full((len(alignments), width), NO_GOLD, np.int32)
   for i, a in enumerate(alignments):
-    out[i, :len(a)] = a
+    out[i, : len(a)] = a
   return out
 
 
@@ -174,7 +176,7 @@ def widths(task: str, hi: int) -> tuple[int, int]:
   (target without EOS; ``addition``: two operands and ``+``, and the sum)."""
   if task == "addition":
     return 2 * hi + 1, hi + 1
-  return hi, hi   # reorder: generate() keeps targets within hi too
+  return hi, hi  # reorder: generate() keeps targets within hi too
 
 
 class SyntheticTask:
@@ -190,11 +192,18 @@ class SyntheticTask:
     task = config.data.task
     vocab = () if task == "addition" else ("vocab_size",)
     grammar = ("reorder_depth", "reorder_clauses") if task == "reorder" else ()
-    return ("train_min_length", "train_max_length", "eval_min_length",
-            "eval_max_length", "eval_examples", *vocab, *grammar)
+    return (
+      "train_min_length",
+      "train_max_length",
+      "eval_min_length",
+      "eval_max_length",
+      "eval_examples",
+      *vocab,
+      *grammar,
+    )
 
   def __init__(self, config, workdir: str | None = None):
-    del workdir   # nothing is saved: the vocabulary follows from the config
+    del workdir  # nothing is saved: the vocabulary follows from the config
     d = config.data
     self.name = d.task
     self.seed = config.seed
@@ -203,7 +212,7 @@ class SyntheticTask:
     self.eval_lengths = (d.eval_min_length, d.eval_max_length)
     self.batch_size = config.train.batch_size
     self.eval_examples = d.eval_examples
-    self.separator = " "          # between symbols in text ("" = characters)
+    self.separator = " "  # between symbols in text ("" = characters)
     self.length_unit = "symbols"  # of eval_source_lengths
     self._strata: dict[str, heldout.Strata] = {}
     if self.name == "addition":
@@ -218,21 +227,24 @@ class SyntheticTask:
       self.tgt_vocab = Vocabulary.from_symbols(self.lexicon.target_tokens())
       # Fail now, not at the first batch, if the lengths cannot be generated.
       for lo, hi in (self.train_lengths, self.eval_lengths):
-        reorder_lib.generate(np.random.default_rng(0), self.lexicon, self.depth,
-                             self.clauses, lo, hi)
+        reorder_lib.generate(
+          np.random.default_rng(0), self.lexicon, self.depth, self.clauses, lo, hi
+        )
     else:
       self.src_vocab = self.tgt_vocab = vocabulary(d.vocab_size)
     if self.name != "reorder":
-      lengths = {"train": self.train_lengths, "eval": self.eval_lengths,
-                 "test": self.eval_lengths}
-      make = ((lambda lo, hi: addition_strata(lo, hi)) if self.name == "addition"
-              else (lambda lo, hi: symbol_strata(self.vocab_size, lo, hi)))
+      lengths = {"train": self.train_lengths, "eval": self.eval_lengths, "test": self.eval_lengths}
+      make = (
+        (lambda lo, hi: addition_strata(lo, hi))
+        if self.name == "addition"
+        else (lambda lo, hi: symbol_strata(self.vocab_size, lo, hi))
+      )
       built: dict[tuple[int, int], heldout.Strata] = {}
       for split, span in lengths.items():
         if span not in built:
           built[span] = make(*span)
         self._strata[split] = built[span]
-      for split in ("train", "eval"):   # what training needs; test: eval_set
+      for split in ("train", "eval"):  # what training needs; test: eval_set
         self._require(split)
     self._eval_cache: dict[str, dict] = {}
 
@@ -243,10 +255,11 @@ class SyntheticTask:
     which = "train" if split == "train" else "eval"
     lo, hi = self.train_lengths if split == "train" else self.eval_lengths
     raise ConfigError(
-        f"config keys 'data.{which}_min_length'..'data.{which}_max_length' "
-        f"({lo}..{hi}) with data.vocab_size={self.vocab_size}: no source of "
-        f"these lengths belongs to the {split} split (held-out splits are "
-        "disjoint); widen the range")
+      f"config keys 'data.{which}_min_length'..'data.{which}_max_length' "
+      f"({lo}..{hi}) with data.vocab_size={self.vocab_size}: no source of "
+      f"these lengths belongs to the {split} split (held-out splits are "
+      "disjoint); widen the range"
+    )
 
   def _rng(self, split: str, index: int) -> np.random.Generator:
     if split == "train":
@@ -256,8 +269,9 @@ class SyntheticTask:
   def _widths(self, hi: int) -> tuple[int, int]:
     return widths(self.name, hi)
 
-  def examples(self, split: str, rng: np.random.Generator, n: int
-               ) -> list[tuple[list[int], list[int]]]:
+  def examples(
+    self, split: str, rng: np.random.Generator, n: int
+  ) -> list[tuple[list[int], list[int]]]:
     """``n`` (source_ids, target_ids) pairs of ``split``'s sources, lengths
     in the split's range (``train_*`` or ``eval_*`` lengths)."""
     if self.name == "reorder":
@@ -265,19 +279,18 @@ class SyntheticTask:
     out = []
     for _, row in self._strata[split].sample(rng, split, n):
       src = row.tolist()
-      tgt = addition_target(src) if self.name == "addition" else list(
-          TARGET_FNS[self.name](src))
+      tgt = addition_target(src) if self.name == "addition" else list(TARGET_FNS[self.name](src))
       out.append((src, tgt))
     return out
 
-  def aligned_examples(self, split: str, rng: np.random.Generator, n: int
-                       ) -> list[tuple[list[int], list[int], list[int] | None]]:
+  def aligned_examples(
+    self, split: str, rng: np.random.Generator, n: int
+  ) -> list[tuple[list[int], list[int], list[int] | None]]:
     """:meth:`examples` (the same draws) with each pair's gold alignment: per
     target position the source position, −1 for none; None for ``addition``."""
     if self.name == "reorder":
       return self._reorder_examples(split, rng, n)
-    return [(s, t, gold_alignment(self.name, s))
-            for s, t in self.examples(split, rng, n)]
+    return [(s, t, gold_alignment(self.name, s)) for s, t in self.examples(split, rng, n)]
 
   def _reorder_examples(self, split: str, rng: np.random.Generator, n: int):
     """Grammar sentences of the split's lengths, rejection-sampled in blocks
@@ -287,15 +300,20 @@ class SyntheticTask:
     want, out = _SPLIT_IDS[split], []
     while len(out) < n:
       m = int((n - len(out)) / heldout.FRACTIONS[split] * 1.25) + 8
-      pairs = [self._reorder.fitting_pair(rnd, self.lexicon, self.depth,
-                                          self.clauses, lo, hi) for _ in range(m)]
+      pairs = [
+        self._reorder.fitting_pair(rnd, self.lexicon, self.depth, self.clauses, lo, hi)
+        for _ in range(m)
+      ]
       src = [self.src_vocab.encode(p.source) for p in pairs]
       padded = np.full((len(src), hi), PAD, np.int32)
       for i, row in enumerate(src):
-        padded[i, :len(row)] = row
+        padded[i, : len(row)] = row
       which = heldout.split_of(padded)
-      out += [(s, self.tgt_vocab.encode(p.target), reorder_lib.target_alignment(p))
-              for s, p, k in zip(src, pairs, which) if k == want]
+      out += [
+        (s, self.tgt_vocab.encode(p.target), reorder_lib.target_alignment(p))
+        for s, p, k in zip(src, pairs, which)
+        if k == want
+      ]
     return out[:n]
 
   def held_out(self) -> dict:
@@ -305,8 +323,7 @@ class SyntheticTask:
     if self.name == "reorder":
       out["small_spaces"], out["never_drawn"] = [], {s: [] for s in heldout.SPLITS}
       return out
-    label = ((lambda s: f"{s[0]}+{s[1]} digits") if self.name == "addition"
-             else str)
+    label = (lambda s: f"{s[0]}+{s[1]} digits") if self.name == "addition" else str
     rows, missing = {}, {}
     for split in heldout.SPLITS:
       r, m = heldout.describe_strata(self._strata[split], label)
@@ -345,8 +362,7 @@ class SyntheticTask:
       batch = pad_batch([(s, t) for s, t, _ in ex], *self._widths(self.eval_lengths[1]))
       batch["row"] = np.arange(len(ex), dtype=np.int32)
       if self.name in ALIGNED_TASKS:
-        batch["align"] = alignment_rows([a for _, _, a in ex],
-                                        batch["tgt_out"].shape[1])
+        batch["align"] = alignment_rows([a for _, _, a in ex], batch["tgt_out"].shape[1])
       self._eval_cache[split] = batch
     return self._eval_cache[split]
 

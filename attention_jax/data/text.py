@@ -36,8 +36,10 @@ def token_char(t: str) -> str:
 def read_text(path: str, key: str) -> str:
   """The file's text; one-line errors naming the file for missing/empty/bad UTF-8."""
   if not path:
-    raise ConfigError(f"config key '{key}' is empty: data.task='text' needs a UTF-8 "
-                      f"text file (--config.{key}=FILE.txt)")
+    raise ConfigError(
+      f"config key '{key}' is empty: data.task='text' needs a UTF-8 "
+      f"text file (--config.{key}=FILE.txt)"
+    )
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{key} '{path}': file not found")
   with open(path, "rb") as f:
@@ -45,9 +47,8 @@ def read_text(path: str, key: str) -> str:
   try:
     text = raw.decode("utf-8")
   except UnicodeDecodeError as e:
-    line = raw[:e.start].count(b"\n") + 1
-    raise ConfigError(f"{key} '{path}': not valid UTF-8 (byte {e.start}, line {line})"
-                      ) from None
+    line = raw[: e.start].count(b"\n") + 1
+    raise ConfigError(f"{key} '{path}': not valid UTF-8 (byte {e.start}, line {line})") from None
   if not text:
     raise ConfigError(f"{key} '{path}': file is empty")
   return text
@@ -95,7 +96,7 @@ class TextLMTask:
       self.src_vocab = self.tgt_vocab = Vocabulary.load(saved)
     else:
       self.src_vocab = self.tgt_vocab = char_vocabulary(self._texts()[0])
-      self._encode()   # bad files fail now, before any work
+      self._encode()  # bad files fail now, before any work
 
   def _texts(self) -> tuple[str, str]:
     d = self.data_config
@@ -110,12 +111,15 @@ class TextLMTask:
     if self._ids is None:
       d = self.data_config
       self._ids = tuple(encode(self.src_vocab, t) for t in self._texts())
-      for name, ids, path in (("training", self._ids[0], d.train_path),
-                              ("evaluation", self._ids[1], d.eval_path or d.train_path)):
+      for name, ids, path in (
+        ("training", self._ids[0], d.train_path),
+        ("evaluation", self._ids[1], d.eval_path or d.train_path),
+      ):
         if len(ids) < self.window + 1:
           raise ConfigError(
-              f"data.train_path '{path}': the {name} text has {len(ids)} "
-              f"characters, fewer than data.max_length + 1 = {self.window + 1}")
+            f"data.train_path '{path}': the {name} text has {len(ids)} "
+            f"characters, fewer than data.max_length + 1 = {self.window + 1}"
+          )
     return self._ids
 
   @property

@@ -32,7 +32,7 @@ import collections
 import hashlib
 import io
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
@@ -52,8 +52,7 @@ class CharTokenizer:
 
   @classmethod
   def train(cls, texts: Iterable[str], min_count: int = 1, max_vocab: int = 0):
-    return cls(_from_counts(collections.Counter(c for t in texts for c in t),
-                            min_count, max_vocab))
+    return cls(_from_counts(collections.Counter(c for t in texts for c in t), min_count, max_vocab))
 
   def encode(self, text: str) -> list[int]:
     return self.vocab.encode(text)
@@ -90,8 +89,7 @@ class WordTokenizer:
     return self._tok.tokenize(text, escape=False)
 
   @classmethod
-  def train(cls, texts: Iterable[str], min_count: int = 1, max_vocab: int = 0,
-            lang: str = "en"):
+  def train(cls, texts: Iterable[str], min_count: int = 1, max_vocab: int = 0, lang: str = "en"):
     probe = cls(Vocabulary.from_symbols([]), lang)
     counts = collections.Counter(w for t in texts for w in probe.words(t))
     return cls(_from_counts(counts, min_count, max_vocab), lang)
@@ -109,14 +107,14 @@ class WordTokenizer:
     return [w for w in self.words(text) if self.vocab.encode([w])[0] == UNK]
 
 
-def _from_counts(counts: collections.Counter, min_count: int,
-                 max_vocab: int) -> Vocabulary:
+def _from_counts(counts: collections.Counter, min_count: int, max_vocab: int) -> Vocabulary:
   """Most frequent first, ties by the token; specials never counted."""
-  items = sorted(((c, t) for t, c in counts.items()
-                  if c >= min_count and t not in SPECIALS),
-                 key=lambda ct: (-ct[0], ct[1]))
+  items = sorted(
+    ((c, t) for t, c in counts.items() if c >= min_count and t not in SPECIALS),
+    key=lambda ct: (-ct[0], ct[1]),
+  )
   if max_vocab > 0:
-    items = items[:max(0, max_vocab - len(SPECIALS))]
+    items = items[: max(0, max_vocab - len(SPECIALS))]
   return Vocabulary.from_symbols(t for _, t in items)
 
 
@@ -128,12 +126,12 @@ class SentencePieceTokenizer:
   def __init__(self, model_proto: bytes):
     self.model_proto = model_proto
     self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
-    self.vocab = Vocabulary([self.sp.id_to_piece(i)
-                             for i in range(self.sp.get_piece_size())])
+    self.vocab = Vocabulary([self.sp.id_to_piece(i) for i in range(self.sp.get_piece_size())])
 
   @classmethod
-  def train(cls, texts: Sequence[str], vocab_size: int, seed: int = 0,
-            cache_dir: str | None = None) -> "SentencePieceTokenizer":
+  def train(
+    cls, texts: Sequence[str], vocab_size: int, seed: int = 0, cache_dir: str | None = None
+  ) -> SentencePieceTokenizer:
     """Trains on ``texts`` (or reuses the model cached for the same inputs)."""
     key = hashlib.sha256()
     key.update(f"v2 unigram identity {vocab_size} {seed}\n".encode())
@@ -148,13 +146,27 @@ class SentencePieceTokenizer:
     spm.set_random_generator_seed(seed)
     out = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(texts), model_writer=out,
-        vocab_size=vocab_size, model_type="unigram", hard_vocab_limit=False,
-        character_coverage=1.0, pad_id=0, bos_id=1, eos_id=2, unk_id=3,
-        pad_piece=SPECIALS[0], bos_piece=SPECIALS[1], eos_piece=SPECIALS[2],
-        unk_piece=SPECIALS[3], input_sentence_size=1_000_000,
-        normalization_rule_name="identity", remove_extra_whitespaces=False,
-        shuffle_input_sentence=True, num_threads=1, minloglevel=2)
+      sentence_iterator=iter(texts),
+      model_writer=out,
+      vocab_size=vocab_size,
+      model_type="unigram",
+      hard_vocab_limit=False,
+      character_coverage=1.0,
+      pad_id=0,
+      bos_id=1,
+      eos_id=2,
+      unk_id=3,
+      pad_piece=SPECIALS[0],
+      bos_piece=SPECIALS[1],
+      eos_piece=SPECIALS[2],
+      unk_piece=SPECIALS[3],
+      input_sentence_size=1_000_000,
+      normalization_rule_name="identity",
+      remove_extra_whitespaces=False,
+      shuffle_input_sentence=True,
+      num_threads=1,
+      minloglevel=2,
+    )
     proto = out.getvalue()
     if path:
       os.makedirs(cache_dir, exist_ok=True)
@@ -171,14 +183,14 @@ class SentencePieceTokenizer:
     """Pieces to text; each unknown piece is written ``<unk>``."""
     ids = np.asarray(ids).tolist()
     if EOS in ids:
-      ids = ids[:ids.index(EOS)]
+      ids = ids[: ids.index(EOS)]
     ids = [i for i in ids if i >= UNK]
     out, run = [], []
     for i in ids + [UNK]:
       if i != UNK:
         run.append(i)
         continue
-      if run:   # sp.decode drops a run's leading "▁"; put the space back
+      if run:  # sp.decode drops a run's leading "▁"; put the space back
         lead = " " if out and self.sp.id_to_piece(run[0]).startswith("\u2581") else ""
         out.append(lead + self.sp.decode(run))
         run = []
@@ -214,11 +226,11 @@ def load(workdir: str, record: dict):
     with open(path, "rb") as f:
       proto = f.read()
     if hashlib.sha256(proto).hexdigest() != record["sha256"]:
-      raise DataError(f"{path}: SentencePiece model does not match the hash "
-                       "recorded in tokenizer.json")
+      raise DataError(
+        f"{path}: SentencePiece model does not match the hash recorded in tokenizer.json"
+      )
     return SentencePieceTokenizer(proto)
   vocab = Vocabulary.load(os.path.join(workdir, record["vocab"]))
-  if record["kind"] == "word":   # records without "split" predate Moses
-    return WordTokenizer(vocab, record.get("lang", "en"),
-                         record.get("split", "whitespace"))
+  if record["kind"] == "word":  # records without "split" predate Moses
+    return WordTokenizer(vocab, record.get("lang", "en"), record.get("split", "whitespace"))
   return CharTokenizer(vocab)

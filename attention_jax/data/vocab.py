@@ -6,7 +6,7 @@ Ids 0-3 are reserved: PAD (0), BOS (1), EOS (2), UNK (3). Never pickled.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Vocabulary:
       raise ValueError("a vocabulary has duplicate tokens")
 
   @classmethod
-  def from_symbols(cls, symbols: Iterable[str]) -> "Vocabulary":
+  def from_symbols(cls, symbols: Iterable[str]) -> Vocabulary:
     return cls([*SPECIALS, *symbols])
 
   def __len__(self) -> int:
@@ -59,7 +59,7 @@ class Vocabulary:
     os.replace(tmp, path)
 
   @classmethod
-  def load(cls, path: str) -> "Vocabulary":
+  def load(cls, path: str) -> Vocabulary:
     # newline="": a token may be "\r" or "\u2028"; only "\n" ends a line.
     with open(path, encoding="utf-8", newline="") as f:
       return cls(f.read().split("\n")[:-1])

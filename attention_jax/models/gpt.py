@@ -69,8 +69,7 @@ class GPT(nnx.Module):
     del config
     return (*STACK_KEYS, "scan_layers")
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
     m = config.model
     D = m.hidden_size
     self.max_positions, self.dropout_rate = m.max_positions, m.dropout
@@ -80,20 +79,36 @@ class GPT(nnx.Module):
     self.position = positions_lib.resolve(m.position, "gpt")
     init = nnx.initializers.normal(0.02)
     self.tok_embed = Embed(vocab, D, embedding_init=init, rngs=rngs)
-    self.pos_embed = (Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
-                      if self.position == "learned" else None)
-    self.blocks = nnx.List([
-        Block(D, m.num_heads, m.mlp_dim or 4 * D, cross=False, causal=True,
-              pre_ln=m.pre_ln, dropout_rate=m.dropout,
-              attention_dropout=m.attention_dropout, implementation=m.attention_impl,
-              activation="gelu", position=attention_term(self.position), rngs=rngs)
-        for _ in range(m.num_layers)])
+    self.pos_embed = (
+      Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
+      if self.position == "learned"
+      else None
+    )
+    self.blocks = nnx.List(
+      [
+        Block(
+          D,
+          m.num_heads,
+          m.mlp_dim or 4 * D,
+          cross=False,
+          causal=True,
+          pre_ln=m.pre_ln,
+          dropout_rate=m.dropout,
+          attention_dropout=m.attention_dropout,
+          implementation=m.attention_impl,
+          activation="gelu",
+          position=attention_term(self.position),
+          rngs=rngs,
+        )
+        for _ in range(m.num_layers)
+      ]
+    )
     self.final_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
     self.scan_layers = m.scan_layers
 
   def _embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
     """W_e[tokens] + the position embedding of ``positions [B|1, T]``."""
-    h = self.tok_embed(tokens)                                       # (B, T, D)
+    h = self.tok_embed(tokens)  # (B, T, D)
     if self.position == "learned":
       h = h + self.pos_embed(positions)
     elif self.position == "sinusoidal":
@@ -103,40 +118,36 @@ class GPT(nnx.Module):
   def _logits(self, h: jax.Array) -> jax.Array:
     if self.final_norm is not None:
       h = self.final_norm(h)
-    return self.tok_embed.attend(h)                                 # (B, T, V) tied
+    return self.tok_embed.attend(h)  # (B, T, V) tied
 
   def _stack(self, h, dropout_rng, mask=None, positions=None) -> jax.Array:
     if self.scan_layers:
       return self._scan_blocks(h, dropout_rng, mask, positions)
     for i, block in enumerate(self.blocks):
-      h, _ = block(h, self_mask=mask, rng=_key(dropout_rng, i + 1),
-                   positions=positions)
+      h, _ = block(h, self_mask=mask, rng=_key(dropout_rng, i + 1), positions=positions)
     return h
 
-  def __call__(self, tokens: jax.Array, tgt_in: jax.Array | None = None,
-               dropout_rng=None):
+  def __call__(self, tokens: jax.Array, tgt_in: jax.Array | None = None, dropout_rng=None):
     """Language model: tokens [B, T] (T ≤ max_positions with learned
     positions) -> next-token logits [B, T, V]. Seq2seq (``tgt_in`` given):
     src [B, S], tgt_in [B, T+1] -> (logits [B, T+1, V_tgt], {})."""
     if tgt_in is not None:
       return self._seq2seq(tokens, tgt_in, dropout_rng), {}
     positions = jnp.arange(tokens.shape[1])[None]
-    h = dropout(self._embed(tokens, positions), self.dropout_rate,
-                _key(dropout_rng, 0))
+    h = dropout(self._embed(tokens, positions), self.dropout_rate, _key(dropout_rng, 0))
     return self._logits(self._stack(h, dropout_rng))
 
-  def _scan_blocks(self, h: jax.Array, dropout_rng, mask=None,
-                   positions=None) -> jax.Array:
+  def _scan_blocks(self, h: jax.Array, dropout_rng, mask=None, positions=None) -> jax.Array:
     """The blocks as one ``lax.scan``: parameters stacked along a new leading
     axis [L, ...], block i keyed by ``fold_in(rng, i + 1)`` as in the loop."""
     graphdef = nnx.graphdef(self.blocks[0])
-    stacked = jax.tree.map(lambda *xs: jnp.stack(xs),
-                           *[nnx.state(b) for b in self.blocks])
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(b) for b in self.blocks])
 
     def body(h, inputs):
       state, i = inputs
-      h, _ = nnx.merge(graphdef, state)(h, self_mask=mask, rng=_key(dropout_rng, i),
-                                        positions=positions)
+      h, _ = nnx.merge(graphdef, state)(
+        h, self_mask=mask, rng=_key(dropout_rng, i), positions=positions
+      )
       return h, None
 
     h, _ = jax.lax.scan(body, h, (stacked, jnp.arange(1, len(self.blocks) + 1)))
@@ -144,18 +155,17 @@ class GPT(nnx.Module):
 
   def init_cache(self, batch_size: int, max_length: int | None = None) -> list:
     L = max_length or self.max_positions
-    dtype = self.tok_embed.embedding[...].dtype    # the compute dtype
+    dtype = self.tok_embed.embedding[...].dtype  # the compute dtype
     return [b.self_attn.init_cache(batch_size, L, dtype) for b in self.blocks]
 
-  def decode(self, tokens: jax.Array, cache: list, *, positions=None,
-             key_valid=None):
+  def decode(self, tokens: jax.Array, cache: list, *, positions=None, key_valid=None):
     """tokens [B, t] into slots index…index+t-1 -> (logits [B, t, V], cache).
 
     ``positions [B|1, t]``: the tokens' positions (default: their slots);
     ``key_valid [B, L]``: cache slots that may be attended (default: all)."""
     if positions is None:
       positions = (cache[0]["index"] + jnp.arange(tokens.shape[1]))[None]
-    mask = None if key_valid is None else key_valid[:, None, :]     # (B, 1, L)
+    mask = None if key_valid is None else key_valid[:, None, :]  # (B, 1, L)
     h = self._embed(tokens, positions)
     new = []
     for block, c in zip(self.blocks, cache):
@@ -176,12 +186,11 @@ class GPT(nnx.Module):
     S = src.shape[1]
     tokens = jnp.concatenate([self.source_ids(src), tgt_in], axis=1)  # (B, S+T+1)
     valid = jnp.concatenate([src != PAD, jnp.ones(tgt_in.shape, bool)], axis=1)
-    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)        # real tokens
-    mask = attention.padding_mask(None, valid)                       # (B, 1, 1, ·)
-    h = dropout(self._embed(tokens, positions), self.dropout_rate,
-                _key(dropout_rng, 0))
+    positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)  # real tokens
+    mask = attention.padding_mask(None, valid)  # (B, 1, 1, ·)
+    h = dropout(self._embed(tokens, positions), self.dropout_rate, _key(dropout_rng, 0))
     h = self._stack(h, dropout_rng, mask, positions)
-    return self._logits(h[:, S:])[..., :self.tgt_vocab_size]         # (B, T+1, V_tgt)
+    return self._logits(h[:, S:])[..., : self.tgt_vocab_size]  # (B, T+1, V_tgt)
 
   def decode_capacity(self, source_width: int) -> int:
     """Target tokens the KV cache (``model.max_positions`` slots) holds after
@@ -196,11 +205,12 @@ class GPT(nnx.Module):
     valid = src != PAD
     positions = jnp.maximum(jnp.cumsum(valid, axis=1) - 1, 0)
     key_valid = jnp.concatenate(
-        [valid, jnp.ones((B, self.max_positions - S), bool)], axis=1)  # (B, L)
-    _, caches = self.decode(self.source_ids(src), self.init_cache(B),
-                            positions=positions, key_valid=key_valid)
-    return {"caches": caches, "key_valid": key_valid,
-            "length": valid.sum(axis=1).astype(jnp.int32)}
+      [valid, jnp.ones((B, self.max_positions - S), bool)], axis=1
+    )  # (B, L)
+    _, caches = self.decode(
+      self.source_ids(src), self.init_cache(B), positions=positions, key_valid=key_valid
+    )
+    return {"caches": caches, "key_valid": key_valid, "length": valid.sum(axis=1).astype(jnp.int32)}
 
   def init_decode_state(self, memory) -> dict:
     return {"caches": memory["caches"], "position": memory["length"]}
@@ -208,8 +218,7 @@ class GPT(nnx.Module):
   def decode_step(self, memory, state, token: jax.Array):
     """token [B] (BOS first) -> (logits [B, V_tgt], state, None)."""
     position = state["position"]
-    logits, caches = self.decode(token[:, None], state["caches"],
-                                 positions=position[:, None],
-                                 key_valid=memory["key_valid"])
-    return (logits[:, 0, :self.tgt_vocab_size],
-            {"caches": caches, "position": position + 1}, None)
+    logits, caches = self.decode(
+      token[:, None], state["caches"], positions=position[:, None], key_valid=memory["key_valid"]
+    )
+    return (logits[:, 0, : self.tgt_vocab_size], {"caches": caches, "position": position + 1}, None)

@@ -28,14 +28,15 @@ def take_rows(table: jax.Array, ids: jax.Array) -> jax.Array:
 
 
 def _take_rows_fwd(table, ids):
-  return jnp.take(table, ids, axis=0), (table, ids)   # the table only for its shape
+  return jnp.take(table, ids, axis=0), (table, ids)  # the table only for its shape
 
 
 def _take_rows_bwd(res, g):
   table, ids = res
   acc = jnp.promote_types(table.dtype, jnp.float32)
-  grad = jnp.zeros(table.shape, acc).at[ids.reshape(-1)].add(
-      g.reshape(-1, table.shape[-1]).astype(acc))
+  grad = (
+    jnp.zeros(table.shape, acc).at[ids.reshape(-1)].add(g.reshape(-1, table.shape[-1]).astype(acc))
+  )
   return grad.astype(table.dtype), None
 
 
@@ -63,7 +64,7 @@ class Embed(nnx.Embed):
     return query.astype(table.dtype) @ table.T
 
 
-READOUTS = ("linear", "maxout")   # model.readout
+READOUTS = ("linear", "maxout")  # model.readout
 
 
 def readout_keys(model_config) -> tuple[str, ...]:
@@ -79,8 +80,15 @@ class Readout(nnx.Module):
   ``linear``: logits = W_o f.
   """
 
-  def __init__(self, in_features: int, vocab_size: int, *, kind: str = "linear",
-               maxout_units: int = 0, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    in_features: int,
+    vocab_size: int,
+    *,
+    kind: str = "linear",
+    maxout_units: int = 0,
+    rngs: nnx.Rngs,
+  ):
     self.kind = kind
     if kind == "maxout":
       self.pre = nnx.Linear(in_features, 2 * maxout_units, rngs=rngs)

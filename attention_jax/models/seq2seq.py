@@ -31,13 +31,13 @@ from attention_jax import rnn
 from attention_jax.data.vocab import PAD
 from attention_jax.models.layers import Embed, Readout, dropout, readout_keys
 
-
 # The model.* keys every recurrent encoder-decoder reads.
 _RNN_KEYS = ("embed_dim", "hidden_size", "dropout", *rnn.EXECUTION_KEYS)
 
 
-def _init_embeddings_and_options(module, m, src_vocab_size: int,
-                                 tgt_vocab_size: int, rngs: nnx.Rngs) -> None:
+def _init_embeddings_and_options(
+  module, m, src_vocab_size: int, tgt_vocab_size: int, rngs: nnx.Rngs
+) -> None:
   """What every recurrent encoder-decoder sets from ``config.model``: the
   dropout rate, the scans' execution options (``model.rnn_*``) and the source
   and target embeddings (``embed_dim`` wide)."""
@@ -63,43 +63,42 @@ class RNNEncoderDecoder(nnx.Module):
   def config_keys(config) -> tuple[str, ...]:
     """The ``model.*`` keys read (one GRU layer each side: no ``cell``,
     ``num_layers``)."""
-    return (*_RNN_KEYS, "reverse_source", "gru_reset_after",
-            *readout_keys(config.model))
+    return (*_RNN_KEYS, "reverse_source", "gru_reset_after", *readout_keys(config.model))
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
     m = config.model
     E, H = m.embed_dim, m.hidden_size
     _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
-    self.reverse_source = m.reverse_source   # read the source backwards
+    self.reverse_source = m.reverse_source  # read the source backwards
     self.encoder = rnn.GRUCell(E, H, reset_after=m.gru_reset_after, rngs=rngs)
-    self.init_state = nnx.Linear(H, H, rngs=rngs)            # V in s_0 = tanh(V c)
+    self.init_state = nnx.Linear(H, H, rngs=rngs)  # V in s_0 = tanh(V c)
     self.decoder = rnn.GRUCell(E + H, H, reset_after=m.gru_reset_after, rngs=rngs)
-    self.readout = Readout(H + E + H, tgt_vocab_size, kind=m.readout,
-                           maxout_units=m.readout_dim or H, rngs=rngs)
+    self.readout = Readout(
+      H + E + H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+    )
 
   def encode(self, src: jax.Array, dropout_rng=None) -> dict[str, jax.Array]:
-    if self.reverse_source:   # Sutskever et al. 2014, Section 3.3
+    if self.reverse_source:  # Sutskever et al. 2014, Section 3.3
       src = reverse_padded(src, src != PAD)
     x = dropout(self.src_embed(src), self.dropout_rate, dropout_rng)  # (B, S, E)
-    context, _ = rnn.scan(self.encoder, x, mask=src != PAD,
-                          **dict(self.scan_options))                 # (B, H)
+    context, _ = rnn.scan(self.encoder, x, mask=src != PAD, **dict(self.scan_options))  # (B, H)
     return {"context": context}
 
   def init_decode_state(self, memory) -> jax.Array:
-    return jnp.tanh(self.init_state(memory["context"]))             # s_0 (B, H)
+    return jnp.tanh(self.init_state(memory["context"]))  # s_0 (B, H)
 
   def state_features(self, state) -> dict[str, jax.Array]:
-    return {"s": state}                                             # (B, H)
+    return {"s": state}  # (B, H)
 
   def _features(self, s, e, c):
-    return jnp.concatenate([s, e, c], axis=-1)                     # (…, 2H+E)
+    return jnp.concatenate([s, e, c], axis=-1)  # (…, 2H+E)
 
   def decode_step(self, memory, state, token):
     c = memory["context"]
-    e = self.tgt_embed(token)                                        # (B, E)
-    state = self.decoder.step(state, self.decoder.input_projection(
-        jnp.concatenate([e, c], axis=-1)))
+    e = self.tgt_embed(token)  # (B, E)
+    state = self.decoder.step(
+      state, self.decoder.input_projection(jnp.concatenate([e, c], axis=-1))
+    )
     logits = self.readout(self._features(state, e, c))
     return logits, state, None
 
@@ -108,13 +107,16 @@ class RNNEncoderDecoder(nnx.Module):
     if dropout_rng is not None:
       rng_enc, rng_dec = jax.random.split(dropout_rng)
     memory = self.encode(src, rng_enc)
-    c = memory["context"]                                            # (B, H)
+    c = memory["context"]  # (B, H)
     T = tgt_in.shape[1]
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, rng_dec)  # (B, T, E)
     c_t = jnp.broadcast_to(c[:, None, :], (c.shape[0], T, c.shape[1]))
-    _, s = rnn.scan(self.decoder, jnp.concatenate([e, c_t], axis=-1),
-                    self.init_decode_state(memory),
-                    **dict(self.scan_options))                       # (B, T, H)
+    _, s = rnn.scan(
+      self.decoder,
+      jnp.concatenate([e, c_t], axis=-1),
+      self.init_decode_state(memory),
+      **dict(self.scan_options),
+    )  # (B, T, H)
     return self.readout(self._features(s, e, c_t)), {}
 
 
@@ -133,8 +135,7 @@ def _split_rng(rng, n):
   return [None] * n if rng is None else list(jax.random.split(rng, n))
 
 
-def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None,
-               options=()):
+def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None, options=()):
   """Stacked RNN over a whole sequence, one scan per layer (no feedback from
   the top, so layers can run one after another). Dropout between layers
   (Zaremba et al. 2014); ``options``: :func:`rnn.static_layer_options`. Returns
@@ -144,8 +145,7 @@ def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None,
   for l, cell in enumerate(cells):
     if l > 0:
       x = dropout(x, dropout_rate, rngs[l])
-    carry, x = rnn.scan(cell, x, None if carries is None else carries[l], mask,
-                        **dict(options))
+    carry, x = rnn.scan(cell, x, None if carries is None else carries[l], mask, **dict(options))
     finals.append(carry)
   return finals, x
 
@@ -156,8 +156,7 @@ def stack_step(cells, carries, x, first_projection=None):
   computed it (then ``x`` is not read)."""
   new = []
   for l, (cell, carry) in enumerate(zip(cells, carries)):
-    xp = (first_projection if l == 0 and first_projection is not None
-          else cell.input_projection(x))
+    xp = first_projection if l == 0 and first_projection is not None else cell.input_projection(x)
     carry = cell.step(carry, xp)
     new.append(carry)
     x = cell.output(carry)
@@ -166,8 +165,10 @@ def stack_step(cells, carries, x, first_projection=None):
 
 def lstm_features(carries) -> dict[str, jax.Array]:
   """An LSTM stack's state [(c, h)] × L as ``{"h": [B, L·H], "c": [B, L·H]}``."""
-  return {"h": jnp.concatenate([h for _, h in carries], axis=-1),
-          "c": jnp.concatenate([c for c, _ in carries], axis=-1)}
+  return {
+    "h": jnp.concatenate([h for _, h in carries], axis=-1),
+    "c": jnp.concatenate([c for c, _ in carries], axis=-1),
+  }
 
 
 def decoder_scan_options(scan_options, batch: int) -> tuple[bool, int]:
@@ -205,31 +206,34 @@ class Seq2SeqLSTM(nnx.Module):
     """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``)."""
     return (*_RNN_KEYS, "num_layers", "reverse_source", *readout_keys(config.model))
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
     _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
     self.reverse_source = m.reverse_source
-    self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
-                             for l in range(L)])
-    self.decoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
-                             for l in range(L)])
-    self.readout = Readout(H, tgt_vocab_size, kind=m.readout,
-                           maxout_units=m.readout_dim or H, rngs=rngs)
+    self.encoder = nnx.List(
+      [rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs) for l in range(L)]
+    )
+    self.decoder = nnx.List(
+      [rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs) for l in range(L)]
+    )
+    self.readout = Readout(
+      H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+    )
 
   def encode(self, src, dropout_rng=None):
     mask = src != PAD
     if self.reverse_source:
       src = reverse_padded(src, mask)
     rngs = _split_rng(dropout_rng, 2)
-    x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])    # (B, S, E)
-    finals, _ = stack_scan(self.encoder, x, mask, options=self.scan_options,
-                           dropout_rate=self.dropout_rate, rng=rngs[1])
+    x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])  # (B, S, E)
+    finals, _ = stack_scan(
+      self.encoder, x, mask, options=self.scan_options, dropout_rate=self.dropout_rate, rng=rngs[1]
+    )
     return {"carries": finals}
 
   def init_decode_state(self, memory):
-    return memory["carries"]                                        # [(c, h)] × L
+    return memory["carries"]  # [(c, h)] × L
 
   def state_features(self, state) -> dict[str, jax.Array]:
     return lstm_features(state)
@@ -242,9 +246,14 @@ class Seq2SeqLSTM(nnx.Module):
     r_enc, r_emb, r_dec, r_out = _split_rng(dropout_rng, 4)
     memory = self.encode(src, r_enc)
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_emb)  # (B, T, E)
-    _, h = stack_scan(self.decoder, e, carries=self.init_decode_state(memory),
-                      options=self.scan_options,
-                      dropout_rate=self.dropout_rate, rng=r_dec)    # (B, T, H)
+    _, h = stack_scan(
+      self.decoder,
+      e,
+      carries=self.init_decode_state(memory),
+      options=self.scan_options,
+      dropout_rate=self.dropout_rate,
+      rng=r_dec,
+    )  # (B, T, H)
     return self.readout(dropout(h, self.dropout_rate, r_out)), {}
 
 
@@ -270,11 +279,9 @@ class RNNSearch(nnx.Module):
   def config_keys(config) -> tuple[str, ...]:
     """The ``model.*`` keys read (GRU cells, one layer: no ``cell``,
     ``num_layers``; the source is read both ways: no ``reverse_source``)."""
-    return (*_RNN_KEYS, "attention_dim", "gru_reset_after",
-            *readout_keys(config.model))
+    return (*_RNN_KEYS, "attention_dim", "gru_reset_after", *readout_keys(config.model))
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
     m = config.model
     E, H = m.embed_dim, m.hidden_size
     A = m.attention_dim or H
@@ -282,38 +289,42 @@ class RNNSearch(nnx.Module):
     gru = dict(reset_after=m.gru_reset_after)
     self.encoder_fwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
     self.encoder_bwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
-    self.init_state = nnx.Linear(H, H, rngs=rngs)                  # W_s
+    self.init_state = nnx.Linear(H, H, rngs=rngs)  # W_s
     self.attention = attention_lib.AdditiveAttention(H, 2 * H, A, rngs=rngs)
     self.decoder = rnn.make_cell("gru", E + 2 * H, H, rngs=rngs, **gru)
-    self.readout = Readout(H + E + 2 * H, tgt_vocab_size, kind=m.readout,
-                           maxout_units=m.readout_dim or H, rngs=rngs)
+    self.readout = Readout(
+      H + E + 2 * H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+    )
 
   def encode(self, src, dropout_rng=None):
-    mask = src != PAD                                               # (B, S)
+    mask = src != PAD  # (B, S)
     x = dropout(self.src_embed(src), self.dropout_rate, dropout_rng)
     (_, bwd_first), annotations = rnn.bidirectional(
-        self.encoder_fwd, self.encoder_bwd, x, mask, **dict(self.scan_options))
-    return {"annotations": annotations,                             # (B, S, 2H)
-            "keys": self.attention.keys(annotations),               # (B, S, A)
-            "mask": mask,
-            "backward_first": bwd_first}                            # h←_1 (B, H)
+      self.encoder_fwd, self.encoder_bwd, x, mask, **dict(self.scan_options)
+    )
+    return {
+      "annotations": annotations,  # (B, S, 2H)
+      "keys": self.attention.keys(annotations),  # (B, S, A)
+      "mask": mask,
+      "backward_first": bwd_first,
+    }  # h←_1 (B, H)
 
   def init_decode_state(self, memory):
-    return jnp.tanh(self.init_state(memory["backward_first"]))     # s_0 (B, H)
+    return jnp.tanh(self.init_state(memory["backward_first"]))  # s_0 (B, H)
 
   def state_features(self, state) -> dict[str, jax.Array]:
-    return {"s": state}                                             # (B, H)
+    return {"s": state}  # (B, H)
 
   def _step(self, memory, s, e, e_projection=None):
     """s_{i−1} [B, H], e = E y_{i−1} [B, E] -> (s_i, features, α_i).
     ``e_projection``: e's part of the GRU input projection, if hoisted."""
-    c, alpha = self.attention(s, memory["keys"], memory["annotations"],
-                              memory["mask"])                       # (B, 2H), (B, S)
+    c, alpha = self.attention(
+      s, memory["keys"], memory["annotations"], memory["mask"]
+    )  # (B, 2H), (B, S)
     if e_projection is None:
       xp = self.decoder.input_projection(jnp.concatenate([e, c], axis=-1))
     else:
-      xp = e_projection + self.decoder.input_projection_part(
-          c, e.shape[-1], bias=False)
+      xp = e_projection + self.decoder.input_projection_part(c, e.shape[-1], bias=False)
     s = self.decoder.step(s, xp)
     return s, jnp.concatenate([s, e, c], axis=-1), alpha
 
@@ -326,9 +337,8 @@ class RNNSearch(nnx.Module):
     memory = self.encode(src, r_enc)
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_dec)  # (B, T, E)
     hoist, unroll = decoder_scan_options(self.scan_options, e.shape[0])
-    e_t = jnp.swapaxes(e, 0, 1)                                     # (T, B, E)
-    ep_t = (self.decoder.input_projection_part(e_t, 0, bias=True)
-            if hoist else None)                                     # (T, B, 3H)
+    e_t = jnp.swapaxes(e, 0, 1)  # (T, B, E)
+    ep_t = self.decoder.input_projection_part(e_t, 0, bias=True) if hoist else None  # (T, B, 3H)
 
     def body(s, inputs):
       e_i, ep_i = inputs
@@ -336,9 +346,10 @@ class RNNSearch(nnx.Module):
       return s, (features, alpha)
 
     _, (features, alpha) = jax.lax.scan(
-        body, self.init_decode_state(memory), (e_t, ep_t), unroll=unroll)
-    logits = self.readout(jnp.swapaxes(features, 0, 1))             # (B, T, V)
-    return logits, {"attention": jnp.swapaxes(alpha, 0, 1)}         # (B, T, S)
+      body, self.init_decode_state(memory), (e_t, ep_t), unroll=unroll
+    )
+    logits = self.readout(jnp.swapaxes(features, 0, 1))  # (B, T, V)
+    return logits, {"attention": jnp.swapaxes(alpha, 0, 1)}  # (B, T, S)
 
 
 class Luong(nnx.Module):
@@ -365,46 +376,60 @@ class Luong(nnx.Module):
     """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``;
     ``attention_dim`` with the concat score only)."""
     concat = ("attention_dim",) if config.model.attention_score == "concat" else ()
-    return (*_RNN_KEYS, "num_layers", "reverse_source", "input_feeding",
-            "attention_score", *concat, *readout_keys(config.model))
+    return (
+      *_RNN_KEYS,
+      "num_layers",
+      "reverse_source",
+      "input_feeding",
+      "attention_score",
+      *concat,
+      *readout_keys(config.model),
+    )
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
     m = config.model
     E, H, L = m.embed_dim, m.hidden_size, m.num_layers
     _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
     self.reverse_source = m.reverse_source
     self.input_feeding = m.input_feeding
     self.hidden_size = H
-    self.encoder = nnx.List([rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs)
-                             for l in range(L)])
+    self.encoder = nnx.List(
+      [rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs) for l in range(L)]
+    )
     first_in = E + H if m.input_feeding else E
-    self.decoder = nnx.List([
-        rnn.make_cell("lstm", first_in if l == 0 else H, H, rngs=rngs)
-        for l in range(L)])
+    self.decoder = nnx.List(
+      [rnn.make_cell("lstm", first_in if l == 0 else H, H, rngs=rngs) for l in range(L)]
+    )
     self.attention = attention_lib.LuongAttention(
-        H, H, m.attention_score, m.attention_dim, rngs=rngs)
+      H, H, m.attention_score, m.attention_dim, rngs=rngs
+    )
     self.combine = nnx.Linear(2 * H, H, use_bias=False, rngs=rngs)  # W_c
-    self.readout = Readout(H, tgt_vocab_size, kind=m.readout,
-                           maxout_units=m.readout_dim or H, rngs=rngs)  # W_s
+    self.readout = Readout(
+      H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+    )  # W_s
 
   def encode(self, src, dropout_rng=None):
     mask = src != PAD
     if self.reverse_source:
-      src = reverse_padded(src, mask)    # padding stays at the right
+      src = reverse_padded(src, mask)  # padding stays at the right
     rngs = _split_rng(dropout_rng, 2)
-    x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])    # (B, S, E)
-    finals, outputs = stack_scan(self.encoder, x, mask, options=self.scan_options,
-                                 dropout_rate=self.dropout_rate, rng=rngs[1])
-    return {"outputs": outputs,                                     # h̄_s (B, S, H)
-            "keys": self.attention.keys(outputs),
-            "mask": mask, "carries": finals}
+    x = dropout(self.src_embed(src), self.dropout_rate, rngs[0])  # (B, S, E)
+    finals, outputs = stack_scan(
+      self.encoder, x, mask, options=self.scan_options, dropout_rate=self.dropout_rate, rng=rngs[1]
+    )
+    return {
+      "outputs": outputs,  # h̄_s (B, S, H)
+      "keys": self.attention.keys(outputs),
+      "mask": mask,
+      "carries": finals,
+    }
 
   def init_decode_state(self, memory):
     outputs = memory["outputs"]
-    return {"carries": memory["carries"],
-            "attentional": jnp.zeros((outputs.shape[0], self.hidden_size),
-                                     outputs.dtype)}                # h̃_0
+    return {
+      "carries": memory["carries"],
+      "attentional": jnp.zeros((outputs.shape[0], self.hidden_size), outputs.dtype),
+    }  # h̃_0
 
   def state_features(self, state) -> dict[str, jax.Array]:
     return lstm_features(state["carries"])
@@ -414,20 +439,20 @@ class Luong(nnx.Module):
     hoisted (then only h̃_{t−1}'s part is computed here)."""
     x = e
     if self.input_feeding:
-      x = jnp.concatenate([e, state["attentional"]], axis=-1)      # (B, E + H)
+      x = jnp.concatenate([e, state["attentional"]], axis=-1)  # (B, E + H)
     first = None
     if e_projection is not None:
       first = e_projection
       if self.input_feeding:
         first = first + self.decoder[0].input_projection_part(
-            state["attentional"], e.shape[-1], bias=False)
-    carries, h = stack_step(self.decoder, state["carries"], x,
-                            first_projection=first)                 # h_t (B, H)
+          state["attentional"], e.shape[-1], bias=False
+        )
+    carries, h = stack_step(self.decoder, state["carries"], x, first_projection=first)  # h_t (B, H)
     c, a = self.attention(h, memory["keys"], memory["outputs"], memory["mask"])
     h_tilde = jnp.tanh(self.combine(jnp.concatenate([c, h], axis=-1)))
     out = dropout(h_tilde, self.dropout_rate, dropout_rng)
     if self.reverse_source:
-      a = reverse_padded(a, memory["mask"])   # weights over original positions
+      a = reverse_padded(a, memory["mask"])  # weights over original positions
     return {"carries": carries, "attentional": h_tilde}, out, a
 
   def decode_step(self, memory, state, token):
@@ -439,11 +464,10 @@ class Luong(nnx.Module):
     memory = self.encode(src, r_enc)
     e = dropout(self.tgt_embed(tgt_in), self.dropout_rate, r_emb)  # (B, T, E)
     T = tgt_in.shape[1]
-    step_rngs = (None if r_dec is None else jax.random.split(r_dec, T))
+    step_rngs = None if r_dec is None else jax.random.split(r_dec, T)
     hoist, unroll = decoder_scan_options(self.scan_options, e.shape[0])
-    e_t = jnp.swapaxes(e, 0, 1)                                     # (T, B, E)
-    ep_t = (self.decoder[0].input_projection_part(e_t, 0, bias=True)
-            if hoist else None)                                     # (T, B, 4H)
+    e_t = jnp.swapaxes(e, 0, 1)  # (T, B, E)
+    ep_t = self.decoder[0].input_projection_part(e_t, 0, bias=True) if hoist else None  # (T, B, 4H)
 
     def body(state, inputs):
       e_i, ep_i, rng_i = inputs
@@ -451,7 +475,7 @@ class Luong(nnx.Module):
       return state, (out, a)
 
     _, (out, a) = jax.lax.scan(
-        body, self.init_decode_state(memory), (e_t, ep_t, step_rngs),
-        unroll=unroll)
-    logits = self.readout(jnp.swapaxes(out, 0, 1))                  # (B, T, V)
-    return logits, {"attention": jnp.swapaxes(a, 0, 1)}             # (B, T, S)
+      body, self.init_decode_state(memory), (e_t, ep_t, step_rngs), unroll=unroll
+    )
+    logits = self.readout(jnp.swapaxes(out, 0, 1))  # (B, T, V)
+    return logits, {"attention": jnp.swapaxes(a, 0, 1)}  # (B, T, S)

@@ -67,8 +67,7 @@ class ProbedCell:
     return self.cell.initialize_carry(batch_shape)
 
   def input_projection(self, x):
-    return (self.cell.input_projection(x[..., :self.in_features]),
-            x[..., self.in_features:])
+    return (self.cell.input_projection(x[..., : self.in_features]), x[..., self.in_features :])
 
   def step(self, carry, xp):
     xp, p = xp
@@ -78,7 +77,7 @@ class ProbedCell:
     return self.cell.output(carry)
 
 
-POOLINGS = ("last", "attention")   # model.pooling
+POOLINGS = ("last", "attention")  # model.pooling
 
 
 class SequenceRNN(nnx.Module):
@@ -89,15 +88,14 @@ class SequenceRNN(nnx.Module):
     """The ``model.*`` keys read (one recurrent layer: no ``num_layers``;
     ``embed_dim`` only for token inputs, ``gru_reset_after`` only for GRUs)."""
     m = config.model
-    channels = (config.data.task in long_range.TASKS
-                and long_range.spec(config.data.task).input_channels)
+    channels = (
+      config.data.task in long_range.TASKS and long_range.spec(config.data.task).input_channels
+    )
     embed = () if channels else ("embed_dim",)
     gru = ("gru_reset_after",) if m.cell == "gru" else ()
-    return ("cell", "hidden_size", "pooling", "dropout", *embed, *gru,
-            *rnn.EXECUTION_KEYS)
+    return ("cell", "hidden_size", "pooling", "dropout", *embed, *gru, *rnn.EXECUTION_KEYS)
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
     m = config.model
     spec = long_range.spec(config.data.task)
     self.output_kind = spec.output
@@ -116,11 +114,17 @@ class SequenceRNN(nnx.Module):
     attend = self.pooling == "attention"
     per_step = self.output_kind == "per_step"
     head_in = 2 * H if attend else H
-    self.attn_general = (nnx.Linear(H, H, use_bias=False, rngs=rngs)      # W_a
-                         if attend and per_step else None)
+    self.attn_general = (
+      nnx.Linear(H, H, use_bias=False, rngs=rngs)  # W_a
+      if attend and per_step
+      else None
+    )
     self.attn_key = nnx.Linear(H, H, rngs=rngs) if attend and not per_step else None
-    self.attn_query = (nnx.Linear(H, 1, use_bias=False, rngs=rngs)        # v
-                       if attend and not per_step else None)
+    self.attn_query = (
+      nnx.Linear(H, 1, use_bias=False, rngs=rngs)  # v
+      if attend and not per_step
+      else None
+    )
     out = 1 if self.output_kind == "regression" else tgt_vocab_size
     self.head = nnx.Linear(head_in, out, rngs=rngs)
 
@@ -135,35 +139,39 @@ class SequenceRNN(nnx.Module):
     options = dict(self.scan_options)
     if state_probe is None:
       return rnn.scan(self.cell, x, **options)
-    if options["backward"] == "fused":   # a wrapper cell: autodiff only
+    if options["backward"] == "fused":  # a wrapper cell: autodiff only
       options["backward"] = "auto"
     probed = ProbedCell(self.cell, self.in_features)
-    return rnn.scan(probed, jnp.concatenate([x, state_probe.astype(x.dtype)], -1),
-                    **options)
+    return rnn.scan(probed, jnp.concatenate([x, state_probe.astype(x.dtype)], -1), **options)
 
   def readout(self, hs: jax.Array, h_last: jax.Array) -> jax.Array:
     """The head over the states: ``hs [B, T, H]``, ``h_last [B, H]``."""
     if self.output_kind == "per_step":
-      feats = hs                                                     # (B, T, H)
+      feats = hs  # (B, T, H)
       if self.pooling == "attention":
         T = hs.shape[1]
-        e = jnp.einsum("bth,bsh->bts", hs, self.attn_general(hs))      # (B, T, T)
+        e = jnp.einsum("bth,bsh->bts", hs, self.attn_general(hs))  # (B, T, T)
         causal = jnp.tril(jnp.ones((T, T), bool))
-        a = masked_softmax(e, causal).astype(hs.dtype)   # softmax in float32
+        a = masked_softmax(e, causal).astype(hs.dtype)  # softmax in float32
         feats = jnp.concatenate([jnp.einsum("bts,bsh->bth", a, hs), hs], -1)
-      return self.head(feats)                                        # (B, T, V)
-    feats = h_last                                                   # (B, H)
+      return self.head(feats)  # (B, T, V)
+    feats = h_last  # (B, H)
     if self.pooling == "attention":
-      e = self.attn_query(jnp.tanh(self.attn_key(hs)))[..., 0]         # (B, T)
-      a = masked_softmax(e, None).astype(hs.dtype)       # softmax in float32
+      e = self.attn_query(jnp.tanh(self.attn_key(hs)))[..., 0]  # (B, T)
+      a = masked_softmax(e, None).astype(hs.dtype)  # softmax in float32
       feats = jnp.concatenate([jnp.einsum("bt,bth->bh", a, hs), h_last], -1)
     y = self.head(feats)
     return y[..., 0] if self.output_kind == "regression" else y
 
-  def __call__(self, inputs: jax.Array, dropout_rng=None, *,
-               state_probe: jax.Array | None = None,
-               input_probe: jax.Array | None = None) -> jax.Array:
-    x = self.features(inputs)                                        # (B, T, I)
+  def __call__(
+    self,
+    inputs: jax.Array,
+    dropout_rng=None,
+    *,
+    state_probe: jax.Array | None = None,
+    input_probe: jax.Array | None = None,
+  ) -> jax.Array:
+    x = self.features(inputs)  # (B, T, I)
     if input_probe is not None:
       x = x + input_probe.astype(x.dtype)
     final, hs = self.states(x, state_probe)

@@ -40,9 +40,18 @@ from attention_jax.models.layers import Embed, dropout
 sinusoidal_positions = positions_lib.sinusoidal
 
 # The model.* keys of a stack of Transformer blocks (read by transformer, gpt).
-STACK_KEYS = ("hidden_size", "num_layers", "num_heads", "mlp_dim", "pre_ln",
-              "max_positions", "attention_impl", "dropout", "attention_dropout",
-              "position")
+STACK_KEYS = (
+  "hidden_size",
+  "num_layers",
+  "num_heads",
+  "mlp_dim",
+  "pre_ln",
+  "max_positions",
+  "attention_impl",
+  "dropout",
+  "attention_dropout",
+  "position",
+)
 
 
 def attention_term(scheme: str) -> str | None:
@@ -57,8 +66,7 @@ def _key(rng: jax.Array | None, i: int) -> jax.Array | None:
 class FeedForward(nnx.Module):
   """Position-wise FFN(x) = act(x W₁ + b₁) W₂ + b₂ (eq. 2; GPT uses GELU)."""
 
-  def __init__(self, dim: int, hidden: int, *, activation: str = "relu",
-               rngs: nnx.Rngs):
+  def __init__(self, dim: int, hidden: int, *, activation: str = "relu", rngs: nnx.Rngs):
     self.fc1 = nnx.Linear(dim, hidden, rngs=rngs)
     self.fc2 = nnx.Linear(hidden, dim, rngs=rngs)
     self.activation = activation
@@ -75,16 +83,32 @@ class Block(nnx.Module):
   ``cross=True, causal=True``; GPT block: ``cross=False, causal=True``.
   """
 
-  def __init__(self, dim: int, num_heads: int, mlp_dim: int, *, cross: bool,
-               causal: bool, pre_ln: bool, dropout_rate: float,
-               attention_dropout: float, implementation: str,
-               activation: str = "relu", position: str | None = None,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    dim: int,
+    num_heads: int,
+    mlp_dim: int,
+    *,
+    cross: bool,
+    causal: bool,
+    pre_ln: bool,
+    dropout_rate: float,
+    attention_dropout: float,
+    implementation: str,
+    activation: str = "relu",
+    position: str | None = None,
+    rngs: nnx.Rngs,
+  ):
     """``position``: the self-attention's position term (``rope``,
     ``alibi`` or None); the cross-attention never has one."""
     mha = lambda term: attention.MultiHeadAttention(
-        dim, num_heads, dropout_rate=attention_dropout,
-        implementation=implementation, position=term, rngs=rngs)
+      dim,
+      num_heads,
+      dropout_rate=attention_dropout,
+      implementation=implementation,
+      position=term,
+      rngs=rngs,
+    )
     self.self_attn = mha(position)
     self.ln_self = nnx.LayerNorm(dim, rngs=rngs)
     self.cross_attn = mha(None) if cross else None
@@ -103,37 +127,76 @@ class Block(nnx.Module):
   def _attn_rng(self, rng, i):
     return _key(rng, i) if self.attention_dropout > 0 else None
 
-  def __call__(self, x: jax.Array, *, self_mask=None, cross_kv=None, cross_mask=None,
-               rng=None, return_weights: bool = False, positions=None):
+  def __call__(
+    self,
+    x: jax.Array,
+    *,
+    self_mask=None,
+    cross_kv=None,
+    cross_mask=None,
+    rng=None,
+    return_weights: bool = False,
+    positions=None,
+  ):
     """x [B, T, D] -> (x [B, T, D], cross-attention weights [B, N, T, S] or None).
     ``positions [B|1, T]``: for the self-attention's position term."""
-    x, _ = self._residual(x, self.ln_self, lambda h: self.self_attn(
-        h, mask=self_mask, is_causal=self.causal,
-        dropout_rng=self._attn_rng(rng, 0), positions=positions), _key(rng, 1))
+    x, _ = self._residual(
+      x,
+      self.ln_self,
+      lambda h: self.self_attn(
+        h,
+        mask=self_mask,
+        is_causal=self.causal,
+        dropout_rng=self._attn_rng(rng, 0),
+        positions=positions,
+      ),
+      _key(rng, 1),
+    )
     weights = None
     if self.cross_attn is not None:
-      x, weights = self._residual(x, self.ln_cross, lambda h: self.cross_attn(
-          h, mask=cross_mask, kv=cross_kv, dropout_rng=self._attn_rng(rng, 2),
-          return_weights=return_weights), _key(rng, 3))
-    x, _ = self._residual(x, self.ln_ffn, lambda h: (
-        self.ffn(h, self.dropout_rate, _key(rng, 4)), None), _key(rng, 5))
+      x, weights = self._residual(
+        x,
+        self.ln_cross,
+        lambda h: self.cross_attn(
+          h,
+          mask=cross_mask,
+          kv=cross_kv,
+          dropout_rng=self._attn_rng(rng, 2),
+          return_weights=return_weights,
+        ),
+        _key(rng, 3),
+      )
+    x, _ = self._residual(
+      x, self.ln_ffn, lambda h: (self.ffn(h, self.dropout_rate, _key(rng, 4)), None), _key(rng, 5)
+    )
     return x, weights
 
-  def decode(self, x: jax.Array, cache: dict, *, cross_kv=None, cross_mask=None,
-             self_mask=None, positions=None):
+  def decode(
+    self,
+    x: jax.Array,
+    cache: dict,
+    *,
+    cross_kv=None,
+    cross_mask=None,
+    self_mask=None,
+    positions=None,
+  ):
     """t new positions x [B, t, D] through the KV cache (no dropout)."""
     box = {}
 
     def self_fn(h):
-      y, box["cache"], _ = self.self_attn.decode(h, cache, mask=self_mask,
-                                                 positions=positions)
+      y, box["cache"], _ = self.self_attn.decode(h, cache, mask=self_mask, positions=positions)
       return y, None
 
     x, _ = self._residual(x, self.ln_self, self_fn, None)
     weights = None
     if self.cross_attn is not None:
-      x, weights = self._residual(x, self.ln_cross, lambda h: self.cross_attn(
-          h, mask=cross_mask, kv=cross_kv, return_weights=True), None)
+      x, weights = self._residual(
+        x,
+        self.ln_cross,
+        lambda h: self.cross_attn(h, mask=cross_mask, kv=cross_kv, return_weights=True),
+        None,
+      )
     x, _ = self._residual(x, self.ln_ffn, lambda h: (self.ffn(h), None), None)
     return x, box["cache"], weights
 
@@ -157,8 +220,7 @@ class Transformer(nnx.Module):
     del config
     return (*STACK_KEYS, "tie_embeddings")
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *,
-               rngs: nnx.Rngs):
+  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
     m = config.model
     D = m.hidden_size
     self.dim, self.max_positions = D, m.max_positions
@@ -169,14 +231,22 @@ class Transformer(nnx.Module):
       raise ValueError("model.position='none': a Transformer encoder needs positions")
     self.src_embed = Embed(src_vocab_size, D, rngs=rngs)
     self.tgt_embed = Embed(tgt_vocab_size, D, rngs=rngs)
-    learned = self.position == "learned"   # fairseq's: N(0, 1/d), added to √d·E
+    learned = self.position == "learned"  # fairseq's: N(0, 1/d), added to √d·E
     self.src_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
     self.tgt_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
     block = lambda cross: Block(
-        D, m.num_heads, m.mlp_dim or 4 * D, cross=cross, causal=cross,
-        pre_ln=m.pre_ln, dropout_rate=m.dropout, attention_dropout=m.attention_dropout,
-        implementation=m.attention_impl, position=attention_term(self.position),
-        rngs=rngs)
+      D,
+      m.num_heads,
+      m.mlp_dim or 4 * D,
+      cross=cross,
+      causal=cross,
+      pre_ln=m.pre_ln,
+      dropout_rate=m.dropout,
+      attention_dropout=m.attention_dropout,
+      implementation=m.attention_impl,
+      position=attention_term(self.position),
+      rngs=rngs,
+    )
     self.encoder = nnx.List([block(False) for _ in range(m.num_layers)])
     self.decoder = nnx.List([block(True) for _ in range(m.num_layers)])
     self.enc_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
@@ -184,34 +254,38 @@ class Transformer(nnx.Module):
     self.tie = m.tie_embeddings
     self.out = None if m.tie_embeddings else nnx.Linear(D, tgt_vocab_size, rngs=rngs)
 
-  def _embed(self, table: Embed, tokens: jax.Array, offset=0,
-             positions: Embed | None = None) -> jax.Array:
+  def _embed(
+    self, table: Embed, tokens: jax.Array, offset=0, positions: Embed | None = None
+  ) -> jax.Array:
     """√d·E[tokens] (+ the position embedding of positions offset…offset+T−1:
     sinusoids, or the learned table ``positions``)."""
     T = tokens.shape[1]
-    x = table(tokens) * jnp.sqrt(float(self.dim))                 # (B, T, D)
+    x = table(tokens) * jnp.sqrt(float(self.dim))  # (B, T, D)
     where = jnp.arange(T) + offset
     if self.position == "sinusoidal":
-      pos = sinusoidal_positions(where, self.dim)                 # float32
+      pos = sinusoidal_positions(where, self.dim)  # float32
     elif self.position == "learned":
       pos = positions(where)
-    else:                                   # rope / alibi: inside self-attention
+    else:  # rope / alibi: inside self-attention
       return x
-    return x + pos.astype(x.dtype)          # in the compute dtype (bf16 stays)
+    return x + pos.astype(x.dtype)  # in the compute dtype (bf16 stays)
 
   def _logits(self, y: jax.Array) -> jax.Array:
     if self.dec_norm is not None:
       y = self.dec_norm(y)
     if self.tie:
-      return self.tgt_embed.attend(y)                             # (B, T, V)
+      return self.tgt_embed.attend(y)  # (B, T, V)
     return self.out(y)
 
   def encode(self, src: jax.Array, dropout_rng=None) -> dict:
     """src [B, S] -> memory: encoder output, source mask and per-layer cross K/V."""
-    src_valid = src != PAD                                        # (B, S)
-    x = dropout(self._embed(self.src_embed, src, positions=self.src_pos_embed),
-                self.dropout_rate, _key(dropout_rng, 0))
-    mask = attention.padding_mask(None, src_valid)                # (B, 1, 1, S)
+    src_valid = src != PAD  # (B, S)
+    x = dropout(
+      self._embed(self.src_embed, src, positions=self.src_pos_embed),
+      self.dropout_rate,
+      _key(dropout_rng, 0),
+    )
+    mask = attention.padding_mask(None, src_valid)  # (B, 1, 1, S)
     for i, layer in enumerate(self.encoder):
       x, _ = layer(x, self_mask=mask, rng=_key(dropout_rng, i + 1))
     if self.enc_norm is not None:
@@ -228,14 +302,18 @@ class Transformer(nnx.Module):
   def init_decode_state(self, memory, max_length: int | None = None) -> dict:
     B = memory["encoded"].shape[0]
     L = max_length or self.max_positions
-    return {"caches": [layer.self_attn.init_cache(B, L, memory["encoded"].dtype)
-                       for layer in self.decoder]}
+    return {
+      "caches": [
+        layer.self_attn.init_cache(B, L, memory["encoded"].dtype) for layer in self.decoder
+      ]
+    }
 
   def decode_step(self, memory, state, token: jax.Array):
     """token [B] -> (logits [B, V], state, cross-attention [B, S] of the last layer)."""
     index = state["caches"][0]["index"]
-    y = self._embed(self.tgt_embed, token[:, None], offset=index,
-                    positions=self.tgt_pos_embed)                  # (B, 1, D)
+    y = self._embed(
+      self.tgt_embed, token[:, None], offset=index, positions=self.tgt_pos_embed
+    )  # (B, 1, D)
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     caches, weights = [], None
     for layer, cache, kv in zip(self.decoder, state["caches"], memory["cross_kv"]):
@@ -248,15 +326,22 @@ class Transformer(nnx.Module):
     """Decoder output [B, T, D] and the cross-attention weights
     [B, N, T, S] of the last layer (``all_weights``: of every layer)."""
     memory = self.encode(src, _key(dropout_rng, 0))
-    y = dropout(self._embed(self.tgt_embed, tgt_in, positions=self.tgt_pos_embed),
-                self.dropout_rate, _key(dropout_rng, 1))
+    y = dropout(
+      self._embed(self.tgt_embed, tgt_in, positions=self.tgt_pos_embed),
+      self.dropout_rate,
+      _key(dropout_rng, 1),
+    )
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     n = len(self.decoder)
     weights = []
     for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"])):
-      y, w = layer(y, cross_kv=kv, cross_mask=cross_mask,
-                   rng=_key(dropout_rng, i + 2),
-                   return_weights=all_weights or i == n - 1)
+      y, w = layer(
+        y,
+        cross_kv=kv,
+        cross_mask=cross_mask,
+        rng=_key(dropout_rng, i + 2),
+        return_weights=all_weights or i == n - 1,
+      )
       weights.append(w)
     return y, weights
 

@@ -23,17 +23,34 @@ which imports :mod:`.slurm_job` only, starts without importing jax.
 import importlib
 
 _EXPORTS = {
-    "attention_jax.errors": ("SweepError",),
-    "attention_jax.sweeps.point": (
-        "JOB_FILE", "LOG_FILE", "POINT_FILE", "STATUS_FILE", "SWEEP_FILE", "Point",
-        "Sweep", "point_env", "read_status", "run_point"),
-    "attention_jax.sweeps.spec": (
-        "BY_LENGTH_CSV", "DECAY_CSV", "GRADIENTS_CSV", "SLUG_MAX", "apply_overrides",
-        "load_sweep", "point_dir", "slug", "split_config_spec"),
-    "attention_jax.sweeps.tables": ("markdown_table", "read_csv", "write_csv"),
-    "attention_jax.sweeps.report": ("write_outputs",),
-    "attention_jax.sweeps.runner": ("run_sweep",),
-    "attention_jax.sweeps.status": ("status_lines",),
+  "attention_jax.errors": ("SweepError",),
+  "attention_jax.sweeps.point": (
+    "JOB_FILE",
+    "LOG_FILE",
+    "POINT_FILE",
+    "STATUS_FILE",
+    "SWEEP_FILE",
+    "Point",
+    "Sweep",
+    "point_env",
+    "read_status",
+    "run_point",
+  ),
+  "attention_jax.sweeps.spec": (
+    "BY_LENGTH_CSV",
+    "DECAY_CSV",
+    "GRADIENTS_CSV",
+    "SLUG_MAX",
+    "apply_overrides",
+    "load_sweep",
+    "point_dir",
+    "slug",
+    "split_config_spec",
+  ),
+  "attention_jax.sweeps.tables": ("markdown_table", "read_csv", "write_csv"),
+  "attention_jax.sweeps.report": ("write_outputs",),
+  "attention_jax.sweeps.runner": ("run_sweep",),
+  "attention_jax.sweeps.status": ("status_lines",),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_HOME)

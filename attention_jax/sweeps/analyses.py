@@ -11,13 +11,13 @@ decoder states hold (recurrent encoder–decoders; other points are skipped).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from absl import logging
 
 from attention_jax import data as data_lib
-from attention_jax import evaluation
-from attention_jax import gradients
+from attention_jax import evaluation, gradients
 from attention_jax import metrics as metrics_lib
 from attention_jax import probe as probe_lib
 from attention_jax import workdir as workdir_lib
@@ -26,8 +26,9 @@ from attention_jax.sweeps.spec import BY_LENGTH_CSV
 from attention_jax.sweeps.tables import write_csv
 
 
-def eval_by_length(workdir: str, max_length: int | None = None,
-                   examples_per_length: int = 40) -> list[dict[str, Any]]:
+def eval_by_length(
+  workdir: str, max_length: int | None = None, examples_per_length: int = 40
+) -> list[dict[str, Any]]:
   """Accuracy and BLEU of the trained model in ``workdir`` per source length.
 
   Sources of lengths 1..``max_length`` (default 2× the training limit, about
@@ -58,14 +59,23 @@ def eval_by_length(workdir: str, max_length: int | None = None,
     L = r["min_length"]
     if not r["count"] or L > max_length:
       continue
-    rows.append({"length": L, "examples": r["count"],
-                 "token_accuracy": r["token_accuracy"],
-                 "sequence_accuracy": r["sequence_accuracy"],
-                 "bleu": r.get("bleu"), "chrf": r.get("chrf"),
-                 "in_training_range": int(lo <= L <= train_max),
-                 "length_unit": task.length_unit,
-                 **({k: r[k] for k in ("alignment_accuracy", "gold_attention_mass")}
-                    if records.alignment is not None else {})})
+    rows.append(
+      {
+        "length": L,
+        "examples": r["count"],
+        "token_accuracy": r["token_accuracy"],
+        "sequence_accuracy": r["sequence_accuracy"],
+        "bleu": r.get("bleu"),
+        "chrf": r.get("chrf"),
+        "in_training_range": int(lo <= L <= train_max),
+        "length_unit": task.length_unit,
+        **(
+          {k: r[k] for k in ("alignment_accuracy", "gold_attention_mass")}
+          if records.alignment is not None
+          else {}
+        ),
+      }
+    )
   os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   write_csv(os.path.join(workdir, BY_LENGTH_CSV), rows)
   return rows
@@ -90,16 +100,17 @@ def probe_point(workdir: str) -> dict[str, Any] | None:
   recurrent state to probe is skipped with a log line (None)."""
   config = workdir_lib.read_config(workdir)
   if config.model.name not in probe_lib.PROBE_MODELS:
-    logging.info("probe: skipped %s (model %r has no recurrent state to probe)",
-                 workdir, config.model.name)
+    logging.info(
+      "probe: skipped %s (model %r has no recurrent state to probe)", workdir, config.model.name
+    )
     return None
   return probe_lib.probe_workdir(workdir)
 
 
 ANALYSES: dict[str, Callable[[str], Any]] = {
-    "by_length": eval_by_length,
-    "gradients": gradient_curves,
-    "probe": probe_point,
+  "by_length": eval_by_length,
+  "gradients": gradient_curves,
+  "probe": probe_point,
 }
 
 

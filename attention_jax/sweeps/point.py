@@ -37,16 +37,15 @@ import attention_jax
 from attention_jax.errors import EXIT_PREEMPTED
 
 # A point's directory holds its run (a workdir) and these sweep files.
-STATUS_FILE = "sweep_status.json"   # running | done | failed | stopped, exit code,
-                                    # seconds, log tail
-POINT_FILE = "sweep_point.json"     # the point's overrides and config
-LOG_FILE = "sweep.log"              # the point's subprocesses' output
-JOB_FILE = "sweep_job.json"         # its latest scheduler job (--launcher slurm)
-SWEEP_FILE = "sweep.json"           # in the sweep directory: its points, launcher
+STATUS_FILE = "sweep_status.json"  # running | done | failed | stopped, exit code,
+# seconds, log tail
+POINT_FILE = "sweep_point.json"  # the point's overrides and config
+LOG_FILE = "sweep.log"  # the point's subprocesses' output
+JOB_FILE = "sweep_job.json"  # its latest scheduler job (--launcher slurm)
+SWEEP_FILE = "sweep.json"  # in the sweep directory: its points, launcher
 
 # The directory holding the attention_jax (and experiments) packages.
-PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(
-    attention_jax.__file__)))
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(attention_jax.__file__)))
 
 
 @dataclasses.dataclass
@@ -54,18 +53,18 @@ class Point:
   overrides: dict[str, Any]
   slug: str
   workdir: str
-  steps: int | None = None    # train.steps of its config
+  steps: int | None = None  # train.steps of its config
 
 
 @dataclasses.dataclass
 class Sweep:
-  config_path: str            # absolute path of the config file
+  config_path: str  # absolute path of the config file
   arg: str | None
   points: list[Point]
   analyses: tuple[str, ...]
   report: dict[str, Any]
   title: str
-  cwd: str = dataclasses.field(default_factory=os.getcwd)   # where it was started
+  cwd: str = dataclasses.field(default_factory=os.getcwd)  # where it was started
   resources: dict[str, Any] = dataclasses.field(default_factory=dict)  # SLURM
 
 
@@ -75,8 +74,7 @@ def _cli_value(value: Any) -> str:
 
 def train_command(sweep: Sweep, point: Point) -> list[str]:
   spec = sweep.config_path + (f":{sweep.arg}" if sweep.arg is not None else "")
-  cmd = [sys.executable, "-m", "experiments.run", f"--config={spec}",
-         f"--workdir={point.workdir}"]
+  cmd = [sys.executable, "-m", "experiments.run", f"--config={spec}", f"--workdir={point.workdir}"]
   cmd += [f"--config.{k}={_cli_value(v)}" for k, v in sorted(point.overrides.items())]
   return cmd
 
@@ -84,12 +82,18 @@ def train_command(sweep: Sweep, point: Point) -> list[str]:
 def analysis_command(sweep: Sweep, point: Point) -> list[str] | None:
   if not sweep.analyses:
     return None
-  return [sys.executable, "-m", "experiments.analyze_point",
-          f"--workdir={point.workdir}", f"--analyses={','.join(sweep.analyses)}"]
+  return [
+    sys.executable,
+    "-m",
+    "experiments.analyze_point",
+    f"--workdir={point.workdir}",
+    f"--analyses={','.join(sweep.analyses)}",
+  ]
 
 
-def point_env(jobs: int, device: int | None, gpus: int,
-              threads: int | None = None) -> dict[str, str]:
+def point_env(
+  jobs: int, device: int | None, gpus: int, threads: int | None = None
+) -> dict[str, str]:
   """The environment of one point's subprocess.
 
   GPU: the point sees one GPU (``CUDA_VISIBLE_DEVICES``) and does not
@@ -98,8 +102,9 @@ def point_env(jobs: int, device: int | None, gpus: int,
   share the cores instead of each spawning a pool the size of the machine.
   """
   env = dict(os.environ)
-  env["PYTHONPATH"] = PACKAGE_PARENT + (os.pathsep + env["PYTHONPATH"]
-                                        if env.get("PYTHONPATH") else "")
+  env["PYTHONPATH"] = PACKAGE_PARENT + (
+    os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+  )
   env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
   if gpus and device is not None:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -108,8 +113,7 @@ def point_env(jobs: int, device: int | None, gpus: int,
   elif jobs > 1 or threads:
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     flags = env.get("XLA_FLAGS", "")
-    extra = (f"--xla_cpu_multi_thread_eigen=false "
-             f"intra_op_parallelism_threads={threads}")
+    extra = f"--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads={threads}"
     env["XLA_FLAGS"] = f"{flags} {extra}".strip()
     env["OMP_NUM_THREADS"] = str(threads)
   return env
@@ -139,7 +143,7 @@ def _tail(path: str, n: int = 20) -> list[str]:
     return []
 
 
-_CHILDREN: set = set()          # running point subprocesses
+_CHILDREN: set = set()  # running point subprocesses
 _CHILDREN_LOCK = threading.Lock()
 _STOPPING = threading.Event()
 
@@ -168,18 +172,18 @@ def stopping() -> bool:
   return _STOPPING.is_set()
 
 
-def run_command(cmd: list[str], cwd: str, env: dict[str, str], log,
-                on_start=None) -> int:
+def run_command(cmd: list[str], cwd: str, env: dict[str, str], log, on_start=None) -> int:
   """Runs one of a point's commands, its output appended to ``log``; returns
   its exit code. :func:`stop_children` reaches it while it runs, even if it
   is called while the command starts; ``on_start(pid)`` runs once it has."""
   log.write(f"$ {' '.join(cmd)}\n")
   log.flush()
-  proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=log,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+  )
   with _CHILDREN_LOCK:
     _CHILDREN.add(proc)
-    if _STOPPING.is_set():   # stop_children ran between the check and Popen
+    if _STOPPING.is_set():  # stop_children ran between the check and Popen
       proc.terminate()
   if on_start is not None:
     on_start(proc.pid)
@@ -200,8 +204,7 @@ def _last_step(point_dir: str) -> int | None:
     return None
 
 
-def run_point(sweep: Sweep, point: Point, env: dict[str, str],
-              job: dict | None = None) -> dict:
+def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None = None) -> dict:
   """Trains and analyzes one point in subprocesses; returns its status.
 
   ``job``: what the launcher knows of the job running it (id, cluster), kept
@@ -209,22 +212,37 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str],
   ``done``, ``failed`` or ``stopped`` (see the module's docstring).
   """
   os.makedirs(point.workdir, exist_ok=True)
-  write_json(os.path.join(point.workdir, POINT_FILE),
-             {"overrides": point.overrides, "config": sweep.config_path,
-              "arg": sweep.arg, "slug": point.slug})
+  write_json(
+    os.path.join(point.workdir, POINT_FILE),
+    {
+      "overrides": point.overrides,
+      "config": sweep.config_path,
+      "arg": sweep.arg,
+      "slug": point.slug,
+    },
+  )
   status_path = os.path.join(point.workdir, STATUS_FILE)
   log_path = os.path.join(point.workdir, LOG_FILE)
   t0 = time.time()
   previous = read_json(status_path) or {}
-  before = 0.0 if previous.get("status") == "done" else float(
-      previous.get("total_seconds") or previous.get("seconds") or 0.0)
-  status = {"status": "running", "overrides": point.overrides, "started": t0,
-            "host": socket.gethostname(), "pid": os.getpid(),
-            "attempt": int(previous.get("attempt", 0)) + 1,
-            "start_step": _last_step(point.workdir), **(job or {})}
+  before = (
+    0.0
+    if previous.get("status") == "done"
+    else float(previous.get("total_seconds") or previous.get("seconds") or 0.0)
+  )
+  status = {
+    "status": "running",
+    "overrides": point.overrides,
+    "started": t0,
+    "host": socket.gethostname(),
+    "pid": os.getpid(),
+    "attempt": int(previous.get("attempt", 0)) + 1,
+    "start_step": _last_step(point.workdir),
+    **(job or {}),
+  }
   write_json(status_path, status)
 
-  def started(pid: int) -> None:   # the running command's pid, for --cancel
+  def started(pid: int) -> None:  # the running command's pid, for --cancel
     write_json(status_path, dict(running, run_pid=pid))
 
   running = dict(status)
@@ -241,11 +259,12 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str],
       if rc != 0 or _STOPPING.is_set():
         # 75: the run saved its step; -SIGTERM: an analysis stopped (--cancel)
         stopped = _STOPPING.is_set() or rc in (EXIT_PREEMPTED, -signal.SIGTERM)
-        status.update(status="stopped" if stopped else "failed", returncode=rc,
-                      command=" ".join(cmd))
+        status.update(
+          status="stopped" if stopped else "failed", returncode=rc, command=" ".join(cmd)
+        )
         break
   status["seconds"] = round(time.time() - t0, 1)
-  status["total_seconds"] = round(before + status["seconds"], 1)   # all attempts
+  status["total_seconds"] = round(before + status["seconds"], 1)  # all attempts
   status["finished"] = time.time()
   if status["status"] != "done":
     status["log_tail"] = _tail(log_path)
@@ -256,8 +275,14 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str],
 def record_failure(point: Point, message: str, job: dict | None = None) -> dict:
   """Records a point that could not run at all (its launcher failed)."""
   os.makedirs(point.workdir, exist_ok=True)
-  status = {"status": "failed", "returncode": None, "overrides": point.overrides,
-            "finished": time.time(), "log_tail": [f"error: {message}"], **(job or {})}
+  status = {
+    "status": "failed",
+    "returncode": None,
+    "overrides": point.overrides,
+    "finished": time.time(),
+    "log_tail": [f"error: {message}"],
+    **(job or {}),
+  }
   write_json(os.path.join(point.workdir, STATUS_FILE), status)
   return status
 

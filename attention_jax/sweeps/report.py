@@ -10,8 +10,7 @@ from typing import Any
 from attention_jax import writers
 from attention_jax.sweeps import plots
 from attention_jax.sweeps.point import LOG_FILE, Sweep
-from attention_jax.sweeps.spec import (BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV,
-                                       PROBE_CSV)
+from attention_jax.sweeps.spec import BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV, PROBE_CSV
 from attention_jax.sweeps.tables import markdown_table, read_csv, write_csv
 
 
@@ -23,8 +22,7 @@ def _last_eval(workdir: str) -> dict[str, Any]:
   return rows[-1] if rows else {}
 
 
-def collect(sweep: Sweep, statuses: list[dict]
-            ) -> tuple[list[dict], dict[str, dict[str, list]]]:
+def collect(sweep: Sweep, statuses: list[dict]) -> tuple[list[dict], dict[str, dict[str, list]]]:
   """Summary rows (one per point) and each point's analysis tables.
 
   The second value maps an analysis (``by_length``, ``gradients``) to
@@ -34,18 +32,25 @@ def collect(sweep: Sweep, statuses: list[dict]
   metric_keys = sweep.report.get("metrics")
   swept = list(dict.fromkeys(k for p in sweep.points for k in p.overrides))
   for p, st in zip(sweep.points, statuses):
-    row = {"point": p.slug, **{k: p.overrides.get(k) for k in swept},
-           "status": "done" if st["status"] in ("done", "skipped") else st["status"],
-           "returncode": st.get("returncode"), "seconds": st.get("seconds")}
-    if row["status"] != "done":   # failed or not run: no results to report
+    row = {
+      "point": p.slug,
+      **{k: p.overrides.get(k) for k in swept},
+      "status": "done" if st["status"] in ("done", "skipped") else st["status"],
+      "returncode": st.get("returncode"),
+      "seconds": st.get("seconds"),
+    }
+    if row["status"] != "done":  # failed or not run: no results to report
       rows.append(row)
       continue
     last = _last_eval(p.workdir)
     if isinstance(last.get("baseline_loss"), (int, float)) and last["baseline_loss"] > 0:
       last["loss_ratio"] = last["loss"] / last["baseline_loss"]
     for k, v in last.items():
-      if k == "split" or k.endswith("_signature") or (
-          metric_keys and k not in metric_keys and k != "step"):
+      if (
+        k == "split"
+        or k.endswith("_signature")
+        or (metric_keys and k not in metric_keys and k != "step")
+      ):
         continue
       row[k] = v
     bl_path = os.path.join(p.workdir, BY_LENGTH_CSV)
@@ -74,11 +79,14 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
   sections = plots.make_report_sections(sweep, rows, tables, plots_dir)
   failed = [(p, s) for p, s in zip(sweep.points, statuses) if s["status"] == "failed"]
   not_run = sum(s["status"] == "not run" for s in statuses)
-  lines = [f"# {sweep.title}\n",
-           f"Config `{os.path.relpath(sweep.config_path, sweep.cwd)}`"
-           + (f" with arg `{sweep.arg}`" if sweep.arg else "")
-           + f"; {len(rows)} points, {len(failed)} failed"
-           + (f", {not_run} not run (yet)" if not_run else "") + ".\n"]
+  lines = [
+    f"# {sweep.title}\n",
+    f"Config `{os.path.relpath(sweep.config_path, sweep.cwd)}`"
+    + (f" with arg `{sweep.arg}`" if sweep.arg else "")
+    + f"; {len(rows)} points, {len(failed)} failed"
+    + (f", {not_run} not run (yet)" if not_run else "")
+    + ".\n",
+  ]
   if sweep.report.get("description"):
     lines.append(sweep.report["description"].strip() + "\n")
   lines += sections
@@ -87,7 +95,9 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
     lines.append("## Failed points\n")
     for p, s in failed:
       tail = "\n".join(s.get("log_tail", [])[-10:])
-      lines.append(f"### {p.slug}\n\nexit code {s.get('returncode')}; "
-                   f"log `{os.path.join(p.workdir, LOG_FILE)}`:\n\n```\n{tail}\n```\n")
+      lines.append(
+        f"### {p.slug}\n\nexit code {s.get('returncode')}; "
+        f"log `{os.path.join(p.workdir, LOG_FILE)}`:\n\n```\n{tail}\n```\n"
+      )
   with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(lines))

@@ -24,13 +24,24 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from attention_jax.sweeps import report
-from attention_jax.sweeps.point import (LOG_FILE, SWEEP_FILE, Point, Sweep, hms,
-                                        point_env, read_json, read_status,
-                                        reset_stop, run_point, stop_children,
-                                        stopping, write_json)
+from attention_jax.sweeps.point import (
+  LOG_FILE,
+  SWEEP_FILE,
+  Point,
+  Sweep,
+  hms,
+  point_env,
+  read_json,
+  read_status,
+  reset_stop,
+  run_point,
+  stop_children,
+  stopping,
+  write_json,
+)
 from attention_jax.sweeps.spec import load_sweep
 
 
@@ -42,8 +53,7 @@ def gpu_count() -> int:
   if shutil.which("nvidia-smi") is None:
     return 0
   try:
-    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                         timeout=30).stdout
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
   except (OSError, subprocess.SubprocessError):
     return 0
   n = sum(1 for line in out.splitlines() if line.startswith("GPU "))
@@ -62,15 +72,21 @@ def eta(durations: list[float], remaining: int, slots: int) -> float:
   return sum(durations) / len(durations) * math.ceil(remaining / max(1, slots))
 
 
-def progress_line(n: int, total: int, point: Point, st: dict, elapsed: float,
-                  seconds_left: float) -> str:
+def progress_line(
+  n: int, total: int, point: Point, st: dict, elapsed: float, seconds_left: float
+) -> str:
   """``[3/7] slug: done in 41s; elapsed 0:02:10, ETA 0:03:00`` (with the exit
   code and the log's path when it did not finish)."""
-  extra = "" if st["status"] == "done" else (
-      f" (exit {st.get('returncode')}; see {os.path.join(point.workdir, LOG_FILE)})")
+  extra = (
+    ""
+    if st["status"] == "done"
+    else (f" (exit {st.get('returncode')}; see {os.path.join(point.workdir, LOG_FILE)})")
+  )
   left = "?" if math.isnan(seconds_left) else hms(seconds_left)
-  return (f"[{n}/{total}] {point.slug}: {st['status']}{extra} in "
-          f"{st.get('seconds') or 0:.0f}s; elapsed {hms(elapsed)}, ETA {left}")
+  return (
+    f"[{n}/{total}] {point.slug}: {st['status']}{extra} in "
+    f"{st.get('seconds') or 0:.0f}s; elapsed {hms(elapsed)}, ETA {left}"
+  )
 
 
 def write_sweep_file(sweep: Sweep, workdir: str, launcher: dict | None) -> None:
@@ -80,42 +96,59 @@ def write_sweep_file(sweep: Sweep, workdir: str, launcher: dict | None) -> None:
   path = os.path.join(workdir, SWEEP_FILE)
   if launcher is None:
     launcher = (read_json(path) or {}).get("launcher")
-  write_json(path, {"config": sweep.config_path, "arg": sweep.arg,
-                    "title": sweep.title, "launcher": launcher,
-                    "points": [{"slug": p.slug, "overrides": p.overrides,
-                                "steps": p.steps} for p in sweep.points]})
+  write_json(
+    path,
+    {
+      "config": sweep.config_path,
+      "arg": sweep.arg,
+      "title": sweep.title,
+      "launcher": launcher,
+      "points": [
+        {"slug": p.slug, "overrides": p.overrides, "steps": p.steps} for p in sweep.points
+      ],
+    },
+  )
 
 
-def report_so_far(sweep: Sweep, workdir: str,
-                print_fn: Callable[[str], None] = print) -> list[dict]:
+def report_so_far(
+  sweep: Sweep, workdir: str, print_fn: Callable[[str], None] = print
+) -> list[dict]:
   """Writes the summary and report of the points finished so far (the others
   appear as they stand: ``not run``, ``running``, ``failed``, ``stopped``)."""
-  statuses = [dict(read_status(p.workdir) or {"status": "not run"}, slug=p.slug)
-              for p in sweep.points]
+  statuses = [
+    dict(read_status(p.workdir) or {"status": "not run"}, slug=p.slug) for p in sweep.points
+  ]
   report.write_outputs(sweep, workdir, statuses)
   n = sum(s["status"] == "done" for s in statuses)
-  print_fn(f"wrote the summary and report of {n} finished of "
-           f"{len(statuses)} points in {workdir}")
+  print_fn(f"wrote the summary and report of {n} finished of {len(statuses)} points in {workdir}")
   return statuses
 
 
-def finish(sweep: Sweep, workdir: str, results: dict[str, dict],
-           print_fn: Callable[[str], None]) -> list[dict]:
+def finish(
+  sweep: Sweep, workdir: str, results: dict[str, dict], print_fn: Callable[[str], None]
+) -> list[dict]:
   """Writes the summary, plots and report of a sweep whose points ran."""
   statuses = [dict(results[p.slug], slug=p.slug) for p in sweep.points]
   report.write_outputs(sweep, workdir, statuses)
   failed = [s for s in statuses if s["status"] == "failed"]
   stopped = [s for s in statuses if s["status"] == "stopped"]
-  print_fn(f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, "
-           f"report.md and plots/; {len(failed)} point(s) failed"
-           + (f", {len(stopped)} stopped (a re-run resumes them)" if stopped else ""))
+  print_fn(
+    f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, "
+    f"report.md and plots/; {len(failed)} point(s) failed"
+    + (f", {len(stopped)} stopped (a re-run resumes them)" if stopped else "")
+  )
   return statuses
 
 
-def run_sweep(spec: str, workdir: str, jobs: int = 1,
-              print_fn: Callable[[str], None] = print,
-              reanalyze: bool = False, report_only: bool = False,
-              max_retries: int = 0) -> list[dict]:
+def run_sweep(
+  spec: str,
+  workdir: str,
+  jobs: int = 1,
+  print_fn: Callable[[str], None] = print,
+  reanalyze: bool = False,
+  report_only: bool = False,
+  max_retries: int = 0,
+) -> list[dict]:
   """The ``local`` launcher: runs every unfinished point as subprocesses of
   this process, ``jobs`` at a time, then writes the summary, plots and report.
 
@@ -145,20 +178,23 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
       results[p.slug] = dict(st, status="skipped")
     else:
       todo.append(p)
-  print_fn(f"sweep {sweep.title}: {len(sweep.points)} points, "
-           f"{len(sweep.points) - len(todo)} already finished, {len(todo)} to run, "
-           f"{slots} at a time on {'%d GPU(s)' % gpus if gpus else 'CPU'}")
+  print_fn(
+    f"sweep {sweep.title}: {len(sweep.points)} points, "
+    f"{len(sweep.points) - len(todo)} already finished, {len(todo)} to run, "
+    f"{slots} at a time on {'%d GPU(s)' % gpus if gpus else 'CPU'}"
+  )
   devices: queue.Queue = queue.Queue()
   for i in range(slots):
     devices.put(i)
 
   def work(point: Point) -> dict:
     for attempt in range(max_retries + 1):
-      if stopping():   # queued when the sweep was interrupted
+      if stopping():  # queued when the sweep was interrupted
         return {"status": "interrupted"}
       if attempt:
-        print_fn(f"{point.slug}: failed (exit {st.get('returncode')}); "
-                 f"retry {attempt} of {max_retries}")
+        print_fn(
+          f"{point.slug}: failed (exit {st.get('returncode')}); retry {attempt} of {max_retries}"
+        )
       device = devices.get()
       try:
         st = run_point(sweep, point, point_env(slots, device, gpus))
@@ -173,8 +209,10 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
   reset_stop()
   previous = None
   if threading.current_thread() is threading.main_thread():
+
     def on_term(signum, frame):
       raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, on_term)
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=slots)
   try:
@@ -184,15 +222,20 @@ def run_sweep(spec: str, workdir: str, jobs: int = 1,
       try:
         st = fut.result()
       except Exception as e:  # noqa: BLE001 - the runner itself failed
-        st = {"status": "failed", "returncode": None, "overrides": p.overrides,
-              "log_tail": [f"{type(e).__name__}: {e}"]}
+        st = {
+          "status": "failed",
+          "returncode": None,
+          "overrides": p.overrides,
+          "log_tail": [f"{type(e).__name__}: {e}"],
+        }
       with lock:
         results[p.slug] = st
         done += 1
         elapsed = time.time() - t0
         durations.append(st.get("seconds") or elapsed)
-        print_fn(progress_line(done, len(todo), p, st, elapsed,
-                               eta(durations, len(todo) - done, slots)))
+        print_fn(
+          progress_line(done, len(todo), p, st, elapsed, eta(durations, len(todo) - done, slots))
+        )
   except KeyboardInterrupt:
     print_fn("interrupted: stopping the running points (a re-run resumes them)")
     stop_children()

@@ -22,8 +22,8 @@ from attention_jax.sweeps import point as point_lib
 from attention_jax.sweeps.point import Point, Sweep
 from attention_jax.sweeps.slurm_options import SIGNAL_DELAY_S
 
-COORDINATOR_FILE = "sweep_coordinator.json"   # S/<slug>/: task 0's address
-TASK_LOG = "sweep.task{rank}.log"   # S/<slug>/: the output of task k > 0
+COORDINATOR_FILE = "sweep_coordinator.json"  # S/<slug>/: task 0's address
+TASK_LOG = "sweep.task{rank}.log"  # S/<slug>/: the output of task k > 0
 # How long a point may take to save its step after SIGTERM (then SIGKILL):
 # within the scheduler's notice before a job's time limit.
 STOP_TIMEOUT_S = SIGNAL_DELAY_S - 10
@@ -47,13 +47,19 @@ class PointJob(submitit.helpers.Checkpointable):
   main thread stays free for submitit's signal handlers.
   """
 
-  def __init__(self, sweep: Sweep, point: Point, jobs_on_host: int = 1,
-               threads: int | None = None, gpus_per_task: int = 0,
-               local_gpus: list[str] | None = None):
+  def __init__(
+    self,
+    sweep: Sweep,
+    point: Point,
+    jobs_on_host: int = 1,
+    threads: int | None = None,
+    gpus_per_task: int = 0,
+    local_gpus: list[str] | None = None,
+  ):
     self.sweep = dataclasses.replace(sweep, points=[point], report={}, resources={})
     self.point = point
-    self.jobs_on_host = jobs_on_host   # points (× tasks) sharing a host's cores
-    self.threads = threads             # CPU threads of each process, if known
+    self.jobs_on_host = jobs_on_host  # points (× tasks) sharing a host's cores
+    self.threads = threads  # CPU threads of each process, if known
     self.gpus_per_task = gpus_per_task
     # The local cluster (submitit's local executor sets CUDA_VISIBLE_DEVICES
     # of every job to its first GPUs, or to "" without GPUs): the GPUs this
@@ -61,7 +67,7 @@ class PointJob(submitit.helpers.Checkpointable):
     self.local_gpus = local_gpus
     self.local_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
 
-  def __getstate__(self):   # the running thread's event stays out of the pickle
+  def __getstate__(self):  # the running thread's event stays out of the pickle
     return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
 
   def __call__(self) -> dict:
@@ -75,9 +81,11 @@ class PointJob(submitit.helpers.Checkpointable):
         result["status"] = self._run(env)
       except Exception as e:  # noqa: BLE001 - the launcher's own failure, recorded
         message = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        result["status"] = (point_lib.record_failure(self.point, message, self._job(env))
-                            if env.global_rank == 0 else {"status": "failed",
-                                                           "error": message})
+        result["status"] = (
+          point_lib.record_failure(self.point, message, self._job(env))
+          if env.global_rank == 0
+          else {"status": "failed", "error": message}
+        )
       finally:
         self._finished.set()
 
@@ -85,7 +93,7 @@ class PointJob(submitit.helpers.Checkpointable):
     try:
       while not self._finished.wait(0.5):
         pass
-    except KeyboardInterrupt:   # Ctrl-C (debug cluster); a local job cancelled
+    except KeyboardInterrupt:  # Ctrl-C (debug cluster); a local job cancelled
       self._stop()
       raise
     return result["status"]
@@ -131,7 +139,7 @@ class PointJob(submitit.helpers.Checkpointable):
       per_node = self.gpus_per_task * (env.num_tasks // env.num_nodes)
       ids = visible.split(",") if visible else [str(i) for i in range(per_node)]
       k, g = env.local_rank, self.gpus_per_task
-      penv["CUDA_VISIBLE_DEVICES"] = ",".join(ids[k * g:(k + 1) * g])
+      penv["CUDA_VISIBLE_DEVICES"] = ",".join(ids[k * g : (k + 1) * g])
     return penv
 
   def _run(self, env) -> dict:
@@ -140,10 +148,10 @@ class PointJob(submitit.helpers.Checkpointable):
       return point_lib.run_point(self.sweep, self.point, penv, job=self._job(env))
     log_path = os.path.join(self.point.workdir, TASK_LOG.format(rank=env.global_rank))
     with open(log_path, "a", encoding="utf-8") as log:
-      rc = point_lib.run_command(point_lib.train_command(self.sweep, self.point),
-                              self.sweep.cwd, penv, log)
-    return {"status": "done" if rc == 0 else "failed", "returncode": rc,
-            "task": env.global_rank}
+      rc = point_lib.run_command(
+        point_lib.train_command(self.sweep, self.point), self.sweep.cwd, penv, log
+      )
+    return {"status": "done" if rc == 0 else "failed", "returncode": rc, "task": env.global_rank}
 
   def _distributed_env(self, env) -> dict[str, str]:
     """``JAX_*`` of this task; task 0 picks the coordinator's free port."""
@@ -161,9 +169,12 @@ class PointJob(submitit.helpers.Checkpointable):
         if record and record.get("launch") == launch:
           break
         if time.time() > deadline:
-          raise SweepError(f"task {env.global_rank}: no coordinator address in "
-                           f"{path} after {COORDINATOR_WAIT_S} s")
+          raise SweepError(
+            f"task {env.global_rank}: no coordinator address in {path} after {COORDINATOR_WAIT_S} s"
+          )
         time.sleep(0.2)
-    return {"JAX_COORDINATOR_ADDRESS": record["address"],
-            "JAX_NUM_PROCESSES": str(env.num_tasks),
-            "JAX_PROCESS_ID": str(env.global_rank)}
+    return {
+      "JAX_COORDINATOR_ADDRESS": record["address"],
+      "JAX_NUM_PROCESSES": str(env.num_tasks),
+      "JAX_PROCESS_ID": str(env.global_rank),
+    }

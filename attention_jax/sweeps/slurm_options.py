@@ -17,7 +17,7 @@ from typing import Any
 from attention_jax.errors import SweepError
 
 CLUSTERS = ("slurm", "local", "debug")
-NOT_SHARED = ("/tmp",)   # directories a cluster's nodes do not share
+NOT_SHARED = ("/tmp",)  # directories a cluster's nodes do not share
 # The notice, in seconds, that a job gets (USR2) before its time limit:
 # submitit's signal_delay_s on both clusters (``#SBATCH --signal=USR2@90``).
 SIGNAL_DELAY_S = 90
@@ -25,20 +25,32 @@ SIGNAL_DELAY_S = 90
 # Resources of each point: flag name -> default. A config's sweep may set
 # them (``SLURM = {...}`` or ``slurm(arg)``); a flag given on the command line wins.
 RESOURCES: dict[str, Any] = {
-    "slurm_partition": None, "slurm_account": None, "slurm_qos": None,
-    "slurm_extra": {}, "gpus_per_point": 0, "cpus_per_point": None,
-    "timeout_min": 60, "array_parallelism": None, "nodes_per_point": 1,
-    "tasks_per_node": 1,
+  "slurm_partition": None,
+  "slurm_account": None,
+  "slurm_qos": None,
+  "slurm_extra": {},
+  "gpus_per_point": 0,
+  "cpus_per_point": None,
+  "timeout_min": 60,
+  "array_parallelism": None,
+  "nodes_per_point": 1,
+  "tasks_per_node": 1,
 }
-SLURM_ONLY = ("slurm_partition", "slurm_account", "slurm_qos", "slurm_extra",
-              "nodes_per_point")
-_INTS = {"gpus_per_point": 0, "cpus_per_point": 1, "timeout_min": 1,
-         "array_parallelism": 1, "nodes_per_point": 1, "tasks_per_node": 1}
+SLURM_ONLY = ("slurm_partition", "slurm_account", "slurm_qos", "slurm_extra", "nodes_per_point")
+_INTS = {
+  "gpus_per_point": 0,
+  "cpus_per_point": 1,
+  "timeout_min": 1,
+  "array_parallelism": 1,
+  "nodes_per_point": 1,
+  "tasks_per_node": 1,
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
   """Where and how the points run (flags over the config's ``SLURM``)."""
+
   cluster: str = "slurm"
   slurm_partition: str | None = None
   slurm_account: str | None = None
@@ -74,14 +86,19 @@ def parse_extra(items) -> dict[str, str]:
   for item in items or ():
     key, sep, value = str(item).partition("=")
     if not sep or not key.strip():
-      raise SweepError(f"--slurm_extra {item!r}: expected KEY=VALUE "
-                       "(an sbatch option, e.g. mem=32G)")
+      raise SweepError(
+        f"--slurm_extra {item!r}: expected KEY=VALUE (an sbatch option, e.g. mem=32G)"
+      )
     out[key.strip()] = value.strip()
   return out
 
 
-def resolve_options(flags: dict[str, Any], config_resources: dict[str, Any],
-                    cluster: str = "slurm", where: str = "config") -> Options:
+def resolve_options(
+  flags: dict[str, Any],
+  config_resources: dict[str, Any],
+  cluster: str = "slurm",
+  where: str = "config",
+) -> Options:
   """Options from the flags given (``flags``: name -> value, only those on the
   command line) over the config's ``SLURM`` dict over :data:`RESOURCES`.
 
@@ -92,20 +109,23 @@ def resolve_options(flags: dict[str, Any], config_resources: dict[str, Any],
     raise SweepError(f"--cluster {cluster!r}: expected one of {', '.join(CLUSTERS)}")
   for key in config_resources:
     if key not in RESOURCES:
-      raise SweepError(f"{where}: SLURM key {key!r} unknown; known: "
-                       f"{', '.join(RESOURCES)}")
+      raise SweepError(f"{where}: SLURM key {key!r} unknown; known: {', '.join(RESOURCES)}")
   for name in flags:
     if name not in RESOURCES:
       raise SweepError(f"--{name} is not a resource flag")
     if cluster == "debug":
-      raise SweepError(f"--{name} does nothing with --cluster debug (each point "
-                       "runs inside this command, one after another)")
+      raise SweepError(
+        f"--{name} does nothing with --cluster debug (each point "
+        "runs inside this command, one after another)"
+      )
     if cluster == "local" and name in SLURM_ONLY:
-      raise SweepError(f"--{name} does nothing with --cluster local (submitit's "
-                       "local executor: one node, this machine)")
+      raise SweepError(
+        f"--{name} does nothing with --cluster local (submitit's "
+        "local executor: one node, this machine)"
+      )
   values, origin = dict(RESOURCES), {k: f"--{k}" for k in RESOURCES}
   for key, value in config_resources.items():
-    if cluster == "slurm" or key not in SLURM_ONLY:   # a cluster's names: Slurm only
+    if cluster == "slurm" or key not in SLURM_ONLY:  # a cluster's names: Slurm only
       values[key], origin[key] = value, f"{where}: SLURM[{key!r}]"
   values.update(flags)
   for key, low in _INTS.items():
@@ -120,19 +140,27 @@ def resolve_options(flags: dict[str, Any], config_resources: dict[str, Any],
   values["slurm_extra"] = parse_extra(values["slurm_extra"])
   o = Options(cluster=cluster, **values)
   if cluster != "debug" and o.timeout_min * 60 <= SIGNAL_DELAY_S:
-    raise SweepError(f"{origin['timeout_min']} is {o.timeout_min}: the points get "
-                     f"their save signal {SIGNAL_DELAY_S} s before the time limit; "
-                     f"expected >= {SIGNAL_DELAY_S // 60 + 1}")
+    raise SweepError(
+      f"{origin['timeout_min']} is {o.timeout_min}: the points get "
+      f"their save signal {SIGNAL_DELAY_S} s before the time limit; "
+      f"expected >= {SIGNAL_DELAY_S // 60 + 1}"
+    )
   if o.gpus_per_point % o.nodes_per_point:
-    raise SweepError(f"--gpus_per_point {o.gpus_per_point} is not divisible by "
-                     f"--nodes_per_point {o.nodes_per_point}")
+    raise SweepError(
+      f"--gpus_per_point {o.gpus_per_point} is not divisible by "
+      f"--nodes_per_point {o.nodes_per_point}"
+    )
   if o.gpus_per_point and (o.gpus_per_point // o.nodes_per_point) % o.tasks_per_node:
-    raise SweepError(f"--gpus_per_point {o.gpus_per_point} on {o.nodes_per_point} "
-                     f"node(s) does not split evenly over --tasks_per_node "
-                     f"{o.tasks_per_node}")
+    raise SweepError(
+      f"--gpus_per_point {o.gpus_per_point} on {o.nodes_per_point} "
+      f"node(s) does not split evenly over --tasks_per_node "
+      f"{o.tasks_per_node}"
+    )
   if o.cpus_per_point and o.cpus_per_point % o.tasks:
-    raise SweepError(f"--cpus_per_point {o.cpus_per_point} does not split evenly "
-                     f"over the point's {o.tasks} task(s)")
+    raise SweepError(
+      f"--cpus_per_point {o.cpus_per_point} does not split evenly "
+      f"over the point's {o.tasks} task(s)"
+    )
   return o
 
 
@@ -140,19 +168,22 @@ def check_environment(cluster: str, workdir: str) -> None:
   """Refuses, before anything is written, a Slurm sweep without Slurm or in a
   directory the nodes cannot share."""
   if cluster == "slurm" and shutil.which("sbatch") is None:
-    raise SweepError("--launcher slurm: no Slurm on this machine (sbatch is not "
-                     "on PATH); add --cluster local to run the job array here "
-                     "through submitit, or use --launcher local")
+    raise SweepError(
+      "--launcher slurm: no Slurm on this machine (sbatch is not "
+      "on PATH); add --cluster local to run the job array here "
+      "through submitit, or use --launcher local"
+    )
   real = os.path.realpath(workdir)
   for local in NOT_SHARED if cluster == "slurm" else ():
     if real == local or real.startswith(local + os.sep):
-      raise SweepError(f"--workdir {workdir} is under {local}, which the "
-                       "cluster's nodes do not share; put the sweep on a shared "
-                       "filesystem")
+      raise SweepError(
+        f"--workdir {workdir} is under {local}, which the "
+        "cluster's nodes do not share; put the sweep on a shared "
+        "filesystem"
+      )
 
 
-def check(cluster: str, workdir: str, flags: dict[str, Any], wait: bool,
-          max_retries: int) -> None:
+def check(cluster: str, workdir: str, flags: dict[str, Any], wait: bool, max_retries: int) -> None:
   """Every check that needs no config file: the cluster, the machine, the
   flags given (``flags``), ``--max_retries`` (retries come from a waiting
   command). Raises SweepError, one line."""
@@ -161,5 +192,7 @@ def check(cluster: str, workdir: str, flags: dict[str, Any], wait: bool,
   if max_retries < 0:
     raise SweepError(f"--max_retries must be >= 0, got {max_retries}")
   if max_retries and not (wait or cluster == "debug"):
-    raise SweepError("--max_retries needs --wait with --launcher slurm (the "
-                     "waiting command resubmits a failed point)")
+    raise SweepError(
+      "--max_retries needs --wait with --launcher slurm (the "
+      "waiting command resubmits a failed point)"
+    )

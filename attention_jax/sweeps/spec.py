@@ -25,7 +25,8 @@ import inspect
 import json
 import os
 import re
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from attention_jax import config as config_lib
 from attention_jax.errors import ConfigError, SweepError
@@ -33,13 +34,13 @@ from attention_jax.sweeps.point import Point, Sweep
 
 # Files the analyses write in a point's directory (its other files:
 # attention_jax.sweeps.point).
-BY_LENGTH_CSV = os.path.join("eval", "by_length.csv")       # analysis by_length
+BY_LENGTH_CSV = os.path.join("eval", "by_length.csv")  # analysis by_length
 GRADIENTS_CSV = os.path.join("gradients", "gradients.csv")  # analysis gradients
 DECAY_CSV = os.path.join("gradients", "decay.csv")
-PROBE_CSV = os.path.join("probe", "initial_state.csv")    # analysis probe
+PROBE_CSV = os.path.join("probe", "initial_state.csv")  # analysis probe
 
-SLUG_MAX = 120          # characters in a point's directory name
-VALUE_MAX = 32          # characters of one value kept before hashing
+SLUG_MAX = 120  # characters in a point's directory name
+VALUE_MAX = 32  # characters of one value kept before hashing
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]")
 
 
@@ -53,7 +54,7 @@ def _digest(text: str, n: int = 8) -> str:
 
 def _value_text(value: Any) -> str:
   if isinstance(value, float):
-    return repr(value).replace("e+", "e")   # 1e+30 -> 1e30
+    return repr(value).replace("e+", "e")  # 1e+30 -> 1e30
   return str(value)
 
 
@@ -74,8 +75,7 @@ def _short_keys(keys: Iterable[str]) -> dict[str, str]:
   """Last component of each dotted key, unless two keys share it."""
   keys = list(keys)
   leaves = [k.rsplit(".", 1)[-1] for k in keys]
-  return {k: (leaf if leaves.count(leaf) == 1 else k)
-          for k, leaf in zip(keys, leaves)}
+  return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves)}
 
 
 def slug(overrides: dict[str, Any], short: dict[str, str] | None = None) -> str:
@@ -94,9 +94,8 @@ def slug(overrides: dict[str, Any], short: dict[str, str] | None = None) -> str:
     parts.append(f"{name}={_safe_value(overrides[key])}")
   text = "_".join(parts)
   if len(text) > SLUG_MAX:
-    full = json.dumps({k: _value_text(v) for k, v in overrides.items()},
-                      sort_keys=True)
-    text = f"{text[:SLUG_MAX - 9]}-{_digest(full)}"
+    full = json.dumps({k: _value_text(v) for k, v in overrides.items()}, sort_keys=True)
+    text = f"{text[: SLUG_MAX - 9]}-{_digest(full)}"
   text = text.lstrip(".-") or "p-" + _digest(text)
   assert _SAFE.search(text) is None and text not in (".", ".."), text
   return text
@@ -132,8 +131,9 @@ def _load_module(path: str):
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # noqa: BLE001 - one line naming the file
-    raise SweepError(f"{path}: cannot load config: {type(e).__name__}: "
-                     f"{' '.join(str(e).split())}") from e
+    raise SweepError(
+      f"{path}: cannot load config: {type(e).__name__}: {' '.join(str(e).split())}"
+    ) from e
   return module
 
 
@@ -173,7 +173,7 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
   try:
     base = _call_with_arg(module.get_config, arg)
     overrides = [dict(o) for o in _call_with_arg(module.sweep, arg)]
-  except ValueError as e:   # the config's own one-line error names the file
+  except ValueError as e:  # the config's own one-line error names the file
     raise SweepError(" ".join(str(e).split())) from e
   except Exception as e:  # noqa: BLE001
     raise SweepError(f"{path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
@@ -197,8 +197,7 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
   report = _spec_dict(module, "REPORT", "report", arg, path)
   resources = _spec_dict(module, "SLURM", "slurm", arg, path)
   title = report.get("title") or os.path.splitext(os.path.basename(path))[0]
-  return Sweep(os.path.abspath(path), arg, points, analyses, report, title,
-               resources=resources)
+  return Sweep(os.path.abspath(path), arg, points, analyses, report, title, resources=resources)
 
 
 def _spec_dict(module, constant: str, function: str, arg, path: str) -> dict:

@@ -28,12 +28,11 @@ import math
 import os
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from attention_jax import writers
 from attention_jax.errors import SweepError
-from attention_jax.sweeps.point import (JOB_FILE, SWEEP_FILE, hms, read_json,
-                                        read_status)
+from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, hms, read_json, read_status
 
 # job_state(record) -> "pending" | "running" | "ended" | None (cannot tell)
 JobState = Callable[[dict], "str | None"]
@@ -43,13 +42,13 @@ STATES = ("done", "running", "pending", "failed", "stopped")
 @dataclasses.dataclass
 class PointState:
   slug: str
-  state: str                   # one of STATES
-  note: str = ""               # the last log line, the job, why it stopped
+  state: str  # one of STATES
+  note: str = ""  # the last log line, the job, why it stopped
   returncode: int | None = None
   elapsed: float | None = None  # seconds: this attempt (running), all (ended)
-  step: int | None = None      # the last step in metrics.jsonl
+  step: int | None = None  # the last step in metrics.jsonl
   start_step: int | None = None  # the last step when this attempt started
-  steps: int | None = None     # train.steps
+  steps: int | None = None  # train.steps
   started: float | None = None
   finished: float | None = None
 
@@ -72,7 +71,7 @@ def pid_alive(pid: int) -> bool:
 def last_step(point_dir: str) -> int | None:
   try:
     rows = writers.read_metrics(point_dir)
-  except (OSError, ValueError):   # not written yet, or a line being written
+  except (OSError, ValueError):  # not written yet, or a line being written
     return None
   return rows[-1]["step"] if rows else None
 
@@ -84,9 +83,13 @@ def last_log_line(status: dict) -> str:
   return (errors or lines or [""])[-1]
 
 
-def point_state(point_dir: str, slug: str, steps: int | None,
-                job_state: JobState | None = None,
-                now: float | None = None) -> PointState:
+def point_state(
+  point_dir: str,
+  slug: str,
+  steps: int | None,
+  job_state: JobState | None = None,
+  now: float | None = None,
+) -> PointState:
   """The state of one point from its files and, for a point a scheduler
   holds, ``job_state`` of its latest job."""
   now = time.time() if now is None else now
@@ -98,14 +101,17 @@ def point_state(point_dir: str, slug: str, steps: int | None,
   if st:
     out.returncode, out.started = st.get("returncode"), st.get("started")
     out.finished, out.start_step = st.get("finished"), st.get("start_step")
-  if (sched == "ended" and same_job and job.get("cluster") == "local"
-      and st["status"] == "running" and st.get("host") == socket.gethostname()
-      and pid_alive(int(st.get("pid", 0)))):
-    sched = "running"   # its controller ended, its task still runs the point
-  if sched == "pending" or (sched == "running" and same_job
-                            and st["status"] == "stopped"):
-    out.note = f"queued as job {job['job_id']}" + (
-        " (requeued)" if same_job else "")
+  if (
+    sched == "ended"
+    and same_job
+    and job.get("cluster") == "local"
+    and st["status"] == "running"
+    and st.get("host") == socket.gethostname()
+    and pid_alive(int(st.get("pid", 0)))
+  ):
+    sched = "running"  # its controller ended, its task still runs the point
+  if sched == "pending" or (sched == "running" and same_job and st["status"] == "stopped"):
+    out.note = f"queued as job {job['job_id']}" + (" (requeued)" if same_job else "")
     return out
   if sched == "running" and not (same_job and st["status"] in ("done", "failed")):
     out.state = "running"
@@ -123,8 +129,11 @@ def point_state(point_dir: str, slug: str, steps: int | None,
   out.state = st["status"]
   if out.state == "running":
     out.elapsed = now - st["started"]
-    if sched == "ended" or (sched is None and st.get("host") == socket.gethostname()
-                            and not pid_alive(int(st.get("pid", 0)))):
+    if sched == "ended" or (
+      sched is None
+      and st.get("host") == socket.gethostname()
+      and not pid_alive(int(st.get("pid", 0)))
+    ):
       out.state = "stopped"
       who = f"job {job['job_id']}" if sched == "ended" else f"process {st.get('pid')}"
       out.note = f"{who} ended while the point ran (killed?)"
@@ -136,16 +145,21 @@ def point_state(point_dir: str, slug: str, steps: int | None,
   return out
 
 
-def sweep_states(sweep_dir: str, job_state: JobState | None = None
-                 ) -> tuple[dict, list[PointState]]:
+def sweep_states(
+  sweep_dir: str, job_state: JobState | None = None
+) -> tuple[dict, list[PointState]]:
   """``S/sweep.json`` and the state of each of its points."""
   info = read_json(os.path.join(sweep_dir, SWEEP_FILE))
   if not info:
-    raise SweepError(f"{os.path.join(sweep_dir, SWEEP_FILE)} not found or not "
-                     "readable: is --workdir a sweep directory?")
+    raise SweepError(
+      f"{os.path.join(sweep_dir, SWEEP_FILE)} not found or not "
+      "readable: is --workdir a sweep directory?"
+    )
   now = time.time()
-  states = [point_state(os.path.join(sweep_dir, p["slug"]), p["slug"],
-                        p.get("steps"), job_state, now) for p in info["points"]]
+  states = [
+    point_state(os.path.join(sweep_dir, p["slug"]), p["slug"], p.get("steps"), job_state, now)
+    for p in info["points"]
+  ]
   return info, states
 
 
@@ -164,13 +178,13 @@ def sweep_eta(states: list[PointState], parallel: int) -> float:
   left = []
   for s in states:
     if s.state == "running":
-      done_now = (s.step or 0) - (s.start_step or 0)   # this attempt's steps
+      done_now = (s.step or 0) - (s.start_step or 0)  # this attempt's steps
       if done_now > 0 and s.steps and s.elapsed is not None:
         left.append(max(0.0, s.elapsed * (s.steps - s.step) / done_now))
       elif s.elapsed is not None and not math.isnan(mean):
         left.append(max(0.0, mean - s.elapsed))
       else:
-        left.append(mean)   # unknown (NaN) until a point is done
+        left.append(mean)  # unknown (NaN) until a point is done
   pending = sum(s.state == "pending" for s in states)
   if not left and not pending:
     return 0.0
@@ -185,29 +199,32 @@ def status_lines(sweep_dir: str, job_state: JobState | None = None) -> list[str]
   info, states = sweep_states(sweep_dir, job_state)
   launcher = info.get("launcher") or {}
   name = launcher.get("name", "?")
-  where = f"launcher {name}" + (f", cluster {launcher['cluster']}"
-                                 if launcher.get("cluster") else "")
+  where = f"launcher {name}" + (
+    f", cluster {launcher['cluster']}" if launcher.get("cluster") else ""
+  )
   lines = [f"sweep {info.get('title', '')} in {sweep_dir} ({where})"]
   width = max(len(s.slug) for s in states)
-  lines.append(f"{'point':<{width}}  {'state':<8} {'exit':>4}  {'elapsed':>8}  "
-               f"{'step':>11}  note")
+  lines.append(f"{'point':<{width}}  {'state':<8} {'exit':>4}  {'elapsed':>8}  {'step':>11}  note")
   for s in states:
     rc = "" if s.returncode in (None, 0) else str(s.returncode)
     elapsed = "" if s.elapsed is None else hms(s.elapsed)
     step = "" if s.step is None else f"{s.step}/{s.steps or '?'}"
-    lines.append(f"{s.slug:<{width}}  {s.state:<8} {rc:>4}  {elapsed:>8}  "
-                 f"{step:>11}  {s.note}".rstrip())
-  counts = ", ".join(f"{sum(s.state == k for s in states)} {k}" for k in STATES
-                     if any(s.state == k for s in states))
+    lines.append(
+      f"{s.slug:<{width}}  {s.state:<8} {rc:>4}  {elapsed:>8}  {step:>11}  {s.note}".rstrip()
+    )
+  counts = ", ".join(
+    f"{sum(s.state == k for s in states)} {k}" for k in STATES if any(s.state == k for s in states)
+  )
   started = [s.started for s in states if s.started]
   active = any(s.state in ("running", "pending") for s in states)
   ends = [s.finished for s in states if s.finished]
   end = time.time() if active or not ends else max(ends)
   elapsed = hms(end - min(started)) if started else "0:00:00"
   left = sweep_eta(states, _parallel(launcher, len(states)))
-  lines.append(f"total: {len(states)} points: {counts}; elapsed {elapsed}, "
-               f"ETA {'?' if math.isnan(left) else hms(left)}")
+  lines.append(
+    f"total: {len(states)} points: {counts}; elapsed {elapsed}, "
+    f"ETA {'?' if math.isnan(left) else hms(left)}"
+  )
   if any(s.state == "stopped" for s in states):
-    lines.append("stopped points resume from their checkpoints when the sweep "
-                 "command runs again")
+    lines.append("stopped points resume from their checkpoints when the sweep command runs again")
   return lines

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
@@ -27,6 +28,7 @@ def read_csv(path: str) -> list[dict[str, Any]]:
       except ValueError:
         pass
     return v
+
   with open(path, newline="", encoding="utf-8") as f:
     return [{k: conv(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
@@ -48,13 +50,13 @@ def markdown_table(rows: list[dict], keys: list[str] | None = None) -> str:
 
 
 def label_of(overrides: dict[str, Any], keys: Iterable[str]) -> str:
-  return " ".join(f"{k.rsplit('.', 1)[-1]}={overrides[k]}" for k in keys
-                  if k in overrides)
+  return " ".join(f"{k.rsplit('.', 1)[-1]}={overrides[k]}" for k in keys if k in overrides)
 
 
 def bands(lengths: Sequence[int], n: int = 3) -> list[tuple[int, int]]:
   """Up to ``n`` contiguous bands of ``lengths`` (sorted), as (first, last)."""
   lengths = sorted(lengths)
   k = max(1, -(-len(lengths) // n))
-  return [(chunk[0], chunk[-1]) for chunk in
-          (lengths[i:i + k] for i in range(0, len(lengths), k))]
+  return [
+    (chunk[0], chunk[-1]) for chunk in (lengths[i : i + k] for i in range(0, len(lengths), k))
+  ]

@@ -30,16 +30,24 @@ def get_config(arg=None):
   # output with a single maxout hidden layer of 500 units (A.2.2), alignment
   # model with n' = 1000 hidden units (A.1.2, eq. 6).
   name = "rnnsearch" if variant.startswith("rnnsearch") else "rnn_encdec"
-  c.model.update(name=name, cell="gru", hidden_size=1000, embed_dim=620,
-                 readout="maxout", readout_dim=500)
-  if name == "rnnsearch":   # RNNencdec has no alignment model
+  c.model.update(
+    name=name, cell="gru", hidden_size=1000, embed_dim=620, readout="maxout", readout_dim=500
+  )
+  if name == "rnnsearch":  # RNNencdec has no alignment model
     c.model.attention_dim = 1000
   # Training: Section 4.2 / Appendix B.2 — Adadelta (ρ = 0.95, ε = 1e-6),
   # minibatches of 80 sentences, gradient L2 norm rescaled to at most 1;
   # about 5 days of training. The update count is not given: 370k is our
   # choice.
-  c.train.update(optimizer="adadelta", learning_rate=1.0, schedule="constant",
-                 warmup_steps=0, batch_size=80, grad_clip_norm=1.0, steps=370_000)
+  c.train.update(
+    optimizer="adadelta",
+    learning_rate=1.0,
+    schedule="constant",
+    warmup_steps=0,
+    batch_size=80,
+    grad_clip_norm=1.0,
+    steps=370_000,
+  )
   # Decoding: Section 4.2, beam search; the beam width is not given in the
   # paper (12 here, as Sutskever et al. 2014).
   c.eval.update(batch_size=80, beam_size=12)

@@ -26,14 +26,28 @@ def get_config(arg=None):
   # matmul. Sizes as we read Appendix A.1: 1000 hidden units; rank-100 word
   # embedding matrices; a maxout output layer (eq. 12) of 500 units, each
   # pooling 2.
-  c.model.update(name="rnn_encdec", cell="gru", gru_reset_after=False,
-                 hidden_size=1000, embed_dim=100, readout="maxout", readout_dim=500)
+  c.model.update(
+    name="rnn_encdec",
+    cell="gru",
+    gru_reset_after=False,
+    hidden_size=1000,
+    embed_dim=100,
+    readout="maxout",
+    readout_dim=500,
+  )
   # Training: Appendix A.1, Adadelta (ρ = 0.95, ε = 1e-6), minibatches of 64
   # phrase pairs. The number of updates is not given (about three days of
   # training); 300k is our choice. Clipping is not stated in Cho et al.; 1.0
   # as Bahdanau et al. B.2.
-  c.train.update(optimizer="adadelta", learning_rate=1.0, schedule="constant",
-                 warmup_steps=0, batch_size=64, steps=300_000, grad_clip_norm=1.0)
+  c.train.update(
+    optimizer="adadelta",
+    learning_rate=1.0,
+    schedule="constant",
+    warmup_steps=0,
+    batch_size=64,
+    steps=300_000,
+    grad_clip_norm=1.0,
+  )
   # Decoding: not stated for stand-alone decoding; our choice.
   c.eval.update(batch_size=64, beam_size=10, max_length_a=1.5, max_length_b=10.0)
   return common.paper_tiny(c) if tiny else c

@@ -28,15 +28,29 @@ def get_config(arg=None):
   # cells, and 1000-dimensional embeddings"; global attention (3.1), general
   # score (eq. 8), input feeding (3.3); reversed source (4.1, after
   # Sutskever); dropout 0.2 for the dropout models (4.1).
-  c.model.update(name="luong", num_layers=4, hidden_size=1000, embed_dim=1000,
-                 attention_score="general", input_feeding=True,
-                 reverse_source=True, dropout=0.2)
+  c.model.update(
+    name="luong",
+    num_layers=4,
+    hidden_size=1000,
+    embed_dim=1000,
+    attention_score="general",
+    input_feeding=True,
+    reverse_source=True,
+    dropout=0.2,
+  )
   # Training: Section 4.1 — SGD, minibatch 128, gradient norm rescaled to 5
   # whenever it exceeds 5, 12 epochs for the dropout models (≈ 420k steps of
   # 4.5M pairs at batch 128). Schedule: see the module docstring.
-  c.train.update(optimizer="sgd", learning_rate=0.1, schedule="cosine",
-                 warmup_steps=0, end_lr_fraction=0.0, batch_size=128,
-                 grad_clip_norm=5.0, steps=420_000)
+  c.train.update(
+    optimizer="sgd",
+    learning_rate=0.1,
+    schedule="cosine",
+    warmup_steps=0,
+    end_lr_fraction=0.0,
+    batch_size=128,
+    grad_clip_norm=5.0,
+    steps=420_000,
+  )
   # Decoding: the beam is not stated in Section 4; 10 is a choice.
   c.eval.update(batch_size=128, beam_size=10)
   return common.paper_tiny(c) if tiny else c

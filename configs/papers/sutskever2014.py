@@ -28,13 +28,21 @@ def get_config(arg=None):
   # Model: Section 3.4, "deep LSTMs with 4 layers, with 1000 cells at each
   # layer and 1000 dimensional word embeddings"; Section 3.3: reversing the
   # source sentences.
-  c.model.update(name="seq2seq_lstm", num_layers=4, hidden_size=1000,
-                 embed_dim=1000, reverse_source=True)
+  c.model.update(
+    name="seq2seq_lstm", num_layers=4, hidden_size=1000, embed_dim=1000, reverse_source=True
+  )
   # Training: Section 3.4 — batch 128; gradient norm clipped at 5 ("if s > 5,
   # g = 5g/s"); 7.5 epochs ≈ 700k steps of 12M pairs at batch 128. Learning
   # rate: see the module docstring.
-  c.train.update(optimizer="sgd", learning_rate=0.07, schedule="constant",
-                 warmup_steps=0, batch_size=128, grad_clip_norm=5.0, steps=700_000)
+  c.train.update(
+    optimizer="sgd",
+    learning_rate=0.07,
+    schedule="constant",
+    warmup_steps=0,
+    batch_size=128,
+    grad_clip_norm=5.0,
+    steps=700_000,
+  )
   # Decoding: Section 3.6 / Table 1, beam size 12 without a length penalty.
   c.eval.update(batch_size=128, beam_size=12, length_penalty=0.0)
   return common.paper_tiny(c) if tiny else c

@@ -27,19 +27,35 @@ def get_config(arg=None):
   # Sublayer(x))); shared embeddings and pre-softmax weights (3.4);
   # P_drop = 0.1 (5.4). No dropout on the attention weights: not in the
   # paper (tensor2tensor adds it).
-  c.model.update(name="transformer", num_layers=6, hidden_size=512, mlp_dim=2048,
-                 num_heads=8, pre_ln=False, tie_embeddings=True, dropout=0.1,
-                 attention_dropout=0.0, max_positions=256)
+  c.model.update(
+    name="transformer",
+    num_layers=6,
+    hidden_size=512,
+    mlp_dim=2048,
+    num_heads=8,
+    pre_ln=False,
+    tie_embeddings=True,
+    dropout=0.1,
+    attention_dropout=0.0,
+    max_positions=256,
+  )
   # Training: Section 5.3, eq. 3 — lrate = d_model^-0.5 · min(step^-0.5,
   # step · warmup^-1.5), warmup 4000: the rsqrt schedule peaks at
   # 512^-0.5 · 4000^-0.5 ≈ 6.99e-4. Section 5.2: base models 100,000 steps.
   # Section 5.4: label smoothing 0.1. No gradient clipping is mentioned.
-  c.train.update(optimizer="adam", schedule="rsqrt",
-                 learning_rate=512 ** -0.5 * 4000 ** -0.5, warmup_steps=4000,
-                 steps=100_000, batch_size=768, label_smoothing=0.1,
-                 grad_clip_norm=0.0)
+  c.train.update(
+    optimizer="adam",
+    schedule="rsqrt",
+    learning_rate=512**-0.5 * 4000**-0.5,
+    warmup_steps=4000,
+    steps=100_000,
+    batch_size=768,
+    label_smoothing=0.1,
+    grad_clip_norm=0.0,
+  )
   # Decoding: Section 6.1 — beam size 4, length penalty α = 0.6, maximum output
   # length input length + 50.
-  c.eval.update(batch_size=128, beam_size=4, length_penalty=0.6,
-                max_length_a=1.0, max_length_b=50.0)
+  c.eval.update(
+    batch_size=128, beam_size=4, length_penalty=0.6, max_length_a=1.0, max_length_b=50.0
+  )
   return common.paper_tiny(c) if tiny else c
