@@ -128,7 +128,7 @@ def _length_axis(ax, x, rows, unit: str, title: str | None, legend: str) -> None
   ax.set_xlabel(f"source length ({unit})")
   ax.set_ylim(-2, 102)
   ax.grid(alpha=0.3)
-  for xi, r in zip(x, rows):
+  for xi, r in zip(x, rows, strict=True):
     ax.annotate(
       f"n={r['count']}",
       (xi, 0),

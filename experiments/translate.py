@@ -85,7 +85,7 @@ def main(argv):
     print(r["text"])
   report_inputs(results, hasattr(run.task, "unknown"))
   if _PLOT.value:
-    for r, path in zip(results, plot_paths(_PLOT.value, len(results))):
+    for r, path in zip(results, plot_paths(_PLOT.value, len(results)), strict=True):
       plots.save_attention_heatmap(
         path,
         r["attention"],

@@ -52,7 +52,7 @@ def data_parallel(out_dir: str) -> None:
     assert devs == {n}, (n, devs)
     if saved is None:
       saved = leaves
-    for a, b in zip(saved, leaves):
+    for a, b in zip(saved, leaves, strict=True):
       np.testing.assert_array_equal(a, b)
     result[f"restored_on_{n}"] = True
   json.dump(result, open(os.path.join(out_dir, "dp.json"), "w"))

@@ -123,7 +123,7 @@ def test_length_stats_statement():
 
   rows = [
     {"length": L, "acc": a}
-    for L, a in zip(range(1, 11), [1, 1, 0.9, 0.8, 0.6, 0.45, 0.3, 0.2, 0, 0])
+    for L, a in zip(range(1, 11), [1, 1, 0.9, 0.8, 0.6, 0.45, 0.3, 0.2, 0, 0], strict=True)
   ]
   st = sweep_plots.length_stats(rows, "acc", 1, 8)
   assert st["short"] == pytest.approx(1.0)  # lengths 1-2 (20% of 8, rounded)

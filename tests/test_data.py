@@ -64,7 +64,7 @@ def test_synthetic_deterministic_and_lengths(name):
 def test_reverse_copy_sort_properties():
   for name, fn in (("reverse", lambda s: s[::-1]), ("copy", lambda s: s), ("sort", sorted)):
     batch = _task(name).train_batch(0)
-    for s, t in zip(batch["src"], batch["tgt_out"]):
+    for s, t in zip(batch["src"], batch["tgt_out"], strict=True):
       assert _content(t) == list(fn(_content(s)))
   sorted_ = _task("sort").eval_set()
   assert any(_content(s) != sorted(_content(s)) for s in sorted_["src"])
@@ -73,7 +73,7 @@ def test_reverse_copy_sort_properties():
 def test_addition_is_correct():
   task = _task("addition", **{"data.train_min_length": 1, "data.train_max_length": 4})
   batch = task.train_batch(0)
-  for s, t in zip(batch["src"], batch["tgt_out"]):
+  for s, t in zip(batch["src"], batch["tgt_out"], strict=True):
     a, b = task.detokenize(s, "src").split("+")
     assert int(task.detokenize(t)) == int(a) + int(b)
     assert a == str(int(a)) and b == str(int(b))  # no leading zeros
@@ -238,7 +238,7 @@ def test_files_task_batches_and_references(tmp_path):
     assert b["src"].shape[0] == 4
     widths.add(b["src"].shape[1])
     assert b["tgt_in"].shape[1] == b["src"].shape[1] + 1
-    for s, t in zip(b["src"], b["tgt_out"]):
+    for s, t in zip(b["src"], b["tgt_out"], strict=True):
       pair = (task.detokenize(s, "src"), task.detokenize(t))
       assert pair in PAIRS
   assert widths == {2, 8}

@@ -57,7 +57,7 @@ def test_auto_attention_is_cudnn_in_bf16_and_matches_xla():
       argnums=(0, 1, 2),
     )
   )
-  for a, b in zip(loss("auto")(q, k, v), loss("xla")(q, k, v)):
+  for a, b in zip(loss("auto")(q, k, v), loss("xla")(q, k, v), strict=True):
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     assert np.abs(a - b).max() <= 3e-2 * np.abs(b).max()
 
@@ -118,7 +118,7 @@ def test_rnn_fused_backward_equals_autodiff_on_gpu(kind):
 
   ref = grads("autodiff", False, 1)
   for options in (("fused", True, 8), ("fused", False, 1), ("autodiff", True, 8)):
-    for a, b in zip(jax.tree.leaves(grads(*options)), jax.tree.leaves(ref)):
+    for a, b in zip(jax.tree.leaves(grads(*options)), jax.tree.leaves(ref), strict=True):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=2e-5)
 
 

@@ -203,7 +203,7 @@ def test_rnn_execution_keys_reach_the_scans(name):
     results[backward] = jax.jit(jax.value_and_grad(loss))(params)
   (l_f, g_f), (l_a, g_a) = results["fused"], results["autodiff"]
   np.testing.assert_allclose(l_f, l_a, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_a)):
+  for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_a), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -256,5 +256,5 @@ def test_attention_decoders_take_the_rnn_execution_keys(case, feature_widths):
     results[hoist] = jax.jit(jax.value_and_grad(loss))(params)
   (l_h, g_h), (l_p, g_p) = results["true"], results["false"]
   np.testing.assert_allclose(l_h, l_p, rtol=1e-6)
-  for a, b in zip(jax.tree.leaves(g_h), jax.tree.leaves(g_p)):
+  for a, b in zip(jax.tree.leaves(g_h), jax.tree.leaves(g_p), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -48,7 +48,7 @@ def _cell(kind, options, seed=0, in_features=I):
 def _random_carry(cell, seed=1):
   c = cell.initialize_carry((B,))
   keys = jax.random.split(jax.random.key(seed), len(jax.tree.leaves(c)))
-  leaves = [jax.random.normal(k, l.shape) for k, l in zip(keys, jax.tree.leaves(c))]
+  leaves = [jax.random.normal(k, l.shape) for k, l in zip(keys, jax.tree.leaves(c), strict=True)]
   return jax.tree.unflatten(jax.tree.structure(c), leaves)
 
 
@@ -69,7 +69,7 @@ def _compare_with_flax(ours, theirs, carry):
   c1, y1 = _run_cell(ours, carry, xs)
   c2, y2 = _run_cell(theirs, carry, xs)
   np.testing.assert_allclose(y1, y2, atol=1e-5, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(c2)):
+  for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(c2), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -194,7 +194,7 @@ def test_scan_equals_python_loop(kind, options, opts):
   want_c, want_y = _run_cell(cell, carry0, xs)
   got_c, got_y = rnn.scan(cell, xs, carry0, **scan_opts)
   np.testing.assert_allclose(got_y, want_y, atol=1e-5, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(got_c), jax.tree.leaves(want_c)):
+  for a, b in zip(jax.tree.leaves(got_c), jax.tree.leaves(want_c), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
   # reverse: the loop over the time-reversed input, outputs back in order
   want_c, want_y = _run_cell(cell, carry0, xs[:, ::-1])
@@ -263,7 +263,7 @@ def test_stack_scan_is_layer_by_layer_with_dropout_between_only():
   c1, y1 = rnn.scan(cells[0], xs, None, mask)
   c2, y2 = rnn.scan(cells[1], y1, None, mask)
   np.testing.assert_allclose(ys, y2, atol=1e-6)
-  for got, want in zip(jax.tree.leaves(finals), jax.tree.leaves([c1, c2])):
+  for got, want in zip(jax.tree.leaves(finals), jax.tree.leaves([c1, c2]), strict=True):
     np.testing.assert_allclose(got, want, atol=1e-6)
   _, dropped = seq2seq.stack_scan(cells, xs, mask, dropout_rate=0.5, rng=jax.random.key(0))
   assert not np.allclose(dropped, ys)
@@ -330,7 +330,7 @@ def test_fused_backward_equals_autodiff(kind, options):
     flat_a = jax.tree.leaves(grads["autodiff"])
     flat_f = jax.tree.leaves(grads["fused"])
     assert len(flat_a) == len(flat_f) >= 5
-    for a, f in zip(flat_a, flat_f):
+    for a, f in zip(flat_a, flat_f, strict=True):
       assert np.abs(a).max() > 0
       np.testing.assert_allclose(f, a, atol=1e-5, rtol=1e-5)
 
@@ -350,14 +350,16 @@ def test_fused_backward_matches_finite_differences_float64(kind, options):
     leaves, treedef = jax.tree.flatten(args)
     keys = jax.random.split(jax.random.key(7), len(leaves))
     direction = jax.tree.unflatten(
-      treedef, [jax.random.normal(k, l.shape, jnp.float64) for k, l in zip(keys, leaves)]
+      treedef,
+      [jax.random.normal(k, l.shape, jnp.float64) for k, l in zip(keys, leaves, strict=True)],
     )
     eps = 1e-6
     plus = jax.tree.map(lambda a, d: a + eps * d, args, direction)
     minus = jax.tree.map(lambda a, d: a - eps * d, args, direction)
     numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
     analytic = sum(
-      jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction))
+      jnp.vdot(g, d)
+      for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
     )
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
     assert abs(float(numeric)) > 1e-3

@@ -184,7 +184,7 @@ def test_killed_point_is_resubmitted_and_finishes_equal(preempted, local_sweep):
   assert _log(b).count("$ ") == 2
   ours, theirs = _metrics(b), _metrics(os.path.join(local_sweep[1], "hidden_size=12"))
   assert [m["step"] for m in ours] == [m["step"] for m in theirs]
-  for m, n in zip(ours, theirs):
+  for m, n in zip(ours, theirs, strict=True):
     _assert_close(m, n)
 
 

@@ -55,7 +55,7 @@ def bench(
   ref = times[reference]
   out = {}
   for n in names:
-    ratios = sorted(t / b for t, b in zip(times[n], ref))
+    ratios = sorted(t / b for t, b in zip(times[n], ref, strict=True))
     out[n] = {
       "median_ms": statistics.median(times[n]),
       "min_ms": min(times[n]),

@@ -155,7 +155,7 @@ def stack_step(cells, carries, x, first_projection=None):
   ``first_projection``: the first layer's projected input, when the caller
   computed it (then ``x`` is not read)."""
   new = []
-  for l, (cell, carry) in enumerate(zip(cells, carries)):
+  for l, (cell, carry) in enumerate(zip(cells, carries, strict=True)):
     xp = first_projection if l == 0 and first_projection is not None else cell.input_projection(x)
     carry = cell.step(carry, xp)
     new.append(carry)

@@ -316,7 +316,7 @@ class Transformer(nnx.Module):
     )  # (B, 1, D)
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     caches, weights = [], None
-    for layer, cache, kv in zip(self.decoder, state["caches"], memory["cross_kv"]):
+    for layer, cache, kv in zip(self.decoder, state["caches"], memory["cross_kv"], strict=True):
       y, cache, weights = layer.decode(y, cache, cross_kv=kv, cross_mask=cross_mask)
       caches.append(cache)
     logits = self._logits(y)[:, 0]
@@ -334,7 +334,7 @@ class Transformer(nnx.Module):
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     n = len(self.decoder)
     weights = []
-    for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"])):
+    for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"], strict=True)):
       y, w = layer(
         y,
         cross_kv=kv,

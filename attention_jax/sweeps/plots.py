@@ -135,7 +135,7 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
   panel_values = list(dict.fromkeys(p.overrides.get(panel_key) for p in points))
   fig, axes = _grid(len(panel_values))
   table, statements = [], []
-  for ax, pv in zip(axes, panel_values):
+  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
     for p in points:
       if p.overrides.get(panel_key) != pv:
         continue
@@ -213,7 +213,7 @@ def _by_length_plot_only(
   if not have:
     return []
   fig, axes = _grid(len(panel_values))
-  for ax, pv in zip(axes, panel_values):
+  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
     for p in have:
       if p.overrides.get(panel_key) != pv:
         continue
@@ -291,7 +291,7 @@ def heatmap_section(sweep, rows, by_length, plots_dir) -> list[str]:
     return []
   panel_values = list(dict.fromkeys(p.overrides.get(panel_key) for p in points))
   fig, axes = _grid(len(panel_values))
-  for ax, pv in zip(axes, panel_values):
+  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
     ps = sorted(
       (p for p in points if p.overrides.get(panel_key) == pv),
       key=lambda p: p.overrides.get(row_key),
@@ -353,7 +353,7 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
       lines.setdefault(_label(r, series), []).append((r[x_key], r[metric]))
     for label, xy in lines.items():
       xy.sort()
-      ax.plot(*zip(*xy), marker="o", label=label)
+      ax.plot(*zip(*xy, strict=True), marker="o", label=label)
     ax.set_xlabel(x_key.rsplit(".", 1)[-1])
     ax.set_ylabel(metric.replace("_", " "))
     if spec.get("logx"):
@@ -523,7 +523,7 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
         f"{first:.2f}, the last {last:.2f}."
       )
   for ax, ylabel in zip(
-    axes, ("mean probe accuracy (dotted: at init)", "selectivity (trained - at init)")
+    axes, ("mean probe accuracy (dotted: at init)", "selectivity (trained - at init)"), strict=True
   ):
     ax.set_xlabel("source length")
     ax.set_ylabel(ylabel)

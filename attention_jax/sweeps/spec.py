@@ -75,7 +75,7 @@ def _short_keys(keys: Iterable[str]) -> dict[str, str]:
   """Last component of each dotted key, unless two keys share it."""
   keys = list(keys)
   leaves = [k.rsplit(".", 1)[-1] for k in keys]
-  return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves)}
+  return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves, strict=True)}
 
 
 def slug(overrides: dict[str, Any], short: dict[str, str] | None = None) -> str:
