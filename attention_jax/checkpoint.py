@@ -105,8 +105,10 @@ def compare_shapes(recorded: dict[str, list], target: Any) -> list[str]:
   """
   now = tree_manifest(target)
   diffs = []
-  # Parameters first: optimizer state mirrors them.
-  order = lambda n: (not n.startswith("params/"), n)
+
+  def order(n):  # parameters first: optimizer state mirrors them
+    return (not n.startswith("params/"), n)
+
   for name in sorted(set(recorded) | set(now), key=order):
     if name not in now:
       diffs.append(f"{name} {tuple(recorded[name][0])} in checkpoint, absent now")

@@ -455,7 +455,10 @@ def _row(phase, name, L, i, j, acc, chance, group) -> dict[str, Any]:
 
 def _with_selectivity(rows: list[dict]) -> list[dict]:
   """One row per probe: trained accuracy, control accuracy, selectivity."""
-  key = lambda r: (r["state"], r["length"], r.get("step"), r["position"])
+
+  def key(r):
+    return (r["state"], r["length"], r.get("step"), r["position"])
+
   control = {key(r): r["accuracy"] for r in rows if r["phase"] == "control"}
   out = []
   for r in rows:
@@ -515,7 +518,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     for band in bands([r["length"] for r in by_len]):
       rs = [r for r in by_len if band[0] <= r["length"] <= band[1]]
-      mean = lambda k: float(np.mean([r[k] for r in rs]))
+
+      def mean(k):
+        return float(np.mean([r[k] for r in rs]))
+
       lines.append(
         f"    lengths {band[0]:>2}-{band[1]:<2}: {mean('accuracy'):.3f} / "
         f"{mean('control_accuracy'):.3f} / {mean('chance'):.3f}   "

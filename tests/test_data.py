@@ -511,9 +511,10 @@ def test_buckets_cover_every_example_each_epoch():
 
 def test_resume_mid_epoch_equals_uninterrupted():
   src, tgt = _lengths_data()
-  make = lambda: batching.IndexedIterator(
-    batching.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch
-  )
+
+  def make():
+    return batching.IndexedIterator(batching.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch)
+
   full = make()
   want = [next(full) for _ in range(20)]  # several epochs (7 batches each)
   first = make()

@@ -119,7 +119,10 @@ def test_evaluation_padding_rows_count_nothing():
   data = task.eval_set("eval")
   data = {k: v[:50] for k, v in data.items()}  # 50 = 32 + 18 (padded)
   objective = objectives.get("regression")
-  predict_one = lambda inputs: jnp.ones(inputs.shape[0])
+
+  def predict_one(inputs):
+    return jnp.ones(inputs.shape[0])
+
   step = jax.jit(lambda params, batch: objective.eval_batch(predict_one, batch))
   m = step_lib.evaluate(step, objective, None, data, 32)
   expected = float(np.mean((data["target"].astype(np.float64) - 1.0) ** 2))

@@ -168,7 +168,10 @@ def test_auto_attention_picks_cudnn_for_a_bf16_model_on_a_gpu(monkeypatch, text_
   graphdef, params = nnx.split(models.build_model(config, 9, 9))
   src = jnp.array([[4, 5, 6, 0]])
   tgt = jnp.array([[1, 6, 5, 4]])
-  forward = lambda p, c: step_lib.merge_for_compute(graphdef, p, c)(src, tgt)
+
+  def forward(p, c):
+    return step_lib.merge_for_compute(graphdef, p, c)(src, tgt)
+
   jax.eval_shape(lambda p: forward(p, config), params)
   # encoder self, decoder self; cross-attention returns weights -> einsum
   assert calls and all(c == ("cudnn", jnp.bfloat16, jnp.bfloat16) for c in calls), calls

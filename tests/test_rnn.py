@@ -147,7 +147,10 @@ def test_gru_cho_form_matches_numpy_equations():
   W_r, W_z, W = Wi[:, :H], Wi[:, H : 2 * H], Wi[:, 2 * H :]
   b_r, b_z, b = bi[:H], bi[H : 2 * H], bi[2 * H :]
   U_r, U_z, U_n = U[:, :H], U[:, H : 2 * H], U[:, 2 * H :]
-  sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
+
+  def sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
   xs = np.asarray(_inputs(3), np.float64)
   h = np.asarray(_random_carry(ours), np.float64)
   carry = jnp.asarray(h, jnp.float32)
@@ -342,7 +345,10 @@ def test_fused_backward_matches_finite_differences_float64(kind, options):
   with jax.enable_x64(True):
     cell = _cell(kind, options)
     loss, params = _loss_fn(cell, reverse=False, masked=True, backward="fused")
-    to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
+
+    def to64(t):
+      return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
+
     params, xs = to64(params), to64(_inputs())
     carry0 = to64(_random_carry(cell))
     args = (params, xs, carry0)

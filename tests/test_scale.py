@@ -193,9 +193,14 @@ def test_two_processes_run_evaluate_checkpoint_and_resume_like_one(launch, tmp_p
 
 
 def test_num_devices_takes_the_same_number_from_every_process():
-  dev = lambda p, i: SimpleNamespace(process_index=p, id=10 * p + i)
+  def dev(p, i):
+    return SimpleNamespace(process_index=p, id=10 * p + i)
+
   devices = [dev(p, i) for p in range(2) for i in range(4)]
-  ids = lambda ds: [d.id for d in ds]
+
+  def ids(ds):
+    return [d.id for d in ds]
+
   assert ids(sharding.pick_devices(devices)) == [0, 1, 2, 3, 10, 11, 12, 13]
   assert ids(sharding.pick_devices(devices, 4)) == [0, 1, 10, 11]
   assert ids(sharding.pick_devices(devices, 2)) == [0, 10]

@@ -145,12 +145,17 @@ def test_hand_written_backward_matches_autodiff():
     attention.causal_mask(6, 6), attention.padding_mask(None, _key_padding([6, 4], 6))
   )
   cot = jax.random.normal(jax.random.PRNGKey(9), q.shape)
-  fast = lambda q, k, v: (
-    attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=False)[0] * cot
-  ).sum()
-  ref = lambda q, k, v: (
-    attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=True)[0] * cot
-  ).sum()
+
+  def fast(q, k, v):
+    return (
+      attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=False)[0] * cot
+    ).sum()
+
+  def ref(q, k, v):
+    return (
+      attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=True)[0] * cot
+    ).sum()
+
   np.testing.assert_allclose(fast(q, k, v), ref(q, k, v), rtol=1e-6)
   for a, b in zip(
     jax.grad(fast, (0, 1, 2))(q, k, v), jax.grad(ref, (0, 1, 2))(q, k, v), strict=True

@@ -100,7 +100,10 @@ def test_resume_after_kill_is_bit_exact(full_run, tmp_path):
   _leaves_equal(a.state.params, b.state.params)
   _leaves_equal(a.state.opt_state, b.state.opt_state)
   _leaves_equal(a.state.rng, b.state.rng)
-  strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("per_sec")} for r in rows]
+
+  def strip(rows):
+    return [{k: v for k, v in r.items() if not k.endswith("per_sec")} for r in rows]
+
   assert strip(writers.read_metrics(workdir)) == strip(writers.read_metrics(full_dir))
 
 

@@ -144,7 +144,9 @@ def run(quick: bool = False) -> list[dict]:
     for causal in causals:
       flops_core = 3.5 * 4.0 * B * T * T * D * (0.5 if causal else 1.0)
       flops_layer = flops_core + 3.0 * 8.0 * B * T * D * D
-      loss = lambda o: jnp.mean(o.astype(jnp.float32) ** 2)
+
+      def loss(o):
+        return jnp.mean(o.astype(jnp.float32) ** 2)
 
       def grad_fn(f, argnums):
         return jax.jit(jax.grad(lambda *a: loss(f(*a)), argnums=argnums))
@@ -242,9 +244,9 @@ def run(quick: bool = False) -> list[dict]:
           if causal
           else None
         )
-        torch_mha = lambda: mha(tx, tx, tx, need_weights=False, attn_mask=cmask, is_causal=causal)[
-          0
-        ]
+
+        def torch_mha():
+          return mha(tx, tx, tx, need_weights=False, attn_mask=cmask, is_causal=causal)[0]
 
         def t_mha():
           torch.autograd.grad(torch_mha().float().pow(2).mean(), [tx] + list(mha.parameters()))

@@ -101,14 +101,17 @@ class Block(nnx.Module):
   ):
     """``position``: the self-attention's position term (``rope``,
     ``alibi`` or None); the cross-attention never has one."""
-    mha = lambda term: attention.MultiHeadAttention(
-      dim,
-      num_heads,
-      dropout_rate=attention_dropout,
-      implementation=implementation,
-      position=term,
-      rngs=rngs,
-    )
+
+    def mha(term):
+      return attention.MultiHeadAttention(
+        dim,
+        num_heads,
+        dropout_rate=attention_dropout,
+        implementation=implementation,
+        position=term,
+        rngs=rngs,
+      )
+
     self.self_attn = mha(position)
     self.ln_self = nnx.LayerNorm(dim, rngs=rngs)
     self.cross_attn = mha(None) if cross else None
@@ -234,19 +237,22 @@ class Transformer(nnx.Module):
     learned = self.position == "learned"  # fairseq's: N(0, 1/d), added to √d·E
     self.src_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
     self.tgt_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
-    block = lambda cross: Block(
-      D,
-      m.num_heads,
-      m.mlp_dim or 4 * D,
-      cross=cross,
-      causal=cross,
-      pre_ln=m.pre_ln,
-      dropout_rate=m.dropout,
-      attention_dropout=m.attention_dropout,
-      implementation=m.attention_impl,
-      position=attention_term(self.position),
-      rngs=rngs,
-    )
+
+    def block(cross):
+      return Block(
+        D,
+        m.num_heads,
+        m.mlp_dim or 4 * D,
+        cross=cross,
+        causal=cross,
+        pre_ln=m.pre_ln,
+        dropout_rate=m.dropout,
+        attention_dropout=m.attention_dropout,
+        implementation=m.attention_impl,
+        position=attention_term(self.position),
+        rngs=rngs,
+      )
+
     self.encoder = nnx.List([block(False) for _ in range(m.num_layers)])
     self.decoder = nnx.List([block(True) for _ in range(m.num_layers)])
     self.enc_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None

@@ -475,7 +475,10 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
     for name in sorted({r["state"] for r in rs}):
       mine = [r for r in rs if r["state"] == name]
       lengths = sorted({int(r["length"]) for r in mine})
-      mean = lambda key, L: float(np.mean([float(r[key]) for r in mine if int(r["length"]) == L]))
+
+      def mean(key, L):
+        return float(np.mean([float(r[key]) for r in mine if int(r["length"]) == L]))
+
       label = _label(p.overrides, series) + ("" if name == "s" else f" {name}")
       (line,) = axes[0].plot(
         lengths, [mean("accuracy", L) for L in lengths], marker=".", markersize=3, label=label
