@@ -388,7 +388,7 @@ def format_report(rep: dict[str, Any]) -> str:
       "  alignment_accuracy by decoder layer (head mean; heads): "
       + "; ".join(
         f"layer {l + 1} {m:.3f} ({', '.join(f'{a:.2f}' for a in accs)})"
-        for l, (m, accs) in enumerate(
+        for layer, (m, accs) in enumerate(
           zip(heads["head_mean_alignment_accuracy"], heads["alignment_accuracy"], strict=True)
         )
       )

@@ -35,7 +35,7 @@ def data_parallel(out_dir: str) -> None:
     )
     workdir = os.path.join(out_dir, f"dev{n}")
     train.train_and_evaluate(config, workdir)
-    rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     result[n] = {"losses": [r["loss"] for r in rows if r["split"] == "train"]}
   # Restore the 8-device checkpoint onto meshes of 1 and 2 devices.
   config = tiny_config(**{"train.steps": 6})

@@ -70,7 +70,9 @@ def test_tiny_point_report(tiny_point):
     if name == "positions":  # gpt, decoder-only, on reverse: where it falls
       assert "## sequence accuracy by length: where each falls below half" in report
       table = report.split("where each falls below half")[1]
-      row = next(l for l in table.splitlines() if l.startswith("| name=gpt position=alibi |"))
+      row = next(
+        line for line in table.splitlines() if line.startswith("| name=gpt position=alibi |")
+      )
       cells = [c.strip() for c in row.strip("|").split("|")]
       assert len(cells) == 1 + 8 + 1  # point, 8 lengths, where
       assert cells[-1] == "never (≤ 8)" or 2 <= int(cells[-1]) <= 8

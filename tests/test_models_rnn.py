@@ -49,8 +49,8 @@ def _both_paths(model, src, tgt_in):
   state = model.init_decode_state(memory)
   step_logits, step_att = [], []
   for t in range(tgt_in.shape[1]):
-    l, state, a = model.decode_step(memory, state, tgt_in[:, t])
-    step_logits.append(l)
+    step_logit, state, a = model.decode_step(memory, state, tgt_in[:, t])
+    step_logits.append(step_logit)
     step_att.append(a)
   step_att = None if step_att[0] is None else jnp.stack(step_att, 1)
   return logits, aux.get("attention"), jnp.stack(step_logits, 1), step_att

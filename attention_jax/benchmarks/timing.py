@@ -74,7 +74,7 @@ def machine() -> str:
   if dev.platform == "cpu":
     try:
       with open("/proc/cpuinfo") as f:
-        kind = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+        kind = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
       kind = platform.processor() or "cpu"
   return (

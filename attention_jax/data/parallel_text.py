@@ -83,7 +83,7 @@ def split_lines(data: bytes, path: str) -> list[str]:
   lines = text.split("\n")
   if lines[-1] == "":
     lines.pop()
-  return [l[:-1] if l.endswith("\r") else l for l in lines]
+  return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _read_bytes(path: str, key: str) -> bytes:
