@@ -387,7 +387,7 @@ def format_report(rep: dict[str, Any]) -> str:
     lines.append(
       "  alignment_accuracy by decoder layer (head mean; heads): "
       + "; ".join(
-        f"layer {l + 1} {m:.3f} ({', '.join(f'{a:.2f}' for a in accs)})"
+        f"layer {layer + 1} {m:.3f} ({', '.join(f'{a:.2f}' for a in accs)})"
         for layer, (m, accs) in enumerate(
           zip(heads["head_mean_alignment_accuracy"], heads["alignment_accuracy"], strict=True)
         )
