@@ -508,8 +508,8 @@ def format_summary(summary: dict[str, Any]) -> str:
   ]
   if summary["skipped_lengths"]:
     lines.append(
-      "  skipped (fewer than %d distinct sources): %s"
-      % (MIN_SOURCES, ", ".join(f"length {L} ({n})" for L, n in summary["skipped_lengths"].items()))
+      f"  skipped (fewer than {MIN_SOURCES} distinct sources): "
+      + ", ".join(f"length {L} ({n})" for L, n in summary["skipped_lengths"].items())
     )
   for name, by_len in summary["initial_state"].items():
     lines.append(

@@ -84,7 +84,7 @@ def test_addition_is_correct():
 def test_reorder_alignment_is_a_permutation_of_content_words():
   lex = reorder.Lexicon.build(12)
   rng = np.random.default_rng(0)
-  en_forms, de_forms = {}, {}
+  en_forms = {}
   moved = 0
   for _ in range(200):
     p = reorder.generate(rng, lex, depth=2, clauses=2, min_length=6, max_length=40)
@@ -575,7 +575,7 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
   shutil.rmtree(data_dir)
   run = workdir_lib.load(workdir)
 
-  model, _ = run.model, run.config
+  assert run.model is not None  # rebuilt without the data directory
   assert len(run.task.src_vocab) == len(Vocabulary.load(os.path.join(workdir, "vocab_src.txt")))
   ids = run.task.encode("the dog saw the cat .")
   assert run.task.detokenize(ids, "src") == "the dog saw the cat ."

@@ -68,7 +68,8 @@ def test_workdir_layout_and_rebuild(full_run):
     assert json.load(f) == config.to_dict()
   run = workdir_lib.load(workdir)
 
-  model, loaded_config = run.model, run.config
+  assert isinstance(run.model, nnx.Module)  # rebuilt from the workdir alone
+  loaded_config = run.config
   assert loaded_config.to_dict() == config.to_dict()
   assert int(run.state.step) == config.train.steps
   # The rebuilt model decodes like the trained one reports.

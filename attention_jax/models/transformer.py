@@ -15,9 +15,10 @@ sinusoids (Section 3.5; ``model.position = "auto"`` or ``"sinusoidal"``):
 or as a learned table per side (``"learned"``), or inside self-attention as
 rotary embeddings (``"rope"``) or linear biases (``"alibi"``; bidirectional
 in the encoder): :mod:`attention_jax.positions`. Cross-attention carries no
-position term in any scheme. Embeddings are scaled by √d (Section 3.4). FFN(x) = max(0, x W₁ + b₁) W₂ + b₂
-(eq. 2). Label smoothing (ε_ls = 0.1 in the paper) is ``train.label_smoothing``;
-the inverse-square-root warm-up schedule (eq. 3) is ``train.schedule = "rsqrt"``.
+position term in any scheme. Embeddings are scaled by √d (Section 3.4).
+FFN(x) = max(0, x W₁ + b₁) W₂ + b₂ (eq. 2). Label smoothing (ε_ls = 0.1 in the
+paper) is ``train.label_smoothing``; the inverse-square-root warm-up schedule
+(eq. 3) is ``train.schedule = "rsqrt"``.
 
 Implements the sequence-to-sequence protocol of ``models/seq2seq.py``;
 ``decode_step`` runs one position through per-layer KV caches, and the

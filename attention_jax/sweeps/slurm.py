@@ -511,7 +511,7 @@ def _wait(
         ):
           resubmits[slug] += 1
           print_fn(
-            f"{slug}: stopped ({ps.note or 'exit %s' % ps.returncode}); "
+            f"{slug}: stopped ({ps.note or f'exit {ps.returncode}'}); "
             f"resubmitting ({resubmits[slug]} of {MAX_RESUBMITS})"
           )
           queue.append(p)
