@@ -337,7 +337,7 @@ def probe_workdir(
   initial_rows, decoder_rows = [], []
   for phase in PHASES:
     fit = functools.partial(fit_probes, num_classes=classes, steps=steps)
-    feats = _batched(lambda s: initial_fn(params[phase], s), [batch["src"]], batch_size)
+    feats = _batched(functools.partial(initial_fn, params[phase]), [batch["src"]], batch_size)
     for name, z in feats.items():
       groups = []
       for g, L in enumerate(probed):
@@ -356,7 +356,7 @@ def probe_workdir(
       g = probed.index(L)
       rows = np.arange(row_of[g], row_of[g + 1])
       feats = _batched(
-        lambda s, t: decoder_fn(params[phase], s, t),
+        functools.partial(decoder_fn, params[phase]),
         [batch["src"][rows], batch["tgt_in"][rows, : L + 1]],
         batch_size,
       )
@@ -519,7 +519,7 @@ def format_summary(summary: dict[str, Any]) -> str:
     for band in bands([r["length"] for r in by_len]):
       rs = [r for r in by_len if band[0] <= r["length"] <= band[1]]
 
-      def mean(k):
+      def mean(k, rs=rs):
         return float(np.mean([r[k] for r in rs]))
 
       lines.append(

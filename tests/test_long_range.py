@@ -243,7 +243,7 @@ def test_jacobian_sigma_equals_unrolled_jacobian():
       for s in range(t + 1):
         carry = cell.step(carry, cell.input_projection(x[b : b + 1, s]))
 
-      def h_final(h_t):
+      def h_final(h_t, carry=carry, t=t, b=b):
         c = (carry[0], h_t)
         for s in range(t + 1, 8):
           c = cell.step(c, cell.input_projection(x[b : b + 1, s]))

@@ -193,7 +193,7 @@ def test_rnn_execution_keys_reach_the_scans(name):
     )
     graphdef, params = nnx.split(model)
 
-    def loss(p):
+    def loss(p, graphdef=graphdef):
       logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
       return jnp.mean(logits**2)
 
@@ -244,7 +244,7 @@ def test_attention_decoders_take_the_rnn_execution_keys(case, feature_widths):
     )
     graphdef, params = nnx.split(model)
 
-    def loss(p):
+    def loss(p, graphdef=graphdef):
       logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
       return jnp.mean(logits**2)
 

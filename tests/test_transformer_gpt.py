@@ -250,7 +250,7 @@ def test_gpt_scan_layers_is_the_same_function():
   for c in (base, scanned):
     graphdef, params = nnx.split(models.build_model(c, 12, 12))
 
-    def loss(p):
+    def loss(p, graphdef=graphdef):
       return (nnx.merge(graphdef, p)(tokens, dropout_rng=rng) ** 2).mean()
 
     out.append(jax.jit(jax.value_and_grad(loss))(params))

@@ -28,12 +28,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use
+import numpy as np  # noqa: E402 - after matplotlib.use
 
-from attention_jax import workdir as workdir_lib  # noqa: E402
-from attention_jax.errors import WorkdirError  # noqa: E402
-from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402
+from attention_jax import workdir as workdir_lib  # noqa: E402 - after matplotlib.use
+from attention_jax.errors import WorkdirError  # noqa: E402 - after matplotlib.use
+from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402 - after matplotlib.use
 
 DPI = 80
 
@@ -476,7 +476,7 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
       mine = [r for r in rs if r["state"] == name]
       lengths = sorted({int(r["length"]) for r in mine})
 
-      def mean(key, L):
+      def mean(key, L, mine=mine):
         return float(np.mean([float(r[key]) for r in mine if int(r["length"]) == L]))
 
       label = _label(p.overrides, series) + ("" if name == "s" else f" {name}")
@@ -579,8 +579,8 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
     lo, hi = _train_range(p)
     row = {"point": label}
     for name, keep in (
-      (f"trained lengths {lo}-{hi}", lambda L: lo <= L <= hi),
-      (f"beyond {hi}", lambda L: L > hi),
+      (f"trained lengths {lo}-{hi}", lambda L, lo=lo, hi=hi: lo <= L <= hi),
+      (f"beyond {hi}", lambda L, hi=hi: L > hi),
     ):
       sel = [r for r in rs if keep(int(r["length"]))]
       for metric in ("alignment_accuracy", "gold_attention_mass"):

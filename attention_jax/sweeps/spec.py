@@ -175,7 +175,7 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
     overrides = [dict(o) for o in _call_with_arg(module.sweep, arg)]
   except ValueError as e:  # the config's own one-line error names the file
     raise SweepError(" ".join(str(e).split())) from e
-  except Exception as e:  # noqa: BLE001
+  except Exception as e:  # noqa: BLE001 - the spec's own code failed: one line naming the file
     raise SweepError(f"{path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
   if not overrides:
     raise SweepError(f"{path}: sweep({arg!r}) yields no points")
