@@ -71,7 +71,7 @@ def bench(
 
 def paired_ratio(a: list[float], b: list[float]) -> float:
   """The median over rounds of the per-round ratio ``a / b``."""
-  return statistics.median(x / y for x, y in zip(a, b))
+  return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def machine() -> str:

@@ -54,7 +54,10 @@ class _MultiHeadAttention(nn.Module):
     super().__init__()
     D, N, h = np.shape(p["query"]["kernel"])
     self.N, self.h = N, h
-    flat = lambda q: {"kernel": np.reshape(q["kernel"], (D, N * h)), "bias": np.ravel(q["bias"])}
+
+    def flat(q):
+      return {"kernel": np.reshape(q["kernel"], (D, N * h)), "bias": np.ravel(q["bias"])}
+
     self.query, self.key, self.value = (_Linear(flat(p[k])) for k in ("query", "key", "value"))
     self.out = _Linear(
       {"kernel": np.reshape(p["out"]["kernel"], (N * h, -1)), "bias": p["out"]["bias"]}
@@ -216,8 +219,8 @@ class _GRUCell(nn.Module):
 def _lstm(p, cls):
   """torch ``nn.LSTM``/``nn.LSTMCell`` with our weights (gate order i, f, g, o in
   both); torch's second bias is held at zero and frozen (ours has one bias)."""
-  I, G = np.shape(p["input_kernel"])
-  m = cls(I, G // 4) if cls is nn.LSTMCell else cls(I, G // 4, batch_first=True)
+  n_in, G = np.shape(p["input_kernel"])
+  m = cls(n_in, G // 4) if cls is nn.LSTMCell else cls(n_in, G // 4, batch_first=True)
   sfx = "" if cls is nn.LSTMCell else "_l0"
   with torch.no_grad():
     getattr(m, "weight_ih" + sfx).copy_(_t(np.asarray(p["input_kernel"]).T))
