@@ -29,7 +29,7 @@ parameter counts, our initial weights copied in), trained by the same step
 (cross-entropy over non-PAD targets, global-norm clipping, Adam), eager
 (``impl = torch``) and under ``torch.compile`` (``torch.compile``; skipped,
 with the reason in ``note``, when no C compiler is found or its compile takes
-longer than :data:`COMPILE_LIMIT_S`). All of a model's steps are timed in one
+longer than :data:`COMPILE_LIMIT_S`, where it is stopped). All of a model's steps are timed in one
 process, interleaved (:func:`timing.bench`); ``vs_torch`` and
 ``vs_torch_compile`` on our row are the medians of the per-round ratios of our
 time to theirs. ``init_loss`` is each side's loss on the first batch before
@@ -75,9 +75,13 @@ COLUMNS = [
   "note",
 ]
 
+# The fields printed as each model finishes.
+PROGRESS = ("model", "size", "impl", "step_ms", "vs_torch", "vs_torch_compile", "loss_diff", "note")
+
 # A torch.compile row is dropped (with the reason) when compiling its step
-# (the first calls, forward and backward) takes longer than this.
-COMPILE_LIMIT_S = 240.0
+# (the first calls, forward and backward) takes longer than this many seconds:
+# the compile is stopped there (``experiments.benchmark --torch_compile_limit``).
+COMPILE_LIMIT_S = 180.0
 
 # Dense peak FLOP/s by (device kind substring, compute dtype).
 PEAKS = {
@@ -270,6 +274,47 @@ def _compiler() -> str | None:
   return None
 
 
+class _CompileTimeout(Exception):
+  pass
+
+
+def _compile_within(step, limit_s: float) -> tuple[str | None, float]:
+  """Runs ``step`` twice (torch.compile compiles forward and backward in the
+  first calls), stopped by SIGALRM after ``limit_s`` seconds (re-raised every
+  second: the compiler catches and logs some exceptions and carries on).
+  Returns ``(why it was stopped or failed, or None; seconds taken)``."""
+  import signal
+
+  armed = [True]
+
+  def alarm(signum, frame):
+    if armed[0]:
+      raise _CompileTimeout
+
+  old = signal.signal(signal.SIGALRM, alarm)
+  signal.setitimer(signal.ITIMER_REAL, limit_s, 1.0)
+  t0 = time.perf_counter()
+  try:
+    for _ in range(2):
+      step()
+    armed[0] = False
+    return None, time.perf_counter() - t0
+  except Exception as e:  # noqa: BLE001 - a compiler failure or timeout drops this row only
+    armed[0] = False
+    chain, cause = [], e
+    while cause is not None and len(chain) < 20:
+      chain.append(cause)
+      cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, _CompileTimeout) for c in chain):
+      return f"compile stopped at the limit of {limit_s:.0f} s", time.perf_counter() - t0
+    msg = " ".join(str(e).split())[:120]
+    return f"torch.compile failed: {type(e).__name__}: {msg}", time.perf_counter() - t0
+  finally:
+    armed[0] = False
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
 def _torch_steps(name, config, params, batch, quick: bool):
   """The torch reference: ``(variants {impl: step}, rows {impl: fields})``."""
   torch = _torch()
@@ -324,19 +369,16 @@ def _torch_steps(name, config, params, batch, quick: bool):
   why = "not timed with --quick" if quick else _compiler()
   if why is None:
     compiled = torch.compile(model)
-    t0 = time.perf_counter()
-    try:
-      for _ in range(2):  # the first calls compile forward and backward
-        make_step(compiled)()
-      compile_s = time.perf_counter() - t0
-      if compile_s > COMPILE_LIMIT_S:
-        why = f"compile took {compile_s:.0f} s > limit {COMPILE_LIMIT_S:.0f} s"
-    except Exception as e:  # noqa: BLE001 - a compiler failure drops this row only
-      why = f"torch.compile failed: {type(e).__name__}: {' '.join(str(e).split())[:120]}"
-    if why is None:
+    why, compile_s = _compile_within(make_step(compiled), COMPILE_LIMIT_S)
+    if why is not None:
+      torch._dynamo.reset()  # drop what the stopped compile left
+    else:
       variants["torch.compile"] = make_step(compiled)
-      rows["torch.compile"] = {"init_loss": init_loss, "compile_s": compile_s}
-      rows["torch.compile"]["params_M"] = n_params / 1e6
+      rows["torch.compile"] = {
+        "init_loss": init_loss,
+        "compile_s": compile_s,
+        "params_M": n_params / 1e6,
+      }
   if why is not None:
     print(f"model suite: {name}: torch.compile row skipped: {why}", flush=True)
     rows["torch.compile"] = {"note": f"skipped: {why}"}
@@ -433,7 +475,10 @@ def run(quick: bool = False) -> list[dict]:
     if name not in models.MODELS:
       continue
     try:
-      rows += _bench_one(name, label, overrides, rounds=3 if quick else 7, quick=quick)
+      done = _bench_one(name, label, overrides, rounds=3 if quick else 7, quick=quick)
+      rows += done
+      for r in done:  # as each model finishes (a run stopped by a time limit keeps these)
+        print("model suite:", {k: r[k] for k in PROGRESS if r.get(k, "") != ""}, flush=True)
     except Exception as e:  # noqa: BLE001 - one failing case (e.g. out of memory)
       msg = " ".join(str(e).split())[:300]  # must not lose the others
       print(f"model suite: {name} {label} failed: {type(e).__name__}: {msg}", flush=True)
