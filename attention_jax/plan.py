@@ -217,7 +217,7 @@ def plan(
   config,
   device: str = "h100",
   *,
-  mode: str = "compile",
+  mode: str = "lower",
   mfu: float = DEFAULT_MFU,
   num_devices: int = 1,
 ) -> dict[str, Any]:

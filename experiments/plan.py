@@ -1,7 +1,7 @@
 r"""Plan a full-size run before launching it: parameters, FLOPs, memory, time.
 
   python -m experiments.plan --config configs/papers/vaswani2017.py --device h100 \
-      [--json p.json] [--mode analytic|lower|compile] [--mfu 0.4] [--devices 1]
+      [--json p.json] [--mode lower|analytic|compile] [--mfu 0.4] [--devices 1]
 
 Builds the model and the train step at the config's real shapes without
 allocating them (docs/scale.md#planning-a-full-size-run).
@@ -23,9 +23,9 @@ _DEVICE = flags.DEFINE_string(
 _JSON = flags.DEFINE_string("json", None, "Also write the plan as JSON here.")
 _MODE = flags.DEFINE_string(
   "mode",
-  "compile",
+  "lower",
   "analytic (shapes only) | lower (+ XLA's FLOP count) | compile (+ the compiled "
-  "step's memory; slowest).",
+  "step's memory on this machine's backend: minutes on a CPU for a large model).",
 )
 _MFU = flags.DEFINE_float("mfu", 0.4, "Model FLOPs utilisation assumed for the time estimate.")
 _DEVICES = flags.DEFINE_integer("devices", 1, "Data-parallel devices (the batch is split).")
