@@ -255,6 +255,8 @@ def plan(
   tgt_key = "tgt_out" if "tgt_out" in batch else next(iter(batch))
   tgt = batch[tgt_key].shape
   T = tgt[1] if len(tgt) >= 2 else 1
+  if config.model.name == "gpt" and "src" in batch:  # decoder-only: source, then target
+    T += batch["src"].shape[1]
   tokens = config.train.batch_size * T
   flops_config = config.copy_and_resolve_references()
   with flops_config.unlocked():
@@ -265,7 +267,8 @@ def plan(
   analytic = float((per_token - 6 * lookups) * tokens)
   assumptions.append(
     "FLOPs: analytic 6N + 12·L·d·T per target token (PaLM appendix B; "
-    f"benchmarks/model.py), {tokens:,} target tokens per step, with N less the "
+    f"benchmarks/model.py), {tokens:,} tokens per step (target tokens; a decoder-only "
+    "model on a sequence-to-sequence task reads source and target), with N less the "
     f"{lookups:,} parameters of embedding tables that are only looked up (no "
     f"matmul); the benchmarks' count with them: {benchmarks_count:.3e}"
   )
