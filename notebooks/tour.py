@@ -33,7 +33,6 @@
 
 # %%
 import os
-import sys
 import tempfile
 
 import jax
@@ -45,10 +44,9 @@ from flax import nnx
 import attention_jax
 from attention_jax import attention, evaluation, generate, plots, train, workdir
 from attention_jax.sweeps import analyses
+from configs import gpt, quickstart, rnnsearch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(attention_jax.__file__)))
-sys.path.insert(0, ROOT)  # the configs/ package of the repository
-from configs import gpt, quickstart, rnnsearch  # noqa: E402
 
 # %matplotlib inline
 
