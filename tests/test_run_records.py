@@ -97,3 +97,24 @@ def test_hparams_read_back(runs):
   # the session's metrics: the run's last eval scalars
   last = acc.Scalars("eval/sequence_accuracy")[-1]
   assert last.step == 12 and last.value == pytest.approx(final["sequence_accuracy"])
+
+
+def test_a_parent_directory_is_one_logdir_for_hparams(runs, tmp_path):
+  """Two runs under one directory (as a sweep's points): TensorBoard's
+  multiplexer over the parent finds a session per run."""
+  import shutil
+
+  from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+  plain, traced, _, _ = runs
+  for name, w in (("a", plain), ("b", traced)):
+    shutil.copytree(os.path.join(w, "tb"), tmp_path / name / "tb")
+  mux = plugin_event_multiplexer.EventMultiplexer()
+  mux.AddRunsFromDirectory(str(tmp_path))
+  mux.Reload()
+  sessions = {
+    run: tags
+    for run, tags in mux.PluginRunToTagToContent("hparams").items()
+    if "_hparams_/session_start_info" in tags
+  }
+  assert sorted(sessions) == [os.path.join("a", "tb"), os.path.join("b", "tb")]
