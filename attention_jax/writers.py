@@ -97,7 +97,7 @@ class MetricWriter:
       if isinstance(v, (int, float)) and not isinstance(v, bool)
     }
     _, start, end = tb_summary.hparams(values, metrics)
-    writer = self._tb._get_file_writer()
+    writer = self._tb.file_writer
     writer.add_summary(start)
     writer.add_summary(end)
     self._tb.flush()
