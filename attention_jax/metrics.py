@@ -281,6 +281,41 @@ def auto_bucket_edges(lengths: np.ndarray, max_buckets: int = 10) -> list[int]:
   return list(range(width, hi + width, width))
 
 
+MIN_BUCKET = 30  # fewer sentences: no bootstrap interval, no p-value (too few to resample)
+QUANTILE_BUCKETS = 5
+
+
+def quantile_bucket_edges(
+  lengths: np.ndarray, buckets: int = QUANTILE_BUCKETS, min_count: int | None = None
+) -> list[int]:
+  """Edges of about ``buckets`` equal-count buckets cut at the lengths' own
+  quantiles (the default when ``eval.length_buckets`` is not given), then
+  every bucket with fewer than ``min_count`` sentences merged into its
+  smaller neighbour (all in one bucket when there are fewer than
+  ``min_count`` in all)."""
+  min_count = MIN_BUCKET if min_count is None else min_count
+  lengths = np.asarray(lengths, np.int64)
+  if not len(lengths):
+    return []
+  top = int(lengths.max())
+  qs = np.quantile(lengths, np.arange(1, buckets) / buckets, method="lower")
+  edges = sorted({int(q) for q in qs if 1 <= int(q) < top})
+  while edges:
+    counts = np.bincount(bucket_index(lengths, edges), minlength=len(edges) + 1)
+    small = [i for i, c in enumerate(counts) if c < min_count]
+    if not small:
+      break
+    i = min(small, key=lambda j: (counts[j], j))
+    if i == 0:
+      merge = 0  # with the next bucket: drop the edge above it
+    elif i == len(edges):
+      merge = i - 1  # the last: drop the edge below it
+    else:  # the smaller of its two neighbours
+      merge = i - 1 if counts[i - 1] <= counts[i + 1] else i
+    edges.pop(merge)
+  return edges
+
+
 def bucket_index(lengths: np.ndarray, edges: Sequence[int]) -> np.ndarray:
   """Bucket of each length: i for edges[i-1] < n <= edges[i]; len(edges) above."""
   return np.searchsorted(np.asarray(edges), np.asarray(lengths), side="left")
@@ -374,21 +409,18 @@ def summarize_by_length(
   r: ExampleRecords, edges: Sequence[int], *, intervals: bool = False
 ) -> list[dict[str, Any]]:
   """:func:`summarize` per source-length bucket, from the bucket of the
-  shortest source to that of the longest (empty ones between: count 0)."""
+  shortest source to that of the longest (empty ones between: count 0). A
+  bucket of fewer than ``MIN_BUCKET`` sentences has no interval (None)."""
   b = bucket_index(r.src_length, edges)
   n_buckets = len(edges) + (1 if len(b) and b.max() == len(edges) else 0)
   first = int(b.min()) if len(b) else 0  # leading empty buckets are left out
   rows = []
   for i in range(first, n_buckets):
     lo, hi = bucket_bounds(edges, i)
-    rows.append(
-      {
-        "bucket": bucket_label(edges, i),
-        "min_length": lo,
-        "max_length": hi,
-        **summarize(r, np.nonzero(b == i)[0], intervals=intervals),
-      }
-    )
+    row = summarize(r, np.nonzero(b == i)[0], intervals=intervals)
+    if intervals and row["count"] < MIN_BUCKET:  # too few sentences to resample
+      row.update({f"{name}_ci": None for name in TEXT_METRICS})
+    rows.append({"bucket": bucket_label(edges, i), "min_length": lo, "max_length": hi, **row})
   return rows
 
 
