@@ -6,6 +6,7 @@ Targets are right-padded with PAD (0); a position counts when ``target != PAD``.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -232,6 +233,42 @@ def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray, observed: fl
   if not diffs.any() and observed == 0:
     return 1.0
   return float(_compute_p_value(diffs - diffs.mean(), abs(observed)))
+
+
+def seed_bootstrap(
+  per_seed: Sequence[Sequence[float]],
+  samples: int = BOOTSTRAP_SAMPLES,
+  seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float, float]:
+  """The mean over seeds of each seed's mean, and its 95% interval by a
+  two-level bootstrap over seeds and examples: each of ``samples`` resamples
+  draws as many seeds as there are with replacement and, within each drawn
+  seed, its examples with replacement; [low, high] are the 2.5th and 97.5th
+  percentiles of the resampled means (:func:`interval`). ``per_seed[s]``: the
+  per-example values of seed ``s`` (e.g. 0/1 exact match; a single value for
+  a seed-level statistic, which makes it a bootstrap over seeds only). With
+  one seed it is the bootstrap over that seed's examples. The sweeps' curves
+  and headline statistics use it (``attention_jax.sweeps``); ``compare``'s
+  seed groups, whose seeds share one test set, pool the seeds' outputs and
+  resample sentences (:func:`resampled_scores`). Returns (mean, low, high);
+  NaNs when there is no value."""
+  arrays = [np.asarray(v, np.float64) for v in per_seed if len(v)]
+  if not arrays:
+    return math.nan, math.nan, math.nan
+  rng = np.random.default_rng(seed)
+  # [S, B]: each seed's mean over a resample of its own examples
+  within = np.stack([a[rng.integers(0, len(a), (samples, len(a)))].mean(1) for a in arrays])
+  pick = rng.integers(0, len(arrays), (samples, len(arrays)))  # [B, S] seeds drawn
+  means = within[pick, np.arange(samples)[:, None]].mean(1)
+  lo, hi = interval(means)
+  return float(np.mean([a.mean() for a in arrays])), lo, hi
+
+
+def binary_outcomes(rate: float, n: int) -> np.ndarray:
+  """``n`` 0/1 outcomes whose mean is ``rate`` (to the nearest count): the
+  per-example values of an exact-match rate for :func:`seed_bootstrap`."""
+  k = int(round(float(rate) * n))
+  return np.concatenate([np.ones(k), np.zeros(n - k)])
 
 
 def score_with_interval(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,7 +71,14 @@ def fitted_ylim(curves: Sequence[Curve], pad: float = 0.06, bounds=None) -> tupl
   if not flat.size:
     return (0.0, 1.0)
   lo, hi = float(flat.min()), float(flat.max())
-  span = hi - lo or max(abs(hi), 1.0) * 0.1
+  least = 0.1 * (bounds[1] - bounds[0]) if bounds is not None else 0.1 * max(abs(hi), 1.0)
+  if hi - lo < least:  # flat data: a range of at least `least` around it
+    mid = (hi + lo) / 2
+    lo, hi = mid - least / 2, mid + least / 2
+    if bounds is not None:  # shifted inside the bounds, not cut
+      shift = max(0.0, bounds[0] - lo) - max(0.0, hi - bounds[1])
+      lo, hi = lo + shift, hi + shift
+  span = hi - lo
   lo, hi = lo - pad * span, hi + pad * span
   if bounds is not None:
     lo, hi = max(lo, bounds[0] - pad * span), min(hi, bounds[1] + pad * span)
@@ -151,8 +159,9 @@ def line_figure(
     fig.legend(
       list(handles.values()), list(handles), loc="outside right upper", fontsize=8, frameon=False
     )
-  if caption:
-    fig.supxlabel(caption, fontsize=8, x=0.01, ha="left")
+  if caption:  # wrapped to the figure's width (about 7 px per character at 8 pt)
+    text = textwrap.fill(caption, width=int(width * DPI / 7.0))
+    fig.supxlabel(text, fontsize=8, x=0.01, ha="left")
   return fig
 
 
