@@ -121,8 +121,8 @@ def test_report_tables_name_the_panel_of_each_point(tmp_path):
     "by_length": {"reverse": rows(lambda L: 1.0), "copy": rows(lambda L: 1.0 if L < 3 else 0.0)}
   }
   text = "\n".join(plots.position_table_section(sweep, [], tables, str(tmp_path)))
-  assert "| position=alibi task=reverse | 1 | never (≤ 3) |" in text
-  assert "| position=alibi task=copy | 1 | 3 |" in text
+  assert "| position=alibi task=reverse | 1 | 1.00 (n=4) | never (≤ 3) |" in text
+  assert "| position=alibi task=copy | 1 | 1.00 (n=4) | 3 |" in text
 
 
 # --------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def seed_sweep(tmp_path_factory):
 
 def test_seed_runs_summary_and_report_with_intervals(seed_sweep):
   _, workdir, statuses, lines = seed_sweep
-  assert "1 points × 2 seeds = 2 runs" in lines[0]
+  assert "1 point × 2 seeds = 2 runs" in lines[0]
   assert [s["slug"] for s in statuses] == [f"hidden_size=8_seed={s}" for s in (0, 1)]
   assert all(s["status"] == "done" for s in statuses)
   from attention_jax import workdir as workdir_lib
@@ -190,7 +190,7 @@ def test_seed_runs_summary_and_report_with_intervals(seed_sweep):
     assert float(g["token_accuracy_low"]) <= float(g["token_accuracy"])
     assert float(g["token_accuracy"]) <= float(g["token_accuracy_high"])
   report = open(os.path.join(workdir, "report.md"), encoding="utf-8").read()
-  assert "1 points × 2 seeds (0, 1) = 2 seed-runs" in report
+  assert "1 point × 2 seeds (0, 1) = 2 seed-runs" in report
   assert "over 2 seeds" in report or "never (all 2 seeds)" in report  # halving spread
   assert re.search(r"\| hidden_size=8 \| 2 \| \d+(-\d+)? \|", report)  # seeds, n per length
   assert re.search(r"\(n=\d+\)", report) and "## All seed-runs" in report

@@ -209,7 +209,8 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
     f"Config `{os.path.relpath(sweep.config_path, sweep.cwd)}`"
     + (f" with arg `{sweep.arg}`" if sweep.arg else "")
     + (
-      f"; {len(runs)} points × {len(sweep.seeds)} seeds ({', '.join(map(str, sweep.seeds))})"
+      f"; {len(runs)} point{'s' * (len(runs) != 1)} × {len(sweep.seeds)} seeds "
+      f"({', '.join(map(str, sweep.seeds))})"
       f" = {len(rows)} seed-runs, {len(failed)} failed"
       if several
       else f"; {len(rows)} points, {len(failed)} failed"

@@ -185,7 +185,7 @@ def run_sweep(
       todo.append(p)
   groups = len({p.point for p in sweep.points})
   runs = (
-    f"{groups} points × {len(sweep.seeds)} seeds = {len(sweep.points)} runs"
+    f"{groups} point{'s' * (groups != 1)} × {len(sweep.seeds)} seeds = {len(sweep.points)} runs"
     if len(sweep.points) != groups
     else f"{len(sweep.points)} points"
   )

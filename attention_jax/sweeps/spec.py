@@ -11,6 +11,7 @@ A config file defines its sweep beside ``get_config`` (big_vision style)::
     SLURM = {"gpus_per_point": 1}  # optional: --launcher slurm resources
                                    # (or slurm(arg) returning such a dict)
     SEEDS = (0, 1, 2)              # optional: each point runs once per seed
+                                   # (or seeds(arg) returning such a tuple)
 
 Every point trains in ``DIR/<slug>/`` (the slug is built from the overrides,
 so a re-run finds the same directory). With several seeds (``SEEDS``, or
@@ -245,7 +246,11 @@ def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
     seen[s] = i
     points.append(Point(o, s, point_dir(workdir, s), int(config.train.steps)))
   config_seed = int(base.get("seed", 0))
-  run_seeds = sweep_seeds(getattr(module, "SEEDS", None), seeds, config_seed, path)
+  if callable(getattr(module, "seeds", None)):  # seeds(arg), e.g. one seed for tiny
+    declared = _call_with_arg(module.seeds, arg)
+  else:
+    declared = getattr(module, "SEEDS", None)
+  run_seeds = sweep_seeds(declared, seeds, config_seed, path)
   if "seed" in all_keys and run_seeds != (config_seed,):
     raise SweepError(f"{path}: sweep() varies 'seed' itself; drop SEEDS / --seeds")
   points = expand_seeds(points, run_seeds, config_seed)
