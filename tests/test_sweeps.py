@@ -165,8 +165,8 @@ def seed_sweep(tmp_path_factory):
   with pytest.MonkeyPatch.context() as mp:
     for k, v in SWEEP_ENV.items():
       mp.setenv(k, v)
-    statuses = sweeps.run_sweep(f"{cfg}:two", workdir, jobs=2, print_fn=lines.append, seeds=2)
-  return f"{cfg}:two", workdir, statuses, lines
+    statuses = sweeps.run_sweep(f"{cfg}:one", workdir, jobs=2, print_fn=lines.append, seeds=2)
+  return f"{cfg}:one", workdir, statuses, lines
 
 
 def test_seed_runs_summary_and_report_with_intervals(seed_sweep):
