@@ -383,7 +383,7 @@ def heatmap_section(sweep, rows, tables, plots_dir) -> list[str]:
     return []
   panel_values = list(dict.fromkeys(p.overrides.get(panel_key) for p in points))
   fig, axes = _grid(len(panel_values))
-  for ax, pv in zip(axes, panel_values):
+  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
     ps = sorted(
       (p for p in points if p.overrides.get(panel_key) == pv),
       key=lambda p: p.overrides.get(row_key),
@@ -599,7 +599,10 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
     for name in sorted({r["state"] for r in rs}):
       mine = [r for r in rs if r["state"] == name]
       lengths = sorted({int(r["length"]) for r in mine})
-      mean = lambda key, L: float(np.mean([float(r[key]) for r in mine if int(r["length"]) == L]))
+
+      def mean(key, L, mine=mine):
+        return float(np.mean([float(r[key]) for r in mine if int(r["length"]) == L]))
+
       label = _label(p.overrides, series) + ("" if name == "s" else f" {name}")
       (line,) = axes[0].plot(
         lengths, [mean("accuracy", L) for L in lengths], marker=".", markersize=3, label=label
@@ -647,7 +650,7 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
         f"{first:.2f}, the last {last:.2f}."
       )
   for ax, ylabel in zip(
-    axes, ("mean probe accuracy (dotted: at init)", "selectivity (trained - at init)")
+    axes, ("mean probe accuracy (dotted: at init)", "selectivity (trained - at init)"), strict=True
   ):
     ax.set_xlabel("source length")
     ax.set_ylabel(ylabel)
@@ -702,8 +705,8 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
     lo, hi = _train_range(p)
     row = {"point": _label(p.overrides, series)}
     for name, keep in (
-      (f"trained lengths {lo}-{hi}", lambda L: lo <= L <= hi),
-      (f"beyond {hi}", lambda L: L > hi),
+      (f"trained lengths {lo}-{hi}", lambda L, lo=lo, hi=hi: lo <= L <= hi),
+      (f"beyond {hi}", lambda L, hi=hi: L > hi),
     ):
       sel = [r for r in rs if keep(int(r["length"]))]
       for metric in ("alignment_accuracy", "gold_attention_mass"):
