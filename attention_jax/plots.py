@@ -1,5 +1,5 @@
-"""Figures (matplotlib's object API, ``matplotlib.figure.Figure``: no pyplot
-state, no backend to select, safe in threads).
+"""Figures (matplotlib's object API, ``matplotlib.figure.Figure``: no global
+figure state, no backend to select, safe in threads).
 
 * :func:`line_figure` / :func:`save_line_figure` — the one helper behind every
   curve figure of the reports (``evaluate``, ``compare``, sweeps): curves with
