@@ -13,8 +13,9 @@ this command, or in a Slurm job array's task with ``--launcher slurm``) — with
 several seeds (the config's ``SEEDS`` or ``--seeds N``) once per seed, in
 ``DIR/<point>_seed=<s>/``;
 finished points are skipped on re-run; a failed point is recorded and the
-others go on. Writes ``DIR/summary.csv``, ``DIR/summary.md``,
-``DIR/plots/*.png`` and ``DIR/report.md`` (with ``--launcher slurm``: after
+others go on. Writes ``DIR/summary.csv`` (a row per seed-run),
+``DIR/summary_by_point.csv`` (mean and 95% interval over seeds), ``DIR/summary.md``,
+``DIR/plots/*.png`` (+ ``.svg``) and ``DIR/report.md`` (with ``--launcher slurm``: after
 ``--wait``, or with ``--report_only``). Exits 1 if a point failed or stopped.
 """
 
