@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from absl import logging
 from tensorboardX import SummaryWriter  # writes event files without TensorFlow
 
 
@@ -80,8 +81,22 @@ class NullWriter:
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """The rows of ``workdir/metrics.jsonl``. A last line cut short (a crash in
+  the middle of a write) is skipped with one warning; the next run on the
+  workdir drops it (``MetricWriter``). A bad line before the last raises
+  ValueError naming the file and line."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+  rows = []
+  for i, (n, line) in enumerate(lines):
+    try:
+      rows.append(json.loads(line))
+    except ValueError as e:
+      if i < len(lines) - 1:
+        raise ValueError(f"{path}:{n}: not a JSON row ({e})") from None
+      logging.warning("%s:%d: skipped the last line, cut short (a run stopped mid-write)", path, n)
+  return rows
 
 
 def _hms(seconds: float) -> str:

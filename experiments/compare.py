@@ -12,7 +12,7 @@ writes DIR/compare.md, DIR/compare.csv and DIR/compare_by_length.png
 eval/ outputs reused when they are for the same step, split and decoding.
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -52,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -10,7 +10,7 @@ same BLEU) and DIR/eval/SPLIT_examples.jsonl. ``--step best``: the checkpoint
 with the best dev BLEU.
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

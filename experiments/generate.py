@@ -7,7 +7,7 @@ Prints the prompt followed by the sampled continuation. Sampling runs through
 the KV cache inside one compiled ``lax.scan`` (attention_jax/models/gpt.py).
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -41,4 +41,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -17,7 +17,7 @@ others go on. Writes ``DIR/summary.csv``, ``DIR/summary.md``,
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -223,4 +223,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -16,7 +16,7 @@ are outlined in red); with several inputs the i-th (i >= 2) goes to a-i.png.
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -65,7 +65,7 @@ def main(argv):
     try:
       with open(_FILE.value, encoding="utf-8", newline="") as f:
         lines = f.read().split("\n")  # line ends: \n only, as the data reader
-      texts += [l[:-1] if l.endswith("\r") else l for l in lines if l.strip()]
+      texts += [s[:-1] if s.endswith("\r") else s for s in lines if s.strip()]
     except (OSError, UnicodeDecodeError) as e:
       cli.fail(f"--file {_FILE.value}: {e.__class__.__name__}: {e}")
   if not texts:
@@ -85,7 +85,7 @@ def main(argv):
     print(r["text"])
   report_inputs(results, hasattr(run.task, "unknown"))
   if _PLOT.value:
-    for r, path in zip(results, plot_paths(_PLOT.value, len(results))):
+    for r, path in zip(results, plot_paths(_PLOT.value, len(results)), strict=True):
       plots.save_attention_heatmap(
         path,
         r["attention"],
@@ -98,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)
