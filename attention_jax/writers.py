@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -78,6 +81,27 @@ class NullWriter:
 
   def close(self) -> None:
     pass
+
+
+@contextlib.contextmanager
+def uninterrupted():
+  """Ctrl-C inside the block waits for its end, then raises KeyboardInterrupt:
+  the files the block writes are all written or, if Ctrl-C came before it,
+  none. A no-op off the main thread or under another SIGINT handler."""
+  if (
+    threading.current_thread() is not threading.main_thread()
+    or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+  ):
+    yield
+    return
+  caught = []
+  old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, old)
+  if caught:
+    raise KeyboardInterrupt
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

@@ -46,8 +46,8 @@ def main(argv):
       step=cli.parse_step(_DECODING.step.value),
       out=_OUT.value,
       length_buckets=_BUCKETS.value,
+      on_markdown=lambda table: print(table, flush=True),  # before any file is written
     )
-  print(result["markdown"])
   print("wrote " + ", ".join(result["paths"].values()))
 
 

@@ -25,15 +25,15 @@ def main(argv):
   from attention_jax import evaluation
 
   step = cli.parse_step(_DECODING.step.value)
-  with cli.errors_as_one_line():
-    rep, paths = evaluation.evaluate_workdir(
+  with cli.errors_as_one_line():  # the numbers are printed before any file is written
+    _, paths = evaluation.evaluate_workdir(
       _WORKDIR.value,
       _DECODING.split.value,
       beam_size=_DECODING.beam.value,
       length_penalty=_DECODING.length_penalty.value,
       step=step,
+      on_report=lambda rep: print(evaluation.format_report(rep), flush=True),
     )
-  print(evaluation.format_report(rep))
   print("wrote " + ", ".join(paths.values()))
 
 

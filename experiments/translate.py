@@ -85,15 +85,18 @@ def main(argv):
     print(r["text"])
   report_inputs(results, hasattr(run.task, "unknown"))
   if _PLOT.value:
+    from attention_jax import writers
+
     for r, path in zip(results, plot_paths(_PLOT.value, len(results)), strict=True):
-      plots.save_attention_heatmap(
-        path,
-        r["attention"],
-        r["source"],
-        r["output"],
-        title=f"{config.model.name} on {config.data.task}",
-        gold=r["gold"],
-      )
+      with cli.errors_as_one_line(), writers.uninterrupted():
+        plots.save_attention_heatmap(
+          path,
+          r["attention"],
+          r["source"],
+          r["output"],
+          title=f"{config.model.name} on {config.data.task}",
+          gold=r["gold"],
+        )
       print(f"wrote {path}", flush=True)
 
 
