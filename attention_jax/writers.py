@@ -85,23 +85,22 @@ class NullWriter:
 
 @contextlib.contextmanager
 def uninterrupted():
-  """Ctrl-C inside the block waits for its end, then raises KeyboardInterrupt:
-  the files the block writes are all written or, if Ctrl-C came before it,
-  none. A no-op off the main thread or under another SIGINT handler."""
-  if (
-    threading.current_thread() is not threading.main_thread()
-    or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
-  ):
+  """Ctrl-C inside the block waits for its end, then goes to the handler it
+  would have gone to (KeyboardInterrupt by default): the files the block
+  writes are all written or, if Ctrl-C came before it, none. A no-op off the
+  main thread or where Ctrl-C is ignored."""
+  old = signal.getsignal(signal.SIGINT)
+  if threading.current_thread() is not threading.main_thread() or not callable(old):
     yield
     return
   caught = []
-  old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+  signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
   try:
     yield
   finally:
     signal.signal(signal.SIGINT, old)
   if caught:
-    raise KeyboardInterrupt
+    old(signal.SIGINT, caught[0])
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import signal
 import sys
 
 from absl import flags
@@ -184,12 +186,29 @@ def errors_as_one_line():
     fail(" ".join(str(e).split()), code=code)
 
 
-def run(main) -> None:
-  """``absl.app.run(main)`` with :func:`parse_flags`; Ctrl-C outside training
-  (which saves its step and exits itself) is one line and exit 130."""
+INTERRUPTED = "interrupted by Ctrl-C (SIGINT)"
+
+
+def _exit_on_interrupt(signum, frame) -> None:
+  """Ctrl-C: one line, exit 130, at once (a KeyboardInterrupt raised inside a
+  library's callback would be printed and dropped). Files are written inside
+  ``writers.uninterrupted`` blocks, which hold Ctrl-C until they end."""
+  del signum, frame
+  sys.stdout.flush()
+  print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
+  os._exit(130)
+
+
+def run(main, *, exit_on_interrupt: bool = True) -> None:
+  """``absl.app.run(main)`` with :func:`parse_flags`. Ctrl-C is one line and
+  exit 130: at once (``exit_on_interrupt``), or as a KeyboardInterrupt for an
+  entry point that stops its own work first (the sweep). Training replaces
+  the handler while it runs: Ctrl-C there saves the step in progress."""
   from absl import app
 
+  if exit_on_interrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
   try:
     app.run(main, flags_parser=parse_flags)
   except KeyboardInterrupt:
-    fail("interrupted by Ctrl-C (SIGINT)", code=130)
+    fail(INTERRUPTED, code=130)

@@ -223,4 +223,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, exit_on_interrupt=False)  # stops its points first
