@@ -44,8 +44,10 @@ def checked_workdir(workdir: str | None) -> str:
   """``workdir`` as an absolute path; ConfigError (one line) for an empty or
   blank one (it would be the current directory) or the filesystem root."""
   if workdir is None or not str(workdir).strip():
+    what = "blank" if workdir else "empty"
     raise ConfigError(
-      f"--workdir {workdir!r} is empty: give the run its own directory (--workdir /tmp/run)"
+      f"--workdir is {what}: give the run its own directory (--workdir /tmp/run); "
+      "an empty one would write into the current directory"
     )
   path = os.path.abspath(workdir)
   if os.path.dirname(path) == path:

@@ -7,18 +7,33 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
 from absl import logging
-from tensorboardX import SummaryWriter  # writes event files without TensorFlow
 
 
 def _scalar(v: Any) -> float | int:
   v = v.item() if hasattr(v, "item") else v
   return v
+
+
+def _summary_writer(logdir: str, purge_step: int | None):
+  """tensorboardX's SummaryWriter (event files without TensorFlow), imported
+  here without torch: tensorboardX imports torch when it is installed, only
+  to accept torch tensors, and that import costs seconds in every run."""
+  if "tensorboardX" not in sys.modules and "torch" not in sys.modules:
+    sys.modules["torch"] = None  # its `import torch` then raises ImportError
+    try:
+      import tensorboardX  # noqa: F401 - imported for its side effect: cached without torch
+    finally:
+      del sys.modules["torch"]
+  from tensorboardX import SummaryWriter
+
+  return SummaryWriter(logdir, purge_step=purge_step)
 
 
 class MetricWriter:
@@ -35,7 +50,7 @@ class MetricWriter:
       self._truncate_after(resume_step)
     self._file = open(self.path, "a", encoding="utf-8")
     purge = None if resume_step is None else resume_step + 1
-    self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge)
+    self._tb = _summary_writer(os.path.join(workdir, "tb"), purge)
 
   def _truncate_after(self, step: int) -> None:
     with open(self.path, encoding="utf-8") as f:
