@@ -72,7 +72,7 @@ def train_and_evaluate(
   """
   config = config_lib.resolve(config)  # per-model values (a no-op if none)
   config_lib.validate(config)
-  workdir = workdir_lib.checked_workdir(workdir)
+  workdir = workdir_lock.checked_workdir(workdir)
   faults = faults_lib.from_env()
   new = not os.path.exists(workdir)
   # SIGTERM or Ctrl-C from here on (set-up and compilation included) ends the

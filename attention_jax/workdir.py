@@ -40,25 +40,6 @@ CHANGES_NAME = "config_changes.jsonl"
 CHECKPOINTS = "checkpoints"
 
 
-def checked_workdir(workdir: str | None) -> str:
-  """``workdir`` as an absolute path; ConfigError (one line) for an empty or
-  blank one (it would be the current directory) or the filesystem root."""
-  if workdir is None or not str(workdir).strip():
-    what = "blank" if workdir else "empty"
-    raise ConfigError(
-      f"--workdir is {what}: give the run its own directory (--workdir /tmp/run); "
-      "an empty one would write into the current directory"
-    )
-  path = os.path.abspath(workdir)
-  if os.path.dirname(path) == path:
-    raise ConfigError(
-      f"--workdir {workdir!r} is the filesystem root: give the run its own directory"
-    )
-  if os.path.exists(path) and not os.path.isdir(path):
-    raise ConfigError(f"--workdir {path} exists and is not a directory")
-  return path
-
-
 def config_path(workdir: str) -> str:
   return os.path.join(workdir, CONFIG_NAME)
 

@@ -53,14 +53,19 @@ def _config_value_error(e: BaseException) -> str | None:
   if not m:
     return None
   key, value = m.groups()
-  from attention_jax import config as config_lib
-
-  default = config_lib.base_config()
-  try:
+  try:  # the loaded config file's value, else the schema's
+    default = flags.FLAGS["config"].value
     for part in key.split("."):
       default = default[part]
   except (KeyError, AttributeError, TypeError):
-    return None
+    from attention_jax import config as config_lib
+
+    default = config_lib.base_config()
+    try:
+      for part in key.split("."):
+        default = default[part]
+    except (KeyError, AttributeError, TypeError):
+      return None
   return (
     f"--config.{key}={value}: config key '{key}' must be of type "
     f"{type(default).__name__}, got {value!r}"
@@ -74,8 +79,8 @@ def parse_flags(argv):
     return flags.FLAGS(argv)
   except flags.Error as e:
     fail(
-      _config_override_error(argv)
-      or _config_value_error(e)
+      _config_value_error(e)
+      or _config_override_error(argv)
       or _config_file_error(e)
       or " ".join(str(e).split())
     )

@@ -37,6 +37,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     cli.fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  from attention_jax import workdir_lock  # no JAX: refuses "", " " and "/" at once
+
+  with cli.errors_as_one_line():
+    workdir_lock.checked_workdir(_WORKDIR.value)
   from attention_jax import sharding, train
 
   sharding.initialize_distributed()  # no-op unless launched as several processes

@@ -134,6 +134,9 @@ def start(env, module, *args, fault=None):
     stderr=subprocess.PIPE,
     text=True,
     start_new_session=True,
+    # Ctrl-C as in a terminal's foreground job, even when pytest runs in the
+    # background (where SIGINT is ignored, and an ignored signal is inherited)
+    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
   )
 
 
@@ -153,31 +156,35 @@ def copy(src, dst) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(env):
-  """The tiny files run, never interrupted: (workdir, its metrics rows)."""
-  w = str(env["base"] / "trained")
-  p = run(env, "run", f"--workdir={w}")
-  assert p.returncode == 0, p.stderr[-3000:]
-  return w, eval_rows(w)
-
-
-@pytest.fixture(scope="module")
-def gpt(env):
-  """A 2-step character-level GPT (model.max_positions 64)."""
-  w = str(env["base"] / "gpt")
-  p = run(
-    env,
-    "run",
+def runs(env):
+  """The tiny files run, never interrupted, and a 2-step character-level GPT
+  (model.max_positions 64), trained side by side."""
+  gpt_args = (
     "--config=configs/gpt.py:tiny",
-    f"--workdir={w}",
+    f"--workdir={env['base'] / 'gpt'}",
     f"--config.data.train_path={env['data'] / 'corpus.txt'}",
     "--config.train.steps=2",
     "--config.train.warmup_steps=1",
     "--config.eval.every_steps=2",
     "--config.checkpoint.every_steps=2",
   )
-  assert p.returncode == 0, p.stderr[-3000:]
-  return w
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    files = pool.submit(run, env, "run", f"--workdir={env['base'] / 'trained'}")
+    gpt = pool.submit(run, env, "run", *gpt_args)
+    for p in (files.result(), gpt.result()):
+      assert p.returncode == 0, p.stderr[-3000:]
+  return str(env["base"] / "trained"), str(env["base"] / "gpt")
+
+
+@pytest.fixture(scope="module")
+def trained(runs):
+  """(workdir, metrics rows) of the tiny files run."""
+  return runs[0], eval_rows(runs[0])
+
+
+@pytest.fixture(scope="module")
+def gpt(runs):
+  return runs[1]
 
 
 # --------------------------------------------------------------------------
@@ -191,7 +198,7 @@ def test_ctrl_c_saves_the_step_and_the_resumed_run_equals_an_uninterrupted_one(
   proc = start(env, "run", f"--workdir={w}", fault="pause_at_step:4")
   wait_for(proc, "fault: paused after step 4")
   os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-  _, rest = proc.communicate(timeout=120)
+  _, rest = proc.communicate(timeout=600)
   assert proc.returncode == 130, rest[-3000:]
   assert "Traceback" not in rest
   ckpt = os.path.join(w, "checkpoints")
@@ -213,7 +220,7 @@ def test_a_second_ctrl_c_stops_at_once(env, tmp_path):
   os.killpg(proc.pid, signal.SIGINT)
   wait_for(proc, "fault: paused before saving step 2")  # the first Ctrl-C's save
   os.killpg(proc.pid, signal.SIGINT)
-  _, rest = proc.communicate(timeout=60)
+  _, rest = proc.communicate(timeout=600)
   assert proc.returncode == 130, rest[-3000:]
   assert "Traceback" not in rest
   assert error_lines(rest) == [
@@ -229,7 +236,7 @@ def test_ctrl_c_in_evaluate_is_one_line_and_writes_nothing_half(env, trained, tm
   proc = start(env, "evaluate", f"--workdir={w}", "--split=eval")
   time.sleep(2)
   os.killpg(proc.pid, signal.SIGINT)
-  out, err = proc.communicate(timeout=120)
+  out, err = proc.communicate(timeout=600)
   assert "Traceback" not in err
   if proc.returncode == 0:  # it finished before the signal (a fast machine)
     pytest.skip("evaluate finished within 2 s")
