@@ -22,7 +22,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, tiny_config
+from conftest import ROOT, SWEEP_ENV, tiny_config
 
 from attention_jax import config as config_lib
 from attention_jax import faults
@@ -111,7 +111,7 @@ def command(env, module, *args) -> list[str]:
   return [sys.executable, "-m", f"experiments.{module}", *args]
 
 
-def run(env, module, *args, fault=None, timeout=300):
+def run(env, module, *args, fault=None, timeout=600):
   environ = dict(env["environ"], **({faults.ENV: fault} if fault else {}))
   return subprocess.run(
     command(env, module, *args),
@@ -247,6 +247,36 @@ def test_ctrl_c_in_evaluate_is_one_line_and_writes_nothing_half(env, trained, tm
   if written:  # Ctrl-C came while the files were written: all of them, whole
     assert "wrote " in out and not [n for n in written if n.endswith(".tmp")]
     assert written == sorted(os.path.basename(p) for p in out.split("wrote ")[1].split(", "))
+
+
+def test_ctrl_c_in_a_sweep_stops_its_point_which_keeps_its_step(env, sweep_config, tmp_path):
+  s = str(tmp_path / "sweep")
+  point = os.path.join(s, "hidden_size=8")
+  env = dict(env, environ=dict(env["environ"], **SWEEP_ENV))
+  proc = start(
+    env, "sweep", f"--config={sweep_config}:one", f"--workdir={s}", fault="pause_at_step:3"
+  )
+  log = os.path.join(point, "sweep.log")
+  deadline = time.time() + 600
+  while not (os.path.exists(log) and "fault: paused after step 3" in open(log).read()):
+    assert time.time() < deadline and proc.poll() is None, proc.stderr.read()[-3000:]
+    time.sleep(0.2)
+  os.killpg(proc.pid, signal.SIGINT)  # the sweep and its point's run, as Ctrl-C
+  _, err = proc.communicate(timeout=600)
+  assert proc.returncode == 130, err[-3000:]
+  assert "Traceback" not in err
+  assert error_lines(err) == ["error: interrupted; run the same command again to resume"]
+  with open(os.path.join(point, "sweep_status.json")) as f:
+    st = json.load(f)
+  assert st["status"] == "stopped" and st["returncode"] == 130
+  assert (
+    "error: stopped by Ctrl-C (SIGINT) after step 3: checkpoint step 3 saved" in open(log).read()
+  )
+  assert os.path.isdir(os.path.join(point, "checkpoints", "3"))
+  p = run(env, "sweep", f"--workdir={s}", "--status")
+  assert p.returncode == 0, p.stderr[-3000:]
+  line = next(x for x in p.stdout.splitlines() if "hidden_size=8" in x)
+  assert "stopped" in line and "130" in line, p.stdout
 
 
 # --------------------------------------------------------------------------
