@@ -28,6 +28,7 @@ import os
 import resource
 import signal
 import sys
+import time
 
 ENV = "ATTENTION_JAX_FAULT"
 _STEP_KINDS = (
@@ -70,11 +71,30 @@ class Faults:
       os.kill(os.getpid(), signal.SIGKILL)
 
 
+_PAUSE_ENDS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
 def _pause(where: str) -> None:
-  print(f"fault: paused {where} until a signal arrives", file=sys.stderr, flush=True)
-  signal.alarm(300)  # never hang a test
-  signal.pause()
-  signal.alarm(0)
+  """Waits for one of ``_PAUSE_ENDS``, then hands it to the handler it would
+  have reached. Polls (a signal that lands between the printed line and a
+  ``signal.pause()`` would be missed)."""
+  got = []
+  old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in _PAUSE_ENDS}
+  try:
+    print(f"fault: paused {where} until a signal arrives", file=sys.stderr, flush=True)
+    signal.alarm(300)  # never hang a test: SIGALRM ends the run
+    while not got:
+      time.sleep(0.02)
+    signal.alarm(0)
+  finally:
+    for s, handler in old.items():
+      signal.signal(s, handler)
+  for s in got:
+    handler = old[s]
+    if callable(handler):
+      handler(s, None)
+    elif handler == signal.SIG_DFL:
+      os.kill(os.getpid(), s)
 
 
 def parse(text: str) -> Faults:
