@@ -65,7 +65,7 @@ def main(argv):
     try:
       with open(_FILE.value, encoding="utf-8", newline="") as f:
         lines = f.read().split("\n")  # line ends: \n only, as the data reader
-      texts += [s[:-1] if s.endswith("\r") else s for s in lines if s.strip()]
+      texts += [line[:-1] if line.endswith("\r") else line for line in lines if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
       cli.fail(f"--file {_FILE.value}: {e.__class__.__name__}: {e}")
   if not texts:
