@@ -46,12 +46,12 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-from attention_jax import environment, evaluation, plots
+from attention_jax import environment, evaluation, plots, writers
 from attention_jax import metrics as metrics_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import EvalError
@@ -192,9 +192,12 @@ def compare_workdirs(
   step: int | str | None = None,
   out: str | None = None,
   length_buckets: str | None = None,
+  on_markdown: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
   """Scores every group on ``split`` and writes ``compare.{md,csv}`` and
-  ``compare_by_length.png`` into ``out``. Returns ``{"rows": [...], "paths":
+  ``compare_by_length.png`` into ``out`` (``on_markdown(table)`` first, so a
+  write that fails hides no result). With one model the table carries a note:
+  p-values need two. Returns ``{"rows": [...], "paths":
   {...}, "markdown": str}``; a row per (model, bucket) with ``bleu``,
   ``bleu_ci`` ([low, high]), ``bleu_p`` (None for the first model),
   ``bleu_seed_mean``/``bleu_seed_std`` (groups of several seeds), the same
@@ -276,7 +279,6 @@ def compare_workdirs(
       rows.append(row)
 
   out = out or os.path.join(first.workdir, "compare")
-  os.makedirs(out, exist_ok=True)
   info = {
     "split": split,
     "unit": unit,
@@ -295,22 +297,31 @@ def compare_workdirs(
     "svg": os.path.join(out, "compare_by_length.svg"),
   }
   markdown = to_markdown(rows, info, os.path.basename(paths["png"]))
-  with open(paths["md"], "w", encoding="utf-8") as f:
-    f.write(markdown)
-  write_csv(paths["csv"], rows, unit)
+  if len(outs) == 1:
+    markdown += (
+      "\nNote: one model: there is nothing to compare it with, so no p-values; "
+      "give two or more (`--workdirs A B`) for paired-bootstrap p-values.\n"
+    )
+  if on_markdown is not None:
+    on_markdown(markdown)
   series = [(m, [r for r in rows if r["model"] == m and r["bucket"] != "all"]) for m in labels]
   d = first.decoding
   how = "greedy" if d["beam_size"] == 1 else f"beam {d['beam_size']}"
-  plots.save_compare_by_length(
-    paths["png"],
-    series,
-    "bleu",
-    unit,
-    title=f"BLEU by source length, {split} split ({how})",
-    caption=f"bands: 95% bootstrap interval over the {len(first.references)} test sentences "
-    f"(B = {metrics_lib.BOOTSTRAP_SAMPLES})"
-    + ("; a model of several seeds pools their outputs" if any(len(g) > 1 for g in outs) else ""),
-  )
+  with writers.uninterrupted():
+    os.makedirs(out, exist_ok=True)
+    with open(paths["md"], "w", encoding="utf-8") as f:
+      f.write(markdown)
+    write_csv(paths["csv"], rows, unit)
+    plots.save_compare_by_length(
+      paths["png"],
+      series,
+      "bleu",
+      unit,
+      title=f"BLEU by source length, {split} split ({how})",
+      caption=f"bands: 95% bootstrap interval over the {len(first.references)} test sentences "
+      f"(B = {metrics_lib.BOOTSTRAP_SAMPLES})"
+      + ("; a model of several seeds pools their outputs" if any(len(g) > 1 for g in outs) else ""),
+    )
   return {"rows": rows, "paths": paths, "markdown": markdown, "info": info}
 
 

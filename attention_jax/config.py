@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from typing import Any
 
 import ml_collections
@@ -297,6 +298,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
       raise ConfigError(
         f"config key '{key}' must be of type {type(default).__name__}, got {value!r}"
       )
+    if isinstance(default, float) and not math.isfinite(value):
+      raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
 
   _allowed("model.name", config.model.name, sorted(models.MODELS))
   if not data.is_known_task(config.data.task):

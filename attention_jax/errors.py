@@ -40,6 +40,14 @@ class Preempted(RuntimeError):
   """SIGTERM arrived: the step in progress was finished and saved."""
 
 
+class Interrupted(Preempted):
+  """Ctrl-C (SIGINT) arrived: the step in progress was finished and saved."""
+
+
+class DataChanged(ConfigError):
+  """A resumed run's data files differ from those it was trained on."""
+
+
 class WorkdirLockedError(RuntimeError):
   """Another live process holds the workdir."""
 
@@ -77,16 +85,33 @@ EXIT_BAD_INPUT = 2  # config, flags, data, a workdir that cannot be loaded or re
 EXIT_NONFINITE = 3  # NaN/Inf loss or gradients
 EXIT_CHECKPOINT = 4  # a checkpoint cannot be written, or is corrupt (on_corrupt=stop)
 EXIT_LOCKED = 5  # another process holds the workdir
+EXIT_OS = 6  # a file or directory cannot be written or read (permission, read-only, full)
 EXIT_PREEMPTED = 75  # SIGTERM: the step was finished and saved; run again (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT): as SIGTERM in training; elsewhere nothing written
 
 EXIT_CODES = (
   (NonFiniteError, EXIT_NONFINITE),
   (CheckpointError, EXIT_CHECKPOINT),
   (WorkdirLockedError, EXIT_LOCKED),
+  (Interrupted, EXIT_INTERRUPTED),
   (Preempted, EXIT_PREEMPTED),
   (ConfigError, EXIT_BAD_INPUT),
   (WorkdirError, EXIT_BAD_INPUT),
   (EvalError, EXIT_BAD_INPUT),
   (SweepError, EXIT_BAD_INPUT),
   (FileNotFoundError, EXIT_BAD_INPUT),
+  (OSError, EXIT_OS),
 )
+
+
+def os_error_line(e: OSError) -> str:
+  """An OSError as one line naming the path and the errno's meaning:
+  ``cannot write /w/run.lock: Read-only file system (EROFS)``."""
+  import errno  # the standard library only: this module stays a leaf
+
+  path = e.filename if e.filename is not None else "?"
+  if e.filename2 is not None:
+    path = f"{path} -> {e.filename2}"
+  name = errno.errorcode.get(e.errno, "") if e.errno else ""
+  reason = e.strerror or one_line(e)
+  return f"{path}: {reason}" + (f" ({name})" if name else "")

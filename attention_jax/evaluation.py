@@ -14,7 +14,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attention_jax import decoding, environment, objectives, plots
+from attention_jax import decoding, environment, objectives, plots, writers
 from attention_jax import metrics as metrics_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
@@ -419,10 +419,12 @@ def evaluate_workdir(
   beam_size: int | None = None,
   length_penalty: float | None = None,
   step: int | str | None = None,
+  on_report: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
   """Loads a checkpoint of ``workdir`` (``step``: a number, ``"best"`` for the
   best dev BLEU, None for the latest), evaluates ``split``, writes
-  ``workdir/eval/``. Returns (report, paths)."""
+  ``workdir/eval/`` (whole, even on Ctrl-C; ``on_report(report)`` first, so a
+  write that fails hides no result). Returns (report, paths)."""
   if split not in SPLITS:
     raise EvalError(f"--split {split!r}: allowed: {', '.join(SPLITS)}")
   run = workdir_lib.load(workdir, step)
@@ -439,7 +441,10 @@ def evaluate_workdir(
   if heads is not None:
     rep["alignment_by_layer_head"] = heads
   sources = run.task.eval_sources(split) if hasattr(run.task, "eval_sources") else None
-  return rep, write_report(rep, os.path.join(workdir, "eval"), records, sources)
+  if on_report is not None:
+    on_report(rep)
+  with writers.uninterrupted():
+    return rep, write_report(rep, os.path.join(workdir, "eval"), records, sources)
 
 
 # --------------------------------------------------------------------------

@@ -12,6 +12,8 @@ Unset (the normal case) injects nothing. Otherwise a comma-separated list of
 ``pause_at_step:N``            after step N, print a line and wait for a signal
                                (a test then preempts or kills the run there;
                                SIGALRM ends the wait, and the run, after 5 min)
+``pause_before_save:N``        before step N's checkpoint, the same (a test
+                               sends a second Ctrl-C there)
 ``nonfinite_at_step:A[-B]``    make the loss, hence the gradients, NaN at steps
                                A..B (inside the jitted step); may repeat
 ``fsize_limit_at_save:N:B``    set ``RLIMIT_FSIZE`` to B bytes just before step
@@ -26,9 +28,16 @@ import os
 import resource
 import signal
 import sys
+import time
 
 ENV = "ATTENTION_JAX_FAULT"
-_STEP_KINDS = ("kill_at_step", "kill_in_save", "sigterm_at_step", "pause_at_step")
+_STEP_KINDS = (
+  "kill_at_step",
+  "kill_in_save",
+  "sigterm_at_step",
+  "pause_at_step",
+  "pause_before_save",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +46,7 @@ class Faults:
   kill_in_save: int | None = None
   sigterm_at_step: int | None = None
   pause_at_step: int | None = None
+  pause_before_save: int | None = None
   nonfinite_steps: tuple[tuple[int, int], ...] | None = None
   fsize_limit_at_save: tuple[int, int] | None = None
 
@@ -46,12 +56,11 @@ class Faults:
     if step == self.sigterm_at_step:
       os.kill(os.getpid(), signal.SIGTERM)
     if step == self.pause_at_step:
-      print(f"fault: paused after step {step} until a signal arrives", file=sys.stderr, flush=True)
-      signal.alarm(300)  # never hang a test
-      signal.pause()
-      signal.alarm(0)
+      _pause(f"after step {step}")
 
   def before_save(self, step: int) -> None:
+    if step == self.pause_before_save:
+      _pause(f"before saving step {step}")
     if self.fsize_limit_at_save and step == self.fsize_limit_at_save[0]:
       limit = self.fsize_limit_at_save[1]
       _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -60,6 +69,32 @@ class Faults:
   def before_commit(self, step: int) -> None:
     if step == self.kill_in_save:
       os.kill(os.getpid(), signal.SIGKILL)
+
+
+_PAUSE_ENDS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def _pause(where: str) -> None:
+  """Waits for one of ``_PAUSE_ENDS``, then hands it to the handler it would
+  have reached. Polls (a signal that lands between the printed line and a
+  ``signal.pause()`` would be missed)."""
+  got = []
+  old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in _PAUSE_ENDS}
+  try:
+    print(f"fault: paused {where} until a signal arrives", file=sys.stderr, flush=True)
+    signal.alarm(300)  # never hang a test: SIGALRM ends the run
+    while not got:
+      time.sleep(0.02)
+    signal.alarm(0)
+  finally:
+    for s, handler in old.items():
+      signal.signal(s, handler)
+  for s in got:
+    handler = old[s]
+    if callable(handler):
+      handler(s, None)
+    elif handler == signal.SIG_DFL:
+      os.kill(os.getpid(), s)
 
 
 def parse(text: str) -> Faults:

@@ -17,6 +17,8 @@ from attention_jax import workdir as workdir_lib
 from attention_jax.data import text as text_task
 from attention_jax.data.vocab import UNK
 
+DEFAULT_NEW_TOKENS = 200  # characters sampled when --max_new_tokens is not given
+
 
 def make_sampler(graphdef, *, max_new_tokens: int, temperature: float, top_k: int):
   """A jitted ``(params, prompt [B, P], rng) -> tokens [B, N]``."""
@@ -39,20 +41,27 @@ def generate_text(
   workdir: str,
   prompt: str,
   *,
-  max_new_tokens: int = 200,
+  max_new_tokens: int | None = None,
   temperature: float = 0.8,
   top_k: int = 0,
   seed: int = 0,
 ) -> str:
   """The sampled continuation of ``prompt`` (without the prompt).
 
-  Before anything is restored, refuses a non-GPT workdir and a prompt +
-  ``max_new_tokens`` longer than the position table (``model.max_positions``).
+  ``max_new_tokens`` None: as many as the position table holds after the
+  prompt, at most ``DEFAULT_NEW_TOKENS`` (a warning says when that is fewer).
+  Before anything is restored, refuses (ValueError naming the flag) a bad
+  flag, a non-GPT workdir and a prompt + ``max_new_tokens`` longer than the
+  position table (``model.max_positions``).
   """
   if not prompt:
     raise ValueError("--prompt is empty: give at least one character")
-  if max_new_tokens <= 0 or temperature < 0 or top_k < 0:
-    raise ValueError("--max_new_tokens must be > 0, --temperature >= 0, --top_k >= 0")
+  if max_new_tokens is not None and max_new_tokens <= 0:
+    raise ValueError(f"--max_new_tokens {max_new_tokens}: must be > 0")
+  if not temperature >= 0 or temperature == float("inf"):
+    raise ValueError(f"--temperature {temperature}: must be a finite number >= 0 (0: greedy)")
+  if top_k < 0:
+    raise ValueError(f"--top_k {top_k}: must be >= 0 (0: all tokens)")
   config = workdir_lib.read_config(workdir)
   if config.model.name != "gpt":
     raise ValueError(
@@ -60,6 +69,23 @@ def generate_text(
       f"{config.model.name!r}; generate needs a decoder-only LM ('gpt')"
     )
   limit = config.model.max_positions
+  if max_new_tokens is None:
+    room = limit - len(prompt)
+    if room <= 0:
+      raise ValueError(
+        f"the prompt ({len(prompt)} characters) fills model.max_positions ({limit}), "
+        "the length of the model's position table: give a shorter --prompt"
+      )
+    max_new_tokens = min(DEFAULT_NEW_TOKENS, room)
+    if max_new_tokens < DEFAULT_NEW_TOKENS:
+      logging.warning(
+        "sampling %d characters, not %d: the prompt (%d) and the continuation must fit "
+        "model.max_positions (%d)",
+        max_new_tokens,
+        DEFAULT_NEW_TOKENS,
+        len(prompt),
+        limit,
+      )
   if len(prompt) + max_new_tokens > limit:
     raise ValueError(
       f"prompt ({len(prompt)} characters) + --max_new_tokens "

@@ -12,14 +12,19 @@ the workdir; a non-finite loss or gradient stops the run (or, with
 ``train.skip_nonfinite``, skips that update) and no non-finite state is ever
 saved; SIGTERM finishes the step, saves it and raises :class:`Preempted` —
 with several processes, SIGTERM to any one makes every process save the same
-step and raise it. The checkpoint of the best dev BLEU is kept beside the
-latest ones.
+step and raise it; Ctrl-C (SIGINT) does the same and raises
+:class:`Interrupted` (a second Ctrl-C ends the process at once). A resume on
+data whose bytes changed is refused without ``allow_data_change``. Starting is
+transactional: config, checkpoint, data and vocabularies are checked and
+loaded before the workdir changes. The checkpoint of the best dev BLEU is kept
+beside the latest ones.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -35,39 +40,55 @@ from attention_jax import faults as faults_lib
 from attention_jax import sharding as sharding_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
-from attention_jax.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
+from attention_jax.errors import CheckpointError, Interrupted, NonFiniteError, Preempted
 
 
 def train_and_evaluate(
-  config, workdir: str, *, stop_after_step: int | None = None, allow_config_change: bool = False
+  config,
+  workdir: str,
+  *,
+  stop_after_step: int | None = None,
+  allow_config_change: bool = False,
+  allow_data_change: bool = False,
 ) -> dict[str, Any]:
   """Trains ``config`` in ``workdir`` (resuming if it holds a checkpoint).
 
   ``stop_after_step`` ends the process's work after that step as a kill would
   (no extra checkpoint), for tests of resume. ``allow_config_change`` lets a
   resumed run change hyperparameters (not shapes); the changes are appended to
-  ``config_changes.jsonl``. Returns the last eval metrics.
+  ``config_changes.jsonl``. ``allow_data_change`` lets it continue on data
+  files whose bytes changed (logged there too). Returns the last eval metrics.
 
   Raises ConfigError/ResumeRefused (bad config, or one that cannot resume this
   workdir), WorkdirLockedError (another process holds it), CheckpointError
   (a checkpoint cannot be written, or is corrupt with
-  ``checkpoint.on_corrupt=stop``), NonFiniteError, Preempted (SIGTERM).
+  ``checkpoint.on_corrupt=stop``), NonFiniteError, Preempted (SIGTERM),
+  Interrupted (Ctrl-C), OSError (the workdir cannot be written).
   """
   config = config_lib.resolve(config)  # per-model values (a no-op if none)
   config_lib.validate(config)
-  workdir = os.path.abspath(workdir)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ConfigError(f"--workdir {workdir} exists and is not a directory")
+  workdir = workdir_lock.checked_workdir(workdir)
   faults = faults_lib.from_env()
-  # SIGTERM from here on (set-up and compilation included) ends the run with
-  # Preempted after the step in progress, never in the middle of one.
-  with _Preemption() as preemption:
-    preemption.register(workdir_lib.checkpoint_dir(workdir))
-    trainer = _Trainer(config, workdir, faults, preemption, allow_config_change)
-    if jax.process_index() != 0:  # in a multi-process job the first holds the lock
-      return trainer.run(stop_after_step)
-    with workdir_lock.WorkdirLock(workdir):
-      return trainer.run(stop_after_step)
+  new = not os.path.exists(workdir)
+  # SIGTERM or Ctrl-C from here on (set-up and compilation included) ends the
+  # run after the step in progress, never in the middle of one.
+  try:
+    with _Preemption() as preemption:
+      preemption.register(workdir_lib.checkpoint_dir(workdir))
+      trainer = _Trainer(
+        config, workdir, faults, preemption, allow_config_change, allow_data_change
+      )
+      if jax.process_index() != 0:  # in a multi-process job the first holds the lock
+        return trainer.run(stop_after_step)
+      with workdir_lock.WorkdirLock(workdir):
+        return trainer.run(stop_after_step)
+  except BaseException:
+    if new and jax.process_index() == 0:  # a failed start leaves no new directory
+      try:
+        os.rmdir(workdir)  # only if nothing was written in it
+      except OSError:
+        pass
+    raise
 
 
 # --------------------------------------------------------------------------
@@ -77,10 +98,19 @@ def train_and_evaluate(
 class _Trainer:
   """One call of :func:`train_and_evaluate`: checks, then the step loop."""
 
-  def __init__(self, config, workdir: str, faults, preemption, allow_config_change: bool):
+  def __init__(
+    self,
+    config,
+    workdir: str,
+    faults,
+    preemption,
+    allow_config_change: bool,
+    allow_data_change: bool = False,
+  ):
     self.config, self.workdir = config, workdir
     self.faults, self.preemption = faults, preemption
     self.allow_config_change = allow_config_change
+    self.allow_data_change = allow_data_change
     self.primary = jax.process_index() == 0  # one process writes the files
     self.ckpt = checkpoint_lib.Checkpointer(
       workdir_lib.checkpoint_dir(workdir),
@@ -122,6 +152,16 @@ class _Trainer:
   def _run(self, stop_after_step):
     config, workdir, ckpt = self.config, self.workdir, self.ckpt
     latest, corrupt, task, changes = self._check()
+    total = config.train.steps
+    finished = latest is not None and latest >= total
+    fingerprint = None
+    if not finished:  # a finished run reads no data
+      fingerprint = workdir_lib.data_fingerprint(config)
+      if latest is not None:
+        changes = changes + workdir_lib.check_data(
+          workdir, latest, fingerprint, self.allow_data_change
+        )
+      self._build(task)  # loads the data: a bad file fails here, nothing written
     # ---- from here on the workdir may change
     if self.primary:
       ckpt.prepare_for_writing(corrupt)
@@ -131,8 +171,7 @@ class _Trainer:
       logging.warning("resuming with config changes: %s", workdir_lib.format_changes(changes))
       if self.primary:
         workdir_lib.record_changes(workdir, latest, changes)
-    total = config.train.steps
-    if latest is not None and latest >= total:
+    if finished:
       logging.info(
         "resumed from checkpoint at step %d in %s: training already "
         "finished (train.steps=%d); nothing to do",
@@ -144,13 +183,17 @@ class _Trainer:
         workdir_lib.write_config(workdir, config)
       evals = [m for m in writers.read_metrics(workdir) if m["split"] == "eval"]
       return evals[-1] if evals else {}
-    self._build(task)
+    if self.primary:
+      workdir_lib.write_config(workdir, config)
+      workdir_lib.write_fingerprint(workdir, fingerprint)
+      data_lib.save_task_files(self.run_.task, workdir)
+      environment.append(workdir)
     meta = self._start(latest)
     return self._loop(meta, latest, stop_after_step)
 
   def _build(self, task) -> None:
-    """The mesh, the run, the jitted steps; writes config.json, vocabularies
-    and appends this start's record to env.json."""
+    """The mesh, the run, the jitted steps, the evaluation set and the
+    training iterator (the data, read here); writes nothing."""
     config = self.config
     mesh = self.mesh = sharding_lib.make_mesh(config.train.num_devices)
     sharding_lib.check_batch_size(config.train.batch_size, mesh, "train.batch_size")
@@ -158,10 +201,6 @@ class _Trainer:
     n_dev = mesh.devices.size
     self.eval_batch_size = -(-config.eval.batch_size // n_dev) * n_dev
     run = self.run_ = workdir_lib.build_run(config, self.workdir, task)
-    if self.primary:
-      workdir_lib.write_config(self.workdir, config)
-      data_lib.save_task_files(run.task, self.workdir)
-      environment.append(self.workdir)
     donate = (0,) if jax.default_backend() != "cpu" else ()
     rep, batch = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
     train_step = jax.jit(
@@ -187,12 +226,12 @@ class _Trainer:
     self.train_step = lambda s, b: train_step(s, sharding_lib.put_batch(b, mesh))
     self.eval_step = lambda p, b: eval_step(p, sharding_lib.put_batch(b, mesh))
     self.eval_set = run.task.eval_set("eval")
+    self.train_iter = run.task.train_iterator()
 
   def _start(self, latest: int | None) -> dict[str, Any]:
     """Places (or restores) the state and the data position; opens the writer."""
     config, run = self.config, self.run_
     self.state = sharding_lib.put_replicated(run.state, self.mesh)
-    self.train_iter = run.task.train_iterator()
     meta: dict[str, Any] = {}
     if latest is not None:
       self.state, meta = self.ckpt.restore(self.state, latest, verify=False)
@@ -254,7 +293,7 @@ class _Trainer:
           if latest is not None
           else "no step was done"
         )
-        raise Preempted(f"stopped by SIGTERM before step {step}; {done}")
+        raise self.preemption.error(f"before step {step}; {done}")
       batch = next(self.train_iter)
       self.progress.add_tokens(self.run_.task.count_tokens(batch))
       with self.profiler.step(step, lambda: self.state):
@@ -280,8 +319,8 @@ class _Trainer:
         self._save(step)
       if stop:
         self.ckpt.wait_until_finished()
-        raise Preempted(
-          f"stopped by SIGTERM after step {step}: checkpoint step {step} "
+        raise self.preemption.error(
+          f"after step {step}: checkpoint step {step} "
           f"saved in {self.ckpt.directory}; run the same command again to resume"
         )
       if step == stop_after_step:
@@ -380,15 +419,19 @@ def _close_quietly(*things) -> None:
 
 
 class _Preemption:
-  """Whether SIGTERM asked the run to stop after a step, and after which.
+  """Whether SIGTERM or Ctrl-C (SIGINT) asked the run to stop after a step,
+  and after which.
 
   One process: while active, a Python handler sets ``requested`` instead of
-  ending the process; the step in progress is finished and saved.
+  ending the process; the step in progress is finished and saved. A second
+  Ctrl-C ends the process at once (exit 130) with one line: the newest
+  committed checkpoint holds the run.
 
   Several processes: ``jax.distributed.initialize`` installed JAX's
   preemption notifier, which catches SIGTERM in any process (a Python handler
-  here would replace it, so none is installed); :meth:`stop_after`, asked at
-  every step, is True at one step agreed by all processes
+  here would replace it, so none is installed for SIGTERM; Ctrl-C is passed
+  on to it as a SIGTERM to this process); :meth:`stop_after`, asked at every
+  step, is True at one step agreed by all processes
   (``checkpoint.reached_preemption``), so all save that step. :meth:`register`
   tells the agreement the step a run starts from, before any work.
   """
@@ -396,20 +439,21 @@ class _Preemption:
   def __init__(self):
     self.multi = jax.process_count() > 1
     self.requested = False
-    self._old = None
+    self.interrupted = False  # by Ctrl-C (else by SIGTERM)
+    self.checkpoint_dir = None
+    self._old: dict[int, Any] = {}
 
   def register(self, checkpoint_dir: str) -> None:
     """Several processes: reports the step this run resumes from (the newest
     committed checkpoint, 0 if none) so that a SIGTERM arriving during
     start-up picks a step ahead of it. Raises Preempted if that step is
     already the agreed one."""
+    self.checkpoint_dir = checkpoint_dir
     if not self.multi:
       return
     latest = checkpoint_lib.Checkpointer(checkpoint_dir, create=False).latest_step()
     if checkpoint_lib.reached_preemption(latest or 0):
-      raise Preempted(
-        f"stopped by SIGTERM before step {(latest or 0) + 1}; no step was done in this run"
-      )
+      raise self.error(f"before step {(latest or 0) + 1}; no step was done in this run")
 
   def stop_after(self, step: int) -> bool:
     """Whether to save ``step`` and stop. Call once per step, in order."""
@@ -417,9 +461,33 @@ class _Preemption:
       self.requested = checkpoint_lib.reached_preemption(step)
     return self.requested
 
+  def error(self, what: str) -> Preempted:
+    """The error that ends the run: ``Interrupted`` after Ctrl-C, else ``Preempted``."""
+    if self.interrupted:
+      return Interrupted(f"stopped by Ctrl-C (SIGINT) {what}")
+    return Preempted(f"stopped by SIGTERM {what}")
+
   def _handle(self, signum, frame):
     del frame
-    if not self.requested:
+    if signum == signal.SIGINT:
+      if self.interrupted:  # the second Ctrl-C: at once
+        print(
+          "error: stopped at once by a second Ctrl-C, without saving the step in "
+          f"progress; the newest checkpoint in {self.checkpoint_dir} holds the run: "
+          "run the same command again to resume from it",
+          file=sys.stderr,
+          flush=True,
+        )
+        os._exit(130)
+      self.interrupted = True
+      logging.warning(
+        "Ctrl-C: finishing the current step, then saving a checkpoint and exiting "
+        "(Ctrl-C again to stop at once without saving)"
+      )
+      if self.multi:  # JAX's notifier makes every process agree on the step
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    elif not self.requested:
       logging.warning(
         "received signal %d: finishing the current step, then saving a checkpoint and exiting",
         signum,
@@ -427,17 +495,20 @@ class _Preemption:
     self.requested = True
 
   def __enter__(self):
-    if self.multi:
-      return self
-    try:
-      self._old = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: cannot handle signals here
-      self._old = None
+    signums = [signal.SIGINT] if self.multi else [signal.SIGTERM, signal.SIGINT]
+    for signum in signums:
+      if signum == signal.SIGINT and signal.getsignal(signum) is signal.SIG_IGN:
+        continue  # started ignoring Ctrl-C (nohup, a background job): keep it so
+      try:
+        self._old[signum] = signal.signal(signum, self._handle)
+      except ValueError:  # not the main thread: cannot handle signals here
+        pass
     return self
 
   def __exit__(self, *exc):
-    if self._old is not None:
-      signal.signal(signal.SIGTERM, self._old)
+    for signum, old in self._old.items():
+      signal.signal(signum, old)
+    self._old = {}
 
 
 class _NonFiniteMonitor:

@@ -20,10 +20,12 @@ vocabularies (``vocab_src.txt``, ``vocab_tgt.txt``, ``tokenizer.json``,
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from typing import Any
 
+from absl import logging
 from flax import nnx
 
 from attention_jax import checkpoint as checkpoint_lib
@@ -31,9 +33,11 @@ from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import objectives
 from attention_jax import step as step_lib
-from attention_jax.errors import ConfigError, ResumeRefused, WorkdirError, one_line
+from attention_jax.errors import ConfigError, DataChanged, ResumeRefused, WorkdirError, one_line
 
 CONFIG_NAME = "config.json"
+DATA_NAME = "data_fingerprint.json"  # the data inputs a run read (path, size, SHA-256)
+CHANGES_NAME = "config_changes.jsonl"
 CHECKPOINTS = "checkpoints"
 
 
@@ -248,6 +252,111 @@ def check_resume(
 
 
 def record_changes(workdir: str, step: int, changes) -> None:
-  """Appends a resumed run's config changes to ``config_changes.jsonl``."""
-  with open(os.path.join(workdir, "config_changes.jsonl"), "a", encoding="utf-8") as f:
+  """Appends a resumed run's config (and data) changes to ``config_changes.jsonl``."""
+  with open(os.path.join(workdir, CHANGES_NAME), "a", encoding="utf-8") as f:
     f.write(json.dumps({"step": step, "changes": {k: [a, b] for k, a, b in changes}}) + "\n")
+
+
+# --------------------------------------------------------------------------
+# The data a run read
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def data_fingerprint(config) -> dict:
+  """The data inputs of ``config``: each local file's key, path, size and
+  SHA-256, and a TFDS dataset's name, version and splits
+  (``data.inputs``)."""
+  files, tfds_record = data_lib.inputs(config)
+  out: dict = {
+    "files": [
+      {"key": k, "path": os.path.abspath(f), "size": os.path.getsize(f), "sha256": _sha256(f)}
+      for k, f in files
+    ]
+  }
+  if tfds_record is not None:
+    out["tfds"] = tfds_record
+  return out
+
+
+def read_fingerprint(workdir: str) -> dict | None:
+  """The recorded fingerprint (None: a run from before they were recorded, or
+  an unreadable record, which a new one then replaces)."""
+  try:
+    with open(os.path.join(workdir, DATA_NAME), encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
+
+
+def check_data(workdir: str, step: int, new: dict, allow_data_change: bool = False) -> list:
+  """Refuses to resume checkpoint ``step`` of ``workdir`` on data that differ
+  from the data its run read. The content decides (SHA-256): a file moved to
+  another path with the same bytes is a warning. Raises
+  :class:`DataChanged` naming the file and both hashes unless
+  ``allow_data_change``. Reads only. Returns the changes as
+  ``(what, old, new)`` for ``config_changes.jsonl``."""
+  old = read_fingerprint(workdir)
+  if old is None:
+    return []
+  changes = []
+  by_key: dict[str, list] = {}
+  for f in new.get("files", []):
+    by_key.setdefault(f["key"], []).append(f)
+  for key in sorted({f["key"] for f in old.get("files", [])} | set(by_key)):
+    before = [f for f in old.get("files", []) if f["key"] == key]
+    now = by_key.get(key, [])
+    for i in range(max(len(before), len(now))):
+      a = before[i] if i < len(before) else None
+      b = now[i] if i < len(now) else None
+      if a and b and a["sha256"] == b["sha256"]:
+        if a["path"] != b["path"]:
+          logging.warning(
+            "%s: %s moved to %s (same content, sha256 %s)", key, a["path"], b["path"], b["sha256"]
+          )
+        continue
+      what = f"{key} {(b or a)['path']}"
+      if a and b:
+        detail = (
+          f"{key} {b['path']} has sha256 {b['sha256']} ({b['size']} bytes), "
+          f"{a['sha256']} ({a['size']} bytes) when the run read "
+          + ("it" if a["path"] == b["path"] else a["path"])
+        )
+      elif a:
+        detail = f"{key} {a['path']} (sha256 {a['sha256']}) is no longer an input"
+      else:
+        detail = f"{key} {b['path']} (sha256 {b['sha256']}) is a new input"
+      changes.append(
+        (f"data: {what}", a and f"sha256 {a['sha256']}", b and f"sha256 {b['sha256']}", detail)
+      )
+  if old.get("tfds") != new.get("tfds"):
+    a, b = old.get("tfds"), new.get("tfds")
+    changes.append(("data: tfds", a, b, f"the TFDS data changed: {a} -> {b}"))
+  if changes and not allow_data_change:
+    raise DataChanged(
+      f"cannot resume {workdir} from step {step}: its data changed: "
+      + "; ".join(c[3] for c in changes)
+      + ". Pass --allow_data_change to continue on the new data, or use a new --workdir"
+    )
+  for c in changes:
+    logging.warning("resuming on changed data (--allow_data_change): %s", c[3])
+  return [c[:3] for c in changes]
+
+
+def write_fingerprint(workdir: str, fingerprint: dict) -> None:
+  """Writes ``data_fingerprint.json`` (atomically) if it differs from the
+  recorded one; nothing for a task that reads no files."""
+  if not fingerprint.get("files") and "tfds" not in fingerprint:
+    return
+  if read_fingerprint(workdir) == fingerprint:
+    return
+  path = os.path.join(workdir, DATA_NAME)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(fingerprint, f, indent=1, sort_keys=True)
+  os.replace(path + ".tmp", path)

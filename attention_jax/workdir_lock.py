@@ -24,7 +24,7 @@ import time
 
 from absl import logging
 
-from attention_jax.errors import WorkdirLockedError
+from attention_jax.errors import ConfigError, WorkdirLockedError
 
 LOCK_NAME = "run.lock"
 
@@ -45,6 +45,25 @@ def _pid_alive(pid) -> bool:
   except (PermissionError, TypeError, ValueError):
     return True
   return True
+
+
+def checked_workdir(workdir: str | None) -> str:
+  """``workdir`` as an absolute path; ConfigError (one line) for an empty or
+  blank one (it would be the current directory) or the filesystem root."""
+  if workdir is None or not str(workdir).strip():
+    what = "blank" if workdir else "empty"
+    raise ConfigError(
+      f"--workdir is {what}: give the run its own directory (--workdir /tmp/run); "
+      "an empty one would write into the current directory"
+    )
+  path = os.path.abspath(workdir)
+  if os.path.dirname(path) == path:
+    raise ConfigError(
+      f"--workdir {workdir!r} is the filesystem root: give the run its own directory"
+    )
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise ConfigError(f"--workdir {path} exists and is not a directory")
+  return path
 
 
 class WorkdirLock:

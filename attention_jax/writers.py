@@ -8,13 +8,25 @@ the run's last ``eval/*`` scalars), so a sweep's parent directory, given as one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from absl import logging
+
+if "torch" not in sys.modules:  # tensorboardX imports torch if installed, only to accept
+  sys.modules["torch"] = None  # torch tensors: seconds per process; ImportError instead
+  try:
+    import tensorboardX  # noqa: F401 - imported for its side effect: cached without torch
+  finally:
+    del sys.modules["torch"]
 from tensorboardX import SummaryWriter  # writes event files without TensorFlow
 from tensorboardX import summary as tb_summary
 
@@ -127,9 +139,43 @@ class NullWriter:
     pass
 
 
+@contextlib.contextmanager
+def uninterrupted():
+  """Ctrl-C inside the block waits for its end, then goes to the handler it
+  would have gone to (KeyboardInterrupt by default): the files the block
+  writes are all written or, if Ctrl-C came before it, none. A no-op off the
+  main thread or where Ctrl-C is ignored."""
+  old = signal.getsignal(signal.SIGINT)
+  if threading.current_thread() is not threading.main_thread() or not callable(old):
+    yield
+    return
+  caught = []
+  signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, old)
+  if caught:
+    old(signal.SIGINT, caught[0])
+
+
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """The rows of ``workdir/metrics.jsonl``. A last line cut short (a crash in
+  the middle of a write) is skipped with one warning; the next run on the
+  workdir drops it (``MetricWriter``). A bad line before the last raises
+  ValueError naming the file and line."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  with open(path, encoding="utf-8", errors="replace") as f:
+    lines = [(n, line) for n, line in enumerate(f, 1) if line.strip()]
+  rows = []
+  for i, (n, line) in enumerate(lines):
+    try:
+      rows.append(json.loads(line))
+    except ValueError as e:
+      if i < len(lines) - 1:
+        raise ValueError(f"{path}:{n}: not a JSON row ({e})") from None
+      logging.warning("%s:%d: skipped the last line, cut short (a run stopped mid-write)", path, n)
+  return rows
 
 
 def _hms(seconds: float) -> str:

@@ -6,7 +6,7 @@ r"""Per-point analyses of a trained workdir, run by the sweep after training.
 ``DIR/eval/by_length.csv``.
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -25,4 +25,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

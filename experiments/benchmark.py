@@ -13,7 +13,7 @@ import importlib
 import json
 import time
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -67,4 +67,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
+import signal
 import sys
 
 from absl import flags
@@ -43,13 +46,44 @@ def _config_override_error(argv) -> str | None:
   return None
 
 
+def _config_value_error(e: BaseException) -> str | None:
+  """A ``--config.KEY=VALUE`` whose value does not parse as the key's type,
+  naming the key, the value and the type."""
+  m = re.match(r"flag --config\.([\w.]+)=(.*?): ", str(e), re.S)
+  if not m:
+    return None
+  key, value = m.groups()
+  try:  # the loaded config file's value, else the schema's
+    default = flags.FLAGS["config"].value
+    for part in key.split("."):
+      default = default[part]
+  except (KeyError, AttributeError, TypeError):
+    from attention_jax import config as config_lib
+
+    default = config_lib.base_config()
+    try:
+      for part in key.split("."):
+        default = default[part]
+    except (KeyError, AttributeError, TypeError):
+      return None
+  return (
+    f"--config.{key}={value}: config key '{key}' must be of type "
+    f"{type(default).__name__}, got {value!r}"
+  )
+
+
 def parse_flags(argv):
   """absl flag parsing whose errors are one line (no usage dump)."""
   absl_logging.get_absl_handler().addFilter(_QuietLibraries())
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    fail(_config_override_error(argv) or _config_file_error(e) or " ".join(str(e).split()))
+    fail(
+      _config_value_error(e)
+      or _config_override_error(argv)
+      or _config_file_error(e)
+      or " ".join(str(e).split())
+    )
   except Exception as e:  # raised while a config file ran, or by an override
     where = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
     if where is None and "--config" in argv[:-1]:
@@ -144,11 +178,42 @@ def parse_step(value: str | None, flag: str = "--step"):
 @contextlib.contextmanager
 def errors_as_one_line():
   """Known, user-facing errors (``attention_jax.errors``) become one line on
-  stderr and the exit code of their type (``errors.EXIT_CODES``)."""
+  stderr and the exit code of their type (``errors.EXIT_CODES``); an OSError
+  names its path and the errno's meaning."""
   from attention_jax import errors
 
   try:
     yield
   except tuple(t for t, _ in errors.EXIT_CODES) as e:
     code = next(c for t, c in errors.EXIT_CODES if isinstance(e, t))
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+      fail(errors.os_error_line(e), code=code)
     fail(" ".join(str(e).split()), code=code)
+
+
+INTERRUPTED = "interrupted by Ctrl-C (SIGINT)"
+
+
+def _exit_on_interrupt(signum, frame) -> None:
+  """Ctrl-C: one line, exit 130, at once (a KeyboardInterrupt raised inside a
+  library's callback would be printed and dropped). Files are written inside
+  ``writers.uninterrupted`` blocks, which hold Ctrl-C until they end."""
+  del signum, frame
+  sys.stdout.flush()
+  print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
+  os._exit(130)
+
+
+def run(main, *, exit_on_interrupt: bool = True) -> None:
+  """``absl.app.run(main)`` with :func:`parse_flags`. Ctrl-C is one line and
+  exit 130: at once (``exit_on_interrupt``), or as a KeyboardInterrupt for an
+  entry point that stops its own work first (the sweep). Training replaces
+  the handler while it runs: Ctrl-C there saves the step in progress."""
+  from absl import app
+
+  if exit_on_interrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
+  try:
+    app.run(main, flags_parser=parse_flags)
+  except KeyboardInterrupt:
+    fail(INTERRUPTED, code=130)

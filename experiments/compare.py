@@ -12,7 +12,7 @@ writes DIR/compare.md, DIR/compare.csv and DIR/compare_by_length.png
 eval/ outputs reused when they are for the same step, split and decoding.
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -46,10 +46,10 @@ def main(argv):
       step=cli.parse_step(_DECODING.step.value),
       out=_OUT.value,
       length_buckets=_BUCKETS.value,
+      on_markdown=lambda table: print(table, flush=True),  # before any file is written
     )
-  print(result["markdown"])
   print("wrote " + ", ".join(result["paths"].values()))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

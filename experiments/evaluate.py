@@ -10,7 +10,7 @@ same BLEU) and DIR/eval/SPLIT_examples.jsonl. ``--step best``: the checkpoint
 with the best dev BLEU.
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -25,17 +25,17 @@ def main(argv):
   from attention_jax import evaluation
 
   step = cli.parse_step(_DECODING.step.value)
-  with cli.errors_as_one_line():
-    rep, paths = evaluation.evaluate_workdir(
+  with cli.errors_as_one_line():  # the numbers are printed before any file is written
+    _, paths = evaluation.evaluate_workdir(
       _WORKDIR.value,
       _DECODING.split.value,
       beam_size=_DECODING.beam.value,
       length_penalty=_DECODING.length_penalty.value,
       step=step,
+      on_report=lambda rep: print(evaluation.format_report(rep), flush=True),
     )
-  print(evaluation.format_report(rep))
   print("wrote " + ", ".join(paths.values()))
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

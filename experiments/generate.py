@@ -1,19 +1,24 @@
 r"""Sample a continuation from a trained decoder-only LM (``model.name = "gpt"``).
 
   python -m experiments.generate --workdir /tmp/gpt --prompt "The dog" \
-      [--max_new_tokens 200] [--temperature 0.8] [--top_k 0] [--seed 0]
+      [--max_new_tokens N] [--temperature 0.8] [--top_k 0] [--seed 0]
 
 Prints the prompt followed by the sampled continuation. Sampling runs through
 the KV cache inside one compiled ``lax.scan`` (attention_jax/models/gpt.py).
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of a trained gpt run.")
 _PROMPT = flags.DEFINE_string("prompt", None, "Text to continue.")
-_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 200, "Characters to sample.")
+_MAX_NEW = flags.DEFINE_integer(
+  "max_new_tokens",
+  None,
+  "Characters to sample; default: 200, or fewer if the model's position table "
+  "(model.max_positions) ends sooner after the prompt.",
+)
 _TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Softmax temperature; 0 = greedy.")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Sample among the k likeliest; 0 = all.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
@@ -41,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

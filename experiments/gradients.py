@@ -12,7 +12,7 @@ DIR/gradients/gradients.csv, DIR/gradients/decay.csv and
 DIR/gradients/gradients.png. See attention_jax/gradients.py.
 """
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import cli
@@ -69,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

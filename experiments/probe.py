@@ -14,7 +14,7 @@ decoder_states.png (decoder step × source position). Models: rnn_encdec,
 seq2seq_lstm, rnnsearch, luong; synthetic tasks.
 """
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -69,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

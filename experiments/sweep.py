@@ -21,7 +21,7 @@ others go on. Writes ``DIR/summary.csv`` (a row per seed-run),
 
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -239,4 +239,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main, exit_on_interrupt=False)  # stops its points first

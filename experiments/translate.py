@@ -16,7 +16,7 @@ are outlined in red); with several inputs the i-th (i >= 2) goes to a-i.png.
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
 
 from experiments import cli
 
@@ -85,17 +85,20 @@ def main(argv):
     print(r["text"])
   report_inputs(results, hasattr(run.task, "unknown"))
   if _PLOT.value:
+    from attention_jax import writers
+
     for r, path in zip(results, plot_paths(_PLOT.value, len(results)), strict=True):
-      plots.save_attention_heatmap(
-        path,
-        r["attention"],
-        r["source"],
-        r["output"],
-        title=f"{config.model.name} on {config.data.task}",
-        gold=r["gold"],
-      )
+      with cli.errors_as_one_line(), writers.uninterrupted():
+        plots.save_attention_heatmap(
+          path,
+          r["attention"],
+          r["source"],
+          r["output"],
+          title=f"{config.model.name} on {config.data.task}",
+          gold=r["gold"],
+        )
       print(f"wrote {path}", flush=True)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

@@ -81,6 +81,28 @@ def build_task(config, workdir: str | None = None):
   return task_class(config.data.task)(config, workdir)
 
 
+def inputs(config) -> tuple[list[tuple[str, str]], dict | None]:
+  """What ``config``'s task reads from outside the workdir: ``(key, path)``
+  of each local file (``files``: the TSV or ``.src``/``.tgt`` pair of each
+  split; ``text``: the text files), and for ``tfds:NAME`` the dataset's name,
+  version and split specs (else None). Synthetic tasks read nothing. A path
+  that does not exist is left out (the task's reader names it)."""
+  d, task = config.data, config.data.task
+  files: list[tuple[str, str]] = []
+  if task == "files":
+    for role in parallel_text.ROLES:
+      path = d.get(f"{role}_path")
+      if path:
+        try:
+          files += [(f"data.{role}_path", f) for f in parallel_text.resolve(path, "")]
+        except ValueError:  # DataError: not found
+          continue
+  elif task == "text":
+    files = [(f"data.{k}", d[k]) for k in ("train_path", "eval_path") if d[k]]
+  tfds_record = parallel_text.catalog_record(config) if task.startswith("tfds:") else None
+  return [(k, f) for k, f in files if os.path.isfile(f)], tfds_record
+
+
 def save_task_files(task, workdir: str) -> None:
   """Writes ``vocab_src.txt``/``vocab_tgt.txt`` (and the task's tokenizer
   files, if it has any) into ``workdir``."""

@@ -319,6 +319,21 @@ class FilesCorpus:
     return os.path.dirname(os.path.dirname(self.directory))
 
 
+def catalog_record(config) -> dict:
+  """What identifies the data of ``data.task=tfds:NAME``: the name, the
+  prepared version (None if it cannot be known without preparing it) and the
+  split specs."""
+  d = config.data
+  name = d.task[len("tfds:") :]
+  try:
+    ensure_registered(name)
+    version = str(tfds.builder(name, data_dir=default_data_dir(config)).version)
+  except Exception:  # noqa: BLE001 - unknown here; the task's reader names the problem
+    version = None
+  splits = {r: d.get(f"{r}_split") for r in ROLES if d.get(f"{r}_split")}
+  return {"name": name, "version": version, "splits": splits}
+
+
 def ensure_registered(name: str) -> None:
   """Imports the catalog module that registers ``name`` (e.g. ``translate.wmt14``)."""
   base = name.split("/")[0].split(":")[0]

@@ -34,7 +34,7 @@ import time
 from typing import Any
 
 import attention_jax
-from attention_jax.errors import EXIT_PREEMPTED
+from attention_jax.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED
 
 # A point's directory holds its run (a workdir) and these sweep files.
 STATUS_FILE = "sweep_status.json"  # running | done | failed | stopped, exit code,
@@ -203,13 +203,19 @@ def run_command(cmd: list[str], cwd: str, env: dict[str, str], log, on_start=Non
 
 
 def _last_step(point_dir: str) -> int | None:
-  """The step of the last row of ``metrics.jsonl`` (None: no row yet)."""
+  """The step of the last row of ``metrics.jsonl`` (None: no row yet); a
+  last line cut short by a crash is skipped."""
   try:
     with open(os.path.join(point_dir, "metrics.jsonl"), "rb") as f:
       lines = [line for line in f.read().splitlines() if line.strip()]
-    return int(json.loads(lines[-1])["step"]) if lines else None
-  except (OSError, ValueError, KeyError, TypeError):
+  except OSError:
     return None
+  for line in reversed(lines[-2:]):
+    try:
+      return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+      continue
+  return None
 
 
 def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None = None) -> dict:
@@ -265,8 +271,14 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None 
         break
       rc = run_command(cmd, sweep.cwd, env, log, started)
       if rc != 0 or _STOPPING.is_set():
-        # 75: the run saved its step; -SIGTERM: an analysis stopped (--cancel)
-        stopped = _STOPPING.is_set() or rc in (EXIT_PREEMPTED, -signal.SIGTERM)
+        # 75/130: the run saved its step (SIGTERM/Ctrl-C); -SIGTERM/-SIGINT:
+        # an analysis stopped (--cancel, Ctrl-C to the process group)
+        stopped = _STOPPING.is_set() or rc in (
+          EXIT_PREEMPTED,
+          EXIT_INTERRUPTED,
+          -signal.SIGTERM,
+          -signal.SIGINT,
+        )
         status.update(
           status="stopped" if stopped else "failed", returncode=rc, command=" ".join(cmd)
         )
