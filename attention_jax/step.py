@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from attention_jax import models
+from attention_jax import model_setup
 from attention_jax.data.vocab import PAD
 
 
@@ -122,7 +122,7 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
 
 def create_state(config, src_vocab_size: int, tgt_vocab_size: int):
   """Builds the model and its train state. Returns (graphdef, state, tx, schedule)."""
-  model = models.build_model(config, src_vocab_size, tgt_vocab_size)
+  model = model_setup.make_model(config, src_vocab_size, tgt_vocab_size)
   graphdef, params = nnx.split(model, nnx.Param)
   tx, schedule = make_optimizer(config)
   state = TrainState(

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from attention_jax import config as config_lib
-from attention_jax import data, models
+from attention_jax import data, model_setup
 
 TINY = {
   "model.embed_dim": 16,
@@ -48,7 +48,7 @@ def tiny_config(**overrides) -> ml_collections.ConfigDict:
   for key, value in {**TINY, **overrides}.items():
     _set(c, key, value)
   defaults = config_lib.base_config()
-  for section, keys_of in (("model", models.config_keys), ("data", data.config_keys)):
+  for section, keys_of in (("model", model_setup.model_keys_read), ("data", data.config_keys)):
     try:
       reads = keys_of(c)
     except (KeyError, ValueError):  # an unknown model or task: validation names it

@@ -28,13 +28,12 @@ import numpy as np
 from absl import logging
 
 from attention_jax import checkpoint as checkpoint_lib
-from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import faults as faults_lib
 from attention_jax import sharding as sharding_lib
 from attention_jax import step as step_lib
+from attention_jax import validation, workdir_lock, writers
 from attention_jax import workdir as workdir_lib
-from attention_jax import workdir_lock, writers
 from attention_jax.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
 
 
@@ -53,8 +52,7 @@ def train_and_evaluate(
   (a checkpoint cannot be written, or is corrupt with
   ``checkpoint.on_corrupt=stop``), NonFiniteError, Preempted (SIGTERM).
   """
-  config = config_lib.resolve(config)  # per-model values (a no-op if none)
-  config_lib.validate(config)
+  config = validation.prepare(config)  # per-model values applied (a no-op if none)
   workdir = os.path.abspath(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f"--workdir {workdir} exists and is not a directory")

@@ -28,7 +28,7 @@ import os
 
 import ml_collections
 
-from attention_jax import data, models
+from attention_jax import data, model_setup
 from attention_jax.config import base_config
 
 _CONFIGS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -125,7 +125,7 @@ def key_values(arg: str | None, file: str, defaults: dict[str, str]) -> dict[str
 def set_where_read(config: ml_collections.ConfigDict, **values) -> None:
   """Sets each ``model.<key>`` of ``values`` only where ``config.model.name``
   reads it (a key the model ignores must keep its default)."""
-  reads = models.config_keys(config)
+  reads = model_setup.model_keys_read(config)
   config.model.update({k: v for k, v in values.items() if k in reads})
 
 

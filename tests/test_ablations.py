@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_config
 
-from attention_jax import evaluation, models, sweeps, train
+from attention_jax import evaluation, model_setup, sweeps, train
 from attention_jax.sweeps import analyses, spec
 
 CONFIGS = ("bottleneck", "vanishing", "reverse_source", "positions")
@@ -134,8 +134,8 @@ def test_length_stats_statement():
 
 def test_rnn_encdec_reverse_source_reads_backwards():
   """reverse_source=True on src equals reverse_source=False on the reversed src."""
-  fwd = models.build_model(tiny_config(), 10, 10)
-  rev = models.build_model(tiny_config(**{"model.reverse_source": True}), 10, 10)
+  fwd = model_setup.make_model(tiny_config(), 10, 10)
+  rev = model_setup.make_model(tiny_config(**{"model.reverse_source": True}), 10, 10)
   src = np.array([[4, 5, 6, 7, 0, 0], [8, 9, 4, 0, 0, 0]], np.int32)
   flipped = np.array([[7, 6, 5, 4, 0, 0], [4, 9, 8, 0, 0, 0]], np.int32)
   a = rev.encode(jnp.asarray(src))["context"]

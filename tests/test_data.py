@@ -14,7 +14,7 @@ from conftest import ROOT, tiny_config
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import step as step_lib
-from attention_jax import train
+from attention_jax import train, validation
 from attention_jax import workdir as workdir_lib
 from attention_jax.data import batching, parallel_text, reorder, synthetic, tokenizers
 from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
@@ -265,7 +265,7 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
       "train.batch_size": 4,
     }
   )
-  config_lib.validate(config)
+  validation.validate(config)
   with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path / "tfds")):
     task = data_lib.build_task(config)
     ev = task.eval_set("eval")
@@ -435,7 +435,7 @@ def test_config_validation_of_data_keys():
       config_lib.ConfigError,
       match=".*" + message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\."),
     ):
-      config_lib.validate(tiny_config(**overrides))
+      validation.validate(tiny_config(**overrides))
   for task in ("reorder", "sort", "addition", "files", "tfds:wmt14_translate/de-en"):
     assert data_lib.is_known_task(task)
 
@@ -606,7 +606,7 @@ def test_reorder_trains_with_every_seq2seq_model(model_name):
       "train.learning_rate": 1e-2,
     }
   )
-  config_lib.validate(config)
+  validation.validate(config)
   run = workdir_lib.build_run(config)
   assert len(run.task.src_vocab) != len(run.task.tgt_vocab)
   step = jax.jit(

@@ -17,7 +17,16 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_config
 
-from attention_jax import checkpoint, compare, evaluation, metrics, objectives, train, writers
+from attention_jax import (
+  checkpoint,
+  compare,
+  evaluation,
+  metrics,
+  objectives,
+  train,
+  validation,
+  writers,
+)
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import workdir as workdir_lib
@@ -200,7 +209,7 @@ def _files_task(tmp_path, **kw):
       **kw,
     }
   )
-  config_lib.validate(config)
+  validation.validate(config)
   return data_lib.build_task(config), config
 
 
@@ -290,7 +299,7 @@ def test_nfc_applies_to_references_and_hypotheses_alike(tmp_path):
     config_lib.ConfigError,
     match="'data.normalize' is 'NFC', but data.task 'reverse' does not read it",
   ):
-    config_lib.validate(tiny_config(**{"data.normalize": "NFC"}))
+    validation.validate(tiny_config(**{"data.normalize": "NFC"}))
 
 
 def test_sentencepiece_decode_writes_unk_and_restores_spacing():
@@ -309,8 +318,8 @@ def test_sentencepiece_decode_writes_unk_and_restores_spacing():
 def test_translate_config_switches_model_with_nothing_else(arg):
   paths = {} if arg == "tiny" else {"data.train_path": "T", "data.eval_path": "D"}
   for name in ("rnnsearch", "rnn_encdec", "luong", "transformer"):
-    c = config_lib.resolve(_translate_config(arg, **{**paths, "model.name": name}))
-    config_lib.validate(c)
+    c = config_lib.apply_per_model(_translate_config(arg, **{**paths, "model.name": name}))
+    validation.validate(c)
     assert (c.data.tokenizer, c.data.normalize, c.model.name) == ("sentencepiece", "NFC", name)
     assert c.eval.length_buckets and (arg == "tiny") != bool(c.data.bucket_boundaries)
 

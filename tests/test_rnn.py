@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attention_jax import rnn
+from attention_jax import rnn, validation
 
 B, T, I, H = 3, 7, 4, 5
 LENGTHS = np.array([7, 4, 1])
@@ -375,7 +375,7 @@ def test_config_keys_reach_scan_options():
       "model.rnn_hoist_input_projection": "true",
     }
   )
-  config_lib.validate(c)
+  validation.validate(c)
   assert rnn.layer_options(c.model) == {
     "hoist_input_projection": True,
     "unroll": 4,
@@ -390,4 +390,4 @@ def test_config_keys_reach_scan_options():
     ("model.rnn_unroll", -1),
   ]:
     with pytest.raises(config_lib.ConfigError, match=key.replace(".", r"\.")):
-      config_lib.validate(tiny_config(**{key: bad}))
+      validation.validate(tiny_config(**{key: bad}))

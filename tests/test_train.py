@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 from flax import nnx
 
-from attention_jax import decoding, train, writers
+from attention_jax import decoding, train, validation, writers
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import NonFiniteError
@@ -178,7 +178,6 @@ def test_schedule_shapes():
 def test_warmup_longer_than_run_is_cut_to_the_run():
   """`--config.train.steps=50` on a config with 200 warm-up steps: validates,
   and the schedule warms up over the 50 steps (then ends at the cosine floor)."""
-  from attention_jax import config as config_lib
 
   c = tiny_config(
     **{
@@ -188,7 +187,7 @@ def test_warmup_longer_than_run_is_cut_to_the_run():
       "train.end_lr_fraction": 0.1,
     }
   )
-  config_lib.validate(c)
+  validation.validate(c)
   for schedule in ("cosine", "constant"):
     c.train.schedule = schedule
     s = step_lib.make_schedule(c)
