@@ -30,11 +30,11 @@ def _long_range_fact(name: str, missing: Any):
 
 # Context fields (not model.* keys) -> how a config gives them.
 _CONTEXT = {
-  # gpt: the task is sequence to sequence (else a language model; an unknown
+  # gpt: the task is sequence to sequence (else a language model; another
   # task is named by validation).
   "seq2seq": lambda config: (
     data.is_known_task(config.data.task)
-    and data.task_class(config.data.task).objective == "seq2seq"
+    and getattr(data.task_class(config.data.task), "objective", None) == "seq2seq"
   ),
   # sequence_rnn: the long-range task's output kind and real input channels.
   "output_kind": _long_range_fact("output", ""),
