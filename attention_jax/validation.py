@@ -51,16 +51,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
       f"config key 'data.task' has value {config.data.task!r}; allowed: {data.describe_tasks()}"
     )
   _check_data(config)
-  m = config.model
-  allowed("model.cell", m.cell, rnn.CELLS)
-  allowed("model.readout", m.readout, layers.READOUTS)
-  allowed("model.pooling", m.pooling, sequence.POOLINGS)
+  model = config.model
+  allowed("model.cell", model.cell, rnn.CELLS)
+  allowed("model.readout", model.readout, layers.READOUTS)
+  allowed("model.pooling", model.pooling, sequence.POOLINGS)
   _check_long_range(config)
-  allowed("model.rnn_hoist_input_projection", m.rnn_hoist_input_projection, rnn.HOIST_CHOICES)
-  allowed("model.rnn_backward", m.rnn_backward, rnn.BACKWARD_CHOICES)
-  allowed("model.attention_score", m.attention_score, attention.LUONG_SCORES)
-  allowed("model.attention_impl", m.attention_impl, attention.IMPLEMENTATIONS)
-  allowed("model.position", m.position, positions.SCHEMES)
+  allowed("model.rnn_hoist_input_projection", model.rnn_hoist_input_projection, rnn.HOIST_CHOICES)
+  allowed("model.rnn_backward", model.rnn_backward, rnn.BACKWARD_CHOICES)
+  allowed("model.attention_score", model.attention_score, attention.LUONG_SCORES)
+  allowed("model.attention_impl", model.attention_impl, attention.IMPLEMENTATIONS)
+  allowed("model.position", model.position, positions.SCHEMES)
   allowed("train.schedule", config.train.schedule, tuple(step.SCHEDULES))
   allowed("train.optimizer", config.train.optimizer, tuple(step.OPTIMIZERS))
   allowed("checkpoint.on_corrupt", config.checkpoint.on_corrupt, checkpoint.ON_CORRUPT)
@@ -102,54 +102,58 @@ def _check_long_range(config) -> None:
 
 
 def _check_attention_models(config) -> None:
-  m, d = config.model, config.data
-  if d.task == "text":
-    if m.name != "gpt":
+  model, data_keys = config.model, config.data
+  if data_keys.task == "text":
+    if model.name != "gpt":
       raise ConfigError(
-        f"config key 'model.name' has value {m.name!r}; the "
+        f"config key 'model.name' has value {model.name!r}; the "
         "language-model task data.task='text' allows: 'gpt'"
       )
-  if m.name not in ("transformer", "gpt"):
+  if model.name not in ("transformer", "gpt"):
     return
-  if m.hidden_size % m.num_heads:
+  if model.hidden_size % model.num_heads:
     raise ConfigError(
-      f"config key 'model.hidden_size' ({m.hidden_size}) must be "
-      f"divisible by 'model.num_heads' ({m.num_heads})"
+      f"config key 'model.hidden_size' ({model.hidden_size}) must be "
+      f"divisible by 'model.num_heads' ({model.num_heads})"
     )
-  scheme = positions.resolve(m.position, m.name)
-  if scheme == "none" and m.name == "transformer":
+  scheme = positions.resolve(model.position, model.name)
+  if scheme == "none" and model.name == "transformer":
     raise ConfigError(
       "config key 'model.position' is 'none', but model "
       "'transformer' has an encoder, which without positions sees "
       "a bag of tokens; 'none' is for the decoder-only 'gpt'"
     )
-  if scheme == "rope" and (m.hidden_size // m.num_heads) % 2:
+  if scheme == "rope" and (model.hidden_size // model.num_heads) % 2:
     raise ConfigError(
       f"config key 'model.position' is 'rope', which rotates "
       f"pairs of features: the head dimension 'model.hidden_size' / "
-      f"'model.num_heads' ({m.hidden_size // m.num_heads}) must be even"
+      f"'model.num_heads' ({model.hidden_size // model.num_heads}) must be even"
     )
-  if m.name == "gpt" and d.task != "text" and d.task not in data.SYNTHETIC_TASKS:
+  if (
+    model.name == "gpt" and data_keys.task != "text" and data_keys.task not in data.SYNTHETIC_TASKS
+  ):
     raise ConfigError(
-      f"config key 'data.task' has value {d.task!r}; model 'gpt' "
+      f"config key 'data.task' has value {data_keys.task!r}; model 'gpt' "
       "trains on 'text' (a language model) or on a synthetic task "
       f"(decoder-only sequence to sequence: {data.describe_synthetic()})"
     )
-  if m.name == "gpt" and d.task == "text" and d.max_length > m.max_positions:
+  if (
+    model.name == "gpt" and data_keys.task == "text" and data_keys.max_length > model.max_positions
+  ):
     raise ConfigError(
-      f"config key 'data.max_length' ({d.max_length}) must be <= "
-      f"'model.max_positions' ({m.max_positions})"
+      f"config key 'data.max_length' ({data_keys.max_length}) must be <= "
+      f"'model.max_positions' ({model.max_positions})"
     )
-  if d.task not in data.SYNTHETIC_TASKS:
+  if data_keys.task not in data.SYNTHETIC_TASKS:
     return
   (src_w, tgt_w), which = max(
-    (synthetic.widths(d.task, d.train_max_length), "train"),
-    (synthetic.widths(d.task, d.eval_max_length), "eval"),
+    (synthetic.widths(data_keys.task, data_keys.train_max_length), "train"),
+    (synthetic.widths(data_keys.task, data_keys.eval_max_length), "eval"),
     key=lambda x: sum(x[0]),
   )
   # Beam search runs one decode step past the longest output (its final
   # scoring step), so the cache holds the output + 1 position beside it.
-  if m.name == "gpt":
+  if model.name == "gpt":
     need, what = (
       src_w + tgt_w + 2,
       (
@@ -164,9 +168,9 @@ def _check_attention_models(config) -> None:
     )
     if scheme == "learned" and src_w > need:
       need, what = src_w, f"the longest source ({src_w}), the learned table's rows"
-  if need > m.max_positions:
+  if need > model.max_positions:
     raise ConfigError(
-      f"config key 'model.max_positions' ({m.max_positions}) must be >= {what} = {need}"
+      f"config key 'model.max_positions' ({model.max_positions}) must be >= {what} = {need}"
     )
 
 
@@ -234,34 +238,34 @@ def _refuse_ignored_keys(config) -> None:
 def _refuse_ignored_train_keys(config) -> None:
   """``train.weight_decay`` without ``adamw``, ``train.end_lr_fraction``
   without ``cosine``: refused away from their defaults (nothing reads them)."""
-  t, defaults = config.train, base_config().train
+  train, defaults = config.train, base_config().train
   for owner_key, table in (("optimizer", step.OPTIMIZER_KEYS), ("schedule", step.SCHEDULE_KEYS)):
-    owner = t[owner_key]
+    owner = train[owner_key]
     for keys in table.values():
       for key in keys:
-        if key not in table.get(owner, ()) and t[key] != defaults[key]:
+        if key not in table.get(owner, ()) and train[key] != defaults[key]:
           readers = sorted(o for o, ks in table.items() if key in ks)
           raise ConfigError(
-            f"config key 'train.{key}' is {t[key]!r}, but train.{owner_key} "
+            f"config key 'train.{key}' is {train[key]!r}, but train.{owner_key} "
             f"{owner!r} does not read it (only {', '.join(map(repr, readers))} "
             f"does): leave it at its default {defaults[key]!r}"
           )
 
 
 def _check_data(config) -> None:
-  d = config.data
-  allowed("data.tokenizer", d.tokenizer, tokenizers.KINDS)
-  allowed("data.overlong", d.overlong, parallel_text.OVERLONG)
-  allowed("data.normalize", d.normalize, parallel_text.NORMALIZATIONS)
-  if d.task == "files":
+  data_keys = config.data
+  allowed("data.tokenizer", data_keys.tokenizer, tokenizers.KINDS)
+  allowed("data.overlong", data_keys.overlong, parallel_text.OVERLONG)
+  allowed("data.normalize", data_keys.normalize, parallel_text.NORMALIZATIONS)
+  if data_keys.task == "files":
     for key in ("train_path", "eval_path"):
-      if not d[key]:
+      if not data_keys[key]:
         raise ConfigError(
           f"config key 'data.{key}' is empty; data.task='files' needs a TSV or a .src/.tgt pair"
         )
-  if d.task.startswith("tfds:"):
+  if data_keys.task.startswith("tfds:"):
     for key in ("train_split", "eval_split"):
-      if not d[key]:
+      if not data_keys[key]:
         raise ConfigError(
-          f"config key 'data.{key}' is empty; data.task={d.task!r} needs a TFDS split name"
+          f"config key 'data.{key}' is empty; data.task={data_keys.task!r} needs a TFDS split name"
         )
