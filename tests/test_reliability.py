@@ -121,7 +121,7 @@ def assert_same_state(a, b):
   """Step, parameters, optimizer state and RNG equal bit for bit."""
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(la) == len(lb) > 0
-  for x, y in zip(la, lb):
+  for x, y in zip(la, lb, strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
@@ -460,7 +460,7 @@ def test_skip_nonfinite_step_keeps_state():
   assert float(m2["learning_rate"]) == float(run.schedule(0)) != float(run.schedule(1))
   changed = [
     not np.array_equal(np.asarray(a), np.asarray(b))
-    for a, b in zip(jax.tree.leaves(s2.params), jax.tree.leaves(s1.params))
+    for a, b in zip(jax.tree.leaves(s2.params), jax.tree.leaves(s1.params), strict=True)
   ]
   assert sum(changed) >= len(changed) // 2  # a finite step updates
 
