@@ -32,116 +32,116 @@ from attention_jax.errors import ConfigError
 
 def base_config() -> ml_collections.ConfigDict:
   """Every known key with its default. Config files start from this."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0
+  config = ml_collections.ConfigDict()
+  config.seed = 0
 
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "rnn_encdec"
-  c.model.cell = "gru"  # recurrent cell: gru | lstm | elman
-  c.model.embed_dim = 32
-  c.model.hidden_size = 128
-  c.model.num_layers = 1
-  c.model.dropout = 0.0
-  c.model.readout = "linear"  # linear | maxout (Cho et al. 2014, eq. 12)
-  c.model.readout_dim = 0  # maxout units; 0 = hidden_size
-  c.model.gru_reset_after = False  # False: Cho et al. 2014 form; True: cuDNN form
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "rnn_encdec"
+  config.model.cell = "gru"  # recurrent cell: gru | lstm | elman
+  config.model.embed_dim = 32
+  config.model.hidden_size = 128
+  config.model.num_layers = 1
+  config.model.dropout = 0.0
+  config.model.readout = "linear"  # linear | maxout (Cho et al. 2014, eq. 12)
+  config.model.readout_dim = 0  # maxout units; 0 = hidden_size
+  config.model.gru_reset_after = False  # False: Cho et al. 2014 form; True: cuDNN form
   # Recurrent layer execution (attention_jax.rnn.scan; "auto"/0 = the backend's
   # measured default, rnn.BACKEND_DEFAULTS). Same math either way.
-  c.model.rnn_hoist_input_projection = "auto"  # auto | true | false
-  c.model.rnn_unroll = 0  # lax.scan unroll; 0 = auto
-  c.model.rnn_backward = "auto"  # auto | autodiff | fused (custom VJP)
+  config.model.rnn_hoist_input_projection = "auto"  # auto | true | false
+  config.model.rnn_unroll = 0  # lax.scan unroll; 0 = auto
+  config.model.rnn_backward = "auto"  # auto | autodiff | fused (custom VJP)
   # Recurrent attention models (seq2seq_lstm, rnnsearch, luong)
-  c.model.reverse_source = False  # read the source backwards (Sutskever et al. 2014)
-  c.model.attention_dim = 0  # additive / Luong-concat attention units; 0 = hidden_size
-  c.model.attention_score = "general"  # Luong et al. 2015 score: dot | general | concat
-  c.model.input_feeding = True  # Luong et al. 2015 §3.3: feed h̃_{t-1} to the decoder
+  config.model.reverse_source = False  # read the source backwards (Sutskever et al. 2014)
+  config.model.attention_dim = 0  # additive / Luong-concat attention units; 0 = hidden_size
+  config.model.attention_score = "general"  # Luong et al. 2015 score: dot | general | concat
+  config.model.input_feeding = True  # Luong et al. 2015 §3.3: feed h̃_{t-1} to the decoder
   # Transformer / GPT (hidden_size = d_model, num_layers = layers per stack)
-  c.model.num_heads = 4
-  c.model.mlp_dim = 0  # feed-forward width; 0 = 4 * hidden_size
-  c.model.pre_ln = True  # True: pre-LN (GPT-2); False: post-LN (Vaswani 2017)
-  c.model.max_positions = 256  # KV-cache length; learned position tables
-  c.model.position = "auto"  # auto | sinusoidal | learned | rope | alibi | none
+  config.model.num_heads = 4
+  config.model.mlp_dim = 0  # feed-forward width; 0 = 4 * hidden_size
+  config.model.pre_ln = True  # True: pre-LN (GPT-2); False: post-LN (Vaswani 2017)
+  config.model.max_positions = 256  # KV-cache length; learned position tables
+  config.model.position = "auto"  # auto | sinusoidal | learned | rope | alibi | none
   #   (auto: transformer sinusoidal, gpt learned)
-  c.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
-  c.model.attention_dropout = 0.0  # dropout on attention weights
-  c.model.tie_embeddings = True  # output projection = target embedding transposed
-  c.model.scan_layers = False  # gpt: run the blocks as one lax.scan (compiles once)
-  c.model.pooling = "last"  # sequence_rnn head reads: last | attention (all states)
+  config.model.attention_impl = "auto"  # auto | einsum | xla | cudnn (attention.py)
+  config.model.attention_dropout = 0.0  # dropout on attention weights
+  config.model.tie_embeddings = True  # output projection = target embedding transposed
+  config.model.scan_layers = False  # gpt: run the blocks as one lax.scan (compiles once)
+  config.model.pooling = "last"  # sequence_rnn head reads: last | attention (all states)
 
-  c.data = ml_collections.ConfigDict()
-  c.data.task = "reverse"
-  c.data.vocab_size = 10  # synthetic tasks: number of content symbols
+  config.data = ml_collections.ConfigDict()
+  config.data.task = "reverse"
+  config.data.vocab_size = 10  # synthetic tasks: number of content symbols
   # (reorder: number of animate nouns)
-  c.data.train_min_length = 1
-  c.data.train_max_length = 10
-  c.data.eval_min_length = 1
-  c.data.eval_max_length = 10
-  c.data.eval_examples = 1000
-  c.data.reorder_depth = 1  # reorder: nesting depth of relative clauses
-  c.data.reorder_clauses = 1  # reorder: most top-level clauses (and/because)
-  c.data.max_length = 64  # longest source/target in tokens (real data)
-  c.data.overlong = "truncate"  # longer training pairs: truncate | drop
-  c.data.bucket_boundaries = ""  # length buckets, e.g. "8,16,32" ("" = one)
+  config.data.train_min_length = 1
+  config.data.train_max_length = 10
+  config.data.eval_min_length = 1
+  config.data.eval_max_length = 10
+  config.data.eval_examples = 1000
+  config.data.reorder_depth = 1  # reorder: nesting depth of relative clauses
+  config.data.reorder_clauses = 1  # reorder: most top-level clauses (and/because)
+  config.data.max_length = 64  # longest source/target in tokens (real data)
+  config.data.overlong = "truncate"  # longer training pairs: truncate | drop
+  config.data.bucket_boundaries = ""  # length buckets, e.g. "8,16,32" ("" = one)
   # data.task=files: a TSV (source<TAB>target) or X.src/X.tgt line-aligned pair
-  c.data.train_path = ""
-  c.data.eval_path = ""
-  c.data.test_path = ""  # optional
+  config.data.train_path = ""
+  config.data.eval_path = ""
+  config.data.test_path = ""  # optional
   # data.task=tfds:NAME (e.g. tfds:wmt14_translate/de-en)
-  c.data.tfds_data_dir = ""  # TFDS data dir and cache ("" = TFDS default)
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.test_split = "test"  # "" = none
-  c.data.source_lang = ""  # feature keys ("" = the dataset's supervised keys)
-  c.data.target_lang = ""
+  config.data.tfds_data_dir = ""  # TFDS data dir and cache ("" = TFDS default)
+  config.data.train_split = "train"
+  config.data.eval_split = "validation"
+  config.data.test_split = "test"  # "" = none
+  config.data.source_lang = ""  # feature keys ("" = the dataset's supervised keys)
+  config.data.target_lang = ""
   # real text: tokenizer and vocabulary (built from the training split)
-  c.data.tokenizer = "word"  # char | word | sentencepiece
-  c.data.min_count = 1  # char/word: rarer tokens become <unk>
-  c.data.max_vocab = 0  # char/word: most frequent N (0 = all)
-  c.data.sp_vocab_size = 8000  # sentencepiece: pieces per side
-  c.data.normalize = "none"  # real text: none | NFC (training text, hypotheses
+  config.data.tokenizer = "word"  # char | word | sentencepiece
+  config.data.min_count = 1  # char/word: rarer tokens become <unk>
+  config.data.max_vocab = 0  # char/word: most frequent N (0 = all)
+  config.data.sp_vocab_size = 8000  # sentencepiece: pieces per side
+  config.data.normalize = "none"  # real text: none | NFC (training text, hypotheses
   #   and references alike)
-  c.data.length = 100  # long-range tasks (adding, copy_memory, temporal_order): T
+  config.data.length = 100  # long-range tasks (adding, copy_memory, temporal_order): T
 
-  c.train = ml_collections.ConfigDict()
-  c.train.steps = 2000
-  c.train.batch_size = 64
-  c.train.learning_rate = 3e-3
-  c.train.optimizer = "adam"
-  c.train.schedule = "cosine"  # constant | cosine | rsqrt
-  c.train.warmup_steps = 100
-  c.train.end_lr_fraction = 0.05  # cosine decays to this fraction of the peak
-  c.train.grad_clip_norm = 1.0  # global-norm clipping; 0 disables
-  c.train.weight_decay = 0.0
-  c.train.label_smoothing = 0.0
-  c.train.log_every_steps = 100
-  c.train.skip_nonfinite = False  # skip (do not apply) an update whose loss/grads are NaN/Inf
-  c.train.max_consecutive_nonfinite = 10  # with skip_nonfinite: stop after this many in a row
-  c.train.num_devices = 0  # data-parallel devices; 0 = all visible
-  c.train.compute_dtype = "float32"  # float32 | bfloat16 (params stay float32)
+  config.train = ml_collections.ConfigDict()
+  config.train.steps = 2000
+  config.train.batch_size = 64
+  config.train.learning_rate = 3e-3
+  config.train.optimizer = "adam"
+  config.train.schedule = "cosine"  # constant | cosine | rsqrt
+  config.train.warmup_steps = 100
+  config.train.end_lr_fraction = 0.05  # cosine decays to this fraction of the peak
+  config.train.grad_clip_norm = 1.0  # global-norm clipping; 0 disables
+  config.train.weight_decay = 0.0
+  config.train.label_smoothing = 0.0
+  config.train.log_every_steps = 100
+  config.train.skip_nonfinite = False  # skip (do not apply) an update whose loss/grads are NaN/Inf
+  config.train.max_consecutive_nonfinite = 10  # with skip_nonfinite: stop after this many in a row
+  config.train.num_devices = 0  # data-parallel devices; 0 = all visible
+  config.train.compute_dtype = "float32"  # float32 | bfloat16 (params stay float32)
 
-  c.eval = ml_collections.ConfigDict()
-  c.eval.every_steps = 500
-  c.eval.batch_size = 256
+  config.eval = ml_collections.ConfigDict()
+  config.eval.every_steps = 500
+  config.eval.batch_size = 256
   # Decoding for evaluation (training-time and experiments.evaluate alike):
-  c.eval.beam_size = 1  # 1 = greedy search; K > 1 = beam search
-  c.eval.length_penalty = 0.6  # α in lp(Y) = ((5+|Y|)/6)^α (Wu et al. 2016); >= 0
-  c.eval.max_length_a = 1.5  # output at most floor(a * source_length + b)
-  c.eval.max_length_b = 10.0  #   tokens, EOS included
-  c.eval.length_buckets = ""  # source-length bucket edges "10,20,30" (1-10,
+  config.eval.beam_size = 1  # 1 = greedy search; K > 1 = beam search
+  config.eval.length_penalty = 0.6  # α in lp(Y) = ((5+|Y|)/6)^α (Wu et al. 2016); >= 0
+  config.eval.max_length_a = 1.5  # output at most floor(a * source_length + b)
+  config.eval.max_length_b = 10.0  #   tokens, EOS included
+  config.eval.length_buckets = ""  # source-length bucket edges "10,20,30" (1-10,
   #   11-20, 21-30, 31+); "" = automatic
-  c.eval.chrf = False  # training-time eval also reports chrF
+  config.eval.chrf = False  # training-time eval also reports chrF
 
-  c.checkpoint = ml_collections.ConfigDict()
-  c.checkpoint.every_steps = 500
-  c.checkpoint.max_to_keep = 3
-  c.checkpoint.async_save = True
-  c.checkpoint.on_corrupt = "fallback"  # corrupt newest step at resume: fallback | stop
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every_steps = 500
+  config.checkpoint.max_to_keep = 3
+  config.checkpoint.async_save = True
+  config.checkpoint.on_corrupt = "fallback"  # corrupt newest step at resume: fallback | stop
 
   # Values for one model only, per_model.<model name>.<model key> (e.g.
   # per_model.transformer.num_heads = 8): applied by apply_per_model() when that model
   # is chosen. Empty in a resolved config (config.json).
-  c.per_model = ml_collections.ConfigDict()
-  return c
+  config.per_model = ml_collections.ConfigDict()
+  return config
 
 
 PER_MODEL = "per_model"

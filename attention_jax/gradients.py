@@ -273,7 +273,7 @@ def analyze_workdir(
   for label, cell, pooling in variants:
     cfg = ml_collections.ConfigDict(copy.deepcopy(base.to_dict()))
     cfg.model.cell, cfg.model.pooling = cell, pooling
-    task = data_lib.build_task(cfg)
+    task = data_lib.make_task(cfg)
     model = model_setup.make_model(cfg, len(task.src_vocab), len(task.tgt_vocab))
     curves = measure(
       model, objectives.get(task.objective), _batch(task, n), jacobian_examples=jacobian_examples

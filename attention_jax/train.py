@@ -108,7 +108,7 @@ class _Trainer:
     """The checks a resume must pass before anything in the workdir changes.
     Returns (latest step or None, corrupt steps, task, config changes)."""
     latest, corrupt = self.ckpt.select(self.config.checkpoint.on_corrupt)
-    task = data_lib.build_task(self.config, self.workdir)  # saved vocabularies
+    task = data_lib.make_task(self.config, self.workdir)  # saved vocabularies
     changes = []
     if latest is not None:
       changes = workdir_lib.check_resume(
@@ -153,7 +153,7 @@ class _Trainer:
     # Evaluation pads its last batch anyway: round up to a multiple of devices.
     n_dev = mesh.devices.size
     self.eval_batch_size = -(-config.eval.batch_size // n_dev) * n_dev
-    run = self.run_ = workdir_lib.build_run(config, self.workdir, task)
+    run = self.fresh_run = workdir_lib.make_run(config, self.workdir, task)
     if self.primary:
       workdir_lib.write_config(self.workdir, config)
       data_lib.save_task_files(run.task, self.workdir)
@@ -185,7 +185,7 @@ class _Trainer:
 
   def _start(self, latest: int | None) -> dict[str, Any]:
     """Places (or restores) the state and the data position; opens the writer."""
-    config, run = self.config, self.run_
+    config, run = self.config, self.fresh_run
     self.state = sharding_lib.put_replicated(run.state, self.mesh)
     self.train_iter = run.task.train_iterator()
     meta: dict[str, Any] = {}
@@ -194,13 +194,13 @@ class _Trainer:
       self.train_iter.set_state(meta["data"])
       logging.info("resumed from checkpoint at step %d in %s", latest, self.workdir)
     self.start = int(self.state.step)
-    t = config.train
-    if t.warmup_steps > t.steps:
+    train_config = config.train
+    if train_config.warmup_steps > train_config.steps:
       logging.warning(
         "train.warmup_steps (%d) > train.steps (%d): the warm-up is cut to %d steps",
-        t.warmup_steps,
-        t.steps,
-        t.steps,
+        train_config.warmup_steps,
+        train_config.steps,
+        train_config.steps,
       )
     n_params = sum(x.size for x in jax.tree.leaves(self.state.params))
     logging.info(
@@ -209,11 +209,11 @@ class _Trainer:
       config.model.name,
       f"{n_params:,}",
       self.start,
-      t.steps,
+      train_config.steps,
       jax.devices()[0].platform,
       self.mesh.devices.size,
       jax.process_count(),
-      t.compute_dtype,
+      train_config.compute_dtype,
     )
     # A run killed before its first checkpoint left rows: drop them too.
     metrics_path = os.path.join(self.workdir, "metrics.jsonl")
@@ -223,7 +223,7 @@ class _Trainer:
       if self.primary
       else writers.NullWriter()
     )
-    self.progress = writers.Progress(t.steps, self.start)
+    self.progress = writers.Progress(train_config.steps, self.start)
     # Measurements since the last train row; saved with each checkpoint so a
     # resumed run writes the same rows as an uninterrupted one.
     self.pending: list[tuple[int, dict]] = [
@@ -248,7 +248,7 @@ class _Trainer:
         )
         raise Preempted(f"stopped by SIGTERM before step {step}; {done}")
       batch = next(self.train_iter)
-      self.progress.add_tokens(self.run_.task.count_tokens(batch))
+      self.progress.add_tokens(self.fresh_run.task.count_tokens(batch))
       self.state, measurements = self.train_step(self.state, batch)
       self.pending.append((step, measurements))
       self.faults.after_step(step)
@@ -302,7 +302,11 @@ class _Trainer:
     """One ``eval`` row on the eval split (not counted as training time)."""
     t0 = time.perf_counter()
     row = step_lib.evaluate(
-      self.eval_step, self.run_.objective, self.state.params, self.eval_set, self.eval_batch_size
+      self.eval_step,
+      self.fresh_run.objective,
+      self.state.params,
+      self.eval_set,
+      self.eval_batch_size,
     )
     self.writer.write(step, "eval", row)
     logging.info(

@@ -116,7 +116,7 @@ def _check_attention_models(config) -> None:
       f"config key 'model.hidden_size' ({model.hidden_size}) must be "
       f"divisible by 'model.num_heads' ({model.num_heads})"
     )
-  scheme = positions.resolve(model.position, model.name)
+  scheme = positions.scheme_for(model.position, model.name)
   if scheme == "none" and model.name == "transformer":
     raise ConfigError(
       "config key 'model.position' is 'none', but model "

@@ -77,7 +77,7 @@ def read_config(workdir: str):
   return config
 
 
-def resolve_step(workdir: str, step: int | str | None = None) -> int:
+def find_step(workdir: str, step: int | str | None = None) -> int:
   """The checkpoint step that ``step`` names: a committed step number,
   ``"best"`` (the best dev BLEU) or None (the newest). WorkdirError if none."""
   ckpt_dir = checkpoint_dir(workdir)
@@ -139,11 +139,11 @@ class Run:
     return int(self.state.step)
 
 
-def build_run(config, workdir: str | None = None, task=None) -> Run:
+def make_run(config, workdir: str | None = None, task=None) -> Run:
   """A freshly initialized run. ``workdir``: where the task finds its saved
   vocabularies/tokenizers; ``task``: one already built (else built here)."""
-  task = data_lib.build_task(config, workdir) if task is None else task
-  graphdef, state, tx, schedule = step_lib.create_state(
+  task = data_lib.make_task(config, workdir) if task is None else task
+  graphdef, state, tx, schedule = step_lib.make_train_state(
     config, len(task.src_vocab), len(task.tgt_vocab)
   )
   return Run(
@@ -162,13 +162,13 @@ def load(workdir: str, step: int | str | None = None) -> Run:
   config = read_config(workdir)
   ckpt_dir = checkpoint_dir(workdir)
   if step is not None:
-    step = resolve_step(workdir, step)
+    step = find_step(workdir, step)
   elif not has_checkpoint(workdir):
-    resolve_step(workdir)  # raises: no checkpoint
+    find_step(workdir)  # raises: no checkpoint
   ckpt = checkpoint_lib.Checkpointer(ckpt_dir, create=False)
   try:
     try:
-      run = build_run(config, workdir)
+      run = make_run(config, workdir)
     except ConfigError as e:
       raise WorkdirError(f"{workdir}: {one_line(e)}") from None
     try:

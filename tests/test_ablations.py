@@ -121,7 +121,7 @@ def _check_probe_and_alignment(workdir, report, pngs, by_len):
 
 
 def test_length_stats_statement():
-  from attention_jax.sweeps import plots as sweep_plots
+  from attention_jax.sweeps import figures as sweep_plots
 
   rows = [
     {"length": L, "acc": a}

@@ -24,7 +24,7 @@ def test_flops_per_token_matches_xla_cost_analysis(L, D, T, V, B):
       "model.num_heads": 4,
     },
   )
-  graphdef, state, tx, schedule = step_lib.create_state(c, V, V)
+  graphdef, state, tx, schedule = step_lib.make_train_state(c, V, V)
   step = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, c, objectives.get("lm")))
   tokens = jnp.zeros((B, T), jnp.int32)
   cost = step.lower(state, {"inputs": tokens, "targets": tokens}).compile().cost_analysis()

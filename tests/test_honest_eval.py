@@ -210,7 +210,7 @@ def _files_task(tmp_path, **kw):
     }
   )
   validation.validate(config)
-  return data_lib.build_task(config), config
+  return data_lib.make_task(config), config
 
 
 def _scored_as_if_decoded(task, config, split, hyp_ids):
@@ -290,7 +290,7 @@ def test_nfc_applies_to_references_and_hypotheses_alike(tmp_path):
       "data.tfds_data_dir": str(tmp_path / "tfds"),
     }
   )
-  task = data_lib.build_task(config)
+  task = data_lib.make_task(config)
   nfc = unicodedata.normalize("NFC", decomposed)
   assert task.eval_references("eval") == [nfc] * 3
   assert task.detokenize(task.eval_set("eval")["tgt_out"][0]) == nfc

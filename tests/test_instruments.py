@@ -63,7 +63,7 @@ def test_probe_reads_exactly_what_a_hand_built_state_holds():
 
 
 def test_probe_sources_are_distinct_held_out_and_deterministic_by_seed():
-  task = data_lib.build_task(tiny_config(**{"data.vocab_size": 8, "data.eval_max_length": 6}))
+  task = data_lib.make_task(tiny_config(**{"data.vocab_size": 8, "data.eval_max_length": 6}))
   a = probe.draw_sources(task, "test", [3, 5], 30, seed=0)
   assert a == probe.draw_sources(task, "test", [3, 5], 30, seed=0)
   assert a != probe.draw_sources(task, "test", [3, 5], 30, seed=1)
@@ -136,7 +136,7 @@ def test_gold_alignments_of_copy_reverse_sort():
 
 
 def test_reorder_gold_alignment_is_a_permutation_of_content_words():
-  task = data_lib.build_task(
+  task = data_lib.make_task(
     tiny_config(
       **{
         "data.task": "reorder",

@@ -126,7 +126,7 @@ def trained(request):
   (no checkpoints or writers: ``test_train`` covers those)."""
   config = _load_config(request.param, "tiny")
   validation.validate(config)
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   step = jax.jit(
     step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
   )

@@ -74,7 +74,7 @@ def text_file(tmp_path_factory):
 
 
 def _lowered_step(config):
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   batch = next(run.task.train_iterator())
   step = step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
   return step, run.state, batch
@@ -178,12 +178,12 @@ def test_auto_attention_picks_cudnn_for_a_bf16_model_on_a_gpu(monkeypatch, text_
   jax.eval_shape(lambda p: forward(p, config), params)
   # encoder self, decoder self; cross-attention returns weights -> einsum
   assert calls and all(c == ("cudnn", jnp.bfloat16, jnp.bfloat16) for c in calls), calls
-  assert attention.resolve_implementation("auto", jnp.bfloat16, 16) == "cudnn"
+  assert attention.choose_implementation("auto", jnp.bfloat16, 16) == "cudnn"
   calls.clear()
   config.train.compute_dtype = "float32"
   jax.eval_shape(lambda p: forward(p, config), params)
   assert calls == []
-  assert attention.resolve_implementation("auto", jnp.float32, 16) == "einsum"
+  assert attention.choose_implementation("auto", jnp.float32, 16) == "einsum"
 
 
 def test_bf16_transformer_learns(tmp_path):

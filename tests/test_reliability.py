@@ -443,7 +443,7 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_pat
 
 def test_skip_nonfinite_step_keeps_state():
   config = tiny(**{"train.skip_nonfinite": True, "train.warmup_steps": 0})
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   step = jax.jit(
     step_lib.make_train_step(
       run.graphdef, run.tx, run.schedule, config, run.objective, inject_nonfinite=((1, 1),)

@@ -118,7 +118,7 @@ def test_finished_run_returns_at_once(full_run):
 
 def test_train_step_compiles_once():
   config = tiny_config()
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   step = jax.jit(
     step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
   )
@@ -145,7 +145,7 @@ def test_non_finite_loss_stops_with_step(tmp_path):
 
 def test_greedy_decode_equals_python_loop():
   config = tiny_config()
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   model = nnx.merge(run.graphdef, run.state.params)
   src = jnp.asarray(run.task.eval_set()["src"][:4])
   tokens, _ = decoding.greedy_decode(model, src, 6)

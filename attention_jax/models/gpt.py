@@ -81,7 +81,7 @@ class GPT(nnx.Module):
     self.is_seq2seq = hp.seq2seq
     self.tgt_vocab_size = hp.tgt_vocab_size
     vocab = hp.tgt_vocab_size + (hp.src_vocab_size if self.is_seq2seq else 0)
-    self.position = positions_lib.resolve(hp.position, "gpt")
+    self.position = positions_lib.scheme_for(hp.position, "gpt")
     init = nnx.initializers.normal(0.02)
     self.tok_embed = Embed(vocab, D, embedding_init=init, rngs=rngs)
     self.pos_embed = (

@@ -211,7 +211,7 @@ def decoder_scan_options(scan_options, batch: int) -> tuple[bool, int]:
   always autodiff: the fused custom VJP covers a bare recurrence, not
   attention inside the step (``model.rnn_backward`` steers the encoders).
   """
-  opts = rnn.resolve_options(**dict(scan_options), batch=batch)
+  opts = rnn.options_for_backend(**dict(scan_options), batch=batch)
   return opts["hoist_input_projection"], opts["unroll"]
 
 

@@ -239,7 +239,7 @@ class Transformer(nnx.Module):
     self.dim, self.max_positions = D, hp.max_positions
     self.dropout_rate, self.pre_ln = hp.dropout, hp.pre_ln
     self.num_heads = hp.num_heads
-    self.position = positions_lib.resolve(hp.position, "transformer")
+    self.position = positions_lib.scheme_for(hp.position, "transformer")
     if self.position == "none":
       raise ValueError("model.position='none': a Transformer encoder needs positions")
     self.src_embed = Embed(hp.src_vocab_size, D, rngs=rngs)
