@@ -121,13 +121,13 @@ def _check_probe_and_alignment(workdir, report, pngs, by_len):
 
 
 def test_length_stats_statement():
-  from attention_jax.sweeps import figures as sweep_plots
+  from attention_jax.sweeps import figures as sweep_figures
 
   rows = [
     {"length": L, "acc": a}
     for L, a in zip(range(1, 11), [1, 1, 0.9, 0.8, 0.6, 0.45, 0.3, 0.2, 0, 0], strict=True)
   ]
-  st = sweep_plots.length_stats(rows, "acc", 1, 8)
+  st = sweep_figures.length_stats(rows, "acc", 1, 8)
   assert st["short"] == pytest.approx(1.0)  # lengths 1-2 (20% of 8, rounded)
   assert st["half_at"] == 6
   assert st["tail"] == pytest.approx(np.mean([0.8, 0.6, 0.45, 0.3, 0.2]))
