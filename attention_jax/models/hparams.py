@@ -68,4 +68,4 @@ class RecurrentEncoderDecoder(Recurrent):
   """What every recurrent encoder-decoder adds: its output layer."""
 
   readout: str = "linear"  # linear | maxout (Cho et al. 2014, eq. 12); linear: fewer knobs
-  readout_dim: int = read_when(lambda h: h.readout == "maxout", 0)  # maxout units; 0: hidden_size
+  readout_dim: int = read_when(lambda hp: hp.readout == "maxout", 0)  # maxout units; 0: hidden_size

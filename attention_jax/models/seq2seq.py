@@ -67,7 +67,7 @@ class LuongConfig(RecurrentEncoderDecoder):
   reverse_source: bool = False  # read the source backwards (the paper's setup reverses)
   input_feeding: bool = True  # feed h̃_{t-1} to the decoder (Section 3.3); on as in the paper
   attention_score: str = "general"  # dot | general | concat (eq. 8); general: the paper's best
-  attention_dim: int = read_when(lambda h: h.attention_score == "concat", 0)  # concat units; 0: H
+  attention_dim: int = read_when(lambda hp: hp.attention_score == "concat", 0)  # concat units; 0: H
 
 
 def _init_embeddings_and_options(module, hp: RecurrentEncoderDecoder, rngs: nnx.Rngs) -> None:

@@ -90,8 +90,8 @@ class SequenceRNNConfig(Recurrent):
   input_channels: int = context()  # real input channels per step; 0: token ids (embedded)
   cell: str = "gru"  # gru | lstm | elman: the cells whose gradients the instruments compare
   pooling: str = "last"  # last | attention: what the head reads; last: the vanishing setting
-  embed_dim: int = read_when(lambda h: not h.input_channels, 32)  # token inputs only
-  gru_reset_after: bool = read_when(lambda h: h.cell == "gru", False)  # GRU only: cuDNN form
+  embed_dim: int = read_when(lambda hp: not hp.input_channels, 32)  # token inputs only
+  gru_reset_after: bool = read_when(lambda hp: hp.cell == "gru", False)  # GRU only: cuDNN form
 
 
 class SequenceRNN(nnx.Module):
