@@ -118,6 +118,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.max_consecutive_nonfinite = 10  # with skip_nonfinite: stop after this many in a row
   config.train.num_devices = 0  # data-parallel devices; 0 = all visible
   config.train.compute_dtype = "float32"  # float32 | bfloat16 (params stay float32)
+  config.train.profile_steps = ""  # "A:B": jax.profiler trace of steps A..B-1 into tb/ ("" = none)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.every_steps = 500

@@ -21,6 +21,7 @@ from attention_jax import (
   model_setup,
   models,
   positions,
+  profiling,
   rnn,
   step,
 )
@@ -66,6 +67,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
   allowed("checkpoint.on_corrupt", config.checkpoint.on_corrupt, checkpoint.ON_CORRUPT)
   allowed("train.compute_dtype", config.train.compute_dtype, step.COMPUTE_DTYPES)
   config_lib.check_ranges(config)
+  try:
+    window = profiling.parse_window(config.train.profile_steps)
+  except ValueError as e:
+    raise ConfigError(f"config key 'train.profile_steps': {e}") from None
+  if window is not None and window[0] > config.train.steps:
+    raise ConfigError(
+      f"config key 'train.profile_steps' is {config.train.profile_steps!r}, which starts "
+      f"after the last step (train.steps={config.train.steps})"
+    )
   try:
     metrics.parse_bucket_edges(config.eval.length_buckets)
   except ValueError as e:
