@@ -89,7 +89,7 @@ def test_torch_reference_models_compute_our_loss(name):
   else:
     overrides.update({"model.hidden_size": 12, "model.embed_dim": 8})
   c = bm._config(name, overrides)
-  graphdef, state, _, _ = step_lib.create_state(c, V, V)
+  graphdef, state, _, _ = step_lib.make_train_state(c, V, V)
   rng = np.random.default_rng(1)
   tokens = lambda: jnp.asarray(rng.integers(4, V, size=(B, T)), jnp.int32)  # noqa: E731 - local helper
   if name == "gpt":
