@@ -186,7 +186,7 @@ def _note_path(requested: str, used: str, reason: str) -> str:
   return used
 
 
-def resolve_implementation(
+def choose_implementation(
   implementation: str, dtype, head_dim: int, *, needs_weights: bool = False
 ) -> str:
   """Which path runs: ``einsum``, ``xla`` or ``cudnn`` (logged once per choice).
@@ -388,10 +388,10 @@ def scaled_dot_product_attention(
   query [B, T, N, h], key/value [B, S, N, h] -> [B, T, N, h]. ``mask``
   (bool, True = attend) broadcasts to [B, N, T, S]; ``is_causal`` adds
   s ≤ t. A query row with no allowed key outputs 0 (never NaN).
-  ``implementation``: see :func:`resolve_implementation`.
+  ``implementation``: see :func:`choose_implementation`.
   """
   needs_weights = dropout_rng is not None and dropout_rate > 0.0
-  used = resolve_implementation(
+  used = choose_implementation(
     implementation, query.dtype, query.shape[-1], needs_weights=needs_weights
   )
   if used == "einsum":
@@ -515,7 +515,7 @@ class MultiHeadAttention(nnx.Module):
     (out [B, T, D_out], weights [B, N, T, S] or None). ``positions [B|1, T]``:
     of the queries and (self-attention) keys, for the position term."""
     needs = return_weights or (dropout_rng is not None and self.dropout_rate > 0)
-    used = resolve_implementation(
+    used = choose_implementation(
       self.implementation, inputs_q.dtype, self.head_dim, needs_weights=needs
     )
     heads_major = used == "einsum" or kv is not None

@@ -79,14 +79,14 @@ class Outputs:
 def _wanted(workdir: str, step, beam_size, length_penalty) -> tuple[int | None, dict]:
   """The checkpoint step and decoding settings an evaluation must have."""
   config = evaluation.with_decoding(workdir_lib.read_config(workdir), beam_size, length_penalty)
-  e = config.eval
+  eval_config = config.eval
   decoding = {
-    "beam_size": e.beam_size,
-    "length_penalty": e.length_penalty,
-    "max_length_a": e.max_length_a,
-    "max_length_b": e.max_length_b,
+    "beam_size": eval_config.beam_size,
+    "length_penalty": eval_config.length_penalty,
+    "max_length_a": eval_config.max_length_a,
+    "max_length_b": eval_config.max_length_b,
   }
-  return workdir_lib.resolve_step(workdir, step), decoding
+  return workdir_lib.find_step(workdir, step), decoding
 
 
 def _read_examples(path: str) -> list[dict]:

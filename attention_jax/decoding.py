@@ -458,14 +458,14 @@ def decode(
 def decode_from_config(model, src: jax.Array, config, beam_size: int | None = None) -> Hypotheses:
   """:func:`decode` with the ``eval.*`` settings of ``config``; the buffer
   length is ``floor(eval.max_length_a * S + eval.max_length_b)``."""
-  e = config.eval
-  L = max_output_length(src.shape[1], e.max_length_a, e.max_length_b)
+  eval_config = config.eval
+  L = max_output_length(src.shape[1], eval_config.max_length_a, eval_config.max_length_b)
   return decode(
     model,
     src,
     L,
-    beam_size=e.beam_size if beam_size is None else beam_size,
-    alpha=e.length_penalty,
-    max_length_a=e.max_length_a,
-    max_length_b=e.max_length_b,
+    beam_size=eval_config.beam_size if beam_size is None else beam_size,
+    alpha=eval_config.length_penalty,
+    max_length_a=eval_config.max_length_a,
+    max_length_b=eval_config.max_length_b,
   )

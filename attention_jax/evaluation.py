@@ -205,7 +205,7 @@ def report(
   ``overall`` and ``by_length`` (with 95% intervals of BLEU and chrF), how the
   split is held out, and ``by_unk`` when some source contains UNK."""
   edges = bucket_edges(config, records.src_length)
-  e = config.eval
+  eval_config = config.eval
   out = {
     "workdir": os.path.abspath(workdir),
     "code": environment.code_version(workdir),  # git commit (env.json), or None
@@ -214,10 +214,10 @@ def report(
     "model": config.model.name,
     "task": config.data.task,
     "decoding": {
-      "beam_size": e.beam_size,
-      "length_penalty": e.length_penalty,
-      "max_length_a": e.max_length_a,
-      "max_length_b": e.max_length_b,
+      "beam_size": eval_config.beam_size,
+      "length_penalty": eval_config.length_penalty,
+      "max_length_a": eval_config.max_length_a,
+      "max_length_b": eval_config.max_length_b,
     },
     "scoring": scoring(task, config, split) if task is not None else None,
     "length_unit": getattr(task, "length_unit", "tokens"),
@@ -483,16 +483,20 @@ def encode_text(task, text: str) -> tuple[list[int], list[str]]:
 def longest_training_source(task, config) -> tuple[int, str, str]:
   """(length, unit, config key) of the longest source the model was trained
   on, in the units ``encode_text`` counts."""
-  d = config.data
+  data_config = config.data
   if hasattr(task, "tokenizer"):
-    return d.max_length, f"{d.tokenizer} tokens", "data.max_length"
-  if d.task == "addition":
+    return data_config.max_length, f"{data_config.tokenizer} tokens", "data.max_length"
+  if data_config.task == "addition":
     return (
-      2 * d.train_max_length + 1,
+      2 * data_config.train_max_length + 1,
       "characters",
-      (f"two operands of data.train_max_length={d.train_max_length} digits"),
+      (f"two operands of data.train_max_length={data_config.train_max_length} digits"),
     )
-  return d.train_max_length, getattr(task, "length_unit", "tokens"), ("data.train_max_length")
+  return (
+    data_config.train_max_length,
+    getattr(task, "length_unit", "tokens"),
+    ("data.train_max_length"),
+  )
 
 
 def token_strings(vocab, ids: Sequence[int]) -> list[str]:

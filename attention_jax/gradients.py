@@ -55,9 +55,8 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from attention_jax import config as config_lib
 from attention_jax import data as data_lib
-from attention_jax import models, objectives, plots
+from attention_jax import model_setup, objectives, plots, validation
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import ConfigError
 
@@ -262,7 +261,7 @@ def analyze_workdir(
     raise FileNotFoundError(
       f"no trained run in {workdir} and no --config to build a model at initialization from"
     )
-  config_lib.validate(base)
+  validation.validate(base)
   if base.data.task not in data_lib.LONG_RANGE_TASKS:
     raise ConfigError(
       f"config key 'data.task' has value {base.data.task!r}; gradient "
@@ -274,8 +273,8 @@ def analyze_workdir(
   for label, cell, pooling in variants:
     cfg = ml_collections.ConfigDict(copy.deepcopy(base.to_dict()))
     cfg.model.cell, cfg.model.pooling = cell, pooling
-    task = data_lib.build_task(cfg)
-    model = models.build_model(cfg, len(task.src_vocab), len(task.tgt_vocab))
+    task = data_lib.make_task(cfg)
+    model = model_setup.make_model(cfg, len(task.src_vocab), len(task.tgt_vocab))
     curves = measure(
       model, objectives.get(task.objective), _batch(task, n), jacobian_examples=jacobian_examples
     )

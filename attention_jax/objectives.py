@@ -31,7 +31,7 @@ class Seq2Seq:
 
   Unbound (``Seq2Seq()``) it decodes greedily up to the target length and
   reports loss, perplexity, token and sequence accuracy. Bound to a task,
-  config and split (``bind``, as ``workdir.build_run`` does for ``eval``) it
+  config and split (``bind``, as ``workdir.make_run`` does for ``eval``) it
   decodes as ``eval.*`` says (``eval.beam_size`` 1 = greedy; output length
   from ``eval.max_length_a/b``) — the same code as ``experiments.evaluate`` —
   and adds corpus BLEU (and chrF with ``eval.chrf``) of the detokenized

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from attention_jax import data, models, objectives
+from attention_jax import data, model_setup, objectives
 from attention_jax import step as step_lib
 from attention_jax.benchmarks import model as bench_model
 from attention_jax.errors import ConfigError
@@ -139,7 +139,7 @@ def batch_shapes(config, assumptions: list[str]) -> tuple[int, int, str, Any, di
   ShapeDtypeStruct)`` at the config's real training shapes."""
   B = config.train.batch_size
   if not data.is_text_task(config.data.task):
-    task = data.build_task(config)
+    task = data.make_task(config)
     batch = next(task.train_iterator())
     shapes = {k: jax.ShapeDtypeStruct((B, *v.shape[1:]), v.dtype) for k, v in batch.items()}
     assumptions.append(
@@ -166,7 +166,7 @@ def lookup_only_params(config, params) -> int:
   embedding, and the target one unless it is also the output projection
   (``model.tie_embeddings`` where the model reads it). Position tables are
   left out of N by the benchmarks' count already."""
-  reads_tie = "tie_embeddings" in models.MODELS[config.model.name].config_keys(config)
+  reads_tie = "tie_embeddings" in model_setup.model_keys_read(config)
   tied = reads_tie and config.model.tie_embeddings
   total = 0
   for path, v in nnx.to_flat_state(params):
@@ -239,7 +239,7 @@ def plan(
   assumptions: list[str] = []
   V_src, V_tgt, objective_name, task, batch = batch_shapes(config, assumptions)
 
-  abstract_model = nnx.eval_shape(lambda: models.build_model(config, V_src, V_tgt))
+  abstract_model = nnx.eval_shape(lambda: model_setup.make_model(config, V_src, V_tgt))
   graphdef, params = nnx.split(abstract_model, nnx.Param)
   tx, schedule = step_lib.make_optimizer(config)
   opt_state = jax.eval_shape(tx.init, params)

@@ -38,7 +38,7 @@ ATTENTION_SCHEMES = ("rope", "alibi")  # inside self-attention
 AUTO = {"transformer": "sinusoidal", "gpt": "learned"}
 
 
-def resolve(scheme: str, model_name: str) -> str:
+def scheme_for(scheme: str, model_name: str) -> str:
   """``auto`` -> the model's original scheme; others unchanged."""
   return AUTO[model_name] if scheme == "auto" else scheme
 

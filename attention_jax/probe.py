@@ -327,7 +327,7 @@ def probe_workdir(
       f"{MIN_SOURCES} distinct {split} sources to probe"
     )
   decoder_lengths = [L for L in decoder_lengths if L in probed]
-  init_params = workdir_lib.build_run(config, workdir, task=task).state.params
+  init_params = workdir_lib.make_run(config, workdir, task=task).state.params
   params = {"trained": run.state.params, "control": init_params}
   initial_fn, decoder_fn = _state_fns(run.graphdef)
   classes = len(task.src_vocab)

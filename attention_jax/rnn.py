@@ -272,7 +272,7 @@ HOIST_CHOICES = ("auto", "true", "false")
 BACKWARD_CHOICES = ("auto", *BACKWARDS)
 
 
-def resolve_options(
+def options_for_backend(
   hoist_input_projection="auto",
   unroll="auto",
   backward="auto",
@@ -363,7 +363,7 @@ def scan(
   Returns ``(final_carry, outputs [B, T, H])``.
   """
   B, T = xs.shape[:2]
-  opts = resolve_options(hoist_input_projection, unroll, backward, batch=B)
+  opts = options_for_backend(hoist_input_projection, unroll, backward, batch=B)
   if opts["backward"] == "fused" and not isinstance(cell, _Cell):
     # The fused backward needs the built-in cells' weights (recurrent_weights);
     # a wrapper cell (e.g. the gradient probes' ProbedCell) runs under autodiff.

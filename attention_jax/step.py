@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from attention_jax import models
+from attention_jax import model_setup
 from attention_jax.data.vocab import PAD
 
 
@@ -99,20 +99,23 @@ STEPS_FREE_SCHEDULES = ("constant", "rsqrt")
 def make_schedule(config) -> optax.Schedule:
   """The learning-rate schedule; a warm-up longer than the run (a short smoke
   run of a long config) is cut to ``train.steps``."""
-  t = config.train
-  return SCHEDULES[t.schedule](
-    t.learning_rate, min(t.warmup_steps, t.steps), t.steps, t.end_lr_fraction
+  train_config = config.train
+  return SCHEDULES[train_config.schedule](
+    train_config.learning_rate,
+    min(train_config.warmup_steps, train_config.steps),
+    train_config.steps,
+    train_config.end_lr_fraction,
   )
 
 
 def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Global-norm clipping (``train.grad_clip_norm`` > 0), then the optimizer."""
-  t = config.train
+  train_config = config.train
   schedule = make_schedule(config)
   parts = []
-  if t.grad_clip_norm > 0:
-    parts.append(optax.clip_by_global_norm(t.grad_clip_norm))
-  parts.append(OPTIMIZERS[t.optimizer](schedule, t))
+  if train_config.grad_clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(train_config.grad_clip_norm))
+  parts.append(OPTIMIZERS[train_config.optimizer](schedule, train_config))
   return optax.chain(*parts), schedule
 
 
@@ -120,9 +123,9 @@ def make_optimizer(config) -> tuple[optax.GradientTransformation, optax.Schedule
 # State and steps
 
 
-def create_state(config, src_vocab_size: int, tgt_vocab_size: int):
+def make_train_state(config, src_vocab_size: int, tgt_vocab_size: int):
   """Builds the model and its train state. Returns (graphdef, state, tx, schedule)."""
-  model = models.build_model(config, src_vocab_size, tgt_vocab_size)
+  model = model_setup.make_model(config, src_vocab_size, tgt_vocab_size)
   graphdef, params = nnx.split(model, nnx.Param)
   tx, schedule = make_optimizer(config)
   state = TrainState(
@@ -249,7 +252,9 @@ def make_eval_step(graphdef, objective, config=None):
 def abstract_state(config, task) -> TrainState:
   """The train state's shapes and dtypes (``jax.ShapeDtypeStruct``), computed
   without allocating or initializing any parameter."""
-  return jax.eval_shape(lambda: create_state(config, len(task.src_vocab), len(task.tgt_vocab))[1])
+  return jax.eval_shape(
+    lambda: make_train_state(config, len(task.src_vocab), len(task.tgt_vocab))[1]
+  )
 
 
 def run_eval(

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from attention_jax import config as config_lib
-from attention_jax import data, models
+from attention_jax import data, model_setup
 
 TINY = {
   "model.embed_dim": 16,
@@ -44,19 +44,19 @@ def _set(config: ml_collections.ConfigDict, key: str, value) -> None:
 
 def tiny_config(**overrides) -> ml_collections.ConfigDict:
   """:data:`TINY` over :func:`config.base_config`, then ``overrides``."""
-  c = config_lib.base_config()
+  config = config_lib.base_config()
   for key, value in {**TINY, **overrides}.items():
-    _set(c, key, value)
+    _set(config, key, value)
   defaults = config_lib.base_config()
-  for section, keys_of in (("model", models.config_keys), ("data", data.config_keys)):
+  for section, keys_of in (("model", model_setup.model_keys_read), ("data", data.config_keys)):
     try:
-      reads = keys_of(c)
+      reads = keys_of(config)
     except (KeyError, ValueError):  # an unknown model or task: validation names it
       continue
-    for key in c[section]:
+    for key in config[section]:
       if key not in reads and f"{section}.{key}" not in overrides:
-        c[section][key] = defaults[section][key]
-  return c
+        config[section][key] = defaults[section][key]
+  return config
 
 
 def decode_in_steps(decode, x, cache, prefill: int):

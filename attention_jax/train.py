@@ -33,9 +33,8 @@ import numpy as np
 from absl import logging
 
 from attention_jax import checkpoint as checkpoint_lib
-from attention_jax import config as config_lib
 from attention_jax import data as data_lib
-from attention_jax import environment, profiling, workdir_lock, writers
+from attention_jax import environment, profiling, validation, workdir_lock, writers
 from attention_jax import faults as faults_lib
 from attention_jax import sharding as sharding_lib
 from attention_jax import step as step_lib
@@ -65,8 +64,7 @@ def train_and_evaluate(
   ``checkpoint.on_corrupt=stop``), NonFiniteError, Preempted (SIGTERM),
   Interrupted (Ctrl-C), OSError (the workdir cannot be written).
   """
-  config = config_lib.resolve(config)  # per-model values (a no-op if none)
-  config_lib.validate(config)
+  config = validation.prepare(config)  # per-model values applied (a no-op if none)
   workdir = workdir_lock.checked_workdir(workdir)
   faults = faults_lib.from_env()
   new = not os.path.exists(workdir)
@@ -141,7 +139,7 @@ class _Trainer:
     """The checks a resume must pass before anything in the workdir changes.
     Returns (latest step or None, corrupt steps, task, config changes)."""
     latest, corrupt = self.ckpt.select(self.config.checkpoint.on_corrupt)
-    task = data_lib.build_task(self.config, self.workdir)  # saved vocabularies
+    task = data_lib.make_task(self.config, self.workdir)  # saved vocabularies
     changes = []
     if latest is not None:
       changes = workdir_lib.check_resume(
@@ -186,7 +184,7 @@ class _Trainer:
     if self.primary:
       workdir_lib.write_config(workdir, config)
       workdir_lib.write_fingerprint(workdir, fingerprint)
-      data_lib.save_task_files(self.run_.task, workdir)
+      data_lib.save_task_files(self.fresh_run.task, workdir)
       environment.append(workdir)
     meta = self._start(latest)
     return self._loop(meta, latest, stop_after_step)
@@ -200,7 +198,7 @@ class _Trainer:
     # Evaluation pads its last batch anyway: round up to a multiple of devices.
     n_dev = mesh.devices.size
     self.eval_batch_size = -(-config.eval.batch_size // n_dev) * n_dev
-    run = self.run_ = workdir_lib.build_run(config, self.workdir, task)
+    run = self.fresh_run = workdir_lib.make_run(config, self.workdir, task)
     donate = (0,) if jax.default_backend() != "cpu" else ()
     rep, batch = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
     train_step = jax.jit(
@@ -230,7 +228,7 @@ class _Trainer:
 
   def _start(self, latest: int | None) -> dict[str, Any]:
     """Places (or restores) the state and the data position; opens the writer."""
-    config, run = self.config, self.run_
+    config, run = self.config, self.fresh_run
     self.state = sharding_lib.put_replicated(run.state, self.mesh)
     meta: dict[str, Any] = {}
     if latest is not None:
@@ -238,13 +236,13 @@ class _Trainer:
       self.train_iter.set_state(meta["data"])
       logging.info("resumed from checkpoint at step %d in %s", latest, self.workdir)
     self.start = int(self.state.step)
-    t = config.train
-    if t.warmup_steps > t.steps:
+    train_config = config.train
+    if train_config.warmup_steps > train_config.steps:
       logging.warning(
         "train.warmup_steps (%d) > train.steps (%d): the warm-up is cut to %d steps",
-        t.warmup_steps,
-        t.steps,
-        t.steps,
+        train_config.warmup_steps,
+        train_config.steps,
+        train_config.steps,
       )
     n_params = sum(x.size for x in jax.tree.leaves(self.state.params))
     logging.info(
@@ -253,11 +251,11 @@ class _Trainer:
       config.model.name,
       f"{n_params:,}",
       self.start,
-      t.steps,
+      train_config.steps,
       jax.devices()[0].platform,
       self.mesh.devices.size,
       jax.process_count(),
-      t.compute_dtype,
+      train_config.compute_dtype,
     )
     # A run killed before its first checkpoint left rows: drop them too.
     metrics_path = os.path.join(self.workdir, "metrics.jsonl")
@@ -267,9 +265,9 @@ class _Trainer:
       if self.primary
       else writers.NullWriter()
     )
-    self.progress = writers.Progress(t.steps, self.start)
+    self.progress = writers.Progress(train_config.steps, self.start)
     self.profiler = profiling.StepProfiler(
-      profiling.parse_window(t.profile_steps), writers.tb_dir(self.workdir)
+      profiling.parse_window(train_config.profile_steps), writers.tb_dir(self.workdir)
     )
     # Measurements since the last train row; saved with each checkpoint so a
     # resumed run writes the same rows as an uninterrupted one.
@@ -295,7 +293,7 @@ class _Trainer:
         )
         raise self.preemption.error(f"before step {step}; {done}")
       batch = next(self.train_iter)
-      self.progress.add_tokens(self.run_.task.count_tokens(batch))
+      self.progress.add_tokens(self.fresh_run.task.count_tokens(batch))
       with self.profiler.step(step, lambda: self.state):
         self.state, measurements = self.train_step(self.state, batch)
       self.pending.append((step, measurements))
@@ -351,7 +349,11 @@ class _Trainer:
     """One ``eval`` row on the eval split (not counted as training time)."""
     t0 = time.perf_counter()
     row = step_lib.evaluate(
-      self.eval_step, self.run_.objective, self.state.params, self.eval_set, self.eval_batch_size
+      self.eval_step,
+      self.fresh_run.objective,
+      self.state.params,
+      self.eval_set,
+      self.eval_batch_size,
     )
     self.writer.write(step, "eval", row)
     logging.info(

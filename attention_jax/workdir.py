@@ -31,7 +31,7 @@ from flax import nnx
 from attention_jax import checkpoint as checkpoint_lib
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
-from attention_jax import objectives
+from attention_jax import objectives, validation
 from attention_jax import step as step_lib
 from attention_jax.errors import ConfigError, DataChanged, ResumeRefused, WorkdirError, one_line
 
@@ -76,13 +76,13 @@ def read_config(workdir: str):
     raise WorkdirError(f"{path} not found: is {workdir} a workdir?")
   try:
     config = config_lib.with_defaults(read_config_dict(workdir))
-    config_lib.validate(config)
+    validation.validate(config)
   except (OSError, ValueError, ConfigError) as e:
     raise WorkdirError(f"{path}: {one_line(e)}") from None
   return config
 
 
-def resolve_step(workdir: str, step: int | str | None = None) -> int:
+def find_step(workdir: str, step: int | str | None = None) -> int:
   """The checkpoint step that ``step`` names: a committed step number,
   ``"best"`` (the best dev BLEU) or None (the newest). WorkdirError if none."""
   ckpt_dir = checkpoint_dir(workdir)
@@ -144,11 +144,11 @@ class Run:
     return int(self.state.step)
 
 
-def build_run(config, workdir: str | None = None, task=None) -> Run:
+def make_run(config, workdir: str | None = None, task=None) -> Run:
   """A freshly initialized run. ``workdir``: where the task finds its saved
   vocabularies/tokenizers; ``task``: one already built (else built here)."""
-  task = data_lib.build_task(config, workdir) if task is None else task
-  graphdef, state, tx, schedule = step_lib.create_state(
+  task = data_lib.make_task(config, workdir) if task is None else task
+  graphdef, state, tx, schedule = step_lib.make_train_state(
     config, len(task.src_vocab), len(task.tgt_vocab)
   )
   return Run(
@@ -167,13 +167,13 @@ def load(workdir: str, step: int | str | None = None) -> Run:
   config = read_config(workdir)
   ckpt_dir = checkpoint_dir(workdir)
   if step is not None:
-    step = resolve_step(workdir, step)
+    step = find_step(workdir, step)
   elif not has_checkpoint(workdir):
-    resolve_step(workdir)  # raises: no checkpoint
+    find_step(workdir)  # raises: no checkpoint
   ckpt = checkpoint_lib.Checkpointer(ckpt_dir, create=False)
   try:
     try:
-      run = build_run(config, workdir)
+      run = make_run(config, workdir)
     except ConfigError as e:
       raise WorkdirError(f"{workdir}: {one_line(e)}") from None
     try:
@@ -194,6 +194,52 @@ def load(workdir: str, step: int | str | None = None) -> Run:
 
 # --------------------------------------------------------------------------
 # Resuming
+
+
+# Keys a resumed run may change without --allow_config_change: they steer
+# logging, evaluation, checkpointing or recovery, not the training trajectory.
+# (A prefix ending in "." covers a section.) train.steps is handled apart.
+RESUME_FREE_KEYS = (
+  "eval.",
+  "checkpoint.",
+  "train.log_every_steps",
+  "train.skip_nonfinite",
+  "train.max_consecutive_nonfinite",
+  "train.num_devices",
+  "train.profile_steps",
+  "data.tfds_data_dir",
+  "model.attention_impl",
+)
+
+
+def config_changes(old: dict, new) -> list[tuple[str, Any, Any]]:
+  """``(key, old, new)`` for every leaf that differs; ``old`` is the run's
+  ``config.json`` as a dict. A key missing from ``old`` (added to
+  ``base_config`` since) counts as its default."""
+  defaults = config_lib.flatten(config_lib.base_config())
+  before = config_lib.flatten(old)
+  after = config_lib.flatten(json.loads(config_lib.to_json(new)))
+  out = []
+  for key in sorted(set(before) | set(after)):
+    old_value = before.get(key, defaults.get(key))
+    new_value = after.get(key, defaults.get(key))
+    if old_value != new_value:
+      out.append((key, old_value, new_value))
+  return out
+
+
+def is_resume_free(key: str, old: dict, new) -> bool:
+  """Whether a resumed run may change ``key`` without --allow_config_change.
+
+  ``train.steps`` may change when the schedule does not depend on it (constant,
+  rsqrt): training longer then continues the same trajectory. With ``cosine``
+  it changes the learning rate of every remaining step, so it needs the flag.
+  """
+  if key == "train.steps":
+    old_schedule = config_lib.flatten(old).get("train.schedule")
+    free = step_lib.STEPS_FREE_SCHEDULES
+    return old_schedule in free and new.train.schedule in free
+  return any(key.startswith(p) if p.endswith(".") else key == p for p in RESUME_FREE_KEYS)
 
 
 def format_changes(changes) -> str:
@@ -223,7 +269,7 @@ def check_resume(
         "to resume anyway, or use a new --workdir"
       ) from None
     old = None
-  changes = [] if old is None else config_lib.config_changes(old, config)
+  changes = [] if old is None else config_changes(old, config)
   diffs = checkpoint_lib.compare_shapes(
     ckpt.record(step)["tree"], step_lib.abstract_state(config, task)
   )
@@ -240,7 +286,7 @@ def check_resume(
       + (format_changes(changes) or "none")
       + ". Use a new --workdir, or restore the old values"
     )
-  steering = [c for c in changes if not config_lib.is_resume_free(c[0], old, config)]
+  steering = [c for c in changes if not is_resume_free(c[0], old, config)]
   if steering and not allow_config_change:
     raise ResumeRefused(
       f"cannot resume {workdir} from step {step}: the config differs from "

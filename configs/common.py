@@ -28,7 +28,7 @@ import os
 
 import ml_collections
 
-from attention_jax import data, models
+from attention_jax import data, model_setup
 from attention_jax.config import base_config
 
 _CONFIGS_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -125,15 +125,15 @@ def key_values(arg: str | None, file: str, defaults: dict[str, str]) -> dict[str
 def set_where_read(config: ml_collections.ConfigDict, **values) -> None:
   """Sets each ``model.<key>`` of ``values`` only where ``config.model.name``
   reads it (a key the model ignores must keep its default)."""
-  reads = models.config_keys(config)
+  reads = model_setup.model_keys_read(config)
   config.model.update({k: v for k, v in values.items() if k in reads})
 
 
 def lengths(config: ml_collections.ConfigDict, max_length: int) -> None:
   """Training and evaluation sequences of 1..``max_length`` symbols."""
-  d = config.data
-  d.train_min_length = d.eval_min_length = 1
-  d.train_max_length = d.eval_max_length = max_length
+  data_config = config.data
+  data_config.train_min_length = data_config.eval_min_length = 1
+  data_config.train_max_length = data_config.eval_max_length = max_length
 
 
 def synthetic(task: str, max_length: int, *, steps: int, every: int) -> ml_collections.ConfigDict:
@@ -291,16 +291,16 @@ def paper_tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   reads = data.config_keys(config)
   config.data.update({k: defaults[k] for k in config.data if k not in reads})
   tiny_reverse(config, eval_examples=16)
-  m = config.model
+  model_config = config.model
   set_where_read(
     config,
     embed_dim=8,
     hidden_size=16,
-    num_layers=min(m.num_layers, 2),
-    readout_dim=min(m.readout_dim, 8),
-    attention_dim=min(m.attention_dim, 8),
-    mlp_dim=min(m.mlp_dim, 32),
-    num_heads=min(m.num_heads, 2),
+    num_layers=min(model_config.num_layers, 2),
+    readout_dim=min(model_config.readout_dim, 8),
+    attention_dim=min(model_config.attention_dim, 8),
+    mlp_dim=min(model_config.mlp_dim, 32),
+    num_heads=min(model_config.num_heads, 2),
   )
   config.train.update(
     steps=3, batch_size=8, log_every_steps=3, warmup_steps=min(config.train.warmup_steps, 1)

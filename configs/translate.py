@@ -71,7 +71,7 @@ def get_config(arg=None):
   )
   # Read by every model (the Transformer's d_model is hidden_size).
   config.model.update(name="rnnsearch", hidden_size=128, dropout=0.1)
-  # Values for some of the models only (config.resolve applies the chosen
+  # Values for some of the models only (config.apply_per_model applies the chosen
   # model's; each model reads only its own keys).
   set_per_model(config, ("rnnsearch", "rnn_encdec", "luong"), embed_dim=128)
   # Maxout readout: Bahdanau et al. 2014, appendix A.2.2; Cho et al. 2014, eq. 12.

@@ -110,9 +110,10 @@ def explicit_overrides(argv, name: str = "config") -> list[str]:
 
 
 def load_config(holder):
-  """The config of a ``config_flags`` flag, its per-model values resolved
+  """The config of a ``config_flags`` flag, its per-model values applied
   (command-line overrides win) and validated; errors name the file."""
-  from attention_jax import config as config_lib
+  from attention_jax import validation
+  from attention_jax.errors import ConfigError
 
   flag = flags.FLAGS[holder.name]
   name = getattr(flag, "config_filename", None) or str(flag.serialize())
@@ -126,9 +127,8 @@ def load_config(holder):
       fail(f"config file '{name}' not found")
     fail(f"{name}: cannot load config: {type(cause).__name__}: {detail}")
   try:
-    config = config_lib.resolve(config, explicit_overrides(sys.argv, holder.name))
-    config_lib.validate(config)
-  except config_lib.ConfigError as e:
+    config = validation.prepare(config, explicit_overrides(sys.argv, holder.name))
+  except ConfigError as e:
     fail(f"{name}: {e}")
   return config
 

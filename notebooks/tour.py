@@ -32,6 +32,7 @@
 # each); the commands in the README train the same models to the numbers it reports.
 
 # %%
+import importlib
 import os
 import tempfile
 
@@ -45,9 +46,14 @@ from IPython.display import display
 import attention_jax
 from attention_jax import attention, evaluation, generate, plots, train, workdir
 from attention_jax.sweeps import analyses
-from configs import gpt, quickstart, rnnsearch
 
+# configs/ is a folder of the repository, not an installed package: import it
+# from the repository root, as `python -m experiments.run` does.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(attention_jax.__file__)))
+os.chdir(ROOT)
+gpt, quickstart, rnnsearch = (
+  importlib.import_module(f"configs.{name}") for name in ("gpt", "quickstart", "rnnsearch")
+)
 
 # %matplotlib inline
 

@@ -39,7 +39,7 @@ def data_parallel(out_dir: str) -> None:
     result[n] = {"losses": [r["loss"] for r in rows if r["split"] == "train"]}
   # Restore the 8-device checkpoint onto meshes of 1 and 2 devices.
   config = tiny_config(**{"train.steps": 6})
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   saved = None
   for n in (8, 1, 2):
     mesh = sharding.make_mesh(n)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_config
 
-from attention_jax import evaluation, models, sweeps, train
+from attention_jax import evaluation, model_setup, sweeps, train
 from attention_jax.sweeps import analyses, spec
 
 CONFIGS = ("bottleneck", "vanishing", "reverse_source", "positions")
@@ -122,13 +122,13 @@ def _check_probe_and_alignment(workdir, report, pngs, by_len):
 
 
 def test_length_stats_statement():
-  from attention_jax.sweeps import plots as sweep_plots
+  from attention_jax.sweeps import figures as sweep_figures
 
   rows = [
     {"length": L, "acc": a}
     for L, a in zip(range(1, 11), [1, 1, 0.9, 0.8, 0.6, 0.45, 0.3, 0.2, 0, 0], strict=True)
   ]
-  st = sweep_plots.length_stats(rows, "acc", 1, 8)
+  st = sweep_figures.length_stats(rows, "acc", 1, 8)
   assert st["short"] == pytest.approx(1.0)  # lengths 1-2 (20% of 8, rounded)
   assert st["half_at"] == 6
   assert st["tail"] == pytest.approx(np.mean([0.8, 0.6, 0.45, 0.3, 0.2]))
@@ -137,8 +137,8 @@ def test_length_stats_statement():
 
 def test_rnn_encdec_reverse_source_reads_backwards():
   """reverse_source=True on src equals reverse_source=False on the reversed src."""
-  fwd = models.build_model(tiny_config(), 10, 10)
-  rev = models.build_model(tiny_config(**{"model.reverse_source": True}), 10, 10)
+  fwd = model_setup.make_model(tiny_config(), 10, 10)
+  rev = model_setup.make_model(tiny_config(**{"model.reverse_source": True}), 10, 10)
   src = np.array([[4, 5, 6, 7, 0, 0], [8, 9, 4, 0, 0, 0]], np.int32)
   flipped = np.array([[7, 6, 5, 4, 0, 0], [4, 9, 8, 0, 0, 0]], np.int32)
   a = rev.encode(jnp.asarray(src))["context"]

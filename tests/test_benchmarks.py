@@ -24,7 +24,7 @@ def test_flops_per_token_matches_xla_cost_analysis(L, D, T, V, B):
       "model.num_heads": 4,
     },
   )
-  graphdef, state, tx, schedule = step_lib.create_state(c, V, V)
+  graphdef, state, tx, schedule = step_lib.make_train_state(c, V, V)
   step = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, c, objectives.get("lm")))
   tokens = jnp.zeros((B, T), jnp.int32)
   cost = step.lower(state, {"inputs": tokens, "targets": tokens}).compile().cost_analysis()
@@ -89,7 +89,7 @@ def test_torch_reference_models_compute_our_loss(name):
   else:
     overrides.update({"model.hidden_size": 12, "model.embed_dim": 8})
   c = bm._config(name, overrides)
-  graphdef, state, _, _ = step_lib.create_state(c, V, V)
+  graphdef, state, _, _ = step_lib.make_train_state(c, V, V)
   rng = np.random.default_rng(1)
   tokens = lambda: jnp.asarray(rng.integers(4, V, size=(B, T)), jnp.int32)  # noqa: E731 - local helper
   if name == "gpt":

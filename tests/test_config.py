@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, tiny_config
 
 from attention_jax import config as config_lib
+from attention_jax import validation
 
 
 def run_cli(*args, cwd=ROOT):
@@ -47,12 +48,12 @@ def test_every_shipped_config_is_valid():
   configs = dict(_shipped_configs())
   assert "configs/quickstart.py" in configs and "configs/papers/cho2014.py" in configs
   for rel, mod in configs.items():
-    config = config_lib.resolve(mod.get_config())
+    config = config_lib.apply_per_model(mod.get_config())
     if rel == "configs/translate.py":  # real text: the paths come from the command line
       with pytest.raises(config_lib.ConfigError, match="'data.train_path' is empty"):
-        config_lib.validate(config)
-      config = config_lib.resolve(mod.get_config("tiny"))
-    config_lib.validate(config)
+        validation.validate(config)
+      config = config_lib.apply_per_model(mod.get_config("tiny"))
+    validation.validate(config)
 
 
 def test_every_config_names_itself_and_a_bad_arg_in_one_line(tmp_path):
@@ -115,7 +116,7 @@ def test_bad_values_name_the_key(key, value, needle):
   d[section][leaf] = value
   c = ml_collections.ConfigDict(d)
   with pytest.raises(config_lib.ConfigError) as e:
-    config_lib.validate(c)
+    validation.validate(c)
   assert needle in str(e.value)
   assert "\n" not in str(e.value)
 
@@ -128,7 +129,7 @@ def test_unknown_key_in_code_suggests_nearest():
     match=r"unknown config key "
     r"'train.stpes' \(did you mean 'train.steps'\?\)",
   ):
-    config_lib.validate(c)
+    validation.validate(c)
 
 
 def test_typo_inside_config_file_names_file_and_key(tmp_path):
@@ -176,7 +177,7 @@ def test_typo_on_command_line_names_key(tmp_path):
 def test_json_round_trip():
   c = tiny_config()
   back = config_lib.from_json(config_lib.to_json(c))
-  config_lib.validate(back)
+  validation.validate(back)
   assert back.to_dict() == c.to_dict()
 
 
@@ -242,17 +243,17 @@ def test_json_round_trip():
 )
 def test_ignored_keys_are_refused(overrides, needle):
   with pytest.raises(config_lib.ConfigError) as e:
-    config_lib.validate(tiny_config(**overrides))
+    validation.validate(tiny_config(**overrides))
   assert needle in str(e.value) and "\n" not in str(e.value)
 
 
 def test_keys_a_model_reads_conditionally_are_accepted():
-  config_lib.validate(
+  validation.validate(
     tiny_config(
       **{"model.name": "luong", "model.attention_score": "concat", "model.attention_dim": 8}
     )
   )
-  config_lib.validate(
+  validation.validate(
     tiny_config(**{"model.name": "rnnsearch", "model.readout": "maxout", "model.readout_dim": 8})
   )
 
@@ -280,19 +281,21 @@ def _multi_model_config():
 
 def test_per_model_values_apply_to_the_chosen_model_only():
   c = _multi_model_config()
-  with pytest.raises(config_lib.ConfigError, match="not resolved yet"):
-    config_lib.validate(c)
-  r = config_lib.resolve(c)
-  config_lib.validate(r)
+  with pytest.raises(config_lib.ConfigError, match="not applied yet"):
+    validation.validate(c)
+  r = config_lib.apply_per_model(c)
+  validation.validate(r)
   assert (r.model.embed_dim, r.model.num_heads, r.model.mlp_dim) == (8, 4, 0)
   assert not r.per_model and c.per_model  # the input is not changed
   c.model.name = "transformer"
-  t = config_lib.resolve(c)
-  config_lib.validate(t)
+  t = config_lib.apply_per_model(c)
+  validation.validate(t)
   assert (t.model.embed_dim, t.model.num_heads, t.model.mlp_dim) == (32, 2, 16)
   c.model.name = "rnn_encdec"  # no per-model values: defaults
-  config_lib.validate(config_lib.resolve(c))
-  assert config_lib.resolve(config_lib.resolve(c)).to_dict() == (config_lib.resolve(c).to_dict())
+  validation.validate(config_lib.apply_per_model(c))
+  assert config_lib.apply_per_model(config_lib.apply_per_model(c)).to_dict() == (
+    config_lib.apply_per_model(c).to_dict()
+  )
 
 
 def test_per_model_conflicts_and_mistakes_are_named():
@@ -305,9 +308,9 @@ def test_per_model_conflicts_and_mistakes_are_named():
       r"only one"
     ),
   ):
-    config_lib.resolve(c)
+    config_lib.apply_per_model(c)
   # given on the command line, it wins
-  assert config_lib.resolve(c, explicit=["model.embed_dim"]).model.embed_dim == 12
+  assert config_lib.apply_per_model(c, explicit=["model.embed_dim"]).model.embed_dim == 12
   c = _multi_model_config()
   config_lib.set_per_model(c, "transformer", embed_dim=8)
   with pytest.raises(
@@ -317,11 +320,11 @@ def test_per_model_conflicts_and_mistakes_are_named():
       r"model.embed_dim"
     ),
   ):
-    config_lib.resolve(c)
+    validation.prepare(c)
   c = _multi_model_config()
   config_lib.set_per_model(c, "rnnserch", embed_dim=8)
   with pytest.raises(config_lib.ConfigError, match="'per_model.rnnserch': no model"):
-    config_lib.validate(c)
+    validation.validate(c)
   assert "did you mean 'model.hidden_size'" in config_lib.unknown_key_message(
     "per_model.rnnsearch.hiden_size"
   )

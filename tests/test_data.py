@@ -14,7 +14,7 @@ from conftest import ROOT, tiny_config
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import step as step_lib
-from attention_jax import train
+from attention_jax import train, validation
 from attention_jax import workdir as workdir_lib
 from attention_jax.data import batching, parallel_text, reorder, synthetic, tokenizers
 from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
@@ -82,7 +82,7 @@ def test_addition_is_correct():
 
 
 def test_reorder_alignment_is_a_permutation_of_content_words():
-  lex = reorder.Lexicon.build(12)
+  lex = reorder.Lexicon.make(12)
   rng = np.random.default_rng(0)
   en_forms = {}
   moved = 0
@@ -124,13 +124,13 @@ def test_reorder_seed_example():
 def test_reorder_knobs_grow_length_and_vocabulary():
   def mean_len(depth, clauses):
     rng = np.random.default_rng(0)
-    lex = reorder.Lexicon.build(10)
+    lex = reorder.Lexicon.make(10)
     return np.mean(
       [len(reorder.generate(rng, lex, depth, clauses, 1, 200).source) for _ in range(100)]
     )
 
   assert mean_len(0, 1) < mean_len(2, 1) < mean_len(2, 3)
-  small, big = reorder.Lexicon.build(5), reorder.Lexicon.build(40)
+  small, big = reorder.Lexicon.make(5), reorder.Lexicon.make(40)
   assert len(small.animate) == 5 and len(big.animate) == 40
   assert len(big.source_tokens()) > len(small.source_tokens())
   task = _task(
@@ -190,7 +190,7 @@ def test_files_round_trip_without_tensorflow(tmp_path):
   train_path = _tsv(tmp_path)
   src = _write(tmp_path / "dev.src", "a b\nc\n")
   _write(tmp_path / "dev.tgt", "x\ny z\n")
-  directory, reports = parallel_text.build_files_dataset(
+  directory, reports = parallel_text.make_files_dataset(
     {"train": train_path, "eval": str(tmp_path / "dev")}, str(tmp_path / "tfds")
   )
   assert "tensorflow" not in sys.modules
@@ -205,12 +205,12 @@ def test_files_round_trip_without_tensorflow(tmp_path):
   ]
   assert reports["train"]["pairs"] == 6 and reports["eval"]["file"] == (f"{src} + {src[:-4]}.tgt")
   # Unchanged files reuse the dataset; changed files are rebuilt elsewhere.
-  again, _ = parallel_text.build_files_dataset(
+  again, _ = parallel_text.make_files_dataset(
     {"train": train_path, "eval": src}, str(tmp_path / "tfds")
   )
   assert again == directory
   _tsv(tmp_path, pairs=PAIRS[:3])
-  changed, _ = parallel_text.build_files_dataset(
+  changed, _ = parallel_text.make_files_dataset(
     {"train": train_path, "eval": src}, str(tmp_path / "tfds")
   )
   assert changed != directory
@@ -221,7 +221,7 @@ def test_files_round_trip_without_tensorflow(tmp_path):
 
 
 def test_files_task_batches_and_references(tmp_path):
-  task = data_lib.build_task(
+  task = data_lib.make_task(
     _files_config(
       tmp_path,
       _tsv(tmp_path),
@@ -265,9 +265,9 @@ def test_catalog_dataset_offline_with_mock_data(tmp_path, name, keys):
       "train.batch_size": 4,
     }
   )
-  config_lib.validate(config)
+  validation.validate(config)
   with tfds.testing.mock_data(num_examples=12, data_dir=str(tmp_path / "tfds")):
-    task = data_lib.build_task(config)
+    task = data_lib.make_task(config)
     ev = task.eval_set("eval")
     batch = next(task.train_iterator())
     raw = tfds.data_source(name, split="validation", data_dir=str(tmp_path / "tfds"))
@@ -292,7 +292,7 @@ def test_catalog_unknown_name_is_one_line(tmp_path):
     match=r"^data.task 'tfds:no_such_dataset_xyz': "
     "no such TFDS dataset$",
   ):
-    data_lib.build_task(config)
+    data_lib.make_task(config)
 
 
 # ---------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def _bad(tmp_path, train_bytes, **kw):
   path = _write(tmp_path / kw.pop("name", "train.tsv"), train_bytes)
   config = _files_config(tmp_path, path, _tsv(tmp_path, "dev.tsv"), **kw)
   with pytest.raises(DataError) as e:
-    data_lib.build_task(config)
+    data_lib.make_task(config)
   assert "\n" not in str(e.value)
   return path, str(e.value)
 
@@ -311,7 +311,7 @@ def _bad(tmp_path, train_bytes, **kw):
 def test_bad_missing_and_empty_files(tmp_path):
   config = _files_config(tmp_path, str(tmp_path / "nope.tsv"), _tsv(tmp_path, "dev.tsv"))
   with pytest.raises(DataError, match=r"^data.train_path: file not found: .*nope.tsv"):
-    data_lib.build_task(config)
+    data_lib.make_task(config)
   path, msg = _bad(tmp_path, b"")
   assert msg == f"{path}: file is empty"
   path, msg = _bad(tmp_path, b"\n\n", name="blank.tsv")
@@ -319,7 +319,7 @@ def test_bad_missing_and_empty_files(tmp_path):
   src = _write(tmp_path / "x.src", "a\n")  # the .tgt of a pair is missing
   config = _files_config(tmp_path, src, _tsv(tmp_path, "dev.tsv"))
   with pytest.raises(DataError, match=r"data.train_path: file not found: .*x.tgt"):
-    data_lib.build_task(config)
+    data_lib.make_task(config)
 
 
 def test_bad_utf8_names_the_line(tmp_path):
@@ -339,7 +339,7 @@ def test_bad_line_count_mismatch_names_both(tmp_path):
   tgt = _write(tmp_path / "train.tgt", "x\ny\n")
   config = _files_config(tmp_path, str(tmp_path / "train"), _tsv(tmp_path, "dev.tsv"))
   with pytest.raises(DataError) as e:
-    data_lib.build_task(config)
+    data_lib.make_task(config)
   assert str(e.value) == (f"{src} has 3 lines but {tgt} has 2 lines; they must be line-aligned")
 
 
@@ -347,7 +347,7 @@ def test_empty_sentences_dropped_and_counted(tmp_path, caplog):
   path = _write(tmp_path / "train.tsv", "a b\tx\n\ty\n \t \nc\tz\nb\t\n")
   config = _files_config(tmp_path, path, _tsv(tmp_path, "dev.tsv"))
   with caplog.at_level(logging.INFO):
-    task = data_lib.build_task(config)
+    task = data_lib.make_task(config)
   assert [s for _, s, _ in task.corpus.pairs("train")] == ["a b", "c"]
   assert f"{path}: 2 sentence pairs; dropped 3 with an empty side (first at line 2)" in (
     caplog.text
@@ -358,7 +358,7 @@ def test_lines_split_on_newline_only(tmp_path):
   # U+2028, U+0085 and a lone \r are text; \r\n ends a line like \n.
   path = _write(tmp_path / "train.tsv", "a\u2028b\tx\r\nc\x85d\ty\ne\rf\tz\n".encode("utf-8"))
   config = _files_config(tmp_path, path, _tsv(tmp_path, "dev.tsv"), **{"data.tokenizer": "char"})
-  task = data_lib.build_task(config)
+  task = data_lib.make_task(config)
   assert task.corpus.pairs("train") == [(1, "a\u2028b", "x"), (2, "c\x85d", "y"), (3, "e\rf", "z")]
   assert {"\u2028", "\x85", "\r"} <= set(task.src_vocab.tokens)
 
@@ -373,7 +373,7 @@ def test_overlong_truncated_or_dropped_and_counted(tmp_path, caplog, policy):
     **{"data.max_length": 4, "data.overlong": policy},
   )
   with caplog.at_level(logging.INFO):
-    task = data_lib.build_task(config)
+    task = data_lib.make_task(config)
     e = task.encoded("train")
     ev = task.eval_set("eval")
   kept = 3 if policy == "truncate" else 1
@@ -435,7 +435,7 @@ def test_config_validation_of_data_keys():
       config_lib.ConfigError,
       match=".*" + message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\."),
     ):
-      config_lib.validate(tiny_config(**overrides))
+      validation.validate(tiny_config(**overrides))
   for task in ("reorder", "sort", "addition", "files", "tfds:wmt14_translate/de-en"):
     assert data_lib.is_known_task(task)
 
@@ -609,8 +609,8 @@ def test_reorder_trains_with_every_seq2seq_model(model_name):
       "train.learning_rate": 1e-2,
     }
   )
-  config_lib.validate(config)
-  run = workdir_lib.build_run(config)
+  validation.validate(config)
+  run = workdir_lib.make_run(config)
   assert len(run.task.src_vocab) != len(run.task.tgt_vocab)
   step = jax.jit(
     step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)

@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 from flax import nnx
 
-from attention_jax import decoding, models, rnn
+from attention_jax import decoding, model_setup, models, rnn
 from attention_jax.attention import masked_softmax
 from attention_jax.data.vocab import BOS, EOS, PAD
 
@@ -69,7 +69,7 @@ def tiny_attn():
 @pytest.fixture(scope="module")
 def encdec():
   config = tiny_config()
-  return models.build_model(config, 10, 10, seed=1)
+  return model_setup.make_model(config, 10, 10, seed=1)
 
 
 SRC = jnp.array([[4, 5, 6, 7, 5], [7, 6, 0, 0, 0], [5, 0, 0, 0, 0], [6, 6, 4, 0, 0]], jnp.int32)
@@ -216,7 +216,7 @@ def test_every_seq2seq_model_beam_matches_teacher_forcing(name, position):
   and the Transformers with RoPE and ALiBi: the beam's score and attention
   are those of its chosen hypothesis."""
   config = tiny_config(**{"model.name": name, "model.position": position})
-  model = models.build_model(config, 10, 10, seed=2)
+  model = model_setup.make_model(config, 10, 10, seed=2)
   out = _jit_search(decoding.beam_search, model, max_length=6, beam_size=3, alpha=0.6).best
   sums, lengths, att = _teacher_forced(model, SRC, out.tokens)
   np.testing.assert_allclose(
@@ -241,7 +241,7 @@ def _transformer(max_positions):
       "model.tie_embeddings": False,
     }
   )
-  model = models.build_model(config, 10, 10, seed=3)
+  model = model_setup.make_model(config, 10, 10, seed=3)
   model.out.bias[...] = model.out.bias[...].at[EOS].set(-5.0)
   return model
 
@@ -281,7 +281,7 @@ def test_gpt_sampling_past_the_position_table_is_refused():
   config = tiny_config(
     **{"model.name": "gpt", "model.num_heads": 2, "model.max_positions": 8, "data.task": "text"}
   )
-  model = models.build_model(config, 10, 10)
+  model = model_setup.make_model(config, 10, 10)
   prompt = jnp.full((1, 3), 4, jnp.int32)
   assert decoding.sample_lm(model, prompt, jax.random.PRNGKey(0), max_new_tokens=5).shape == (1, 5)
   with pytest.raises(

@@ -84,7 +84,7 @@ def test_bf16_gpt_step_takes_bf16_products_cudnn_attention_and_learns():
       "model.scan_layers": True,
     }
   )
-  graphdef, state, tx, schedule = step_lib.create_state(config, 64, 64)
+  graphdef, state, tx, schedule = step_lib.make_train_state(config, 64, 64)
   tokens = jax.random.randint(jax.random.PRNGKey(1), (8, 129), 4, 64)
   batch = {"inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
   lowered = jax.jit(
@@ -177,7 +177,7 @@ def test_bf16_gpt_positions_on_cudnn_match_xla_and_the_cache(scheme):
   losses, texts = {}, {}
   for impl in ("auto", "xla"):
     config = tiny_config(**base, **{"model.attention_impl": impl})
-    graphdef, state, tx, schedule = step_lib.create_state(config, 64, 64)
+    graphdef, state, tx, schedule = step_lib.make_train_state(config, 64, 64)
     attention.last_path.clear()
     lowered = jax.jit(
       step_lib.make_train_step(graphdef, tx, schedule, config, objectives.get("lm"))

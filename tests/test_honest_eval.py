@@ -18,7 +18,16 @@ import numpy as np
 import pytest
 from conftest import ROOT, tiny_config
 
-from attention_jax import checkpoint, compare, evaluation, metrics, objectives, train, writers
+from attention_jax import (
+  checkpoint,
+  compare,
+  evaluation,
+  metrics,
+  objectives,
+  train,
+  validation,
+  writers,
+)
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import workdir as workdir_lib
@@ -201,8 +210,8 @@ def _files_task(tmp_path, **kw):
       **kw,
     }
   )
-  config_lib.validate(config)
-  return data_lib.build_task(config), config
+  validation.validate(config)
+  return data_lib.make_task(config), config
 
 
 def _scored_as_if_decoded(task, config, split, hyp_ids):
@@ -282,7 +291,7 @@ def test_nfc_applies_to_references_and_hypotheses_alike(tmp_path):
       "data.tfds_data_dir": str(tmp_path / "tfds"),
     }
   )
-  task = data_lib.build_task(config)
+  task = data_lib.make_task(config)
   nfc = unicodedata.normalize("NFC", decomposed)
   assert task.eval_references("eval") == [nfc] * 3
   assert task.detokenize(task.eval_set("eval")["tgt_out"][0]) == nfc
@@ -291,7 +300,7 @@ def test_nfc_applies_to_references_and_hypotheses_alike(tmp_path):
     config_lib.ConfigError,
     match="'data.normalize' is 'NFC', but data.task 'reverse' does not read it",
   ):
-    config_lib.validate(tiny_config(**{"data.normalize": "NFC"}))
+    validation.validate(tiny_config(**{"data.normalize": "NFC"}))
 
 
 def test_sentencepiece_decode_writes_unk_and_restores_spacing():
@@ -310,8 +319,8 @@ def test_sentencepiece_decode_writes_unk_and_restores_spacing():
 def test_translate_config_switches_model_with_nothing_else(arg):
   paths = {} if arg == "tiny" else {"data.train_path": "T", "data.eval_path": "D"}
   for name in ("rnnsearch", "rnn_encdec", "luong", "transformer"):
-    c = config_lib.resolve(_translate_config(arg, **{**paths, "model.name": name}))
-    config_lib.validate(c)
+    c = config_lib.apply_per_model(_translate_config(arg, **{**paths, "model.name": name}))
+    validation.validate(c)
     assert (c.data.tokenizer, c.data.normalize, c.model.name) == ("sentencepiece", "NFC", name)
     assert (arg == "tiny") == bool(c.eval.length_buckets)  # else the test set's quantiles
     assert (arg == "tiny") != bool(c.data.bucket_boundaries)

@@ -12,8 +12,7 @@ import pytest
 from conftest import ROOT, tiny_config
 from flax import nnx
 
-from attention_jax import attention, metrics, models, positions, probe
-from attention_jax import config as config_lib
+from attention_jax import attention, metrics, model_setup, positions, probe, validation
 from attention_jax import data as data_lib
 from attention_jax.data import reorder, synthetic
 from attention_jax.data.vocab import EOS
@@ -64,7 +63,7 @@ def test_probe_reads_exactly_what_a_hand_built_state_holds():
 
 
 def test_probe_sources_are_distinct_held_out_and_deterministic_by_seed():
-  task = data_lib.build_task(tiny_config(**{"data.vocab_size": 8, "data.eval_max_length": 6}))
+  task = data_lib.make_task(tiny_config(**{"data.vocab_size": 8, "data.eval_max_length": 6}))
   a = probe.draw_sources(task, "test", [3, 5], 30, seed=0)
   assert a == probe.draw_sources(task, "test", [3, 5], 30, seed=0)
   assert a != probe.draw_sources(task, "test", [3, 5], 30, seed=1)
@@ -87,7 +86,7 @@ def test_lstm_states_are_probed_as_h_and_cell_apart():
   differ); the GRU models' single state ``s`` is probed in test_ablations."""
   src = jnp.array([[4, 5, 3, 0], [3, 4, 5, 5]])
   for name in ("seq2seq_lstm", "luong"):
-    model = models.build_model(tiny_config(**{"model.name": name}), 6, 6)
+    model = model_setup.make_model(tiny_config(**{"model.name": name}), 6, 6)
     feats = model.state_features(model.init_decode_state(model.encode(src)))
     assert set(feats) == {"h", "c"} and feats["h"].shape == feats["c"].shape
     h, c = np.asarray(feats["h"]), np.asarray(feats["c"])
@@ -137,7 +136,7 @@ def test_gold_alignments_of_copy_reverse_sort():
 
 
 def test_reorder_gold_alignment_is_a_permutation_of_content_words():
-  task = data_lib.build_task(
+  task = data_lib.make_task(
     tiny_config(
       **{
         "data.task": "reorder",
@@ -279,8 +278,8 @@ def _transformer(scheme, **overrides):
       **overrides,
     }
   )
-  config_lib.validate(c)
-  return models.build_model(c, 9, 11)
+  validation.validate(c)
+  return model_setup.make_model(c, 9, 11)
 
 
 @pytest.mark.parametrize("scheme", ["sinusoidal", "learned", "rope", "alibi"])
@@ -333,7 +332,7 @@ def _gpt(scheme, task="reverse", **overrides):
       **overrides,
     }
   )
-  return models.build_model(c, 8, 8)
+  return model_setup.make_model(c, 8, 8)
 
 
 @pytest.mark.parametrize("scheme", ["sinusoidal", "learned", "rope", "alibi", "none"])
@@ -377,7 +376,7 @@ def test_gpt_language_model_kv_cache_equals_full_forward(scheme):
 
 def test_validation_of_positions():
   def check(**kw):
-    config_lib.validate(tiny_config(**kw))
+    validation.validate(tiny_config(**kw))
 
   tr = {"model.name": "transformer", "model.hidden_size": 16, "model.num_heads": 2}
   with pytest.raises(ConfigError, match="'model.position' is 'none'.*encoder"):

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 from attention_jax import config as config_lib
-from attention_jax import gradients, models, objectives, train, writers
+from attention_jax import gradients, model_setup, objectives, train, validation, writers
 from attention_jax import step as step_lib
 from attention_jax.data import long_range
 
@@ -100,7 +100,7 @@ def test_temporal_order_layout():
 
 
 def test_batches_are_pure_functions_of_seed_split_index():
-  task = train.data_lib.build_task(lr_config("task=copy,tiny=1"))
+  task = train.data_lib.make_task(lr_config("task=copy,tiny=1"))
   a, b = task.train_batch(3), task.train_batch(3)
   for k in a:
     np.testing.assert_array_equal(a[k], b[k])
@@ -115,7 +115,7 @@ def test_batches_are_pure_functions_of_seed_split_index():
 
 def test_evaluation_padding_rows_count_nothing():
   """A predict-1 'model' scores exactly the baseline, with a padded last batch."""
-  task = train.data_lib.build_task(lr_config("task=adding,tiny=1"))
+  task = train.data_lib.make_task(lr_config("task=adding,tiny=1"))
   data = task.eval_set("eval")
   data = {k: v[:50] for k, v in data.items()}  # 50 = 32 + 18 (padded)
   objective = objectives.get("regression")
@@ -144,7 +144,7 @@ def test_config_arg_parsing():
     c.train.learning_rate,
     c.train.grad_clip_norm,
   ) == (128, 32, 1e-3, 1.0)
-  config_lib.validate(c)
+  validation.validate(c)
   for bad, needle in [
     ("cel=lstm", "unknown argument key 'cel'"),
     ("cell=rnn", "cell='rnn'; allowed: elman, gru, lstm, attention"),
@@ -160,11 +160,11 @@ def test_config_rejects_mismatched_model_and_task():
   c = lr_config()
   c.model.name = "rnn_encdec"
   with pytest.raises(config_lib.ConfigError, match="cannot run data.task 'adding'"):
-    config_lib.validate(c)
+    validation.validate(c)
   c = lr_config("task=order,tiny=1")
   c.data.length = 5
   with pytest.raises(config_lib.ConfigError, match="'data.length' must be >= 10"):
-    config_lib.validate(c)
+    validation.validate(c)
 
 
 # --------------------------------------------------------------------------
@@ -210,8 +210,8 @@ def gradients_carry_with_h(carry, h):
 )
 def test_probe_equals_unrolled_gradient(arg):
   config = lr_config(arg + ",length=10,tiny=1", **{"model.hidden_size": 8})
-  task = train.data_lib.build_task(config)
-  model = models.build_model(config, len(task.src_vocab), len(task.tgt_vocab))
+  task = train.data_lib.make_task(config)
+  model = model_setup.make_model(config, len(task.src_vocab), len(task.tgt_vocab))
   objective = objectives.get(task.objective)
   batch = {k: jnp.asarray(v[:3]) for k, v in task.eval_set().items()}
   gh, gx = jax.jit(lambda b: gradients.probe_gradients(model, objective, b))(batch)
@@ -232,8 +232,8 @@ def test_probe_equals_unrolled_gradient(arg):
 
 def test_jacobian_sigma_equals_unrolled_jacobian():
   config = lr_config("cell=lstm,length=8,tiny=1", **{"model.hidden_size": 6})
-  task = train.data_lib.build_task(config)
-  model = models.build_model(config, len(task.src_vocab), len(task.tgt_vocab))
+  task = train.data_lib.make_task(config)
+  model = model_setup.make_model(config, len(task.src_vocab), len(task.tgt_vocab))
   inputs = jnp.asarray(task.eval_set()["inputs"][:2])
   sig = gradients.jacobian_norms(model, inputs)  # (2, T)
   cell, x = model.cell, model.features(inputs)
@@ -259,8 +259,8 @@ def test_jacobian_sigma_equals_unrolled_jacobian():
 def test_float64_measures_what_float32_underflows():
   """A contracting Elman (U = 0.05·orthogonal): ‖∂L/∂h_1‖ ~ 0.05^40 ≈ 1e-52."""
   config = lr_config("cell=elman,tiny=1", **{"data.length": 41, "model.hidden_size": 8})
-  task = train.data_lib.build_task(config)
-  model = models.build_model(config, len(task.src_vocab), len(task.tgt_vocab))
+  task = train.data_lib.make_task(config)
+  model = model_setup.make_model(config, len(task.src_vocab), len(task.tgt_vocab))
   model.cell.recurrent_kernel[...] = 0.05 * model.cell.recurrent_kernel[...]
   objective = objectives.get(task.objective)
   batch = {k: v[:4] for k, v in task.eval_set().items()}

@@ -12,8 +12,7 @@ import pytest
 from conftest import ROOT, tiny_config
 from flax import nnx
 
-from attention_jax import config as config_lib
-from attention_jax import models
+from attention_jax import model_setup, validation
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.models import seq2seq
@@ -38,7 +37,7 @@ CASES = {
 
 def _model(case, **more):
   name = case.split("_dot")[0].split("_concat")[0]
-  return models.build_model(tiny_config(**{"model.name": name, **CASES[case], **more}), 10, 10)
+  return model_setup.make_model(tiny_config(**{"model.name": name, **CASES[case], **more}), 10, 10)
 
 
 @jax.jit
@@ -126,8 +125,8 @@ def trained(request):
   """The config's tiny mode trained with the library's own train/eval steps
   (no checkpoints or writers: ``test_train`` covers those)."""
   config = _load_config(request.param, "tiny")
-  config_lib.validate(config)
-  run = workdir_lib.build_run(config)
+  validation.validate(config)
+  run = workdir_lib.make_run(config)
   step = jax.jit(
     step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
   )
@@ -174,7 +173,7 @@ def test_trained_attention_aligns_antidiagonally(trained):
 
 def test_tiny_modes_are_valid_and_unknown_arg_fails():
   for name in CONFIGS:
-    config_lib.validate(_load_config(name, "tiny"))
+    validation.validate(_load_config(name, "tiny"))
     with pytest.raises(ValueError, match=f"configs/{name}.py: unknown argument 'big'"):
       _load_config(name, "big")
 

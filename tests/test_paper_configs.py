@@ -7,8 +7,7 @@ import os
 import pytest
 from conftest import ROOT
 
-from attention_jax import config as config_lib
-from attention_jax import train, writers
+from attention_jax import train, validation, writers
 
 PAPERS = {  # file -> (model.name, TFDS dataset, source, target)
   "cho2014": ("rnn_encdec", "tfds:wmt14_translate/fr-en", "en", "fr"),
@@ -30,7 +29,7 @@ def _module(name):
 @pytest.mark.parametrize("name", sorted(PAPERS))
 def test_full_config_validates(name):
   c = _module(name).get_config()
-  config_lib.validate(c)
+  validation.validate(c)
   model, task, src, tgt = PAPERS[name]
   assert (c.model.name, c.data.task, c.data.source_lang, c.data.target_lang) == (
     model,

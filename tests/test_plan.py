@@ -7,7 +7,7 @@ import math
 import pytest
 
 from attention_jax import config as config_lib
-from attention_jax import plan
+from attention_jax import plan, validation
 from attention_jax.benchmarks import model as bench_model
 from attention_jax.errors import ConfigError
 
@@ -28,11 +28,11 @@ KEYS = {"params", "flops_per_step", "bytes_per_device", "fits", "step_seconds", 
 
 
 def _config(module, arg, tmp_path=None):
-  c = config_lib.resolve(importlib.import_module(module).get_config(arg))
+  c = config_lib.apply_per_model(importlib.import_module(module).get_config(arg))
   if c.data.task == "files":  # translate.py: the user's files; any path validates
     with c.unlocked():
       c.data.train_path = c.data.eval_path = "train.tsv"
-  config_lib.validate(c)
+  validation.validate(c)
   return c
 
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 from flax import nnx
 
-from attention_jax import attention, models, precision, train
+from attention_jax import attention, model_setup, precision, train
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
 
@@ -74,7 +74,7 @@ def text_file(tmp_path_factory):
 
 
 def _lowered_step(config):
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   batch = next(run.task.train_iterator())
   step = step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
   return step, run.state, batch
@@ -137,7 +137,7 @@ def test_bf16_forward_is_close_to_float32(text_file):
   rounding (a wrong cast — e.g. positions dropped — would not)."""
   for name in ("transformer", "rnnsearch"):
     config = _config(name, {}, "float32", text_file)
-    model = models.build_model(config, 9, 9)
+    model = model_setup.make_model(config, 9, 9)
     graphdef, params = nnx.split(model)
     src = jnp.array([[4, 5, 6, 7, 0], [8, 4, 5, 0, 0]])
     tgt = jnp.array([[1, 7, 6, 5, 4], [1, 5, 4, 8, 0]])
@@ -168,7 +168,7 @@ def test_auto_attention_picks_cudnn_for_a_bf16_model_on_a_gpu(monkeypatch, text_
   config = _config(
     "transformer", {"model.num_heads": 2, "model.hidden_size": 32}, "bfloat16", text_file
   )
-  graphdef, params = nnx.split(models.build_model(config, 9, 9))
+  graphdef, params = nnx.split(model_setup.make_model(config, 9, 9))
   src = jnp.array([[4, 5, 6, 0]])
   tgt = jnp.array([[1, 6, 5, 4]])
 
@@ -178,12 +178,12 @@ def test_auto_attention_picks_cudnn_for_a_bf16_model_on_a_gpu(monkeypatch, text_
   jax.eval_shape(lambda p: forward(p, config), params)
   # encoder self, decoder self; cross-attention returns weights -> einsum
   assert calls and all(c == ("cudnn", jnp.bfloat16, jnp.bfloat16) for c in calls), calls
-  assert attention.resolve_implementation("auto", jnp.bfloat16, 16) == "cudnn"
+  assert attention.choose_implementation("auto", jnp.bfloat16, 16) == "cudnn"
   calls.clear()
   config.train.compute_dtype = "float32"
   jax.eval_shape(lambda p: forward(p, config), params)
   assert calls == []
-  assert attention.resolve_implementation("auto", jnp.float32, 16) == "einsum"
+  assert attention.choose_implementation("auto", jnp.float32, 16) == "einsum"
 
 
 def test_bf16_transformer_learns(tmp_path):

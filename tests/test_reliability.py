@@ -387,19 +387,19 @@ def test_which_changes_need_the_flag():
       "train.label_smoothing": 0.1,
     }
   )
-  changes = config_lib.config_changes(old, new)
+  changes = workdir_lib.config_changes(old, new)
   assert [k for k, _, _ in changes] == ["eval.every_steps", "train.label_smoothing", "train.steps"]
-  free = {k: config_lib.is_resume_free(k, old, new) for k, _, _ in changes}
+  free = {k: workdir_lib.is_resume_free(k, old, new) for k, _, _ in changes}
   assert free == {
     "eval.every_steps": True,
     "train.label_smoothing": False,
     "train.steps": True,
   }  # constant schedule: steps may grow
   cosine = json.loads(config_lib.to_json(tiny()))
-  assert not config_lib.is_resume_free("train.steps", cosine, tiny(**{"train.steps": 30}))
+  assert not workdir_lib.is_resume_free("train.steps", cosine, tiny(**{"train.steps": 30}))
   # A key added to base_config after the run was written counts as its default.
   del old["train"]["skip_nonfinite"]
-  assert config_lib.config_changes(old, tiny(**{"train.schedule": "constant"})) == []
+  assert workdir_lib.config_changes(old, tiny(**{"train.schedule": "constant"})) == []
 
 
 def test_unreadable_run_config_is_refused(reference, tmp_path):
@@ -443,7 +443,7 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_pat
 
 def test_skip_nonfinite_step_keeps_state():
   config = tiny(**{"train.skip_nonfinite": True, "train.warmup_steps": 0})
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   step = jax.jit(
     step_lib.make_train_step(
       run.graphdef, run.tx, run.schedule, config, run.objective, inject_nonfinite=((1, 1),)

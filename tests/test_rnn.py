@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from attention_jax import rnn
+from attention_jax import rnn, validation
 
 B, T, IN, H = 3, 7, 4, 5
 LENGTHS = np.array([7, 4, 1])
@@ -281,25 +281,25 @@ def _defaults(backend):
   return {k: d[k] for k in ("hoist_input_projection", "unroll", "backward")}
 
 
-def test_resolve_options():
-  cpu = rnn.resolve_options(backend="cpu")
+def test_options_for_backend():
+  cpu = rnn.options_for_backend(backend="cpu")
   assert cpu == _defaults("cpu")
   # CPU: fused backward up to 16 rows per step, autodiff above (measured);
   # an explicit choice is kept whatever the batch.
-  assert rnn.resolve_options(backend="cpu", batch=16)["backward"] == "fused"
-  assert rnn.resolve_options(backend="cpu", batch=17)["backward"] == "autodiff"
-  assert rnn.resolve_options(backward="fused", backend="cpu", batch=64)["backward"] == "fused"
-  assert rnn.resolve_options(backend="gpu", batch=4)["backward"] == "autodiff"
-  assert rnn.resolve_options(backend="gpu")["unroll"] == 8
-  assert rnn.resolve_options(unroll=2, backward="autodiff", backend="gpu") == {
+  assert rnn.options_for_backend(backend="cpu", batch=16)["backward"] == "fused"
+  assert rnn.options_for_backend(backend="cpu", batch=17)["backward"] == "autodiff"
+  assert rnn.options_for_backend(backward="fused", backend="cpu", batch=64)["backward"] == "fused"
+  assert rnn.options_for_backend(backend="gpu", batch=4)["backward"] == "autodiff"
+  assert rnn.options_for_backend(backend="gpu")["unroll"] == 8
+  assert rnn.options_for_backend(unroll=2, backward="autodiff", backend="gpu") == {
     "hoist_input_projection": True,
     "unroll": 2,
     "backward": "autodiff",
   }
   with pytest.raises(ValueError, match="backward 'cudnn'"):
-    rnn.resolve_options(backward="cudnn")
+    rnn.options_for_backend(backward="cudnn")
   with pytest.raises(ValueError, match="unroll must be"):
-    rnn.resolve_options(unroll=0)
+    rnn.options_for_backend(unroll=0)
 
 
 # --------------------------------------------------------- fused backward ---
@@ -385,19 +385,19 @@ def test_config_keys_reach_scan_options():
       "model.rnn_hoist_input_projection": "true",
     }
   )
-  config_lib.validate(c)
+  validation.validate(c)
   assert rnn.layer_options(c.model) == {
     "hoist_input_projection": True,
     "unroll": 4,
     "backward": "autodiff",
   }
-  assert rnn.resolve_options(**rnn.layer_options(tiny_config().model), backend="cpu") == _defaults(
-    "cpu"
-  )
+  assert rnn.options_for_backend(
+    **rnn.layer_options(tiny_config().model), backend="cpu"
+  ) == _defaults("cpu")
   for key, bad in [
     ("model.rnn_backward", "cudnn"),
     ("model.rnn_hoist_input_projection", "yes"),
     ("model.rnn_unroll", -1),
   ]:
     with pytest.raises(config_lib.ConfigError, match=key.replace(".", r"\.")):
-      config_lib.validate(tiny_config(**{key: bad}))
+      validation.validate(tiny_config(**{key: bad}))

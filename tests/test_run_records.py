@@ -8,8 +8,7 @@ import os
 import pytest
 from conftest import tiny_config
 
-from attention_jax import config as config_lib
-from attention_jax import environment, profiling, train, writers
+from attention_jax import environment, profiling, train, validation, writers
 from attention_jax.errors import ConfigError
 
 SHORT = {"train.steps": 12, "train.log_every_steps": 2, "eval.every_steps": 12}
@@ -48,9 +47,9 @@ def test_profile_window_parsing():
     with pytest.raises(ValueError):
       profiling.parse_window(bad)
   with pytest.raises(ConfigError, match="train.profile_steps"):
-    config_lib.validate(tiny_config(**{"train.profile_steps": "25"}))
+    validation.validate(tiny_config(**{"train.profile_steps": "25"}))
   with pytest.raises(ConfigError, match="starts after the last step"):
-    config_lib.validate(tiny_config(**{"train.steps": 10, "train.profile_steps": "20:25"}))
+    validation.validate(tiny_config(**{"train.steps": 10, "train.profile_steps": "20:25"}))
 
 
 def test_env_json_one_record_per_start(runs):

@@ -42,7 +42,7 @@ def test_data_parallel_8_devices_matches_1_and_restores_anywhere(tmp_path):
 
   from attention_jax.checkpoint import Checkpointer
 
-  run = workdir_lib.build_run(tiny_config(**{"train.steps": 6}))
+  run = workdir_lib.make_run(tiny_config(**{"train.steps": 6}))
   states = []
   for n in (1, 8):
     ckpt = Checkpointer(str(tmp_path / f"dev{n}" / "checkpoints"))

@@ -82,10 +82,10 @@ def test_implementation_choice_is_observable():
     assert attention.last_path["used"] == "xla"
     assert "cudnn unavailable" in attention.last_path["reason"]
   # float32 is never cudnn: auto takes the einsum path on every backend
-  assert attention.resolve_implementation("auto", jnp.float32, 8) == "einsum"
-  assert attention.resolve_implementation("xla", jnp.float32, 8, needs_weights=True) == "einsum"
+  assert attention.choose_implementation("auto", jnp.float32, 8) == "einsum"
+  assert attention.choose_implementation("xla", jnp.float32, 8, needs_weights=True) == "einsum"
   with pytest.raises(ValueError, match="allowed"):
-    attention.resolve_implementation("flash", jnp.float32, 8)
+    attention.choose_implementation("flash", jnp.float32, 8)
 
 
 def _copy_into_flax(ours, ref):

@@ -451,7 +451,7 @@ def test_cpu_points_ask_for_no_gpus_and_get_the_notice(fake_slurm, tmp_path):
   ex = slurm._executor(
     SimpleNamespace(config_path="c.py"),
     str(tmp_path),
-    slurm_options.resolve_options({}, {}, "local"),
+    slurm_options.merge_options({}, {}, "local"),
   )
   assert ex._executor.parameters.get("signal_delay_s") == 90  # not submitit's 30
   assert "gpus_per_node" not in ex._executor.parameters
@@ -578,7 +578,7 @@ def test_local_cluster_gpus(sweep_config, monkeypatch, tmp_path):
   # each point its own GPUs from the pool, less those of running jobs
   monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
   monkeypatch.setattr(runner, "gpu_count", lambda: 4)
-  o = slurm_options.resolve_options({"gpus_per_point": 2, "array_parallelism": 2}, {}, "local")
+  o = slurm_options.merge_options({"gpus_per_point": 2, "array_parallelism": 2}, {}, "local")
   assert slurm._local_gpus([p, p], o, set()) == [["0", "1"], ["2", "3"]]
   assert slurm._local_gpus([p], o, {"0", "2"}) == [["1", "3"]]
   with pytest.raises(slurm.SweepError, match="2 point.s. need 4 GPU.s., 3 free"):
@@ -723,20 +723,18 @@ def test_eta_counts_this_attempts_steps_and_all_attempts_seconds(tmp_path):
 
 
 def test_options_flags_over_config_over_defaults():
-  o = slurm_options.resolve_options(
+  o = slurm_options.merge_options(
     {"timeout_min": 30},
     {"timeout_min": 45, "gpus_per_point": 2, "slurm_partition": "gpu"},
     "slurm",
     "c.py",
   )
   assert (o.timeout_min, o.gpus_per_point, o.slurm_partition) == (30, 2, "gpu")
-  local = slurm_options.resolve_options(
-    {}, {"slurm_partition": "gpu", "nodes_per_point": 2}, "local"
-  )
+  local = slurm_options.merge_options({}, {"slurm_partition": "gpu", "nodes_per_point": 2}, "local")
   assert local.slurm_partition is None and local.nodes_per_point == 1
   assert (
     local.parallel == 1
-    and slurm_options.resolve_options({"array_parallelism": 3}, {}, "local").parallel == 3
+    and slurm_options.merge_options({"array_parallelism": 3}, {}, "local").parallel == 3
   )
   for flags, config, cluster, message in [
     ({}, {"gpus": 1}, "slurm", r"c.py: SLURM key 'gpus' unknown"),
@@ -762,7 +760,7 @@ def test_options_flags_over_config_over_defaults():
     ({}, {}, "pbs", "--cluster 'pbs': expected one of slurm, local, debug"),
   ]:
     with pytest.raises(slurm.SweepError, match=message):
-      slurm_options.resolve_options(flags, config, cluster, "c.py")
+      slurm_options.merge_options(flags, config, cluster, "c.py")
 
 
 CLI_ERRORS = [

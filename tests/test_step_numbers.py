@@ -56,7 +56,7 @@ def _config(name, overrides):
 def test_losses_match_the_recorded_ones(case):
   name, objective, overrides, want = RECORDED[case]
   c = _config(name, overrides)
-  graphdef, state, tx, schedule = step_lib.create_state(c, V, V)
+  graphdef, state, tx, schedule = step_lib.make_train_state(c, V, V)
   step = jax.jit(step_lib.make_train_step(graphdef, tx, schedule, c, objectives.get(objective)))
   rng = np.random.default_rng(0)
 

@@ -3,6 +3,8 @@
 * no import cycle among ``attention_jax``'s modules, counting every import
   statement (module- and function-level);
 * the training loop is imported by ``experiments/run.py`` alone;
+* ``config.py`` (the schema) imports no package module but ``errors``, and
+  the models import neither ``ml_collections`` nor the config or the data;
 * ``workdir.py`` is the only module that names ``config.json`` in code;
 * inside the package, function-level imports only for optional packages;
 * no path tricks (``sys.path`` edits) and no references to files outside
@@ -77,6 +79,23 @@ def test_only_the_run_entry_point_imports_the_training_loop():
     if not p.parts[-2] == "tests" and any(d == "attention_jax.train" for d, _ in _imports(p))
   )
   assert importers == ["experiments/run.py"], importers
+
+
+def test_the_schema_and_the_models_import_no_registries_or_configs():
+  config_deps = sorted(d for d, _ in _imports(MODULES["attention_jax.config"]) if d in MODULES)
+  assert config_deps == ["attention_jax.errors"], config_deps
+  bad = []
+  for name, path in MODULES.items():
+    if name.startswith("attention_jax.models"):
+      for dep, node in _imports(path):
+        if dep.split(".")[0] == "ml_collections" or dep in (
+          "attention_jax.config",
+          "attention_jax.data",
+          "attention_jax.validation",
+          "attention_jax.model_setup",
+        ):
+          bad.append(f"{path.relative_to(ROOT)}:{node.lineno} {dep}")
+  assert not bad, bad
 
 
 def _code_strings(path: pathlib.Path):

@@ -102,7 +102,7 @@ def test_point_env_threads():
 def test_report_tables_name_the_panel_of_each_point(tmp_path):
   """A report with panels (positions: ``data.task``) names each point's panel
   in its tables: the same scheme on two tasks is two distinct rows."""
-  from attention_jax.sweeps import plots
+  from attention_jax.sweeps import figures
 
   points = [
     sweeps.Point({"model.position": "alibi", "data.task": t}, t, str(tmp_path / t))
@@ -123,7 +123,7 @@ def test_report_tables_name_the_panel_of_each_point(tmp_path):
   tables = {
     "by_length": {"reverse": rows(lambda L: 1.0), "copy": rows(lambda L: 1.0 if L < 3 else 0.0)}
   }
-  text = "\n".join(plots.position_table_section(sweep, [], tables, str(tmp_path)))
+  text = "\n".join(figures.position_table_section(sweep, [], tables, str(tmp_path)))
   assert "| position=alibi task=reverse | 1 | 1.00 (n=4) | never (≤ 3) |" in text
   assert "| position=alibi task=copy | 1 | 1.00 (n=4) | 3 |" in text
 

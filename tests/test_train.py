@@ -10,7 +10,7 @@ import pytest
 from conftest import tiny_config
 from flax import nnx
 
-from attention_jax import decoding, train, writers
+from attention_jax import decoding, train, validation, writers
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import NonFiniteError
@@ -118,7 +118,7 @@ def test_finished_run_returns_at_once(full_run):
 
 def test_train_step_compiles_once():
   config = tiny_config()
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   step = jax.jit(
     step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, run.objective)
   )
@@ -145,7 +145,7 @@ def test_non_finite_loss_stops_with_step(tmp_path):
 
 def test_greedy_decode_equals_python_loop():
   config = tiny_config()
-  run = workdir_lib.build_run(config)
+  run = workdir_lib.make_run(config)
   model = nnx.merge(run.graphdef, run.state.params)
   src = jnp.asarray(run.task.eval_set()["src"][:4])
   tokens, _ = decoding.greedy_decode(model, src, 6)
@@ -182,7 +182,6 @@ def test_schedule_shapes():
 def test_warmup_longer_than_run_is_cut_to_the_run():
   """`--config.train.steps=50` on a config with 200 warm-up steps: validates,
   and the schedule warms up over the 50 steps (then ends at the cosine floor)."""
-  from attention_jax import config as config_lib
 
   c = tiny_config(
     **{
@@ -192,7 +191,7 @@ def test_warmup_longer_than_run_is_cut_to_the_run():
       "train.end_lr_fraction": 0.1,
     }
   )
-  config_lib.validate(c)
+  validation.validate(c)
   for schedule in ("cosine", "constant"):
     c.train.schedule = schedule
     s = step_lib.make_schedule(c)

@@ -12,7 +12,7 @@ from conftest import ROOT
 from flax import nnx
 
 from attention_jax import config as config_lib
-from attention_jax import generate, models, train, writers
+from attention_jax import generate, model_setup, train, validation, writers
 from attention_jax.data import text as text_task
 from attention_jax.testing import decode_in_steps
 
@@ -44,7 +44,7 @@ def text_file(tmp_path_factory):
 @pytest.fixture(scope="module", params=[True, False], ids=["pre_ln", "post_ln"])
 def transformer(request):
   c = _config("transformer", **{"model.pre_ln": request.param})
-  return models.build_model(c, 9, 11)
+  return model_setup.make_model(c, 9, 11)
 
 
 def test_transformer_decoder_is_causal(transformer):
@@ -95,7 +95,7 @@ def test_tiny_transformer_learns_reverse(tmp_path):
 @pytest.fixture(scope="module")
 def gpt_model():
   c = _config("gpt", **{"data.train_path": "unused.txt"})
-  return models.build_model(c, 0, 20)
+  return model_setup.make_model(c, 0, 20)
 
 
 def test_gpt_is_causal_and_ties_weights(gpt_model):
@@ -177,16 +177,16 @@ def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
 def test_config_validation_for_attention_models():
   c = _config("transformer", **{"model.num_heads": 3})
   with pytest.raises(config_lib.ConfigError, match="divisible by 'model.num_heads'"):
-    config_lib.validate(c)
+    validation.validate(c)
   c = _config("gpt", **{"model.attention_impl": "flash"})
   with pytest.raises(config_lib.ConfigError, match="'model.attention_impl'"):
-    config_lib.validate(c)
+    validation.validate(c)
   c = _config("gpt", **{"data.max_length": 100})
   with pytest.raises(config_lib.ConfigError, match="'model.max_positions'"):
-    config_lib.validate(c)
+    validation.validate(c)
   c = _config("transformer", **{"data.task": "text"})
   with pytest.raises(config_lib.ConfigError, match="allows: 'gpt'"):
-    config_lib.validate(c)
+    validation.validate(c)
 
 
 def test_tiny_gpt_perplexity_falls_and_generate_prints(tmp_path, text_file):
@@ -248,7 +248,7 @@ def test_gpt_scan_layers_is_the_same_function():
   rng = jax.random.PRNGKey(1)
   out = []
   for c in (base, scanned):
-    graphdef, params = nnx.split(models.build_model(c, 12, 12))
+    graphdef, params = nnx.split(model_setup.make_model(c, 12, 12))
 
     def loss(p, graphdef=graphdef):
       return (nnx.merge(graphdef, p)(tokens, dropout_rng=rng) ** 2).mean()

@@ -226,15 +226,15 @@ def _cases(on_gpu: bool, quick: bool) -> list[tuple[str, str, dict]]:
 
 
 def _config(name: str, overrides: dict):
-  c = config_lib.base_config()
-  c.model.name = name
-  c.train.warmup_steps = 0
+  config = config_lib.base_config()
+  config.model.name = name
+  config.train.warmup_steps = 0
   for key, value in overrides.items():
     if key == "model.vocab_size":
       continue
     section, leaf = key.split(".")
-    c[section][leaf] = value
-  return c
+    config[section][leaf] = value
+  return config
 
 
 def _position_params(params) -> int:
@@ -389,7 +389,7 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int, quick: bool 
   config = _config(name, overrides)
   V = overrides.get("model.vocab_size", 512)
   B, T = config.train.batch_size, config.data.max_length
-  graphdef, state, tx, schedule = step_lib.create_state(config, V, V)
+  graphdef, state, tx, schedule = step_lib.make_train_state(config, V, V)
   objective = objectives.get("lm" if name == "gpt" else "seq2seq")
   rng = np.random.default_rng(0)
 

@@ -9,7 +9,7 @@
   ``.src``/``.tgt``) and ``tfds:NAME`` (a TFDS catalog dataset);
 * ``text``: character-level language modelling (:mod:`.text`).
 
-Every task follows the protocol of :mod:`.batching`. :func:`build_task` builds
+Every task follows the protocol of :mod:`.batching`. :func:`make_task` builds
 one; :func:`config_keys` names the ``data.*`` keys it reads (validation
 refuses the others).
 """
@@ -72,7 +72,7 @@ def config_keys(config) -> tuple[str, ...]:
   return ("task", *task_class(config.data.task).config_keys(config))
 
 
-def build_task(config, workdir: str | None = None):
+def make_task(config, workdir: str | None = None):
   """The task object of ``config.data.task``.
 
   ``workdir``: where a run keeps its vocabularies and tokenizer models; a task
@@ -94,7 +94,7 @@ def inputs(config) -> tuple[list[tuple[str, str]], dict | None]:
       path = d.get(f"{role}_path")
       if path:
         try:
-          files += [(f"data.{role}_path", f) for f in parallel_text.resolve(path, "")]
+          files += [(f"data.{role}_path", f) for f in parallel_text.expand_paths(path, "")]
         except ValueError:  # DataError: not found
           continue
   elif task == "text":

@@ -1,6 +1,6 @@
 """What every task gives the training loop, and the batching they share.
 
-**The task protocol** (``attention_jax.data.build_task`` returns one):
+**The task protocol** (``attention_jax.data.make_task`` returns one):
 
 * ``objective`` — a name in ``attention_jax.objectives`` (``seq2seq``, ``lm``,
   ``regression``, ``classification``, ``sequence_labelling``);

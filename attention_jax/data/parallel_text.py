@@ -93,7 +93,7 @@ def _read_bytes(path: str, key: str) -> bytes:
     return f.read()
 
 
-def resolve(path: str, key: str) -> tuple[str, ...]:
+def expand_paths(path: str, key: str) -> tuple[str, ...]:
   """(tsv,) or (source, target) files that ``path`` names.
 
   ``X.src`` → (X.src, X.tgt); an existing file → TSV; else ``X.src`` and
@@ -212,14 +212,14 @@ def _builder_class():
   return _BUILDER
 
 
-def build_files_dataset(paths: dict[str, str], data_dir: str) -> tuple[str, dict]:
+def make_files_dataset(paths: dict[str, str], data_dir: str) -> tuple[str, dict]:
   """Checks and writes local files as an array_record TFDS dataset.
 
   ``paths``: role (train/eval/test) → path as in the config. Returns the
   dataset's directory (reused when the files' bytes are unchanged) and the
   reports of what was dropped.
   """
-  files = {role: resolve(p, f"data.{role}_path") for role, p in paths.items()}
+  files = {role: expand_paths(p, f"data.{role}_path") for role, p in paths.items()}
   blobs = {
     role: tuple(_read_bytes(f, f"data.{role}_path") for f in fs) for role, fs in files.items()
   }
@@ -291,17 +291,17 @@ class FilesCorpus:
   """The raw text of ``data.task=files``, read through the array_record dataset."""
 
   def __init__(self, config):
-    d = config.data
-    self.paths = {"train": d.train_path, "eval": d.eval_path}
-    if d.test_path:
-      self.paths["test"] = d.test_path
+    data_config = config.data
+    self.paths = {"train": data_config.train_path, "eval": data_config.eval_path}
+    if data_config.test_path:
+      self.paths["test"] = data_config.test_path
     self.data_dir = default_data_dir(config)
     self._splits = None
     self.directory = None
 
   def _load(self):
     if self._splits is None:
-      self.directory, _ = build_files_dataset(self.paths, self.data_dir)
+      self.directory, _ = make_files_dataset(self.paths, self.data_dir)
       sources = tfds.builder_from_directory(self.directory).as_data_source()
       self._splits = {
         role: read_source(sources[role], "source", "target", self.paths[role])
@@ -357,13 +357,13 @@ class CatalogCorpus:
   """The raw text of ``data.task=tfds:NAME``."""
 
   def __init__(self, config):
-    d = config.data
-    self.name = d.task[len("tfds:") :]
-    self.splits = {"train": d.train_split, "eval": d.eval_split}
-    if d.test_split:
-      self.splits["test"] = d.test_split
+    data_config = config.data
+    self.name = data_config.task[len("tfds:") :]
+    self.splits = {"train": data_config.train_split, "eval": data_config.eval_split}
+    if data_config.test_split:
+      self.splits["test"] = data_config.test_split
     self.data_dir = default_data_dir(config)
-    self.src_key, self.tgt_key = d.source_lang, d.target_lang
+    self.src_key, self.tgt_key = data_config.source_lang, data_config.target_lang
     self._pairs: dict[str, list] = {}
 
   def _keys(self) -> tuple[str, str]:
@@ -439,8 +439,8 @@ class ParallelTextTask:
     """The ``data.*`` keys read: the files (``files``) or the TFDS splits and
     features (``tfds:NAME``), the length limit and buckets, and the
     tokenizer's own keys."""
-    d = config.data
-    if d.task == "files":
+    data_config = config.data
+    if data_config.task == "files":
       source = ("train_path", "eval_path", "test_path", "tfds_data_dir")
     else:
       source = (
@@ -451,8 +451,10 @@ class ParallelTextTask:
         "target_lang",
         "tfds_data_dir",
       )
-    tokenizer = ("sp_vocab_size",) if d.tokenizer == "sentencepiece" else ("min_count", "max_vocab")
-    if d.tokenizer == "word" and d.task == "files":  # the Moses languages
+    tokenizer = (
+      ("sp_vocab_size",) if data_config.tokenizer == "sentencepiece" else ("min_count", "max_vocab")
+    )
+    if data_config.tokenizer == "word" and data_config.task == "files":  # the Moses languages
       tokenizer += ("source_lang", "target_lang")
     return (
       *source,
@@ -465,12 +467,14 @@ class ParallelTextTask:
     )
 
   def __init__(self, config, workdir: str | None = None):
-    d = config.data
+    data_config = config.data
     self.config = config
-    self.max_length = d.max_length
-    self.normalization = d.normalize
-    self.boundaries = batching.parse_boundaries(d.bucket_boundaries, d.max_length)
-    self.corpus = FilesCorpus(config) if d.task == "files" else CatalogCorpus(config)
+    self.max_length = data_config.max_length
+    self.normalization = data_config.normalize
+    self.boundaries = batching.parse_boundaries(
+      data_config.bucket_boundaries, data_config.max_length
+    )
+    self.corpus = FilesCorpus(config) if data_config.task == "files" else CatalogCorpus(config)
     self._encoded: dict[str, dict] = {}
     self._overlap: dict | None = None
     record = os.path.join(workdir, "tokenizer.json") if workdir else None
@@ -486,7 +490,7 @@ class ParallelTextTask:
       self.tgt_tok = self._train_tokenizer([self.prepare(t) for _, _, t in train], "tgt")
     logging.info(
       "vocabularies (%s): source %d, target %d tokens",
-      d.tokenizer,
+      data_config.tokenizer,
       len(self.src_vocab),
       len(self.tgt_vocab),
     )

@@ -169,7 +169,7 @@ class Lexicon:
   motion: list
 
   @classmethod
-  def build(cls, vocab_size: int) -> Lexicon:
+  def make(cls, vocab_size: int) -> Lexicon:
     """``vocab_size`` animate nouns; places, verbs and complements scale."""
 
     def take(base, n, make):
@@ -257,7 +257,7 @@ class _Items:
     return self.n - 1
 
 
-def _np(rng, lex, items, depth, p_rel):
+def _noun_phrase(rng, lex, items, depth, p_rel):
   noun = lex.animate[rng.randrange(len(lex.animate))]
   np_ = NP(noun, items())
   if depth > 0 and rng.random() < p_rel:
@@ -266,7 +266,7 @@ def _np(rng, lex, items, depth, p_rel):
 
 
 def _clause(rng, lex, items, kind, depth, p_rel) -> Clause:
-  subject = None if kind == "rel" else _np(rng, lex, items, depth, p_rel)
+  subject = None if kind == "rel" else _noun_phrase(rng, lex, items, depth, p_rel)
   chain = []
   n_modals = rng.choice([0, 0, 1, 1, 2])
   perf = rng.random() < 0.35
@@ -280,7 +280,7 @@ def _clause(rng, lex, items, kind, depth, p_rel) -> Clause:
   perception = rng.random() < 0.35
   pool = lex.perception if perception else lex.transitive
   chain.append(Verb("lex", pool[rng.randrange(len(pool))], items(), perception))
-  obj = _np(rng, lex, items, depth, p_rel)
+  obj = _noun_phrase(rng, lex, items, depth, p_rel)
   complement = None
   if perception:
     complement = (lex.motion[rng.randrange(len(lex.motion))], items())
@@ -506,7 +506,7 @@ def seed_example(lex: Lexicon | None = None) -> tuple[Pair, list[str]]:
   "The dog, who must have been able to see the cat running through the
   garden." Returns the pair and the English gloss of the German-like target.
   """
-  lex = lex or Lexicon.build(len(_ANIMATE))
+  lex = lex or Lexicon.make(len(_ANIMATE))
   items = _Items()
   must, could = _MODALS[0], _MODALS[1]
   rel = Clause(
@@ -562,7 +562,7 @@ def _main(argv: Sequence[str]) -> None:
   print("seed example")
   for label, words in (("en", pair.source), ("de", pair.target), ("gloss", seed_gloss)):
     print(f"  {label:6s}{sentence(words)}")
-  lex = Lexicon.build(10)
+  lex = Lexicon.make(10)
   rng = np.random.default_rng(0)
   for k in range(n):
     p = generate(rng, lex, depth, clauses, 6, 60)

@@ -204,14 +204,14 @@ class SyntheticTask:
 
   def __init__(self, config, workdir: str | None = None):
     del workdir  # nothing is saved: the vocabulary follows from the config
-    d = config.data
-    self.name = d.task
+    data_config = config.data
+    self.name = data_config.task
     self.seed = config.seed
-    self.vocab_size = d.vocab_size
-    self.train_lengths = (d.train_min_length, d.train_max_length)
-    self.eval_lengths = (d.eval_min_length, d.eval_max_length)
+    self.vocab_size = data_config.vocab_size
+    self.train_lengths = (data_config.train_min_length, data_config.train_max_length)
+    self.eval_lengths = (data_config.eval_min_length, data_config.eval_max_length)
     self.batch_size = config.train.batch_size
-    self.eval_examples = d.eval_examples
+    self.eval_examples = data_config.eval_examples
     self.separator = " "  # between symbols in text ("" = characters)
     self.length_unit = "symbols"  # of eval_source_lengths
     self._strata: dict[str, heldout.Strata] = {}
@@ -221,8 +221,8 @@ class SyntheticTask:
     elif self.name == "reorder":
       self._reorder = reorder_lib
       self.length_unit = "words"
-      self.depth, self.clauses = d.reorder_depth, d.reorder_clauses
-      self.lexicon = reorder_lib.Lexicon.build(d.vocab_size)
+      self.depth, self.clauses = data_config.reorder_depth, data_config.reorder_clauses
+      self.lexicon = reorder_lib.Lexicon.make(data_config.vocab_size)
       self.src_vocab = Vocabulary.from_symbols(self.lexicon.source_tokens())
       self.tgt_vocab = Vocabulary.from_symbols(self.lexicon.target_tokens())
       # Fail now, not at the first batch, if the lengths cannot be generated.
@@ -231,7 +231,7 @@ class SyntheticTask:
           np.random.default_rng(0), self.lexicon, self.depth, self.clauses, lo, hi
         )
     else:
-      self.src_vocab = self.tgt_vocab = vocabulary(d.vocab_size)
+      self.src_vocab = self.tgt_vocab = vocabulary(data_config.vocab_size)
     if self.name != "reorder":
       lengths = {"train": self.train_lengths, "eval": self.eval_lengths, "test": self.eval_lengths}
       make = (

@@ -84,12 +84,12 @@ class TextLMTask:
     return ("train_path", "eval_path", "max_length", "eval_examples")
 
   def __init__(self, config, workdir: str | None = None):
-    d = config.data
-    self.data_config = d
+    data_config = config.data
+    self.data_config = data_config
     self.seed = config.seed
-    self.window = d.max_length
+    self.window = data_config.max_length
     self.batch_size = config.train.batch_size
-    self.eval_examples = d.eval_examples
+    self.eval_examples = data_config.eval_examples
     self._ids = None
     saved = os.path.join(workdir, "vocab_tgt.txt") if workdir else None
     if saved and os.path.exists(saved):

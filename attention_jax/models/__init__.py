@@ -1,6 +1,7 @@
-"""Models by name: ``config.model.name`` -> constructor.
+"""Models by name: ``model.name`` -> the model's class.
 
-A constructor takes ``(config, src_vocab_size, tgt_vocab_size, *, rngs)``.
+Each class takes its frozen hyperparameter dataclass (``cls.config_class``,
+built from a config by :mod:`attention_jax.model_setup`) and ``rngs``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,9 @@ MODELS = {
 # Models that read the long-range tasks' batches (``inputs`` -> outputs).
 SEQUENCE_MODELS = ("sequence_rnn",)
 
-
-def config_keys(config) -> tuple[str, ...]:
-  """The ``model.*`` keys (without the prefix) that ``config.model.name`` reads."""
-  return ("name", *MODELS[config.model.name].config_keys(config))
+_BY_CONFIG_CLASS = {cls.config_class: cls for cls in MODELS.values()}
 
 
-def build_model(
-  config, src_vocab_size: int, tgt_vocab_size: int, seed: int | None = None
-) -> nnx.Module:
-  cls = MODELS[config.model.name]
-  seed = config.seed if seed is None else seed
-  return cls(config, src_vocab_size, tgt_vocab_size, rngs=nnx.Rngs(params=seed))
+def make_from_hparams(hparams, *, seed: int) -> nnx.Module:
+  """The model whose dataclass ``hparams`` is, its parameters drawn from ``seed``."""
+  return _BY_CONFIG_CLASS[type(hparams)](hparams, rngs=nnx.Rngs(params=seed))

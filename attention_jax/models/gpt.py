@@ -46,41 +46,46 @@ blocks), at the cost of one copy of the block parameters per step.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from attention_jax import attention
-from attention_jax import data as data_lib
 from attention_jax import positions as positions_lib
 from attention_jax.data.vocab import PAD
+from attention_jax.models.hparams import context
 from attention_jax.models.layers import Embed, dropout
-from attention_jax.models.transformer import STACK_KEYS, Block, _key, attention_term
+from attention_jax.models.transformer import Block, StackConfig, _key, attention_term
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GPTConfig(StackConfig):
+  """``gpt``: the output layer is always the token embedding transposed (no
+  ``tie_embeddings``)."""
+
+  seq2seq: bool = context()  # the task's objective is seq2seq: source, separator, target
+  scan_layers: bool = False  # run the blocks as one lax.scan (compiles once); off: simpler HLO
 
 
 class GPT(nnx.Module):
   """Decoder-only causal Transformer for ``model.name = "gpt"``: a language
   model on ``text``, a decoder-only seq2seq model on the synthetic tasks."""
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``model.*`` keys read (the output layer is always the token
-    embedding transposed: no ``tie_embeddings``)."""
-    del config
-    return (*STACK_KEYS, "scan_layers")
+  config_class = GPTConfig
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
-    m = config.model
-    D = m.hidden_size
-    self.max_positions, self.dropout_rate = m.max_positions, m.dropout
-    self.is_seq2seq = data_lib.task_class(config.data.task).objective == "seq2seq"
-    self.tgt_vocab_size = tgt_vocab_size
-    vocab = tgt_vocab_size + (src_vocab_size if self.is_seq2seq else 0)
-    self.position = positions_lib.resolve(m.position, "gpt")
+  def __init__(self, hp: GPTConfig, *, rngs: nnx.Rngs):
+    D = hp.hidden_size
+    self.max_positions, self.dropout_rate = hp.max_positions, hp.dropout
+    self.is_seq2seq = hp.seq2seq
+    self.tgt_vocab_size = hp.tgt_vocab_size
+    vocab = hp.tgt_vocab_size + (hp.src_vocab_size if self.is_seq2seq else 0)
+    self.position = positions_lib.scheme_for(hp.position, "gpt")
     init = nnx.initializers.normal(0.02)
     self.tok_embed = Embed(vocab, D, embedding_init=init, rngs=rngs)
     self.pos_embed = (
-      Embed(m.max_positions, D, embedding_init=init, rngs=rngs)
+      Embed(hp.max_positions, D, embedding_init=init, rngs=rngs)
       if self.position == "learned"
       else None
     )
@@ -88,23 +93,23 @@ class GPT(nnx.Module):
       [
         Block(
           D,
-          m.num_heads,
-          m.mlp_dim or 4 * D,
+          hp.num_heads,
+          hp.mlp_dim or 4 * D,
           cross=False,
           causal=True,
-          pre_ln=m.pre_ln,
-          dropout_rate=m.dropout,
-          attention_dropout=m.attention_dropout,
-          implementation=m.attention_impl,
+          pre_ln=hp.pre_ln,
+          dropout_rate=hp.dropout,
+          attention_dropout=hp.attention_dropout,
+          implementation=hp.attention_impl,
           activation="gelu",
           position=attention_term(self.position),
           rngs=rngs,
         )
-        for _ in range(m.num_layers)
+        for _ in range(hp.num_layers)
       ]
     )
-    self.final_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
-    self.scan_layers = m.scan_layers
+    self.final_norm = nnx.LayerNorm(D, rngs=rngs) if hp.pre_ln else None
+    self.scan_layers = hp.scan_layers
 
   def _embed(self, tokens: jax.Array, positions: jax.Array) -> jax.Array:
     """W_e[tokens] + the position embedding of ``positions [B|1, T]``."""

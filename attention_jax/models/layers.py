@@ -115,11 +115,6 @@ class Embed(nnx.Embed):
 READOUTS = ("linear", "maxout")  # model.readout
 
 
-def readout_keys(model_config) -> tuple[str, ...]:
-  """The ``model.*`` keys a :class:`Readout` reads (``readout_dim`` with maxout only)."""
-  return ("readout", "readout_dim") if model_config.readout == "maxout" else ("readout",)
-
-
 class Readout(nnx.Module):
   """Output layer p(y_t | ·) = softmax(W_o t_t) over a feature vector.
 

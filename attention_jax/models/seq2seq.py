@@ -22,6 +22,8 @@ layers side by side).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -29,22 +31,53 @@ from flax import nnx
 from attention_jax import attention as attention_lib
 from attention_jax import rnn
 from attention_jax.data.vocab import PAD
-from attention_jax.models.layers import Embed, Readout, dropout, readout_keys
-
-# The model.* keys every recurrent encoder-decoder reads.
-_RNN_KEYS = ("embed_dim", "hidden_size", "dropout", *rnn.EXECUTION_KEYS)
+from attention_jax.models.hparams import RecurrentEncoderDecoder, read_when
+from attention_jax.models.layers import Embed, Readout, dropout
 
 
-def _init_embeddings_and_options(
-  module, m, src_vocab_size: int, tgt_vocab_size: int, rngs: nnx.Rngs
-) -> None:
-  """What every recurrent encoder-decoder sets from ``config.model``: the
-  dropout rate, the scans' execution options (``model.rnn_*``) and the source
-  and target embeddings (``embed_dim`` wide)."""
-  module.dropout_rate = m.dropout
-  module.scan_options = rnn.static_layer_options(m)
-  module.src_embed = Embed(src_vocab_size, m.embed_dim, rngs=rngs)
-  module.tgt_embed = Embed(tgt_vocab_size, m.embed_dim, rngs=rngs)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RNNEncDecConfig(RecurrentEncoderDecoder):
+  """``rnn_encdec``: one GRU layer each side (no ``cell``, ``num_layers``)."""
+
+  reverse_source: bool = False  # read the source backwards (Sutskever et al. 2014); off: Cho's
+  gru_reset_after: bool = False  # False: Cho et al. 2014's GRU; True: the cuDNN form
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Seq2SeqLSTMConfig(RecurrentEncoderDecoder):
+  """``seq2seq_lstm``: LSTM cells (no ``cell``, ``gru_reset_after``)."""
+
+  num_layers: int = 1  # LSTM layers per side (the paper: 4); 1 for the small tasks
+  reverse_source: bool = False  # read the source backwards (the paper's Section 3.3 trick)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RNNSearchConfig(RecurrentEncoderDecoder):
+  """``rnnsearch``: GRUs, one layer; the source is read both ways (no ``reverse_source``)."""
+
+  attention_dim: int = 0  # additive attention units (A.1.2's n'); 0: hidden_size
+  gru_reset_after: bool = False  # False: Cho et al. 2014's GRU (the paper's); True: cuDNN form
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LuongConfig(RecurrentEncoderDecoder):
+  """``luong``: stacked LSTMs (no ``cell``, ``gru_reset_after``)."""
+
+  num_layers: int = 1  # LSTM layers per side (the paper: 4); 1 for the small tasks
+  reverse_source: bool = False  # read the source backwards (the paper's setup reverses)
+  input_feeding: bool = True  # feed h̃_{t-1} to the decoder (Section 3.3); on as in the paper
+  attention_score: str = "general"  # dot | general | concat (eq. 8); general: the paper's best
+  attention_dim: int = read_when(lambda hp: hp.attention_score == "concat", 0)  # concat units; 0: H
+
+
+def _init_embeddings_and_options(module, hp: RecurrentEncoderDecoder, rngs: nnx.Rngs) -> None:
+  """What every recurrent encoder-decoder sets from its hyperparameters: the
+  dropout rate, the scans' execution options (``rnn_*``) and the source and
+  target embeddings (``embed_dim`` wide)."""
+  module.dropout_rate = hp.dropout
+  module.scan_options = rnn.static_layer_options(hp)
+  module.src_embed = Embed(hp.src_vocab_size, hp.embed_dim, rngs=rngs)
+  module.tgt_embed = Embed(hp.tgt_vocab_size, hp.embed_dim, rngs=rngs)
 
 
 class RNNEncoderDecoder(nnx.Module):
@@ -59,22 +92,17 @@ class RNNEncoderDecoder(nnx.Module):
       p(y_t | y_<t, c) = softmax(g(s_t, e(y_{t-1}), c))    (eq. 3; g = readout)
   """
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``model.*`` keys read (one GRU layer each side: no ``cell``,
-    ``num_layers``)."""
-    return (*_RNN_KEYS, "reverse_source", "gru_reset_after", *readout_keys(config.model))
+  config_class = RNNEncDecConfig
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
-    m = config.model
-    E, H = m.embed_dim, m.hidden_size
-    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
-    self.reverse_source = m.reverse_source  # read the source backwards
-    self.encoder = rnn.GRUCell(E, H, reset_after=m.gru_reset_after, rngs=rngs)
+  def __init__(self, hp: RNNEncDecConfig, *, rngs: nnx.Rngs):
+    E, H = hp.embed_dim, hp.hidden_size
+    _init_embeddings_and_options(self, hp, rngs)
+    self.reverse_source = hp.reverse_source  # read the source backwards
+    self.encoder = rnn.GRUCell(E, H, reset_after=hp.gru_reset_after, rngs=rngs)
     self.init_state = nnx.Linear(H, H, rngs=rngs)  # V in s_0 = tanh(V c)
-    self.decoder = rnn.GRUCell(E + H, H, reset_after=m.gru_reset_after, rngs=rngs)
+    self.decoder = rnn.GRUCell(E + H, H, reset_after=hp.gru_reset_after, rngs=rngs)
     self.readout = Readout(
-      H + E + H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+      H + E + H, hp.tgt_vocab_size, kind=hp.readout, maxout_units=hp.readout_dim or H, rngs=rngs
     )
 
   def encode(self, src: jax.Array, dropout_rng=None) -> dict[str, jax.Array]:
@@ -183,7 +211,7 @@ def decoder_scan_options(scan_options, batch: int) -> tuple[bool, int]:
   always autodiff: the fused custom VJP covers a bare recurrence, not
   attention inside the step (``model.rnn_backward`` steers the encoders).
   """
-  opts = rnn.resolve_options(**dict(scan_options), batch=batch)
+  opts = rnn.options_for_backend(**dict(scan_options), batch=batch)
   return opts["hoist_input_projection"], opts["unroll"]
 
 
@@ -203,16 +231,12 @@ class Seq2SeqLSTM(nnx.Module):
   and ``decode_step`` returns None for the weights.
   """
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``)."""
-    return (*_RNN_KEYS, "num_layers", "reverse_source", *readout_keys(config.model))
+  config_class = Seq2SeqLSTMConfig
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
-    m = config.model
-    E, H, L = m.embed_dim, m.hidden_size, m.num_layers
-    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
-    self.reverse_source = m.reverse_source
+  def __init__(self, hp: Seq2SeqLSTMConfig, *, rngs: nnx.Rngs):
+    E, H, L = hp.embed_dim, hp.hidden_size, hp.num_layers
+    _init_embeddings_and_options(self, hp, rngs)
+    self.reverse_source = hp.reverse_source
     self.encoder = nnx.List(
       [rnn.make_cell("lstm", E if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
@@ -220,7 +244,7 @@ class Seq2SeqLSTM(nnx.Module):
       [rnn.make_cell("lstm", E if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
     self.readout = Readout(
-      H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+      H, hp.tgt_vocab_size, kind=hp.readout, maxout_units=hp.readout_dim or H, rngs=rngs
     )
 
   def encode(self, src, dropout_rng=None):
@@ -277,25 +301,20 @@ class RNNSearch(nnx.Module):
   computed once per source in :meth:`encode`.
   """
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``model.*`` keys read (GRU cells, one layer: no ``cell``,
-    ``num_layers``; the source is read both ways: no ``reverse_source``)."""
-    return (*_RNN_KEYS, "attention_dim", "gru_reset_after", *readout_keys(config.model))
+  config_class = RNNSearchConfig
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
-    m = config.model
-    E, H = m.embed_dim, m.hidden_size
-    A = m.attention_dim or H
-    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
-    gru = dict(reset_after=m.gru_reset_after)
+  def __init__(self, hp: RNNSearchConfig, *, rngs: nnx.Rngs):
+    E, H = hp.embed_dim, hp.hidden_size
+    A = hp.attention_dim or H
+    _init_embeddings_and_options(self, hp, rngs)
+    gru = dict(reset_after=hp.gru_reset_after)
     self.encoder_fwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
     self.encoder_bwd = rnn.make_cell("gru", E, H, rngs=rngs, **gru)
     self.init_state = nnx.Linear(H, H, rngs=rngs)  # W_s
     self.attention = attention_lib.AdditiveAttention(H, 2 * H, A, rngs=rngs)
     self.decoder = rnn.make_cell("gru", E + 2 * H, H, rngs=rngs, **gru)
     self.readout = Readout(
-      H + E + 2 * H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+      H + E + 2 * H, hp.tgt_vocab_size, kind=hp.readout, maxout_units=hp.readout_dim or H, rngs=rngs
     )
 
   def encode(self, src, dropout_rng=None):
@@ -373,41 +392,27 @@ class Luong(nnx.Module):
   source positions either way.
   """
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``model.*`` keys read (LSTM cells: no ``cell``, ``gru_reset_after``;
-    ``attention_dim`` with the concat score only)."""
-    concat = ("attention_dim",) if config.model.attention_score == "concat" else ()
-    return (
-      *_RNN_KEYS,
-      "num_layers",
-      "reverse_source",
-      "input_feeding",
-      "attention_score",
-      *concat,
-      *readout_keys(config.model),
-    )
+  config_class = LuongConfig
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
-    m = config.model
-    E, H, L = m.embed_dim, m.hidden_size, m.num_layers
-    _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
-    self.reverse_source = m.reverse_source
-    self.input_feeding = m.input_feeding
+  def __init__(self, hp: LuongConfig, *, rngs: nnx.Rngs):
+    E, H, L = hp.embed_dim, hp.hidden_size, hp.num_layers
+    _init_embeddings_and_options(self, hp, rngs)
+    self.reverse_source = hp.reverse_source
+    self.input_feeding = hp.input_feeding
     self.hidden_size = H
     self.encoder = nnx.List(
       [rnn.make_cell("lstm", E if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
-    first_in = E + H if m.input_feeding else E
+    first_in = E + H if hp.input_feeding else E
     self.decoder = nnx.List(
       [rnn.make_cell("lstm", first_in if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
     self.attention = attention_lib.LuongAttention(
-      H, H, m.attention_score, m.attention_dim, rngs=rngs
+      H, H, hp.attention_score, hp.attention_dim, rngs=rngs
     )
     self.combine = nnx.Linear(2 * H, H, use_bias=False, rngs=rngs)  # W_c
     self.readout = Readout(
-      H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
+      H, hp.tgt_vocab_size, kind=hp.readout, maxout_units=hp.readout_dim or H, rngs=rngs
     )  # W_s
 
   def encode(self, src, dropout_rng=None):

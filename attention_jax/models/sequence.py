@@ -34,13 +34,15 @@ is ``∂L/∂h_t`` (``∂L/∂x_t``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from attention_jax import rnn
 from attention_jax.attention import masked_softmax
-from attention_jax.data import long_range
+from attention_jax.models.hparams import Recurrent, context, read_when
 from attention_jax.models.layers import Embed, dropout
 
 
@@ -80,37 +82,37 @@ class ProbedCell:
 POOLINGS = ("last", "attention")  # model.pooling
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SequenceRNNConfig(Recurrent):
+  """``sequence_rnn``: one recurrent layer (no ``num_layers``) and a head."""
+
+  output_kind: str = context()  # the task's output: regression | classification | per_step
+  input_channels: int = context()  # real input channels per step; 0: token ids (embedded)
+  cell: str = "gru"  # gru | lstm | elman: the cells whose gradients the instruments compare
+  pooling: str = "last"  # last | attention: what the head reads; last: the vanishing setting
+  embed_dim: int = read_when(lambda hp: not hp.input_channels, 32)  # token inputs only
+  gru_reset_after: bool = read_when(lambda hp: hp.cell == "gru", False)  # GRU only: cuDNN form
+
+
 class SequenceRNN(nnx.Module):
   """One recurrent layer and a head; see the module docstring."""
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``model.*`` keys read (one recurrent layer: no ``num_layers``;
-    ``embed_dim`` only for token inputs, ``gru_reset_after`` only for GRUs)."""
-    m = config.model
-    channels = (
-      config.data.task in long_range.TASKS and long_range.spec(config.data.task).input_channels
-    )
-    embed = () if channels else ("embed_dim",)
-    gru = ("gru_reset_after",) if m.cell == "gru" else ()
-    return ("cell", "hidden_size", "pooling", "dropout", *embed, *gru, *rnn.EXECUTION_KEYS)
+  config_class = SequenceRNNConfig
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
-    m = config.model
-    spec = long_range.spec(config.data.task)
-    self.output_kind = spec.output
-    self.pooling = m.pooling
-    self.dropout_rate = m.dropout
-    H = self.hidden_size = m.hidden_size
-    if spec.input_channels:
+  def __init__(self, hp: SequenceRNNConfig, *, rngs: nnx.Rngs):
+    self.output_kind = hp.output_kind
+    self.pooling = hp.pooling
+    self.dropout_rate = hp.dropout
+    H = self.hidden_size = hp.hidden_size
+    if hp.input_channels:
       self.embed = None
-      self.in_features = spec.input_channels
+      self.in_features = hp.input_channels
     else:
-      self.embed = Embed(src_vocab_size, m.embed_dim, rngs=rngs)
-      self.in_features = m.embed_dim
-    options = {"reset_after": m.gru_reset_after} if m.cell == "gru" else {}
-    self.cell = rnn.make_cell(m.cell, self.in_features, H, rngs=rngs, **options)
-    self.scan_options = rnn.static_layer_options(m)  # model.rnn_*
+      self.embed = Embed(hp.src_vocab_size, hp.embed_dim, rngs=rngs)
+      self.in_features = hp.embed_dim
+    options = {"reset_after": hp.gru_reset_after} if hp.cell == "gru" else {}
+    self.cell = rnn.make_cell(hp.cell, self.in_features, H, rngs=rngs, **options)
+    self.scan_options = rnn.static_layer_options(hp)  # rnn_*
     attend = self.pooling == "attention"
     per_step = self.output_kind == "per_step"
     head_in = 2 * H if attend else H
@@ -125,7 +127,7 @@ class SequenceRNN(nnx.Module):
       if attend and not per_step
       else None
     )
-    out = 1 if self.output_kind == "regression" else tgt_vocab_size
+    out = 1 if self.output_kind == "regression" else hp.tgt_vocab_size
     self.head = nnx.Linear(head_in, out, rngs=rngs)
 
   def features(self, inputs: jax.Array) -> jax.Array:

@@ -28,6 +28,8 @@ averaged over heads.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -35,24 +37,37 @@ from flax import nnx
 from attention_jax import attention
 from attention_jax import positions as positions_lib
 from attention_jax.data.vocab import PAD
+from attention_jax.models.hparams import context
 from attention_jax.models.layers import Embed, dense, dropout
 
 # [T] positions -> [T, dim] sinusoids (Vaswani et al. 2017, Section 3.5).
 sinusoidal_positions = positions_lib.sinusoidal
 
-# The model.* keys of a stack of Transformer blocks (read by transformer, gpt).
-STACK_KEYS = (
-  "hidden_size",
-  "num_layers",
-  "num_heads",
-  "mlp_dim",
-  "pre_ln",
-  "max_positions",
-  "attention_impl",
-  "dropout",
-  "attention_dropout",
-  "position",
-)
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StackConfig:
+  """What a stack of Transformer blocks reads (``transformer``, ``gpt``): no
+  recurrence (no ``rnn_*``, ``cell``); embeddings are ``hidden_size`` wide."""
+
+  src_vocab_size: int = context()  # source vocabulary (specials included); gpt LM: 0
+  tgt_vocab_size: int = context()  # target vocabulary (specials included)
+  hidden_size: int = 128  # d_model; small for the synthetic tasks (the paper: 512)
+  num_layers: int = 1  # blocks per stack (the paper: 6)
+  num_heads: int = 4  # attention heads; hidden_size must divide by it
+  mlp_dim: int = 0  # feed-forward width; 0: 4 * hidden_size as in the paper
+  pre_ln: bool = True  # True: pre-LN (GPT-2; trains without warm-up); False: post-LN (the paper)
+  max_positions: int = 256  # KV-cache length and learned position tables' rows
+  attention_impl: str = "auto"  # auto | einsum | xla | cudnn (attention.py); same math
+  dropout: float = 0.0  # residual and embedding dropout; none for the small tasks
+  attention_dropout: float = 0.0  # dropout on attention weights
+  position: str = "auto"  # auto | sinusoidal | learned | rope | alibi | none (positions.py)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TransformerConfig(StackConfig):
+  """``transformer``: the encoder-decoder."""
+
+  tie_embeddings: bool = True  # output projection = target embedding transposed (Section 3.4)
 
 
 def attention_term(scheme: str) -> str | None:
@@ -217,49 +232,43 @@ class Transformer(nnx.Module):
   an encoder without positions sees a bag of tokens).
   """
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``model.*`` keys read (no recurrence: no ``rnn_*``, ``cell``;
-    embeddings are ``hidden_size`` wide: no ``embed_dim``)."""
-    del config
-    return (*STACK_KEYS, "tie_embeddings")
+  config_class = TransformerConfig
 
-  def __init__(self, config, src_vocab_size: int, tgt_vocab_size: int, *, rngs: nnx.Rngs):
-    m = config.model
-    D = m.hidden_size
-    self.dim, self.max_positions = D, m.max_positions
-    self.dropout_rate, self.pre_ln = m.dropout, m.pre_ln
-    self.num_heads = m.num_heads
-    self.position = positions_lib.resolve(m.position, "transformer")
+  def __init__(self, hp: TransformerConfig, *, rngs: nnx.Rngs):
+    D = hp.hidden_size
+    self.dim, self.max_positions = D, hp.max_positions
+    self.dropout_rate, self.pre_ln = hp.dropout, hp.pre_ln
+    self.num_heads = hp.num_heads
+    self.position = positions_lib.scheme_for(hp.position, "transformer")
     if self.position == "none":
       raise ValueError("model.position='none': a Transformer encoder needs positions")
-    self.src_embed = Embed(src_vocab_size, D, rngs=rngs)
-    self.tgt_embed = Embed(tgt_vocab_size, D, rngs=rngs)
+    self.src_embed = Embed(hp.src_vocab_size, D, rngs=rngs)
+    self.tgt_embed = Embed(hp.tgt_vocab_size, D, rngs=rngs)
     learned = self.position == "learned"  # fairseq's: N(0, 1/d), added to √d·E
-    self.src_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
-    self.tgt_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
+    self.src_pos_embed = Embed(hp.max_positions, D, rngs=rngs) if learned else None
+    self.tgt_pos_embed = Embed(hp.max_positions, D, rngs=rngs) if learned else None
 
     def block(cross):
       return Block(
         D,
-        m.num_heads,
-        m.mlp_dim or 4 * D,
+        hp.num_heads,
+        hp.mlp_dim or 4 * D,
         cross=cross,
         causal=cross,
-        pre_ln=m.pre_ln,
-        dropout_rate=m.dropout,
-        attention_dropout=m.attention_dropout,
-        implementation=m.attention_impl,
+        pre_ln=hp.pre_ln,
+        dropout_rate=hp.dropout,
+        attention_dropout=hp.attention_dropout,
+        implementation=hp.attention_impl,
         position=attention_term(self.position),
         rngs=rngs,
       )
 
-    self.encoder = nnx.List([block(False) for _ in range(m.num_layers)])
-    self.decoder = nnx.List([block(True) for _ in range(m.num_layers)])
-    self.enc_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
-    self.dec_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
-    self.tie = m.tie_embeddings
-    self.out = None if m.tie_embeddings else nnx.Linear(D, tgt_vocab_size, rngs=rngs)
+    self.encoder = nnx.List([block(False) for _ in range(hp.num_layers)])
+    self.decoder = nnx.List([block(True) for _ in range(hp.num_layers)])
+    self.enc_norm = nnx.LayerNorm(D, rngs=rngs) if hp.pre_ln else None
+    self.dec_norm = nnx.LayerNorm(D, rngs=rngs) if hp.pre_ln else None
+    self.tie = hp.tie_embeddings
+    self.out = None if hp.tie_embeddings else nnx.Linear(D, hp.tgt_vocab_size, rngs=rngs)
 
   def _embed(
     self, table: Embed, tokens: jax.Array, offset=0, positions: Embed | None = None

@@ -14,7 +14,7 @@
 * :mod:`.analyses` — per-point analyses after training (``by_length``,
   ``gradients``, ``probe``);
 * :mod:`.report` — ``summary.csv``/``summary.md``/``report.md`` and, through
-  :mod:`.plots`, the report's figures; :mod:`.tables` — CSV/Markdown helpers.
+  :mod:`.figures`, the report's figures; :mod:`.tables` — CSV/Markdown helpers.
 
 The names below are loaded on first use (PEP 562), so that a Slurm task,
 which imports :mod:`.slurm_job` only, starts without importing jax.

@@ -56,7 +56,7 @@ def eval_by_length(
   c.data.eval_min_length = 1
   c.data.eval_max_length = max_length
   c.data.eval_examples = examples_per_length * max_length
-  task = data_lib.build_task(c)
+  task = data_lib.make_task(c)
   records = evaluation.collect(run, run.state.params, c, "test", task=task)
   rows = []
   for r in metrics_lib.summarize_by_length(records, list(range(1, max_length + 1))):

@@ -18,7 +18,7 @@ from typing import Any
 
 from attention_jax import metrics as metrics_lib
 from attention_jax import writers
-from attention_jax.sweeps import plots
+from attention_jax.sweeps import figures
 from attention_jax.sweeps.point import LOG_FILE, Sweep
 from attention_jax.sweeps.spec import BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV, PROBE_CSV
 from attention_jax.sweeps.tables import markdown_table, read_csv, write_csv
@@ -201,7 +201,7 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
   }
   plots_dir = os.path.join(workdir, "plots")
   os.makedirs(plots_dir, exist_ok=True)
-  sections = plots.make_report_sections(gsweep, by_point, gtables, plots_dir, runs_sweep=sweep)
+  sections = figures.make_report_sections(gsweep, by_point, gtables, plots_dir, runs_sweep=sweep)
   failed = [(p, s) for p, s in zip(sweep.points, statuses, strict=True) if s["status"] == "failed"]
   not_run = sum(s["status"] == "not run" for s in statuses)
   lines = [

@@ -64,7 +64,7 @@ from attention_jax.sweeps import point as point_lib
 from attention_jax.sweeps import runner, slurm_options, status
 from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, Point, Sweep
 from attention_jax.sweeps.slurm_job import STOP_TIMEOUT_S, PointJob
-from attention_jax.sweeps.slurm_options import SIGNAL_DELAY_S, Options, resolve_options
+from attention_jax.sweeps.slurm_options import SIGNAL_DELAY_S, Options, merge_options
 from attention_jax.sweeps.spec import load_sweep
 
 SUBMITIT_DIR = "slurm"  # S/slurm/<job id>_*
@@ -184,37 +184,37 @@ def job_states(sweep_dir: str) -> status.JobState:
   return job_state
 
 
-def _executor(sweep: Sweep, workdir: str, o: Options) -> submitit.AutoExecutor:
+def _executor(sweep: Sweep, workdir: str, options: Options) -> submitit.AutoExecutor:
   executor = submitit.AutoExecutor(
     folder=os.path.join(workdir, SUBMITIT_DIR),
-    cluster=o.cluster,
+    cluster=options.cluster,
     slurm_max_num_timeout=MAX_NUM_TIMEOUT,
     local_max_num_timeout=MAX_NUM_TIMEOUT,
   )
   name = os.path.splitext(os.path.basename(sweep.config_path))[0]
   params: dict[str, Any] = {
     "name": f"sweep_{name}",
-    "timeout_min": o.timeout_min,
-    "nodes": o.nodes_per_point,
-    "tasks_per_node": o.tasks_per_node,
+    "timeout_min": options.timeout_min,
+    "nodes": options.nodes_per_point,
+    "tasks_per_node": options.tasks_per_node,
   }
-  if o.gpus_per_point and o.cluster == "slurm":  # local: PointJob.local_gpus
-    params["gpus_per_node"] = o.gpus_per_point // o.nodes_per_point
-  if o.cpus_per_point:
-    params["cpus_per_task"] = o.cpus_per_point // o.tasks
-  if o.cluster == "slurm":
+  if options.gpus_per_point and options.cluster == "slurm":  # local: PointJob.local_gpus
+    params["gpus_per_node"] = options.gpus_per_point // options.nodes_per_point
+  if options.cpus_per_point:
+    params["cpus_per_task"] = options.cpus_per_point // options.tasks
+  if options.cluster == "slurm":
     for key in ("partition", "account", "qos"):
-      if getattr(o, f"slurm_{key}"):
-        params[f"slurm_{key}"] = getattr(o, f"slurm_{key}")
-    if o.array_parallelism:
-      params["slurm_array_parallelism"] = o.array_parallelism
-    if o.slurm_extra:
-      params["slurm_additional_parameters"] = dict(o.slurm_extra)
+      if getattr(options, f"slurm_{key}"):
+        params[f"slurm_{key}"] = getattr(options, f"slurm_{key}")
+    if options.array_parallelism:
+      params["slurm_array_parallelism"] = options.array_parallelism
+    if options.slurm_extra:
+      params["slurm_additional_parameters"] = dict(options.slurm_extra)
     params["slurm_signal_delay_s"] = SIGNAL_DELAY_S
-  if o.cluster == "debug":
+  if options.cluster == "debug":
     params = {"name": params["name"]}
   executor.update_parameters(**params)
-  if o.cluster == "local":  # AutoExecutor passes no signal_delay_s (default 30 s)
+  if options.cluster == "local":  # AutoExecutor passes no signal_delay_s (default 30 s)
     executor._executor.update_parameters(signal_delay_s=SIGNAL_DELAY_S)
     _undo_ignored_sigint()
   return executor
@@ -250,13 +250,13 @@ def _gpu_pool() -> list[str]:
   return (ids or [str(i) for i in range(n)])[:n]
 
 
-def _local_gpus(points: list[Point], o: Options, busy: set[str]) -> list:
+def _local_gpus(points: list[Point], options: Options, busy: set[str]) -> list:
   """Each point's own ``gpus_per_point`` GPUs from the pool less ``busy``
   (those of the local jobs still running); None for each without GPUs."""
-  if o.cluster != "local" or not o.gpus_per_point:
+  if options.cluster != "local" or not options.gpus_per_point:
     return [None] * len(points)
   free = [g for g in _gpu_pool() if g not in busy]
-  g = o.gpus_per_point
+  g = options.gpus_per_point
   if len(free) < g * len(points):
     raise SweepError(
       f"--gpus_per_point {g}: {len(points)} point(s) need "
@@ -273,18 +273,20 @@ def _sbatch_error(e: Exception) -> SweepError:
 
 
 def _submit(
-  executor, sweep: Sweep, points: list[Point], o: Options, busy: set[str] = frozenset()
+  executor, sweep: Sweep, points: list[Point], options: Options, busy: set[str] = frozenset()
 ) -> dict[str, _Handle]:
   """Submits ``points`` as one job array and writes each one's
   ``sweep_job.json``; SweepError (one line) if sbatch refuses it."""
-  if o.cluster == "local":
-    jobs_on_host, threads = (o.parallel or 1) * o.tasks, None
+  if options.cluster == "local":
+    jobs_on_host, threads = (options.parallel or 1) * options.tasks, None
   else:
     jobs_on_host, threads = 1, None
-  if o.cpus_per_point:
-    threads = o.cpus_per_point // o.tasks
-  gpus_per_task = o.gpus_per_point // o.tasks if o.tasks > o.nodes_per_point else 0
-  gpus = _local_gpus(points, o, set(busy))
+  if options.cpus_per_point:
+    threads = options.cpus_per_point // options.tasks
+  gpus_per_task = (
+    options.gpus_per_point // options.tasks if options.tasks > options.nodes_per_point else 0
+  )
+  gpus = _local_gpus(points, options, set(busy))
   fns = [
     PointJob(sweep, p, jobs_on_host, threads, gpus_per_task, g)
     for p, g in zip(points, gpus, strict=True)
@@ -298,7 +300,7 @@ def _submit(
     os.makedirs(p.workdir, exist_ok=True)
     record = {
       "job_id": str(job.job_id),
-      "cluster": o.cluster,
+      "cluster": options.cluster,
       "submitted": time.time(),
       "cancelled": False,
       "folder": str(executor.folder),
@@ -322,9 +324,9 @@ def _array_ids(handles) -> str:
   return ("job " if len(ids) == 1 else "jobs ") + ", ".join(ids)
 
 
-def _follow_text(spec_cmd: str, workdir: str, o: Options, ids: str) -> list[str]:
+def _follow_text(spec_cmd: str, workdir: str, options: Options, ids: str) -> list[str]:
   lines = [f"  follow:  python -m experiments.sweep --workdir {workdir} --status"]
-  if o.cluster == "slurm":
+  if options.cluster == "slurm":
     lines.append(
       f"           squeue --me; sacct -j {ids.split()[-1]}; tail -f {workdir}/<point>/sweep.log"
     )
@@ -368,13 +370,13 @@ def run_sweep(
   slurm_options.check(cluster, workdir, dict(flags or {}), wait, max_retries)
   wait = wait or cluster == "debug"
   sweep = load_sweep(spec, workdir, seeds)
-  o = resolve_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
-  if cluster == "local" and o.gpus_per_point:
+  options = merge_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
+  if cluster == "local" and options.gpus_per_point:
     pool = _gpu_pool()
-    if o.gpus_per_point * o.parallel > len(pool):
+    if options.gpus_per_point * options.parallel > len(pool):
       raise SweepError(
-        f"--gpus_per_point {o.gpus_per_point} × --array_parallelism "
-        f"{o.parallel} needs {o.gpus_per_point * o.parallel} "
+        f"--gpus_per_point {options.gpus_per_point} × --array_parallelism "
+        f"{options.parallel} needs {options.gpus_per_point * options.parallel} "
         f"GPU(s); this machine has {len(pool)}"
       )
   records = {p.slug: point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) for p in sweep.points}
@@ -401,14 +403,18 @@ def run_sweep(
   print_fn(
     f"sweep {sweep.title}: {len(sweep.points)} points, {len(results)} "
     f"already finished, {len(active)} running or queued, {len(todo)} to "
-    f"submit (cluster {cluster}" + (f", {o.parallel} at a time)" if o.parallel else ")")
+    f"submit (cluster {cluster}" + (f", {options.parallel} at a time)" if options.parallel else ")")
   )
   for line in unknown:
     print_fn(line)
-  room = len(todo) if o.parallel is None or cluster == "slurm" else max(0, o.parallel - len(active))
+  room = (
+    len(todo)
+    if options.parallel is None or cluster == "slurm"
+    else max(0, options.parallel - len(active))
+  )
   executor = None
   if todo and room:
-    new = _first_submit(sweep, workdir, o, todo[:room], _busy_gpus(active.values()))
+    new = _first_submit(sweep, workdir, options, todo[:room], _busy_gpus(active.values()))
     executor = next(iter(new.values())).executor
     active.update(new)
     todo = todo[room:]
@@ -425,14 +431,14 @@ def run_sweep(
     {
       "name": "slurm",
       "cluster": cluster,
-      "array_parallelism": o.parallel,
+      "array_parallelism": options.parallel,
       "folder": os.path.join(workdir, SUBMITIT_DIR),
     },
   )
   if not wait:
     if todo:
       print_fn(
-        f"{len(todo)} point(s) wait: the local cluster runs {o.parallel} "
+        f"{len(todo)} point(s) wait: the local cluster runs {options.parallel} "
         "at a time; the same command submits them later (or add --wait)"
       )
     if active:
@@ -443,21 +449,23 @@ def run_sweep(
         f"--config {spec} --workdir {workdir} --launcher "
         f"slurm --cluster {cluster}",
         workdir,
-        o,
+        options,
         ids,
       ):
         print_fn(line)
     return None
-  return _wait(sweep, workdir, o, executor, active, todo, results, max_retries, print_fn, poll_s)
+  return _wait(
+    sweep, workdir, options, executor, active, todo, results, max_retries, print_fn, poll_s
+  )
 
 
-def _first_submit(sweep, workdir, o, points, busy) -> dict[str, _Handle]:
+def _first_submit(sweep, workdir, options, points, busy) -> dict[str, _Handle]:
   """The command's first submission: if sbatch refuses it, what it wrote is
   removed (the sweep directory, if this command made it, else ``S/slurm/``
   if it did), so that nothing is left that looks like a submitted sweep."""
   made = [d for d in (workdir, os.path.join(workdir, SUBMITIT_DIR)) if not os.path.exists(d)]
   try:
-    handles = _submit(_executor(sweep, workdir, o), sweep, points, o, busy)
+    handles = _submit(_executor(sweep, workdir, options), sweep, points, options, busy)
   except SweepError as e:
     if made:
       shutil.rmtree(made[0], ignore_errors=True)
@@ -466,11 +474,11 @@ def _first_submit(sweep, workdir, o, points, busy) -> dict[str, _Handle]:
 
 
 def _wait(
-  sweep, workdir, o, executor, active, queue, results, max_retries, print_fn, poll_s
+  sweep, workdir, options, executor, active, queue, results, max_retries, print_fn, poll_s
 ) -> list[dict]:
   """Waits for the active jobs, submitting the queued points as room frees
   (local cluster), resubmitting stopped points and retrying failed ones."""
-  poll_s = poll_s or (30.0 if o.cluster == "slurm" else 1.0)
+  poll_s = poll_s or (30.0 if options.cluster == "slurm" else 1.0)
   total = len(active) + len(queue)
   t0, n, durations = time.time(), 0, []
   retries: dict[str, int] = collections.Counter()
@@ -479,19 +487,19 @@ def _wait(
     while active or queue:
       room = (
         len(queue)
-        if o.parallel is None or o.cluster == "slurm"
-        else max(0, o.parallel - len(active))
+        if options.parallel is None or options.cluster == "slurm"
+        else max(0, options.parallel - len(active))
       )
       if queue and room:
-        executor = executor or _executor(sweep, workdir, o)
-        active.update(_submit(executor, sweep, queue[:room], o, _busy_gpus(active.values())))
+        executor = executor or _executor(sweep, workdir, options)
+        active.update(_submit(executor, sweep, queue[:room], options, _busy_gpus(active.values())))
         queue = queue[room:]
-      if o.cluster == "debug":
+      if options.cluster == "debug":
         for h in active.values():
           h.job.wait()  # runs the point here, now
       else:
         time.sleep(poll_s)
-        refresh_slurm(h.record["job_id"] for h in active.values() if o.cluster == "slurm")
+        refresh_slurm(h.record["job_id"] for h in active.values() if options.cluster == "slurm")
       for slug, h in list(active.items()):
         state = h.state()
         if state in ("pending", "running") or (state is None and not _final(h)):
@@ -526,11 +534,11 @@ def _wait(
         durations.append(st.get("seconds") or elapsed)
         print_fn(
           runner.progress_line(
-            n, total, p, st, elapsed, runner.eta(durations, total - n, o.parallel or total)
+            n, total, p, st, elapsed, runner.eta(durations, total - n, options.parallel or total)
           )
         )
   except KeyboardInterrupt:
-    if o.cluster == "slurm":
+    if options.cluster == "slurm":
       print_fn(
         "stopped waiting; the jobs go on: follow them with "
         f"python -m experiments.sweep --workdir {workdir} --status"

@@ -2,7 +2,7 @@
 
 Each point's resources come from the flags given on the command line, over
 the config's ``SLURM`` dict (or ``slurm(arg)``), over :data:`RESOURCES`
-(:func:`resolve_options`); :func:`check_environment` refuses a Slurm sweep
+(:func:`merge_options`); :func:`check_environment` refuses a Slurm sweep
 without Slurm or in a directory the nodes cannot share. Imports nothing
 heavy, so that ``experiments.sweep`` answers a bad flag at once.
 """
@@ -93,7 +93,7 @@ def parse_extra(items) -> dict[str, str]:
   return out
 
 
-def resolve_options(
+def merge_options(
   flags: dict[str, Any],
   config_resources: dict[str, Any],
   cluster: str = "slurm",
@@ -138,30 +138,33 @@ def resolve_options(
     if values[key] is not None and not (isinstance(values[key], str) and values[key]):
       raise SweepError(f"{origin[key]} is {values[key]!r}: expected a name")
   values["slurm_extra"] = parse_extra(values["slurm_extra"])
-  o = Options(cluster=cluster, **values)
-  if cluster != "debug" and o.timeout_min * 60 <= SIGNAL_DELAY_S:
+  options = Options(cluster=cluster, **values)
+  if cluster != "debug" and options.timeout_min * 60 <= SIGNAL_DELAY_S:
     raise SweepError(
-      f"{origin['timeout_min']} is {o.timeout_min}: the points get "
+      f"{origin['timeout_min']} is {options.timeout_min}: the points get "
       f"their save signal {SIGNAL_DELAY_S} s before the time limit; "
       f"expected >= {SIGNAL_DELAY_S // 60 + 1}"
     )
-  if o.gpus_per_point % o.nodes_per_point:
+  if options.gpus_per_point % options.nodes_per_point:
     raise SweepError(
-      f"--gpus_per_point {o.gpus_per_point} is not divisible by "
-      f"--nodes_per_point {o.nodes_per_point}"
+      f"--gpus_per_point {options.gpus_per_point} is not divisible by "
+      f"--nodes_per_point {options.nodes_per_point}"
     )
-  if o.gpus_per_point and (o.gpus_per_point // o.nodes_per_point) % o.tasks_per_node:
+  if (
+    options.gpus_per_point
+    and (options.gpus_per_point // options.nodes_per_point) % options.tasks_per_node
+  ):
     raise SweepError(
-      f"--gpus_per_point {o.gpus_per_point} on {o.nodes_per_point} "
+      f"--gpus_per_point {options.gpus_per_point} on {options.nodes_per_point} "
       f"node(s) does not split evenly over --tasks_per_node "
-      f"{o.tasks_per_node}"
+      f"{options.tasks_per_node}"
     )
-  if o.cpus_per_point and o.cpus_per_point % o.tasks:
+  if options.cpus_per_point and options.cpus_per_point % options.tasks:
     raise SweepError(
-      f"--cpus_per_point {o.cpus_per_point} does not split evenly "
-      f"over the point's {o.tasks} task(s)"
+      f"--cpus_per_point {options.cpus_per_point} does not split evenly "
+      f"over the point's {options.tasks} task(s)"
     )
-  return o
+  return options
 
 
 def check_environment(cluster: str, workdir: str) -> None:
@@ -187,7 +190,7 @@ def check(cluster: str, workdir: str, flags: dict[str, Any], wait: bool, max_ret
   """Every check that needs no config file: the cluster, the machine, the
   flags given (``flags``), ``--max_retries`` (retries come from a waiting
   command). Raises SweepError, one line."""
-  resolve_options(flags, {}, cluster)
+  merge_options(flags, {}, cluster)
   check_environment(cluster, workdir)
   if max_retries < 0:
     raise SweepError(f"--max_retries must be >= 0, got {max_retries}")

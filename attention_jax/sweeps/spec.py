@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from attention_jax import config as config_lib
+from attention_jax import validation
 from attention_jax.errors import ConfigError, SweepError
 from attention_jax.sweeps.point import Point, Sweep
 
@@ -236,8 +237,7 @@ def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
   points, seen = [], {}
   for i, o in enumerate(overrides):
     try:
-      config = config_lib.resolve(apply_overrides(base, o), o)
-      config_lib.validate(config)
+      config = validation.prepare(apply_overrides(base, o), o)
     except (ConfigError, KeyError, TypeError, ValueError) as e:
       raise SweepError(f"{path}: point {i} {o}: {' '.join(str(e).split())}") from e
     s = slug(o, short)
