@@ -1,10 +1,12 @@
-"""Every error a user can meet, in one leaf module that imports nothing.
+"""Every error a user can meet, in one leaf module (it imports only the standard library).
 
 Each message is one line naming the file, line, key or value at fault; the
 entry points print it as ``error: …`` and exit with the code below
 (``experiments/cli.py``). Modules raise these types and never reach "up" for
 an error class, so no import cycle can form around them.
 """
+
+import errno
 
 
 class ConfigError(ValueError):
@@ -107,8 +109,6 @@ EXIT_CODES = (
 def os_error_line(e: OSError) -> str:
   """An OSError as one line naming the path and the errno's meaning:
   ``cannot write /w/run.lock: Read-only file system (EROFS)``."""
-  import errno  # the standard library only: this module stays a leaf
-
   path = e.filename if e.filename is not None else "?"
   if e.filename2 is not None:
     path = f"{path} -> {e.filename2}"

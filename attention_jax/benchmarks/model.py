@@ -40,6 +40,8 @@ CUDA with bf16 autocast where our step computes in bf16 (attention: SDPA).
 
 from __future__ import annotations
 
+import shutil
+import signal
 import time
 
 import jax
@@ -267,8 +269,6 @@ def _torch():
 
 def _compiler() -> str | None:
   """Why torch.compile cannot run here (no C compiler for inductor), or None."""
-  import shutil
-
   if not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "g++")):
     return "no C compiler found (torch.compile's inductor needs one)"
   return None
@@ -283,8 +283,6 @@ def _compile_within(step, limit_s: float) -> tuple[str | None, float]:
   first calls), stopped by SIGALRM after ``limit_s`` seconds (re-raised every
   second: the compiler catches and logs some exceptions and carries on).
   Returns ``(why it was stopped or failed, or None; seconds taken)``."""
-  import signal
-
   armed = [True]
 
   def alarm(signum, frame):
@@ -320,7 +318,7 @@ def _torch_steps(name, config, params, batch, quick: bool):
   torch = _torch()
   if torch is None:
     return {}, {"torch": {"note": "torch not installed"}}
-  from attention_jax.benchmarks import torch_models
+  import attention_jax.benchmarks.torch_models as torch_models
 
   dev = "cuda" if torch.cuda.is_available() else "cpu"
   sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
