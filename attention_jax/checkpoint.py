@@ -200,8 +200,10 @@ def sync_processes(name: str) -> None:
 class Checkpointer:
   """Saves, verifies and restores training state under ``directory``.
 
-  ``before_commit(step)``, if set, runs in the save thread after the step's
-  files are written and before they are committed (a hook for fault tests).
+  Hooks for fault tests (:func:`attention_jax.faults.Faults.attach`):
+  ``before_save(step)``, if set, runs in :meth:`save` once the previous save
+  has finished; ``before_commit(step)`` runs in the save thread after the
+  step's files are written and before they are committed.
   """
 
   def __init__(
@@ -211,6 +213,7 @@ class Checkpointer:
     self.max_to_keep = max_to_keep
     self.async_save = async_save
     self.create = create
+    self.before_save: Callable[[int], None] | None = None
     self.before_commit: Callable[[int], None] | None = None
     self.keep: set[int] = set()  # steps kept beside the newest max_to_keep
     self._saved = False
@@ -400,6 +403,8 @@ class Checkpointer:
       self._mgr.wait_until_finished()  # errors of the previous save surface here
     except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many types)
       self._raise_write_error(e)
+    if self.before_save is not None:
+      self.before_save(step)
     self._prune()
     self._pending = (step, tree_manifest(state))
     self._saved = True

@@ -87,7 +87,7 @@ class _Trainer:
       max_to_keep=config.checkpoint.max_to_keep,
       async_save=config.checkpoint.async_save,
     )
-    self.ckpt.before_commit = faults.before_commit
+    faults.attach(self.ckpt)
     self.writer = None
 
   def run(self, stop_after_step: int | None) -> dict[str, Any]:
@@ -161,19 +161,16 @@ class _Trainer:
       data_lib.save_task_files(run.task, self.workdir)
     donate = (0,) if jax.default_backend() != "cpu" else ()
     rep, batch = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
-    train_step = jax.jit(
-      step_lib.make_train_step(
-        run.graphdef,
-        run.tx,
-        run.schedule,
-        config,
-        run.objective,
-        inject_nonfinite=self.faults.nonfinite_steps,
-      ),
-      in_shardings=(rep, batch),
-      out_shardings=(rep, rep),
-      donate_argnums=donate,
-    )
+
+    def jit_train_step(objective):
+      return jax.jit(
+        step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, objective),
+        in_shardings=(rep, batch),
+        out_shardings=(rep, rep),
+        donate_argnums=donate,
+      )
+
+    train_step = self.faults.wrap_train_step(jit_train_step, run.objective)
     # Outputs replicated: every process reads every example's outputs (with
     # several processes a batch-sharded output is not addressable on one).
     eval_step = jax.jit(
@@ -253,7 +250,6 @@ class _Trainer:
       self.progress.add_tokens(self.run_.task.count_tokens(batch))
       self.state, measurements = self.train_step(self.state, batch)
       self.pending.append((step, measurements))
-      self.faults.after_step(step)
       last = step == total
       if step % c.train.log_every_steps == 0 or last:
         self._log(step)
@@ -325,8 +321,7 @@ class _Trainer:
       raise NonFiniteError(
         f"the train state is not finite at step {step}; {self.monitor.last_good()}"
       )
-    self.ckpt.wait_until_finished()  # the previous save, before any fault
-    self.faults.before_save(step)
+    self.ckpt.wait_until_finished()  # the previous save
     self.ckpt.keep = self.best.steps()
     self.ckpt.save(
       step,
