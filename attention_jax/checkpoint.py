@@ -58,6 +58,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from attention_jax import fileio
 from attention_jax.errors import (
   CheckpointError,
   CheckpointWriteError,
@@ -151,15 +152,6 @@ def _hash_files(step_dir: str) -> dict[str, dict]:
     }
     for rel in _data_files(step_dir)
   }
-
-
-def _write_json_atomic(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def _abstract(x):
@@ -373,9 +365,11 @@ class Checkpointer:
     step_dir = tmp[0] if tmp else self._step_dir(step)
     if self.before_commit is not None:
       self.before_commit(step)
-    _write_json_atomic(
+    fileio.atomic_write_json(
       os.path.join(step_dir, INTEGRITY_NAME),
       {"format": 1, "step": step, "files": _hash_files(step_dir), "tree": tree},
+      indent=1,
+      sort_keys=True,
     )
 
   def _raise_write_error(self, e: BaseException) -> None:

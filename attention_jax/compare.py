@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from attention_jax import evaluation, plots
+from attention_jax import evaluation, fileio, plots
 from attention_jax import metrics as metrics_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import EvalError
@@ -283,8 +283,7 @@ def compare_workdirs(
     "png": os.path.join(out, "compare_by_length.png"),
   }
   markdown = to_markdown(rows, info, os.path.basename(paths["png"]))
-  with open(paths["md"], "w", encoding="utf-8") as f:
-    f.write(markdown)
+  fileio.atomic_write_text(paths["md"], markdown)
   write_csv(paths["csv"], rows, unit)
   series = [(m, [r for r in rows if r["model"] == m and r["bucket"] != "all"]) for m in labels]
   d = first.decoding
@@ -390,7 +389,7 @@ def write_csv(path: str, rows: list[dict], unit: str) -> None:
       f"{name}_seed_mean",
       f"{name}_seed_std",
     ]
-  with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
+  with fileio.atomic_open(path, "w", encoding="utf-8", newline="") as f:
     w = csv.writer(f)
     w.writerow(cols)
     for r in rows:
@@ -412,4 +411,3 @@ def write_csv(path: str, rows: list[dict], unit: str) -> None:
           for c in cols
         ]
       )
-  os.replace(path + ".tmp", path)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attention_jax import decoding, objectives, plots
+from attention_jax import decoding, fileio, objectives, plots
 from attention_jax import metrics as metrics_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
@@ -245,10 +245,8 @@ def _jsonable(x):
 
 
 def _write_atomic(path: str, write) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8", newline="") as f:
+  with fileio.atomic_open(path, "w", encoding="utf-8", newline="") as f:
     write(f)
-  os.replace(tmp, path)
 
 
 def _one_per_line(texts: Sequence[str]) -> str:

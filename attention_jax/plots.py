@@ -26,6 +26,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attention_jax import fileio  # noqa: E402
+
 
 def attention_figure(
   weights: np.ndarray,
@@ -338,7 +340,6 @@ def save_probe_maps(
 def _save(fig, path: str, dpi: int | None = None) -> None:
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
-  tmp = os.path.join(d, "." + os.path.basename(path) + ".tmp.png")
-  fig.savefig(tmp, format="png", dpi=dpi)
+  with fileio.atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=dpi)
   plt.close(fig)
-  os.replace(tmp, path)

@@ -28,7 +28,7 @@ from flax import nnx
 from attention_jax import checkpoint as checkpoint_lib
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
-from attention_jax import objectives
+from attention_jax import fileio, objectives
 from attention_jax import step as step_lib
 from attention_jax.errors import ConfigError, ResumeRefused, WorkdirError, one_line
 
@@ -51,10 +51,7 @@ def checkpoint_dir(workdir: str) -> str:
 def write_config(workdir: str, config) -> None:
   """Writes the (resolved) config as ``config.json``, atomically."""
   path = config_path(workdir)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(config_lib.to_json(config))
-  os.replace(tmp, path)
+  fileio.atomic_write_text(path, config_lib.to_json(config))
 
 
 def read_config_dict(workdir: str) -> dict:

@@ -11,6 +11,8 @@ from typing import Any
 
 from tensorboardX import SummaryWriter  # writes event files without TensorFlow
 
+from attention_jax import fileio
+
 
 def _scalar(v: Any) -> float | int:
   v = v.item() if hasattr(v, "item") else v
@@ -43,10 +45,7 @@ class MetricWriter:
           kept.append(line)
       except (ValueError, KeyError):
         continue  # a line cut short by a kill
-    tmp = self.path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    fileio.atomic_write_text(self.path, "".join(kept))
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     row = {"step": int(step), "split": split}

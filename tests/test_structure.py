@@ -128,3 +128,19 @@ def test_no_path_tricks_or_references_outside_the_repository():
       if needle in text:
         bad.append(f"{path.relative_to(ROOT)}: {needle}")
   assert not bad, bad
+
+
+def test_files_are_replaced_only_through_the_atomic_write_helper():
+  """Every write-then-rename is ``attention_jax.fileio``'s (temporary file in
+  the same directory, fsync, ``os.replace``, fsync of the directory); the
+  checkpointer's move of a whole step directory to quarantine is the one
+  other rename."""
+  allowed = {("attention_jax/fileio.py", 1), ("attention_jax/checkpoint.py", 1)}
+  found = set()
+  for path in SOURCES:
+    if path.relative_to(ROOT).parts[0] == "tests":
+      continue
+    n = path.read_text(encoding="utf-8").count("os.replace(")
+    if n:
+      found.add((str(path.relative_to(ROOT)), n))
+  assert found == allowed

@@ -31,6 +31,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from attention_jax import fileio  # noqa: E402
 from attention_jax import workdir as workdir_lib  # noqa: E402
 from attention_jax.errors import WorkdirError  # noqa: E402
 from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402
@@ -67,7 +68,8 @@ def _grid(n: int):
 
 def _save(fig, path: str) -> str:
   fig.tight_layout()
-  fig.savefig(path, dpi=DPI)
+  with fileio.atomic_open(path, "wb") as f:
+    fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png", dpi=DPI)
   plt.close(fig)
   return path
 

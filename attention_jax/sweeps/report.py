@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from attention_jax import writers
+from attention_jax import fileio, writers
 from attention_jax.sweeps import plots
 from attention_jax.sweeps.point import LOG_FILE, Sweep
 from attention_jax.sweeps.spec import BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV, PROBE_CSV
@@ -72,8 +72,9 @@ def collect(sweep: Sweep, statuses: list[dict]) -> tuple[list[dict], dict[str, d
 def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
   rows, tables = collect(sweep, statuses)
   write_csv(os.path.join(workdir, "summary.csv"), rows)
-  with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
-    f.write(f"# {sweep.title}: summary\n\n" + markdown_table(rows))
+  fileio.atomic_write_text(
+    os.path.join(workdir, "summary.md"), f"# {sweep.title}: summary\n\n" + markdown_table(rows)
+  )
   plots_dir = os.path.join(workdir, "plots")
   os.makedirs(plots_dir, exist_ok=True)
   sections = plots.make_report_sections(sweep, rows, tables, plots_dir)
@@ -99,5 +100,4 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
         f"### {p.slug}\n\nexit code {s.get('returncode')}; "
         f"log `{os.path.join(p.workdir, LOG_FILE)}`:\n\n```\n{tail}\n```\n"
       )
-  with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
-    f.write("\n".join(lines))
+  fileio.atomic_write_text(os.path.join(workdir, "report.md"), "\n".join(lines))
