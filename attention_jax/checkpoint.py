@@ -28,11 +28,13 @@ a shape mismatch and locks no directory):
 
 Saves are asynchronous by default (``async_save=False`` waits for each).
 
-**Keeping.** The newest ``max_to_keep`` committed steps are kept, and also
-every step in :attr:`Checkpointer.keep` (the training loop puts the step with
-the best dev BLEU there; its number travels in each step's ``meta`` as
-``best``, so :meth:`Checkpointer.best_step` finds it and a resumed run keeps
-it). Older steps are deleted only after a newer save has committed.
+**Keeping** is orbax's preservation policies: the newest ``max_to_keep``
+steps (``LatestN``) and the ``best.keep`` best by an evaluation metric
+(``BestN``; a step saved with ``metrics`` carries them in orbax's ``metrics``
+item, and :meth:`Checkpointer.best_step` ranks the same way). orbax deletes
+steps only after a newer save has committed. A workdir written before steps
+carried metrics named its best step in each step's ``meta`` (``best``): that
+step is kept too (``CustomSteps``) and still ranks.
 
 Several processes (one workdir on a shared filesystem): every process calls
 ``save``/``restore`` at the same steps (orbax writes cooperatively; the
@@ -44,9 +46,11 @@ steps, which is the same in every process.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -69,6 +73,7 @@ from attention_jax.errors import (
 INTEGRITY_NAME = "integrity.json"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 ITEMS = ("state", "meta")
+METRICS_ITEM = "metrics"  # orbax's own item of a step saved with metrics
 QUARANTINE_NAME = "checkpoints_quarantine"  # beside the checkpoint directory
 ON_CORRUPT = ("fallback", "stop")
 
@@ -136,7 +141,7 @@ def _data_files(step_dir: str) -> list[str]:
   """Relative paths of every file of the items (orbax's own bookkeeping files
   at the top of the step directory change during its commit: not hashed)."""
   out = []
-  for item in ITEMS:
+  for item in (*ITEMS, METRICS_ITEM):
     root = os.path.join(step_dir, item)
     for dirpath, _, names in os.walk(root):
       for n in names:
@@ -159,6 +164,46 @@ def _abstract(x):
     return x
   sharding = getattr(x, "sharding", None)
   return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+
+# --------------------------------------------------------------------------
+# The best steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Best:
+  """The evaluation metric that ranks steps, which way is better (``"max"``
+  or ``"min"``), and how many of the best steps are kept."""
+
+  metric: str
+  mode: str = "max"
+  keep: int = 1
+
+  def rank(self, metrics: dict | None) -> tuple[float, int] | None:
+    """Higher is better: (the metric, signed so that higher is better; minus
+    the step, so that of equal values the earlier step wins). None without a
+    finite value."""
+    value = (metrics or {}).get(self.metric)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+      return None
+    return (value if self.mode == "max" else -value, -int(metrics["step"]))
+
+  def orbax_key(self, metrics) -> tuple[float, int]:
+    """:meth:`rank` for orbax's ``BestN``, which keeps the highest; a step
+    without the metric ranks last."""
+    return self.rank(metrics) or (-math.inf, -math.inf)
+
+
+def eval_metrics(step: int, row: dict) -> dict:
+  """What a step saved after an evaluation carries: the row's finite numbers
+  and the step."""
+  out = {
+    k: float(v)
+    for k, v in row.items()
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+  }
+  out["step"] = int(step)
+  return out
 
 
 # --------------------------------------------------------------------------
@@ -199,19 +244,25 @@ class Checkpointer:
   """
 
   def __init__(
-    self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, create: bool = True
+    self,
+    directory: str,
+    *,
+    max_to_keep: int = 3,
+    best: Best | None = None,
+    async_save: bool = True,
+    create: bool = True,
   ):
     self.directory = os.path.abspath(directory)
     self.max_to_keep = max_to_keep
+    self.best = best
     self.async_save = async_save
     self.create = create
     self.before_save: Callable[[int], None] | None = None
     self.before_commit: Callable[[int], None] | None = None
-    self.keep: set[int] = set()  # steps kept beside the newest max_to_keep
-    self._saved = False
     self._pending: tuple[int, dict] | None = None  # (step, tree manifest)
     self._manager: ocp.CheckpointManager | None = None
     self._failed = False
+    self._legacy: dict | None | bool = False  # not read yet
 
   # ---- orbax, created on first write or read (after any clean-up)
 
@@ -219,13 +270,59 @@ class Checkpointer:
   def _mgr(self) -> ocp.CheckpointManager:
     if self._manager is None:
       options = ocp.CheckpointManagerOptions(
-        max_to_keep=None,
-        create=self.create,  # deletion: _prune
+        create=self.create,
         enable_async_checkpointing=True,
         async_options=ocp.AsyncOptions(post_finalization_callback=self._commit),
+        preservation_policy=self._preservation_policy(),
+        # orbax writes a step's metrics only while it ranks steps.
+        best_fn=self.best.orbax_key if self.best else None,
       )
       self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
     return self._manager
+
+  def _preservation_policy(self):
+    policies = ocp.checkpoint_managers
+    keep = [policies.LatestN(n=self.max_to_keep)]
+    if self.best is not None:
+      keep.append(
+        policies.BestN(
+          get_metric_fn=self.best.orbax_key,
+          n=self.best.keep,
+          keep_checkpoints_without_metrics=False,
+        )
+      )
+    legacy = self.legacy_best()
+    if legacy is not None:
+      keep.append(policies.CustomSteps(steps=[int(legacy["step"])]))
+    return policies.AnyPreservationPolicy(keep)
+
+  def legacy_best(self) -> dict | None:
+    """The best record of a workdir written before steps carried metrics:
+    the ``best`` of the newest step's ``meta`` that has one (``{"step": N,
+    "bleu": value}``), if step N is still here; else None."""
+    if self._legacy is False:
+      self._legacy = None
+      steps = self.committed_steps()
+      if steps:
+        reader = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(create=False),
+          item_names=ITEMS,
+        )
+        try:
+          for step in reversed([s for s in steps if reader.metrics(s) is None]):
+            try:
+              meta = reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            except Exception:  # noqa: BLE001 - an unreadable step names no best
+              continue
+            best = dict(meta["meta"]).get("best")
+            if best:
+              if int(best["step"]) in steps:
+                self._legacy = dict(best)
+              break
+        finally:
+          reader.close()
+    return self._legacy
 
   # ---- what is on disk
 
@@ -380,40 +477,29 @@ class Checkpointer:
       f"{one_line(e, 400, with_type=True)}; older steps in {self.directory} are intact"
     ) from e
 
-  def _prune(self) -> None:
-    """Deletes committed steps other than the newest ``max_to_keep`` and
-    :attr:`keep` (after a save has committed: never before)."""
-    if self._manager is None or self._failed or not self._saved:
-      return  # a checkpointer that only reads deletes nothing
-    steps = sorted(self._manager.all_steps())  # the same list in every process
-    keep = set(steps[-self.max_to_keep :]) | self.keep
-    for step in steps:
-      if step not in keep:
-        self._manager.delete(step)
+  def save(self, step: int, state: Any, meta: dict[str, Any], metrics: dict | None = None) -> None:
+    """Starts saving ``step`` (waits for it unless ``async_save``).
 
-  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Starts saving ``step`` (waits for it unless ``async_save``)."""
+    ``metrics`` (:func:`eval_metrics`), for a step just evaluated, rank it
+    among the best; every step carries at least its number."""
     try:
       self._mgr.wait_until_finished()  # errors of the previous save surface here
     except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many types)
       self._raise_write_error(e)
     if self.before_save is not None:
       self.before_save(step)
-    self._prune()
     self._pending = (step, tree_manifest(state))
-    self._saved = True
     try:
       self._mgr.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        metrics=(metrics or {"step": int(step)}) if self.best is not None else None,
         force=True,
       )
       if not self.async_save:
         self._mgr.wait_until_finished()
     except Exception as e:  # noqa: BLE001
       self._raise_write_error(e)
-    if not self.async_save:
-      self._prune()
 
   def wait_until_finished(self) -> None:
     if self._manager is None:
@@ -422,7 +508,6 @@ class Checkpointer:
       self._manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001
       self._raise_write_error(e)
-    self._prune()
 
   # ---- reading
 
@@ -474,14 +559,43 @@ class Checkpointer:
       ) from e
     return dict(out["meta"])
 
+  def metrics(self, step: int) -> dict | None:
+    """The metrics ``step`` was saved with (None: a step written before steps
+    carried them)."""
+    try:
+      out = self._mgr.metrics(step)
+    except Exception as e:  # noqa: BLE001 - orbax and its JSON reader raise many types
+      raise CorruptCheckpointError(
+        step,
+        f"checkpoint step {step} in {self.directory}: its metrics are unreadable "
+        f"({one_line(e, 200, with_type=True)})",
+      ) from None
+    return None if out is None else dict(out)
+
+  def _ranked(self) -> list[tuple[tuple[float, int], int]]:
+    """(rank, step) of the committed steps that have the metric, best first."""
+    out = [(self.best.rank(self.metrics(s)), s) for s in self.committed_steps()]
+    legacy = self.legacy_best()
+    if legacy is not None:
+      out.append((self.best.rank(legacy), int(legacy["step"])))
+    return sorted(((r, s) for r, s in out if r is not None), reverse=True)
+
   def best_step(self) -> int | None:
-    """The step with the best dev BLEU, as the newest step records it (None
-    when no evaluation reported BLEU)."""
-    latest = self.latest_step()
-    if latest is None:
-      return None
-    best = self.read_meta(latest).get("best")
-    return None if not best else int(best["step"])
+    """The best committed step by :attr:`best` (None: no step has the metric)."""
+    ranked = self._ranked() if self.best is not None else []
+    return ranked[0][1] if ranked else None
+
+  def is_among_best(self, step: int, row: dict) -> bool:
+    """Whether the evaluation ``row`` of ``step`` (newer than every saved
+    step) ranks among the ``best.keep`` best: saved now, it would be kept."""
+    if self.best is None:
+      return False
+    rank = self.best.rank(eval_metrics(step, row))
+    if rank is None:
+      return False
+    self.wait_until_finished()  # the step in flight ranks too
+    ranked = self._ranked()
+    return len(ranked) < self.best.keep or rank > ranked[self.best.keep - 1][0]
 
   def close(self) -> None:
     """Waits for the save in flight; a write error not yet raised is raised."""
@@ -490,7 +604,6 @@ class Checkpointer:
     error = None
     try:
       self._manager.wait_until_finished()
-      self._prune()
     except Exception as e:  # noqa: BLE001
       error = e
     manager, self._manager = self._manager, None

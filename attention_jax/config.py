@@ -31,7 +31,17 @@ import ml_collections
 
 # Validation reads the registries of the modules that own them (none of these
 # imports this module back).
-from attention_jax import attention, checkpoint, data, metrics, models, positions, rnn, step
+from attention_jax import (
+  attention,
+  checkpoint,
+  data,
+  metrics,
+  models,
+  objectives,
+  positions,
+  rnn,
+  step,
+)
 from attention_jax.data import batching, long_range, parallel_text, synthetic, tokenizers
 from attention_jax.errors import ConfigError
 from attention_jax.models import layers, sequence
@@ -143,6 +153,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint.max_to_keep = 3
   c.checkpoint.async_save = True
   c.checkpoint.on_corrupt = "fallback"  # corrupt newest step at resume: fallback | stop
+  # The steps kept: the max_to_keep newest, and the best_to_keep best by an
+  # eval metric (--step best): "" = the objective's (bleu, loss for language
+  # models, mse, sequence_accuracy); best_mode max | min, "" = the metric's way.
+  c.checkpoint.best_to_keep = 1
+  c.checkpoint.best_metric = ""
+  c.checkpoint.best_mode = ""
 
   # Values for one model only, per_model.<model name>.<model key> (e.g.
   # per_model.transformer.num_heads = 8): applied by resolve() when that model
@@ -342,6 +358,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     "eval.batch_size",
     "checkpoint.every_steps",
     "checkpoint.max_to_keep",
+    "checkpoint.best_to_keep",
     "train.max_consecutive_nonfinite",
   )
   for key in positive:
@@ -387,6 +404,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     lo, hi = f"data.{split}_min_length", f"data.{split}_max_length"
     if given[hi] < given[lo]:
       raise ConfigError(f"config key '{hi}' ({given[hi]}) must be >= '{lo}' ({given[lo]})")
+  objectives.best_metric(config, data.objective_name(config.data.task))
   _validate_attention_models(config)
   _refuse_ignored_keys(config)
   _refuse_ignored_train_keys(config)

@@ -74,11 +74,19 @@ def read_config(workdir: str):
   return config
 
 
+def best_of(config) -> checkpoint_lib.Best:
+  """What ranks a run's checkpoints (``checkpoint.best_*``, defaults per objective)."""
+  metric, mode = objectives.best_metric(config, data_lib.objective_name(config.data.task))
+  return checkpoint_lib.Best(metric, mode, config.checkpoint.best_to_keep)
+
+
 def resolve_step(workdir: str, step: int | str | None = None) -> int:
   """The checkpoint step that ``step`` names: a committed step number,
-  ``"best"`` (the best dev BLEU) or None (the newest). WorkdirError if none."""
+  ``"best"`` (the best by ``checkpoint.best_metric``) or None (the newest).
+  WorkdirError if none."""
   ckpt_dir = checkpoint_dir(workdir)
-  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, create=False)
+  best = best_of(read_config(workdir)) if step == "best" else None
+  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, best=best, create=False)
   try:
     steps = ckpt.committed_steps()
     if not steps:
@@ -91,7 +99,8 @@ def resolve_step(workdir: str, step: int | str | None = None) -> int:
       best = ckpt.best_step()
       if best is None:
         raise WorkdirError(
-          f"no best checkpoint in {ckpt_dir}: no evaluation of this run reported bleu"
+          f"no best checkpoint in {ckpt_dir}: no evaluation of this run reported "
+          f"{best.metric} (checkpoint.best_metric)"
         )
       return best
     if step not in steps:
