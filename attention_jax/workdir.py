@@ -159,7 +159,7 @@ def build_run(config, workdir: str | None = None, task=None) -> Run:
 
 def load(workdir: str, step: int | str | None = None) -> Run:
   """The trained run in ``workdir`` at checkpoint ``step`` (a number,
-  ``"best"`` for the best dev BLEU, None for the newest good one).
+  ``"best"`` for the best by ``checkpoint.best_metric``, None for the newest good one).
 
   Every failure is one :class:`WorkdirError` line: no ``config.json``, an
   invalid config, no checkpoint, no such step, or a checkpoint that does not
