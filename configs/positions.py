@@ -25,9 +25,8 @@ falls below half of its short-sentence exact match.
 
 Args: none (CPU default: d_model 64, 2 layers, 4 heads, FFN 128, 2,000
 steps of batch 32, Adam 3e-3 with 200 warm-up steps and cosine decay,
-evaluated once at the end; 18 points; the whole sweep with ``--jobs 2``
-took 17 min 22 s on the idle 2-core CPU dev machine, 95–152 s a point;
-results: docs/instruments.md, "Positions and length extrapolation"),
+evaluated once at the end; 18 points; results: docs/instruments.md,
+"Positions and length extrapolation"),
 ``full`` (d_model 128, 3 layers, 8 heads, 20k steps of batch 128),
 ``tiny`` (one ``gpt`` point of a few steps, for tests).
 ``model.max_positions`` = 128 holds a 60-symbol source and its output in the

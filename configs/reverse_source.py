@@ -14,9 +14,9 @@ should hurt.
 
   python -m experiments.sweep --config configs/reverse_source.py --workdir S --jobs 2
 
-Args: none (CPU default, 5 min 12 s with ``--jobs 2`` on the idle 2-core dev
-machine: 2 models × forward/reversed on ``copy`` and on ``reverse`` as the
-control, lengths 1..30, hidden 64, 3,000 steps), ``full`` (hidden 64 and 256;
+Args: none (CPU default: 2 models × forward/reversed on ``copy`` and on
+``reverse`` as the control, lengths 1..30, hidden 64, 3,000 steps; results:
+docs/results.md), ``full`` (hidden 64 and 256;
 lengths 1..50; 20,000 steps), ``tiny`` (one point of a few steps, for tests).
 """
 

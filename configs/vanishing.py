@@ -13,13 +13,11 @@ curves ‖∂L/∂h_t‖ at initialization and after training.
   python -m experiments.sweep --config configs/vanishing.py --workdir S --jobs 2
   python -m experiments.sweep --config configs/vanishing.py:full --workdir S
 
-Args: none (CPU default, 12 min 43 s with ``--jobs 2`` on the idle 2-core dev
-machine: 4 cells × T ∈ {25, 50, 100, 200} on adding, plus the 4 cells on copy
-memory at T = 25; hidden 128, 3,000 steps — in prototypes on the 2-core
-CPU the LSTM solved adding T=100 in ~900 steps and T=200 in ~2,200, the GRU
-in 300–500, the tanh Elman failed from T=50; copy memory needed ~8,500 steps
-for an LSTM to reach half the baseline at T=50, so longer copy tasks are
-left to ``full``), ``full``
+Args: none (CPU default: 4 cells × T ∈ {25, 50, 100, 200} on adding, plus
+the 4 cells on copy memory at T = 25; hidden 128, 3,000 steps — enough for
+the gated cells on adding at every T, while copy memory needs many more
+steps beyond short T, so longer copy tasks are left to ``full``; results and
+the prototypes behind these sizes: docs/results.md), ``full``
 (adding and copy memory, T up to 400, 10,000 steps), ``tiny`` (one point of
 a few steps, for tests).
 """

@@ -15,7 +15,7 @@ Two sources, one path:
 
 ``<data dir>`` is ``data.tfds_data_dir`` (default: TFDS's own,
 ``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``). ``tfds.load``/``as_dataset``/
-``TranslateFolder`` would import TensorFlow (+1.4 GB, +4 s); nothing here does.
+``TranslateFolder`` would import TensorFlow; nothing here does.
 
 Bad input is found before training starts, each case one line naming the file
 and line (:class:`DataError`): a missing or empty file; invalid UTF-8; a TSV
