@@ -1,47 +1,13 @@
 """Checkpoints through orbax — the only module that talks to orbax.
 
-A step directory ``checkpoints/N/`` holds two orbax items, ``state`` (params,
-optimizer state, step, RNG as one pytree) and ``meta`` (JSON: the data
-pipeline's position and host-side counters), and our ``integrity.json``: the
-size and SHA-256 of every file of both items, and the shape and dtype of every
-leaf of ``state``.
-
-What this adds to orbax (which detects no flipped bytes, names no parameter on
-a shape mismatch and locks no directory):
-
-* **Commit.** ``integrity.json`` is written by orbax's post-finalization
-  callback into the temporary ``N.orbax-checkpoint-tmp`` directory, before
-  orbax renames it to ``N``: a step exists with its record or not at all. A
-  save killed halfway leaves a temporary directory (or, with an orbax that
-  renames first, a step without record); both count as not saved, and
-  :meth:`Checkpointer.prepare_for_writing` clears them so the step can be
-  saved again.
-* **Corruption.** :meth:`Checkpointer.verify` re-hashes a step before it is
-  restored; a changed, truncated or missing file raises
-  :class:`CorruptCheckpointError` naming the step and the file.
-  :meth:`Checkpointer.select` falls back to the newest good step or stops.
-* **Shapes.** :func:`compare_shapes` lists the leaves whose shapes differ
-  between a step's record and a target, by name, before any restore.
-* **Errors.** A failed write (disk full, file too large) raises
-  :class:`CheckpointWriteError` naming the step and its path; orbax removes no
-  older step unless the new one was committed.
-
-Saves are asynchronous by default (``async_save=False`` waits for each).
-
-**Keeping** is orbax's preservation policies: the newest ``max_to_keep``
-steps (``LatestN``) and the ``best.keep`` best by an evaluation metric
-(``BestN``; a step saved with ``metrics`` carries them in orbax's ``metrics``
-item, and :meth:`Checkpointer.best_step` ranks the same way). orbax deletes
-steps only after a newer save has committed. A workdir written before steps
-carried metrics named its best step in each step's ``meta`` (``best``): that
-step is kept too (``CustomSteps``) and still ranks.
-
-Several processes (one workdir on a shared filesystem): every process calls
-``save``/``restore`` at the same steps (orbax writes cooperatively; the
-record is written by process 0 after every process's files are in), and
-:func:`reached_preemption` tells all of them the same step to stop at after a
-SIGTERM reached any one. Deletion follows each process's own list of saved
-steps, which is the same in every process.
+A step ``checkpoints/N/`` holds orbax's items ``state`` (one pytree), ``meta``
+(JSON: data position, host counters) and ``metrics`` (the step's evaluation),
+and our ``integrity.json`` (size and SHA-256 of every file, shape and dtype of
+every leaf), written before orbax commits the step. What this adds to orbax
+(which detects no flipped bytes and names no parameter on a shape mismatch):
+commit records, re-hashing with fallback to the newest good step, shape
+differences by name, one-line write errors. Which steps are kept is orbax's
+preservation policies. The guarantees: docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -237,6 +203,11 @@ def sync_processes(name: str) -> None:
 class Checkpointer:
   """Saves, verifies and restores training state under ``directory``.
 
+  Saves are asynchronous unless ``async_save=False``. Several processes (one
+  workdir on a shared filesystem) call ``save``/``restore`` at the same steps:
+  orbax writes cooperatively, process 0 writes the record once every
+  process's files are in, and every process keeps the same list of steps.
+
   Hooks for fault tests (:func:`attention_jax.faults.Faults.attach`):
   ``before_save(step)``, if set, runs in :meth:`save` once the previous save
   has finished; ``before_commit(step)`` runs in the save thread after the
@@ -281,6 +252,10 @@ class Checkpointer:
     return self._manager
 
   def _preservation_policy(self):
+    """The newest ``max_to_keep`` steps (``LatestN``), the ``best.keep`` best
+    by :meth:`Best.orbax_key` (``BestN``), and the best step of a workdir
+    written before steps carried metrics (``CustomSteps``). orbax deletes
+    steps only after a newer save has committed."""
     policies = ocp.checkpoint_managers
     keep = [policies.LatestN(n=self.max_to_keep)]
     if self.best is not None:
@@ -454,7 +429,11 @@ class Checkpointer:
 
   def _commit(self) -> None:
     """orbax's post-finalization callback: runs in its save thread after the
-    items are written, before the temporary directory becomes ``N``."""
+    items are written, before the temporary directory ``N.orbax-checkpoint-tmp``
+    becomes ``N``, so a step exists with its record or not at all. A save
+    killed halfway leaves a temporary directory (or, with an orbax that renames
+    first, a step without record): not saved, and cleared by
+    :meth:`prepare_for_writing`."""
     step, tree = self._pending
     if jax.process_index() != 0:  # one process writes the record
       return
