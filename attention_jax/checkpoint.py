@@ -77,8 +77,10 @@ def compare_shapes(recorded: dict[str, list], target: Any) -> list[str]:
   """
   now = tree_manifest(target)
   diffs = []
-  # Parameters first: optimizer state mirrors them.
-  order = lambda n: (not n.startswith("params/"), n)
+
+  def order(n):  # parameters first: optimizer state mirrors them
+    return (not n.startswith("params/"), n)
+
   for name in sorted(set(recorded) | set(now), key=order):
     if name not in now:
       diffs.append(f"{name} {tuple(recorded[name][0])} in checkpoint, absent now")
@@ -343,7 +345,7 @@ class Checkpointer:
     try:
       with open(path, encoding="utf-8") as f:
         rec = json.load(f)
-      rec["files"], rec["tree"]  # noqa: B018  (both must be present)
+      _ = rec["files"], rec["tree"]  # both must be present (KeyError otherwise)
       return rec
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise CorruptCheckpointError(
@@ -463,7 +465,7 @@ class Checkpointer:
     among the best; every step carries at least its number."""
     try:
       self._mgr.wait_until_finished()  # errors of the previous save surface here
-    except Exception as e:  # noqa: BLE001 (orbax and tensorstore raise many types)
+    except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types
       self._raise_write_error(e)
     if self.before_save is not None:
       self.before_save(step)
@@ -477,7 +479,7 @@ class Checkpointer:
       )
       if not self.async_save:
         self._mgr.wait_until_finished()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a failed write becomes one CheckpointError
       self._raise_write_error(e)
 
   def wait_until_finished(self) -> None:
@@ -485,7 +487,7 @@ class Checkpointer:
       return
     try:
       self._manager.wait_until_finished()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - a failed write becomes one CheckpointError
       self._raise_write_error(e)
 
   # ---- reading
@@ -520,7 +522,7 @@ class Checkpointer:
           state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
         ),
       )
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any restore failure becomes one CheckpointError
       raise CheckpointError(
         f"cannot restore checkpoint step {step} from "
         f"{self._step_dir(step)}: {one_line(e, 400, with_type=True)}"
@@ -531,7 +533,7 @@ class Checkpointer:
     """The JSON ``meta`` item of a step (data position, counters, best step)."""
     try:
       out = self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - any read failure becomes one CheckpointError
       raise CheckpointError(
         f"cannot read the metadata of checkpoint step {step} "
         f"in {self.directory}: {one_line(e, 400, with_type=True)}"
@@ -583,12 +585,12 @@ class Checkpointer:
     error = None
     try:
       self._manager.wait_until_finished()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - kept, raised after the manager is closed
       error = e
     manager, self._manager = self._manager, None
     try:
       manager.close()
-    except Exception:  # noqa: BLE001  (the error, if any, is the one above)
+    except Exception:  # noqa: BLE001 - the error, if any, is the one above
       pass
     if error is not None and not self._failed:
       self._raise_write_error(error)

@@ -142,7 +142,7 @@ def _check_same_test_set(outputs: Sequence[Outputs], split: str) -> None:
         f"{first.workdir} has {len(first.references)}: compare needs the same "
         "test sentences"
       )
-    for i, (a, b) in enumerate(zip(first.references, o.references)):
+    for i, (a, b) in enumerate(zip(first.references, o.references, strict=True)):
       if a != b:
         raise CompareError(
           f"the {split} references of {o.workdir} and {first.workdir} differ "

@@ -318,11 +318,11 @@ def beam_search(
   Keeps the ``K = beam_size`` most probable unfinished prefixes (by Σ log p);
   at each step extends each by every token, takes the 2K best extensions,
   moves those among the first K that end in EOS (or reach the length limit)
-  to the finished set with score s(Y, X) = log P(Y | X) / lp(Y), lp(Y) = ((5 + |Y|)/6)^α, keeps the K
-  best finished, and continues with the K best that did not finish. An
-  example stops when no live prefix can still beat its K-th finished score:
-  with α ≥ 0 and log p ≤ 0, a live prefix can reach at most
-  log P(prefix) / lp(limit). With α = 0 the score is the plain log P.
+  to the finished set with score s(Y, X) = log P(Y | X) / lp(Y),
+  lp(Y) = ((5 + |Y|)/6)^α, keeps the K best finished, and continues with
+  the K best that did not finish. An example stops when no live prefix can
+  still beat its K-th finished score: with α ≥ 0 and log p ≤ 0, a live prefix
+  can reach at most log P(prefix) / lp(limit). With α = 0 the score is the plain log P.
 
   Returns the best hypothesis with its attention, and the K finished
   hypotheses sorted by score.

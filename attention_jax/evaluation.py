@@ -283,7 +283,9 @@ def write_report(
     srcs = list(sources) if sources is not None else [None] * len(records.hypotheses)
 
     def examples(f):
-      for i, (src, hyp, ref) in enumerate(zip(srcs, records.hypotheses, records.references)):
+      for i, (src, hyp, ref) in enumerate(
+        zip(srcs, records.hypotheses, records.references, strict=True)
+      ):
         f.write(
           json.dumps(
             {
@@ -387,9 +389,9 @@ def format_report(rep: dict[str, Any]) -> str:
     lines.append(
       "  alignment_accuracy by decoder layer (head mean; heads): "
       + "; ".join(
-        f"layer {l + 1} {m:.3f} ({', '.join(f'{a:.2f}' for a in accs)})"
-        for l, (m, accs) in enumerate(
-          zip(heads["head_mean_alignment_accuracy"], heads["alignment_accuracy"])
+        f"layer {layer + 1} {m:.3f} ({', '.join(f'{a:.2f}' for a in accs)})"
+        for layer, (m, accs) in enumerate(
+          zip(heads["head_mean_alignment_accuracy"], heads["alignment_accuracy"], strict=True)
         )
       )
     )

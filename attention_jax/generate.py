@@ -69,7 +69,7 @@ def generate_text(
   run = workdir_lib.load(workdir)
   vocab = run.task.tgt_vocab
   ids = text_task.encode(vocab, prompt)
-  unknown = sorted({c for c, i in zip(prompt, ids) if i == UNK})
+  unknown = sorted({c for c, i in zip(prompt, ids, strict=True) if i == UNK})
   if unknown:
     logging.warning("prompt characters not in the vocabulary (read as <unk>): %r", "".join(unknown))
   sampler = make_sampler(

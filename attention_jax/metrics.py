@@ -6,6 +6,7 @@ Targets are right-padded with PAD (0); a position counts when ``target != PAD``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -265,7 +266,7 @@ def parse_bucket_edges(spec: str) -> list[int]:
     raise ValueError(
       f"length buckets {spec!r}: expected comma-separated integers like '10,20,30'"
     ) from None
-  if edges[0] < 1 or any(b <= a for a, b in zip(edges, edges[1:])):
+  if edges[0] < 1 or any(b <= a for a, b in itertools.pairwise(edges)):
     raise ValueError(f"length buckets {spec!r}: edges must be positive and strictly increasing")
   return edges
 

@@ -23,10 +23,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use
+import numpy as np  # noqa: E402 - after matplotlib.use
 
-from attention_jax import fileio  # noqa: E402
+from attention_jax import fileio  # noqa: E402 - after matplotlib.use
 
 
 def attention_figure(
@@ -130,7 +130,7 @@ def _length_axis(ax, x, rows, unit: str, title: str | None, legend: str) -> None
   ax.set_xlabel(f"source length ({unit})")
   ax.set_ylim(-2, 102)
   ax.grid(alpha=0.3)
-  for xi, r in zip(x, rows):
+  for xi, r in zip(x, rows, strict=True):
     ax.annotate(
       f"n={r['count']}",
       (xi, 0),

@@ -337,7 +337,7 @@ def probe_workdir(
   initial_rows, decoder_rows = [], []
   for phase in PHASES:
     fit = functools.partial(fit_probes, num_classes=classes, steps=steps)
-    feats = _batched(lambda s: initial_fn(params[phase], s), [batch["src"]], batch_size)
+    feats = _batched(functools.partial(initial_fn, params[phase]), [batch["src"]], batch_size)
     for name, z in feats.items():
       groups = []
       for g, L in enumerate(probed):
@@ -356,7 +356,7 @@ def probe_workdir(
       g = probed.index(L)
       rows = np.arange(row_of[g], row_of[g + 1])
       feats = _batched(
-        lambda s, t: decoder_fn(params[phase], s, t),
+        functools.partial(decoder_fn, params[phase]),
         [batch["src"][rows], batch["tgt_in"][rows, : L + 1]],
         batch_size,
       )
@@ -451,7 +451,10 @@ def _row(phase, name, L, i, j, acc, chance, group) -> dict[str, Any]:
 
 def _with_selectivity(rows: list[dict]) -> list[dict]:
   """One row per probe: trained accuracy, control accuracy, selectivity."""
-  key = lambda r: (r["state"], r["length"], r.get("step"), r["position"])
+
+  def key(r):
+    return (r["state"], r["length"], r.get("step"), r["position"])
+
   control = {key(r): r["accuracy"] for r in rows if r["phase"] == "control"}
   out = []
   for r in rows:
@@ -501,8 +504,8 @@ def format_summary(summary: dict[str, Any]) -> str:
   ]
   if summary["skipped_lengths"]:
     lines.append(
-      "  skipped (fewer than %d distinct sources): %s"
-      % (MIN_SOURCES, ", ".join(f"length {L} ({n})" for L, n in summary["skipped_lengths"].items()))
+      f"  skipped (fewer than {MIN_SOURCES} distinct sources): "
+      + ", ".join(f"length {L} ({n})" for L, n in summary["skipped_lengths"].items())
     )
   for name, by_len in summary["initial_state"].items():
     lines.append(
@@ -511,7 +514,10 @@ def format_summary(summary: dict[str, Any]) -> str:
     )
     for band in bands([r["length"] for r in by_len]):
       rs = [r for r in by_len if band[0] <= r["length"] <= band[1]]
-      mean = lambda k: float(np.mean([r[k] for r in rs]))
+
+      def mean(k, rs=rs):
+        return float(np.mean([r[k] for r in rs]))
+
       lines.append(
         f"    lengths {band[0]:>2}-{band[1]:<2}: {mean('accuracy'):.3f} / "
         f"{mean('control_accuracy'):.3f} / {mean('chance'):.3f}   "

@@ -309,7 +309,8 @@ EXECUTION_KEYS = ("rnn_hoist_input_projection", "rnn_unroll", "rnn_backward")
 def layer_options(model_config) -> dict:
   """``scan`` options from ``config.model`` (``rnn_hoist_input_projection``,
   ``rnn_unroll`` with 0 = auto, ``rnn_backward``)."""
-  hoist = dict(zip(HOIST_CHOICES, ("auto", True, False)))[model_config.rnn_hoist_input_projection]
+  hoist_modes = dict(zip(HOIST_CHOICES, ("auto", True, False), strict=True))
+  hoist = hoist_modes[model_config.rnn_hoist_input_projection]
   return {
     "hoist_input_projection": hoist,
     "unroll": model_config.rnn_unroll or "auto",
@@ -505,9 +506,12 @@ def _fused_scan(cell, xs_t, carry0, mask_t, *, reverse, hoist, unroll):
     d_W = jnp.einsum("tbi,tbg->ig", xs_t, d_xps)
     d_b = d_xps.sum(axis=(0, 1))
     d_xs = jnp.einsum("tbg,ig->tbi", d_xps, W)
-    d_kernels = tuple(jnp.einsum("tba,tbg->ag", a, dy) for a, dy in zip(operands, d_products))
+    d_kernels = tuple(
+      jnp.einsum("tba,tbg->ag", a, dy) for a, dy in zip(operands, d_products, strict=True)
+    )
     d_biases = tuple(
-      None if bias is None else dy.sum(axis=(0, 1)) for bias, dy in zip(biases, d_products)
+      None if bias is None else dy.sum(axis=(0, 1))
+      for bias, dy in zip(biases, d_products, strict=True)
     )
     grads = (d_xs, d_W, d_b, d_kernels, d_biases, d_carry0)
     # Cotangents in each primal's dtype (e.g. bf16 inputs, f32 weights).

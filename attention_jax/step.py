@@ -180,7 +180,10 @@ def make_train_step(graphdef, tx, schedule, config, objective):
       & jnp.isfinite(param_norm)
     )
     if skip:
-      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+      def keep(new, old):
+        return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
       params = keep(params, state.params)
       opt_state = keep(opt_state, state.opt_state)
     measurements = {
@@ -200,7 +203,10 @@ def make_train_step(graphdef, tx, schedule, config, objective):
 
 def _schedule_count(state: TrainState) -> jax.Array:
   """The optimizer's schedule step (``state.step`` unless steps were skipped)."""
-  is_sched = lambda x: isinstance(x, optax.ScaleByScheduleState)
+
+  def is_sched(x):
+    return isinstance(x, optax.ScaleByScheduleState)
+
   counts = [x.count for x in jax.tree.leaves(state.opt_state, is_leaf=is_sched) if is_sched(x)]
   return counts[0] if counts else state.step
 

@@ -361,7 +361,7 @@ def _close_quietly(writer, ckpt) -> None:
       continue
     try:
       thing.close()
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - must not mask the error being handled
       logging.warning("while closing after an error: %s: %s", type(e).__name__, e)
 
 

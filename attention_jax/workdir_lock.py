@@ -24,10 +24,9 @@ import time
 
 from absl import logging
 
+from attention_jax.errors import WorkdirLockedError
+
 LOCK_NAME = "run.lock"
-
-
-from attention_jax.errors import WorkdirLockedError  # noqa: E402  (the leaf)
 
 
 def _read_holder(fd: int) -> dict:

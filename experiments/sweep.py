@@ -176,7 +176,9 @@ def main(argv):
       )
   from attention_jax.sweeps import runner, slurm, status
 
-  out = lambda s: print(s, flush=True)  # noqa: E731
+  def out(s):
+    print(s, flush=True)
+
   statuses = None
   try:
     with cli.errors_as_one_line():

@@ -65,7 +65,7 @@ def main(argv):
     try:
       with open(_FILE.value, encoding="utf-8", newline="") as f:
         lines = f.read().split("\n")  # line ends: \n only, as the data reader
-      texts += [l[:-1] if l.endswith("\r") else l for l in lines if l.strip()]
+      texts += [line[:-1] if line.endswith("\r") else line for line in lines if line.strip()]
     except (OSError, UnicodeDecodeError) as e:
       cli.fail(f"--file {_FILE.value}: {e.__class__.__name__}: {e}")
   if not texts:
@@ -85,7 +85,7 @@ def main(argv):
     print(r["text"])
   report_inputs(results, hasattr(run.task, "unknown"))
   if _PLOT.value:
-    for r, path in zip(results, plot_paths(_PLOT.value, len(results))):
+    for r, path in zip(results, plot_paths(_PLOT.value, len(results)), strict=True):
       plots.save_attention_heatmap(
         path,
         r["attention"],

@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from attention_jax.testing import tiny_config  # noqa: F401  (tests import it from here)
+from attention_jax.testing import tiny_config  # noqa: F401 - tests import it from here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -35,7 +35,7 @@ def data_parallel(out_dir: str) -> None:
     )
     workdir = os.path.join(out_dir, f"dev{n}")
     train.train_and_evaluate(config, workdir)
-    rows = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
     result[n] = {"losses": [r["loss"] for r in rows if r["split"] == "train"]}
   # Restore the 8-device checkpoint onto meshes of 1 and 2 devices.
   config = tiny_config(**{"train.steps": 6})
@@ -52,7 +52,7 @@ def data_parallel(out_dir: str) -> None:
     assert devs == {n}, (n, devs)
     if saved is None:
       saved = leaves
-    for a, b in zip(saved, leaves):
+    for a, b in zip(saved, leaves, strict=True):
       np.testing.assert_array_equal(a, b)
     result[f"restored_on_{n}"] = True
   json.dump(result, open(os.path.join(out_dir, "dp.json"), "w"))

@@ -70,7 +70,9 @@ def test_tiny_point_report(tiny_point):
     if name == "positions":  # gpt, decoder-only, on reverse: where it falls
       assert "## sequence accuracy by length: where each falls below half" in report
       table = report.split("where each falls below half")[1]
-      row = next(l for l in table.splitlines() if l.startswith("| name=gpt position=alibi |"))
+      row = next(
+        line for line in table.splitlines() if line.startswith("| name=gpt position=alibi |")
+      )
       cells = [c.strip() for c in row.strip("|").split("|")]
       assert len(cells) == 1 + 8 + 1  # point, 8 lengths, where
       assert cells[-1] == "never (≤ 8)" or 2 <= int(cells[-1]) <= 8
@@ -123,7 +125,7 @@ def test_length_stats_statement():
 
   rows = [
     {"length": L, "acc": a}
-    for L, a in zip(range(1, 11), [1, 1, 0.9, 0.8, 0.6, 0.45, 0.3, 0.2, 0, 0])
+    for L, a in zip(range(1, 11), [1, 1, 0.9, 0.8, 0.6, 0.45, 0.3, 0.2, 0, 0], strict=True)
   ]
   st = sweep_plots.length_stats(rows, "acc", 1, 8)
   assert st["short"] == pytest.approx(1.0)  # lengths 1-2 (20% of 8, rounded)

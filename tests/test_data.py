@@ -64,7 +64,7 @@ def test_synthetic_deterministic_and_lengths(name):
 def test_reverse_copy_sort_properties():
   for name, fn in (("reverse", lambda s: s[::-1]), ("copy", lambda s: s), ("sort", sorted)):
     batch = _task(name).train_batch(0)
-    for s, t in zip(batch["src"], batch["tgt_out"]):
+    for s, t in zip(batch["src"], batch["tgt_out"], strict=True):
       assert _content(t) == list(fn(_content(s)))
   sorted_ = _task("sort").eval_set()
   assert any(_content(s) != sorted(_content(s)) for s in sorted_["src"])
@@ -73,7 +73,7 @@ def test_reverse_copy_sort_properties():
 def test_addition_is_correct():
   task = _task("addition", **{"data.train_min_length": 1, "data.train_max_length": 4})
   batch = task.train_batch(0)
-  for s, t in zip(batch["src"], batch["tgt_out"]):
+  for s, t in zip(batch["src"], batch["tgt_out"], strict=True):
     a, b = task.detokenize(s, "src").split("+")
     assert int(task.detokenize(t)) == int(a) + int(b)
     assert a == str(int(a)) and b == str(int(b))  # no leading zeros
@@ -84,7 +84,7 @@ def test_addition_is_correct():
 def test_reorder_alignment_is_a_permutation_of_content_words():
   lex = reorder.Lexicon.build(12)
   rng = np.random.default_rng(0)
-  en_forms, de_forms = {}, {}
+  en_forms = {}
   moved = 0
   for _ in range(200):
     p = reorder.generate(rng, lex, depth=2, clauses=2, min_length=6, max_length=40)
@@ -238,7 +238,7 @@ def test_files_task_batches_and_references(tmp_path):
     assert b["src"].shape[0] == 4
     widths.add(b["src"].shape[1])
     assert b["tgt_in"].shape[1] == b["src"].shape[1] + 1
-    for s, t in zip(b["src"], b["tgt_out"]):
+    for s, t in zip(b["src"], b["tgt_out"], strict=True):
       pair = (task.detokenize(s, "src"), task.detokenize(t))
       assert pair in PAIRS
   assert widths == {2, 8}
@@ -511,9 +511,10 @@ def test_buckets_cover_every_example_each_epoch():
 
 def test_resume_mid_epoch_equals_uninterrupted():
   src, tgt = _lengths_data()
-  make = lambda: batching.IndexedIterator(
-    batching.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch
-  )
+
+  def make():
+    return batching.IndexedIterator(batching.BucketedBatches(src, tgt, 4, (6, 12), seed=5).batch)
+
   full = make()
   want = [next(full) for _ in range(20)]  # several epochs (7 batches each)
   first = make()
@@ -574,7 +575,7 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
   shutil.rmtree(data_dir)
   run = workdir_lib.load(workdir)
 
-  model, _ = run.model, run.config
+  assert run.model is not None  # rebuilt without the data directory
   assert len(run.task.src_vocab) == len(Vocabulary.load(os.path.join(workdir, "vocab_src.txt")))
   ids = run.task.encode("the dog saw the cat .")
   assert run.task.detokenize(ids, "src") == "the dog saw the cat ."

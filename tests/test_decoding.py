@@ -251,7 +251,7 @@ def test_transformer_decode_is_capped_at_its_cache_never_clamped(caplog, monkeyp
   naming the key) and the output equals that of a model with a larger cache
   up to the cap; without the cap the cache write would clamp and corrupt it."""
   small, big = _transformer(6), _transformer(64)
-  for a, b in zip(jax.tree.leaves(nnx.state(small)), jax.tree.leaves(nnx.state(big))):
+  for a, b in zip(jax.tree.leaves(nnx.state(small)), jax.tree.leaves(nnx.state(big)), strict=True):
     np.testing.assert_array_equal(a, b)  # positions are sinusoids: same weights
   caplog.set_level("WARNING")
   g_small = _jit_search(decoding.greedy_search, small, max_length=20)

@@ -37,27 +37,33 @@ def _qkv(B=2, T=128, N=4, h=64, dtype=jnp.bfloat16, seed=0):
 def test_auto_attention_is_cudnn_in_bf16_and_matches_xla():
   q, k, v = _qkv()
   attention.last_path.clear()
-  f = lambda impl: jax.jit(
-    lambda q, k, v: attention.scaled_dot_product_attention(
-      q, k, v, is_causal=True, implementation=impl
+
+  def f(impl):
+    return jax.jit(
+      lambda q, k, v: attention.scaled_dot_product_attention(
+        q, k, v, is_causal=True, implementation=impl
+      )
     )
-  )
+
   out = f("auto")(q, k, v)
   assert attention.last_path["used"] == "cudnn", attention.last_path
   ref = f("xla")(q, k, v)
   np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref, np.float32), atol=2e-2)
-  loss = lambda impl: jax.jit(
-    jax.grad(
-      lambda q, k, v: (
-        attention.scaled_dot_product_attention(q, k, v, is_causal=True, implementation=impl).astype(
-          jnp.float32
-        )
-        ** 2
-      ).sum(),
-      argnums=(0, 1, 2),
+
+  def loss(impl):
+    return jax.jit(
+      jax.grad(
+        lambda q, k, v: (
+          attention.scaled_dot_product_attention(
+            q, k, v, is_causal=True, implementation=impl
+          ).astype(jnp.float32)
+          ** 2
+        ).sum(),
+        argnums=(0, 1, 2),
+      )
     )
-  )
-  for a, b in zip(loss("auto")(q, k, v), loss("xla")(q, k, v)):
+
+  for a, b in zip(loss("auto")(q, k, v), loss("xla")(q, k, v), strict=True):
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     assert np.abs(a - b).max() <= 3e-2 * np.abs(b).max()
 
@@ -118,7 +124,7 @@ def test_rnn_fused_backward_equals_autodiff_on_gpu(kind):
 
   ref = grads("autodiff", False, 1)
   for options in (("fused", True, 8), ("fused", False, 1), ("autodiff", True, 8)):
-    for a, b in zip(jax.tree.leaves(grads(*options)), jax.tree.leaves(ref)):
+    for a, b in zip(jax.tree.leaves(grads(*options)), jax.tree.leaves(ref), strict=True):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-3, atol=2e-5)
 
 

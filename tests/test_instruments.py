@@ -72,7 +72,10 @@ def test_probe_sources_are_distinct_held_out_and_deterministic_by_seed():
     assert len(pairs) == 30 and all(len(s) == L for s, _ in pairs)
     assert len({tuple(s) for s, _ in pairs}) == 30  # distinct
     assert all(t == s[::-1] for s, t in pairs)  # reverse
-  draw = lambda split: {tuple(s) for s, _ in task.examples(split, np.random.default_rng(3), 500)}
+
+  def draw(split):
+    return {tuple(s) for s, _ in task.examples(split, np.random.default_rng(3), 500)}
+
   test_set, train_set = draw("test"), draw("train")
   drawn = {tuple(s) for pairs in a.values() for s, _ in pairs}
   assert not drawn & train_set and drawn & test_set

@@ -119,7 +119,10 @@ def test_evaluation_padding_rows_count_nothing():
   data = task.eval_set("eval")
   data = {k: v[:50] for k, v in data.items()}  # 50 = 32 + 18 (padded)
   objective = objectives.get("regression")
-  predict_one = lambda inputs: jnp.ones(inputs.shape[0])
+
+  def predict_one(inputs):
+    return jnp.ones(inputs.shape[0])
+
   step = jax.jit(lambda params, batch: objective.eval_batch(predict_one, batch))
   m = step_lib.evaluate(step, objective, None, data, 32)
   expected = float(np.mean((data["target"].astype(np.float64) - 1.0) ** 2))
@@ -240,7 +243,7 @@ def test_jacobian_sigma_equals_unrolled_jacobian():
       for s in range(t + 1):
         carry = cell.step(carry, cell.input_projection(x[b : b + 1, s]))
 
-      def h_final(h_t):
+      def h_final(h_t, carry=carry, t=t, b=b):
         c = (carry[0], h_t)
         for s in range(t + 1, 8):
           c = cell.step(c, cell.input_projection(x[b : b + 1, s]))

@@ -179,7 +179,9 @@ def test_evaluate_and_translate_command_lines(workdir, tmp_path):
   p = _cli("translate", "--workdir", d, "--text", "4 5 3", "--text", "1 2", "--beam", "2")
   assert p.returncode == 0, p.stderr
   lines = p.stdout.strip().splitlines()
-  assert len(lines) == 2 and all(set(l.split()) <= set("0123456789") or l == "" for l in lines)
+  assert len(lines) == 2 and all(
+    set(line.split()) <= set("0123456789") or line == "" for line in lines
+  )
   run = workdir_lib.load(d)
 
   model, config = run.model, run.config

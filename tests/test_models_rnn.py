@@ -49,8 +49,8 @@ def _both_paths(model, src, tgt_in):
   state = model.init_decode_state(memory)
   step_logits, step_att = [], []
   for t in range(tgt_in.shape[1]):
-    l, state, a = model.decode_step(memory, state, tgt_in[:, t])
-    step_logits.append(l)
+    step_logit, state, a = model.decode_step(memory, state, tgt_in[:, t])
+    step_logits.append(step_logit)
     step_att.append(a)
   step_att = None if step_att[0] is None else jnp.stack(step_att, 1)
   return logits, aux.get("attention"), jnp.stack(step_logits, 1), step_att
@@ -193,7 +193,7 @@ def test_rnn_execution_keys_reach_the_scans(name):
     )
     graphdef, params = nnx.split(model)
 
-    def loss(p):
+    def loss(p, graphdef=graphdef):
       logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
       return jnp.mean(logits**2)
 
@@ -203,7 +203,7 @@ def test_rnn_execution_keys_reach_the_scans(name):
     results[backward] = jax.jit(jax.value_and_grad(loss))(params)
   (l_f, g_f), (l_a, g_a) = results["fused"], results["autodiff"]
   np.testing.assert_allclose(l_f, l_a, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_a)):
+  for a, b in zip(jax.tree.leaves(g_f), jax.tree.leaves(g_a), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -244,7 +244,7 @@ def test_attention_decoders_take_the_rnn_execution_keys(case, feature_widths):
     )
     graphdef, params = nnx.split(model)
 
-    def loss(p):
+    def loss(p, graphdef=graphdef):
       logits, _ = nnx.merge(graphdef, p)(SRC, TGT_IN)
       return jnp.mean(logits**2)
 
@@ -256,5 +256,5 @@ def test_attention_decoders_take_the_rnn_execution_keys(case, feature_widths):
     results[hoist] = jax.jit(jax.value_and_grad(loss))(params)
   (l_h, g_h), (l_p, g_p) = results["true"], results["false"]
   np.testing.assert_allclose(l_h, l_p, rtol=1e-6)
-  for a, b in zip(jax.tree.leaves(g_h), jax.tree.leaves(g_p)):
+  for a, b in zip(jax.tree.leaves(g_h), jax.tree.leaves(g_p), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -127,6 +127,11 @@ def test_dot_parser_reads_hlo_dumps_as_well():
   assert precision.dot_operand_dtypes(mlir) == [("bf16", "f32")]
 
 
+def _jit_logits(graphdef, config, src, tgt):
+  """The logits as a jitted function of the parameters, in ``config``'s dtype."""
+  return jax.jit(lambda p: step_lib.merge_for_compute(graphdef, p, config)(src, tgt)[0])
+
+
 def test_bf16_forward_is_close_to_float32(text_file):
   """Same parameters, computed in bf16 and float32: logits agree to bf16
   rounding (a wrong cast — e.g. positions dropped — would not)."""
@@ -139,9 +144,7 @@ def test_bf16_forward_is_close_to_float32(text_file):
     out = {}
     for dtype in ("float32", "bfloat16"):
       config.train.compute_dtype = dtype
-      logits = jax.jit(lambda p, c=config: step_lib.merge_for_compute(graphdef, p, c)(src, tgt)[0])(
-        params
-      )
+      logits = _jit_logits(graphdef, config, src, tgt)(params)
       assert logits.dtype == jnp.dtype(dtype)
       out[dtype] = np.asarray(logits, np.float32)
     scale = np.abs(out["float32"]).max()
@@ -168,7 +171,10 @@ def test_auto_attention_picks_cudnn_for_a_bf16_model_on_a_gpu(monkeypatch, text_
   graphdef, params = nnx.split(models.build_model(config, 9, 9))
   src = jnp.array([[4, 5, 6, 0]])
   tgt = jnp.array([[1, 6, 5, 4]])
-  forward = lambda p, c: step_lib.merge_for_compute(graphdef, p, c)(src, tgt)
+
+  def forward(p, c):
+    return step_lib.merge_for_compute(graphdef, p, c)(src, tgt)
+
   jax.eval_shape(lambda p: forward(p, config), params)
   # encoder self, decoder self; cross-attention returns weights -> einsum
   assert calls and all(c == ("cudnn", jnp.bfloat16, jnp.bfloat16) for c in calls), calls
@@ -215,7 +221,9 @@ def test_embedding_gradient_accumulates_in_float32():
   for dtype in (jnp.bfloat16, jnp.float32):
     table = jnp.ones((5, 4), dtype)
     grad = jax.jit(
-      jax.grad(lambda t: (take_rows(t, ids) * g.astype(dtype)).astype(jnp.float32).sum())
+      jax.grad(
+        lambda t, dtype=dtype: (take_rows(t, ids) * g.astype(dtype)).astype(jnp.float32).sum()
+      )
     )(table)
     assert grad.dtype == dtype
     np.testing.assert_allclose(

@@ -121,7 +121,7 @@ def assert_same_state(a, b):
   """Step, parameters, optimizer state and RNG equal bit for bit."""
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(la) == len(lb) > 0
-  for x, y in zip(la, lb):
+  for x, y in zip(la, lb, strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
@@ -444,9 +444,10 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_pat
 def test_skip_nonfinite_step_keeps_state():
   config = tiny(**{"train.skip_nonfinite": True, "train.warmup_steps": 0})
   run = workdir_lib.build_run(config)
-  make = lambda objective: jax.jit(
-    step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, objective)
-  )
+
+  def make(objective):
+    return jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, objective))
+
   step = faults.Faults(nonfinite_steps=((1, 1),)).wrap_train_step(make, run.objective)
   it = run.task.train_iterator()
   s1, m1 = step(run.state, next(it))
@@ -459,7 +460,7 @@ def test_skip_nonfinite_step_keeps_state():
   assert float(m2["learning_rate"]) == float(run.schedule(0)) != float(run.schedule(1))
   changed = [
     not np.array_equal(np.asarray(a), np.asarray(b))
-    for a, b in zip(jax.tree.leaves(s2.params), jax.tree.leaves(s1.params))
+    for a, b in zip(jax.tree.leaves(s2.params), jax.tree.leaves(s1.params), strict=True)
   ]
   assert sum(changed) >= len(changed) // 2  # a finite step updates
 

@@ -13,7 +13,7 @@ from flax import nnx
 
 from attention_jax import rnn
 
-B, T, I, H = 3, 7, 4, 5
+B, T, IN, H = 3, 7, 4, 5
 LENGTHS = np.array([7, 4, 1])
 CELL_CASES = [
   ("elman", {}),
@@ -25,7 +25,7 @@ CELL_CASES = [
 CASE_IDS = ["elman", "irnn", "gru_cho", "gru_reset_after", "lstm"]
 
 
-def _inputs(seed=0, shape=(B, T, I)):
+def _inputs(seed=0, shape=(B, T, IN)):
   return jax.random.normal(jax.random.key(seed), shape)
 
 
@@ -33,7 +33,7 @@ def _mask(lengths=LENGTHS, T=T):
   return jnp.arange(T)[None, :] < jnp.asarray(lengths)[:, None]
 
 
-def _cell(kind, options, seed=0, in_features=I):
+def _cell(kind, options, seed=0, in_features=IN):
   """A cell with every parameter random (biases too), so copies are tested."""
   cell = rnn.make_cell(kind, in_features, H, rngs=nnx.Rngs(seed), **options)
   key = jax.random.key(100 + seed)
@@ -48,7 +48,9 @@ def _cell(kind, options, seed=0, in_features=I):
 def _random_carry(cell, seed=1):
   c = cell.initialize_carry((B,))
   keys = jax.random.split(jax.random.key(seed), len(jax.tree.leaves(c)))
-  leaves = [jax.random.normal(k, l.shape) for k, l in zip(keys, jax.tree.leaves(c))]
+  leaves = [
+    jax.random.normal(k, leaf.shape) for k, leaf in zip(keys, jax.tree.leaves(c), strict=True)
+  ]
   return jax.tree.unflatten(jax.tree.structure(c), leaves)
 
 
@@ -69,7 +71,7 @@ def _compare_with_flax(ours, theirs, carry):
   c1, y1 = _run_cell(ours, carry, xs)
   c2, y2 = _run_cell(theirs, carry, xs)
   np.testing.assert_allclose(y1, y2, atol=1e-5, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(c2)):
+  for a, b in zip(jax.tree.leaves(c1), jax.tree.leaves(c2), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
 
 
@@ -77,7 +79,7 @@ def _compare_with_flax(ours, theirs, carry):
 def test_elman_matches_flax_simple_cell(activation):
   ours = _cell("elman", {"activation": activation})
   theirs = nnx.SimpleCell(
-    I, H, rngs=nnx.Rngs(9), activation_fn={"tanh": jnp.tanh, "relu": nnx.relu}[activation]
+    IN, H, rngs=nnx.Rngs(9), activation_fn={"tanh": jnp.tanh, "relu": nnx.relu}[activation]
   )
   theirs.dense_i.kernel[...] = ours.input_kernel[...]
   theirs.dense_i.bias[...] = ours.input_bias[...]
@@ -89,7 +91,7 @@ def test_gru_reset_after_matches_flax_gru_cell():
   ours = _cell("gru", {"reset_after": True})
   b_rec = ours.recurrent_bias[...]
   ours.recurrent_bias[...] = b_rec.at[2 * H :].set(0.0)  # flax has no b_hn
-  theirs = nnx.GRUCell(I, H, rngs=nnx.Rngs(9))
+  theirs = nnx.GRUCell(IN, H, rngs=nnx.Rngs(9))
   theirs.dense_i.kernel[...] = ours.input_kernel[...]
   # flax's input bias holds b_ir + b_hr and b_iz + b_hz (they only add).
   theirs.dense_i.bias[...] = ours.input_bias[...] + ours.recurrent_bias[...]
@@ -101,7 +103,7 @@ def test_gru_reset_after_matches_flax_gru_cell():
 def test_lstm_matches_flax(flax_cell):
   ours = _cell("lstm", {"forget_bias": 1.0})
   Wi, b, Wh = (ours.input_kernel[...], ours.input_bias[...], ours.recurrent_kernel[...])
-  theirs = getattr(nnx, flax_cell)(I, H, rngs=nnx.Rngs(9))
+  theirs = getattr(nnx, flax_cell)(IN, H, rngs=nnx.Rngs(9))
   if flax_cell == "OptimizedLSTMCell":
     theirs.dense_i.kernel[...] = Wi
     theirs.dense_h.kernel[...] = Wh
@@ -116,26 +118,26 @@ def test_lstm_matches_flax(flax_cell):
 
 
 def test_lstm_forget_bias_and_elman_inits():
-  lstm = rnn.LSTMCell(I, H, forget_bias=2.5, rngs=nnx.Rngs(0))
+  lstm = rnn.LSTMCell(IN, H, forget_bias=2.5, rngs=nnx.Rngs(0))
   b = np.asarray(lstm.input_bias[...])
   assert np.all(b[H : 2 * H] == 2.5) and np.all(np.delete(b, np.s_[H : 2 * H]) == 0)
-  assert np.all(rnn.LSTMCell(I, H, rngs=nnx.Rngs(0)).input_bias[...][H : 2 * H] == 1.0)
+  assert np.all(rnn.LSTMCell(IN, H, rngs=nnx.Rngs(0)).input_bias[...][H : 2 * H] == 1.0)
   U = np.asarray(
-    rnn.ElmanCell(I, H, recurrent_init="orthogonal", rngs=nnx.Rngs(0)).recurrent_kernel[...]
+    rnn.ElmanCell(IN, H, recurrent_init="orthogonal", rngs=nnx.Rngs(0)).recurrent_kernel[...]
   )
   np.testing.assert_allclose(U.T @ U, np.eye(H), atol=1e-5)
-  U = rnn.ElmanCell(I, H, recurrent_init="identity", rngs=nnx.Rngs(0))
+  U = rnn.ElmanCell(IN, H, recurrent_init="identity", rngs=nnx.Rngs(0))
   np.testing.assert_array_equal(U.recurrent_kernel[...], np.eye(H))
   U = np.asarray(
-    rnn.ElmanCell(I, H, recurrent_init="uniform", rngs=nnx.Rngs(0)).recurrent_kernel[...]
+    rnn.ElmanCell(IN, H, recurrent_init="uniform", rngs=nnx.Rngs(0)).recurrent_kernel[...]
   )
   assert np.abs(U).max() <= 1 / np.sqrt(H) and np.abs(U).max() > 0.5 / np.sqrt(H)
   with pytest.raises(ValueError, match="recurrent_init 'xavier'"):
-    rnn.ElmanCell(I, H, recurrent_init="xavier", rngs=nnx.Rngs(0))
+    rnn.ElmanCell(IN, H, recurrent_init="xavier", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="activation 'sigmoid'"):
-    rnn.ElmanCell(I, H, activation="sigmoid", rngs=nnx.Rngs(0))
+    rnn.ElmanCell(IN, H, activation="sigmoid", rngs=nnx.Rngs(0))
   with pytest.raises(ValueError, match="unknown cell 'rnn'"):
-    rnn.make_cell("rnn", I, H, rngs=nnx.Rngs(0))
+    rnn.make_cell("rnn", IN, H, rngs=nnx.Rngs(0))
 
 
 def test_gru_cho_form_matches_numpy_equations():
@@ -147,7 +149,10 @@ def test_gru_cho_form_matches_numpy_equations():
   W_r, W_z, W = Wi[:, :H], Wi[:, H : 2 * H], Wi[:, 2 * H :]
   b_r, b_z, b = bi[:H], bi[H : 2 * H], bi[2 * H :]
   U_r, U_z, U_n = U[:, :H], U[:, H : 2 * H], U[:, 2 * H :]
-  sigmoid = lambda v: 1.0 / (1.0 + np.exp(-v))
+
+  def sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
   xs = np.asarray(_inputs(3), np.float64)
   h = np.asarray(_random_carry(ours), np.float64)
   carry = jnp.asarray(h, jnp.float32)
@@ -194,7 +199,7 @@ def test_scan_equals_python_loop(kind, options, opts):
   want_c, want_y = _run_cell(cell, carry0, xs)
   got_c, got_y = rnn.scan(cell, xs, carry0, **scan_opts)
   np.testing.assert_allclose(got_y, want_y, atol=1e-5, rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(got_c), jax.tree.leaves(want_c)):
+  for a, b in zip(jax.tree.leaves(got_c), jax.tree.leaves(want_c), strict=True):
     np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
   # reverse: the loop over the time-reversed input, outputs back in order
   want_c, want_y = _run_cell(cell, carry0, xs[:, ::-1])
@@ -255,7 +260,7 @@ def test_stack_scan_is_layer_by_layer_with_dropout_between_only():
   from attention_jax.models import seq2seq
 
   cells = [
-    rnn.make_cell("lstm", I, H, rngs=nnx.Rngs(0)),
+    rnn.make_cell("lstm", IN, H, rngs=nnx.Rngs(0)),
     rnn.make_cell("lstm", H, H, rngs=nnx.Rngs(1)),
   ]
   xs, mask = _inputs(), _mask()
@@ -263,7 +268,7 @@ def test_stack_scan_is_layer_by_layer_with_dropout_between_only():
   c1, y1 = rnn.scan(cells[0], xs, None, mask)
   c2, y2 = rnn.scan(cells[1], y1, None, mask)
   np.testing.assert_allclose(ys, y2, atol=1e-6)
-  for got, want in zip(jax.tree.leaves(finals), jax.tree.leaves([c1, c2])):
+  for got, want in zip(jax.tree.leaves(finals), jax.tree.leaves([c1, c2]), strict=True):
     np.testing.assert_allclose(got, want, atol=1e-6)
   _, dropped = seq2seq.stack_scan(cells, xs, mask, dropout_rate=0.5, rng=jax.random.key(0))
   assert not np.allclose(dropped, ys)
@@ -312,7 +317,7 @@ def _loss_fn(cell, reverse, masked, backward, hoist=False):
       c, xs, carry0, mask, reverse=reverse, backward=backward, hoist_input_projection=hoist
     )
     return jnp.sum(weights.astype(ys.dtype) * ys**2) + sum(
-      jnp.sum(jnp.sin(l)) for l in jax.tree.leaves(final)
+      jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(final)
     )
 
   return loss, params
@@ -330,7 +335,7 @@ def test_fused_backward_equals_autodiff(kind, options):
     flat_a = jax.tree.leaves(grads["autodiff"])
     flat_f = jax.tree.leaves(grads["fused"])
     assert len(flat_a) == len(flat_f) >= 5
-    for a, f in zip(flat_a, flat_f):
+    for a, f in zip(flat_a, flat_f, strict=True):
       assert np.abs(a).max() > 0
       np.testing.assert_allclose(f, a, atol=1e-5, rtol=1e-5)
 
@@ -342,7 +347,10 @@ def test_fused_backward_matches_finite_differences_float64(kind, options):
   with jax.enable_x64(True):
     cell = _cell(kind, options)
     loss, params = _loss_fn(cell, reverse=False, masked=True, backward="fused")
-    to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
+
+    def to64(t):
+      return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
+
     params, xs = to64(params), to64(_inputs())
     carry0 = to64(_random_carry(cell))
     args = (params, xs, carry0)
@@ -350,14 +358,16 @@ def test_fused_backward_matches_finite_differences_float64(kind, options):
     leaves, treedef = jax.tree.flatten(args)
     keys = jax.random.split(jax.random.key(7), len(leaves))
     direction = jax.tree.unflatten(
-      treedef, [jax.random.normal(k, l.shape, jnp.float64) for k, l in zip(keys, leaves)]
+      treedef,
+      [jax.random.normal(k, leaf.shape, jnp.float64) for k, leaf in zip(keys, leaves, strict=True)],
     )
     eps = 1e-6
     plus = jax.tree.map(lambda a, d: a + eps * d, args, direction)
     minus = jax.tree.map(lambda a, d: a - eps * d, args, direction)
     numeric = (loss(*plus) - loss(*minus)) / (2 * eps)
     analytic = sum(
-      jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction))
+      jnp.vdot(g, d)
+      for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
     )
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
     assert abs(float(numeric)) > 1e-3

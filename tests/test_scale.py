@@ -48,7 +48,9 @@ def test_data_parallel_8_devices_matches_1_and_restores_anywhere(tmp_path):
     ckpt = Checkpointer(str(tmp_path / f"dev{n}" / "checkpoints"))
     states.append(ckpt.restore(run.state)[0])
     ckpt.close()
-  for a, b in zip(jax.tree.leaves(states[0].params), jax.tree.leaves(states[1].params)):
+  for a, b in zip(
+    jax.tree.leaves(states[0].params), jax.tree.leaves(states[1].params), strict=True
+  ):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
 
 
@@ -181,19 +183,24 @@ def test_two_processes_run_evaluate_checkpoint_and_resume_like_one(launch, tmp_p
   rows_one, rows_two = _rows(ref), _rows(two)
   assert [(r["step"], r["split"]) for r in rows_two] == [(r["step"], r["split"]) for r in rows_one]
   assert {r["split"] for r in rows_one} == {"train", "eval"}
-  for a, b in zip(rows_one, rows_two):
+  for a, b in zip(rows_one, rows_two, strict=True):
     assert a.keys() == b.keys()
     for k in a:
       want = a[k] if isinstance(a[k], str) else pytest.approx(a[k], rel=1e-5, abs=1e-6)
       assert b[k] == want, (a["step"], k)
-  for a, b in zip(_params(ref), _params(two)):
+  for a, b in zip(_params(ref), _params(two), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_num_devices_takes_the_same_number_from_every_process():
-  dev = lambda p, i: SimpleNamespace(process_index=p, id=10 * p + i)
+  def dev(p, i):
+    return SimpleNamespace(process_index=p, id=10 * p + i)
+
   devices = [dev(p, i) for p in range(2) for i in range(4)]
-  ids = lambda ds: [d.id for d in ds]
+
+  def ids(ds):
+    return [d.id for d in ds]
+
   assert ids(sharding.pick_devices(devices)) == [0, 1, 2, 3, 10, 11, 12, 13]
   assert ids(sharding.pick_devices(devices, 4)) == [0, 1, 10, 11]
   assert ids(sharding.pick_devices(devices, 2)) == [0, 10]

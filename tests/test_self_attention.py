@@ -145,14 +145,21 @@ def test_hand_written_backward_matches_autodiff():
     attention.causal_mask(6, 6), attention.padding_mask(None, _key_padding([6, 4], 6))
   )
   cot = jax.random.normal(jax.random.PRNGKey(9), q.shape)
-  fast = lambda q, k, v: (
-    attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=False)[0] * cot
-  ).sum()
-  ref = lambda q, k, v: (
-    attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=True)[0] * cot
-  ).sum()
+
+  def fast(q, k, v):
+    return (
+      attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=False)[0] * cot
+    ).sum()
+
+  def ref(q, k, v):
+    return (
+      attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=True)[0] * cot
+    ).sum()
+
   np.testing.assert_allclose(fast(q, k, v), ref(q, k, v), rtol=1e-6)
-  for a, b in zip(jax.grad(fast, (0, 1, 2))(q, k, v), jax.grad(ref, (0, 1, 2))(q, k, v)):
+  for a, b in zip(
+    jax.grad(fast, (0, 1, 2))(q, k, v), jax.grad(ref, (0, 1, 2))(q, k, v), strict=True
+  ):
     np.testing.assert_allclose(a, b, atol=1e-5)
   # and by finite differences along a random direction
   d = [jax.random.normal(jax.random.PRNGKey(i), q.shape) for i in range(3)]
@@ -160,5 +167,5 @@ def test_hand_written_backward_matches_autodiff():
   g = jax.grad(fast, (0, 1, 2))(q, k, v)
   plus = fast(q + eps * d[0], k + eps * d[1], v + eps * d[2])
   minus = fast(q - eps * d[0], k - eps * d[1], v - eps * d[2])
-  directional = sum(float((gi * di).sum()) for gi, di in zip(g, d))
+  directional = sum(float((gi * di).sum()) for gi, di in zip(g, d, strict=True))
   assert abs((plus - minus) / (2 * eps) - directional) < 1e-2 * max(1, abs(directional))

@@ -184,7 +184,7 @@ def test_killed_point_is_resubmitted_and_finishes_equal(preempted, local_sweep):
   assert _log(b).count("$ ") == 2
   ours, theirs = _metrics(b), _metrics(os.path.join(local_sweep[1], "hidden_size=12"))
   assert [m["step"] for m in ours] == [m["step"] for m in theirs]
-  for m, n in zip(ours, theirs):
+  for m, n in zip(ours, theirs, strict=True):
     _assert_close(m, n)
 
 
@@ -333,10 +333,13 @@ FAKE_SLURM = {
                  echo "Submitted batch job $n" """,
   "srun": "exit 0",
   "sacct": """echo "$@" >> "$FAKE_SLURM/sacct_calls.txt"
-                [ -f "$FAKE_SLURM/sacct_down" ] && { echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1; }
+                [ -f "$FAKE_SLURM/sacct_down" ] && {
+                  echo "sacct: error: Problem talking to the database: Connection refused" >&2
+                  exit 1; }
                 cat "$FAKE_SLURM/sacct.txt" 2>/dev/null; true""",
   "squeue": 'cat "$FAKE_SLURM/squeue.txt" 2>/dev/null; true',
-  "scancel": """[ -f "$FAKE_SLURM/scancel_error" ] && { cat "$FAKE_SLURM/scancel_error" >&2; exit 1; }
+  "scancel": """[ -f "$FAKE_SLURM/scancel_error" ] && {
+                  cat "$FAKE_SLURM/scancel_error" >&2; exit 1; }
                   echo "$@" >> "$FAKE_SLURM/scancel.txt" """,
 }
 

@@ -113,7 +113,10 @@ def test_report_tables_name_the_panel_of_each_point(tmp_path):
     {"series": ("model.position",), "panels": "data.task", "table_lengths": (2,)},
     "t",
   )
-  rows = lambda acc: [{"length": L, "examples": 4, "sequence_accuracy": acc(L)} for L in (1, 2, 3)]
+
+  def rows(acc):
+    return [{"length": L, "examples": 4, "sequence_accuracy": acc(L)} for L in (1, 2, 3)]
+
   tables = {
     "by_length": {"reverse": rows(lambda L: 1.0), "copy": rows(lambda L: 1.0 if L < 3 else 0.0)}
   }

@@ -68,7 +68,8 @@ def test_workdir_layout_and_rebuild(full_run):
     assert json.load(f) == config.to_dict()
   run = workdir_lib.load(workdir)
 
-  model, loaded_config = run.model, run.config
+  assert isinstance(run.model, nnx.Module)  # rebuilt from the workdir alone
+  loaded_config = run.config
   assert loaded_config.to_dict() == config.to_dict()
   assert int(run.state.step) == config.train.steps
   # The rebuilt model decodes like the trained one reports.
@@ -84,7 +85,7 @@ def test_workdir_layout_and_rebuild(full_run):
 def _leaves_equal(a, b):
   la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
   assert len(la) == len(lb)
-  for x, y in zip(la, lb):
+  for x, y in zip(la, lb, strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
@@ -100,7 +101,10 @@ def test_resume_after_kill_is_bit_exact(full_run, tmp_path):
   _leaves_equal(a.state.params, b.state.params)
   _leaves_equal(a.state.opt_state, b.state.opt_state)
   _leaves_equal(a.state.rng, b.state.rng)
-  strip = lambda rows: [{k: v for k, v in r.items() if not k.endswith("per_sec")} for r in rows]
+
+  def strip(rows):
+    return [{k: v for k, v in r.items() if not k.endswith("per_sec")} for r in rows]
+
   assert strip(writers.read_metrics(workdir)) == strip(writers.read_metrics(full_dir))
 
 

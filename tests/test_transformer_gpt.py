@@ -254,9 +254,12 @@ def test_gpt_scan_layers_is_the_same_function():
   out = []
   for c in (base, scanned):
     graphdef, params = nnx.split(models.build_model(c, 12, 12))
-    loss = lambda p: (nnx.merge(graphdef, p)(tokens, dropout_rng=rng) ** 2).mean()
+
+    def loss(p, graphdef=graphdef):
+      return (nnx.merge(graphdef, p)(tokens, dropout_rng=rng) ** 2).mean()
+
     out.append(jax.jit(jax.value_and_grad(loss))(params))
   (l0, g0), (l1, g1) = out
   np.testing.assert_allclose(l1, l0, rtol=1e-6)
-  for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1)):
+  for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(g1), strict=True):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)

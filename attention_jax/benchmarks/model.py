@@ -82,7 +82,10 @@ def measured_matmul_flops(dtype: str, n: int = 2048, rounds: int = 5) -> float:
   median of ``rounds`` timed with :data:`timing.default_clock`."""
   a = jnp.ones((n, n), dtype) / n
   mm = jax.jit(lambda x: x @ x)
-  run = lambda: jax.block_until_ready(mm(a))
+
+  def run():
+    return jax.block_until_ready(mm(a))
+
   ms = timing.bench({"mm": run}, "mm", rounds=rounds, iters=2, warmup=1)["mm"]["median_ms"]
   return 2 * n**3 / (ms / 1e3)
 
@@ -232,7 +235,10 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   graphdef, state, tx, schedule = step_lib.create_state(config, V, V)
   objective = objectives.get("lm" if name == "gpt" else "seq2seq")
   rng = np.random.default_rng(0)
-  tokens = lambda shape: jnp.asarray(rng.integers(4, V, size=shape), jnp.int32)
+
+  def tokens(shape):
+    return jnp.asarray(rng.integers(4, V, size=shape), jnp.int32)
+
   if name == "gpt":
     batch = {"inputs": tokens((B, T)), "targets": tokens((B, T))}
   else:

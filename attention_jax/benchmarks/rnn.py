@@ -31,7 +31,7 @@ from attention_jax.benchmarks import timing
 
 COLUMNS = ["cell", "shape", "impl", "median_ms", "vs_torch", "vs_flax", "max_abs_diff"]
 
-# (B, T, H); input size I = H.
+# (B, T, H); input size n_in = H.
 CPU_SHAPES = [(64, 50, 256), (8, 50, 256)]
 # On a GPU, sized so that `--suite all` fits a few minutes: the LSTM at the two
 # shapes of the cuDNN comparison, the GRU at the first.
@@ -78,12 +78,12 @@ def _case(
   budget_s: float | None,
 ):
 
-  I = H
+  n_in = H
   torch = _torch()
-  x_np = np.random.default_rng(0).standard_normal((B, T, I)).astype(np.float32)
+  x_np = np.random.default_rng(0).standard_normal((B, T, n_in)).astype(np.float32)
   x = jnp.asarray(x_np)
   options = {"reset_after": True} if kind == "gru" else {}
-  ours = rnn.make_cell(kind, I, H, rngs=nnx.Rngs(0), **options)
+  ours = rnn.make_cell(kind, n_in, H, rngs=nnx.Rngs(0), **options)
   gdef, params = nnx.split(ours)
   Wi, bi = np.asarray(ours.input_kernel[...]), np.asarray(ours.input_bias[...])
   Wh = np.asarray(ours.recurrent_kernel[...])
@@ -106,7 +106,7 @@ def _case(
     variants[name], forwards[name] = make_ours(opts)
   cho_diff = None
   if kind == "gru":
-    cho = rnn.GRUCell(I, H, reset_after=False, rngs=nnx.Rngs(0))
+    cho = rnn.GRUCell(n_in, H, reset_after=False, rngs=nnx.Rngs(0))
     cdef, cparams = nnx.split(cho)
     variants["ours_cho"], cho_forward = make_ours({}, cdef, cparams)
 
@@ -122,12 +122,12 @@ def _case(
 
   # flax nnx.RNN with our weights.
   if kind == "lstm":
-    fcell = nnx.OptimizedLSTMCell(I, H, rngs=nnx.Rngs(0))
+    fcell = nnx.OptimizedLSTMCell(n_in, H, rngs=nnx.Rngs(0))
     fcell.dense_i.kernel[...] = jnp.asarray(Wi)
     fcell.dense_h.kernel[...] = jnp.asarray(Wh)
     fcell.dense_h.bias[...] = jnp.asarray(bi)
   else:
-    fcell = nnx.GRUCell(I, H, rngs=nnx.Rngs(0))
+    fcell = nnx.GRUCell(n_in, H, rngs=nnx.Rngs(0))
     fcell.dense_i.kernel[...] = jnp.asarray(Wi)
     fcell.dense_i.bias[...] = jnp.asarray(bi)
     fcell.dense_h.kernel[...] = jnp.asarray(Wh)  # recurrent bias is 0
@@ -148,7 +148,7 @@ def _case(
     torch.manual_seed(0)
     tdev = "cuda" if torch.cuda.is_available() else "cpu"
     sync = torch.cuda.synchronize if tdev == "cuda" else (lambda: None)
-    tmod = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(I, H, batch_first=True).to(tdev)
+    tmod = (torch.nn.LSTM if kind == "lstm" else torch.nn.GRU)(n_in, H, batch_first=True).to(tdev)
     with torch.no_grad():
       tmod.weight_ih_l0.copy_(torch.from_numpy(Wi.T.copy()))
       tmod.weight_hh_l0.copy_(torch.from_numpy(Wh.T.copy()))

@@ -55,7 +55,7 @@ def bench(
   ref = times[reference]
   out = {}
   for n in names:
-    ratios = sorted(t / b for t, b in zip(times[n], ref))
+    ratios = sorted(t / b for t, b in zip(times[n], ref, strict=True))
     out[n] = {
       "median_ms": statistics.median(times[n]),
       "min_ms": min(times[n]),
@@ -74,7 +74,7 @@ def machine() -> str:
   if dev.platform == "cpu":
     try:
       with open("/proc/cpuinfo") as f:
-        kind = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+        kind = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
       kind = platform.processor() or "cpu"
   return (

@@ -111,7 +111,7 @@ class BucketedBatches:
     self.batch_size = batch_size
     self.boundaries = tuple(boundaries)
     self.seed = seed
-    lengths = np.array([max(len(s), len(t)) for s, t in zip(sources, targets)])
+    lengths = np.array([max(len(s), len(t)) for s, t in zip(sources, targets, strict=True)])
     if lengths.max() > self.boundaries[-1]:
       raise ValueError(
         f"an example has {lengths.max()} tokens, more than the "

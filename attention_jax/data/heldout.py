@@ -133,7 +133,7 @@ class Strata:
         rows = members[rng.integers(0, len(members), size=len(where))]
       else:
         rows = rejection_sample(lambda m, s=stratum: self.draw(rng, s, m), len(where), k)
-      for i, row in zip(where, rows):
+      for i, row in zip(where, rows, strict=True):
         out[i] = (stratum, row)
     return out
 

@@ -237,7 +237,10 @@ class LongRangeTask:
     """``n`` examples of ``split``; with discrete inputs, only the split's own
     (candidates of other splits are drawn and dropped)."""
     rng = self._rng(split, index)
-    generate = lambda m: GENERATORS[self.name](rng, m, self.length)
+
+    def generate(m):
+      return GENERATORS[self.name](rng, m, self.length)
+
     key = HELD_OUT_KEY[self.name]
     if key is None:
       return generate(n)

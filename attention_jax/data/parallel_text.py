@@ -84,7 +84,7 @@ def split_lines(data: bytes, path: str) -> list[str]:
   lines = text.split("\n")
   if lines[-1] == "":
     lines.pop()
-  return [l[:-1] if l.endswith("\r") else l for l in lines]
+  return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _read_bytes(path: str, key: str) -> bytes:
@@ -133,7 +133,7 @@ def parse_parallel(
         f"{files[0]} has {len(src)} lines but {files[1]} has "
         f"{len(tgt)} lines; they must be line-aligned"
       )
-    pairs = [(n, s, t) for n, (s, t) in enumerate(zip(src, tgt), 1)]
+    pairs = [(n, s, t) for n, (s, t) in enumerate(zip(src, tgt, strict=True), 1)]
   kept = [(n, s, t) for n, s, t in pairs if s.strip() and t.strip()]
   empty = [n for n, s, t in pairs if not (s.strip() and t.strip())]
   name = " + ".join(files)
@@ -271,7 +271,7 @@ def read_source(
       rows = source.__getitems__(idx)  # one batched read
     except (AttributeError, TypeError):  # e.g. tfds.testing.mock_data's source
       rows = [source[i] for i in idx]
-    for i, r in zip(idx, rows):
+    for i, r in zip(idx, rows, strict=True):
       if src_key not in r or tgt_key not in r:
         raise DataError(
           f"{name}: no feature {src_key!r}/{tgt_key!r} in the "
@@ -625,7 +625,7 @@ class ParallelTextTask:
     e = self.encoded(split)
     if "padded" not in e:
       width = max(max(len(s) for s in e["src"]), max(len(t) for t in e["tgt"]))
-      e["padded"] = pad_batch(list(zip(e["src"], e["tgt"])), width, width)
+      e["padded"] = pad_batch(list(zip(e["src"], e["tgt"], strict=True)), width, width)
       e["padded"]["row"] = np.arange(len(e["src"]), dtype=np.int32)
     return e["padded"]
 

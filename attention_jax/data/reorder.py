@@ -355,7 +355,7 @@ def _de_np(np_: NP, case: str) -> list:
 def _de_cluster(c: Clause) -> list:
   """The verb cluster in English order, each as (token, item, kind, ersatz)."""
   verbs = []
-  prev = None
+  prev, prev_ersatz = None, False
   for i, v in enumerate(c.chain):
     nxt = c.chain[i + 1] if i + 1 < len(c.chain) else None
     # A perfect governing a modal or a perception verb with a complement

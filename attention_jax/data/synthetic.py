@@ -311,7 +311,7 @@ class SyntheticTask:
       which = heldout.split_of(padded)
       out += [
         (s, self.tgt_vocab.encode(p.target), reorder_lib.target_alignment(p))
-        for s, p, k in zip(src, pairs, which)
+        for s, p, k in zip(src, pairs, which, strict=True)
         if k == want
       ]
     return out[:n]

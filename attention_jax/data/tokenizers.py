@@ -62,7 +62,7 @@ class CharTokenizer:
     return "".join(self.vocab.decode(ids))
 
   def unknown(self, text: str) -> list[str]:
-    return [c for c, i in zip(text, self.encode(text)) if i == UNK]
+    return [c for c, i in zip(text, self.encode(text), strict=True) if i == UNK]
 
 
 def moses_language(code: str) -> str:

@@ -168,7 +168,7 @@ class GPT(nnx.Module):
     mask = None if key_valid is None else key_valid[:, None, :]  # (B, 1, L)
     h = self._embed(tokens, positions)
     new = []
-    for block, c in zip(self.blocks, cache):
+    for block, c in zip(self.blocks, cache, strict=True):
       h, c, _ = block.decode(h, c, self_mask=mask, positions=positions)
       new.append(c)
     return self._logits(h), new

@@ -142,10 +142,10 @@ def stack_scan(cells, x, mask=None, carries=None, *, dropout_rate=0.0, rng=None,
   ``(final carries (list), top outputs)``."""
   finals = []
   rngs = _split_rng(rng, len(cells))
-  for l, cell in enumerate(cells):
-    if l > 0:
-      x = dropout(x, dropout_rate, rngs[l])
-    carry, x = rnn.scan(cell, x, None if carries is None else carries[l], mask, **dict(options))
+  for layer, cell in enumerate(cells):
+    if layer > 0:
+      x = dropout(x, dropout_rate, rngs[layer])
+    carry, x = rnn.scan(cell, x, None if carries is None else carries[layer], mask, **dict(options))
     finals.append(carry)
   return finals, x
 
@@ -155,8 +155,10 @@ def stack_step(cells, carries, x, first_projection=None):
   ``first_projection``: the first layer's projected input, when the caller
   computed it (then ``x`` is not read)."""
   new = []
-  for l, (cell, carry) in enumerate(zip(cells, carries)):
-    xp = first_projection if l == 0 and first_projection is not None else cell.input_projection(x)
+  for layer, (cell, carry) in enumerate(zip(cells, carries, strict=True)):
+    xp = (
+      first_projection if layer == 0 and first_projection is not None else cell.input_projection(x)
+    )
     carry = cell.step(carry, xp)
     new.append(carry)
     x = cell.output(carry)
@@ -212,10 +214,10 @@ class Seq2SeqLSTM(nnx.Module):
     _init_embeddings_and_options(self, m, src_vocab_size, tgt_vocab_size, rngs)
     self.reverse_source = m.reverse_source
     self.encoder = nnx.List(
-      [rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs) for l in range(L)]
+      [rnn.make_cell("lstm", E if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
     self.decoder = nnx.List(
-      [rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs) for l in range(L)]
+      [rnn.make_cell("lstm", E if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
     self.readout = Readout(
       H, tgt_vocab_size, kind=m.readout, maxout_units=m.readout_dim or H, rngs=rngs
@@ -394,11 +396,11 @@ class Luong(nnx.Module):
     self.input_feeding = m.input_feeding
     self.hidden_size = H
     self.encoder = nnx.List(
-      [rnn.make_cell("lstm", E if l == 0 else H, H, rngs=rngs) for l in range(L)]
+      [rnn.make_cell("lstm", E if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
     first_in = E + H if m.input_feeding else E
     self.decoder = nnx.List(
-      [rnn.make_cell("lstm", first_in if l == 0 else H, H, rngs=rngs) for l in range(L)]
+      [rnn.make_cell("lstm", first_in if layer == 0 else H, H, rngs=rngs) for layer in range(L)]
     )
     self.attention = attention_lib.LuongAttention(
       H, H, m.attention_score, m.attention_dim, rngs=rngs

@@ -15,9 +15,10 @@ sinusoids (Section 3.5; ``model.position = "auto"`` or ``"sinusoidal"``):
 or as a learned table per side (``"learned"``), or inside self-attention as
 rotary embeddings (``"rope"``) or linear biases (``"alibi"``; bidirectional
 in the encoder): :mod:`attention_jax.positions`. Cross-attention carries no
-position term in any scheme. Embeddings are scaled by √d (Section 3.4). FFN(x) = max(0, x W₁ + b₁) W₂ + b₂
-(eq. 2). Label smoothing (ε_ls = 0.1 in the paper) is ``train.label_smoothing``;
-the inverse-square-root warm-up schedule (eq. 3) is ``train.schedule = "rsqrt"``.
+position term in any scheme. Embeddings are scaled by √d (Section 3.4).
+FFN(x) = max(0, x W₁ + b₁) W₂ + b₂ (eq. 2). Label smoothing (ε_ls = 0.1 in the
+paper) is ``train.label_smoothing``; the inverse-square-root warm-up schedule
+(eq. 3) is ``train.schedule = "rsqrt"``.
 
 Implements the sequence-to-sequence protocol of ``models/seq2seq.py``;
 ``decode_step`` runs one position through per-layer KV caches, and the
@@ -101,14 +102,17 @@ class Block(nnx.Module):
   ):
     """``position``: the self-attention's position term (``rope``,
     ``alibi`` or None); the cross-attention never has one."""
-    mha = lambda term: attention.MultiHeadAttention(
-      dim,
-      num_heads,
-      dropout_rate=attention_dropout,
-      implementation=implementation,
-      position=term,
-      rngs=rngs,
-    )
+
+    def mha(term):
+      return attention.MultiHeadAttention(
+        dim,
+        num_heads,
+        dropout_rate=attention_dropout,
+        implementation=implementation,
+        position=term,
+        rngs=rngs,
+      )
+
     self.self_attn = mha(position)
     self.ln_self = nnx.LayerNorm(dim, rngs=rngs)
     self.cross_attn = mha(None) if cross else None
@@ -234,19 +238,22 @@ class Transformer(nnx.Module):
     learned = self.position == "learned"  # fairseq's: N(0, 1/d), added to √d·E
     self.src_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
     self.tgt_pos_embed = Embed(m.max_positions, D, rngs=rngs) if learned else None
-    block = lambda cross: Block(
-      D,
-      m.num_heads,
-      m.mlp_dim or 4 * D,
-      cross=cross,
-      causal=cross,
-      pre_ln=m.pre_ln,
-      dropout_rate=m.dropout,
-      attention_dropout=m.attention_dropout,
-      implementation=m.attention_impl,
-      position=attention_term(self.position),
-      rngs=rngs,
-    )
+
+    def block(cross):
+      return Block(
+        D,
+        m.num_heads,
+        m.mlp_dim or 4 * D,
+        cross=cross,
+        causal=cross,
+        pre_ln=m.pre_ln,
+        dropout_rate=m.dropout,
+        attention_dropout=m.attention_dropout,
+        implementation=m.attention_impl,
+        position=attention_term(self.position),
+        rngs=rngs,
+      )
+
     self.encoder = nnx.List([block(False) for _ in range(m.num_layers)])
     self.decoder = nnx.List([block(True) for _ in range(m.num_layers)])
     self.enc_norm = nnx.LayerNorm(D, rngs=rngs) if m.pre_ln else None
@@ -316,7 +323,7 @@ class Transformer(nnx.Module):
     )  # (B, 1, D)
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     caches, weights = [], None
-    for layer, cache, kv in zip(self.decoder, state["caches"], memory["cross_kv"]):
+    for layer, cache, kv in zip(self.decoder, state["caches"], memory["cross_kv"], strict=True):
       y, cache, weights = layer.decode(y, cache, cross_kv=kv, cross_mask=cross_mask)
       caches.append(cache)
     logits = self._logits(y)[:, 0]
@@ -334,7 +341,7 @@ class Transformer(nnx.Module):
     cross_mask = attention.padding_mask(None, memory["src_valid"])
     n = len(self.decoder)
     weights = []
-    for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"])):
+    for i, (layer, kv) in enumerate(zip(self.decoder, memory["cross_kv"], strict=True)):
       y, w = layer(
         y,
         cross_kv=kv,

@@ -28,13 +28,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use
+import numpy as np  # noqa: E402 - after matplotlib.use
 
-from attention_jax import fileio  # noqa: E402
-from attention_jax import workdir as workdir_lib  # noqa: E402
-from attention_jax.errors import WorkdirError  # noqa: E402
-from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402
+from attention_jax import fileio  # noqa: E402 - after matplotlib.use
+from attention_jax import workdir as workdir_lib  # noqa: E402 - after matplotlib.use
+from attention_jax.errors import WorkdirError  # noqa: E402 - after matplotlib.use
+from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402 - after matplotlib.use
 
 DPI = 80
 
@@ -137,7 +137,7 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
   panel_values = list(dict.fromkeys(p.overrides.get(panel_key) for p in points))
   fig, axes = _grid(len(panel_values))
   table, statements = [], []
-  for ax, pv in zip(axes, panel_values):
+  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
     for p in points:
       if p.overrides.get(panel_key) != pv:
         continue
@@ -215,7 +215,7 @@ def _by_length_plot_only(
   if not have:
     return []
   fig, axes = _grid(len(panel_values))
-  for ax, pv in zip(axes, panel_values):
+  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
     for p in have:
       if p.overrides.get(panel_key) != pv:
         continue
@@ -293,7 +293,7 @@ def heatmap_section(sweep, rows, by_length, plots_dir) -> list[str]:
     return []
   panel_values = list(dict.fromkeys(p.overrides.get(panel_key) for p in points))
   fig, axes = _grid(len(panel_values))
-  for ax, pv in zip(axes, panel_values):
+  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
     ps = sorted(
       (p for p in points if p.overrides.get(panel_key) == pv),
       key=lambda p: p.overrides.get(row_key),
@@ -355,7 +355,7 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
       lines.setdefault(_label(r, series), []).append((r[x_key], r[metric]))
     for label, xy in lines.items():
       xy.sort()
-      ax.plot(*zip(*xy), marker="o", label=label)
+      ax.plot(*zip(*xy, strict=True), marker="o", label=label)
     ax.set_xlabel(x_key.rsplit(".", 1)[-1])
     ax.set_ylabel(metric.replace("_", " "))
     if spec.get("logx"):
@@ -477,7 +477,10 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
     for name in sorted({r["state"] for r in rs}):
       mine = [r for r in rs if r["state"] == name]
       lengths = sorted({int(r["length"]) for r in mine})
-      mean = lambda key, L: float(np.mean([float(r[key]) for r in mine if int(r["length"]) == L]))
+
+      def mean(key, L, mine=mine):
+        return float(np.mean([float(r[key]) for r in mine if int(r["length"]) == L]))
+
       label = _label(p.overrides, series) + ("" if name == "s" else f" {name}")
       (line,) = axes[0].plot(
         lengths, [mean("accuracy", L) for L in lengths], marker=".", markersize=3, label=label
@@ -525,7 +528,7 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
         f"{first:.2f}, the last {last:.2f}."
       )
   for ax, ylabel in zip(
-    axes, ("mean probe accuracy (dotted: at init)", "selectivity (trained - at init)")
+    axes, ("mean probe accuracy (dotted: at init)", "selectivity (trained - at init)"), strict=True
   ):
     ax.set_xlabel("source length")
     ax.set_ylabel(ylabel)
@@ -578,8 +581,8 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
     lo, hi = _train_range(p)
     row = {"point": label}
     for name, keep in (
-      (f"trained lengths {lo}-{hi}", lambda L: lo <= L <= hi),
-      (f"beyond {hi}", lambda L: L > hi),
+      (f"trained lengths {lo}-{hi}", lambda L, lo=lo, hi=hi: lo <= L <= hi),
+      (f"beyond {hi}", lambda L, hi=hi: L > hi),
     ):
       sel = [r for r in rs if keep(int(r["length"]))]
       for metric in ("alignment_accuracy", "gold_attention_mass"):

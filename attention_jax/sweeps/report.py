@@ -31,7 +31,7 @@ def collect(sweep: Sweep, statuses: list[dict]) -> tuple[list[dict], dict[str, d
   rows, tables = [], {"by_length": {}, "gradients": {}}
   metric_keys = sweep.report.get("metrics")
   swept = list(dict.fromkeys(k for p in sweep.points for k in p.overrides))
-  for p, st in zip(sweep.points, statuses):
+  for p, st in zip(sweep.points, statuses, strict=True):
     row = {
       "point": p.slug,
       **{k: p.overrides.get(k) for k in swept},
@@ -78,7 +78,7 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
   plots_dir = os.path.join(workdir, "plots")
   os.makedirs(plots_dir, exist_ok=True)
   sections = plots.make_report_sections(sweep, rows, tables, plots_dir)
-  failed = [(p, s) for p, s in zip(sweep.points, statuses) if s["status"] == "failed"]
+  failed = [(p, s) for p, s in zip(sweep.points, statuses, strict=True) if s["status"] == "failed"]
   not_run = sum(s["status"] == "not run" for s in statuses)
   lines = [
     f"# {sweep.title}\n",

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from attention_jax.errors import SweepError
 from attention_jax.sweeps import report
 from attention_jax.sweeps.point import (
   LOG_FILE,
@@ -161,6 +162,8 @@ def run_sweep(
   Returns one status dict per point (``done``, ``failed``, ``stopped``,
   ``skipped`` or ``not run``).
   """
+  if max_retries < 0:
+    raise SweepError(f"--max_retries must be >= 0, got {max_retries}")
   workdir = os.path.abspath(workdir)
   sweep = load_sweep(spec, workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -181,28 +184,30 @@ def run_sweep(
   print_fn(
     f"sweep {sweep.title}: {len(sweep.points)} points, "
     f"{len(sweep.points) - len(todo)} already finished, {len(todo)} to run, "
-    f"{slots} at a time on {'%d GPU(s)' % gpus if gpus else 'CPU'}"
+    f"{slots} at a time on {f'{gpus} GPU(s)' if gpus else 'CPU'}"
   )
   devices: queue.Queue = queue.Queue()
   for i in range(slots):
     devices.put(i)
 
   def work(point: Point) -> dict:
+    status = {"status": "interrupted"}
     for attempt in range(max_retries + 1):
       if stopping():  # queued when the sweep was interrupted
         return {"status": "interrupted"}
       if attempt:
         print_fn(
-          f"{point.slug}: failed (exit {st.get('returncode')}); retry {attempt} of {max_retries}"
+          f"{point.slug}: failed (exit {status.get('returncode')}); "
+          f"retry {attempt} of {max_retries}"
         )
       device = devices.get()
       try:
-        st = run_point(sweep, point, point_env(slots, device, gpus))
+        status = run_point(sweep, point, point_env(slots, device, gpus))
       finally:
         devices.put(device)
-      if st["status"] != "failed":
+      if status["status"] != "failed":
         break
-    return st
+    return status
 
   t0, done, durations = time.time(), 0, []
   lock = threading.Lock()

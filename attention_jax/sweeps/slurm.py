@@ -285,13 +285,16 @@ def _submit(
     threads = o.cpus_per_point // o.tasks
   gpus_per_task = o.gpus_per_point // o.tasks if o.tasks > o.nodes_per_point else 0
   gpus = _local_gpus(points, o, set(busy))
-  fns = [PointJob(sweep, p, jobs_on_host, threads, gpus_per_task, g) for p, g in zip(points, gpus)]
+  fns = [
+    PointJob(sweep, p, jobs_on_host, threads, gpus_per_task, g)
+    for p, g in zip(points, gpus, strict=True)
+  ]
   try:
     jobs = executor.submit_array(fns)
   except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
     raise _sbatch_error(e) from e
   handles = {}
-  for p, job, g in zip(points, jobs, gpus):
+  for p, job, g in zip(points, jobs, gpus, strict=True):
     os.makedirs(p.workdir, exist_ok=True)
     record = {
       "job_id": str(job.job_id),
@@ -508,7 +511,7 @@ def _wait(
         ):
           resubmits[slug] += 1
           print_fn(
-            f"{slug}: stopped ({ps.note or 'exit %s' % ps.returncode}); "
+            f"{slug}: stopped ({ps.note or f'exit {ps.returncode}'}); "
             f"resubmitting ({resubmits[slug]} of {MAX_RESUBMITS})"
           )
           queue.append(p)

@@ -75,7 +75,7 @@ def _short_keys(keys: Iterable[str]) -> dict[str, str]:
   """Last component of each dotted key, unless two keys share it."""
   keys = list(keys)
   leaves = [k.rsplit(".", 1)[-1] for k in keys]
-  return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves)}
+  return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves, strict=True)}
 
 
 def slug(overrides: dict[str, Any], short: dict[str, str] | None = None) -> str:
@@ -175,7 +175,7 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
     overrides = [dict(o) for o in _call_with_arg(module.sweep, arg)]
   except ValueError as e:  # the config's own one-line error names the file
     raise SweepError(" ".join(str(e).split())) from e
-  except Exception as e:  # noqa: BLE001
+  except Exception as e:  # noqa: BLE001 - the spec's own code failed: one line naming the file
     raise SweepError(f"{path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
   if not overrides:
     raise SweepError(f"{path}: sweep({arg!r}) yields no points")
