@@ -236,6 +236,11 @@ class Checkpointer:
     self._manager: ocp.CheckpointManager | None = None
     self._failed = False
     self._legacy: dict | None | bool = False  # not read yet
+    # Every step's metrics, read once or given to save: ranking needs no wait
+    # for a save in flight and reads the same in every process.
+    self._metrics: dict[int, dict | None] = {}
+    self._committed_at_open: set[int] = set()
+    self._saved_here: set[int] = set()
 
   # ---- orbax, created on first write or read (after any clean-up)
 
@@ -250,6 +255,7 @@ class Checkpointer:
         # orbax writes a step's metrics only while it ranks steps.
         best_fn=self.best.orbax_key if self.best else None,
       )
+      self._committed_at_open = set(self.committed_steps())
       self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
     return self._manager
 
@@ -470,11 +476,14 @@ class Checkpointer:
     if self.before_save is not None:
       self.before_save(step)
     self._pending = (step, tree_manifest(state))
+    metrics = (metrics or {"step": int(step)}) if self.best is not None else None
+    self._metrics[step] = metrics
+    self._saved_here.add(step)
     try:
       self._mgr.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-        metrics=(metrics or {"step": int(step)}) if self.best is not None else None,
+        metrics=metrics,
         force=True,
       )
       if not self.async_save:
@@ -543,19 +552,26 @@ class Checkpointer:
   def metrics(self, step: int) -> dict | None:
     """The metrics ``step`` was saved with (None: a step written before steps
     carried them)."""
-    try:
-      out = self._mgr.metrics(step)
-    except Exception as e:  # noqa: BLE001 - orbax and its JSON reader raise many types
-      raise CorruptCheckpointError(
-        step,
-        f"checkpoint step {step} in {self.directory}: its metrics are unreadable "
-        f"({one_line(e, 200, with_type=True)})",
-      ) from None
-    return None if out is None else dict(out)
+    if step not in self._metrics:
+      try:
+        out = self._mgr.metrics(step)
+      except Exception as e:  # noqa: BLE001 - orbax and its JSON reader raise many types
+        raise CorruptCheckpointError(
+          step,
+          f"checkpoint step {step} in {self.directory}: its metrics are unreadable "
+          f"({one_line(e, 200, with_type=True)})",
+        ) from None
+      self._metrics[step] = None if out is None else dict(out)
+    return self._metrics[step]
 
   def _ranked(self) -> list[tuple[tuple[float, int], int]]:
-    """(rank, step) of the committed steps that have the metric, best first."""
-    out = [(self.best.rank(self.metrics(s)), s) for s in self.committed_steps()]
+    """(rank, step) of the kept steps that have the metric, best first: those
+    orbax lists (a save in flight included) that were committed when it
+    opened the directory or saved since."""
+    steps = [
+      s for s in self._mgr.all_steps() if s in self._committed_at_open or s in self._saved_here
+    ]
+    out = [(self.best.rank(self.metrics(s)), s) for s in steps]
     legacy = self.legacy_best()
     if legacy is not None:
       out.append((self.best.rank(legacy), int(legacy["step"])))
@@ -574,7 +590,6 @@ class Checkpointer:
     rank = self.best.rank(eval_metrics(step, row))
     if rank is None:
       return False
-    self.wait_until_finished()  # the step in flight ranks too
     ranked = self._ranked()
     return len(ranked) < self.best.keep or rank > ranked[self.best.keep - 1][0]
 
