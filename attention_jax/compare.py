@@ -28,8 +28,14 @@ For each model, overall and per source-length bucket:
   variation between training runs, which the bootstrap interval (over test
   sentences only) does not cover.
 
-Writes ``compare.md``, ``compare.csv`` and ``compare_by_length.png`` (BLEU
-against source length, all models, intervals as bands) into ``out``
+Source-length buckets: ``length_buckets`` if given, else about 5 equal-count
+buckets at the test set's own length quantiles, a bucket of fewer than
+``metrics.MIN_BUCKET`` (30) sentences merged into its neighbour; a bucket
+that still has fewer (given edges) gets its score and n but no interval and
+no p-value (empty in the CSV, said in the markdown, no band in the figure).
+
+Writes ``compare.md``, ``compare.csv`` and ``compare_by_length.png`` + ``.svg``
+(BLEU against source length, all models, intervals as bands) into ``out``
 (default: ``<first workdir>/compare``).
 """
 
@@ -221,7 +227,8 @@ def compare_workdirs(
     )
   except ValueError as e:
     raise CompareError(f"--length_buckets: {e}") from None
-  edges = edges or metrics_lib.auto_bucket_edges(first.lengths)
+  buckets_given = bool(edges)
+  edges = edges or metrics_lib.quantile_bucket_edges(first.lengths)
   b = metrics_lib.bucket_index(first.lengths, edges)
   subsets = [("all", None, None, np.arange(len(first.lengths)))]
   for i in range(int(b.min()), int(b.max()) + 1):
@@ -248,15 +255,17 @@ def compare_workdirs(
         "max_length": hi,
         "count": int(len(idx)),
       }
+      small = len(idx) < metrics_lib.MIN_BUCKET  # a score, but no interval or p
       for name in metrics_lib.TEXT_METRICS:
         if not len(idx):
           row.update({name: None, f"{name}_ci": None, f"{name}_p": None})
           continue
         r = _subset_scores(stats[name][gi], idx, boot, name)
         row[name] = r["score"]
-        row[f"{name}_ci"] = list(metrics_lib.interval(r["resampled"]))
+        row[f"{name}_ci"] = None if small else list(metrics_lib.interval(r["resampled"]))
         if gi == 0:
           base[name] = r
+        if gi == 0 or small:
           row[f"{name}_p"] = None
         else:
           row[f"{name}_p"] = metrics_lib.paired_p_value(
@@ -276,12 +285,14 @@ def compare_workdirs(
     "groups": [[o.workdir for o in g] for g in outs],
     "reused": [o.workdir for o in flat if o.reused],
     "sentences": len(first.references),
+    "buckets_given": buckets_given,
     "code": {o.workdir: environment.code_version(o.workdir) for o in flat},
   }
   paths = {
     "md": os.path.join(out, "compare.md"),
     "csv": os.path.join(out, "compare.csv"),
     "png": os.path.join(out, "compare_by_length.png"),
+    "svg": os.path.join(out, "compare_by_length.svg"),
   }
   markdown = to_markdown(rows, info, os.path.basename(paths["png"]))
   fileio.atomic_write_text(paths["md"], markdown)
@@ -294,7 +305,10 @@ def compare_workdirs(
     series,
     "bleu",
     unit,
-    title=f"BLEU by source length, {split} split ({how}; bands: 95% bootstrap)",
+    title=f"BLEU by source length, {split} split ({how})",
+    caption=f"bands: 95% bootstrap interval over the {len(first.references)} test sentences "
+    f"(B = {metrics_lib.BOOTSTRAP_SAMPLES})"
+    + ("; a model of several seeds pools their outputs" if any(len(g) > 1 for g in outs) else ""),
   )
   return {"rows": rows, "paths": paths, "markdown": markdown, "info": info}
 
@@ -356,7 +370,15 @@ def to_markdown(rows: list[dict], info: dict, png: str) -> str:
     lines += [
       "",
       f"## {title} by source length ({info['unit']})\n",
-      f"Each cell: {title} [95% CI], p against the first model.\n",
+      f"Each cell: {title} [95% CI], p against the first model; a bucket of fewer "
+      f"than {metrics_lib.MIN_BUCKET} sentences gets its score and n only. Buckets: "
+      + (
+        "`length_buckets` as given.\n"
+        if info.get("buckets_given")
+        else "equal-count buckets at the test set's own source-length quantiles "
+        f"(about {metrics_lib.QUANTILE_BUCKETS}; one under {metrics_lib.MIN_BUCKET} "
+        "sentences merged into its neighbour).\n"
+      ),
       "| source " + info["unit"] + " | n | " + " | ".join(models) + " |",
       "|---|---|" + "---|" * len(models),
     ]
@@ -365,6 +387,9 @@ def to_markdown(rows: list[dict], info: dict, png: str) -> str:
       cells = []
       for m in models:
         r = next(x for x in rows if x["model"] == m and x["bucket"] == bk)
+        if r[name] is not None and r["count"] < metrics_lib.MIN_BUCKET:
+          cells.append(f"{_fmt(r[name])} (n < {metrics_lib.MIN_BUCKET}: no CI, no p)")
+          continue
         cell = f"{_fmt(r[name])} {_ci(r[name + '_ci'])}"
         if r[name + "_p"] is not None:
           cell += f", p={_p(r[name + '_p'])}"

@@ -68,8 +68,10 @@ def collect(
 
 
 def bucket_edges(config, lengths: np.ndarray) -> list[int]:
+  """``eval.length_buckets`` if given, else about 5 equal-count buckets from
+  ``lengths``' own quantiles, none under ``metrics.MIN_BUCKET`` sentences."""
   edges = metrics_lib.parse_bucket_edges(config.eval.length_buckets)
-  return edges or metrics_lib.auto_bucket_edges(lengths)
+  return edges or metrics_lib.quantile_bucket_edges(lengths)
 
 
 ALIGNMENT_COLUMNS = (

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,6 +46,18 @@ def cross_entropy_per_example(logits: jax.Array, targets: jax.Array) -> tuple[ja
   mask = (targets != PAD).astype(jnp.float32)
   losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
   return (losses * mask).sum(axis=1), mask.sum(axis=1)
+
+
+def argmax(logits: jax.Array) -> jax.Array:
+  """``jnp.argmax(logits, -1)``, the same indices (first maximum; first NaN
+  if a row has one), from two plain reductions: XLA's CPU argmax is a
+  variadic (value, index) reduction several times slower than a max and a
+  min (docs/performance.md). [..., V] -> [...] int32."""
+  nan = jnp.isnan(logits)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  hit = jnp.where(nan.any(axis=-1, keepdims=True), nan, logits == top)
+  V = logits.shape[-1]
+  return jnp.min(jnp.where(hit, jnp.arange(V, dtype=jnp.int32), V), axis=-1)
 
 
 def token_correct(predictions: jax.Array, targets: jax.Array) -> jax.Array:
@@ -235,6 +248,42 @@ def paired_p_value(scores: np.ndarray, baseline_scores: np.ndarray, observed: fl
   return float(_compute_p_value(diffs - diffs.mean(), abs(observed)))
 
 
+def seed_bootstrap(
+  per_seed: Sequence[Sequence[float]],
+  samples: int = BOOTSTRAP_SAMPLES,
+  seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float, float]:
+  """The mean over seeds of each seed's mean, and its 95% interval by a
+  two-level bootstrap over seeds and examples: each of ``samples`` resamples
+  draws as many seeds as there are with replacement and, within each drawn
+  seed, its examples with replacement; [low, high] are the 2.5th and 97.5th
+  percentiles of the resampled means (:func:`interval`). ``per_seed[s]``: the
+  per-example values of seed ``s`` (e.g. 0/1 exact match; a single value for
+  a seed-level statistic, which makes it a bootstrap over seeds only). With
+  one seed it is the bootstrap over that seed's examples. The sweeps' curves
+  and headline statistics use it (``attention_jax.sweeps``); ``compare``'s
+  seed groups, whose seeds share one test set, pool the seeds' outputs and
+  resample sentences (:func:`resampled_scores`). Returns (mean, low, high);
+  NaNs when there is no value."""
+  arrays = [np.asarray(v, np.float64) for v in per_seed if len(v)]
+  if not arrays:
+    return math.nan, math.nan, math.nan
+  rng = np.random.default_rng(seed)
+  # [S, B]: each seed's mean over a resample of its own examples
+  within = np.stack([a[rng.integers(0, len(a), (samples, len(a)))].mean(1) for a in arrays])
+  pick = rng.integers(0, len(arrays), (samples, len(arrays)))  # [B, S] seeds drawn
+  means = within[pick, np.arange(samples)[:, None]].mean(1)
+  lo, hi = interval(means)
+  return float(np.mean([a.mean() for a in arrays])), lo, hi
+
+
+def binary_outcomes(rate: float, n: int) -> np.ndarray:
+  """``n`` 0/1 outcomes whose mean is ``rate`` (to the nearest count): the
+  per-example values of an exact-match rate for :func:`seed_bootstrap`."""
+  k = int(round(float(rate) * n))
+  return np.concatenate([np.ones(k), np.zeros(n - k)])
+
+
 def score_with_interval(
   name: str, hypotheses: Sequence[str], references: Sequence[str]
 ) -> tuple[float, list[float]]:
@@ -280,6 +329,41 @@ def auto_bucket_edges(lengths: np.ndarray, max_buckets: int = 10) -> list[int]:
     if -(-hi // w) <= max_buckets:
       break
   return list(range(width, hi + width, width))
+
+
+MIN_BUCKET = 30  # fewer sentences: no bootstrap interval, no p-value (too few to resample)
+QUANTILE_BUCKETS = 5
+
+
+def quantile_bucket_edges(
+  lengths: np.ndarray, buckets: int = QUANTILE_BUCKETS, min_count: int | None = None
+) -> list[int]:
+  """Edges of about ``buckets`` equal-count buckets cut at the lengths' own
+  quantiles (the default when ``eval.length_buckets`` is not given), then
+  every bucket with fewer than ``min_count`` sentences merged into its
+  smaller neighbour (all in one bucket when there are fewer than
+  ``min_count`` in all)."""
+  min_count = MIN_BUCKET if min_count is None else min_count
+  lengths = np.asarray(lengths, np.int64)
+  if not len(lengths):
+    return []
+  top = int(lengths.max())
+  qs = np.quantile(lengths, np.arange(1, buckets) / buckets, method="lower")
+  edges = sorted({int(q) for q in qs if 1 <= int(q) < top})
+  while edges:
+    counts = np.bincount(bucket_index(lengths, edges), minlength=len(edges) + 1)
+    small = [i for i, c in enumerate(counts) if c < min_count]
+    if not small:
+      break
+    i = min(small, key=lambda j: (counts[j], j))
+    if i == 0:
+      merge = 0  # with the next bucket: drop the edge above it
+    elif i == len(edges):
+      merge = i - 1  # the last: drop the edge below it
+    else:  # the smaller of its two neighbours
+      merge = i - 1 if counts[i - 1] <= counts[i + 1] else i
+    edges.pop(merge)
+  return edges
 
 
 def bucket_index(lengths: np.ndarray, edges: Sequence[int]) -> np.ndarray:
@@ -375,21 +459,18 @@ def summarize_by_length(
   r: ExampleRecords, edges: Sequence[int], *, intervals: bool = False
 ) -> list[dict[str, Any]]:
   """:func:`summarize` per source-length bucket, from the bucket of the
-  shortest source to that of the longest (empty ones between: count 0)."""
+  shortest source to that of the longest (empty ones between: count 0). A
+  bucket of fewer than ``MIN_BUCKET`` sentences has no interval (None)."""
   b = bucket_index(r.src_length, edges)
   n_buckets = len(edges) + (1 if len(b) and b.max() == len(edges) else 0)
   first = int(b.min()) if len(b) else 0  # leading empty buckets are left out
   rows = []
   for i in range(first, n_buckets):
     lo, hi = bucket_bounds(edges, i)
-    rows.append(
-      {
-        "bucket": bucket_label(edges, i),
-        "min_length": lo,
-        "max_length": hi,
-        **summarize(r, np.nonzero(b == i)[0], intervals=intervals),
-      }
-    )
+    row = summarize(r, np.nonzero(b == i)[0], intervals=intervals)
+    if intervals and row["count"] < MIN_BUCKET:  # too few sentences to resample
+      row.update({f"{name}_ci": None for name in TEXT_METRICS})
+    rows.append({"bucket": bucket_label(edges, i), "min_length": lo, "max_length": hi, **row})
   return rows
 
 

@@ -14,9 +14,10 @@ should hurt.
 
   python -m experiments.sweep --config configs/reverse_source.py --workdir S --jobs 2
 
-Args: none (CPU default: 2 models × forward/reversed on ``copy`` and on
-``reverse`` as the control, lengths 1..30, hidden 64, 3,000 steps; results:
-docs/results.md), ``full`` (hidden 64 and 256;
+Args: none (CPU default, 3 seeds per point, within about 40 min with
+``--jobs 2`` on the 2-core dev machine — docs/sweeps.md: 2 models ×
+forward/reversed on ``copy`` and on ``reverse`` as the control, lengths
+1..30, hidden 64, 3,000 steps; results: docs/results.md), ``full`` (hidden 64 and 256;
 lengths 1..50; 20,000 steps), ``tiny`` (one point of a few steps, for tests).
 """
 
@@ -26,9 +27,9 @@ ANALYSES = ("by_length",)
 REPORT = {
   "title": "Source reversal: exact match against source length",
   "description": (
-    "Each line is one trained model, evaluated on about 40 fresh sources of "
-    "every length from 1 to twice its training limit (greedy decoding, "
-    "exact match)."
+    "Each line is one model, the mean over its seeds, evaluated on 100 fresh "
+    "sources of every length from 1 to twice its training limit per seed "
+    "(greedy decoding, exact match)."
   ),
   "series": ("model.name", "model.reverse_source", "model.hidden_size"),
   "panels": "data.task",
@@ -65,3 +66,8 @@ def sweep(arg=None):
             "model.hidden_size": hidden,
             "model.reverse_source": reverse,
           }
+
+
+def seeds(arg=None):
+  """Three seeds per point (``tiny``: one, for tests); ``--seeds N`` overrides."""
+  return (0,) if common.parse_mode(arg, __file__, "full", "tiny") == "tiny" else (0, 1, 2)

@@ -20,6 +20,13 @@ from experiments import cli
 _SUITE = flags.DEFINE_string("suite", "all", "Suite name, or 'all'.")
 _QUICK = flags.DEFINE_bool("quick", False, "Small shapes and few rounds.")
 _JSON = flags.DEFINE_string("json", None, "Also write the rows to this JSON file.")
+_COMPILE_LIMIT = flags.DEFINE_float(
+  "torch_compile_limit",
+  180.0,
+  "Model suite: seconds torch.compile may take to compile a model's train step; "
+  "past it the compile is stopped and the torch.compile row skipped (with the reason).",
+  lower_bound=1.0,
+)
 _CLOCK = flags.DEFINE_enum(
   "clock",
   "wall",
@@ -38,6 +45,10 @@ def main(argv):
   for n in names:
     if n not in SUITES:
       cli.fail(f"unknown --suite {n!r}; allowed: {', '.join(sorted(SUITES))}, all")
+  if "model" in names:
+    from attention_jax.benchmarks import model as model_suite
+
+    model_suite.COMPILE_LIMIT_S = _COMPILE_LIMIT.value
   if _CLOCK.value == "process":
     timing.default_clock = time.process_time
   machine = timing.machine()

@@ -1,17 +1,21 @@
 r"""Run a sweep: every point of a config's ``sweep(arg)`` in its own workdir.
 
   python -m experiments.sweep --config configs/bottleneck.py[:ARG] \
-      --workdir DIR [--jobs N] [--reanalyze] [--report_only] [--max_retries N]
+      --workdir DIR [--jobs N] [--seeds N] [--reanalyze] [--report_only] \
+      [--max_retries N]
   python -m experiments.sweep --config ... --workdir DIR --launcher slurm \
       [--cluster slurm|local|debug] [--wait] [--slurm_partition P] \
       [--gpus_per_point G] [--timeout_min M] [--array_parallelism N] ...
   python -m experiments.sweep --workdir DIR --status | --cancel
 
 Each point trains in ``DIR/<point>/`` (``experiments.run`` in a subprocess of
-this command, or in a Slurm job array's task with ``--launcher slurm``);
+this command, or in a Slurm job array's task with ``--launcher slurm``) — with
+several seeds (the config's ``SEEDS`` or ``--seeds N``) once per seed, in
+``DIR/<point>_seed=<s>/``;
 finished points are skipped on re-run; a failed point is recorded and the
-others go on. Writes ``DIR/summary.csv``, ``DIR/summary.md``,
-``DIR/plots/*.png`` and ``DIR/report.md`` (with ``--launcher slurm``: after
+others go on. Writes ``DIR/summary.csv`` (a row per seed-run),
+``DIR/summary_by_point.csv`` (mean and 95% interval over seeds), ``DIR/summary.md``,
+``DIR/plots/*.png`` (+ ``.svg``) and ``DIR/report.md`` (with ``--launcher slurm``: after
 ``--wait``, or with ``--report_only``). Exits 1 if a point failed or stopped.
 """
 
@@ -42,6 +46,12 @@ _MAX_RETRIES = flags.DEFINE_integer(
   0,
   "A point that fails for a reason of its own runs again at "
   "most this many times (--launcher slurm: with --wait).",
+)
+_SEEDS = flags.DEFINE_integer(
+  "seeds",
+  None,
+  "Runs of each point, seeds SEEDS[:N] of the config (default: its SEEDS, else 1: the "
+  "config's seed); each seed-run has its own workdir DIR/<point>_seed=<s>/.",
 )
 _LAUNCHER = flags.DEFINE_enum(
   "launcher",
@@ -129,7 +139,7 @@ def _check_flags() -> None:
   if _STATUS.value or _CANCEL.value:
     extra = [
       f"--{h.name}"
-      for h in (_CONFIG, _WAIT, _REANALYZE, _JOBS, _LAUNCHER, _CLUSTER, _MAX_RETRIES)
+      for h in (_CONFIG, _WAIT, _REANALYZE, _JOBS, _LAUNCHER, _CLUSTER, _MAX_RETRIES, _SEEDS)
       + _RESOURCE_FLAGS
       if _given(h)
     ]
@@ -140,6 +150,8 @@ def _check_flags() -> None:
     cli.fail("--config is required (or --status / --cancel with --workdir)")
   if _JOBS.value < 1:
     cli.fail(f"--jobs must be >= 1, got {_JOBS.value}")
+  if _SEEDS.value is not None and _SEEDS.value < 1:
+    cli.fail(f"--seeds must be >= 1, got {_SEEDS.value}")
   if _MAX_RETRIES.value < 0:
     cli.fail(f"--max_retries must be >= 0, got {_MAX_RETRIES.value}")
   if _LAUNCHER.value == "local":
@@ -198,6 +210,7 @@ def main(argv):
           reanalyze=_REANALYZE.value,
           report_only=_REPORT_ONLY.value,
           max_retries=_MAX_RETRIES.value,
+          seeds=_SEEDS.value,
         )
       else:
         statuses = slurm.run_sweep(
@@ -209,6 +222,7 @@ def main(argv):
           max_retries=_MAX_RETRIES.value,
           reanalyze=_REANALYZE.value,
           print_fn=out,
+          seeds=_SEEDS.value,
           command=" ".join(
             ["python -m experiments.sweep"]
             + [a for a in sys.argv[1:] if a not in ("--wait", "--nowait")]

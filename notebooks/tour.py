@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 from flax import nnx
+from IPython.display import display
 
 import attention_jax
 from attention_jax import attention, evaluation, generate, plots, train, workdir
@@ -79,8 +80,7 @@ x = jnp.array(
 def show(weights, title):
   """One attention matrix as a heatmap: row i = query token, column j = key token."""
   fig = plots.attention_figure(np.asarray(weights), tokens, tokens, title=title)
-  plt.show()
-  plt.close(fig)
+  display(fig)  # a matplotlib Figure (no pyplot state): shown as an image
 
 
 context, weights = attention.simple_self_attention(x)
@@ -219,8 +219,7 @@ print("source:", " ".join(result["source"]), "->", result["text"])
 fig = plots.attention_figure(
   result["attention"], result["source"], result["output"], "RNNsearch alignment (reverse)"
 )
-plt.show()
-plt.close(fig)
+display(fig)
 
 # %% [markdown]
 # ## 4. A small GPT

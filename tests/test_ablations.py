@@ -21,6 +21,7 @@ def test_default_and_full_sweeps_validate(tmp_path, name):
     sweep = sweeps.load_sweep(spec, str(tmp_path))  # validates every point
     assert len(sweep.points) >= least
     assert len({p.slug for p in sweep.points}) == len(sweep.points)
+    assert len(sweep.seeds) >= 3  # every claim with its spread over seeds
 
 
 @pytest.fixture(scope="module", params=CONFIGS)
@@ -59,7 +60,7 @@ def test_tiny_point_report(tiny_point):
     assert [r["length"] for r in by_len] == list(range(2, 9))
     assert [r["in_training_range"] for r in by_len] == [1] * 3 + [0] * 4
     assert {r["length_unit"] for r in by_len} == {"symbols"}
-    assert sum(r["examples"] for r in by_len) == 40 * 8
+    assert sum(r["examples"] for r in by_len) == analyses.EXAMPLES_PER_LENGTH * 8
     assert {"bleu", "chrf"} <= set(by_len[0])
     assert all(
       0 <= r["sequence_accuracy"] <= r["token_accuracy"] + 1e-9 or r["sequence_accuracy"] == 0
@@ -74,7 +75,7 @@ def test_tiny_point_report(tiny_point):
         line for line in table.splitlines() if line.startswith("| name=gpt position=alibi |")
       )
       cells = [c.strip() for c in row.strip("|").split("|")]
-      assert len(cells) == 1 + 8 + 1  # point, 8 lengths, where
+      assert len(cells) == 1 + 1 + 8 + 1  # point, seeds, 8 lengths, where
       assert cells[-1] == "never (≤ 8)" or 2 <= int(cells[-1]) <= 8
   else:
     assert {"loss_ratio_vs_length.png", "gradient_norms.png"} <= set(pngs)

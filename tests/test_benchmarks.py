@@ -70,3 +70,36 @@ def test_attention_rows_run_on_the_same_weights():
       ].numpy()
     np.testing.assert_allclose(theirs, ours, atol=1e-5)
     assert np.abs(ours).max() > 0.1
+
+
+@pytest.mark.parametrize(
+  "name", ["transformer", "gpt", "rnn_encdec", "seq2seq_lstm", "rnnsearch", "luong"]
+)
+def test_torch_reference_models_compute_our_loss(name):
+  """The model suite's torch versions (benchmarks/torch_models.py) on our
+  initial weights: the same trainable parameter count and the same initial
+  loss (an independent implementation of each model's equations)."""
+  pytest.importorskip("torch", reason="torch rows exist only with torch")
+  import numpy as np
+
+  V, B, T = 24, 3, 7
+  overrides = {"model.vocab_size": V, "data.max_length": T, "train.batch_size": B}
+  if name in ("transformer", "gpt"):
+    overrides.update({"model.num_layers": 2, "model.hidden_size": 16, "model.num_heads": 2})
+  else:
+    overrides.update({"model.hidden_size": 12, "model.embed_dim": 8})
+  c = bm._config(name, overrides)
+  graphdef, state, _, _ = step_lib.create_state(c, V, V)
+  rng = np.random.default_rng(1)
+  tokens = lambda: jnp.asarray(rng.integers(4, V, size=(B, T)), jnp.int32)  # noqa: E731 - local helper
+  if name == "gpt":
+    batch = {"inputs": tokens(), "targets": tokens()}
+  else:
+    batch = {"src": tokens(), "tgt_in": tokens(), "tgt_out": tokens()}
+  _, rows = bm._torch_steps(name, c, state.params, batch, quick=True)
+  objective = objectives.get("lm" if name == "gpt" else "seq2seq")
+  ours = objective.train_loss(step_lib.merge_for_compute(graphdef, state.params, c), batch, None, c)
+  n_ours = sum(x.size for x in jax.tree.leaves(state.params))
+  assert rows["torch"]["params_M"] * 1e6 == pytest.approx(n_ours)
+  assert abs(rows["torch"]["init_loss"] - float(ours[0])) < 1e-5
+  assert rows["torch.compile"]["note"] == "skipped: not timed with --quick"

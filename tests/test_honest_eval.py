@@ -6,6 +6,7 @@ translate.py:tiny on the English→German fixtures in tests/data) and a good and
 a bad ``reverse`` model for the comparison tests.
 """
 
+import csv
 import importlib.util
 import os
 import shutil
@@ -312,7 +313,8 @@ def test_translate_config_switches_model_with_nothing_else(arg):
     c = config_lib.resolve(_translate_config(arg, **{**paths, "model.name": name}))
     config_lib.validate(c)
     assert (c.data.tokenizer, c.data.normalize, c.model.name) == ("sentencepiece", "NFC", name)
-    assert c.eval.length_buckets and (arg == "tiny") != bool(c.data.bucket_boundaries)
+    assert (arg == "tiny") == bool(c.eval.length_buckets)  # else the test set's quantiles
+    assert (arg == "tiny") != bool(c.data.bucket_boundaries)
 
 
 # --------------------------------------------------------------------------
@@ -521,7 +523,7 @@ def test_compare_intervals_p_values_and_files(pair, tmp_path):
   assert g["bleu"] > b["bleu"] + 20
   for r in res["rows"]:
     for name in ("bleu", "chrf"):
-      if r["count"]:
+      if r["count"] >= metrics.MIN_BUCKET:
         lo, hi = r[f"{name}_ci"]
         assert lo <= r[name] <= hi
   assert g["bleu_p"] is None
@@ -546,6 +548,35 @@ def test_compare_intervals_p_values_and_files(pair, tmp_path):
     assert f.read(4) == b"\x89PNG"
   md = open(res["paths"]["md"], encoding="utf-8").read()
   assert "| model | BLEU | 95% CI | p |" in md and "## BLEU by source length (symbols)" in md
+
+
+def test_compare_small_buckets_get_no_interval_or_p(pair, tmp_path, monkeypatch):
+  """Given edges that leave a bucket under MIN_BUCKET sentences: its score and
+  n, but no interval and no p-value — in the rows, the markdown and the CSV;
+  the default (quantile) buckets have none that small. (The test set has ~50
+  sources per length 2-5, so the threshold is raised to 60 here.)"""
+  monkeypatch.setattr(metrics, "MIN_BUCKET", 60)
+  good, bad = pair["good"], pair["bad"]
+  lengths = compare.workdir_outputs(good, "test").lengths
+  assert 0 < int((lengths == 3).sum()) < metrics.MIN_BUCKET
+  res = compare.compare_workdirs(
+    [[good], [bad]], "test", out=str(tmp_path / "s"), length_buckets="2,3,4"
+  )
+  small = [r for r in res["rows"] if r["bucket"] != "all" and r["count"] < metrics.MIN_BUCKET]
+  assert len(small) >= 2 and all(r["bleu"] is not None for r in small)
+  assert all(r[f"{k}_{x}"] is None for r in small for k in ("bleu", "chrf") for x in ("ci", "p"))
+  md = open(res["paths"]["md"], encoding="utf-8").read()
+  line = next(x for x in md.splitlines() if x.startswith(f"| {small[0]['bucket']} |"))
+  assert "no CI, no p" in line and "p=" not in line
+  with open(res["paths"]["csv"], encoding="utf-8") as f:
+    rows = [r for r in csv.DictReader(f) if r["bucket"] == small[0]["bucket"]]
+  assert rows and all(r["bleu_p"] == r["bleu_ci_low"] == r["chrf_p"] == "" for r in rows)
+  default = compare.compare_workdirs(
+    [[good], [bad]], "test", out=str(tmp_path / "q"), length_buckets=""
+  )
+  counts = [r["count"] for r in default["rows"] if r["bucket"] != "all"]
+  assert min(counts) >= metrics.MIN_BUCKET
+  assert os.path.exists(default["paths"]["svg"])
 
 
 def test_compare_seed_groups_and_mismatched_references(pair, text_run, tmp_path):

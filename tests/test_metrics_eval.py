@@ -60,6 +60,26 @@ def test_buckets_and_summaries():
       metrics.parse_bucket_edges(bad)
   assert metrics.auto_bucket_edges(np.array([1, 7])) == list(range(1, 8))
   assert metrics.auto_bucket_edges(np.array([3, 30])) == [5, 10, 15, 20, 25, 30]
+
+
+def test_quantile_buckets_equal_counts_and_merge_below_30():
+  rng = np.random.default_rng(0)
+  even = rng.integers(1, 41, size=1000)
+  edges = metrics.quantile_bucket_edges(even)
+  counts = np.bincount(metrics.bucket_index(even, edges))
+  assert len(counts) == metrics.QUANTILE_BUCKETS and counts.min() > 150  # ~200 each
+  # The case: 498 short sentences, 5, 4 and 3 long ones.
+  skew = np.concatenate([rng.integers(3, 11, 498), [15] * 5, [25] * 4, [45] * 3])
+  edges = metrics.quantile_bucket_edges(skew)
+  counts = np.bincount(metrics.bucket_index(skew, edges))
+  assert counts.sum() == len(skew) and counts.min() >= metrics.MIN_BUCKET
+  assert metrics.bucket_index(np.array([45]), edges)[0] == len(counts) - 1  # the tail merged
+  assert metrics.quantile_bucket_edges(np.array([5] * 20 + [50] * 5)) == []  # < 30 in all
+  assert metrics.quantile_bucket_edges(np.array([], np.int64)) == []
+  # A small bucket in the middle joins its smaller neighbour.
+  mid = np.concatenate([[2] * 100, [5] * 10, [8] * 40])
+  edges = metrics.quantile_bucket_edges(mid, buckets=3)
+  assert np.bincount(metrics.bucket_index(mid, edges)).tolist() in ([100, 50], [110, 40])
   edges = [2, 4]
   assert [metrics.bucket_label(edges, i) for i in range(3)] == ["1-2", "3-4", "5+"]
   n = 5

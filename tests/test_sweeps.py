@@ -1,11 +1,14 @@
 """The sweep runner: slugs, failure isolation, skipping, summary and report."""
 
 import csv
+import json
 import os
 import re
+import textwrap
 
+import numpy as np
 import pytest
-from conftest import SWEEP_CONFIG
+from conftest import SWEEP_CONFIG, SWEEP_ENV
 
 from attention_jax import sweeps
 
@@ -121,5 +124,108 @@ def test_report_tables_name_the_panel_of_each_point(tmp_path):
     "by_length": {"reverse": rows(lambda L: 1.0), "copy": rows(lambda L: 1.0 if L < 3 else 0.0)}
   }
   text = "\n".join(plots.position_table_section(sweep, [], tables, str(tmp_path)))
-  assert "| position=alibi task=reverse | 1 | never (≤ 3) |" in text
-  assert "| position=alibi task=copy | 1 | 3 |" in text
+  assert "| position=alibi task=reverse | 1 | 1.00 (n=4) | never (≤ 3) |" in text
+  assert "| position=alibi task=copy | 1 | 1.00 (n=4) | 3 |" in text
+
+
+# --------------------------------------------------------------------------
+# Seeds: each point once per seed, pooled in the report with intervals
+
+SEED_CONFIG = SWEEP_CONFIG + textwrap.dedent("""
+    ANALYSES = ("by_length",)
+    REPORT = dict(REPORT, extra=("position_table",), table_lengths=(2, 8))
+""")
+
+
+def test_seeds_declared_and_overridden(tmp_path):
+  from attention_jax.sweeps import spec
+
+  assert spec.sweep_seeds(None, None, 0, "c.py") == (0,)
+  assert spec.sweep_seeds((0, 1, 2), None, 0, "c.py") == (0, 1, 2)
+  assert spec.sweep_seeds((0, 1, 2), 2, 0, "c.py") == (0, 1)
+  assert spec.sweep_seeds((3,), 3, 0, "c.py") == (3, 4, 5)
+  with pytest.raises(sweeps.SweepError, match="SEEDS must be a tuple of ints"):
+    spec.sweep_seeds(("a",), None, 0, "c.py")
+  cfg = tmp_path / "c.py"
+  cfg.write_text(SEED_CONFIG + "\nSEEDS = (0, 1, 2)\n")
+  sw = sweeps.load_sweep(f"{cfg}:two", str(tmp_path / "s"))
+  assert [p.slug for p in sw.points][:3] == [f"hidden_size=8_seed={s}" for s in (0, 1, 2)]
+  assert sw.points[1].overrides == {"model.hidden_size": 8, "seed": 1}
+  assert sw.points[1].point == "hidden_size=8"
+  one = sweeps.load_sweep(f"{cfg}:two", str(tmp_path / "s"), seeds=1)  # today's layout
+  assert [p.slug for p in one.points] == ["hidden_size=8", "hidden_size=12"]
+  assert "seed" not in one.points[0].overrides
+
+
+@pytest.fixture(scope="module")
+def seed_sweep(tmp_path_factory):
+  """``sweep("one")`` (1 point) with ``--seeds 2``: 2 seed-runs, 2 at a time."""
+  root = tmp_path_factory.mktemp("seeds")
+  cfg = root / "seed_cfg.py"
+  cfg.write_text(SEED_CONFIG)
+  workdir = str(root / "out")
+  lines = []
+  with pytest.MonkeyPatch.context() as mp:
+    for k, v in SWEEP_ENV.items():
+      mp.setenv(k, v)
+    statuses = sweeps.run_sweep(f"{cfg}:one", workdir, jobs=2, print_fn=lines.append, seeds=2)
+  return f"{cfg}:one", workdir, statuses, lines
+
+
+def test_seed_runs_summary_and_report_with_intervals(seed_sweep):
+  _, workdir, statuses, lines = seed_sweep
+  assert "1 point × 2 seeds = 2 runs" in lines[0]
+  assert [s["slug"] for s in statuses] == [f"hidden_size=8_seed={s}" for s in (0, 1)]
+  assert all(s["status"] == "done" for s in statuses)
+  from attention_jax import workdir as workdir_lib
+
+  assert workdir_lib.read_config(os.path.join(workdir, "hidden_size=8_seed=1")).seed == 1
+  with open(os.path.join(workdir, "summary.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert [(r["point"], r["seed"]) for r in rows] == [("hidden_size=8", "0"), ("hidden_size=8", "1")]
+  with open(os.path.join(workdir, "summary_by_point.csv")) as f:
+    grouped = {r["point"]: r for r in csv.DictReader(f)}
+  assert set(grouped) == {"hidden_size=8"}
+  for g in grouped.values():
+    assert g["seeds_done"] == "2" and g["seeds"] == "0 1"
+    runs = [float(r["token_accuracy"]) for r in rows if r["point"] == g["point"]]
+    assert float(g["token_accuracy"]) == pytest.approx(np.mean(runs))
+    assert float(g["token_accuracy_low"]) <= float(g["token_accuracy"])
+    assert float(g["token_accuracy"]) <= float(g["token_accuracy_high"])
+  report = open(os.path.join(workdir, "report.md"), encoding="utf-8").read()
+  assert "1 point × 2 seeds (0, 1) = 2 seed-runs" in report
+  assert "over 2 seeds" in report or "never (all 2 seeds)" in report  # halving spread
+  assert re.search(r"\| hidden_size=8 \| 2 \| \d+(-\d+)? \|", report)  # seeds, n per length
+  assert re.search(r"\(n=\d+\)", report) and "## All seed-runs" in report
+  for name in ("by_length_sequence_accuracy", "token_accuracy_vs_hidden_size"):
+    png = os.path.join(workdir, "plots", f"{name}.png")
+    assert os.path.exists(png[:-4] + ".svg")
+    with open(png, "rb") as f:
+      head = f.read(24)
+    assert head[:4] == b"\x89PNG" and int.from_bytes(head[16:20], "big") >= 1000
+
+
+def test_resume_reruns_only_the_killed_seed_run(seed_sweep):
+  cfg, workdir, _, _ = seed_sweep
+  killed = os.path.join(workdir, "hidden_size=8_seed=1")
+  status = os.path.join(killed, sweeps.STATUS_FILE)
+  st = sweeps.read_status(killed)
+  st.update(status="stopped", returncode=-9)  # as a SIGKILL leaves it
+  with open(status, "w") as f:
+    json.dump(st, f)
+  others = {
+    d: os.stat(os.path.join(workdir, d, sweeps.STATUS_FILE)).st_mtime_ns
+    for d in os.listdir(workdir)
+    if d.startswith("hidden_size=") and os.path.join(workdir, d) != killed
+  }
+  lines = []
+  with pytest.MonkeyPatch.context() as mp:
+    for k, v in SWEEP_ENV.items():
+      mp.setenv(k, v)
+    statuses = sweeps.run_sweep(cfg, workdir, jobs=1, print_fn=lines.append, seeds=2)
+  assert "1 already finished, 1 to run" in lines[0]
+  assert [s["status"] for s in statuses] == ["skipped", "done"]
+  assert all(
+    os.stat(os.path.join(workdir, d, sweeps.STATUS_FILE)).st_mtime_ns == t
+    for d, t in others.items()
+  )

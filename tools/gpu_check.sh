@@ -8,12 +8,15 @@
 #   0. wheels: packages the machine lacks (ml-collections, tensorboardX; see
 #      tools/gpu_wheels.txt) are installed from .whl/ when it holds any, into
 #      /tmp/site (nothing else on the machine changes); then an import check.
-#   1. python -m experiments.benchmark --suite all --json OUT_DIR/benchmark.json
-#      (limit 280 s; the JSON is rewritten after each suite, so a suite that
-#      runs out of time keeps the ones before it). Suites: model (GPT-2-small
-#      L12 d768 B16 T1024 and GPT-2-medium L24 d1024 B8 in bf16, tokens/s and
-#      MFU; Transformer-base; RNN models), attention (vs torch SDPA), rnn (vs
-#      cuDNN nn.LSTM/GRU).
+#   1. python -m experiments.benchmark, one suite at a time, each with its
+#      own limit and JSON (OUT_DIR/benchmark_SUITE.json): model (limit 420 s:
+#      GPT-2-small L12 d768 B16 T1024 and GPT-2-medium L24 d1024 B8 in bf16,
+#      tokens/s and MFU, each next to the same model in torch with SDPA, eager
+#      and torch.compile, with the initial-loss parity and vs_torch ratios;
+#      Transformer-base; RNN models), attention (limit 120 s; vs torch SDPA),
+#      rnn (limit 120 s; vs cuDNN nn.LSTM/GRU). The model suite prints each
+#      model's rows as it finishes, so a suite stopped by its limit leaves the
+#      finished ones in OUT_DIR/benchmark_model.log.
 #   2. pytest tests/test_gpu.py (limit 150 s): cuDNN attention in bf16, the bf16
 #      GPT step (also with RoPE and ALiBi), the fused RNN backward, one bf16
 #      experiments.run. In one process: `-o addopts=` drops pyproject.toml's
@@ -23,7 +26,7 @@
 #      benchmark's shape (B64 T256 bf16), whose estimated step time is printed
 #      beside the measured one, and configs/papers/vaswani2017.py at full size.
 # It ends with a compact summary (also OUT_DIR/summary.txt). Plan: ~1 min of
-# start-up and imports, <= 5 min for part 1, <= 2.5 min for part 2.
+# start-up and imports, <= 11 min for part 1, <= 2.5 min for part 2.
 set -u
 OUT_DIR="${1:-${OUT:-/tmp/gpu_check}}"
 mkdir -p "$OUT_DIR"
@@ -55,11 +58,15 @@ cat "$OUT_DIR/env.log" | grep -v "^W0\|^I0" | head -8
 if [ $env_rc -ne 0 ]; then echo "environment check failed (rc $env_rc): $OUT_DIR/env.log"; exit 1; fi
 echo "[$(elapsed) s] environment ok"
 
-# ---- 1. benchmark
-timeout -k 10 280 python3 -m experiments.benchmark --suite all \
-  --json "$OUT_DIR/benchmark.json" > "$OUT_DIR/benchmark.log" 2>&1
-bench_rc=$?
-echo "[$(elapsed) s] benchmark rc $bench_rc ($( [ $bench_rc = 124 ] && echo 'TIME LIMIT' || echo done))"
+# ---- 1. benchmark, one suite at a time
+bench_rc=0
+for part in model:420 attention:120 rnn:120; do
+  suite=${part%%:*}; limit=${part##*:}
+  timeout -k 10 "$limit" python3 -m experiments.benchmark --suite "$suite" \
+    --json "$OUT_DIR/benchmark_$suite.json" > "$OUT_DIR/benchmark_$suite.log" 2>&1
+  rc=$?; [ $rc -ne 0 ] && bench_rc=$rc
+  echo "[$(elapsed) s] benchmark $suite rc $rc ($( [ $rc = 124 ] && echo 'TIME LIMIT' || echo done))"
+done
 
 # ---- 2. GPU tests
 timeout -k 10 150 python3 -m pytest -o addopts= -q -ra -p no:cacheprovider tests/test_gpu.py \
@@ -89,22 +96,33 @@ import json, os, re, sys
 out, bench_rc, tests_rc, total = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 plan_rc = sys.argv[5]
 print(f"== gpu_check summary ({total} s in all)")
-path = os.path.join(out, "benchmark.json")
-if not os.path.exists(path):
-  print(f"benchmark: no JSON (rc {bench_rc}); see benchmark.log")
-else:
-  d = json.load(open(path))
-  print("machine:", d["machine"])
-  print("suite seconds:", d.get("seconds"), f"(rc {bench_rc})")
+d = {"suites": {}}
+for suite in ("model", "attention", "rnn"):
+  path = os.path.join(out, f"benchmark_{suite}.json")
+  if not os.path.exists(path):
+    print(f"benchmark {suite}: no JSON; see benchmark_{suite}.log")
+    continue
+  part = json.load(open(path))
+  d["suites"].update(part["suites"])
+  print("machine:", part["machine"], "| suite seconds:", part.get("seconds"))
+if d["suites"]:
   f = lambda v, p=3: (f"{v:.{p}g}" if isinstance(v, float) else str(v))
   for r in d["suites"].get("model", []):
     if r.get("dtype") == "FAILED":
       print(f"model {r['model']} {r['size']}: FAILED {r.get('peak_source')}")
       continue
+    if r.get("impl", "ours") != "ours":
+      if "step_ms" not in r:
+        print(f"model {r['model']:12s} {r['size']:18s} {r['impl']}: {r.get('note', '')}")
+        continue
+      print(f"model {r['model']:12s} {r['size']:18s} {r['impl']:13s} step {f(r['step_ms'])} ms  "
+            f"init loss {f(r.get('init_loss', ''), 6)} (|diff| {f(r.get('loss_diff', ''), 2)})")
+      continue
     mfu = f"{100 * r['mfu']:.1f}%" if isinstance(r["mfu"], float) else "-"
     print(f"model {r['model']:12s} {r['size']:18s} {r['dtype']:8s} attn={r['attention'] or '-':6s} "
           f"B{r['batch']} T{r['seq_len']} compile {f(r['compile_s'])} s  "
-          f"step {f(r['step_ms'])} ms  {r['tokens_per_sec']:,.0f} tok/s  MFU {mfu}")
+          f"step {f(r['step_ms'])} ms  {r['tokens_per_sec']:,.0f} tok/s  MFU {mfu}  "
+          f"vs_torch {f(r.get('vs_torch', ''))} vs_compile {f(r.get('vs_torch_compile', ''))}")
   for r in d["suites"].get("attention", []):
     if r["impl"] in ("ours", "jax_dpa_cudnn", "torch_sdpa"):
       print(f"attention {r['level']:5s} {r['shape']:24s} causal={r['causal']!s:5s} {r['impl']:13s} "

@@ -22,6 +22,20 @@ Each row also records ``compile_s`` (lowering + XLA compilation of the step)
 and ``attention`` (the path ``model.attention_impl`` resolved to: ``cudnn``
 fused attention, ``xla``, or our ``einsum``). On a GPU the GPT-2 sizes run
 with ``model.scan_layers`` (one compiled block, scanned; see models/gpt.py).
+
+Reference rows, where torch is installed: the same model written in PyTorch
+from the same equations (``benchmarks/torch_models.py``: equal trainable
+parameter counts, our initial weights copied in), trained by the same step
+(cross-entropy over non-PAD targets, global-norm clipping, Adam), eager
+(``impl = torch``) and under ``torch.compile`` (``torch.compile``; skipped,
+with the reason in ``note``, when no C compiler is found or its compile takes
+longer than :data:`COMPILE_LIMIT_S`, where it is stopped). All of a model's steps are timed in one
+process, interleaved (:func:`timing.bench`); ``vs_torch`` and
+``vs_torch_compile`` on our row are the medians of the per-round ratios of our
+time to theirs. ``init_loss`` is each side's loss on the first batch before
+any update, and ``loss_diff`` on the torch rows its distance from ours: the
+parity check that both compute the same function. On a GPU, torch runs on
+CUDA with bf16 autocast where our step computes in bf16 (attention: SDPA).
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from attention_jax.benchmarks import timing
 COLUMNS = [
   "model",
   "size",
+  "impl",
   "dtype",
   "attention",
   "batch",
@@ -51,9 +66,22 @@ COLUMNS = [
   "tokens_per_sec",
   "tflops_per_sec",
   "mfu",
+  "vs_torch",
+  "vs_torch_compile",
+  "init_loss",
+  "loss_diff",
   "peak_tflops",
   "peak_source",
+  "note",
 ]
+
+# The fields printed as each model finishes.
+PROGRESS = ("model", "size", "impl", "step_ms", "vs_torch", "vs_torch_compile", "loss_diff", "note")
+
+# A torch.compile row is dropped (with the reason) when compiling its step
+# (the first calls, forward and backward) takes longer than this many seconds:
+# the compile is stopped there (``experiments.benchmark --torch_compile_limit``).
+COMPILE_LIMIT_S = 180.0
 
 # Dense peak FLOP/s by (device kind substring, compute dtype).
 PEAKS = {
@@ -228,7 +256,136 @@ def flops_per_token(name: str, config, params) -> float:
   return 6 * N + 12 * L * config.model.hidden_size * config.data.max_length
 
 
-def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
+def _torch():
+  try:
+    import torch  # optional: the reference rows run only where it is installed
+
+    return torch
+  except ImportError:
+    return None
+
+
+def _compiler() -> str | None:
+  """Why torch.compile cannot run here (no C compiler for inductor), or None."""
+  import shutil
+
+  if not any(shutil.which(cc) for cc in ("cc", "gcc", "clang", "g++")):
+    return "no C compiler found (torch.compile's inductor needs one)"
+  return None
+
+
+class _CompileTimeout(Exception):
+  pass
+
+
+def _compile_within(step, limit_s: float) -> tuple[str | None, float]:
+  """Runs ``step`` twice (torch.compile compiles forward and backward in the
+  first calls), stopped by SIGALRM after ``limit_s`` seconds (re-raised every
+  second: the compiler catches and logs some exceptions and carries on).
+  Returns ``(why it was stopped or failed, or None; seconds taken)``."""
+  import signal
+
+  armed = [True]
+
+  def alarm(signum, frame):
+    if armed[0]:
+      raise _CompileTimeout
+
+  old = signal.signal(signal.SIGALRM, alarm)
+  signal.setitimer(signal.ITIMER_REAL, limit_s, 1.0)
+  t0 = time.perf_counter()
+  try:
+    for _ in range(2):
+      step()
+    armed[0] = False
+    return None, time.perf_counter() - t0
+  except Exception as e:  # noqa: BLE001 - a compiler failure or timeout drops this row only
+    armed[0] = False
+    chain, cause = [], e
+    while cause is not None and len(chain) < 20:
+      chain.append(cause)
+      cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, _CompileTimeout) for c in chain):
+      return f"compile stopped at the limit of {limit_s:.0f} s", time.perf_counter() - t0
+    msg = " ".join(str(e).split())[:120]
+    return f"torch.compile failed: {type(e).__name__}: {msg}", time.perf_counter() - t0
+  finally:
+    armed[0] = False
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _torch_steps(name, config, params, batch, quick: bool):
+  """The torch reference: ``(variants {impl: step}, rows {impl: fields})``."""
+  torch = _torch()
+  if torch is None:
+    return {}, {"torch": {"note": "torch not installed"}}
+  from attention_jax.benchmarks import torch_models
+
+  dev = "cuda" if torch.cuda.is_available() else "cpu"
+  sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+  bf16 = config.train.compute_dtype == "bfloat16"
+  pure = jax.tree.map(np.asarray, params.to_pure_dict())
+  model = torch_models.build(name, pure, config).to(dev)
+  n_params = torch_models.n_params(model)
+  inputs = {k: torch.from_numpy(np.asarray(v)).long().to(dev) for k, v in batch.items()}
+  args = (inputs["inputs"],) if name == "gpt" else (inputs["src"], inputs["tgt_in"])
+  targets = inputs["targets" if name == "gpt" else "tgt_out"]
+  ls, clip = config.train.label_smoothing, config.train.grad_clip_norm
+  trainable = [p for p in model.parameters() if p.requires_grad]
+  opt = torch.optim.Adam(trainable, lr=config.train.learning_rate)
+
+  def loss_of(fwd):
+    with torch.autocast(dev, dtype=torch.bfloat16, enabled=bf16):
+      logits = fwd(*args)
+    logits = logits.float()
+    mask = targets != torch_models.PAD
+    n = mask.sum().clamp(min=1)
+    loss = (
+      torch.nn.functional.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), reduction="none", label_smoothing=ls
+      )
+      * mask.flatten()
+    ).sum() / n
+    correct = ((logits.argmax(-1) == targets) & mask).sum() / n
+    return loss, correct
+
+  def make_step(fwd):
+    def step():
+      opt.zero_grad(set_to_none=True)
+      loss, _ = loss_of(fwd)
+      loss.backward()
+      if clip > 0:
+        torch.nn.utils.clip_grad_norm_(trainable, clip)
+      opt.step()
+      sync()
+
+    return step
+
+  with torch.no_grad():
+    init_loss = float(loss_of(model)[0])
+  variants = {"torch": make_step(model)}
+  rows = {"torch": {"init_loss": init_loss, "params_M": n_params / 1e6}}
+  why = "not timed with --quick" if quick else _compiler()
+  if why is None:
+    compiled = torch.compile(model)
+    why, compile_s = _compile_within(make_step(compiled), COMPILE_LIMIT_S)
+    if why is not None:
+      torch._dynamo.reset()  # drop what the stopped compile left
+    else:
+      variants["torch.compile"] = make_step(compiled)
+      rows["torch.compile"] = {
+        "init_loss": init_loss,
+        "compile_s": compile_s,
+        "params_M": n_params / 1e6,
+      }
+  if why is not None:
+    print(f"model suite: {name}: torch.compile row skipped: {why}", flush=True)
+    rows["torch.compile"] = {"note": f"skipped: {why}"}
+  return variants, rows
+
+
+def _bench_one(name: str, label: str, overrides: dict, rounds: int, quick: bool = False) -> list:
   config = _config(name, overrides)
   V = overrides.get("model.vocab_size", 512)
   B, T = config.train.batch_size, config.data.max_length
@@ -246,6 +403,13 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
   n_tokens = B * T
   n_params = sum(x.size for x in jax.tree.leaves(state.params))
   fpt = flops_per_token(name, config, state.params)
+  init_loss = jax.jit(
+    lambda p: objective.train_loss(
+      step_lib.merge_for_compute(graphdef, p, config), batch, None, config
+    )[0]
+  )(state.params)
+  init_loss = float(init_loss)
+  variants, torch_rows = _torch_steps(name, config, state.params, batch, quick)
   donate = (0,) if jax.default_backend() != "cpu" else ()
   t0 = time.perf_counter()
   attention.last_path.clear()
@@ -262,11 +426,13 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
     holder["state"], m = step(holder["state"], batch)
     jax.block_until_ready(m["loss"])
 
-  ms = timing.bench({name: run_step}, name, rounds=rounds, iters=3, warmup=2)[name]["median_ms"]
+  res = timing.bench({"ours": run_step, **variants}, "ours", rounds=rounds, iters=3, warmup=2)
+  ms = res["ours"]["median_ms"]
   tok_s = n_tokens / (ms / 1e3)
   row = {
     "model": name,
     "size": label,
+    "impl": "ours",
     "dtype": dtype,
     "attention": used,
     "batch": B,
@@ -277,15 +443,29 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int) -> dict:
     "tokens_per_sec": tok_s,
     "tflops_per_sec": "",
     "mfu": "",
+    "init_loss": init_loss,
     "peak_tflops": "",
     "peak_source": "",
   }
+  for impl, column in (("torch", "vs_torch"), ("torch.compile", "vs_torch_compile")):
+    row[column] = (
+      timing.paired_ratio(res["ours"]["times_ms"], res[impl]["times_ms"]) if impl in res else ""
+    )
   if name in ("gpt", "transformer"):
     achieved = fpt * tok_s
     row["tflops_per_sec"] = achieved / 1e12
     peak, source = peak_for(dtype)
     row.update(mfu=achieved / peak, peak_tflops=peak / 1e12, peak_source=source)
-  return row
+  rows = [row]
+  for impl, fields in torch_rows.items():
+    r = {"model": name, "size": label, "impl": impl, "batch": B, "seq_len": T, **fields}
+    if impl in res:
+      r["step_ms"] = res[impl]["median_ms"]
+      r["tokens_per_sec"] = n_tokens / (r["step_ms"] / 1e3)
+    if "init_loss" in fields:
+      r["loss_diff"] = abs(fields["init_loss"] - init_loss)
+    rows.append(r)
+  return rows
 
 
 def run(quick: bool = False) -> list[dict]:
@@ -295,7 +475,10 @@ def run(quick: bool = False) -> list[dict]:
     if name not in models.MODELS:
       continue
     try:
-      rows.append(_bench_one(name, label, overrides, rounds=3 if quick else 7))
+      done = _bench_one(name, label, overrides, rounds=3 if quick else 7, quick=quick)
+      rows += done
+      for r in done:  # as each model finishes (a run stopped by a time limit keeps these)
+        print("model suite:", {k: r[k] for k in PROGRESS if r.get(k, "") != ""}, flush=True)
     except Exception as e:  # noqa: BLE001 - one failing case (e.g. out of memory)
       msg = " ".join(str(e).split())[:300]  # must not lose the others
       print(f"model suite: {name} {label} failed: {type(e).__name__}: {msg}", flush=True)
@@ -303,6 +486,7 @@ def run(quick: bool = False) -> list[dict]:
         {
           "model": name,
           "size": label,
+          "impl": "ours",
           "dtype": "FAILED",
           "peak_source": f"{type(e).__name__}: {msg[:120]}",
         }

@@ -34,7 +34,8 @@ def bench(
   budget_s: float | None = None,
   clock: Callable[[], float] | None = None,
 ) -> dict[str, dict]:
-  """Times zero-argument callables. Returns ``{name: {median_ms, ratio, …}}``."""
+  """Times zero-argument callables. Returns ``{name: {median_ms, ratio, …,
+  times_ms}}`` (``times_ms``: the per-round times, for other paired ratios)."""
   clock = clock or default_clock
   names = list(variants)
   if reference not in names:
@@ -63,8 +64,14 @@ def bench(
       "ratio_min": ratios[0],
       "ratio_max": ratios[-1],
       "rounds": len(times[n]),
+      "times_ms": list(times[n]),
     }
   return out
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+  """The median over rounds of the per-round ratio ``a / b``."""
+  return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def machine() -> str:

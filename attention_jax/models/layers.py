@@ -43,6 +43,54 @@ def _take_rows_bwd(res, g):
 take_rows.defvjp(_take_rows_fwd, _take_rows_bwd)
 
 
+@jax.custom_vjp
+def _dense(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jax.lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())))
+
+
+def _dense_fwd(x, kernel):
+  return _dense(x, kernel), (x, kernel)
+
+
+def _dense_bwd(res, g):
+  """dx = g Wᵀ;  dW = xᵀ g over all M = B·T rows, as a plain matmul.
+
+  Left to itself, XLA on the CPU contracts over the leading (row) axis of
+  both operands, a form the fast matmul library it calls (YNNPACK) does not
+  take; it then falls back to a generic dot several times slower (the
+  Transformer's feed-forward weight gradients, docs/performance.md). Here the
+  smaller of x [M, K] and g [M, N] is transposed into a copy first (the
+  optimisation barrier keeps XLA from folding the transpose back into the
+  dot): dW = (xᵀ) g, or dW = ((gᵀ) x)ᵀ.
+  """
+  x, kernel = res
+  dx = jax.lax.dot_general(g, kernel, (((g.ndim - 1,), (1,)), ((), ())))
+  x2 = x.reshape(-1, x.shape[-1])  # (M, K)
+  g2 = g.reshape(-1, g.shape[-1])  # (M, N)
+  plain = (((1,), (0,)), ((), ()))
+  if x2.shape[1] <= g2.shape[1]:
+    dkernel = jax.lax.dot_general(jax.lax.optimization_barrier(x2.T), g2, plain)  # (K, N)
+  else:
+    dkernel_t = jax.lax.dot_general(jax.lax.optimization_barrier(g2.T), x2, plain)  # (N, K)
+    dkernel = jax.lax.optimization_barrier(dkernel_t).T
+  return dx.astype(x.dtype), dkernel.astype(kernel.dtype)
+
+
+_dense.defvjp(_dense_fwd, _dense_bwd)
+
+
+def dense(layer: nnx.Linear, x: jax.Array) -> jax.Array:
+  """``layer(x)`` for an ``nnx.Linear`` (y = x W + b: the same values and
+  dtypes) with the weight gradient as one plain matmul (:func:`_dense_bwd`)."""
+  kernel = layer.kernel[...]
+  bias = layer.bias[...] if layer.bias is not None else None
+  x, kernel, bias = layer.promote_dtype((x, kernel, bias), dtype=layer.dtype)
+  y = _dense(x, kernel)
+  if bias is not None:
+    y += jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+  return y
+
+
 class Embed(nnx.Embed):
   """``nnx.Embed`` that looks up and attends in its table's dtype at call time.
 

@@ -35,7 +35,7 @@ from flax import nnx
 from attention_jax import attention
 from attention_jax import positions as positions_lib
 from attention_jax.data.vocab import PAD
-from attention_jax.models.layers import Embed, dropout
+from attention_jax.models.layers import Embed, dense, dropout
 
 # [T] positions -> [T, dim] sinusoids (Vaswani et al. 2017, Section 3.5).
 sinusoidal_positions = positions_lib.sinusoidal
@@ -74,7 +74,7 @@ class FeedForward(nnx.Module):
 
   def __call__(self, x: jax.Array, dropout_rate: float = 0.0, rng=None) -> jax.Array:
     act = jax.nn.relu if self.activation == "relu" else jax.nn.gelu
-    return self.fc2(dropout(act(self.fc1(x)), dropout_rate, rng))
+    return dense(self.fc2, dropout(act(dense(self.fc1, x)), dropout_rate, rng))
 
 
 class Block(nnx.Module):

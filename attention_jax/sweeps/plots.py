@@ -1,4 +1,12 @@
-"""Plots and generated statements of a sweep's report (matplotlib, Agg).
+"""Plots and generated statements of a sweep's report (matplotlib's Figure
+API through :mod:`attention_jax.plots`: PNG ≥ 1000 px wide and SVG).
+
+The report passes the sweep with its seeds folded (one point per swept
+setting; ``attention_jax.sweeps.report.group_points``): each by-length table
+is the mean over the point's seeds with ``_low``/``_high`` bands, and
+``tables["by_length_runs"]`` keeps each seed's own rows, from which every
+headline statistic (where a curve falls below half, the short-sentence
+value) is given with its median and range over seeds.
 
 Driven by the config file's ``REPORT`` dict (all keys optional):
 
@@ -25,18 +33,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use
-import numpy as np  # noqa: E402 - after matplotlib.use
+from attention_jax import workdir as workdir_lib
+from attention_jax.errors import WorkdirError
+from attention_jax.plots import DPI, MIN_WIDTH_PX, Curve, save_figure, save_line_figure
+from attention_jax.sweeps.tables import bands, label_of, markdown_table
 
-from attention_jax import fileio  # noqa: E402 - after matplotlib.use
-from attention_jax import workdir as workdir_lib  # noqa: E402 - after matplotlib.use
-from attention_jax.errors import WorkdirError  # noqa: E402 - after matplotlib.use
-from attention_jax.sweeps.tables import bands, label_of, markdown_table  # noqa: E402 - after matplotlib.use
-
-DPI = 80
+BAND = "band: 95% bootstrap interval over seeds and, for exact match, examples"
 
 
 def _series_keys(sweep, spec) -> list[str]:
@@ -62,16 +67,62 @@ def _label(overrides, keys) -> str:
 def _grid(n: int):
   cols = min(n, 3)
   rows = math.ceil(n / cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
-  return fig, axes.ravel()
+  width = max(MIN_WIDTH_PX / DPI + 0.4, 4.6 * cols + 1.0)
+  fig = Figure(figsize=(width, 3.6 * rows), dpi=DPI, layout="constrained")
+  return fig, fig.subplots(rows, cols, squeeze=False).ravel()
 
 
 def _save(fig, path: str) -> str:
-  fig.tight_layout()
-  with fileio.atomic_open(path, "wb") as f:
-    fig.savefig(f, format=os.path.splitext(path)[1][1:] or "png", dpi=DPI)
-  plt.close(fig)
+  save_figure(fig, path)
   return path
+
+
+def _curve_keys(series: list[str]) -> tuple[str | None, list[str]]:
+  """The key whose value picks a curve's colour (the model: ``model.name``
+  if swept, else the first series key) and those picking its line style."""
+  if not series:
+    return None, []
+  color = "model.name" if "model.name" in series else series[0]
+  return color, [k for k in series if k != color]
+
+
+def _curve(p, series, x, y, low=None, high=None) -> Curve:
+  color_key, style_keys = _curve_keys(series)
+  return Curve(
+    _label(p.overrides, series),
+    x,
+    y,
+    low,
+    high,
+    color=_label(p.overrides, [color_key]) if color_key else None,
+    style=label_of(p.overrides, style_keys) or None,
+  )
+
+
+def _seeds_caption(runs: dict[str, list], by_length: dict[str, list], points) -> str:
+  """``mean of 3 seeds (0, 1, 2) per point; n = 100 examples per length and seed``."""
+  n_seeds = sorted({len(runs.get(p.slug, ())) for p in points if p.slug in runs})
+  n_ex = sorted({int(r["examples"]) for p in points for r in by_length.get(p.slug, [])})
+  seeds = "/".join(map(str, n_seeds)) or "1"
+  ex = f"{n_ex[0]}" if len(n_ex) == 1 else (f"{n_ex[0]}–{n_ex[-1]}" if n_ex else "?")
+  return f"mean of {seeds} seed(s) per point; n = {ex} examples per length and seed; {BAND}"
+
+
+def spread(values: list, none: str = "never") -> str:
+  """``median [min–max] over k seeds`` of a per-seed statistic (None or NaN:
+  ``none``, e.g. a curve that never falls below half)."""
+  values = [None if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in values]
+  vals = [v for v in values if v is not None]
+  if not values:
+    return "–"
+  if len(values) == 1:
+    return none if values[0] is None else f"{values[0]:.3g}"
+  never = len(values) - len(vals)
+  if not vals:
+    return f"{none} (all {len(values)} seeds)"
+  med = float(np.median(vals))
+  out = f"{med:.3g} [{min(vals):.3g}–{max(vals):.3g}] over {len(vals)} seeds"
+  return out + (f"; {none} in {never}" if never else "")
 
 
 def _md_image(path: str, plots_dir: str, title: str) -> str:
@@ -126,8 +177,24 @@ def _panel_title(panel_key, value, lo: int, hi: int) -> str:
   return f"trained on lengths {lo}-{hi}"
 
 
-def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
+def _seed_tables(tables: dict, slug: str) -> list[list[dict]]:
+  """Each seed's own by-length rows of a point (its mean table when the
+  report has no per-seed tables)."""
+  runs = tables.get("by_length_runs", {}).get(slug)
+  return runs or [tables.get("by_length", {}).get(slug, [])]
+
+
+def _band_of(rows: list[dict], metric: str):
+  lo = [r.get(f"{metric}_low") for r in rows]
+  hi = [r.get(f"{metric}_high") for r in rows]
+  if all(v in (None, "") for v in lo):
+    return None, None
+  return lo, hi
+
+
+def by_length_section(sweep, rows, tables, plots_dir) -> list[str]:
   spec = sweep.report
+  by_length = tables.get("by_length", {})
   if not by_length:
     return []
   metric = spec.get("by_length_metric", "sequence_accuracy")
@@ -135,65 +202,83 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
   panel_key = spec.get("panels")
   points = [p for p in sweep.points if p.slug in by_length]
   panel_values = list(dict.fromkeys(p.overrides.get(panel_key) for p in points))
-  fig, axes = _grid(len(panel_values))
-  table, statements = [], []
-  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
+  panels, vlines, table, statements = [], set(), [], []
+  runs = tables.get("by_length_runs", {})
+  for pv in panel_values:
+    curves = []
     for p in points:
       if p.overrides.get(panel_key) != pv:
         continue
       r = by_length[p.slug]
       lo, hi = _train_range(p)
-      ax.plot(
-        [x["length"] for x in r],
-        [x[metric] for x in r],
-        marker=".",
-        markersize=3,
-        label=_label(p.overrides, series),
-      )
+      low, high = _band_of(r, metric)
+      curves.append(_curve(p, series, [x["length"] for x in r], [x[metric] for x in r], low, high))
       st = length_stats(r, metric, lo, hi)
+      per_seed = [length_stats(t, metric, lo, hi) for t in _seed_tables(tables, p.slug) if t]
+      halves = [x["half_at"] for x in per_seed]
+      shorts = [x["short"] for x in per_seed]
+      n_ex = sorted({int(x["examples"]) for x in r})
       label = _label(p.overrides, _row_keys(sweep, spec))
       table.append(
         {
           "point": label,
-          f"short ({st['short_lengths']})": st["short"],
+          "seeds": len(per_seed),
+          "n per length": n_ex[0] if len(n_ex) == 1 else f"{n_ex[0]}-{n_ex[-1]}",
+          f"short ({st['short_lengths']})": spread(shorts, "–"),
           "last 5 trained": st["tail"],
           "beyond training": st["beyond"],
-          "falls below half at length": st["half_at"] or f"never (≤ {st['max_length']})",
+          "falls below half at length": spread(halves)
+          if len(halves) > 1
+          else (st["half_at"] or f"never (≤ {st['max_length']})"),
         }
       )
+      seeds = f"{len(per_seed)} seed(s), n = {n_ex[0] if n_ex else '?'} per length"
       if not st["short"] >= 0.1:
         statements.append(
-          f"- **{label}** (trained on lengths ≤ {hi}): did not "
-          f"learn the task ({metric} {st['short']:.2f} even on "
+          f"- **{label}** (trained on lengths ≤ {hi}; {seeds}): did not "
+          f"learn the task ({metric} {spread(shorts, '–')} even on "
           f"lengths {st['short_lengths']})."
         )
-      elif st["half_at"] is None:
+      elif all(h is None for h in halves):
         statements.append(
-          f"- **{label}** (trained on lengths ≤ {hi}): stays above "
-          f"half its short-sentence {metric} ({st['short']:.2f}) up "
-          f"to length {st['max_length']}."
+          f"- **{label}** (trained on lengths ≤ {hi}; {seeds}): stays above "
+          f"half its short-sentence {metric} ({spread(shorts)}) up "
+          f"to length {st['max_length']} in every seed."
         )
       else:
-        where = "inside" if st["half_at"] <= hi else "beyond"
+        where = (
+          "inside"
+          if all(h is not None and h <= hi for h in halves)
+          else "beyond"
+          if all(h is None or h > hi for h in halves)
+          else "inside or beyond, by seed,"
+        )
         statements.append(
-          f"- **{label}** (trained on lengths ≤ {hi}): {metric} "
-          f"{st['short']:.2f} on short sources falls below half at "
-          f"length {st['half_at']} ({where} the training range); "
-          f"{st['tail']:.2f} on lengths {st['tail_lengths']}."
+          f"- **{label}** (trained on lengths ≤ {hi}; {seeds}): {metric} "
+          f"{spread(shorts)} on short sources falls below half at "
+          f"length {spread(halves)} ({where} the training range); "
+          f"{st['tail']:.2f} (mean over seeds) on lengths {st['tail_lengths']}."
         )
     lo, hi = _train_range(next(p for p in points if p.overrides.get(panel_key) == pv))
-    ax.axvline(hi + 0.5, color="gray", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("source length")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_title(_panel_title(panel_key, pv, lo, hi), fontsize=9)
-    ax.legend(fontsize=6)
-  for ax in axes[len(panel_values) :]:
-    ax.axis("off")
-  path = _save(fig, os.path.join(plots_dir, f"by_length_{metric}.png"))
+    vlines.add(hi + 0.5)
+    panels.append((_panel_title(panel_key, pv, lo, hi), curves))
+  path = os.path.join(plots_dir, f"by_length_{metric}.png")
+  unit = next((r.get("length_unit") for t in by_length.values() for r in t), None) or "symbols"
+  save_line_figure(
+    path,
+    panels,
+    xlabel=f"source length ({unit})",
+    ylabel=f"{metric.replace('_', ' ')} (fraction)",
+    caption=_seeds_caption(runs, by_length, points) + "; dashed: the longest training length",
+    vlines=sorted(vlines) if len(vlines) == 1 else (),
+    ybounds=(0.0, 1.0),
+  )
   out = [
     f"## {metric.replace('_', ' ')} against source length\n",
-    "Dashed line: the longest training length; to its right the model extrapolates.\n",
+    "Dashed line: the longest training length; to its right the model extrapolates. "
+    "Curves: the mean over seeds; bands: 95% bootstrap over seeds and examples "
+    "(`metrics.seed_bootstrap`). Table and statements: each statistic's median "
+    "[min–max] over seeds, and the examples per length.\n",
     _md_image(path, plots_dir, "by length"),
     markdown_table(table),
     "### What the numbers show\n",
@@ -202,40 +287,44 @@ def by_length_section(sweep, rows, by_length, plots_dir) -> list[str]:
   out += _contrast(sweep, points, by_length, metric)
   for extra in spec.get("by_length_extra", ()):
     out += _by_length_plot_only(
-      sweep, points, by_length, extra, series, panel_key, panel_values, plots_dir
+      sweep, points, tables, extra, series, panel_key, panel_values, plots_dir
     )
   return out
 
 
 def _by_length_plot_only(
-  sweep, points, by_length, metric, series, panel_key, panel_values, plots_dir
+  sweep, points, tables, metric, series, panel_key, panel_values, plots_dir
 ) -> list[str]:
   """A by-length figure of another metric (e.g. BLEU), without statements."""
+  by_length = tables.get("by_length", {})
   have = [p for p in points if all(r.get(metric) not in (None, "") for r in by_length[p.slug])]
   if not have:
     return []
-  fig, axes = _grid(len(panel_values))
-  for ax, pv in zip(axes, panel_values, strict=False):  # the grid may have spare cells
+  panels, vlines = [], set()
+  for pv in panel_values:
+    curves = []
     for p in have:
       if p.overrides.get(panel_key) != pv:
         continue
       r = by_length[p.slug]
-      ax.plot(
-        [x["length"] for x in r],
-        [float(x[metric]) for x in r],
-        marker=".",
-        markersize=3,
-        label=_label(p.overrides, series),
+      low, high = _band_of(r, metric)
+      curves.append(
+        _curve(p, series, [x["length"] for x in r], [float(x[metric]) for x in r], low, high)
       )
     lo, hi = _train_range(next((p for p in have if p.overrides.get(panel_key) == pv), have[0]))
-    ax.axvline(hi + 0.5, color="gray", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("source length")
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(_panel_title(panel_key, pv, lo, hi), fontsize=9)
-    ax.legend(fontsize=6)
-  for ax in axes[len(panel_values) :]:
-    ax.axis("off")
-  path = _save(fig, os.path.join(plots_dir, f"by_length_{metric}.png"))
+    vlines.add(hi + 0.5)
+    panels.append((_panel_title(panel_key, pv, lo, hi), curves))
+  path = os.path.join(plots_dir, f"by_length_{metric}.png")
+  save_line_figure(
+    path,
+    panels,
+    xlabel="source length",
+    ylabel=metric.replace("_", " ").replace("bleu", "BLEU").replace("chrf", "chrF"),
+    caption=_seeds_caption(tables.get("by_length_runs", {}), by_length, have).replace(
+      BAND, "band: 95% bootstrap interval over seeds (none with one seed)"
+    ),
+    vlines=sorted(vlines) if len(vlines) == 1 else (),
+  )
   note = (
     " (corpus BLEU per length; outputs shorter than 4 tokens have no "
     "4-gram, so their BLEU is 0 by construction)"
@@ -276,7 +365,8 @@ def _contrast(sweep, points, by_length, metric) -> list[str]:
   return [f"### {key} side by side\n", "\n".join(lines) + "\n"]
 
 
-def heatmap_section(sweep, rows, by_length, plots_dir) -> list[str]:
+def heatmap_section(sweep, rows, tables, plots_dir) -> list[str]:
+  by_length = tables.get("by_length", {})
   spec = sweep.report.get("heatmap")
   if not spec or not by_length:
     return []
@@ -335,7 +425,7 @@ def heatmap_section(sweep, rows, by_length, plots_dir) -> list[str]:
 # Final metrics against a swept value
 
 
-def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
+def x_section(sweep, rows, tables, plots_dir) -> list[str]:
   spec = sweep.report
   x_key = spec.get("x")
   if not x_key:
@@ -348,22 +438,40 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
     have = [r for r in done if isinstance(r.get(metric), (int, float))]
     if not have:
       continue
-    fig, axes = _grid(1)
-    ax = axes[0]
     lines: dict[str, list] = {}
     for r in have:
-      lines.setdefault(_label(r, series), []).append((r[x_key], r[metric]))
-    for label, xy in lines.items():
-      xy.sort()
-      ax.plot(*zip(*xy, strict=True), marker="o", label=label)
-    ax.set_xlabel(x_key.rsplit(".", 1)[-1])
-    ax.set_ylabel(metric.replace("_", " "))
-    if spec.get("logx"):
-      ax.set_xscale("log")
-    if spec.get("logy", {}).get(metric) if isinstance(spec.get("logy"), dict) else False:
-      ax.set_yscale("log")
-    ax.legend(fontsize=7)
-    path = _save(fig, os.path.join(plots_dir, f"{metric}_vs_{x_key.rsplit('.', 1)[-1]}.png"))
+      lines.setdefault(_label(r, series), []).append(r)
+    curves = []
+    for label, rs in lines.items():
+      rs.sort(key=lambda r: r[x_key])
+      low = [r.get(f"{metric}_low") for r in rs]
+      high = [r.get(f"{metric}_high") for r in rs]
+      band = any(isinstance(v, float) for v in low)
+      color_key, style_keys = _curve_keys(series)
+      curves.append(
+        Curve(
+          label,
+          [r[x_key] for r in rs],
+          [r[metric] for r in rs],
+          low if band else None,
+          high if band else None,
+          color=_label(rs[0], [color_key]) if color_key else None,
+          style=label_of(rs[0], style_keys) or None,
+        )
+      )
+    logy = spec.get("logy", {}).get(metric) if isinstance(spec.get("logy"), dict) else False
+    n_seeds = sorted({int(r.get("seeds_done") or 1) for r in have})
+    path = os.path.join(plots_dir, f"{metric}_vs_{x_key.rsplit('.', 1)[-1]}.png")
+    save_line_figure(
+      path,
+      [("", curves)],
+      xlabel=x_key.rsplit(".", 1)[-1],
+      ylabel=f"final {metric.replace('_', ' ')}",
+      caption=f"mean of {'/'.join(map(str, n_seeds))} seed(s) per point; "
+      "band: 95% bootstrap interval over seeds",
+      logx=bool(spec.get("logx")),
+      logy=bool(logy),
+    )
     out += [
       f"## final {metric.replace('_', ' ')} against {x_key.rsplit('.', 1)[-1]}\n",
       _md_image(path, plots_dir, metric),
@@ -382,9 +490,12 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
         r for r in rs if (r[m] < solved["below"] if "below" in solved else r[m] > solved["above"])
       ]
       row = {"series": label}
-      row.update({f"{x_key.rsplit('.', 1)[-1]}={r[x_key]}": r[m] for r in rs})
+      row.update({f"{x_key.rsplit('.', 1)[-1]}={r[x_key]}": _with_ci(r, m) for r in rs})
       table.append(row)
       cond = f"{m} < {solved['below']}" if "below" in solved else f"{m} > {solved['above']}"
+      k = sorted({int(r.get("seeds_done") or 1) for r in rs})
+      if k != [1]:
+        cond += f" (the mean of {'/'.join(map(str, k))} seeds; intervals in the table)"
       if ok:
         statements.append(
           f"- **{label}** reaches {cond} at "
@@ -402,6 +513,14 @@ def x_section(sweep, rows, by_length, plots_dir) -> list[str]:
   return out
 
 
+def _with_ci(row: dict, key: str):
+  """``mean [low, high] (k seeds)`` where the row has an interval, else the value."""
+  lo, hi = row.get(f"{key}_low"), row.get(f"{key}_high")
+  if isinstance(lo, float) and isinstance(hi, float):
+    return f"{row[key]:.4g} [{lo:.4g}, {hi:.4g}] ({row.get('seeds_done')} seeds)"
+  return row[key]
+
+
 def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
   """‖∂L/∂h_t‖ curves (``attention_jax.gradients``): a row per T, init | trained."""
   grads = tables.get("gradients", {})
@@ -413,7 +532,10 @@ def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
   series = [k for k in _series_keys(sweep, sweep.report) if k != x_key]
   points = [p for p in sweep.points if p.slug in grads]
   xs = sorted({p.overrides.get(x_key) for p in points}, key=lambda v: (v is None, v))
-  fig, axes = plt.subplots(len(xs), 2, figsize=(8.4, 2.6 * len(xs)), squeeze=False, sharey="row")
+  fig = Figure(
+    figsize=(MIN_WIDTH_PX / DPI + 0.4, 2.8 * len(xs) + 0.4), dpi=DPI, layout="constrained"
+  )
+  axes = fig.subplots(len(xs), 2, squeeze=False, sharey="row")
   table, statements = [], []
   tiny = np.finfo(np.float64).tiny
   for i, x in enumerate(xs):
@@ -566,20 +688,22 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
   if not points:
     return []
   series = _row_keys(sweep, sweep.report)
-  fig, axes = _grid(1)
-  table = []
+  curves, table = [], []
   for p in points:
     rs = [r for r in by_length[p.slug] if r.get("alignment_accuracy") not in (None, "")]
-    label = _label(p.overrides, series)
-    axes[0].plot(
-      [r["length"] for r in rs],
-      [float(r["alignment_accuracy"]) for r in rs],
-      marker=".",
-      markersize=3,
-      label=label,
+    low, high = _band_of(rs, "alignment_accuracy")
+    curves.append(
+      _curve(
+        p,
+        series,
+        [r["length"] for r in rs],
+        [float(r["alignment_accuracy"]) for r in rs],
+        low,
+        high,
+      )
     )
     lo, hi = _train_range(p)
-    row = {"point": label}
+    row = {"point": _label(p.overrides, series)}
     for name, keep in (
       (f"trained lengths {lo}-{hi}", lambda L, lo=lo, hi=hi: lo <= L <= hi),
       (f"beyond {hi}", lambda L, hi=hi: L > hi),
@@ -591,13 +715,19 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
           float(np.average([float(r[metric]) for r in sel], weights=w)) if sel else None
         )
     table.append(row)
-  for hi in sorted({_train_range(p)[1] for p in points}):  # each training limit
-    axes[0].axvline(hi + 0.5, color="gray", linestyle="--", linewidth=0.8)
-  axes[0].set_xlabel("source length")
-  axes[0].set_ylabel("alignment accuracy")
-  axes[0].set_ylim(-0.03, 1.03)
-  axes[0].legend(fontsize=6)
-  path = _save(fig, os.path.join(plots_dir, "alignment_accuracy.png"))
+  path = os.path.join(plots_dir, "alignment_accuracy.png")
+  save_line_figure(
+    path,
+    [("", curves)],
+    xlabel="source length",
+    ylabel="alignment accuracy (fraction)",
+    caption=_seeds_caption(tables.get("by_length_runs", {}), by_length, points).replace(
+      BAND, "band: 95% bootstrap interval over seeds (none with one seed)"
+    )
+    + "; dashed: each training limit",
+    vlines=sorted({_train_range(p)[1] + 0.5 for p in points}),
+    ybounds=(0.0, 1.0),
+  )
   return [
     "## Attention against the gold alignment\n",
     "Teacher-forced on the reference: alignment accuracy is the share of "
@@ -626,17 +756,27 @@ def position_table_section(sweep, rows, tables, plots_dir) -> list[str]:
     rs = by_length[p.slug]
     lo, hi = _train_range(p)
     st = length_stats(rs, metric, lo, hi)
-    by_len = {int(r["length"]): float(r[metric]) for r in rs}
-    row = {"point": _label(p.overrides, series)}
+    halves = [length_stats(t, metric, lo, hi)["half_at"] for t in _seed_tables(tables, p.slug) if t]
+    by_len = {int(r["length"]): r for r in rs}
+    row = {"point": _label(p.overrides, series), "seeds": len(halves)}
     for L in sweep.report.get("table_lengths", ()):
-      row[f"L={L}"] = by_len.get(L)
-    row["falls below half at"] = st["half_at"] or f"never (≤ {st['max_length']})"
+      r = by_len.get(L)
+      if r is None:
+        row[f"L={L}"] = None
+        continue
+      lo_, hi_ = r.get(f"{metric}_low"), r.get(f"{metric}_high")
+      band = f" [{lo_:.2f}, {hi_:.2f}]" if isinstance(lo_, float) and isinstance(hi_, float) else ""
+      row[f"L={L}"] = f"{float(r[metric]):.2f}{band} (n={r['examples']})"
+    row["falls below half at"] = (
+      spread(halves) if len(halves) > 1 else (st["half_at"] or f"never (≤ {st['max_length']})")
+    )
     table.append(row)
   return [
     f"## {metric.replace('_', ' ')} by length: where each falls below half\n",
-    f"Columns: {metric} at a few source lengths; the last column is the first "
-    "length whose value is below half the point's mean over short sources "
-    "(the table of `length_stats`).\n",
+    f"Columns: {metric} at a few source lengths, the mean over seeds [95% bootstrap "
+    "interval over seeds and examples] (n: examples per length and seed); the last "
+    "column is the first length whose value is below half the point's mean over "
+    "short sources (`length_stats`), per seed: median [min–max] over seeds.\n",
     markdown_table(table),
   ]
 
@@ -650,12 +790,20 @@ EXTRA_SECTIONS: dict[str, Callable] = {
 }
 
 
-def make_report_sections(sweep, rows, tables, plots_dir) -> list[str]:
-  """Markdown sections (with their PNGs written to ``plots_dir``)."""
-  by_length = tables.get("by_length", {})
+# Extras drawn per seed-run (one curve per seed), not from the seeds' mean.
+PER_RUN = ("gradients", "probe")
+
+
+def make_report_sections(sweep, rows, tables, plots_dir, runs_sweep=None) -> list[str]:
+  """Markdown sections (with their PNGs and SVGs written to ``plots_dir``).
+
+  ``sweep``/``rows``/``tables``: the points with their seeds folded
+  (``report.group_points``); ``runs_sweep``: the seed-runs, for the extras
+  in ``PER_RUN`` (default: ``sweep``)."""
   out = []
   for fn in (by_length_section, heatmap_section, x_section):
-    out += fn(sweep, rows, by_length, plots_dir)
+    out += fn(sweep, rows, tables, plots_dir)
   for name in sweep.report.get("extra", ()):
-    out += EXTRA_SECTIONS[name](sweep, rows, tables, plots_dir)
+    who = runs_sweep if name in PER_RUN and runs_sweep is not None else sweep
+    out += EXTRA_SECTIONS[name](who, rows, tables, plots_dir)
   return out

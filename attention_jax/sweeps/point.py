@@ -55,6 +55,13 @@ class Point:
   slug: str
   workdir: str
   steps: int | None = None  # train.steps of its config
+  group: str | None = None  # the point's slug without its seed (one per seed-run)
+  seed: int | None = None  # the seed of this seed-run (None: the config's own)
+
+  @property
+  def point(self) -> str:
+    """The slug of the point this seed-run belongs to."""
+    return self.group or self.slug
 
 
 @dataclasses.dataclass
@@ -67,6 +74,7 @@ class Sweep:
   title: str
   cwd: str = dataclasses.field(default_factory=os.getcwd)  # where it was started
   resources: dict[str, Any] = dataclasses.field(default_factory=dict)  # SLURM
+  seeds: tuple[int, ...] = ()  # the seeds each point runs with (() or one: the config's)
 
 
 def _cli_value(value: Any) -> str:

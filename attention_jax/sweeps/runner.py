@@ -104,8 +104,10 @@ def write_sweep_file(sweep: Sweep, workdir: str, launcher: dict | None) -> None:
       "arg": sweep.arg,
       "title": sweep.title,
       "launcher": launcher,
+      "seeds": list(sweep.seeds),
       "points": [
-        {"slug": p.slug, "overrides": p.overrides, "steps": p.steps} for p in sweep.points
+        {"slug": p.slug, "overrides": p.overrides, "steps": p.steps, "point": p.point}
+        for p in sweep.points
       ],
     },
   )
@@ -149,6 +151,7 @@ def run_sweep(
   reanalyze: bool = False,
   report_only: bool = False,
   max_retries: int = 0,
+  seeds: int | None = None,
 ) -> list[dict]:
   """The ``local`` launcher: runs every unfinished point as subprocesses of
   this process, ``jobs`` at a time, then writes the summary, plots and report.
@@ -159,13 +162,15 @@ def run_sweep(
   that have finished so far (the others appear as ``not run``).
   ``max_retries``: a point that fails for a reason of its own runs again, at
   most this many times.
+  ``seeds``: ``--seeds N`` (default: the config's ``SEEDS``, else one); each
+  seed-run is a point of its own here (skipped when done, retried, resumed).
   Returns one status dict per point (``done``, ``failed``, ``stopped``,
   ``skipped`` or ``not run``).
   """
   if max_retries < 0:
     raise SweepError(f"--max_retries must be >= 0, got {max_retries}")
   workdir = os.path.abspath(workdir)
-  sweep = load_sweep(spec, workdir)
+  sweep = load_sweep(spec, workdir, seeds)
   os.makedirs(workdir, exist_ok=True)
   if report_only:
     write_sweep_file(sweep, workdir, None)
@@ -181,8 +186,14 @@ def run_sweep(
       results[p.slug] = dict(st, status="skipped")
     else:
       todo.append(p)
+  groups = len({p.point for p in sweep.points})
+  runs = (
+    f"{groups} point{'s' * (groups != 1)} × {len(sweep.seeds)} seeds = {len(sweep.points)} runs"
+    if len(sweep.points) != groups
+    else f"{len(sweep.points)} points"
+  )
   print_fn(
-    f"sweep {sweep.title}: {len(sweep.points)} points, "
+    f"sweep {sweep.title}: {runs}, "
     f"{len(sweep.points) - len(todo)} already finished, {len(todo)} to run, "
     f"{slots} at a time on {f'{gpus} GPU(s)' if gpus else 'CPU'}"
   )

@@ -350,6 +350,7 @@ def run_sweep(
   print_fn: Callable[[str], None] = print,
   poll_s: float | None = None,
   command: str | None = None,
+  seeds: int | None = None,
 ) -> list[dict] | None:
   """The ``slurm`` launcher: submits every point neither done nor running as
   one job array; with ``wait`` (always on the debug cluster) waits for them,
@@ -358,14 +359,15 @@ def run_sweep(
   per point. Without ``wait`` returns None after submitting.
 
   ``flags``: the resource flags given on the command line (name -> value);
-  ``command``: the sweep command, for the lines that tell how to follow.
+  ``command``: the sweep command, for the lines that tell how to follow;
+  ``seeds``: ``--seeds N`` (each seed-run is one array task).
   Raises SweepError before anything is written for a bad flag, no Slurm, a
   /tmp directory with ``cluster="slurm"``, or a bad config.
   """
   workdir = os.path.abspath(workdir)
   slurm_options.check(cluster, workdir, dict(flags or {}), wait, max_retries)
   wait = wait or cluster == "debug"
-  sweep = load_sweep(spec, workdir)
+  sweep = load_sweep(spec, workdir, seeds)
   o = resolve_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
   if cluster == "local" and o.gpus_per_point:
     pool = _gpu_pool()

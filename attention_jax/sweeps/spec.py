@@ -10,15 +10,22 @@ A config file defines its sweep beside ``get_config`` (big_vision style)::
     REPORT = {...}                 # optional: how to plot and summarize
     SLURM = {"gpus_per_point": 1}  # optional: --launcher slurm resources
                                    # (or slurm(arg) returning such a dict)
+    SEEDS = (0, 1, 2)              # optional: each point runs once per seed
+                                   # (or seeds(arg) returning such a tuple)
 
 Every point trains in ``DIR/<slug>/`` (the slug is built from the overrides,
-so a re-run finds the same directory). :func:`load_sweep` validates every
+so a re-run finds the same directory). With several seeds (``SEEDS``, or
+``experiments.sweep --seeds N``) each point is that many seed-runs, each its
+own "point" to the launchers (status, resume, ``--cancel``, Slurm array
+tasks, retries) in ``DIR/<slug>_seed=<s>/`` with the override ``seed=<s>``;
+with one seed the layout is the one-seed layout, ``DIR/<slug>/``. :func:`load_sweep` validates every
 point's config before any work starts. Run configs you trust: a config file is
 Python and executes code.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import inspect
@@ -159,11 +166,56 @@ def apply_overrides(config, overrides: dict[str, Any]):
   return config
 
 
-def load_sweep(spec: str, workdir: str) -> Sweep:
+def sweep_seeds(declared, n: int | None, config_seed: int, path: str) -> tuple[int, ...]:
+  """The seeds of a sweep: ``SEEDS`` (``declared``; default the config's own
+  ``seed``), or its first ``n`` (``--seeds N``) continued past its largest."""
+  if declared is None:
+    declared = (config_seed,)
+  if isinstance(declared, int) or not all(
+    isinstance(s, int) and not isinstance(s, bool) for s in declared
+  ):
+    raise SweepError(f"{path}: SEEDS must be a tuple of ints, got {declared!r}")
+  declared = tuple(dict.fromkeys(declared))
+  if not declared:
+    raise SweepError(f"{path}: SEEDS is empty")
+  if n is None:
+    return declared
+  if n < 1:
+    raise SweepError(f"--seeds must be >= 1, got {n}")
+  extra = tuple(max(declared) + 1 + i for i in range(max(0, n - len(declared))))
+  return (declared + extra)[:n]
+
+
+def expand_seeds(points: list[Point], seeds: tuple[int, ...], config_seed: int) -> list[Point]:
+  """One seed-run per (point, seed): ``<slug>_seed=<s>`` with the override
+  ``seed``. A single seed equal to the config's own keeps the points as they
+  are (the one-seed layout of existing sweeps)."""
+  if len(seeds) == 1 and seeds[0] == config_seed:
+    return [dataclasses.replace(p, group=p.slug) for p in points]
+  if len(seeds) == 1:
+    return [
+      dataclasses.replace(
+        p, overrides={**p.overrides, "seed": seeds[0]}, group=p.slug, seed=seeds[0]
+      )
+      for p in points
+    ]
+  out = []
+  for p in points:
+    root = os.path.dirname(p.workdir)
+    for s in seeds:
+      run = f"{p.slug}_seed={s}"
+      out.append(
+        Point({**p.overrides, "seed": s}, run, point_dir(root, run), p.steps, group=p.slug, seed=s)
+      )
+  return out
+
+
+def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
   """Reads ``configs/NAME.py[:ARG]``, validates every point's config.
 
-  Raises :class:`SweepError` (one line naming the file, point and key) before
-  any work starts.
+  ``seeds``: ``--seeds N`` (default: the config's ``SEEDS``, else one run of
+  its own seed). Raises :class:`SweepError` (one line naming the file, point
+  and key) before any work starts.
   """
   path, arg = split_config_spec(spec)
   module = _load_module(path)
@@ -193,11 +245,29 @@ def load_sweep(spec: str, workdir: str) -> Sweep:
       raise SweepError(f"{path}: points {seen[s]} and {i} are the same: {o}")
     seen[s] = i
     points.append(Point(o, s, point_dir(workdir, s), int(config.train.steps)))
+  config_seed = int(base.get("seed", 0))
+  if callable(getattr(module, "seeds", None)):  # seeds(arg), e.g. one seed for tiny
+    declared = _call_with_arg(module.seeds, arg)
+  else:
+    declared = getattr(module, "SEEDS", None)
+  run_seeds = sweep_seeds(declared, seeds, config_seed, path)
+  if "seed" in all_keys and run_seeds != (config_seed,):
+    raise SweepError(f"{path}: sweep() varies 'seed' itself; drop SEEDS / --seeds")
+  points = expand_seeds(points, run_seeds, config_seed)
   analyses = tuple(getattr(module, "ANALYSES", ()))
   report = _spec_dict(module, "REPORT", "report", arg, path)
   resources = _spec_dict(module, "SLURM", "slurm", arg, path)
   title = report.get("title") or os.path.splitext(os.path.basename(path))[0]
-  return Sweep(os.path.abspath(path), arg, points, analyses, report, title, resources=resources)
+  return Sweep(
+    os.path.abspath(path),
+    arg,
+    points,
+    analyses,
+    report,
+    title,
+    resources=resources,
+    seeds=run_seeds,
+  )
 
 
 def _spec_dict(module, constant: str, function: str, arg, path: str) -> dict:
