@@ -1,52 +1,22 @@
 """Checkpoints through orbax — the only module that talks to orbax.
 
-A step directory ``checkpoints/N/`` holds two orbax items, ``state`` (params,
-optimizer state, step, RNG as one pytree) and ``meta`` (JSON: the data
-pipeline's position and host-side counters), and our ``integrity.json``: the
-size and SHA-256 of every file of both items, and the shape and dtype of every
-leaf of ``state``.
-
-What this adds to orbax (which detects no flipped bytes, names no parameter on
-a shape mismatch and locks no directory):
-
-* **Commit.** ``integrity.json`` is written by orbax's post-finalization
-  callback into the temporary ``N.orbax-checkpoint-tmp`` directory, before
-  orbax renames it to ``N``: a step exists with its record or not at all. A
-  save killed halfway leaves a temporary directory (or, with an orbax that
-  renames first, a step without record); both count as not saved, and
-  :meth:`Checkpointer.prepare_for_writing` clears them so the step can be
-  saved again.
-* **Corruption.** :meth:`Checkpointer.verify` re-hashes a step before it is
-  restored; a changed, truncated or missing file raises
-  :class:`CorruptCheckpointError` naming the step and the file.
-  :meth:`Checkpointer.select` falls back to the newest good step or stops.
-* **Shapes.** :func:`compare_shapes` lists the leaves whose shapes differ
-  between a step's record and a target, by name, before any restore.
-* **Errors.** A failed write (disk full, file too large) raises
-  :class:`CheckpointWriteError` naming the step and its path; orbax removes no
-  older step unless the new one was committed.
-
-Saves are asynchronous by default (``async_save=False`` waits for each).
-
-**Keeping.** The newest ``max_to_keep`` committed steps are kept, and also
-every step in :attr:`Checkpointer.keep` (the training loop puts the step with
-the best dev BLEU there; its number travels in each step's ``meta`` as
-``best``, so :meth:`Checkpointer.best_step` finds it and a resumed run keeps
-it). Older steps are deleted only after a newer save has committed.
-
-Several processes (one workdir on a shared filesystem): every process calls
-``save``/``restore`` at the same steps (orbax writes cooperatively; the
-record is written by process 0 after every process's files are in), and
-:func:`reached_preemption` tells all of them the same step to stop at after a
-SIGTERM reached any one. Deletion follows each process's own list of saved
-steps, which is the same in every process.
+A step ``checkpoints/N/`` holds orbax's items ``state`` (one pytree), ``meta``
+(JSON: data position, host counters) and ``metrics`` (the step's evaluation),
+and our ``integrity.json`` (size and SHA-256 of every file, shape and dtype of
+every leaf), written before orbax commits the step. What this adds to orbax
+(which detects no flipped bytes and names no parameter on a shape mismatch):
+commit records, re-hashing with fallback to the newest good step, shape
+differences by name, one-line write errors. Which steps are kept is orbax's
+preservation policies. The guarantees: docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -58,6 +28,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
+from attention_jax import fileio
 from attention_jax.errors import (
   CheckpointError,
   CheckpointWriteError,
@@ -68,6 +39,7 @@ from attention_jax.errors import (
 INTEGRITY_NAME = "integrity.json"
 TMP_SUFFIX = ".orbax-checkpoint-tmp"
 ITEMS = ("state", "meta")
+METRICS_ITEM = "metrics"  # orbax's own item of a step saved with metrics
 QUARANTINE_NAME = "checkpoints_quarantine"  # beside the checkpoint directory
 ON_CORRUPT = ("fallback", "stop")
 
@@ -137,7 +109,7 @@ def _data_files(step_dir: str) -> list[str]:
   """Relative paths of every file of the items (orbax's own bookkeeping files
   at the top of the step directory change during its commit: not hashed)."""
   out = []
-  for item in ITEMS:
+  for item in (*ITEMS, METRICS_ITEM):
     root = os.path.join(step_dir, item)
     for dirpath, _, names in os.walk(root):
       for n in names:
@@ -155,20 +127,51 @@ def _hash_files(step_dir: str) -> dict[str, dict]:
   }
 
 
-def _write_json_atomic(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def _abstract(x):
   if isinstance(x, jax.ShapeDtypeStruct):
     return x
   sharding = getattr(x, "sharding", None)
   return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+
+# --------------------------------------------------------------------------
+# The best steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Best:
+  """The evaluation metric that ranks steps, which way is better (``"max"``
+  or ``"min"``), and how many of the best steps are kept."""
+
+  metric: str
+  mode: str = "max"
+  keep: int = 1
+
+  def rank(self, metrics: dict | None) -> tuple[float, int] | None:
+    """Higher is better: (the metric, signed so that higher is better; minus
+    the step, so that of equal values the earlier step wins). None without a
+    finite value."""
+    value = (metrics or {}).get(self.metric)
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+      return None
+    return (value if self.mode == "max" else -value, -int(metrics["step"]))
+
+  def orbax_key(self, metrics) -> tuple[float, int]:
+    """:meth:`rank` for orbax's ``BestN``, which keeps the highest; a step
+    without the metric ranks last."""
+    return self.rank(metrics) or (-math.inf, -math.inf)
+
+
+def eval_metrics(step: int, row: dict) -> dict:
+  """What a step saved after an evaluation carries: the row's finite numbers
+  and the step."""
+  out = {
+    k: float(v)
+    for k, v in row.items()
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+  }
+  out["step"] = int(step)
+  return out
 
 
 # --------------------------------------------------------------------------
@@ -202,23 +205,42 @@ def sync_processes(name: str) -> None:
 class Checkpointer:
   """Saves, verifies and restores training state under ``directory``.
 
-  ``before_commit(step)``, if set, runs in the save thread after the step's
-  files are written and before they are committed (a hook for fault tests).
+  Saves are asynchronous unless ``async_save=False``. Several processes (one
+  workdir on a shared filesystem) call ``save``/``restore`` at the same steps:
+  orbax writes cooperatively, process 0 writes the record once every
+  process's files are in, and every process keeps the same list of steps.
+
+  Hooks for fault tests (:func:`attention_jax.faults.Faults.attach`):
+  ``before_save(step)``, if set, runs in :meth:`save` once the previous save
+  has finished; ``before_commit(step)`` runs in the save thread after the
+  step's files are written and before they are committed.
   """
 
   def __init__(
-    self, directory: str, *, max_to_keep: int = 3, async_save: bool = True, create: bool = True
+    self,
+    directory: str,
+    *,
+    max_to_keep: int = 3,
+    best: Best | None = None,
+    async_save: bool = True,
+    create: bool = True,
   ):
     self.directory = os.path.abspath(directory)
     self.max_to_keep = max_to_keep
+    self.best = best
     self.async_save = async_save
     self.create = create
+    self.before_save: Callable[[int], None] | None = None
     self.before_commit: Callable[[int], None] | None = None
-    self.keep: set[int] = set()  # steps kept beside the newest max_to_keep
-    self._saved = False
     self._pending: tuple[int, dict] | None = None  # (step, tree manifest)
     self._manager: ocp.CheckpointManager | None = None
     self._failed = False
+    self._legacy: dict | None | bool = False  # not read yet
+    # Every step's metrics, read once or given to save: ranking needs no wait
+    # for a save in flight and reads the same in every process.
+    self._metrics: dict[int, dict | None] = {}
+    self._committed_at_open: set[int] = set()
+    self._saved_here: set[int] = set()
 
   # ---- orbax, created on first write or read (after any clean-up)
 
@@ -226,13 +248,64 @@ class Checkpointer:
   def _mgr(self) -> ocp.CheckpointManager:
     if self._manager is None:
       options = ocp.CheckpointManagerOptions(
-        max_to_keep=None,
-        create=self.create,  # deletion: _prune
+        create=self.create,
         enable_async_checkpointing=True,
         async_options=ocp.AsyncOptions(post_finalization_callback=self._commit),
+        preservation_policy=self._preservation_policy(),
+        # orbax writes a step's metrics only while it ranks steps.
+        best_fn=self.best.orbax_key if self.best else None,
       )
+      self._committed_at_open = set(self.committed_steps())
       self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
     return self._manager
+
+  def _preservation_policy(self):
+    """The newest ``max_to_keep`` steps (``LatestN``), the ``best.keep`` best
+    by :meth:`Best.orbax_key` (``BestN``), and the best step of a workdir
+    written before steps carried metrics (``CustomSteps``). orbax deletes
+    steps only after a newer save has committed."""
+    policies = ocp.checkpoint_managers
+    keep = [policies.LatestN(n=self.max_to_keep)]
+    if self.best is not None:
+      keep.append(
+        policies.BestN(
+          get_metric_fn=self.best.orbax_key,
+          n=self.best.keep,
+          keep_checkpoints_without_metrics=False,
+        )
+      )
+    legacy = self.legacy_best()
+    if legacy is not None:
+      keep.append(policies.CustomSteps(steps=[int(legacy["step"])]))
+    return policies.AnyPreservationPolicy(keep)
+
+  def legacy_best(self) -> dict | None:
+    """The best record of a workdir written before steps carried metrics:
+    the ``best`` of the newest step's ``meta`` that has one (``{"step": N,
+    "bleu": value}``), if step N is still here; else None."""
+    if self._legacy is False:
+      self._legacy = None
+      steps = self.committed_steps()
+      if steps:
+        reader = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(create=False),
+          item_names=ITEMS,
+        )
+        try:
+          for step in reversed([s for s in steps if reader.metrics(s) is None]):
+            try:
+              meta = reader.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+            except Exception:  # noqa: BLE001 - an unreadable step names no best
+              continue
+            best = dict(meta["meta"]).get("best")
+            if best:
+              if int(best["step"]) in steps:
+                self._legacy = dict(best)
+              break
+        finally:
+          reader.close()
+    return self._legacy
 
   # ---- what is on disk
 
@@ -364,7 +437,11 @@ class Checkpointer:
 
   def _commit(self) -> None:
     """orbax's post-finalization callback: runs in its save thread after the
-    items are written, before the temporary directory becomes ``N``."""
+    items are written, before the temporary directory ``N.orbax-checkpoint-tmp``
+    becomes ``N``, so a step exists with its record or not at all. A save
+    killed halfway leaves a temporary directory (or, with an orbax that renames
+    first, a step without record): not saved, and cleared by
+    :meth:`prepare_for_writing`."""
     step, tree = self._pending
     if jax.process_index() != 0:  # one process writes the record
       return
@@ -372,9 +449,11 @@ class Checkpointer:
     step_dir = tmp[0] if tmp else self._step_dir(step)
     if self.before_commit is not None:
       self.before_commit(step)
-    _write_json_atomic(
+    fileio.atomic_write_json(
       os.path.join(step_dir, INTEGRITY_NAME),
       {"format": 1, "step": step, "files": _hash_files(step_dir), "tree": tree},
+      indent=1,
+      sort_keys=True,
     )
 
   def _raise_write_error(self, e: BaseException) -> None:
@@ -385,38 +464,32 @@ class Checkpointer:
       f"{one_line(e, 400, with_type=True)}; older steps in {self.directory} are intact"
     ) from e
 
-  def _prune(self) -> None:
-    """Deletes committed steps other than the newest ``max_to_keep`` and
-    :attr:`keep` (after a save has committed: never before)."""
-    if self._manager is None or self._failed or not self._saved:
-      return  # a checkpointer that only reads deletes nothing
-    steps = sorted(self._manager.all_steps())  # the same list in every process
-    keep = set(steps[-self.max_to_keep :]) | self.keep
-    for step in steps:
-      if step not in keep:
-        self._manager.delete(step)
+  def save(self, step: int, state: Any, meta: dict[str, Any], metrics: dict | None = None) -> None:
+    """Starts saving ``step`` (waits for it unless ``async_save``).
 
-  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Starts saving ``step`` (waits for it unless ``async_save``)."""
+    ``metrics`` (:func:`eval_metrics`), for a step just evaluated, rank it
+    among the best; every step carries at least its number."""
     try:
       self._mgr.wait_until_finished()  # errors of the previous save surface here
     except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many types
       self._raise_write_error(e)
-    self._prune()
+    if self.before_save is not None:
+      self.before_save(step)
     self._pending = (step, tree_manifest(state))
-    self._saved = True
+    metrics = (metrics or {"step": int(step)}) if self.best is not None else None
+    self._metrics[step] = metrics
+    self._saved_here.add(step)
     try:
       self._mgr.save(
         step,
         args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        metrics=metrics,
         force=True,
       )
       if not self.async_save:
         self._mgr.wait_until_finished()
     except Exception as e:  # noqa: BLE001 - a failed write becomes one CheckpointError
       self._raise_write_error(e)
-    if not self.async_save:
-      self._prune()
 
   def wait_until_finished(self) -> None:
     if self._manager is None:
@@ -425,7 +498,6 @@ class Checkpointer:
       self._manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001 - a failed write becomes one CheckpointError
       self._raise_write_error(e)
-    self._prune()
 
   # ---- reading
 
@@ -477,14 +549,49 @@ class Checkpointer:
       ) from e
     return dict(out["meta"])
 
+  def metrics(self, step: int) -> dict | None:
+    """The metrics ``step`` was saved with (None: a step written before steps
+    carried them)."""
+    if step not in self._metrics:
+      try:
+        out = self._mgr.metrics(step)
+      except Exception as e:  # noqa: BLE001 - orbax and its JSON reader raise many types
+        raise CorruptCheckpointError(
+          step,
+          f"checkpoint step {step} in {self.directory}: its metrics are unreadable "
+          f"({one_line(e, 200, with_type=True)})",
+        ) from None
+      self._metrics[step] = None if out is None else dict(out)
+    return self._metrics[step]
+
+  def _ranked(self) -> list[tuple[tuple[float, int], int]]:
+    """(rank, step) of the kept steps that have the metric, best first: those
+    orbax lists (a save in flight included) that were committed when it
+    opened the directory or saved since."""
+    steps = [
+      s for s in self._mgr.all_steps() if s in self._committed_at_open or s in self._saved_here
+    ]
+    out = [(self.best.rank(self.metrics(s)), s) for s in steps]
+    legacy = self.legacy_best()
+    if legacy is not None:
+      out.append((self.best.rank(legacy), int(legacy["step"])))
+    return sorted(((r, s) for r, s in out if r is not None), reverse=True)
+
   def best_step(self) -> int | None:
-    """The step with the best dev BLEU, as the newest step records it (None
-    when no evaluation reported BLEU)."""
-    latest = self.latest_step()
-    if latest is None:
-      return None
-    best = self.read_meta(latest).get("best")
-    return None if not best else int(best["step"])
+    """The best committed step by :attr:`best` (None: no step has the metric)."""
+    ranked = self._ranked() if self.best is not None else []
+    return ranked[0][1] if ranked else None
+
+  def is_among_best(self, step: int, row: dict) -> bool:
+    """Whether the evaluation ``row`` of ``step`` (newer than every saved
+    step) ranks among the ``best.keep`` best: saved now, it would be kept."""
+    if self.best is None:
+      return False
+    rank = self.best.rank(eval_metrics(step, row))
+    if rank is None:
+      return False
+    ranked = self._ranked()
+    return len(ranked) < self.best.keep or rank > ranked[self.best.keep - 1][0]
 
   def close(self) -> None:
     """Waits for the save in flight; a write error not yet raised is raised."""
@@ -493,7 +600,6 @@ class Checkpointer:
     error = None
     try:
       self._manager.wait_until_finished()
-      self._prune()
     except Exception as e:  # noqa: BLE001 - kept, raised after the manager is closed
       error = e
     manager, self._manager = self._manager, None

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from attention_jax import environment, evaluation, plots, writers
+from attention_jax import environment, evaluation, fileio, plots, writers
 from attention_jax import metrics as metrics_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import EvalError
@@ -309,8 +309,7 @@ def compare_workdirs(
   how = "greedy" if d["beam_size"] == 1 else f"beam {d['beam_size']}"
   with writers.uninterrupted():
     os.makedirs(out, exist_ok=True)
-    with open(paths["md"], "w", encoding="utf-8") as f:
-      f.write(markdown)
+    fileio.atomic_write_text(paths["md"], markdown)
     write_csv(paths["csv"], rows, unit)
     plots.save_compare_by_length(
       paths["png"],
@@ -434,7 +433,7 @@ def write_csv(path: str, rows: list[dict], unit: str) -> None:
       f"{name}_seed_mean",
       f"{name}_seed_std",
     ]
-  with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
+  with fileio.atomic_open(path, "w", encoding="utf-8", newline="") as f:
     w = csv.writer(f)
     w.writerow(cols)
     for r in rows:
@@ -456,4 +455,3 @@ def write_csv(path: str, rows: list[dict], unit: str) -> None:
           for c in cols
         ]
       )
-  os.replace(path + ".tmp", path)

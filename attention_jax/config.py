@@ -138,6 +138,12 @@ def base_config() -> ml_collections.ConfigDict:
   config.checkpoint.max_to_keep = 3
   config.checkpoint.async_save = True
   config.checkpoint.on_corrupt = "fallback"  # corrupt newest step at resume: fallback | stop
+  # The steps kept: the max_to_keep newest, and the best_to_keep best by an
+  # eval metric (--step best): "" = the objective's (bleu, loss for language
+  # models, mse, sequence_accuracy); best_mode max | min, "" = the metric's way.
+  config.checkpoint.best_to_keep = 1
+  config.checkpoint.best_metric = ""
+  config.checkpoint.best_mode = ""
 
   # Values for one model only, per_model.<model name>.<model key> (e.g.
   # per_model.transformer.num_heads = 8): applied by apply_per_model() when that model
@@ -305,6 +311,7 @@ _POSITIVE = (
   "eval.batch_size",
   "checkpoint.every_steps",
   "checkpoint.max_to_keep",
+  "checkpoint.best_to_keep",
   "train.max_consecutive_nonfinite",
 )
 _NONNEGATIVE = (

@@ -23,6 +23,8 @@ from typing import Any
 
 import jax
 
+from attention_jax import fileio
+
 ENV_NAME = "env.json"
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
 
@@ -91,12 +93,7 @@ def append(workdir: str, record: dict[str, Any] | None = None) -> dict[str, Any]
   """Appends ``record`` (default: :func:`describe`) to ``env.json``, atomically."""
   record = describe() if record is None else record
   records = [*read(workdir), record]
-  path = env_path(workdir)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(records, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, path)
+  fileio.atomic_write_text(env_path(workdir), json.dumps(records, indent=2) + "\n")
   return record
 
 

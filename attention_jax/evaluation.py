@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attention_jax import decoding, environment, objectives, plots, writers
+from attention_jax import decoding, environment, fileio, objectives, plots, writers
 from attention_jax import metrics as metrics_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
@@ -248,10 +248,8 @@ def _jsonable(x):
 
 
 def _write_atomic(path: str, write) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8", newline="") as f:
+  with fileio.atomic_open(path, "w", encoding="utf-8", newline="") as f:
     write(f)
-  os.replace(tmp, path)
 
 
 def _one_per_line(texts: Sequence[str]) -> str:
@@ -357,7 +355,11 @@ def _with_ci(row: dict, name: str) -> str:
 
 def format_report(rep: dict[str, Any]) -> str:
   """The lines ``experiments.evaluate`` prints: overall metrics with 95%
-  intervals, what they are computed on, and one line per length bucket."""
+  intervals, what they are computed on, and one line per length bucket (a
+  task without decoded text: its objective's metrics)."""
+  if "decoding" not in rep:
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in rep["overall"].items())
+    return f"{rep['split']} at step {rep['step']} ({rep['objective']} objective): {metrics}"
   o, d = rep["overall"], rep["decoding"]
   how = "greedy" if d["beam_size"] == 1 else f"beam {d['beam_size']}"
   lines = [
@@ -422,7 +424,7 @@ def evaluate_workdir(
   on_report: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
   """Loads a checkpoint of ``workdir`` (``step``: a number, ``"best"`` for the
-  best dev BLEU, None for the latest), evaluates ``split``, writes
+  best by ``checkpoint.best_metric``, None for the latest), evaluates ``split``, writes
   ``workdir/eval/`` (whole, even on Ctrl-C; ``on_report(report)`` first, so a
   write that fails hides no result). Returns (report, paths)."""
   if split not in SPLITS:
@@ -433,6 +435,8 @@ def evaluate_workdir(
     run.task.eval_set(split)
   except (KeyError, ValueError, FileNotFoundError) as e:
     raise EvalError(f"task {config.data.task!r} has no split {split!r}: {one_line(e)}") from None
+  if not hasattr(objectives.get(run.task.objective), "records"):
+    return _evaluate_objective(run, config, split, workdir, on_report)
   records = collect(run, run.state.params, config, split)
   rep = report(
     records, config, split=split, step=int(run.state.step), workdir=workdir, task=run.task
@@ -445,6 +449,34 @@ def evaluate_workdir(
     on_report(rep)
   with writers.uninterrupted():
     return rep, write_report(rep, os.path.join(workdir, "eval"), records, sources)
+
+
+def _evaluate_objective(run, config, split: str, workdir: str, on_report=None):
+  """A task without decoded text (a language model, a long-range task): the
+  objective's metrics of ``split``, as training-time evaluation computes
+  them, in ``workdir/eval/S.json``."""
+  objective = objectives.get(run.task.objective, run.task, config, split)
+  eval_step = jax.jit(step_lib.make_eval_step(run.graphdef, objective, config))
+  overall = step_lib.evaluate(
+    eval_step, objective, run.state.params, run.task.eval_set(split), config.eval.batch_size
+  )
+  rep = {
+    "workdir": os.path.abspath(workdir),
+    "split": split,
+    "step": int(run.state.step),
+    "model": config.model.name,
+    "task": config.data.task,
+    "objective": run.task.objective,
+    "overall": _jsonable(overall),
+  }
+  if on_report is not None:
+    on_report(rep)
+  out_dir = os.path.join(workdir, "eval")
+  path = os.path.join(out_dir, f"{split}.json")
+  with writers.uninterrupted():
+    os.makedirs(out_dir, exist_ok=True)
+    fileio.atomic_write_json(path, rep, indent=2)
+  return rep, {"json": path}
 
 
 # --------------------------------------------------------------------------

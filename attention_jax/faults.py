@@ -1,7 +1,9 @@
 """Fault injection for the reliability tests: the ``ATTENTION_JAX_FAULT`` variable.
 
 Unset (the normal case) injects nothing. Otherwise a comma-separated list of
-``kind:step[:arg]``, read once when a run starts:
+``kind:step[:arg]``, read once when a run starts. Faults come from outside the
+step and the loop: :meth:`Faults.wrap_train_step` wraps the jitted step, and
+:meth:`Faults.attach` sets the checkpointer's hooks.
 
 =============================  ==================================================
 ``kill_at_step:N``             SIGKILL this process right after train step N
@@ -15,7 +17,8 @@ Unset (the normal case) injects nothing. Otherwise a comma-separated list of
 ``pause_before_save:N``        before step N's checkpoint, the same (a test
                                sends a second Ctrl-C there)
 ``nonfinite_at_step:A[-B]``    make the loss, hence the gradients, NaN at steps
-                               A..B (inside the jitted step); may repeat
+                               A..B (a second jitted step, run at those steps);
+                               may repeat
 ``fsize_limit_at_save:N:B``    set ``RLIMIT_FSIZE`` to B bytes just before step
                                N's checkpoint (a full disk)
 =============================  ==================================================
@@ -29,6 +32,8 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 ENV = "ATTENTION_JAX_FAULT"
 _STEP_KINDS = (
@@ -38,6 +43,7 @@ _STEP_KINDS = (
   "pause_at_step",
   "pause_before_save",
 )
+_AFTER_STEP_KINDS = ("kill_at_step", "sigterm_at_step", "pause_at_step")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +55,34 @@ class Faults:
   pause_before_save: int | None = None
   nonfinite_steps: tuple[tuple[int, int], ...] | None = None
   fsize_limit_at_save: tuple[int, int] | None = None
+
+  def wrap_train_step(self, make_step: Callable[[Any], Callable], objective) -> Callable:
+    """The train step ``make_step(objective)``, with this run's step faults.
+
+    ``make_step(objective)`` returns a jitted ``(state, batch) -> (state,
+    measurements)``. Without step faults that step is returned as it is.
+    Otherwise the wrapper runs, at the steps of ``nonfinite_at_step``, the same
+    step built with a NaN loss (:class:`NonFiniteLoss`), and after every step
+    the kill/SIGTERM/pause faults.
+    """
+    step_fn = make_step(objective)
+    if not self.nonfinite_steps and all(getattr(self, k) is None for k in _AFTER_STEP_KINDS):
+      return step_fn
+    nan_step_fn = make_step(NonFiniteLoss(objective)) if self.nonfinite_steps else None
+
+    def wrapped(state, batch):
+      n = int(state.step.addressable_data(0)) + 1  # the step this call does
+      bad = any(lo <= n <= hi for lo, hi in self.nonfinite_steps or ())
+      out = (nan_step_fn if bad else step_fn)(state, batch)
+      self.after_step(n)
+      return out
+
+    return wrapped
+
+  def attach(self, ckpt) -> None:
+    """Sets the checkpointer's hooks (:class:`attention_jax.checkpoint.Checkpointer`)."""
+    ckpt.before_save = self.before_save
+    ckpt.before_commit = self.before_commit
 
   def after_step(self, step: int) -> None:
     if step == self.kill_at_step:
@@ -95,6 +129,20 @@ def _pause(where: str) -> None:
       handler(s, None)
     elif handler == signal.SIG_DFL:
       os.kill(os.getpid(), s)
+
+
+class NonFiniteLoss:
+  """``objective`` with a NaN training loss, hence NaN gradients."""
+
+  def __init__(self, objective):
+    self.objective = objective
+
+  def train_loss(self, model, batch, rng, config):
+    loss, extra = self.objective.train_loss(model, batch, rng, config)
+    return loss * float("nan"), extra
+
+  def __getattr__(self, name):
+    return getattr(self.objective, name)
 
 
 def parse(text: str) -> Faults:

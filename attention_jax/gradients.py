@@ -56,7 +56,7 @@ import numpy as np
 from flax import nnx
 
 from attention_jax import data as data_lib
-from attention_jax import model_setup, objectives, plots, validation
+from attention_jax import fileio, model_setup, objectives, plots, validation
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import ConfigError
 
@@ -228,13 +228,11 @@ def _decay_row(phase, label, config, curves, steps) -> dict[str, Any]:
 
 
 def _write_csv(path: str, rows: list[dict]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="", encoding="utf-8") as f:
+  with fileio.atomic_open(path, "w", newline="", encoding="utf-8") as f:
     w = csv.DictWriter(f, fieldnames=list(rows[0]))
     w.writeheader()
     for r in rows:
       w.writerow({k: (f"{v:.6e}" if isinstance(v, float) else v) for k, v in r.items()})
-  os.replace(tmp, path)
 
 
 def analyze_workdir(

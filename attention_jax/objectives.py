@@ -8,7 +8,9 @@ same for all of them. An objective provides
 * ``eval_batch(model, batch) -> dict`` — jit-compatible; keys starting with
   ``sum_`` are summed over batches, keys starting with ``each_`` are per
   example ``[B]`` and concatenated (padding rows removed);
-* ``finalize(sums, each) -> metrics`` — host-side, the numbers reported.
+* ``finalize(sums, each) -> metrics`` — host-side, the numbers reported;
+* ``rankable`` — those of its metrics that can rank checkpoints, and
+  ``best_metric``, the default one (``checkpoint.best_metric``).
 
 Padding rows in an evaluation batch are all-PAD and must count nothing in
 ``sum_`` entries.
@@ -24,6 +26,19 @@ import optax
 from attention_jax import decoding
 from attention_jax import metrics as metrics_lib
 from attention_jax.data.vocab import PAD, UNK
+from attention_jax.errors import ConfigError
+
+# The metrics that can rank checkpoints, with the direction that is better.
+METRIC_MODES = {
+  "bleu": "max",
+  "chrf": "max",
+  "sequence_accuracy": "max",
+  "token_accuracy": "max",
+  "loss": "min",
+  "perplexity": "min",
+  "mse": "min",
+}
+BEST_MODES = ("max", "min")
 
 
 class Seq2Seq:
@@ -48,6 +63,9 @@ class Seq2Seq:
   ``model(src, tgt_in)`` scores the target positions of one sequence
   [source; BOS; target], so the loss covers the target tokens only.
   """
+
+  rankable = ("bleu", "chrf", "sequence_accuracy", "token_accuracy", "loss", "perplexity")
+  best_metric = "bleu"
 
   def __init__(self, task=None, config=None, split: str = "eval"):
     self.task = task
@@ -142,6 +160,9 @@ class LanguageModel:
   per token), ``perplexity = exp(loss)`` and ``token_accuracy``.
   """
 
+  rankable = ("loss", "perplexity", "token_accuracy")
+  best_metric = "loss"
+
   def train_loss(self, model, batch, rng, config):
     logits = model(batch["inputs"], dropout_rng=rng)
     loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"], config.train.label_smoothing)
@@ -218,6 +239,9 @@ class _PerExample:
 class Regression(_PerExample):
   """Squared error of a scalar prediction ``[B]``; ``loss`` = ``mse``."""
 
+  rankable = ("mse", "loss")
+  best_metric = "mse"
+
   def per_example_loss(self, outputs, batch):
     outputs = _at_least_f32(outputs)
     return (outputs - batch["target"].astype(outputs.dtype)) ** 2
@@ -232,6 +256,9 @@ class Classification(_PerExample):
   """One label per sequence: cross-entropy of logits ``[B, V]`` against
   ``labels [B]``; ``sequence_accuracy`` = fraction of sequences classified
   right (the exact match of a one-label output)."""
+
+  rankable = ("sequence_accuracy", "loss")
+  best_metric = "sequence_accuracy"
 
   def per_example_loss(self, outputs, batch):
     return optax.softmax_cross_entropy_with_integer_labels(_at_least_f32(outputs), batch["labels"])
@@ -250,6 +277,9 @@ class SequenceLabelling(_PerExample):
   not the most frequent one of the task (copy memory: the 10 recalled symbols,
   not the blanks; ``batch["scored"]`` marks them when given).
   """
+
+  rankable = ("loss", "token_accuracy", "sequence_accuracy")
+  best_metric = "loss"  # the cross-entropy copy memory is judged by
 
   def per_example_loss(self, outputs, batch):
     ce = optax.softmax_cross_entropy_with_integer_labels(
@@ -281,3 +311,29 @@ def get(name: str, task=None, config=None, split: str = "eval"):
   if task is not None and hasattr(objective, "bind"):
     objective = objective.bind(task, config, split)
   return objective
+
+
+def best_metric(config, objective_name: str) -> tuple[str, str]:
+  """``(metric, mode)`` that ranks checkpoints (``--step best``):
+  ``checkpoint.best_metric`` or the objective's default, and
+  ``checkpoint.best_mode`` or the metric's own direction. ConfigError naming
+  a metric this objective does not report, or a mode other than max/min."""
+  objective = OBJECTIVES[objective_name]
+  c = config.checkpoint
+  metric = c.best_metric or objective.best_metric
+  rankable = objective.rankable
+  if objective_name == "seq2seq" and not config.eval.chrf:
+    rankable = tuple(m for m in rankable if m != "chrf")
+  if metric not in rankable:
+    why = " (set eval.chrf=True to report it)" if metric == "chrf" else ""
+    raise ConfigError(
+      f"config key 'checkpoint.best_metric' has value {metric!r}, which the "
+      f"{objective_name} objective of data.task {config.data.task!r} does not report{why}; "
+      "allowed: " + ", ".join(repr(m) for m in rankable)
+    )
+  if c.best_mode and c.best_mode not in BEST_MODES:
+    raise ConfigError(
+      f"config key 'checkpoint.best_mode' has value {c.best_mode!r}; allowed: 'max', 'min' "
+      f"or '' ({metric}: {METRIC_MODES[metric]!r})"
+    )
+  return metric, c.best_mode or METRIC_MODES[metric]

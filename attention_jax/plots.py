@@ -36,6 +36,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from attention_jax import fileio
+
 MIN_WIDTH_PX = 1000  # paper figures: PNGs at least this wide
 DPI = 120
 LINE_STYLES = ("-", "--", ":", "-.", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (1, 3)))
@@ -173,9 +175,8 @@ def save_figure(fig: Figure, path: str, dpi: int | None = None, svg: bool = True
   out = []
   for ext, fmt in ((".png", "png"), (".svg", "svg")) if svg else ((".png", "png"),):
     target = os.path.splitext(path)[0] + ext if ext != ".png" else path
-    tmp = os.path.join(d, "." + os.path.basename(target) + f".tmp.{fmt}")
-    fig.savefig(tmp, format=fmt, dpi=dpi or fig.dpi)
-    os.replace(tmp, target)
+    with fileio.atomic_open(target, "wb") as f:
+      fig.savefig(f, format=fmt, dpi=dpi or fig.dpi)
     out.append(target)
   return out
 
@@ -486,6 +487,5 @@ def save_probe_maps(
 def _save(fig, path: str, dpi: int | None = None) -> None:
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
-  tmp = os.path.join(d, "." + os.path.basename(path) + ".tmp.png")
-  fig.savefig(tmp, format="png", dpi=dpi)
-  os.replace(tmp, path)
+  with fileio.atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=dpi)

@@ -56,7 +56,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from attention_jax import plots
+from attention_jax import fileio, plots
 from attention_jax import workdir as workdir_lib
 from attention_jax.data import synthetic
 from attention_jax.data.batching import pad_batch
@@ -421,11 +421,7 @@ def probe_workdir(
   else:
     del paths["decoder_png"]
   summary["paths"] = paths
-  tmp = paths["json"] + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(summary, f, indent=2)
-    f.write("\n")
-  os.replace(tmp, paths["json"])
+  fileio.atomic_write_text(paths["json"], json.dumps(summary, indent=2) + "\n")
   return summary
 
 

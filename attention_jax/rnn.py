@@ -240,17 +240,12 @@ def make_cell(kind: str, in_features: int, hidden_size: int, *, rngs: nnx.Rngs, 
 # Layers over time.
 
 # Backend-aware defaults, chosen by `python -m experiments.benchmark --suite rnn`
-# (docs/performance.md). CPU (idle 2-core AMD EPYC, fwd+bwd at T50 H256, paired
-# ratios to torch, single-threaded CPU time): the fused backward wins at small
-# batch (B8: LSTM 1.67x vs autodiff 2.03x, GRU 0.72x vs 0.98x; B16: 1.37x vs
-# 1.54x, 0.92x vs 1.12x) and loses from B32 (LSTM 1.45x vs 1.31x; B64: 1.27x vs
-# 1.10x, GRU 1.37x vs 1.23x), where a rank-B update per step is already an
-# efficient matmul — so on CPU "auto" picks fused up to `fused_max_batch` rows.
-# Hoisting the input projection was 3-20% slower at every CPU shape; unroll 2/5
-# did not pay either. GPU/TPU: hoisting + unroll 8 with autodiff was 1.8-2.8x
-# faster than the plain scan in a stand-alone H100 measurement (LSTM fwd+bwd,
-# B64 T100 H512 float32: 5.84 -> 3.16 ms); the fused backward is not measured
-# on a GPU yet.
+# (the measurements: docs/performance.md). On CPU the fused backward wins at
+# small batch and loses from B32, where autodiff's rank-B weight-gradient update
+# per step is already an efficient matmul: "auto" picks fused up to
+# `fused_max_batch` rows; hoisting the input projection and unrolling did not pay
+# there. On GPU/TPU hoisting with unroll 8 is the faster autodiff scan; the fused
+# backward has not been timed there.
 BACKEND_DEFAULTS = {
   "cpu": {"hoist_input_projection": False, "unroll": 1, "backward": "fused", "fused_max_batch": 16},
   "gpu": {

@@ -152,15 +152,7 @@ def merge_for_compute(graphdef, params, config):
   return nnx.merge(graphdef, params)
 
 
-def make_train_step(
-  graphdef,
-  tx,
-  schedule,
-  config,
-  objective,
-  *,
-  inject_nonfinite: tuple[tuple[int, int], ...] | None = None,
-):
+def make_train_step(graphdef, tx, schedule, config, objective):
   """The pure step function (not yet jitted).
 
   ``measurements["finite"]`` is whether loss, gradient, update and parameter
@@ -169,25 +161,16 @@ def make_train_step(
   ``optax.apply_if_finite``: the step counter and the data advance, the
   optimizer's own count (hence the learning-rate schedule) does not.
   ``measurements["learning_rate"]`` is the rate this step applied.
-  ``inject_nonfinite=((a, b), …)`` makes the loss NaN at steps a..b (fault
-  tests only).
   """
   skip = bool(config.train.get("skip_nonfinite", False))
 
-  def loss_fn(params, batch, rng, poison):
+  def loss_fn(params, batch, rng):
     model = merge_for_compute(graphdef, params, config)
-    loss, extra = objective.train_loss(model, batch, rng, config)
-    return loss * poison, extra
+    return objective.train_loss(model, batch, rng, config)
 
   def train_step(state: TrainState, batch) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
-    poison = jnp.float32(1.0)
-    for lo, hi in inject_nonfinite or ():
-      n = state.step + 1
-      poison = jnp.where((n >= lo) & (n <= hi), jnp.float32(jnp.nan), poison)
-    (loss, extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params, batch, rng, poison
-    )
+    (loss, extra), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     grad_norm = optax.global_norm(grads)

@@ -16,8 +16,8 @@ step and raise it; Ctrl-C (SIGINT) does the same and raises
 :class:`Interrupted` (a second Ctrl-C ends the process at once). A resume on
 data whose bytes changed is refused without ``allow_data_change``. Starting is
 transactional: config, checkpoint, data and vocabularies are checked and
-loaded before the workdir changes. The checkpoint of the best dev BLEU is kept
-beside the latest ones.
+loaded before the workdir changes. The checkpoints of the best evaluations (by
+``checkpoint.best_metric``) are kept beside the latest ones.
 """
 
 from __future__ import annotations
@@ -113,9 +113,10 @@ class _Trainer:
     self.ckpt = checkpoint_lib.Checkpointer(
       workdir_lib.checkpoint_dir(workdir),
       max_to_keep=config.checkpoint.max_to_keep,
+      best=workdir_lib.best_of(config),
       async_save=config.checkpoint.async_save,
     )
-    self.ckpt.before_commit = faults.before_commit
+    faults.attach(self.ckpt)
     self.writer = None
     self.profiler = None
 
@@ -201,19 +202,16 @@ class _Trainer:
     run = self.fresh_run = workdir_lib.make_run(config, self.workdir, task)
     donate = (0,) if jax.default_backend() != "cpu" else ()
     rep, batch = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
-    train_step = jax.jit(
-      step_lib.make_train_step(
-        run.graphdef,
-        run.tx,
-        run.schedule,
-        config,
-        run.objective,
-        inject_nonfinite=self.faults.nonfinite_steps,
-      ),
-      in_shardings=(rep, batch),
-      out_shardings=(rep, rep),
-      donate_argnums=donate,
-    )
+
+    def jit_train_step(objective):
+      return jax.jit(
+        step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, objective),
+        in_shardings=(rep, batch),
+        out_shardings=(rep, rep),
+        donate_argnums=donate,
+      )
+
+    train_step = self.faults.wrap_train_step(jit_train_step, run.objective)
     # Outputs replicated: every process reads every example's outputs (with
     # several processes a batch-sharded output is not addressable on one).
     eval_step = jax.jit(
@@ -275,8 +273,6 @@ class _Trainer:
       (s, {k: _decode(v) for k, v in m.items()}) for s, m in meta.get("pending", [])
     ]
     self.monitor = _NonFiniteMonitor(config, self.ckpt, self.start, meta.get("counters", {}))
-    self.best = _BestEval(meta.get("best"))
-    self.ckpt.keep = self.best.steps()
     return meta
 
   # ---- the loop
@@ -297,24 +293,27 @@ class _Trainer:
       with self.profiler.step(step, lambda: self.state):
         self.state, measurements = self.train_step(self.state, batch)
       self.pending.append((step, measurements))
-      self.faults.after_step(step)
       last = step == total
       if step % c.train.log_every_steps == 0 or last:
         self._log(step)
+      evaluated = step % c.eval.every_steps == 0 or last
       new_best = False
-      if step % c.eval.every_steps == 0 or last:
+      if evaluated:
         last_eval = self._evaluate(step)
-        new_best = self.best.update(step, last_eval)
+        new_best = self.ckpt.is_among_best(step, last_eval)
         if new_best:
+          best = self.ckpt.best
           logging.info(
-            "best dev %s so far: %.4f at step %d (its checkpoint is kept: --step best)",
-            self.best.metric,
-            self.best.record[self.best.metric],
+            "dev %s %.4f at step %d is among the best %d so far (its checkpoint is kept: "
+            "--step best)",
+            best.metric,
+            last_eval[best.metric],
             step,
+            best.keep,
           )
       stop = self.preemption.stop_after(step)  # every step, on every process
       if step % c.checkpoint.every_steps == 0 or last or stop or new_best:
-        self._save(step)
+        self._save(step, last_eval if evaluated else None)
       if stop:
         self.ckpt.wait_until_finished()
         raise self.preemption.error(
@@ -365,8 +364,9 @@ class _Trainer:
     self.progress.report(step)
     return row
 
-  def _save(self, step: int) -> None:
-    """Checkpoints ``step`` with the data position and host counters; never a
+  def _save(self, step: int, eval_row: dict | None) -> None:
+    """Checkpoints ``step`` with the data position, host counters and, if it
+    was just evaluated, its metrics (that rank it among the best); never a
     non-finite state."""
     self.pending = jax.device_get(self.pending)
     self.monitor.check(self.pending)
@@ -374,9 +374,7 @@ class _Trainer:
       raise NonFiniteError(
         f"the train state is not finite at step {step}; {self.monitor.last_good()}"
       )
-    self.ckpt.wait_until_finished()  # the previous save, before any fault
-    self.faults.before_save(step)
-    self.ckpt.keep = self.best.steps()
+    self.ckpt.wait_until_finished()  # the previous save
     self.ckpt.save(
       step,
       self.state,
@@ -384,8 +382,8 @@ class _Trainer:
         "data": self.train_iter.get_state(),
         "pending": [[s, {k: _encode(v) for k, v in m.items()}] for s, m in self.pending],
         "counters": self.monitor.counters(),
-        "best": self.best.record,
       },
+      metrics=None if eval_row is None else checkpoint_lib.eval_metrics(step, eval_row),
     )
 
 
@@ -417,7 +415,7 @@ def _close_quietly(*things) -> None:
 
 
 # --------------------------------------------------------------------------
-# Preemption, non-finite steps, the best evaluation
+# Preemption, non-finite steps
 
 
 class _Preemption:
@@ -564,31 +562,3 @@ class _NonFiniteMonitor:
           f"(train.max_consecutive_nonfinite={self.limit}); "
           f"{self.last_good()}"
         )
-
-
-class _BestEval:
-  """The evaluation with the highest dev BLEU so far. Its step is saved as a
-  checkpoint and kept beside the latest ones (``Checkpointer.keep``); the
-  record travels in every checkpoint's meta, so a resumed run keeps it and
-  ``--step best`` finds it (``Checkpointer.best_step``)."""
-
-  metric = "bleu"
-
-  def __init__(self, record: dict | None):
-    self.record = dict(record) if record else None
-
-  def steps(self) -> set[int]:
-    return {int(self.record["step"])} if self.record else set()
-
-  def update(self, step: int, row: dict) -> bool:
-    """Whether ``row`` (an eval row) is a new best (strictly higher)."""
-    value = row.get(self.metric)
-    if (
-      isinstance(value, str)
-      or value is None
-      or not np.isfinite(value)
-      or (self.record is not None and value <= self.record[self.metric])
-    ):
-      return False
-    self.record = {"step": int(step), self.metric: float(value)}
-    return True

@@ -20,6 +20,7 @@ from attention_jax import (
   metrics,
   model_setup,
   models,
+  objectives,
   positions,
   profiling,
   rnn,
@@ -84,6 +85,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     batching.parse_boundaries(config.data.bucket_boundaries, config.data.max_length)
   except ValueError as e:
     raise ConfigError(str(e)) from None
+  objectives.best_metric(config, data.objective_name(config.data.task))
   _check_attention_models(config)
   _refuse_ignored_keys(config)
   _refuse_ignored_train_keys(config)

@@ -31,7 +31,7 @@ from flax import nnx
 from attention_jax import checkpoint as checkpoint_lib
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
-from attention_jax import objectives, validation
+from attention_jax import fileio, objectives, validation
 from attention_jax import step as step_lib
 from attention_jax.errors import ConfigError, DataChanged, ResumeRefused, WorkdirError, one_line
 
@@ -56,10 +56,7 @@ def checkpoint_dir(workdir: str) -> str:
 def write_config(workdir: str, config) -> None:
   """Writes the (resolved) config as ``config.json``, atomically."""
   path = config_path(workdir)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    f.write(config_lib.to_json(config))
-  os.replace(tmp, path)
+  fileio.atomic_write_text(path, config_lib.to_json(config))
 
 
 def read_config_dict(workdir: str) -> dict:
@@ -82,11 +79,19 @@ def read_config(workdir: str):
   return config
 
 
+def best_of(config) -> checkpoint_lib.Best:
+  """What ranks a run's checkpoints (``checkpoint.best_*``, defaults per objective)."""
+  metric, mode = objectives.best_metric(config, data_lib.objective_name(config.data.task))
+  return checkpoint_lib.Best(metric, mode, config.checkpoint.best_to_keep)
+
+
 def find_step(workdir: str, step: int | str | None = None) -> int:
   """The checkpoint step that ``step`` names: a committed step number,
-  ``"best"`` (the best dev BLEU) or None (the newest). WorkdirError if none."""
+  ``"best"`` (the best by ``checkpoint.best_metric``) or None (the newest).
+  WorkdirError if none."""
   ckpt_dir = checkpoint_dir(workdir)
-  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, create=False)
+  best = best_of(read_config(workdir)) if step == "best" else None
+  ckpt = checkpoint_lib.Checkpointer(ckpt_dir, best=best, create=False)
   try:
     steps = ckpt.committed_steps()
     if not steps:
@@ -99,7 +104,8 @@ def find_step(workdir: str, step: int | str | None = None) -> int:
       best = ckpt.best_step()
       if best is None:
         raise WorkdirError(
-          f"no best checkpoint in {ckpt_dir}: no evaluation of this run reported bleu"
+          f"no best checkpoint in {ckpt_dir}: no evaluation of this run reported "
+          f"{best.metric} (checkpoint.best_metric)"
         )
       return best
     if step not in steps:
@@ -158,7 +164,7 @@ def make_run(config, workdir: str | None = None, task=None) -> Run:
 
 def load(workdir: str, step: int | str | None = None) -> Run:
   """The trained run in ``workdir`` at checkpoint ``step`` (a number,
-  ``"best"`` for the best dev BLEU, None for the newest good one).
+  ``"best"`` for the best by ``checkpoint.best_metric``, None for the newest good one).
 
   Every failure is one :class:`WorkdirError` line: no ``config.json``, an
   invalid config, no checkpoint, no such step, or a checkpoint that does not
@@ -403,6 +409,4 @@ def write_fingerprint(workdir: str, fingerprint: dict) -> None:
   if read_fingerprint(workdir) == fingerprint:
     return
   path = os.path.join(workdir, DATA_NAME)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    json.dump(fingerprint, f, indent=1, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  fileio.atomic_write_json(path, fingerprint, indent=1, sort_keys=True)

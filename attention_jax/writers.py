@@ -30,6 +30,8 @@ if "torch" not in sys.modules:  # tensorboardX imports torch if installed, only 
 from tensorboardX import SummaryWriter  # writes event files without TensorFlow
 from tensorboardX import summary as tb_summary
 
+from attention_jax import fileio
+
 TB = "tb"
 
 
@@ -80,10 +82,7 @@ class MetricWriter:
           kept.append(line)
       except (ValueError, KeyError):
         continue  # a line cut short by a kill
-    tmp = self.path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-      f.writelines(kept)
-    os.replace(tmp, self.path)
+    fileio.atomic_write_text(self.path, "".join(kept))
 
   def write(self, step: int, split: str, metrics: Mapping[str, Any]) -> None:
     row = {"step": int(step), "split": split}

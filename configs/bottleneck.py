@@ -21,11 +21,9 @@ compares them across hidden sizes.
 Args: none (CPU default, 3 seeds per point, sized for about 40 min with
 ``--jobs 2`` on the 2-core dev machine — docs/sweeps.md: ``rnn_encdec`` and
 ``rnnsearch`` at hidden 32 and 128 (64 is cut to fit the seeds) and one
-``transformer`` (d_model 64, 1 layer, 4 heads); lengths 1..30, 3,000 steps:
-in prototypes on the 2-core CPU the encoder–decoder at hidden 32/64/128
-scored exact match 0.00/0.00/0.01 on lengths 26–30 and RNNsearch 1.00 at
-every size, while with lengths ≤ 20 and ≥ 8k steps the encoder–decoder
-catches up),
+``transformer`` (d_model 64, 1 layer, 4 heads); lengths 1..30, 3,000 steps —
+with shorter sources and longer training the encoder–decoder catches up;
+results and the prototypes behind these sizes: docs/results.md),
 ``full`` (4 sizes × 3 models × limits 10/20/30/50 × ``reverse`` and
 ``reorder``; 20k steps), ``tiny`` (one ``rnnsearch`` point of a few steps,
 for tests: it exercises the probes and the alignment columns).

@@ -8,9 +8,7 @@
 tied embeddings, windows of 64 characters, batch 32, AdamW 3e-3 with warm-up
 and cosine decay, 1,000 steps (sized for a shared 2-core CPU; scale
 ``model.*`` and ``data.max_length`` up on a GPU). Eval = the file's last 10% (or
-``data.eval_path``). On the Vim user manual (214 KB), 2-core CPU (30 Nov
-2026, the other core busy): 72 s, eval perplexity 12.54 (step 200) -> 6.72
-(step 1,000) (docs/models.md, "Transformer and GPT").
+``data.eval_path``). Results: docs/models.md, "Transformer and GPT".
 
 ``:tiny`` is a seconds-long version for tests (``data.train_path`` still
 required).

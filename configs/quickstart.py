@@ -2,7 +2,7 @@
 
 GRU encoder–decoder without attention, sequences of 1–10 symbols from a
 vocabulary of 10, hidden 128, Adam 3e-3 with warm-up and cosine decay.
-Measured on the 2-core CPU dev machine: see README.md (quickstart).
+Results: README.md (quickstart).
 """
 
 from configs import common

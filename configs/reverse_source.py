@@ -16,8 +16,8 @@ should hurt.
 
 Args: none (CPU default, 3 seeds per point, within about 40 min with
 ``--jobs 2`` on the 2-core dev machine — docs/sweeps.md: 2 models ×
-forward/reversed on ``copy`` and on ``reverse`` as the
-control, lengths 1..30, hidden 64, 3,000 steps), ``full`` (hidden 64 and 256;
+forward/reversed on ``copy`` and on ``reverse`` as the control, lengths
+1..30, hidden 64, 3,000 steps; results: docs/results.md), ``full`` (hidden 64 and 256;
 lengths 1..50; 20,000 steps), ``tiny`` (one point of a few steps, for tests).
 """
 

@@ -4,12 +4,8 @@ GRU encoder–decoder, the whole source squeezed into one context vector c;
 sequences of 1–10 symbols from a vocabulary of 10, hidden 128, maxout readout
 (Cho et al. 2014, eq. 12), Adam 3e-3 with warm-up and cosine decay, 3,000 steps.
 
-Measured (2-core CPU dev machine shared by ~8 engineers, load average ~22–28):
-``python -m experiments.run --config configs/rnn_encdec.py --workdir W`` took
-206 s wall (10–42 steps/s under that load); eval on 1,000 held-out sequences of
-length 1–10: sequence_accuracy 0.879 at step 1,000, 0.995 at 2,000 and
-**1.000** (token_accuracy 1.000) at 3,000. (At lengths up to 30 this model
-fails where ``rnnsearch`` succeeds: ``configs/bottleneck.py``.)
+Results: docs/models.md, "Recurrent encoder–decoders". At lengths up to 30
+this model fails where ``rnnsearch`` succeeds: ``configs/bottleneck.py``.
 
 ``get_config("tiny")``: a few-second version for tests.
 """

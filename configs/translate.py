@@ -12,37 +12,26 @@ Each path is a TSV (``source<TAB>target``) or an ``X.src``/``X.tgt`` pair.
 2014), ``rnn_encdec`` (Cho et al. 2014), ``luong`` (Luong et al. 2015) and
 ``transformer`` (Vaswani et al. 2017) with nothing else changed.
 
-Defaults for a corpus of ~20k short human-translated pairs (3–60 words) on a
-2-core CPU in about 15 minutes:
+The defaults aim at a corpus of ~20k short human-translated pairs on a
+2-core CPU in about 15 minutes (the estimate and the runs behind it:
+docs/evaluation.md, "The real-text recipe"). Why they are what they are:
 
-* text: SentencePiece (unigram, 4,000 pieces per side, no normalization of
-  its own: decoding restores spacing exactly), Unicode NFC on all text
-  (references and hypotheses alike), no lower-casing; pairs longer than 128
-  pieces on a side are dropped from training (rare at ≤ 60 words);
-* batches of 64 in length buckets (16, 24, 32, 48, 64, 96, 128 pieces): a
-  short sentence is padded to its bucket, not to 128, and there is one
-  compiled step per bucket;
-* model: hidden size 128 (the Transformer's d_model), dropout 0.1; values
-  for some models only under ``per_model``: embeddings 128 (recurrent
-  models), maxout readout (rnnsearch, rnn_encdec), 2 layers (Luong's LSTM
-  stack; the Transformer's encoder and decoder), 4 heads and FFN 512
-  (Transformer). At these sizes the four models cost about the same per step
-  on a CPU (measured, batch 64 of 24 pieces, one core: rnn_encdec 0.22 s,
-  transformer 0.33 s, rnnsearch 0.36 s, luong 0.41 s);
-* Adam 2e-3, 200 warm-up steps then cosine decay to 5%, clip 1.0, label
-  smoothing 0.1; 1,600 steps (~5.7 epochs of 18k pairs);
-* evaluation on the dev split every 400 steps, greedy, BLEU and chrF against
-  the raw references, by source length in words (about 5 equal-count buckets at
-  the split's own length quantiles, none under 30 sentences); the
-  checkpoint with the best dev BLEU is kept beside the latest
+* text: SentencePiece with no normalization of its own (decoding restores
+  spacing exactly), Unicode NFC on references and hypotheses alike, no
+  lower-casing; over-long training pairs are dropped;
+* length buckets: a short sentence is padded to its bucket, not to
+  ``data.max_length``, with one compiled step per bucket;
+* one hidden size for every model (the Transformer's d_model), so that the
+  four cost about the same per step on a CPU; per-model values under
+  ``per_model`` (maxout readout: Bahdanau et al. 2014, Cho et al. 2014);
+* a warm-up then cosine decay (a constant rate lets Adam spike once a model
+  has converged); dev BLEU and chrF against the raw references, by source
+  length in words (about 5 equal-count buckets at the split's own length
+  quantiles); the best dev-BLEU checkpoint is kept beside the latest
   (``evaluate``/``compare --step best``).
 
-Measured on the repository's toy TSVs: docs/evaluation.md and
-docs/evaluation.md.
-
-``:full``: a GPU-sized version (embeddings and hidden 512, 8,000 pieces per
-side, batch 128, 20,000 steps, Transformer 6 layers with 8 heads and FFN 2048;
-Luong keeps 2 layers).
+``:full``: a GPU-sized version (bigger vocabularies, model and batch; ten
+times the steps).
 ``:tiny``: seconds on a CPU, on the small English→German fixtures written for
 the tests in ``tests/data/`` (paths preset).
 """

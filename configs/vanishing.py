@@ -16,11 +16,9 @@ curves ‖∂L/∂h_t‖ at initialization and after training.
 Args: none (CPU default, 3 seeds per point, sized for about 40 min with
 ``--jobs 2`` on the 2-core dev machine — docs/sweeps.md: 4 cells × T ∈
 {25, 50, 100, 200} on adding (copy memory at T = 25 is cut to fit the seeds
-and left to ``full``); hidden 128, 3,000 steps — in prototypes on the 2-core
-CPU the LSTM solved adding T=100 in ~900 steps and T=200 in ~2,200, the GRU
-in 300–500, the tanh Elman failed from T=50; copy memory needed ~8,500 steps
-for an LSTM to reach half the baseline at T=50, so longer copy tasks are
-left to ``full``), ``full``
+and left to ``full``); hidden 128, 3,000 steps — enough for the gated cells
+on adding at every T; results and the prototypes behind these sizes:
+docs/results.md), ``full``
 (adding and copy memory, T up to 400, 10,000 steps), ``tiny`` (one point of
 a few steps, for tests).
 """

@@ -10,11 +10,11 @@ suites it finished.
 """
 
 import importlib
-import json
 import time
 
 from absl import flags
 
+from attention_jax import fileio
 from experiments import cli
 
 _SUITE = flags.DEFINE_string("suite", "all", "Suite name, or 'all'.")
@@ -62,8 +62,9 @@ def main(argv):
     print(f"\n## suite {n} ({seconds[n]:.0f} s)\n")
     print(timing.format_table(rows, module.COLUMNS), flush=True)
     if _JSON.value:
-      with open(_JSON.value, "w", encoding="utf-8") as f:
-        json.dump({"machine": machine, "suites": results, "seconds": seconds}, f, indent=2)
+      fileio.atomic_write_json(
+        _JSON.value, {"machine": machine, "suites": results, "seconds": seconds}, indent=2
+      )
 
 
 if __name__ == "__main__":

@@ -160,14 +160,15 @@ def define_decoding_flags(
   out.step = flags.DEFINE_string(
     "step",
     None,
-    f"Checkpoint step: a number, or 'best' ({whose} best dev BLEU); default: latest.",
+    f"Checkpoint step: a number, or 'best' ({whose} best by checkpoint.best_metric); "
+    "default: latest.",
     **module,
   )
   return out
 
 
 def parse_step(value: str | None, flag: str = "--step"):
-  """``--step``: None (latest), ``best`` (best dev BLEU) or a step number."""
+  """``--step``: None (latest), ``best`` (by ``checkpoint.best_metric``) or a step number."""
   if value is None or value == "best":
     return value
   if value.isdigit():

@@ -7,7 +7,7 @@ intervals, sacrebleu signatures), DIR/eval/SPLIT_by_length.csv,
 DIR/eval/SPLIT_by_length.png, and the scored text: DIR/eval/SPLIT.hyp.txt,
 DIR/eval/SPLIT.ref.txt (``sacrebleu SPLIT.ref.txt -i SPLIT.hyp.txt`` prints the
 same BLEU) and DIR/eval/SPLIT_examples.jsonl. ``--step best``: the checkpoint
-with the best dev BLEU.
+with the best dev BLEU (``checkpoint.best_metric``).
 """
 
 from absl import flags

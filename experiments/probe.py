@@ -33,7 +33,7 @@ _DECODER = flags.DEFINE_list(
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the probe data and its split.")
 _STEPS = flags.DEFINE_integer("probe_steps", 200, "Adam steps per probe.")
 _STEP = flags.DEFINE_string(
-  "step", None, "Checkpoint step: a number, or 'best' (the best dev BLEU); default: latest."
+  "step", None, "Checkpoint step: a number, or 'best' (checkpoint.best_metric); default: latest."
 )
 flags.mark_flags_as_required(["workdir"])
 

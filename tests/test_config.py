@@ -108,6 +108,16 @@ def test_every_config_names_itself_and_a_bad_arg_in_one_line(tmp_path):
       0,
       "'data.train_max_length' (0) must be >= 'data.train_min_length' (1)",
     ),
+    (
+      "checkpoint.best_metric",
+      "mse",
+      "'checkpoint.best_metric' has value 'mse', which the seq2seq objective of data.task "
+      "'reverse' does not report; allowed: 'bleu', 'sequence_accuracy', 'token_accuracy', "
+      "'loss', 'perplexity'",
+    ),
+    ("checkpoint.best_metric", "chrf", "does not report (set eval.chrf=True to report it)"),
+    ("checkpoint.best_mode", "up", "'checkpoint.best_mode' has value 'up'; allowed: 'max', 'min'"),
+    ("checkpoint.best_to_keep", 0, "'checkpoint.best_to_keep' must be > 0"),
   ],
 )
 def test_bad_values_name_the_key(key, value, needle):
@@ -369,3 +379,23 @@ def test_per_model_file_switches_model_on_the_command_line(tmp_path):
   assert saved["per_model"] == {}
   want = {"num_heads": 4, "mlp_dim": 16, "embed_dim": 32}
   assert {k: saved["model"][k] for k in want} == want
+
+
+@pytest.mark.parametrize(
+  "task,overrides,want",
+  [
+    ("reverse", {}, ("bleu", "max")),
+    ("adding", {"model.name": "sequence_rnn"}, ("mse", "min")),
+    ("temporal_order", {"model.name": "sequence_rnn"}, ("sequence_accuracy", "max")),
+    ("copy_memory", {"model.name": "sequence_rnn"}, ("loss", "min")),
+    ("reverse", {"checkpoint.best_metric": "loss"}, ("loss", "min")),
+    ("reverse", {"checkpoint.best_metric": "loss", "checkpoint.best_mode": "max"}, ("loss", "max")),
+  ],
+)
+def test_best_metric_defaults_per_objective(task, overrides, want):
+  from attention_jax import workdir as workdir_lib
+
+  c = tiny_config(**{"data.task": task, **overrides})
+  config_lib.validate(c)
+  best = workdir_lib.best_of(c)
+  assert (best.metric, best.mode, best.keep) == (*want, 1)

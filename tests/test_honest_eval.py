@@ -389,27 +389,68 @@ def test_eval_rows_carry_signatures_and_the_best_checkpoint_is_kept(text_run):
     for r in evals
   )
   best = max(evals, key=lambda r: (r["bleu"], -r["step"]))
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), create=False)
+  ckpt = checkpoint.Checkpointer(
+    os.path.join(workdir, "checkpoints"), best=checkpoint.Best("bleu"), create=False
+  )
   assert ckpt.best_step() == best["step"]
-  assert ckpt.read_meta(100)["best"] == {"step": best["step"], "bleu": best["bleu"]}
+  assert ckpt.metrics(best["step"])["bleu"] == pytest.approx(best["bleu"])
   assert ckpt.committed_steps() == sorted({best["step"], 100})  # max_to_keep=1
   rep, _ = evaluation.evaluate_workdir(workdir, "eval", step="best")
   assert rep["step"] == best["step"]
   assert rep["overall"]["bleu"] == pytest.approx(best["bleu"], abs=1e-6)
 
 
-def test_checkpointer_keeps_the_protected_step_beside_the_newest(tmp_path):
-  ckpt = checkpoint.Checkpointer(str(tmp_path / "c"), max_to_keep=1, async_save=False)
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_checkpointer_keeps_the_best_n_beside_the_newest(tmp_path, mode):
+  """orbax's LatestN + BestN: the newest step and the 2 best by the metric
+  (of equal values the earlier step); evaluations that would not be kept are
+  told apart before saving."""
+  sign = 1.0 if mode == "max" else -1.0
+  values = {1: 1.0, 2: 5.0, 3: 2.0, 4: 5.0, 5: 4.0, 6: 3.0}
+  best = checkpoint.Best("bleu", mode, keep=2)
+  # Asynchronous saves too: a step still being saved ranks.
+  ckpt = checkpoint.Checkpointer(
+    str(tmp_path / "c"), max_to_keep=1, best=best, async_save=mode == "max"
+  )
   state = {"w": np.arange(3.0)}
-  for step in range(1, 6):
-    ckpt.keep = {2} if step >= 2 else set()
-    ckpt.save(step, state, {"best": {"step": min(step, 2), "bleu": 1.0}})
+  among = {}
+  for step, v in values.items():
+    row = {"bleu": sign * v, "bleu_signature": "x", "loss": float("nan")}
+    among[step] = ckpt.is_among_best(step, row)
+    ckpt.save(step, state, {}, metrics=checkpoint.eval_metrics(step, row))
+  ckpt.save(7, state, {})  # not evaluated: no metric
   ckpt.close()
-  assert ckpt.committed_steps() == [2, 5]
-  reader = checkpoint.Checkpointer(str(tmp_path / "c"), create=False)
-  assert reader.best_step() == 2
+  assert among == {1: True, 2: True, 3: True, 4: True, 5: False, 6: False}
+  assert ckpt.committed_steps() == [2, 4, 7]
+  assert ckpt.metrics(2) == {"bleu": sign * 5.0, "step": 2} and ckpt.metrics(7) == {"step": 7}
+  reader = checkpoint.Checkpointer(str(tmp_path / "c"), best=best, create=False)
+  assert reader.best_step() == 2  # of equal values, the earlier step
   reader.close()
-  assert reader.committed_steps() == [2, 5]  # a reader deletes nothing
+  assert reader.committed_steps() == [2, 4, 7]  # a reader deletes nothing
+
+
+def test_workdir_of_the_hand_kept_best_still_ranks_and_keeps_it(tmp_path):
+  """Steps written before steps carried metrics name the best in ``meta``
+  (``best``): that step is kept and ranks until a better one comes."""
+  state = {"w": np.arange(3.0)}
+  old = checkpoint.Checkpointer(str(tmp_path / "c"), max_to_keep=3, async_save=False)
+  for step in (1, 2, 3):
+    old.save(step, state, {"best": {"step": min(step, 2), "bleu": 7.0 if step >= 2 else 1.0}})
+  old.close()
+  ckpt = checkpoint.Checkpointer(
+    str(tmp_path / "c"), max_to_keep=1, best=checkpoint.Best("bleu"), async_save=False
+  )
+  assert ckpt.legacy_best() == {"step": 2, "bleu": 7.0} and ckpt.best_step() == 2
+  for step, v in ((4, 3.0), (5, 7.0)):
+    assert not ckpt.is_among_best(step, {"bleu": v})
+    ckpt.save(step, state, {}, metrics=checkpoint.eval_metrics(step, {"bleu": v}))
+  assert ckpt.committed_steps() == [2, 5] and ckpt.best_step() == 2
+  assert ckpt.is_among_best(6, {"bleu": 8.0})
+  ckpt.save(6, state, {}, metrics=checkpoint.eval_metrics(6, {"bleu": 8.0}))
+  ckpt.close()
+  assert ckpt.best_step() == 6 and ckpt.committed_steps() == [2, 6]
+  _, meta = ckpt.restore(state, 2)  # the old step restores
+  assert meta["best"]["step"] == 2
 
 
 def test_translate_reports_unknown_pieces_and_long_input(text_run):
@@ -476,7 +517,9 @@ def test_resumed_run_keeps_the_best_so_far(pair, tmp_path):
   train.train_and_evaluate(wreck, str(w), allow_config_change=True)
   bleu = {r["step"]: r["bleu"] for r in writers.read_metrics(w) if r["split"] == "eval"}
   assert sorted(bleu) == [120, 140, 160] and max(bleu[140], bleu[160]) < bleu[120]
-  ckpt = checkpoint.Checkpointer(os.path.join(w, "checkpoints"), create=False)
+  ckpt = checkpoint.Checkpointer(
+    os.path.join(w, "checkpoints"), best=checkpoint.Best("bleu"), create=False
+  )
   assert ckpt.best_step() == 120
   assert ckpt.committed_steps() == [120, 160]
 

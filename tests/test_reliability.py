@@ -444,11 +444,11 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(reference, tmp_pat
 def test_skip_nonfinite_step_keeps_state():
   config = tiny(**{"train.skip_nonfinite": True, "train.warmup_steps": 0})
   run = workdir_lib.make_run(config)
-  step = jax.jit(
-    step_lib.make_train_step(
-      run.graphdef, run.tx, run.schedule, config, run.objective, inject_nonfinite=((1, 1),)
-    )
-  )
+
+  def make(objective):
+    return jax.jit(step_lib.make_train_step(run.graphdef, run.tx, run.schedule, config, objective))
+
+  step = faults.Faults(nonfinite_steps=((1, 1),)).wrap_train_step(make, run.objective)
   it = run.task.train_iterator()
   s1, m1 = step(run.state, next(it))
   assert not bool(m1["finite"]) and np.isnan(float(m1["loss"]))

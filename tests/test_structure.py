@@ -8,11 +8,17 @@
 * ``workdir.py`` is the only module that names ``config.json`` in code;
 * inside the package, function-level imports only for optional packages;
 * no path tricks (``sys.path`` edits) and no references to files outside
-  the repository.
+  the repository;
+* no dated measurement or timing in the docstrings and comments of
+  ``attention_jax/`` and ``configs/`` (numbers live in docs/);
+* files are replaced only through the atomic-write helper.
 """
 
 import ast
+import io
 import pathlib
+import re
+import tokenize
 
 from conftest import ROOT
 
@@ -148,3 +154,89 @@ def test_no_path_tricks_or_references_outside_the_repository():
       if needle in text:
         bad.append(f"{path.relative_to(ROOT)}: {needle}")
   assert not bad, bad
+
+
+def test_files_are_replaced_only_through_the_atomic_write_helper():
+  """Every write-then-rename is ``attention_jax.fileio``'s (temporary file in
+  the same directory, fsync, ``os.replace``, fsync of the directory); the
+  checkpointer's move of a whole step directory to quarantine is the one
+  other rename."""
+  allowed = {("attention_jax/fileio.py", 1), ("attention_jax/checkpoint.py", 1)}
+  found = set()
+  for path in SOURCES:
+    if path.relative_to(ROOT).parts[0] == "tests":
+      continue
+    n = path.read_text(encoding="utf-8").count("os.replace(")
+    if n:
+      found.add((str(path.relative_to(ROOT)), n))
+  assert found == allowed
+
+
+_MONTH = (
+  r"(?:January|February|March|April|May|June|July|August|September|October|November|"
+  r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?"
+)
+# A dated or timed measurement: a month and a year, an ISO year-month, "Measured",
+# "took N s", a duration in ms or "N min N s", a wall-clock or steps/s figure.
+MEASUREMENT = re.compile(
+  rf"\b{_MONTH}\s+(?:\d{{1,2}},?\s+)?(?:19|20)\d{{2}}\b"
+  r"|\b(?:19|20)\d{2}-(?:0[1-9]|1[0-2])\b"
+  r"|\bMeasured\b"
+  r"|\btook\s+~?\d[\d.,]*\s*(?:ms|s|sec|seconds?|min|minutes?|h|hours?)\b"
+  r"|\d(?:[\d.,]*\d)?\s*ms\b"
+  r"|\b\d+\s*min\s+\d+\s*s\b"
+  r"|\d\s*s\s+wall\b"
+  r"|\d\s*steps/s\b"
+)
+
+
+def test_measurement_pattern_catches_measurements_not_citations():
+  for text in (
+    "Measured (2-core CPU dev machine, 30 Nov\n2026, shared with two other processes)",
+    "``python -m experiments.run --config configs/luong.py --workdir W`` took 283 s",
+    "(LSTM fwd+bwd, B64 T100 H512 float32: 5.84 -> 3.16 ms)",
+    "the whole sweep took 17 min 22 s on the idle machine",
+    "CPU default, 12 min 43 s with --jobs 2",
+    "206 s wall (10–42 steps/s under that load)",
+    "checked 2026-11-29 on the dev machine",
+    "on the Vim user manual, 2-core CPU (30 Nov 2026, the other core busy)",
+  ):
+    assert MEASUREMENT.search(text), text
+  for text in (
+    "additive attention (Bahdanau et al. 2014, eq. 6)",
+    "Vaswani et al. 2017, eq. 3: lr = peak · min(step / warmup, √(warmup / step))",
+    "Sutskever et al. 2014 §3.3; Press et al. 2022; Su et al. 2021",
+    "which measured faster on CPU (docs/performance.md)",
+    "``SIGNAL_DELAY_S`` seconds before the time limit",
+  ):
+    assert not MEASUREMENT.search(text), text
+
+
+def _docs_and_comments(path: pathlib.Path):
+  """(line, text) of every docstring and comment in ``path``."""
+  source = path.read_text(encoding="utf-8")
+  for node in ast.walk(ast.parse(source)):
+    if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+      doc = ast.get_docstring(node, clean=False)
+      if doc:
+        yield node.body[0].lineno, doc
+  comments = [
+    (tok.start[0], tok.string.lstrip("#"))
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+    if tok.type == tokenize.COMMENT
+  ]
+  for i, (line, text) in enumerate(comments):  # with the next line: a date split in two
+    follows = comments[i + 1][1] if i + 1 < len(comments) and comments[i + 1][0] == line + 1 else ""
+    yield line, f"{text} {follows}"
+
+
+def test_no_dated_measurements_in_code_or_configs():
+  found = [
+    f"{path.relative_to(ROOT)}:{line}: {m.group(0)!r}"
+    for path in SOURCES
+    if path.relative_to(ROOT).parts[0] in ("attention_jax", "configs")
+    for line, text in _docs_and_comments(path)
+    for m in [MEASUREMENT.search(text)]
+    if m
+  ]
+  assert not found, "measurements belong in docs/: " + "; ".join(found)

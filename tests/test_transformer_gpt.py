@@ -12,7 +12,7 @@ from conftest import ROOT
 from flax import nnx
 
 from attention_jax import config as config_lib
-from attention_jax import generate, model_setup, train, validation, writers
+from attention_jax import evaluation, generate, model_setup, train, validation, writers
 from attention_jax.data import text as text_task
 from attention_jax.testing import decode_in_steps
 
@@ -197,6 +197,11 @@ def test_tiny_gpt_perplexity_falls_and_generate_prints(tmp_path, text_file):
   assert [r["step"] for r in evals] == [20, 40, 60]
   assert evals[-1]["perplexity"] < 0.7 * evals[0]["perplexity"]
   assert np.isclose(evals[-1]["perplexity"], np.exp(evals[-1]["loss"]))
+  # --step best: the lowest dev loss (a language model's default best_metric)
+  best = min(evals, key=lambda r: (r["loss"], r["step"]))
+  rep, _ = evaluation.evaluate_workdir(workdir, "eval", step="best")
+  assert rep["step"] == best["step"] and rep["objective"] == "lm"
+  assert rep["overall"]["loss"] == pytest.approx(best["loss"], rel=1e-5)
   # library call: deterministic by seed, only known characters
   one = generate.generate_text(workdir, "the dog", max_new_tokens=20, seed=1)
   assert len(one) == 20 and one == generate.generate_text(

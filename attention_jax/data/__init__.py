@@ -67,6 +67,13 @@ def task_class(task: str):
   return TASKS[_key(task)]
 
 
+def objective_name(task: str) -> str:
+  """The objective (a name in ``attention_jax.objectives``) ``data.task`` trains."""
+  if task in LONG_RANGE_TASKS:
+    return long_range.SPECS[task].objective
+  return task_class(task).objective
+
+
 def config_keys(config) -> tuple[str, ...]:
   """The ``data.*`` keys (without the prefix) that ``config.data.task`` reads."""
   return ("task", *task_class(config.data.task).config_keys(config))

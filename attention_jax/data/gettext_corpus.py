@@ -20,6 +20,7 @@ import struct
 from collections import Counter
 from collections.abc import Iterable
 
+from attention_jax import fileio
 from attention_jax.errors import DataError
 
 LOCALE_DIR = "/usr/share/locale"
@@ -193,9 +194,7 @@ def build(target: str, out: str, locale_dir: str = LOCALE_DIR, min_pairs: int = 
   for name, pairs in splits.items():
     data = "".join(f"{s}\t{t}\n" for s, t in pairs).encode("utf-8")
     path = os.path.join(out, f"{name}.tsv")
-    with open(path + ".tmp", "wb") as f:
-      f.write(data)
-    os.replace(path + ".tmp", path)
+    fileio.atomic_write_bytes(path, data)
     files[f"{name}.tsv"] = {"pairs": len(pairs), "sha256": hashlib.sha256(data).hexdigest()}
   manifest = {
     "source": "gettext",

@@ -15,7 +15,7 @@ Two sources, one path:
 
 ``<data dir>`` is ``data.tfds_data_dir`` (default: TFDS's own,
 ``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``). ``tfds.load``/``as_dataset``/
-``TranslateFolder`` would import TensorFlow (+1.4 GB, +4 s); nothing here does.
+``TranslateFolder`` would import TensorFlow; nothing here does.
 
 Bad input is found before training starts, each case one line naming the file
 and line (:class:`DataError`): a missing or empty file; invalid UTF-8; a TSV
@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from attention_jax import fileio
 from attention_jax.data import batching
 from attention_jax.data import tokenizers as tok_lib
 from attention_jax.data.batching import IndexedIterator, pad_batch
@@ -240,10 +241,7 @@ def make_files_dataset(paths: dict[str, str], data_dir: str) -> tuple[str, dict]
     tfds.disable_progress_bar()
     builder = _builder_class()(splits=splits, data_dir=root, file_format="array_record")
     builder.download_and_prepare()
-    tmp = report_path + f".tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-      json.dump(reports, f)
-    os.replace(tmp, report_path)
+    fileio.atomic_write_json(report_path, reports)
     logging.info(
       "wrote %s as array_record under %s", ", ".join(" + ".join(fs) for fs in files.values()), root
     )
@@ -537,9 +535,7 @@ class ParallelTextTask:
       "tgt": tok_lib.save(self.tgt_tok, workdir, "tgt"),
     }
     path = os.path.join(workdir, "tokenizer.json")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      json.dump(record, f, indent=2)
-    os.replace(path + ".tmp", path)
+    fileio.atomic_write_json(path, record, indent=2)
 
   def tokenizer(self, side: str):
     return self.src_tok if side == "src" else self.tgt_tok

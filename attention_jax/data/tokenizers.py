@@ -38,6 +38,7 @@ import numpy as np
 import sentencepiece as spm
 from sacremoses import MosesDetokenizer, MosesTokenizer
 
+from attention_jax import fileio
 from attention_jax.data.vocab import EOS, SPECIALS, UNK, Vocabulary
 from attention_jax.errors import DataError
 
@@ -170,10 +171,7 @@ class SentencePieceTokenizer:
     proto = out.getvalue()
     if path:
       os.makedirs(cache_dir, exist_ok=True)
-      tmp = f"{path}.tmp{os.getpid()}"
-      with open(tmp, "wb") as f:
-        f.write(proto)
-      os.replace(tmp, path)
+      fileio.atomic_write_bytes(path, proto)
     return cls(proto)
 
   def encode(self, text: str) -> list[int]:
@@ -212,10 +210,7 @@ def save(tokenizer, workdir: str, side: str) -> dict:
     record["model"] = f"spm_{side}.model"
     record["sha256"] = hashlib.sha256(tokenizer.model_proto).hexdigest()
     path = os.path.join(workdir, record["model"])
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-      f.write(tokenizer.model_proto)
-    os.replace(tmp, path)
+    fileio.atomic_write_bytes(path, tokenizer.model_proto)
   return record
 
 

@@ -5,10 +5,11 @@ Ids 0-3 are reserved: PAD (0), BOS (1), EOS (2), UNK (3). Never pickled.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+from attention_jax import fileio
 
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -50,13 +51,10 @@ class Vocabulary:
     return out
 
   def save(self, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-      for t in self.tokens:
-        if "\n" in t:
-          raise ValueError(f"token {t!r} contains a newline")
-        f.write(t + "\n")
-    os.replace(tmp, path)
+    for t in self.tokens:
+      if "\n" in t:
+        raise ValueError(f"token {t!r} contains a newline")
+    fileio.atomic_write_text(path, "".join(t + "\n" for t in self.tokens), newline="")
 
   @classmethod
   def load(cls, path: str) -> Vocabulary:

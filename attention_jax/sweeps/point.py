@@ -34,6 +34,7 @@ import time
 from typing import Any
 
 import attention_jax
+from attention_jax import fileio
 from attention_jax.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED
 
 # A point's directory holds its run (a workdir) and these sweep files.
@@ -129,10 +130,7 @@ def point_env(
 
 def write_json(path: str, obj) -> None:
   """Writes ``obj`` as JSON, atomically (a reader never sees half a file)."""
-  tmp = f"{path}.{os.getpid()}.tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  fileio.atomic_write_json(path, obj, indent=2, sort_keys=True)
 
 
 def read_json(path: str) -> dict | None:

@@ -16,8 +16,8 @@ import math
 import os
 from typing import Any
 
+from attention_jax import fileio, writers
 from attention_jax import metrics as metrics_lib
-from attention_jax import writers
 from attention_jax.sweeps import figures
 from attention_jax.sweeps.point import LOG_FILE, Sweep
 from attention_jax.sweeps.spec import BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV, PROBE_CSV
@@ -184,7 +184,7 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
   write_csv(os.path.join(workdir, "summary.csv"), rows)
   write_csv(os.path.join(workdir, "summary_by_point.csv"), by_point)
   several = len(sweep.seeds) > 1
-  with open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
+  with fileio.atomic_open(os.path.join(workdir, "summary.md"), "w", encoding="utf-8") as f:
     f.write(f"# {sweep.title}: summary\n\n" + markdown_table(rows))
     if several:
       f.write(
@@ -235,7 +235,7 @@ def write_outputs(sweep: Sweep, workdir: str, statuses: list[dict]) -> None:
         f"### {p.slug}\n\nexit code {s.get('returncode')}; "
         f"log `{os.path.join(p.workdir, LOG_FILE)}`:\n\n```\n{tail}\n```\n"
       )
-  with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
+  with fileio.atomic_open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
 
 

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from attention_jax import fileio
 
 
 def write_csv(path: str, rows: list[dict]) -> None:
   keys: list[str] = []
   for r in rows:
     keys += [k for k in r if k not in keys]
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="", encoding="utf-8") as f:
+  with fileio.atomic_open(path, "w", newline="", encoding="utf-8") as f:
     w = csv.DictWriter(f, fieldnames=keys)
     w.writeheader()
     w.writerows(rows)
-  os.replace(tmp, path)
 
 
 def read_csv(path: str) -> list[dict[str, Any]]:
