@@ -10,6 +10,7 @@ from conftest import ROOT, tiny_config
 
 from attention_jax import config as config_lib
 from attention_jax import validation
+from attention_jax import workdir as workdir_lib
 
 
 def run_cli(*args, cwd=ROOT):
@@ -393,9 +394,7 @@ def test_per_model_file_switches_model_on_the_command_line(tmp_path):
   ],
 )
 def test_best_metric_defaults_per_objective(task, overrides, want):
-  from attention_jax import workdir as workdir_lib
-
   c = tiny_config(**{"data.task": task, **overrides})
-  config_lib.validate(c)
+  validation.validate(c)
   best = workdir_lib.best_of(c)
   assert (best.metric, best.mode, best.keep) == (*want, 1)

@@ -321,7 +321,7 @@ def _english_verb(v: Verb, form: str) -> list:
   return [({"finite": past, "base": base, "participle": part}[form], v.item)]
 
 
-def _en_np(np_: NP) -> list:
+def _en_noun_phrase(np_: NP) -> list:
   out = [("the", None), (np_.noun[0], np_.item)]
   if np_.rel is not None:
     out += [(",", None), ("who", None)] + _en_clause(np_.rel) + [(",", None)]
@@ -329,13 +329,13 @@ def _en_np(np_: NP) -> list:
 
 
 def _en_clause(c: Clause) -> list:
-  out = [] if c.subject is None else _en_np(c.subject)
+  out = [] if c.subject is None else _en_noun_phrase(c.subject)
   prev = None
   for v in c.chain:
     form = "finite" if prev is None else "participle" if prev.kind == "perf" else "base"
     out += _english_verb(v, form)
     prev = v
-  out += _en_np(c.obj)
+  out += _en_noun_phrase(c.obj)
   if c.complement is not None:
     out.append((c.complement[0][0], c.complement[1]))
   if c.pp is not None:
@@ -344,7 +344,7 @@ def _en_clause(c: Clause) -> list:
   return out
 
 
-def _de_np(np_: NP, case: str) -> list:
+def _de_noun_phrase(np_: NP, case: str) -> list:
   out = [(_ARTICLE[case, np_.noun[2]], None), (np_.noun[1], np_.item)]
   if np_.rel is not None:
     out += [(",", None), (_ARTICLE["nom", np_.noun[2]], None)]
@@ -394,14 +394,14 @@ def _final(verbs: list) -> list:
 
 def _de_clause(c: Clause) -> list:
   verbs = _de_cluster(c)
-  middle = _de_np(c.obj, "acc")
+  middle = _de_noun_phrase(c.obj, "acc")
   if c.pp is not None:
     prep, item, place = c.pp
-    middle += [(prep[1], item)] + _de_np(place, prep[2])
+    middle += [(prep[1], item)] + _de_noun_phrase(place, prep[2])
   if c.kind == "main":  # verb-second
     finite = verbs[0]
-    return _de_np(c.subject, "nom") + [(finite[0], finite[1])] + middle + _final(verbs[1:])
-  subject = [] if c.subject is None else _de_np(c.subject, "nom")
+    return _de_noun_phrase(c.subject, "nom") + [(finite[0], finite[1])] + middle + _final(verbs[1:])
+  subject = [] if c.subject is None else _de_noun_phrase(c.subject, "nom")
   return subject + middle + _final(verbs)  # verb-final
 
 
@@ -523,8 +523,8 @@ def seed_example(lex: Lexicon | None = None) -> tuple[Pair, list[str]]:
     (_PREPS[0], items(), NP(_PLACES[0], items())),
   )
   subject = NP(_ANIMATE[0], items(), rel)
-  en = _tidy(_en_np(subject) + [(".", None)])
-  de = _tidy(_de_np(subject, "nom") + [(".", None)])
+  en = _tidy(_en_noun_phrase(subject) + [(".", None)])
+  de = _tidy(_de_noun_phrase(subject, "nom") + [(".", None)])
   src_pos = {item: i for i, (_, item) in enumerate(en) if item is not None}
   tgt_pos = {item: j for j, (_, item) in enumerate(de) if item is not None}
   pair = Pair(
