@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import json
 import math
 import os
@@ -97,14 +96,6 @@ def compare_shapes(recorded: dict[str, list], target: Any) -> list[str]:
   return diffs
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def _data_files(step_dir: str) -> list[str]:
   """Relative paths of every file of the items (orbax's own bookkeeping files
   at the top of the step directory change during its commit: not hashed)."""
@@ -121,7 +112,7 @@ def _hash_files(step_dir: str) -> dict[str, dict]:
   return {
     rel: {
       "bytes": os.path.getsize(os.path.join(step_dir, rel)),
-      "sha256": _sha256(os.path.join(step_dir, rel)),
+      "sha256": fileio.sha256_file(os.path.join(step_dir, rel)),
     }
     for rel in _data_files(step_dir)
   }
@@ -374,7 +365,7 @@ class Checkpointer:
           f"has {os.path.getsize(path)} bytes, {want['bytes']} when "
           "saved (truncated or overwritten)"
         )
-      elif _sha256(path) != want["sha256"]:
+      elif fileio.sha256_file(path) != want["sha256"]:
         problem = "has changed bytes (SHA-256 differs from the one recorded)"
       if problem:
         raise CorruptCheckpointError(step, f"checkpoint step {step} is corrupt: {path} {problem}")

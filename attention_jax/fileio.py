@@ -1,8 +1,10 @@
-"""Atomic file writes: a reader finds the old file or the new one, never half of one."""
+"""Atomic file writes (a reader finds the old file or the new one, never half of one) and
+file hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
@@ -60,3 +62,12 @@ def atomic_write_json(path: str, obj: Any, **dump_kwargs) -> None:
   """``json.dump(obj, **dump_kwargs)`` into ``path``, atomically."""
   with atomic_open(path, "w", encoding="utf-8") as f:
     json.dump(obj, f, **dump_kwargs)
+
+
+def sha256_file(path: str) -> str:
+  """The SHA-256 of a file's bytes, read in 1 MiB blocks (hex digest)."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()

@@ -20,7 +20,6 @@ vocabularies (``vocab_src.txt``, ``vocab_tgt.txt``, ``tokenizer.json``,
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from typing import Any
@@ -313,14 +312,6 @@ def record_changes(workdir: str, step: int, changes) -> None:
 # The data a run read
 
 
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
-
-
 def data_fingerprint(config) -> dict:
   """The data inputs of ``config``: each local file's key, path, size and
   SHA-256, and a TFDS dataset's name, version and splits
@@ -328,7 +319,12 @@ def data_fingerprint(config) -> dict:
   files, tfds_record = data_lib.inputs(config)
   out: dict = {
     "files": [
-      {"key": k, "path": os.path.abspath(f), "size": os.path.getsize(f), "sha256": _sha256(f)}
+      {
+        "key": k,
+        "path": os.path.abspath(f),
+        "size": os.path.getsize(f),
+        "sha256": fileio.sha256_file(f),
+      }
       for k, f in files
     ]
   }

@@ -57,7 +57,7 @@ from attention_jax import positions as positions_lib
 from attention_jax.data.vocab import PAD
 from attention_jax.models.hparams import context
 from attention_jax.models.layers import Embed, dropout
-from attention_jax.models.transformer import Block, StackConfig, _key, attention_term
+from attention_jax.models.transformer import Block, StackConfig, _key
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -91,19 +91,8 @@ class GPT(nnx.Module):
     )
     self.blocks = nnx.List(
       [
-        Block(
-          D,
-          hp.num_heads,
-          hp.mlp_dim or 4 * D,
-          cross=False,
-          causal=True,
-          pre_ln=hp.pre_ln,
-          dropout_rate=hp.dropout,
-          attention_dropout=hp.attention_dropout,
-          implementation=hp.attention_impl,
-          activation="gelu",
-          position=attention_term(self.position),
-          rngs=rngs,
+        Block.from_hparams(
+          hp, cross=False, causal=True, position=self.position, activation="gelu", rngs=rngs
         )
         for _ in range(hp.num_layers)
       ]

@@ -146,6 +146,29 @@ class Block(nnx.Module):
   def _attn_rng(self, rng, i):
     return _key(rng, i) if self.attention_dropout > 0 else None
 
+  @classmethod
+  def from_hparams(
+    cls, hp, *, cross: bool, causal: bool, position: str, activation: str = "relu", rngs
+  ) -> Block:
+    """A block of the stack ``hp`` describes (a TransformerConfig or GPTConfig:
+    hidden_size, num_heads, mlp_dim, pre_ln, dropout, attention_dropout,
+    attention_impl); ``position``: the model's scheme (``attention_term`` picks
+    the self-attention's share)."""
+    return cls(
+      hp.hidden_size,
+      hp.num_heads,
+      hp.mlp_dim or 4 * hp.hidden_size,
+      cross=cross,
+      causal=causal,
+      pre_ln=hp.pre_ln,
+      dropout_rate=hp.dropout,
+      attention_dropout=hp.attention_dropout,
+      implementation=hp.attention_impl,
+      activation=activation,
+      position=attention_term(position),
+      rngs=rngs,
+    )
+
   def __call__(
     self,
     x: jax.Array,
@@ -249,19 +272,7 @@ class Transformer(nnx.Module):
     self.tgt_pos_embed = Embed(hp.max_positions, D, rngs=rngs) if learned else None
 
     def block(cross):
-      return Block(
-        D,
-        hp.num_heads,
-        hp.mlp_dim or 4 * D,
-        cross=cross,
-        causal=cross,
-        pre_ln=hp.pre_ln,
-        dropout_rate=hp.dropout,
-        attention_dropout=hp.attention_dropout,
-        implementation=hp.attention_impl,
-        position=attention_term(self.position),
-        rngs=rngs,
-      )
+      return Block.from_hparams(hp, cross=cross, causal=cross, position=self.position, rngs=rngs)
 
     self.encoder = nnx.List([block(False) for _ in range(hp.num_layers)])
     self.decoder = nnx.List([block(True) for _ in range(hp.num_layers)])

@@ -570,16 +570,26 @@ def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
       ax.set_ylabel("‖∂L/∂h_t‖")
       ax.legend(fontsize=6)
   path = _save(fig, os.path.join(plots_dir, "gradient_norms.png"))
-  return [
-    "## ‖∂L/∂h_t‖ through time\n",
+  return _text_section(
+    "‖∂L/∂h_t‖ through time",
     "From `attention_jax.gradients` (float64; the head reads h_T, so the "
     "readout is included; decay/step: exp of the slope of log‖∂L/∂h_t‖ "
-    "against T − t over t = 1…T−1).\n",
+    "against T − t over t = 1…T−1).",
     _md_image(path, plots_dir, "gradient norms"),
-    markdown_table(table),
-    "### What the gradients show\n",
-    "\n".join(statements) + "\n",
-  ]
+    table,
+    ("What the gradients show", statements),
+  )
+
+
+def _text_section(
+  title: str, intro: str, image: str, table, findings: tuple[str, list[str]] | None = None
+) -> list[str]:
+  """A report section: heading, what it measures, its figure and table, and
+  (``findings``: a sub-heading and its statements) what it shows."""
+  out = [f"## {title}\n", intro + "\n", image, markdown_table(table)]
+  if findings is not None:
+    out += [f"### {findings[0]}\n", "\n".join(findings[1]) + "\n"]
+  return out
 
 
 def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
@@ -658,20 +668,19 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
     ax.legend(fontsize=6)
   axes[0].set_ylim(-0.02, 1.02)
   path = _save(fig, os.path.join(plots_dir, "probe_initial_state.png"))
-  return [
-    "## What the decoder's initial state holds (linear probes)\n",
+  return _text_section(
+    "What the decoder's initial state holds (linear probes)",
     "Softmax-regression probes (`attention_jax.probe`) read the source token "
     "at each position from the decoder's initial state (the encoder–decoder's "
     "context vector; RNNsearch's s_0 = tanh(W_s h←_1)) on held-out sources, "
     "200 per length (80% fit the probes, 20% score them); the control is the "
     "same probes on the model at initialization. Accuracy is the mean over "
     "source positions. Per-position curves and decoder-step maps: each "
-    "point's `probe/`.\n",
+    "point's `probe/`.",
     _md_image(path, plots_dir, "probe"),
-    markdown_table(table),
-    "### What the probes show\n",
-    "\n".join(statements) + "\n",
-  ]
+    table,
+    ("What the probes show", statements),
+  )
 
 
 def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
@@ -728,16 +737,16 @@ def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
     vlines=sorted({_train_range(p)[1] + 0.5 for p in points}),
     ybounds=(0.0, 1.0),
   )
-  return [
-    "## Attention against the gold alignment\n",
+  return _text_section(
+    "Attention against the gold alignment",
     "Teacher-forced on the reference: alignment accuracy is the share of "
     "target tokens whose largest attention weight is on their gold source "
     "token, gold mass the mean weight there (Transformer: the last decoder "
     "layer's cross-attention averaged over heads). Weighted by examples per "
-    "length.\n",
+    "length.",
     _md_image(path, plots_dir, "alignment"),
-    markdown_table(table),
-  ]
+    table,
+  )
 
 
 def position_table_section(sweep, rows, tables, plots_dir) -> list[str]:
