@@ -22,20 +22,6 @@ NOT_SHARED = ("/tmp",)  # directories a cluster's nodes do not share
 # submitit's signal_delay_s on both clusters (``#SBATCH --signal=USR2@90``).
 SIGNAL_DELAY_S = 90
 
-# Resources of each point: flag name -> default. A config's sweep may set
-# them (``SLURM = {...}`` or ``slurm(arg)``); a flag given on the command line wins.
-RESOURCES: dict[str, Any] = {
-  "slurm_partition": None,
-  "slurm_account": None,
-  "slurm_qos": None,
-  "slurm_extra": {},
-  "gpus_per_point": 0,
-  "cpus_per_point": None,
-  "timeout_min": 60,
-  "array_parallelism": None,
-  "nodes_per_point": 1,
-  "tasks_per_node": 1,
-}
 SLURM_ONLY = ("slurm_partition", "slurm_account", "slurm_qos", "slurm_extra", "nodes_per_point")
 _INTS = {
   "gpus_per_point": 0,
@@ -76,6 +62,16 @@ class Options:
     if self.cluster == "local":
       return self.array_parallelism or 1
     return self.array_parallelism
+
+
+# Resources of each point: flag name -> default (the fields of Options). A
+# config's sweep may set them (``SLURM = {...}`` or ``slurm(arg)``); a flag
+# given on the command line wins.
+RESOURCES: dict[str, Any] = {
+  f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+  for f in dataclasses.fields(Options)
+  if f.name != "cluster"
+}
 
 
 def parse_extra(items) -> dict[str, str]:
@@ -138,30 +134,33 @@ def resolve_options(
     if values[key] is not None and not (isinstance(values[key], str) and values[key]):
       raise SweepError(f"{origin[key]} is {values[key]!r}: expected a name")
   values["slurm_extra"] = parse_extra(values["slurm_extra"])
-  o = Options(cluster=cluster, **values)
-  if cluster != "debug" and o.timeout_min * 60 <= SIGNAL_DELAY_S:
+  options = Options(cluster=cluster, **values)
+  if cluster != "debug" and options.timeout_min * 60 <= SIGNAL_DELAY_S:
     raise SweepError(
-      f"{origin['timeout_min']} is {o.timeout_min}: the points get "
+      f"{origin['timeout_min']} is {options.timeout_min}: the points get "
       f"their save signal {SIGNAL_DELAY_S} s before the time limit; "
       f"expected >= {SIGNAL_DELAY_S // 60 + 1}"
     )
-  if o.gpus_per_point % o.nodes_per_point:
+  if options.gpus_per_point % options.nodes_per_point:
     raise SweepError(
-      f"--gpus_per_point {o.gpus_per_point} is not divisible by "
-      f"--nodes_per_point {o.nodes_per_point}"
+      f"--gpus_per_point {options.gpus_per_point} is not divisible by "
+      f"--nodes_per_point {options.nodes_per_point}"
     )
-  if o.gpus_per_point and (o.gpus_per_point // o.nodes_per_point) % o.tasks_per_node:
+  if (
+    options.gpus_per_point
+    and (options.gpus_per_point // options.nodes_per_point) % options.tasks_per_node
+  ):
     raise SweepError(
-      f"--gpus_per_point {o.gpus_per_point} on {o.nodes_per_point} "
+      f"--gpus_per_point {options.gpus_per_point} on {options.nodes_per_point} "
       f"node(s) does not split evenly over --tasks_per_node "
-      f"{o.tasks_per_node}"
+      f"{options.tasks_per_node}"
     )
-  if o.cpus_per_point and o.cpus_per_point % o.tasks:
+  if options.cpus_per_point and options.cpus_per_point % options.tasks:
     raise SweepError(
-      f"--cpus_per_point {o.cpus_per_point} does not split evenly "
-      f"over the point's {o.tasks} task(s)"
+      f"--cpus_per_point {options.cpus_per_point} does not split evenly "
+      f"over the point's {options.tasks} task(s)"
     )
-  return o
+  return options
 
 
 def check_environment(cluster: str, workdir: str) -> None:
