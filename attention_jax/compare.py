@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from attention_jax import evaluation, plots
+from attention_jax import environment, evaluation, plots
 from attention_jax import metrics as metrics_lib
 from attention_jax import workdir as workdir_lib
 from attention_jax.errors import EvalError
@@ -276,6 +276,7 @@ def compare_workdirs(
     "groups": [[o.workdir for o in g] for g in outs],
     "reused": [o.workdir for o in flat if o.reused],
     "sentences": len(first.references),
+    "code": {o.workdir: environment.code_version(o.workdir) for o in flat},
   }
   paths = {
     "md": os.path.join(out, "compare.md"),
@@ -372,6 +373,13 @@ def to_markdown(rows: list[dict], info: dict, png: str) -> str:
       n = next(x["count"] for x in rows if x["bucket"] == bk)
       lines.append(f"| {bk} | {n} | " + " | ".join(cells) + " |")
   lines += ["", f"![BLEU by source length]({png})", ""]
+  code = info.get("code") or {}
+  if code:
+    lines.append(
+      "Code: "
+      + "; ".join(f"`{w}` commit {v or 'unknown (no git record)'}" for w, v in code.items())
+      + ".\n"
+    )
   if info["reused"]:
     lines.append(
       "Outputs reused from `eval/` of: " + ", ".join(f"`{w}`" for w in info["reused"]) + ".\n"

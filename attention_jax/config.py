@@ -31,7 +31,17 @@ import ml_collections
 
 # Validation reads the registries of the modules that own them (none of these
 # imports this module back).
-from attention_jax import attention, checkpoint, data, metrics, models, positions, rnn, step
+from attention_jax import (
+  attention,
+  checkpoint,
+  data,
+  metrics,
+  models,
+  positions,
+  profiling,
+  rnn,
+  step,
+)
 from attention_jax.data import batching, long_range, parallel_text, synthetic, tokenizers
 from attention_jax.errors import ConfigError
 from attention_jax.models import layers, sequence
@@ -125,6 +135,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.max_consecutive_nonfinite = 10  # with skip_nonfinite: stop after this many in a row
   c.train.num_devices = 0  # data-parallel devices; 0 = all visible
   c.train.compute_dtype = "float32"  # float32 | bfloat16 (params stay float32)
+  c.train.profile_steps = ""  # "A:B": jax.profiler trace of steps A..B-1 into tb/ ("" = none)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 500
@@ -372,6 +383,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
       "be >= 1 (the output limit of a one-token source)"
     )
   try:
+    window = profiling.parse_window(config.train.profile_steps)
+  except ValueError as e:
+    raise ConfigError(f"config key 'train.profile_steps': {e}") from None
+  if window is not None and window[0] > config.train.steps:
+    raise ConfigError(
+      f"config key 'train.profile_steps' is {config.train.profile_steps!r}, which starts "
+      f"after the last step (train.steps={config.train.steps})"
+    )
+  try:
     metrics.parse_bucket_edges(config.eval.length_buckets)
   except ValueError as e:
     raise ConfigError(f"config key 'eval.length_buckets': {e}") from None
@@ -405,6 +425,7 @@ RESUME_FREE_KEYS = (
   "train.skip_nonfinite",
   "train.max_consecutive_nonfinite",
   "train.num_devices",
+  "train.profile_steps",
   "data.tfds_data_dir",
   "model.attention_impl",
 )

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from attention_jax import decoding, objectives, plots
+from attention_jax import decoding, environment, objectives, plots
 from attention_jax import metrics as metrics_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
@@ -206,6 +206,7 @@ def report(
   e = config.eval
   out = {
     "workdir": os.path.abspath(workdir),
+    "code": environment.code_version(workdir),  # git commit (env.json), or None
     "split": split,
     "step": step,
     "model": config.model.name,
@@ -364,7 +365,8 @@ def format_report(rep: dict[str, Any]) -> str:
       for k in ("loss", "perplexity", "token_accuracy", "sequence_accuracy")
       if o.get(k) is not None
     )
-    + f"  bleu {_with_ci(o, 'bleu')}  chrf {_with_ci(o, 'chrf')}"
+    + f"  bleu {_with_ci(o, 'bleu')}  chrf {_with_ci(o, 'chrf')}",
+    f"  code: commit {rep.get('code') or 'unknown (no git record in env.json)'}",
   ]
   sc = rep.get("scoring")
   if sc:

@@ -30,11 +30,11 @@ from absl import logging
 from attention_jax import checkpoint as checkpoint_lib
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
+from attention_jax import environment, profiling, workdir_lock, writers
 from attention_jax import faults as faults_lib
 from attention_jax import sharding as sharding_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
-from attention_jax import workdir_lock, writers
 from attention_jax.errors import CheckpointError, ConfigError, NonFiniteError, Preempted
 
 
@@ -89,6 +89,7 @@ class _Trainer:
     )
     self.ckpt.before_commit = faults.before_commit
     self.writer = None
+    self.profiler = None
 
   def run(self, stop_after_step: int | None) -> dict[str, Any]:
     ok = False
@@ -98,11 +99,11 @@ class _Trainer:
       return result
     finally:
       if ok:  # errors while closing (a save that failed late) propagate
-        for thing in (self.writer, self.ckpt):
+        for thing in (self.profiler, self.writer, self.ckpt):
           if thing is not None:
             thing.close()
       else:
-        _close_quietly(self.writer, self.ckpt)
+        _close_quietly(self.profiler, self.writer, self.ckpt)
 
   # ---- before the loop
 
@@ -148,7 +149,8 @@ class _Trainer:
     return self._loop(meta, latest, stop_after_step)
 
   def _build(self, task) -> None:
-    """The mesh, the run, the jitted steps; writes config.json and vocabularies."""
+    """The mesh, the run, the jitted steps; writes config.json, vocabularies
+    and appends this start's record to env.json."""
     config = self.config
     mesh = self.mesh = sharding_lib.make_mesh(config.train.num_devices)
     sharding_lib.check_batch_size(config.train.batch_size, mesh, "train.batch_size")
@@ -159,6 +161,7 @@ class _Trainer:
     if self.primary:
       workdir_lib.write_config(self.workdir, config)
       data_lib.save_task_files(run.task, self.workdir)
+      environment.append(self.workdir)
     donate = (0,) if jax.default_backend() != "cpu" else ()
     rep, batch = sharding_lib.replicated(mesh), sharding_lib.batch_sharding(mesh)
     train_step = jax.jit(
@@ -226,6 +229,9 @@ class _Trainer:
       else writers.NullWriter()
     )
     self.progress = writers.Progress(t.steps, self.start)
+    self.profiler = profiling.StepProfiler(
+      profiling.parse_window(t.profile_steps), writers.tb_dir(self.workdir)
+    )
     # Measurements since the last train row; saved with each checkpoint so a
     # resumed run writes the same rows as an uninterrupted one.
     self.pending: list[tuple[int, dict]] = [
@@ -251,7 +257,8 @@ class _Trainer:
         raise Preempted(f"stopped by SIGTERM before step {step}; {done}")
       batch = next(self.train_iter)
       self.progress.add_tokens(self.run_.task.count_tokens(batch))
-      self.state, measurements = self.train_step(self.state, batch)
+      with self.profiler.step(step, lambda: self.state):
+        self.state, measurements = self.train_step(self.state, batch)
       self.pending.append((step, measurements))
       self.faults.after_step(step)
       last = step == total
@@ -282,6 +289,7 @@ class _Trainer:
         break
     if stop_after_step is None or stop_after_step >= total:
       self.ckpt.wait_until_finished()
+      self.writer.hparams(c, last_eval)
       logging.info("finished: step %d, checkpoints in %s", total, self.ckpt.directory)
     return last_eval
 
@@ -356,9 +364,9 @@ def _mean(values) -> float:
   return float(np.mean(np.asarray(values, np.float64)))
 
 
-def _close_quietly(writer, ckpt) -> None:
+def _close_quietly(*things) -> None:
   """Closes after an error without masking it (a full disk fails here too)."""
-  for thing in (writer, ckpt):
+  for thing in things:
     if thing is None:
       continue
     try:

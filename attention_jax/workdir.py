@@ -9,7 +9,8 @@ since the run was written take their defaults, in memory; the file is never
 rewritten), the task from the vocabularies and tokenizers saved beside it,
 and the train state from a checkpoint.
 
-Layout of a workdir: ``config.json``, ``metrics.jsonl``, ``tb/``,
+Layout of a workdir: ``config.json``, ``env.json`` (one record per start:
+:mod:`attention_jax.environment`), ``metrics.jsonl``, ``tb/``,
 ``checkpoints/`` (orbax, :mod:`attention_jax.checkpoint`), the task's
 vocabularies (``vocab_src.txt``, ``vocab_tgt.txt``, ``tokenizer.json``,
 ``spm_*.model``), and the outputs of the tools (``eval/``, ``gradients/``,

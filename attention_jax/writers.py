@@ -1,4 +1,10 @@
-"""Metrics to ``metrics.jsonl`` and TensorBoard event files, and progress lines."""
+"""Metrics to ``metrics.jsonl`` and TensorBoard event files, and progress lines.
+
+At the end of a run the flattened config is written as TensorBoard
+hyperparameters (the HParams dashboard's session of this run; its metrics are
+the run's last ``eval/*`` scalars), so a sweep's parent directory, given as one
+``--logdir``, compares its points.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from tensorboardX import SummaryWriter  # writes event files without TensorFlow
+from tensorboardX import summary as tb_summary
+
+TB = "tb"
+
+
+def tb_dir(workdir: str) -> str:
+  """The run's TensorBoard directory (scalars, hparams, profiler traces)."""
+  return os.path.join(workdir, TB)
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """``{"train": {"steps": 5}}`` -> ``{"train.steps": 5}`` (leaves only)."""
+  out: dict[str, Any] = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
 
 
 def _scalar(v: Any) -> float | int:
@@ -31,7 +56,7 @@ class MetricWriter:
       self._truncate_after(resume_step)
     self._file = open(self.path, "a", encoding="utf-8")
     purge = None if resume_step is None else resume_step + 1
-    self._tb = SummaryWriter(os.path.join(workdir, "tb"), purge_step=purge)
+    self._tb = SummaryWriter(tb_dir(workdir), purge_step=purge)
 
   def _truncate_after(self, step: int) -> None:
     with open(self.path, encoding="utf-8") as f:
@@ -57,6 +82,26 @@ class MetricWriter:
       if k not in ("step", "split") and isinstance(v, (int, float)):
         self._tb.add_scalar(f"{split}/{k}", v, int(step))
 
+  def hparams(self, config, final_eval: Mapping[str, Any]) -> None:
+    """The flattened config as this run's hyperparameters (an HParams session
+    that ended successfully); ``final_eval``'s numbers are the run's last
+    ``eval/*`` scalars, which the dashboard shows beside them. Values that are
+    not str/bool/int/float are written as their ``repr``."""
+    flat = flatten(config.to_dict() if hasattr(config, "to_dict") else config)
+    values = {
+      k: (v if isinstance(v, (str, bool, int, float)) else repr(v)) for k, v in flat.items()
+    }
+    metrics = {
+      f"eval/{k}": v
+      for k, v in final_eval.items()
+      if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    _, start, end = tb_summary.hparams(values, metrics)
+    writer = self._tb.file_writer
+    writer.add_summary(start)
+    writer.add_summary(end)
+    self._tb.flush()
+
   def flush(self) -> None:
     self._file.flush()
     self._tb.flush()
@@ -71,6 +116,9 @@ class NullWriter:
 
   def write(self, step, split, metrics) -> None:
     del step, split, metrics
+
+  def hparams(self, config, final_eval) -> None:
+    del config, final_eval
 
   def flush(self) -> None:
     pass

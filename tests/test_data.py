@@ -562,6 +562,7 @@ def test_files_train_end_to_end_and_rebuild_from_workdir(tmp_path):
   assert np.isfinite(final["loss"]) and final["loss"] < np.log(60)
   assert sorted(f for f in os.listdir(workdir) if not os.path.isdir(os.path.join(workdir, f))) == [
     "config.json",
+    "env.json",
     "metrics.jsonl",
     "spm_src.model",
     "spm_tgt.model",

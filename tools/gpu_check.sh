@@ -18,6 +18,10 @@
 #      GPT step (also with RoPE and ALiBi), the fused RNN backward, one bf16
 #      experiments.run. In one process: `-o addopts=` drops pyproject.toml's
 #      `-n 2`, which needs pytest-xdist (not on every GPU machine).
+#   3. python -m experiments.plan (limit 120 s) on this GPU, --mode compile (the
+#      step's memory from XLA on the GPU itself): Transformer-base at the model
+#      benchmark's shape (B64 T256 bf16), whose estimated step time is printed
+#      beside the measured one, and configs/papers/vaswani2017.py at full size.
 # It ends with a compact summary (also OUT_DIR/summary.txt). Plan: ~1 min of
 # start-up and imports, <= 5 min for part 1, <= 2.5 min for part 2.
 set -u
@@ -63,10 +67,27 @@ timeout -k 10 150 python3 -m pytest -o addopts= -q -ra -p no:cacheprovider tests
 tests_rc=$?
 echo "[$(elapsed) s] GPU tests rc $tests_rc"
 
+# ---- 3. plans, to check against the measurements
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case "$gpu_name" in
+  *H200*) plan_device=h200 ;; *A100*) plan_device=a100 ;; *) plan_device=h100 ;;
+esac
+timeout -k 10 120 bash -c "
+python3 -m experiments.plan --config configs/papers/vaswani2017.py --device $plan_device \
+  --mode compile --json '$OUT_DIR/plan_bench_shape.json' --config.train.batch_size=64 \
+  --config.data.max_length=256 --config.data.sp_vocab_size=32000 \
+  --config.train.compute_dtype=bfloat16 --config.model.dropout=0.0 --config.model.max_positions=512
+python3 -m experiments.plan --config configs/papers/vaswani2017.py --device $plan_device \
+  --mode compile --json '$OUT_DIR/plan_vaswani2017.json'
+" > "$OUT_DIR/plan.log" 2>&1
+plan_rc=$?
+echo "[$(elapsed) s] plans rc $plan_rc"
+
 # ---- summary
-python3 - "$OUT_DIR" "$bench_rc" "$tests_rc" "$(elapsed)" <<'PY' | tee "$OUT_DIR/summary.txt"
+python3 - "$OUT_DIR" "$bench_rc" "$tests_rc" "$(elapsed)" "$plan_rc" <<'PY' | tee "$OUT_DIR/summary.txt"
 import json, os, re, sys
 out, bench_rc, tests_rc, total = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+plan_rc = sys.argv[5]
 print(f"== gpu_check summary ({total} s in all)")
 path = os.path.join(out, "benchmark.json")
 if not os.path.exists(path):
@@ -104,6 +125,30 @@ else:
     if "ours" in b:
       print(f"rnn {cell} {shape}: cuDNN {f(b.get('torch', float('nan')))} ms; best ours "
             f"{b['ours'][0]} {f(b['ours'][2])} ms = {f(b['ours'][1])}x cuDNN")
+# The plan beside the measurement: Transformer-base at the benchmark's shape.
+measured = None
+if os.path.exists(path):
+  measured = next((r for r in json.load(open(path))["suites"].get("model", [])
+                   if r.get("model") == "transformer" and r.get("size") == "base"
+                   and isinstance(r.get("step_ms"), float)), None)
+for name in ("plan_bench_shape", "plan_vaswani2017"):
+  pp = os.path.join(out, name + ".json")
+  if not os.path.exists(pp):
+    print(f"{name}: no plan (rc {plan_rc}); see plan.log")
+    continue
+  p = json.load(open(pp))
+  b = p["bytes_per_device"]
+  xla = p.get("flops_per_step_xla")
+  line = (f"{name}: params {p['params'] / 1e6:.1f}M  FLOPs/step {p['flops_per_step']:.3g} "
+          f"(XLA {xla:.3g})  memory {b['total'] / 1e9:.1f} GB/device (XLA on this GPU) "
+          f"fits {p['fits']}  est. step {1e3 * p['step_seconds']:.1f} ms at "
+          f"{100 * p['mfu']:.0f}% MFU  run {p['run_hours']:.2f} h") if xla else name
+  print(line)
+  if name == "plan_bench_shape" and measured:
+    implied = p["step_seconds"] * p["mfu"] / (measured["step_ms"] / 1e3)
+    print(f"  measured Transformer-base step {measured['step_ms']:.1f} ms "
+          f"(benchmark MFU {100 * measured['mfu']:.1f}%): the plan's FLOPs imply MFU "
+          f"{100 * implied:.1f}%")
 log = os.path.join(out, "gpu_tests.log")
 tail = open(log).read().strip().splitlines()[-1:] if os.path.exists(log) else ["no log"]
 print(f"GPU tests (rc {tests_rc}):", tail[0])
