@@ -213,20 +213,18 @@ def main(argv):
           seeds=_SEEDS.value,
         )
       else:
-        statuses = slurm.run_sweep(
-          _CONFIG.value,
-          _WORKDIR.value,
-          cluster=_CLUSTER.value or "slurm",
-          flags=given,
+        command = ["python -m experiments.sweep"] + [
+          a for a in sys.argv[1:] if a not in ("--wait", "--nowait")
+        ]
+        launch = slurm.Launch(
           wait=_WAIT.value,
           max_retries=_MAX_RETRIES.value,
           reanalyze=_REANALYZE.value,
-          print_fn=out,
           seeds=_SEEDS.value,
-          command=" ".join(
-            ["python -m experiments.sweep"]
-            + [a for a in sys.argv[1:] if a not in ("--wait", "--nowait")]
-          ),
+          command=" ".join(command),
+        )
+        statuses = slurm.run_sweep(
+          _CONFIG.value, _WORKDIR.value, _CLUSTER.value or "slurm", given, launch, print_fn=out
         )
   except KeyboardInterrupt:
     cli.fail("interrupted; run the same command again to resume", code=130)

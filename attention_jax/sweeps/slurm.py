@@ -1,53 +1,21 @@
-"""The ``slurm`` launcher: a sweep's points as one Slurm job array, via submitit.
+"""The ``slurm`` launcher: a sweep's points as one job array through submitit.
 
-``run_sweep`` submits the points that are neither done nor running through
-``submitit.AutoExecutor``, one point per array task. Each task runs
-:func:`attention_jax.sweeps.point.run_point` — ``python -m experiments.run``
-then the analyses, in the point's workdir ``S/<slug>/`` — exactly as the
-local launcher does, so ``summary.csv``, ``report.md`` and the plots are the
-same whichever launcher ran the points. On disk:
-
-* ``S/slurm/``: submitit's files — the pickled job
-  (``<job id>_submitted.pkl``: a :class:`PointJob`, the point's overrides and
-  paths) and result, each task's stdout/stderr
-  (``<job id>_<task>_log.out/.err``), the sbatch script;
-* ``S/<slug>/sweep_job.json``: the point's latest job (id, cluster, time);
-* ``S/<slug>/sweep.log``: the point's subprocesses' output (task k > 0 of a
-  several-task point: ``sweep.task<k>.log``); ``sweep_status.json``.
-
-Time limits: Slurm sends USR2 ``SIGNAL_DELAY_S`` (90 s) before a job's time
-limit; submitit then calls :meth:`PointJob.checkpoint` in task 0, which sends
-SIGTERM to the running ``experiments.run`` (it finishes the step, saves it and
-exits 75; with several processes all save the same step), then submitit
-requeues the job (at most ``MAX_NUM_TIMEOUT`` times), which resumes from that
-checkpoint. Preemption: Slurm sends SIGTERM to every process of the job (USR2
-only with ``SchedulerParameters=preempt_send_user_signal``), then SIGKILL
-after its KillWait; the run saves and exits 75, and Slurm requeues the job or
-not depending on its ``PreemptMode``. A point whose job died anyway (SIGKILL,
-a node failure, out of requeues) or exited 75 is resubmitted by the next sweep
-command (or by the one waiting with ``--wait``); a point that failed for a
-reason of its own is recorded and, with ``--wait``, resubmitted at most
-``--max_retries`` times.
-
-Job states come from ``sacct`` (then ``squeue``), queried here; a job whose
-state neither tells is taken as alive: its point is never submitted twice.
-
-``cluster``: ``slurm`` (sbatch), ``local`` (submitit's local executor: the
-same code path on this machine; the sweep starts at most
-``array_parallelism`` points at once, since that executor starts all it is
-given) or ``debug`` (each point inside this process, one after another).
-
-A point of several tasks (``nodes_per_point`` × ``tasks_per_node``) runs one
-``experiments.run`` process per task with ``jax.distributed``: the task's
-rank is ``JAX_PROCESS_ID``, the number of tasks ``JAX_NUM_PROCESSES``, and
-task 0 picks a free port on its node for ``JAX_COORDINATOR_ADDRESS`` (read
-by the others from ``S/<slug>/sweep_coordinator.json``).
+Each array task runs :class:`.slurm_job.PointJob` (the point's
+:func:`.point.run_point`, as the local launcher does), so the summary, plots
+and report are the same whichever launcher ran the points. Job states and
+cancellation go through submitit's job objects and its sacct watcher; added
+here is what submitit lacks: ``squeue`` for the jobs sacct does not know, a job
+neither can tell taken as alive (its point is never submitted twice), the
+resubmission of stopped points and the retries of failed ones. Clusters:
+``slurm`` (sbatch), ``local`` (submitit's local executor, this machine) and
+``debug`` (each point inside this command). Layout and signals: docs/sweeps.md.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import os
 import shutil
 import signal
@@ -58,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import submitit
+from submitit.slurm.slurm import SlurmInfoWatcher
 
 from attention_jax.errors import SweepError
 from attention_jax.sweeps import point as point_lib
@@ -69,89 +38,82 @@ from attention_jax.sweeps.spec import load_sweep
 
 SUBMITIT_DIR = "slurm"  # S/slurm/<job id>_*
 MAX_RESUBMITS = 3  # of a stopped point, by one waiting sweep command
-MAX_NUM_TIMEOUT = 3  # requeues after a time limit, per job (submitit's cap)
-# sacct/squeue states (the first word) of a job that is alive
-_PENDING = {
-  "PENDING",
-  "REQUEUED",
-  "REQUEUE_HOLD",
-  "REQUEUE_FED",
-  "CONFIGURING",
-  "RESV_DEL_HOLD",
-  "SUSPENDED",
-  "STOPPED",
-  "SPECIAL_EXIT",
-}
-_RUNNING = {"RUNNING", "COMPLETING", "STAGE_OUT", "SIGNALING", "RESIZING"}
+MAX_NUM_TIMEOUT = 3  # requeues after a time limit, per job (submitit's max_num_timeout)
+# Slurm states (the first word) of a job that is alive; any other has ended.
+_PENDING = frozenset(
+  "PENDING REQUEUED REQUEUE_HOLD REQUEUE_FED CONFIGURING RESV_DEL_HOLD SUSPENDED STOPPED "
+  "SPECIAL_EXIT".split()
+)
+_RUNNING = frozenset("RUNNING COMPLETING STAGE_OUT SIGNALING RESIZING".split())
 _STATES: dict[str, str] = {}  # job id -> state word, from the last refresh_slurm
 
 
+@dataclasses.dataclass(frozen=True)
+class Launch:
+  """What one ``--launcher slurm`` command does besides submitting."""
+
+  wait: bool = False  # wait for the points, resubmit, write the report (always on debug)
+  max_retries: int = 0  # runs again of a point that failed for a reason of its own
+  reanalyze: bool = False  # finished points run again (their analyses anew)
+  poll_s: float | None = None  # between looks at the jobs (default 30 s; 1 s off Slurm)
+  command: str | None = None  # the sweep command, for the lines that tell how to follow
+  seeds: int | None = None  # --seeds N (each seed-run is one array task); None: the config's
+
+
 # --------------------------------------------------------------------------
-# Jobs: submission, state, cancellation
-
-
-def _expand(job_id: str) -> list[str]:
-  """``900_[4-7%2]`` -> ``900_4`` .. ``900_7``; ``900_3``, ``900`` as they are."""
-  base, sep, rest = job_id.partition("_[")
-  if not sep:
-    return [job_id]
-  ids = []
-  for part in rest.rstrip("]").split("%")[0].split(","):
-    lo, _, hi = part.partition("-")
-    if lo.isdigit() and (not hi or hi.isdigit()):
-      ids += [f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
-  return ids
-
-
-def _query(cmd: list[str]) -> dict[str, str]:
-  """{job id: state word} from ``sacct``/``squeue`` lines ``ID<sep>STATE``;
-  {} when the command fails or is missing (the states stay unknown)."""
-  try:
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-  except (OSError, subprocess.SubprocessError):
-    return {}
-  states = {}
-  for line in out.stdout.splitlines() if out.returncode == 0 else ():
-    job, _, state = line.rpartition("|" if "|" in line else ",")  # 900_[1,3],PENDING
-    if job.strip() and state.strip():
-      for job_id in _expand(job.strip()):
-        states[job_id] = state.split()[0].upper()
-  return states
+# Job states
 
 
 def refresh_slurm(job_ids) -> None:
-  """The states of ``job_ids``: one ``sacct`` call, then ``squeue`` for those
-  sacct does not know (its database lags, or it is down). A job neither
-  answers for stays unknown: :func:`job_state` says None."""
+  """The states of ``job_ids``: one sacct call through submitit's watcher,
+  then ``squeue`` for the jobs sacct does not know (its database lags, or it
+  is down). A job neither answers for stays unknown: :func:`job_state` says
+  None."""
   job_ids = sorted(set(job_ids))
+  # A new watcher each time: submitit's shared one never asks again about a
+  # job it took for ended (SUSPENDED, which resumes).
+  watcher = SlurmInfoWatcher()
   for job_id in job_ids:
     _STATES.pop(job_id, None)
-  if not job_ids:
-    return
-  if shutil.which("sacct"):
-    arrays = sorted({i.split("_")[0] for i in job_ids})
-    _STATES.update(_query(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(arrays)]))
+    watcher.register_job(job_id)
+  if job_ids and shutil.which("sacct"):
+    # A failed sacct is a submitit warning on stdout and stderr; squeue
+    # answers next, and a job neither knows is named by the caller.
+    logger = logging.getLogger("submitit")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+      watcher.update()
+    finally:
+      logger.setLevel(level)
+  for job_id in job_ids:
+    state = watcher.get_state(job_id, mode="cache")
+    if state != "UNKNOWN":  # submitit's word for "sacct said nothing"
+      _STATES[job_id] = state
   missing = [i for i in job_ids if i not in _STATES]
   if missing and shutil.which("squeue"):
-    _STATES.update(_query(["squeue", "-h", "-j", ",".join(missing), "-o", "%i,%T"]))
+    cmd = ["squeue", "-h", "-j", ",".join(missing), "-o", "%i|%T"]
+    try:
+      out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+      return
+    if out.returncode == 0:  # squeue's ids as sacct's (arrays as 900_[4-7%2])
+      info = SlurmInfoWatcher().read_info("JobID|State\n" + out.stdout)
+      _STATES.update({i: info[i]["State"] for i in missing if info.get(i, {}).get("State")})
 
 
 def _slurm_state(job_id: str) -> str | None:
-  word = _STATES.get(job_id)
-  if word is None:
+  words = _STATES.get(job_id, "").split()  # CANCELLED by 1
+  if not words:
     return None
-  if word in _PENDING:
-    return "pending"
-  if word in _RUNNING:
-    return "running"
-  return "ended"
+  word = words[0].upper()
+  return "pending" if word in _PENDING else "running" if word in _RUNNING else "ended"
 
 
 def job_state(record: dict, job=None) -> str | None:
   """``pending``, ``running``, ``ended`` or None (cannot tell) for a point's
-  job record, from the submitit ``job`` object when this process submitted
-  it. Slurm states come from the last :func:`refresh_slurm` (None: neither
-  sacct nor squeue answered; such a job may be alive); a local job is
+  job record, from the submitit ``job`` when this process submitted it.
+  Slurm states come from the last :func:`refresh_slurm`; a local job is
   alive while its submitit controller process is; a debug job runs inside
   the command that submitted it."""
   cluster = record.get("cluster")
@@ -160,7 +122,7 @@ def job_state(record: dict, job=None) -> str | None:
   if cluster == "local":
     if job is not None:
       return "running" if job.state == "RUNNING" else "ended"
-    pid = int(record["job_id"])
+    pid = int(record["job_id"])  # a job of another command: its controller
     try:
       with open(f"/proc/{pid}/cmdline", "rb") as f:
         ours = b"submitit" in f.read()
@@ -174,7 +136,7 @@ def job_state(record: dict, job=None) -> str | None:
 
 def job_states(sweep_dir: str) -> status.JobState:
   """A ``job_state`` for :func:`status.status_lines`: Slurm states of every
-  point of the sweep in ``sweep_dir``, from one ``sacct`` call."""
+  point of the sweep in ``sweep_dir``, from one sacct call."""
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE)) or {}
   records = [
     point_lib.read_json(os.path.join(sweep_dir, p["slug"], JOB_FILE))
@@ -184,39 +146,40 @@ def job_states(sweep_dir: str) -> status.JobState:
   return job_state
 
 
-def _executor(sweep: Sweep, workdir: str, options: Options) -> submitit.AutoExecutor:
-  executor = submitit.AutoExecutor(
-    folder=os.path.join(workdir, SUBMITIT_DIR),
-    cluster=options.cluster,
-    slurm_max_num_timeout=MAX_NUM_TIMEOUT,
-    local_max_num_timeout=MAX_NUM_TIMEOUT,
-  )
-  name = os.path.splitext(os.path.basename(sweep.config_path))[0]
-  params: dict[str, Any] = {
-    "name": f"sweep_{name}",
-    "timeout_min": options.timeout_min,
-    "nodes": options.nodes_per_point,
-    "tasks_per_node": options.tasks_per_node,
-  }
-  if options.gpus_per_point and options.cluster == "slurm":  # local: PointJob.local_gpus
-    params["gpus_per_node"] = options.gpus_per_point // options.nodes_per_point
+# --------------------------------------------------------------------------
+# Submission
+
+
+def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Executor:
+  """submitit's executor of ``options.cluster``, with the points' resources
+  (the local one with Slurm's notice before the time limit, which submitit's
+  AutoExecutor cannot pass it)."""
+  folder = os.path.join(workdir, SUBMITIT_DIR)
+  if options.cluster == "debug":
+    return submitit.DebugExecutor(folder)
+  params: dict[str, Any] = {"nodes": options.nodes_per_point, "signal_delay_s": SIGNAL_DELAY_S}
   if options.cpus_per_point:
     params["cpus_per_task"] = options.cpus_per_point // options.tasks
-  if options.cluster == "slurm":
+  if options.cluster == "local":  # its GPUs: PointJob.local_gpus
+    _undo_ignored_sigint()
+    executor = submitit.LocalExecutor(folder, max_num_timeout=MAX_NUM_TIMEOUT)
+    params.update(timeout_min=options.timeout_min, tasks_per_node=options.tasks_per_node)
+  else:
+    executor = submitit.SlurmExecutor(folder, max_num_timeout=MAX_NUM_TIMEOUT)
+    name = os.path.splitext(os.path.basename(sweep.config_path))[0]
+    params.update(
+      job_name=f"sweep_{name}", time=options.timeout_min, ntasks_per_node=options.tasks_per_node
+    )
+    if options.gpus_per_point:
+      params["gpus_per_node"] = options.gpus_per_point // options.nodes_per_point
     for key in ("partition", "account", "qos"):
       if getattr(options, f"slurm_{key}"):
-        params[f"slurm_{key}"] = getattr(options, f"slurm_{key}")
+        params[key] = getattr(options, f"slurm_{key}")
     if options.array_parallelism:
-      params["slurm_array_parallelism"] = options.array_parallelism
+      params["array_parallelism"] = options.array_parallelism
     if options.slurm_extra:
-      params["slurm_additional_parameters"] = dict(options.slurm_extra)
-    params["slurm_signal_delay_s"] = SIGNAL_DELAY_S
-  if options.cluster == "debug":
-    params = {"name": params["name"]}
+      params["additional_parameters"] = dict(options.slurm_extra)
   executor.update_parameters(**params)
-  if options.cluster == "local":  # AutoExecutor passes no signal_delay_s (default 30 s)
-    executor._executor.update_parameters(signal_delay_s=SIGNAL_DELAY_S)
-    _undo_ignored_sigint()
   return executor
 
 
@@ -235,7 +198,6 @@ class _Handle:
   point: Point
   record: dict
   job: Any = None  # the submitit job, when this process submitted it
-  executor: Any = None  # the executor that submitted it
 
   def state(self) -> str | None:
     return job_state(self.record, self.job)
@@ -266,54 +228,9 @@ def _local_gpus(points: list[Point], options: Options, busy: set[str]) -> list:
 
 
 def _sbatch_error(e: Exception) -> SweepError:
-  lines = [
-    line.strip() for line in str(getattr(e, "stderr", None) or e).splitlines() if line.strip()
-  ]
+  lines = [line.strip() for line in str(getattr(e, "stderr", None) or e).splitlines()]
+  lines = [line for line in lines if line]
   return SweepError(f"sbatch refused the job array: {lines[-1] if lines else e}")
-
-
-def _submit(
-  executor, sweep: Sweep, points: list[Point], options: Options, busy: set[str] = frozenset()
-) -> dict[str, _Handle]:
-  """Submits ``points`` as one job array and writes each one's
-  ``sweep_job.json``; SweepError (one line) if sbatch refuses it."""
-  if options.cluster == "local":
-    jobs_on_host, threads = (options.parallel or 1) * options.tasks, None
-  else:
-    jobs_on_host, threads = 1, None
-  if options.cpus_per_point:
-    threads = options.cpus_per_point // options.tasks
-  gpus_per_task = (
-    options.gpus_per_point // options.tasks if options.tasks > options.nodes_per_point else 0
-  )
-  gpus = _local_gpus(points, options, set(busy))
-  fns = [
-    PointJob(sweep, p, jobs_on_host, threads, gpus_per_task, g)
-    for p, g in zip(points, gpus, strict=True)
-  ]
-  try:
-    jobs = executor.submit_array(fns)
-  except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
-    raise _sbatch_error(e) from e
-  handles = {}
-  for p, job, g in zip(points, jobs, gpus, strict=True):
-    os.makedirs(p.workdir, exist_ok=True)
-    record = {
-      "job_id": str(job.job_id),
-      "cluster": options.cluster,
-      "submitted": time.time(),
-      "cancelled": False,
-      "folder": str(executor.folder),
-    }
-    if g:
-      record["gpus"] = g
-    point_lib.write_json(os.path.join(p.workdir, JOB_FILE), record)
-    handles[p.slug] = _Handle(p, record, job, executor)
-  return handles
-
-
-def _busy_gpus(handles) -> set[str]:
-  return {g for h in handles for g in h.record.get("gpus") or ()}
 
 
 def _array_ids(handles) -> str:
@@ -324,21 +241,161 @@ def _array_ids(handles) -> str:
   return ("job " if len(ids) == 1 else "jobs ") + ", ".join(ids)
 
 
-def _follow_text(spec_cmd: str, workdir: str, options: Options, ids: str) -> list[str]:
-  lines = [f"  follow:  python -m experiments.sweep --workdir {workdir} --status"]
-  if options.cluster == "slurm":
-    lines.append(
-      f"           squeue --me; sacct -j {ids.split()[-1]}; tail -f {workdir}/<point>/sweep.log"
+@dataclasses.dataclass
+class _Launcher:
+  """One sweep command's submissions and, with ``launch.wait``, its waiting."""
+
+  sweep: Sweep
+  workdir: str
+  options: Options
+  launch: Launch
+  print_fn: Callable[[str], None]
+  executor: Any = None  # made at the first submission
+
+  def room(self, active: int, queued: int) -> int:
+    """How many of ``queued`` points to submit now, with ``active`` ones
+    submitted (off Slurm, at most ``parallel`` at a time)."""
+    if self.options.parallel is None or self.options.cluster == "slurm":
+      return queued
+    return max(0, self.options.parallel - active)
+
+  def submit(self, points: list[Point], active: dict[str, _Handle]) -> dict[str, _Handle]:
+    """Submits ``points`` as one job array and writes each one's
+    ``sweep_job.json``; SweepError (one line) if sbatch refuses it."""
+    options = self.options
+    self.executor = self.executor or executor_for(self.sweep, self.workdir, options)
+    jobs_on_host = (options.parallel or 1) * options.tasks if options.cluster == "local" else 1
+    threads = options.cpus_per_point // options.tasks if options.cpus_per_point else None
+    per_task = options.gpus_per_point // options.tasks
+    gpus_per_task = per_task if options.tasks > options.nodes_per_point else 0
+    busy = {g for h in active.values() for g in h.record.get("gpus") or ()}
+    gpus = _local_gpus(points, options, busy)
+    fns = [
+      PointJob(self.sweep, p, jobs_on_host, threads, gpus_per_task, g)
+      for p, g in zip(points, gpus, strict=True)
+    ]
+    try:
+      jobs = self.executor.submit_array(fns)
+    except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
+      raise _sbatch_error(e) from e
+    handles = {}
+    for p, job, g in zip(points, jobs, gpus, strict=True):
+      os.makedirs(p.workdir, exist_ok=True)
+      record = {
+        "job_id": str(job.job_id),
+        "cluster": options.cluster,
+        "submitted": time.time(),
+        "cancelled": False,
+        "folder": str(self.executor.folder),
+      }
+      if g:
+        record["gpus"] = g
+      point_lib.write_json(os.path.join(p.workdir, JOB_FILE), record)
+      handles[p.slug] = _Handle(p, record, job)
+    return handles
+
+  def first_submit(self, points: list[Point], active) -> dict[str, _Handle]:
+    """The command's first submission: if sbatch refuses it, what it wrote is
+    removed (the sweep directory, if this command made it, else ``S/slurm/``
+    if it did), so that nothing is left that looks like a submitted sweep."""
+    dirs = (self.workdir, os.path.join(self.workdir, SUBMITIT_DIR))
+    made = [d for d in dirs if not os.path.exists(d)]
+    try:
+      return self.submit(points, active)
+    except SweepError as e:
+      if made:
+        shutil.rmtree(made[0], ignore_errors=True)
+      raise SweepError(f"{e}; nothing was submitted, the same command can run again") from e
+
+  def wait(self, active: dict[str, _Handle], queue: list[Point], results: dict) -> list[dict]:
+    """Waits for the active jobs, submitting the queued points as room frees
+    (local cluster), resubmitting stopped points and retrying failed ones."""
+    options, launch, print_fn = self.options, self.launch, self.print_fn
+    poll_s = launch.poll_s or (30.0 if options.cluster == "slurm" else 1.0)
+    total = len(active) + len(queue)
+    t0, n, durations = time.time(), 0, []
+    retries: dict[str, int] = collections.Counter()
+    resubmits: dict[str, int] = collections.Counter()
+    try:
+      while active or queue:
+        room = self.room(len(active), len(queue))
+        if queue and room:
+          active.update(self.submit(queue[:room], active))
+          queue = queue[room:]
+        if options.cluster == "debug":
+          for h in active.values():
+            h.job.wait()  # runs the point here, now
+        else:
+          time.sleep(poll_s)
+          if options.cluster == "slurm":
+            refresh_slurm(h.record["job_id"] for h in active.values())
+        for slug, h in list(active.items()):
+          state = h.state()
+          if state in ("pending", "running") or (state is None and not _final(h)):
+            continue  # alive, or Slurm cannot tell yet
+          del active[slug]
+          p = h.point
+          ps = status.point_state(p.workdir, p.slug, p.steps, lambda r: "ended")
+          record = point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) or {}
+          if ps.state == "failed" and retries[slug] < launch.max_retries:
+            retries[slug] += 1
+            print_fn(
+              f"{slug}: failed (exit {ps.returncode}: {ps.note}); retry "
+              f"{retries[slug]} of {launch.max_retries}"
+            )
+            queue.append(p)
+            continue
+          stopped = ps.state in ("stopped", "pending") and not record.get("cancelled")
+          if stopped and resubmits[slug] < MAX_RESUBMITS:
+            resubmits[slug] += 1
+            print_fn(
+              f"{slug}: stopped ({ps.note or f'exit {ps.returncode}'}); "
+              f"resubmitting ({resubmits[slug]} of {MAX_RESUBMITS})"
+            )
+            queue.append(p)
+            continue
+          st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
+          st.setdefault("overrides", p.overrides)
+          results[slug] = st
+          n += 1
+          elapsed = time.time() - t0
+          durations.append(st.get("seconds") or elapsed)
+          eta = runner.eta(durations, total - n, options.parallel or total)
+          print_fn(runner.progress_line(n, total, p, st, elapsed, eta))
+    except KeyboardInterrupt:
+      if options.cluster == "slurm":
+        print_fn(
+          "stopped waiting; the jobs go on: follow them with "
+          f"python -m experiments.sweep --workdir {self.workdir} --status"
+        )
+      raise
+    return runner.finish(self.sweep, self.workdir, results, print_fn)
+
+  def follow_text(self, spec: str, ids: str) -> list[str]:
+    workdir, cluster = self.workdir, self.options.cluster
+    command = self.launch.command or (
+      f"python -m experiments.sweep --config {spec} --workdir {workdir} "
+      f"--launcher slurm --cluster {cluster}"
     )
-  else:
-    lines.append(f"           tail -f {workdir}/<point>/sweep.log")
-  lines += [
-    f"  wait:    {spec_cmd} --wait   (submits only what is neither done "
-    "nor running, then waits and writes the report)",
-    f"  report:  {spec_cmd} --report_only   (the points finished so far)",
-    f"  cancel:  python -m experiments.sweep --workdir {workdir} --cancel",
-  ]
-  return lines
+    lines = [f"  follow:  python -m experiments.sweep --workdir {workdir} --status"]
+    if cluster == "slurm":
+      lines.append(
+        f"           squeue --me; sacct -j {ids.split()[-1]}; tail -f {workdir}/<point>/sweep.log"
+      )
+    else:
+      lines.append(f"           tail -f {workdir}/<point>/sweep.log")
+    return lines + [
+      f"  wait:    {command} --wait   (submits only what is neither done "
+      "nor running, then waits and writes the report)",
+      f"  report:  {command} --report_only   (the points finished so far)",
+      f"  cancel:  python -m experiments.sweep --workdir {workdir} --cancel",
+    ]
+
+
+def _final(h: _Handle) -> bool:
+  st = point_lib.read_status(h.point.workdir) or {}
+  ended = st.get("status") in ("done", "failed", "stopped")
+  return ended and st.get("job_id") == h.record["job_id"]
 
 
 def run_sweep(
@@ -346,39 +403,34 @@ def run_sweep(
   workdir: str,
   cluster: str = "slurm",
   flags: dict[str, Any] | None = None,
-  wait: bool = False,
-  max_retries: int = 0,
-  reanalyze: bool = False,
+  launch: Launch | None = None,
   print_fn: Callable[[str], None] = print,
-  poll_s: float | None = None,
-  command: str | None = None,
-  seeds: int | None = None,
 ) -> list[dict] | None:
   """The ``slurm`` launcher: submits every point neither done nor running as
-  one job array; with ``wait`` (always on the debug cluster) waits for them,
-  resubmits stopped points, retries failed ones at most ``max_retries``
-  times, then writes the summary, plots and report and returns one status
-  per point. Without ``wait`` returns None after submitting.
+  one job array; with ``launch.wait`` (always on the debug cluster) waits for
+  them, resubmits stopped points, retries failed ones at most
+  ``launch.max_retries`` times, then writes the summary, plots and report and
+  returns one status per point. Without waiting returns None after submitting.
 
-  ``flags``: the resource flags given on the command line (name -> value);
-  ``command``: the sweep command, for the lines that tell how to follow;
-  ``seeds``: ``--seeds N`` (each seed-run is one array task).
+  ``flags``: the resource flags given on the command line (name -> value).
   Raises SweepError before anything is written for a bad flag, no Slurm, a
   /tmp directory with ``cluster="slurm"``, or a bad config.
   """
   workdir = os.path.abspath(workdir)
-  slurm_options.check(cluster, workdir, dict(flags or {}), wait, max_retries)
-  wait = wait or cluster == "debug"
-  sweep = load_sweep(spec, workdir, seeds)
+  launch = launch or Launch()
+  slurm_options.check(cluster, workdir, dict(flags or {}), launch.wait, launch.max_retries)
+  if cluster == "debug":
+    launch = dataclasses.replace(launch, wait=True)
+  sweep = load_sweep(spec, workdir, launch.seeds)
   options = merge_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
   if cluster == "local" and options.gpus_per_point:
-    pool = _gpu_pool()
-    if options.gpus_per_point * options.parallel > len(pool):
+    pool, need = _gpu_pool(), options.gpus_per_point * options.parallel
+    if need > len(pool):
       raise SweepError(
         f"--gpus_per_point {options.gpus_per_point} × --array_parallelism "
-        f"{options.parallel} needs {options.gpus_per_point * options.parallel} "
-        f"GPU(s); this machine has {len(pool)}"
+        f"{options.parallel} needs {need} GPU(s); this machine has {len(pool)}"
       )
+  launcher = _Launcher(sweep, workdir, options, launch, print_fn)
   records = {p.slug: point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) for p in sweep.points}
   refresh_slurm(r["job_id"] for r in records.values() if r and r.get("cluster") == "slurm")
   results, active, todo, unknown = {}, {}, [], []
@@ -386,7 +438,7 @@ def run_sweep(
     ps = status.point_state(p.workdir, p.slug, p.steps, job_state)
     record = records[p.slug]
     state = job_state(record) if record else None
-    if ps.state == "done" and not reanalyze:
+    if ps.state == "done" and not launch.reanalyze:
       results[p.slug] = dict(point_lib.read_status(p.workdir), status="skipped")
     elif record and record.get("cluster") == "slurm" and state is None:
       active[p.slug] = _Handle(p, record)  # it may be alive: never twice
@@ -407,15 +459,9 @@ def run_sweep(
   )
   for line in unknown:
     print_fn(line)
-  room = (
-    len(todo)
-    if options.parallel is None or cluster == "slurm"
-    else max(0, options.parallel - len(active))
-  )
-  executor = None
+  room = launcher.room(len(active), len(todo))
   if todo and room:
-    new = _first_submit(sweep, workdir, options, todo[:room], _busy_gpus(active.values()))
-    executor = next(iter(new.values())).executor
+    new = launcher.first_submit(todo[:room], active)
     active.update(new)
     todo = todo[room:]
     if cluster != "debug":
@@ -435,125 +481,21 @@ def run_sweep(
       "folder": os.path.join(workdir, SUBMITIT_DIR),
     },
   )
-  if not wait:
-    if todo:
-      print_fn(
-        f"{len(todo)} point(s) wait: the local cluster runs {options.parallel} "
-        "at a time; the same command submits them later (or add --wait)"
-      )
-    if active:
-      ids = _array_ids(active.values())
-      for line in _follow_text(
-        command
-        or f"python -m experiments.sweep "
-        f"--config {spec} --workdir {workdir} --launcher "
-        f"slurm --cluster {cluster}",
-        workdir,
-        options,
-        ids,
-      ):
-        print_fn(line)
-    return None
-  return _wait(
-    sweep, workdir, options, executor, active, todo, results, max_retries, print_fn, poll_s
-  )
+  if launch.wait:
+    return launcher.wait(active, todo, results)
+  if todo:
+    print_fn(
+      f"{len(todo)} point(s) wait: the local cluster runs {options.parallel} "
+      "at a time; the same command submits them later (or add --wait)"
+    )
+  if active:
+    for line in launcher.follow_text(spec, _array_ids(active.values())):
+      print_fn(line)
+  return None
 
 
-def _first_submit(sweep, workdir, options, points, busy) -> dict[str, _Handle]:
-  """The command's first submission: if sbatch refuses it, what it wrote is
-  removed (the sweep directory, if this command made it, else ``S/slurm/``
-  if it did), so that nothing is left that looks like a submitted sweep."""
-  made = [d for d in (workdir, os.path.join(workdir, SUBMITIT_DIR)) if not os.path.exists(d)]
-  try:
-    handles = _submit(_executor(sweep, workdir, options), sweep, points, options, busy)
-  except SweepError as e:
-    if made:
-      shutil.rmtree(made[0], ignore_errors=True)
-    raise SweepError(f"{e}; nothing was submitted, the same command can run again") from e
-  return handles
-
-
-def _wait(
-  sweep, workdir, options, executor, active, queue, results, max_retries, print_fn, poll_s
-) -> list[dict]:
-  """Waits for the active jobs, submitting the queued points as room frees
-  (local cluster), resubmitting stopped points and retrying failed ones."""
-  poll_s = poll_s or (30.0 if options.cluster == "slurm" else 1.0)
-  total = len(active) + len(queue)
-  t0, n, durations = time.time(), 0, []
-  retries: dict[str, int] = collections.Counter()
-  resubmits: dict[str, int] = collections.Counter()
-  try:
-    while active or queue:
-      room = (
-        len(queue)
-        if options.parallel is None or options.cluster == "slurm"
-        else max(0, options.parallel - len(active))
-      )
-      if queue and room:
-        executor = executor or _executor(sweep, workdir, options)
-        active.update(_submit(executor, sweep, queue[:room], options, _busy_gpus(active.values())))
-        queue = queue[room:]
-      if options.cluster == "debug":
-        for h in active.values():
-          h.job.wait()  # runs the point here, now
-      else:
-        time.sleep(poll_s)
-        refresh_slurm(h.record["job_id"] for h in active.values() if options.cluster == "slurm")
-      for slug, h in list(active.items()):
-        state = h.state()
-        if state in ("pending", "running") or (state is None and not _final(h)):
-          continue  # alive, or Slurm cannot tell yet
-        del active[slug]
-        p = h.point
-        ps = status.point_state(p.workdir, p.slug, p.steps, lambda r: "ended")
-        cancelled = (point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) or {}).get("cancelled")
-        if ps.state == "failed" and retries[slug] < max_retries:
-          retries[slug] += 1
-          print_fn(
-            f"{slug}: failed (exit {ps.returncode}: {ps.note}); retry "
-            f"{retries[slug]} of {max_retries}"
-          )
-          queue.append(p)
-          continue
-        if (
-          ps.state in ("stopped", "pending") and not cancelled and (resubmits[slug] < MAX_RESUBMITS)
-        ):
-          resubmits[slug] += 1
-          print_fn(
-            f"{slug}: stopped ({ps.note or f'exit {ps.returncode}'}); "
-            f"resubmitting ({resubmits[slug]} of {MAX_RESUBMITS})"
-          )
-          queue.append(p)
-          continue
-        st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
-        st.setdefault("overrides", p.overrides)
-        results[slug] = st
-        n += 1
-        elapsed = time.time() - t0
-        durations.append(st.get("seconds") or elapsed)
-        print_fn(
-          runner.progress_line(
-            n, total, p, st, elapsed, runner.eta(durations, total - n, options.parallel or total)
-          )
-        )
-  except KeyboardInterrupt:
-    if options.cluster == "slurm":
-      print_fn(
-        "stopped waiting; the jobs go on: follow them with "
-        f"python -m experiments.sweep --workdir {workdir} --status"
-      )
-    raise
-  return runner.finish(sweep, workdir, results, print_fn)
-
-
-def _final(h: _Handle) -> bool:
-  st = point_lib.read_status(h.point.workdir) or {}
-  return st.get("job_id") == h.record["job_id"] and st.get("status") in (
-    "done",
-    "failed",
-    "stopped",
-  )
+# --------------------------------------------------------------------------
+# Cancellation
 
 
 def _wait_pid(pid: int, timeout: float) -> bool:
@@ -574,10 +516,12 @@ def _kill(pid: int, sig: int) -> None:
 
 
 def _cancel_local(point_dir: str, record: dict) -> bool:
-  """Stops a local job: SIGTERM to its running ``experiments.run`` (it saves
-  its step and exits 75; the point is then ``stopped``), waiting for it and
-  its task at most ``STOP_TIMEOUT_S`` s each, then SIGINT to submitit's
-  controller (which kills what is left). Whether the point ended in time."""
+  """Stops a local job of another command (submitit's ``LocalJob.cancel``
+  needs the process that submitted it): SIGTERM to its running
+  ``experiments.run`` (it saves its step and exits 75; the point is then
+  ``stopped``), waiting for it and its task at most ``STOP_TIMEOUT_S`` s each,
+  then SIGINT to submitit's controller (which kills what is left). Whether
+  the point ended in time."""
   st = point_lib.read_status(point_dir) or {}
   ours = (
     st.get("job_id") == record["job_id"]
@@ -596,14 +540,32 @@ def _cancel_local(point_dir: str, record: dict) -> bool:
   return ended
 
 
+def _alive_jobs(sweep_dir: str, info: dict) -> list[tuple[str, str, dict]]:
+  """(point dir, job file, record) of every job not known to have ended (with
+  Slurm, also those whose state sacct and squeue cannot tell)."""
+  state_of = job_states(sweep_dir)
+  alive = []
+  for p in info["points"]:
+    point_dir = os.path.join(sweep_dir, p["slug"])
+    path = os.path.join(point_dir, JOB_FILE)
+    record = point_lib.read_json(path)
+    if not record or record.get("cluster") not in ("slurm", "local"):
+      continue
+    if record["cluster"] == "slurm":
+      if state_of(record) != "ended":  # None: it may be alive
+        alive.append((point_dir, path, record))
+    elif status.point_state(point_dir, p["slug"], None, state_of).state == "running":
+      alive.append((point_dir, path, record))  # its controller, or the task running it
+  return alive
+
+
 def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
-  """Cancels every job of the sweep in ``sweep_dir`` not known to have ended
-  (with Slurm, also those whose state sacct and squeue cannot tell): Slurm's
-  scancel sends SIGTERM to a running point, which saves its step and exits
-  75 if it can within the cluster's KillWait; a local job's point gets
-  SIGTERM and is waited for. The next sweep command resubmits them. Nothing
-  is marked cancelled until scancel has succeeded. Returns the number of
-  jobs cancelled."""
+  """Cancels every job of the sweep in ``sweep_dir`` not known to have ended:
+  a Slurm job through submitit's ``job.cancel()`` (scancel: SIGTERM to a
+  running point, which saves its step and exits 75 if it can within the
+  cluster's KillWait); a local job's point gets SIGTERM and is waited for.
+  The next sweep command resubmits them. A job is marked cancelled once its
+  scancel has succeeded. Returns the number of jobs cancelled."""
   sweep_dir = os.path.abspath(sweep_dir)
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE))
   if not info:
@@ -615,53 +577,44 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
       f"{sweep_dir} was run by the local launcher: stop it with "
       "Ctrl-C or SIGTERM to its sweep command"
     )
-  state_of = job_states(sweep_dir)
-  todo = []  # (point dir, job file, record)
-  for p in info["points"]:
-    point_dir = os.path.join(sweep_dir, p["slug"])
-    path = os.path.join(point_dir, JOB_FILE)
-    record = point_lib.read_json(path)
-    if not record or record.get("cluster") not in ("slurm", "local"):
-      continue
-    if record["cluster"] == "slurm":
-      alive = state_of(record) != "ended"  # None: it may be alive
-    else:  # its controller, or the task still running the point
-      alive = status.point_state(point_dir, p["slug"], None, state_of).state == "running"
-    if alive:
-      todo.append((point_dir, path, record))
+  todo = _alive_jobs(sweep_dir, info)
   slurm_ids = [r["job_id"] for _, _, r in todo if r["cluster"] == "slurm"]
-  if slurm_ids:
-    if shutil.which("scancel") is None:
-      raise SweepError("scancel is not on PATH: cancel from a machine of the cluster")
-    r = subprocess.run(["scancel", *slurm_ids], capture_output=True, text=True)
-    if r.returncode != 0:
-      lines = [line.strip() for line in (r.stderr or r.stdout).splitlines() if line.strip()]
-      raise SweepError(
-        f"scancel {' '.join(slurm_ids)} failed (exit {r.returncode})"
-        + (f": {lines[-1]}" if lines else "")
-        + "; nothing was marked cancelled"
-      )
-  for point_dir, _, record in todo:
-    if record["cluster"] == "local" and not _cancel_local(point_dir, record):
+  if slurm_ids and shutil.which("scancel") is None:
+    raise SweepError("scancel is not on PATH: cancel from a machine of the cluster")
+  cancelled, refused = [], {}
+  for point_dir, path, record in todo:
+    if record["cluster"] == "slurm":
+      folder = record.get("folder") or os.path.join(sweep_dir, SUBMITIT_DIR)
+      try:
+        submitit.SlurmJob(folder, record["job_id"]).cancel(check=True)
+      except subprocess.CalledProcessError as e:
+        refused[record["job_id"]] = e.returncode
+        continue
+    elif not _cancel_local(point_dir, record):
       print_fn(
         f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s "
         "after SIGTERM; its job was interrupted (the point resumes from "
         "its last checkpoint)"
       )
-  for _, path, record in todo:
     point_lib.write_json(path, dict(record, cancelled=True))
-  slugs = [os.path.basename(d) for d, _, _ in todo]
+    cancelled.append(os.path.basename(point_dir))
+  if refused:
+    codes = ", ".join(sorted({str(c) for c in refused.values()}))
+    done = f"cancelled {', '.join(cancelled)}" if cancelled else "nothing was marked cancelled"
+    raise SweepError(
+      f"scancel {' '.join(refused)} failed (exit {codes}; its message is above); {done}"
+    )
   if not todo:
     print_fn(f"nothing to cancel in {sweep_dir}: no job is pending, running or of unknown state")
   elif slurm_ids:
     print_fn(
-      f"cancelled {len(todo)} job(s): {', '.join(slugs)}; Slurm sends "
+      f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; Slurm sends "
       "SIGTERM to running points, which save their step if they can "
       "before its KillWait; the sweep command resubmits them"
     )
   else:
     print_fn(
-      f"cancelled {len(todo)} job(s): {', '.join(slugs)}; running points "
+      f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; running points "
       "got SIGTERM and ended (a training run saves its step first); the "
       "sweep command resubmits them"
     )

@@ -22,20 +22,6 @@ NOT_SHARED = ("/tmp",)  # directories a cluster's nodes do not share
 # submitit's signal_delay_s on both clusters (``#SBATCH --signal=USR2@90``).
 SIGNAL_DELAY_S = 90
 
-# Resources of each point: flag name -> default. A config's sweep may set
-# them (``SLURM = {...}`` or ``slurm(arg)``); a flag given on the command line wins.
-RESOURCES: dict[str, Any] = {
-  "slurm_partition": None,
-  "slurm_account": None,
-  "slurm_qos": None,
-  "slurm_extra": {},
-  "gpus_per_point": 0,
-  "cpus_per_point": None,
-  "timeout_min": 60,
-  "array_parallelism": None,
-  "nodes_per_point": 1,
-  "tasks_per_node": 1,
-}
 SLURM_ONLY = ("slurm_partition", "slurm_account", "slurm_qos", "slurm_extra", "nodes_per_point")
 _INTS = {
   "gpus_per_point": 0,
@@ -76,6 +62,16 @@ class Options:
     if self.cluster == "local":
       return self.array_parallelism or 1
     return self.array_parallelism
+
+
+# Resources of each point: flag name -> default (the fields of Options). A
+# config's sweep may set them (``SLURM = {...}`` or ``slurm(arg)``); a flag
+# given on the command line wins.
+RESOURCES: dict[str, Any] = {
+  f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+  for f in dataclasses.fields(Options)
+  if f.name != "cluster"
+}
 
 
 def parse_extra(items) -> dict[str, str]:
