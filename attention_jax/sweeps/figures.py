@@ -86,6 +86,13 @@ def _curve_keys(series: list[str]) -> tuple[str | None, list[str]]:
   return color, [k for k in series if k != color]
 
 
+def _by_length_curve(p, series, rows: list[dict], metric: str):
+  """One point's ``metric`` against source length, with its band."""
+  low, high = _band_of(rows, metric)
+  lengths = [x["length"] for x in rows]
+  return _curve(p, series, lengths, [float(x[metric]) for x in rows], low, high)
+
+
 def _curve(p, series, x, y, low=None, high=None) -> Curve:
   color_key, style_keys = _curve_keys(series)
   return Curve(
@@ -211,8 +218,7 @@ def by_length_section(sweep, rows, tables, plots_dir) -> list[str]:
         continue
       r = by_length[p.slug]
       lo, hi = _train_range(p)
-      low, high = _band_of(r, metric)
-      curves.append(_curve(p, series, [x["length"] for x in r], [x[metric] for x in r], low, high))
+      curves.append(_by_length_curve(p, series, r, metric))
       st = length_stats(r, metric, lo, hi)
       per_seed = [length_stats(t, metric, lo, hi) for t in _seed_tables(tables, p.slug) if t]
       halves = [x["half_at"] for x in per_seed]
@@ -306,11 +312,7 @@ def _by_length_plot_only(
     for p in have:
       if p.overrides.get(panel_key) != pv:
         continue
-      r = by_length[p.slug]
-      low, high = _band_of(r, metric)
-      curves.append(
-        _curve(p, series, [x["length"] for x in r], [float(x[metric]) for x in r], low, high)
-      )
+      curves.append(_by_length_curve(p, series, by_length[p.slug], metric))
     lo, hi = _train_range(next((p for p in have if p.overrides.get(panel_key) == pv), have[0]))
     vlines.add(hi + 0.5)
     panels.append((_panel_title(panel_key, pv, lo, hi), curves))
