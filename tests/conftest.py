@@ -1,6 +1,7 @@
 """Shared test helpers: the repository root, the tiny config, and one small
 sweep run by the local launcher (shared by the tests of both launchers)."""
 
+import hashlib
 import os
 import textwrap
 
@@ -78,3 +79,14 @@ def local_sweep(sweep_config, tmp_path_factory):
       mp.setenv(k, v)
     statuses = sweeps.run_sweep(sweep_config, workdir, jobs=2, print_fn=lines.append)
   return sweep_config, workdir, statuses, lines
+
+
+def snapshot(workdir) -> dict[str, str]:
+  """Every file under ``workdir`` -> SHA-256 of its bytes (a workdir before and after)."""
+  out = {}
+  for d, _, names in os.walk(workdir):
+    for n in names:
+      p = os.path.join(d, n)
+      with open(p, "rb") as f:
+        out[os.path.relpath(p, workdir)] = hashlib.sha256(f.read()).hexdigest()
+  return out

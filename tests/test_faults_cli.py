@@ -11,7 +11,6 @@ time.
 """
 
 import concurrent.futures
-import hashlib
 import json
 import os
 import re
@@ -22,10 +21,10 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, SWEEP_ENV, tiny_config
+from conftest import ROOT, SWEEP_ENV, snapshot, tiny_config
 
 from attention_jax import config as config_lib
-from attention_jax import faults
+from attention_jax import faults, fileio
 
 DATA = os.path.join(ROOT, "tests", "data")
 
@@ -45,20 +44,8 @@ TINY_FILES = {
 }
 
 
-def sha256_tree(workdir) -> dict[str, str]:
-  """Every file under ``workdir`` -> SHA-256 of its bytes."""
-  out = {}
-  for d, _, names in os.walk(workdir):
-    for n in names:
-      p = os.path.join(d, n)
-      with open(p, "rb") as f:
-        out[os.path.relpath(p, workdir)] = hashlib.sha256(f.read()).hexdigest()
-  return out
-
-
 def sha256(path) -> str:
-  with open(path, "rb") as f:
-    return hashlib.sha256(f.read()).hexdigest()
+  return fileio.sha256_file(str(path))
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -437,7 +424,7 @@ def _rows(env, trained, gpt) -> dict:
 def outcomes(env, trained, gpt):
   """Each row's (CompletedProcess, workdir hashes before, after)."""
   rows = _rows(env, trained, gpt)
-  before = {k: sha256_tree(r[3]) if r[3] else None for k, r in rows.items()}
+  before = {k: snapshot(r[3]) if r[3] else None for k, r in rows.items()}
 
   def one(key):
     args = rows[key][0]
@@ -446,7 +433,7 @@ def outcomes(env, trained, gpt):
   with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
     done = dict(pool.map(one, rows))
   return {
-    k: (rows[k], done[k], before[k], sha256_tree(r[3]) if r[3] else None) for k, r in rows.items()
+    k: (rows[k], done[k], before[k], snapshot(r[3]) if r[3] else None) for k, r in rows.items()
   }
 
 

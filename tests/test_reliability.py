@@ -11,7 +11,6 @@ Subprocesses share a persistent JAX compilation cache (a session temporary
 directory), so only the first one compiles.
 """
 
-import hashlib
 import json
 import os
 import re
@@ -23,7 +22,7 @@ import sys
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT, tiny_config
+from conftest import ROOT, snapshot, tiny_config
 
 from attention_jax import checkpoint, faults, train, workdir_lock, writers
 from attention_jax import config as config_lib
@@ -134,17 +133,6 @@ def metrics_rows(workdir):
 def copy_workdir(src, dst) -> str:
   shutil.copytree(src, dst)
   return str(dst)
-
-
-def snapshot(workdir) -> dict[str, str]:
-  """Every file under ``workdir`` -> SHA-256 of its bytes."""
-  out = {}
-  for d, _, names in os.walk(workdir):
-    for n in names:
-      p = os.path.join(d, n)
-      with open(p, "rb") as f:
-        out[os.path.relpath(p, workdir)] = hashlib.sha256(f.read()).hexdigest()
-  return out
 
 
 def largest_data_file(workdir, step) -> str:
