@@ -35,6 +35,14 @@ def context_keys_of(cls) -> tuple[str, ...]:
   return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(_CONTEXT))
 
 
+def from_section(cls, section, context: Callable[[str], Any]):
+  """``cls`` with each key field from the config ``section`` and each context
+  field from ``context(name)``."""
+  values = {key: section[key] for key in config_keys_of(cls)}
+  values.update({key: context(key) for key in context_keys_of(cls)})
+  return cls(**values)
+
+
 def keys_read(instance) -> tuple[str, ...]:
   """The config keys that ``instance`` (such a dataclass) reads."""
   return tuple(

@@ -44,11 +44,10 @@ _CONTEXT = {
 def model_hparams(config, src_vocab_size: int, tgt_vocab_size: int) -> Any:
   """The frozen hyperparameters of ``config.model.name`` (its ``config_class``)."""
   cls = models.MODELS[config.model.name].config_class
-  values = {key: config.model[key] for key in config_fields.config_keys_of(cls)}
   given = {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size}
-  for key in config_fields.context_keys_of(cls):
-    values[key] = given[key] if key in given else _CONTEXT[key](config)
-  return cls(**values)
+  return config_fields.from_section(
+    cls, config.model, lambda key: given[key] if key in given else _CONTEXT[key](config)
+  )
 
 
 def make_model(

@@ -9,7 +9,8 @@
   ``set_state``: resume sees exactly the batches an uninterrupted run would);
 * ``eval_set(split) -> dict of arrays`` for ``split`` in ``eval``/``test``;
 * ``count_tokens(batch)`` — for tokens/s;
-* ``config_keys(config)`` (static) — the ``data.*`` keys the task reads;
+* ``config_class`` — the frozen dataclass of the ``data.*`` keys the task
+  reads, its constructor's first argument;
 * for evaluation by text: ``detokenize(ids, side)``, ``eval_references(split)``
   (the raw reference lines), ``eval_sources(split)``,
   ``eval_source_lengths(split)`` and ``length_unit``.
