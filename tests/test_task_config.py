@@ -15,21 +15,41 @@ from attention_jax.errors import ConfigError
 
 TASK_CLASSES = sorted(set(data_lib.TASKS.values()), key=lambda cls: cls.__name__)
 
-# A config of each task that validates (the task's required keys set).
+_LENGTHS = ("train_min_length", "train_max_length", "eval_min_length", "eval_max_length")
+_TEXT = ("max_length", "overlong", "bucket_boundaries", "tokenizer", "normalize", "tfds_data_dir")
+_FILES = ("train_path", "eval_path", "test_path")
+_COUNTS = ("min_count", "max_vocab")
+# A config of each task that validates (its required keys set), and the keys
+# it reads (besides data.task).
 TASK_CONFIGS = {
-  "reverse": {},
-  "addition": {"data.task": "addition"},
-  "reorder": {"data.task": "reorder"},
-  "adding": {"data.task": "adding", "model.name": "sequence_rnn"},
-  "text": {"data.task": "text", "model.name": "gpt", "data.train_path": "README.md"},
-  "files": {"data.task": "files", "data.train_path": "a.tsv", "data.eval_path": "b.tsv"},
-  "files sentencepiece": {
-    "data.task": "files",
-    "data.train_path": "a.tsv",
-    "data.eval_path": "b.tsv",
-    "data.tokenizer": "sentencepiece",
-  },
-  "tfds": {"data.task": "tfds:wmt14_translate/de-en", "data.tokenizer": "char"},
+  "reverse": ({}, (*_LENGTHS, "eval_examples", "vocab_size")),
+  "addition": ({"data.task": "addition"}, (*_LENGTHS, "eval_examples")),
+  "reorder": (
+    {"data.task": "reorder"},
+    (*_LENGTHS, "eval_examples", "vocab_size", "reorder_depth", "reorder_clauses"),
+  ),
+  "adding": ({"data.task": "adding", "model.name": "sequence_rnn"}, ("length", "eval_examples")),
+  "text": (
+    {"data.task": "text", "model.name": "gpt", "data.train_path": "README.md"},
+    ("train_path", "eval_path", "max_length", "eval_examples"),
+  ),
+  "files": (
+    {"data.task": "files", "data.train_path": "a.tsv", "data.eval_path": "b.tsv"},
+    (*_FILES, *_TEXT, *_COUNTS, "source_lang", "target_lang"),
+  ),
+  "files sentencepiece": (
+    {
+      "data.task": "files",
+      "data.train_path": "a.tsv",
+      "data.eval_path": "b.tsv",
+      "data.tokenizer": "sentencepiece",
+    },
+    (*_FILES, *_TEXT, "sp_vocab_size"),
+  ),
+  "tfds char": (
+    {"data.task": "tfds:wmt14_translate/de-en", "data.tokenizer": "char"},
+    ("train_split", "eval_split", "test_split", "source_lang", "target_lang", *_TEXT, *_COUNTS),
+  ),
 }
 # A valid value away from the default, for the keys whose values are checked.
 OTHER = {"tokenizer": "char", "overlong": "drop", "normalize": "NFC", "bucket_boundaries": "8"}
@@ -54,13 +74,14 @@ def test_fields_are_data_keys_with_the_schema_defaults(cls):
 
 @pytest.mark.parametrize("name", sorted(TASK_CONFIGS))
 def test_a_key_outside_the_tasks_dataclass_is_refused(name):
-  """Each ``data.*`` key the task does not read, set away from its default,
-  is refused naming it; the task's own keys are accepted."""
-  config = tiny_config(**TASK_CONFIGS[name])
+  """The task reads exactly its keys; each other ``data.*`` key, set away
+  from its default, is refused naming it."""
+  overrides, want = TASK_CONFIGS[name]
+  config = tiny_config(**overrides)
   validation.validate(config)
-  settings = data_lib.task_config(config)
-  reads = config_fields.keys_read(settings)
-  assert reads == data_lib.config_keys(config) and reads[0] == "task"
+  reads = config_fields.keys_read(data_lib.task_config(config))
+  assert reads == data_lib.config_keys(config)
+  assert sorted(reads) == sorted(("task", *want))
   defaults = config_lib.base_config().data
   unread = [key for key in defaults if key not in reads]
   assert unread
