@@ -1,11 +1,11 @@
-"""Compare trained models on one split, with intervals and significance (the library behind
-``experiments.compare``; docs/evaluation.md#intervals-and-p-values).
+"""Compare trained models on one split, with intervals and significance.
 
     compare_workdirs([["A"], ["B1", "B2", "B3"]], split="test", beam_size=4)
 
 Each group of workdirs is one model, several workdirs in a group its seeds. BLEU and chrF
 overall and per source-length bucket, a 95% bootstrap interval and the paired-bootstrap
 p-value against the first model (sacrebleu's), and the seeds' mean ± standard deviation.
+The library behind ``experiments.compare``: docs/evaluation.md#intervals-and-p-values.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""The config surface: every known key with its default, and the per-model values
-(docs/configs.md).
+"""The config surface: every known key with its default, and the per-model values.
 
 A config file's ``get_config(arg=None)`` starts from :func:`base_config`. ``ml_collections``
 adds a misspelled key silently while the file runs, so :func:`check_schema` names every
@@ -7,6 +6,7 @@ unknown or missing key and every value of the wrong type or range. Values meant 
 model go under ``per_model.<model>.<key>`` (:func:`set_per_model`); :func:`apply_per_model`
 copies the chosen model's into ``model.*``, a command-line ``--config.model.KEY`` winning.
 The checks that read the registries live in :mod:`attention_jax.validation`.
+Documented in docs/configs.md.
 """
 
 from __future__ import annotations

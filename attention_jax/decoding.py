@@ -1,5 +1,4 @@
-"""Autoregressive decoding, compiled: greedy search, beam search, sampling
-(docs/models.md#decoding).
+"""Autoregressive decoding, compiled: greedy search, beam search, sampling.
 
 Every search drives a model through the seq2seq protocol (``models/seq2seq.py``):
 ``encode(src) -> memory``, ``init_decode_state(memory) -> state``, ``decode_step(memory,
@@ -8,6 +7,7 @@ state, token) -> (logits [B, V], state, attention [B, S] | None)``; the state is
 one ``lax.while_loop`` that stops when every sequence has ended, so it runs under
 ``jax.jit``. Beam search ranks by ``log P(Y|X) / lp(Y)``, ``lp(Y) = ((5 + |Y|)/6)^α``
 (Wu et al. 2016).
+Documented in docs/models.md#decoding.
 """
 
 from __future__ import annotations

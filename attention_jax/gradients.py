@@ -1,13 +1,13 @@
-"""Gradients through time: how much of the loss's signal reaches step t
-(docs/vanishing.md#gradient-instruments).
+"""Gradients through time: how much of the loss's signal reaches step t.
 
 For ``h_t = f(h_{t-1}, x_t)`` the gradient reaching an early state is a product of step
 Jacobians (Bengio et al. 1994; Pascanu et al. 2013, eqs. 3-5)::
 
     ∂L/∂h_t = ∂L/∂h_T · ∏_{k=t+1..T} ∂h_k/∂h_{k-1}
 
-which shrinks geometrically in T − t when the Jacobians' norms are below 1. Measured per
+which shrinks geometrically in T − t when the Jacobians' norms are below 1. Computed per
 step for a ``models.sequence`` model on a long-range task, in float64.
+Documented in docs/vanishing.md#gradient-instruments.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""A full-size run planned before it is launched: parameters, FLOPs, memory, time
-(docs/scale.md#planning-a-full-size-run).
+"""A full-size run planned before it is launched: parameters, FLOPs, memory, time.
 
 :func:`plan` builds the model and the train step of a config at its real shapes without
 allocating them (``nnx.eval_shape``, ``jax.eval_shape``, ``jax.jit(step).lower`` on
 abstract inputs) and reports, for a device of :data:`DEVICES`: parameters, FLOPs per step
 (analytic 6N + 12·L·d·T per target token, and XLA's cost analysis), bytes per device,
 whether it fits, the largest batch that would, and the step time at a stated MFU.
+Documented in docs/scale.md#planning-a-full-size-run.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Figures, through matplotlib's object API (``matplotlib.figure.Figure``: no global figure
-state, no backend to select, safe in threads).
+"""Figures, through matplotlib's object API: no global figure state, no backend switch.
 
 :func:`line_figure` is the one helper behind every curve figure of the reports
 (``evaluate``, ``compare``, sweeps), written as a PNG at least ``MIN_WIDTH_PX`` wide and

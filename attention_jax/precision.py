@@ -1,5 +1,4 @@
-"""Mixed precision: the rule, and the check that a compiled step obeys it
-(docs/scale.md#mixed-precision).
+"""Mixed precision: the rule, and the check that a compiled step obeys it.
 
 The rule (``train.compute_dtype``): a model computes in the dtype of the parameters it is
 merged with; ``step.merge_for_compute`` casts the float32 parameters inside the
@@ -7,6 +6,7 @@ differentiated function, so every matrix product takes compute-dtype operands wh
 softmax, layer-norm statistics, the losses, parameters, gradients and optimizer state stay
 float32. :func:`dot_operand_dtypes` reads the operand dtypes of every matrix product in a
 lowered (StableHLO) or dumped (HLO) module's text.
+Documented in docs/scale.md#mixed-precision.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Linear probes: which source tokens can be read out of the decoder's initial state and
-out of each decoder state (Alain & Bengio 2016): docs/instruments.md#probing-the-bottleneck.
+"""Linear probes: which source tokens the frozen decoder states hold (Alain & Bengio 2016).
 
 A softmax regression, trained on the frozen (standardized) state z, recovers the source
 token at position j:
@@ -7,6 +6,7 @@ token at position j:
     p(x_j = v | z) = softmax(W z + b)_v
 
 and is compared against the same probe on the model at initialization (the control).
+Documented in docs/instruments.md#probing-the-bottleneck.
 """
 
 from __future__ import annotations

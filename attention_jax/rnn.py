@@ -1,9 +1,9 @@
-"""Recurrent cells (Elman, GRU, LSTM) and the scan layer that runs them over time
-(docs/models.md#recurrent-layers).
+"""Recurrent cells (Elman, GRU, LSTM) and the scan layer that runs them over time.
 
 Every cell has the small interface of :class:`_Cell`, so that one :func:`scan` serves them
 all; each cell's docstring gives its equations. Shapes: ``x: [batch, time, features]``;
 states ``[batch, hidden]``.
+Documented in docs/models.md#recurrent-layers.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""The pure training step: state, optimizer and schedule, mixed precision, and the jitted
-train and evaluation steps. No files, no loop.
+"""The pure training step: state, optimizer, schedule, mixed precision. No files, no loop.
 
 ``train_step(state, batch) -> (state, measurements)`` is one pure function of the model's
 parameters (an ``nnx.State``) and the optax state; randomness is ``fold_in(rng, step)``.

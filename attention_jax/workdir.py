@@ -1,11 +1,11 @@
-"""A run's directory: its ``config.json``, resume checks, and the one loader
-(docs/reliability.md#the-workdir).
+"""A run's directory: its ``config.json``, resume checks, and the one loader.
 
 The only module that reads or writes ``WORKDIR/config.json`` (the resolved config, written
 at the run's start). Every tool that needs a trained run calls :func:`load`, which executes
 no config file: it rebuilds the config from ``config.json`` (keys added to the schema since
 take their defaults, in memory; the file is never rewritten), the task from the
 vocabularies and tokenizers saved beside it, and the train state from a checkpoint.
+Documented in docs/reliability.md#the-workdir.
 """
 
 from __future__ import annotations

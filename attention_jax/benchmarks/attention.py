@@ -1,5 +1,4 @@
-"""Suite ``attention``: attention core and full multi-head layer, forward + backward
-(docs/performance.md#attention).
+"""Suite ``attention``: attention core and multi-head layer, forward + backward.
 
 core  : softmax(q kᵀ/√h) v on given q, k, v; gradients w.r.t. q, k, v.
 layer : x -> Q/K/V projections -> core -> output projection (no biases);
@@ -8,6 +7,7 @@ layer : x -> Q/K/V projections -> core -> output projection (no biases);
 Every variant (ours, ours_xla, jax_dpa, jax_dpa_cudnn on GPU, torch_sdpa, torch_mha)
 computes the same math on the same inputs and weights, timed in this process, interleaved;
 ``ratio`` is time / torch SDPA (``jax.nn.dot_product_attention`` without torch).
+Documented in docs/performance.md#attention.
 """
 
 from __future__ import annotations

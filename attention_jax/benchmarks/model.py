@@ -1,5 +1,4 @@
-"""Suite ``model``: training-step throughput and model FLOPs utilisation
-(docs/performance.md#training-throughput-and-mfu).
+"""Suite ``model``: training-step throughput and model FLOPs utilisation.
 
 One jitted train step per registered model on random tokens; tokens/s and, for the
 attention models, MFU = FLOPs/token × tokens/s ÷ peak with FLOPs/token = 6N + 12·L·d·T
@@ -7,6 +6,7 @@ attention models, MFU = FLOPs/token × tokens/s ÷ peak with FLOPs/token = 6N + 
 dtype the step's matmuls take, or on a CPU a large matmul measured in the same process.
 Where torch is installed, the same model in PyTorch is timed beside ours as a reference
 (docs/performance.md#whole-models-against-pytorch).
+Documented in docs/performance.md#training-throughput-and-mfu.
 """
 
 from __future__ import annotations

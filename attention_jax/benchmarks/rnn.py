@@ -1,10 +1,10 @@
-"""Suite ``rnn``: one RNN layer forward + backward, our scan layers against
-``flax.nnx.RNN`` and torch, in one process (docs/performance.md#recurrent-layers).
+"""Suite ``rnn``: one RNN layer forward + backward, ours against flax and torch.
 
 Loss ``mean(y**2)``, gradients w.r.t. every weight, the same weights in every row (ours
 copied into flax and torch); ``max_abs_diff`` is each row's forward distance from ours.
 Variants: ``ours`` (:data:`rnn.BACKEND_DEFAULTS`), ``autodiff``/``fused`` (JAX's transpose
 of the scan / the custom VJP), each with ``_hoist``, and ``ours_cho`` (the paper's GRU).
+Documented in docs/performance.md#recurrent-layers.
 """
 
 from __future__ import annotations

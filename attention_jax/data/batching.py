@@ -1,10 +1,10 @@
-"""What every task gives the training loop (the task protocol), and the batching they share:
-docs/data.md#the-task-protocol and docs/data.md#pipeline.
+"""The task protocol, and the batching the tasks share.
 
 Sequence-to-sequence batches are right-padded arrays (:func:`pad_batch`); tokenized text
 goes through :class:`BucketedBatches` (length buckets, padding, seeded shuffling, repeat),
 batch ``k`` a pure function of ``(seed, k)``: the pipeline's state in a checkpoint is one
 integer, so a resumed run sees exactly the batches an uninterrupted one would.
+Documented in docs/data.md#the-task-protocol and docs/data.md#pipeline.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""Held-out splits that are really held out: each source belongs to one split
-(docs/evaluation.md#held-out-means-held-out).
+"""Held-out splits that are really held out: each source belongs to one split.
 
 A stable 64-bit hash of a source's token ids (splitmix64 folded over the ids, then the
 length) gives ``u(x) ∈ [0, 1)``: train if u(x) < 0.8, eval if u(x) < 0.9, test otherwise.
@@ -7,6 +6,7 @@ The rule depends on the source alone (not the seed), so every seed is evaluated 
 held-out sentences. A stratum (a length; for ``addition`` the operands' digit counts) of at
 most :data:`ENUMERATE_LIMIT` sequences is enumerated and a split draws from its own
 members; a larger one is sampled by rejection (each split holds ≥ 10% of it).
+Documented in docs/evaluation.md#held-out-means-held-out.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""``reorder``: an English-like grammar translated into a German-like word order
-(docs/data.md#reorder-where-attention-earns-its-keep).
+"""``reorder``: an English-like grammar translated into a German-like word order.
 
 Attention earns its keep when words move over long distances (Bahdanau et al. 2014,
 §5.2.2, Fig. 3: English–French aligns mostly monotonically, English–German does not);
@@ -7,6 +6,7 @@ this task makes the distance a knob. Each sentence is drawn as a tree and realiz
 German's verb-second main clauses, verb-final subordinate and relative clauses, the verb
 cluster reversed. :func:`generate` also returns the alignment, a permutation of the
 content words.
+Documented in docs/data.md#reorder-where-attention-earns-its-keep.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Character-level language modelling on a local UTF-8 text file (``data.task = "text"``;
-docs/data.md#character-level-text-text-for-gpt).
+"""Character-level language modelling on a local UTF-8 text file (``data.task = "text"``).
 
 The vocabulary is the training text's characters (sorted, after the four reserved ids; an
 unseen character maps to UNK), stored as text: a printable character is itself, any other
 is written ``U+000A``, never confused with a real character (one code point long).
 Training windows of ``data.max_length + 1`` characters at offsets drawn from ``(seed,
 index)``; evaluation on consecutive windows of ``data.eval_path`` or the held-out last 10%.
+Documented in docs/data.md#character-level-text-text-for-gpt.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""Tokenizers for real text: characters, words (Moses, ``sacremoses``), SentencePiece
-(a unigram model, Kudo 2018): docs/data.md#tokenizers-and-vocabularies.
+"""Tokenizers for real text: characters, Moses words, SentencePiece (Kudo 2018).
 
 Every tokenizer has a :class:`~attention_jax.data.vocab.Vocabulary` (ids 0-3: PAD, BOS,
 EOS, UNK) built from the training split only, ``encode(text) -> ids`` and ``decode(ids) ->
 text`` (stopping at EOS; an unknown token is the literal ``<unk>``, which never matches
 reference text); ``unknown(text)`` lists the parts of a text that encode to ``<unk>``.
 Nothing is pickled: a vocabulary is a text file, a SentencePiece model its own ``.model``.
+Documented in docs/data.md#tokenizers-and-vocabularies.
 """
 
 from __future__ import annotations

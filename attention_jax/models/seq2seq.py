@@ -1,5 +1,4 @@
-"""Recurrent encoder–decoders: ``rnn_encdec`` (Cho et al. 2014), ``seq2seq_lstm`` (Sutskever
-et al. 2014), ``rnnsearch`` (Bahdanau et al. 2014) and ``luong`` (Luong et al. 2015).
+"""Recurrent encoder–decoders: ``rnn_encdec``, ``seq2seq_lstm``, ``rnnsearch``, ``luong``.
 
 Each follows the sequence-to-sequence protocol that training, decoding and evaluation rely
 on (docs/models.md#the-sequence-to-sequence-protocol): ``model(src, tgt_in) -> (logits
@@ -7,6 +6,7 @@ on (docs/models.md#the-sequence-to-sequence-protocol): ``model(src, tgt_in) -> (
 of its decoder state for ``attention_jax.probe``: ``state_features(state) -> {name: [B, F]}``
 (a GRU state ``s``; an LSTM's ``h`` and cell ``c`` apart). ``src [B, S]`` is right-padded
 with PAD (0); the source mask is ``src != PAD``.
+Papers: Cho et al. 2014; Sutskever et al. 2014; Bahdanau et al. 2014; Luong et al. 2015.
 """
 
 from __future__ import annotations
