@@ -130,6 +130,33 @@ def _check_same_test_set(outputs: Sequence[Outputs], split: str) -> None:
       )
 
 
+# What the seeds of one model share: the model and its data (training may differ).
+_ONE_MODEL = ("model.", "data.")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+  return out
+
+
+def _check_seed_group(group: Sequence[str]) -> None:
+  """The workdirs of one group have the same ``model.*`` and ``data.*``:
+  comma-joined workdirs are runs (seeds) of one model, not several models."""
+  first = _flat(workdir_lib.read_config(group[0]).to_dict())
+  for w in group[1:]:
+    other = _flat(workdir_lib.read_config(w).to_dict())
+    for key in sorted(set(first) | set(other)):
+      if not key.startswith(_ONE_MODEL) or first.get(key) == other.get(key):
+        continue
+      raise CompareError(
+        f"--workdirs: {group[0]},{w} are joined as seeds of one model but differ in "
+        f"{key} ({first.get(key)!r} vs {other.get(key)!r}); separate models with spaces "
+        "(--workdirs A B), join only seeds with commas"
+      )
+
+
 def _label(group: Sequence[Outputs]) -> str:
   names = ",".join(os.path.basename(o.workdir.rstrip("/")) for o in group)
   models = sorted({o.model for o in group})
@@ -181,6 +208,8 @@ def compare_workdirs(
   for w in seen:
     if not os.path.isdir(w):
       raise CompareError(f"--workdirs: {w} is not a directory")
+  for g in groups:
+    _check_seed_group(g)
   outs = [
     [
       workdir_outputs(w, split, beam_size=beam_size, length_penalty=length_penalty, step=step)

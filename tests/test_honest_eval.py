@@ -8,6 +8,7 @@ a bad ``reverse`` model for the comparison tests.
 
 import csv
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -604,6 +605,12 @@ def test_compare_seed_groups_and_mismatched_references(pair, text_run, tmp_path)
   assert min(per_seed) < grouped["bleu"] < max(per_seed)  # pooled outputs
   with pytest.raises(compare.CompareError, match="compare needs the same test sentences"):
     compare.compare_workdirs([[good], [text_run[0]]], "test", out=str(tmp_path / "x"))
+  other = shutil.copytree(good, tmp_path / "other_model")  # another model joined as a seed
+  config = json.loads((other / "config.json").read_text())
+  config["model"]["hidden_size"] += 1
+  (other / "config.json").write_text(json.dumps(config))
+  with pytest.raises(compare.CompareError, match="differ in model.hidden_size"):
+    compare.compare_workdirs([[good, str(other)]], "test", out=str(tmp_path / "y"))
 
 
 def test_compare_command_line(pair, tmp_path):
