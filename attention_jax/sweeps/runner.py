@@ -1,17 +1,6 @@
-"""The ``local`` launcher: a sweep's points as subprocesses of the sweep
-command, failures isolated.
-
-``run_sweep`` runs every point (:func:`attention_jax.sweeps.point.run_point`:
-``python -m experiments.run`` in its own subprocess and workdir
-``DIR/<slug>/``, then any analyses), ``jobs`` at a time. A point that
-finished (``sweep_status.json`` says ``done``) is skipped on re-run; a failed
-one is recorded with its exit code and the last lines of its log, and the
-rest go on. At the end ``DIR/summary.csv``, ``DIR/summary.md``,
-``DIR/plots/*.png`` and ``DIR/report.md`` are (re)written from every point's
-workdir (:mod:`attention_jax.sweeps.report`). The progress lines, the
-summary and the report are shared with the ``slurm`` launcher
-(:mod:`attention_jax.sweeps.slurm`).
-"""
+"""The ``local`` launcher: a sweep's points as subprocesses of the sweep command, ``--jobs N``
+at a time, failures isolated; with what both launchers share: the progress lines,
+``sweep.json`` and the report at the end (:mod:`.report`)."""
 
 from __future__ import annotations
 
@@ -63,83 +52,65 @@ def gpu_count() -> int:
   return n
 
 
-def eta(durations: list[float], remaining: int, slots: int) -> float:
-  """Seconds left: ``remaining`` points, each taking the mean of
-  ``durations``, ``slots`` at a time."""
-  if not remaining:
-    return 0.0
-  if not durations:
-    return math.nan
-  return sum(durations) / len(durations) * math.ceil(remaining / max(1, slots))
+class Progress:
+  """Prints ``[3/7] slug: done in 41s; elapsed 0:02:10, ETA 0:03:00`` per finished point (with
+  the exit code and log when it did not finish); the ETA: the mean point time so far per
+  round of ``slots`` points."""
 
+  def __init__(self, total: int, slots: int, print_fn: Callable[[str], None]):
+    self.total, self.slots, self.print_fn = total, max(1, slots), print_fn
+    self.t0, self.durations = time.time(), []
 
-def progress_line(
-  n: int, total: int, point: Point, st: dict, elapsed: float, seconds_left: float
-) -> str:
-  """``[3/7] slug: done in 41s; elapsed 0:02:10, ETA 0:03:00`` (with the exit
-  code and the log's path when it did not finish)."""
-  extra = (
-    ""
-    if st["status"] == "done"
-    else (f" (exit {st.get('returncode')}; see {os.path.join(point.workdir, LOG_FILE)})")
-  )
-  left = "?" if math.isnan(seconds_left) else hms(seconds_left)
-  return (
-    f"[{n}/{total}] {point.slug}: {st['status']}{extra} in "
-    f"{st.get('seconds') or 0:.0f}s; elapsed {hms(elapsed)}, ETA {left}"
-  )
+  def __call__(self, point: Point, st: dict) -> None:
+    elapsed = time.time() - self.t0
+    self.durations.append(st.get("seconds") or elapsed)
+    n, ds = len(self.durations), self.durations
+    left = sum(ds) / n * math.ceil((self.total - n) / self.slots) if self.total > n else 0.0
+    log = os.path.join(point.workdir, LOG_FILE)
+    extra = "" if st["status"] == "done" else f" (exit {st.get('returncode')}; see {log})"
+    self.print_fn(
+      f"[{n}/{self.total}] {point.slug}: {st['status']}{extra} in "
+      f"{st.get('seconds') or 0:.0f}s; elapsed {hms(elapsed)}, ETA {hms(left)}"
+    )
 
 
 def write_sweep_file(sweep: Sweep, workdir: str, launcher: dict | None) -> None:
-  """``DIR/sweep.json``: the points (slug, overrides, steps) and the launcher
-  that runs them (kept from the file when ``launcher`` is None), for
-  ``--status`` and ``--cancel``, which read no config file."""
+  """``DIR/sweep.json`` (for ``--status`` and ``--cancel``, which read no config): the points
+  and the launcher that runs them (None: the one in the file)."""
   path = os.path.join(workdir, SWEEP_FILE)
   if launcher is None:
     launcher = (read_json(path) or {}).get("launcher")
-  write_json(
-    path,
-    {
-      "config": sweep.config_path,
-      "arg": sweep.arg,
-      "title": sweep.title,
-      "launcher": launcher,
-      "seeds": list(sweep.seeds),
-      "points": [
-        {"slug": p.slug, "overrides": p.overrides, "steps": p.steps, "point": p.point}
-        for p in sweep.points
-      ],
-    },
-  )
-
-
-def report_so_far(
-  sweep: Sweep, workdir: str, print_fn: Callable[[str], None] = print
-) -> list[dict]:
-  """Writes the summary and report of the points finished so far (the others
-  appear as they stand: ``not run``, ``running``, ``failed``, ``stopped``)."""
-  statuses = [
-    dict(read_status(p.workdir) or {"status": "not run"}, slug=p.slug) for p in sweep.points
+  points = [
+    {"slug": p.slug, "overrides": p.overrides, "steps": p.steps, "point": p.point}
+    for p in sweep.points
   ]
-  report.write_outputs(sweep, workdir, statuses)
-  n = sum(s["status"] == "done" for s in statuses)
-  print_fn(f"wrote the summary and report of {n} finished of {len(statuses)} points in {workdir}")
-  return statuses
+  info = {"config": sweep.config_path, "arg": sweep.arg, "title": sweep.title}
+  write_json(path, dict(info, launcher=launcher, seeds=list(sweep.seeds), points=points))
 
 
 def finish(
-  sweep: Sweep, workdir: str, results: dict[str, dict], print_fn: Callable[[str], None]
+  sweep: Sweep, workdir: str, print_fn: Callable[[str], None], results: dict | None = None
 ) -> list[dict]:
-  """Writes the summary, plots and report of a sweep whose points ran."""
+  """Writes the summary, plots and report from ``results`` (slug -> status) of the points
+  that ran, or (None) of those finished so far (the others as they stand, or ``not run``)."""
+  so_far = results is None
+  if so_far:
+    results = {p.slug: read_status(p.workdir) or {"status": "not run"} for p in sweep.points}
   statuses = [dict(results[p.slug], slug=p.slug) for p in sweep.points]
   report.write_outputs(sweep, workdir, statuses)
-  failed = [s for s in statuses if s["status"] == "failed"]
-  stopped = [s for s in statuses if s["status"] == "stopped"]
-  print_fn(
-    f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, "
-    f"report.md and plots/; {len(failed)} point(s) failed"
-    + (f", {len(stopped)} stopped (a re-run resumes them)" if stopped else "")
+  done, failed, stopped = (
+    sum(s["status"] == k for s in statuses) for k in ("done", "failed", "stopped")
   )
+  if so_far:
+    print_fn(
+      f"wrote the summary and report of {done} finished of {len(statuses)} points in {workdir}"
+    )
+  else:
+    print_fn(
+      f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, report.md and plots/; "
+      f"{failed} point(s) failed"
+      + (f", {stopped} stopped (a re-run resumes them)" if stopped else "")
+    )
   return statuses
 
 
@@ -153,20 +124,10 @@ def run_sweep(
   max_retries: int = 0,
   seeds: int | None = None,
 ) -> list[dict]:
-  """The ``local`` launcher: runs every unfinished point as subprocesses of
-  this process, ``jobs`` at a time, then writes the summary, plots and report.
-
-  ``reanalyze``: finished points run again too — training finds its final
-  checkpoint and returns at once, the analyses run anew (after they changed).
-  ``report_only``: run nothing; write the summary and report of the points
-  that have finished so far (the others appear as ``not run``).
-  ``max_retries``: a point that fails for a reason of its own runs again, at
-  most this many times.
-  ``seeds``: ``--seeds N`` (default: the config's ``SEEDS``, else one); each
-  seed-run is a point of its own here (skipped when done, retried, resumed).
-  Returns one status dict per point (``done``, ``failed``, ``stopped``,
-  ``skipped`` or ``not run``).
-  """
+  """Runs every unfinished point (each seed-run is one) ``jobs`` at a time, then writes the
+  summary, plots and report; returns one status per point. ``reanalyze``: finished points
+  too (training returns at once, the analyses run anew); ``report_only``: run nothing;
+  ``max_retries``: runs again of a point that failed for a reason of its own."""
   if max_retries < 0:
     raise SweepError(f"--max_retries must be >= 0, got {max_retries}")
   workdir = os.path.abspath(workdir)
@@ -174,10 +135,9 @@ def run_sweep(
   os.makedirs(workdir, exist_ok=True)
   if report_only:
     write_sweep_file(sweep, workdir, None)
-    return report_so_far(sweep, workdir, print_fn)
+    return finish(sweep, workdir, print_fn)
   gpus = gpu_count()
-  slots = min(jobs, gpus) if gpus else jobs
-  slots = max(1, slots)
+  slots = max(1, min(jobs, gpus) if gpus else jobs)
   write_sweep_file(sweep, workdir, {"name": "local", "jobs": slots})
   todo, results = [], {}
   for p in sweep.points:
@@ -200,6 +160,7 @@ def run_sweep(
   devices: queue.Queue = queue.Queue()
   for i in range(slots):
     devices.put(i)
+  progress = Progress(len(todo), slots, print_fn)
 
   def work(point: Point) -> dict:
     status = {"status": "interrupted"}
@@ -207,10 +168,8 @@ def run_sweep(
       if stopping():  # queued when the sweep was interrupted
         return {"status": "interrupted"}
       if attempt:
-        print_fn(
-          f"{point.slug}: failed (exit {status.get('returncode')}); "
-          f"retry {attempt} of {max_retries}"
-        )
+        rc = status.get("returncode")
+        print_fn(f"{point.slug}: failed (exit {rc}); retry {attempt} of {max_retries}")
       device = devices.get()
       try:
         status = run_point(sweep, point, point_env(slots, device, gpus))
@@ -220,8 +179,6 @@ def run_sweep(
         break
     return status
 
-  t0, done, durations = time.time(), 0, []
-  lock = threading.Lock()
   reset_stop()
   previous = None
   if threading.current_thread() is threading.main_thread():
@@ -238,20 +195,10 @@ def run_sweep(
       try:
         st = fut.result()
       except Exception as e:  # noqa: BLE001 - the runner itself failed
-        st = {
-          "status": "failed",
-          "returncode": None,
-          "overrides": p.overrides,
-          "log_tail": [f"{type(e).__name__}: {e}"],
-        }
-      with lock:
-        results[p.slug] = st
-        done += 1
-        elapsed = time.time() - t0
-        durations.append(st.get("seconds") or elapsed)
-        print_fn(
-          progress_line(done, len(todo), p, st, elapsed, eta(durations, len(todo) - done, slots))
-        )
+        st = {"status": "failed", "returncode": None, "overrides": p.overrides}
+        st["log_tail"] = [f"{type(e).__name__}: {e}"]
+      results[p.slug] = st
+      progress(p, st)
   except KeyboardInterrupt:
     print_fn("interrupted: stopping the running points (a re-run resumes them)")
     stop_children()
@@ -261,4 +208,4 @@ def run_sweep(
     pool.shutdown(wait=True)
     if previous is not None:
       signal.signal(signal.SIGTERM, previous)
-  return finish(sweep, workdir, results, print_fn)
+  return finish(sweep, workdir, print_fn, results)

@@ -1,19 +1,15 @@
-"""The ``slurm`` launcher: a sweep's points as one job array through submitit.
-
-Each array task runs :class:`.slurm_job.PointJob` (the point's
-:func:`.point.run_point`, as the local launcher does), so the summary, plots
-and report are the same whichever launcher ran the points. Job states and
-cancellation go through submitit's job objects and its sacct watcher; added
-here is what submitit lacks: ``squeue`` for the jobs sacct does not know, a job
-neither can tell taken as alive (its point is never submitted twice), the
-resubmission of stopped points and the retries of failed ones. Clusters:
-``slurm`` (sbatch), ``local`` (submitit's local executor, this machine) and
-``debug`` (each point inside this command). Layout and signals: docs/sweeps.md.
-"""
+"""The ``slurm`` launcher: a sweep's points as one job array through submitit, each task a
+:class:`.slurm_job.PointJob` (:func:`.point.run_point`, as the local launcher), so the report
+is the same whichever launcher ran them. Job states and cancellation go through submitit's jobs
+and sacct watcher; added here is what submitit lacks: ``squeue`` for jobs sacct does not know,
+a job neither can tell taken as alive (never submitted twice), the resubmission of stopped
+points and retries of failed ones. Clusters: ``slurm``, ``local`` (submitit's local executor)
+and ``debug`` (in this command). Layout and signals: docs/sweeps.md."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
@@ -30,10 +26,9 @@ from submitit.slurm.slurm import SlurmInfoWatcher
 
 from attention_jax.errors import SweepError
 from attention_jax.sweeps import point as point_lib
-from attention_jax.sweeps import runner, slurm_options, status
+from attention_jax.sweeps import runner, slurm_job, status
 from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, Point, Sweep
-from attention_jax.sweeps.slurm_job import STOP_TIMEOUT_S, PointJob
-from attention_jax.sweeps.slurm_options import SIGNAL_DELAY_S, Options, merge_options
+from attention_jax.sweeps.slurm_job import SIGNAL_DELAY_S, STOP_TIMEOUT_S, Options, PointJob
 from attention_jax.sweeps.spec import load_sweep
 
 SUBMITIT_DIR = "slurm"  # S/slurm/<job id>_*
@@ -65,10 +60,9 @@ class Launch:
 
 
 def refresh_slurm(job_ids) -> None:
-  """The states of ``job_ids``: one sacct call through submitit's watcher,
-  then ``squeue`` for the jobs sacct does not know (its database lags, or it
-  is down). A job neither answers for stays unknown: :func:`job_state` says
-  None."""
+  """The states of ``job_ids``: one sacct call through submitit's watcher, then ``squeue`` for
+  the jobs sacct does not know (it lags, or is down); neither: unknown (:func:`job_state`
+  None)."""
   job_ids = sorted(set(job_ids))
   # A new watcher each time: submitit's shared one never asks again about a
   # job it took for ended (SUSPENDED, which resumes).
@@ -77,8 +71,7 @@ def refresh_slurm(job_ids) -> None:
     _STATES.pop(job_id, None)
     watcher.register_job(job_id)
   if job_ids and shutil.which("sacct"):
-    # A failed sacct is a submitit warning on stdout and stderr; squeue
-    # answers next, and a job neither knows is named by the caller.
+    # A failed sacct: a submitit warning; squeue answers next.
     logger = logging.getLogger("submitit")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -111,11 +104,9 @@ def _slurm_state(job_id: str) -> str | None:
 
 
 def job_state(record: dict, job=None) -> str | None:
-  """``pending``, ``running``, ``ended`` or None (cannot tell) for a point's
-  job record, from the submitit ``job`` when this process submitted it.
-  Slurm states come from the last :func:`refresh_slurm`; a local job is
-  alive while its submitit controller process is; a debug job runs inside
-  the command that submitted it."""
+  """``pending``, ``running``, ``ended`` or None (cannot tell) for a point's job record (with
+  the submitit ``job`` if this process submitted it): on Slurm from the last
+  :func:`refresh_slurm`; a local job lives while its submitit controller does."""
   cluster = record.get("cluster")
   if cluster == "slurm":
     return _slurm_state(record["job_id"])
@@ -135,8 +126,7 @@ def job_state(record: dict, job=None) -> str | None:
 
 
 def job_states(sweep_dir: str) -> status.JobState:
-  """A ``job_state`` for :func:`status.status_lines`: Slurm states of every
-  point of the sweep in ``sweep_dir``, from one sacct call."""
+  """A ``job_state`` for :func:`status.status_lines`, Slurm's from one sacct call."""
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE)) or {}
   records = [
     point_lib.read_json(os.path.join(sweep_dir, p["slug"], JOB_FILE))
@@ -151,9 +141,8 @@ def job_states(sweep_dir: str) -> status.JobState:
 
 
 def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Executor:
-  """submitit's executor of ``options.cluster``, with the points' resources
-  (the local one with Slurm's notice before the time limit, which submitit's
-  AutoExecutor cannot pass it)."""
+  """submitit's executor of ``options.cluster``, with the points' resources (the local one
+  with Slurm's notice before the time limit, which the AutoExecutor cannot pass)."""
   folder = os.path.join(workdir, SUBMITIT_DIR)
   if options.cluster == "debug":
     return submitit.DebugExecutor(folder)
@@ -184,11 +173,9 @@ def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Execu
 
 
 def _undo_ignored_sigint() -> None:
-  """submitit stops a local job with SIGINT (to its controller, which passes
-  it to the tasks as KeyboardInterrupt). A command started in the background
-  (``nohup … &``) ignores SIGINT, and an ignored signal stays ignored in every
-  child it starts — the controller and the tasks would never stop. A handled
-  signal is reset to its default in a child, so handling it here undoes that."""
+  """submitit stops a local job with SIGINT. A command started in the background ignores it,
+  and so would every child (the jobs would never stop); a handled signal is reset to its
+  default in a child, so handling it here undoes that."""
   if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -204,8 +191,7 @@ class _Handle:
 
 
 def _gpu_pool() -> list[str]:
-  """The GPUs the local cluster hands out: the sweep command's
-  ``CUDA_VISIBLE_DEVICES`` (or 0 .. n-1), as many as ``nvidia-smi`` sees."""
+  """The local cluster's GPUs: the ``CUDA_VISIBLE_DEVICES`` (or 0 .. n-1) nvidia-smi sees."""
   n = runner.gpu_count()
   visible = os.environ.get("CUDA_VISIBLE_DEVICES")
   ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
@@ -213,8 +199,8 @@ def _gpu_pool() -> list[str]:
 
 
 def _local_gpus(points: list[Point], options: Options, busy: set[str]) -> list:
-  """Each point's own ``gpus_per_point`` GPUs from the pool less ``busy``
-  (those of the local jobs still running); None for each without GPUs."""
+  """Each point's own ``gpus_per_point`` GPUs from the pool less ``busy`` (those of running
+  local jobs); None for each without GPUs."""
   if options.cluster != "local" or not options.gpus_per_point:
     return [None] * len(points)
   free = [g for g in _gpu_pool() if g not in busy]
@@ -253,15 +239,13 @@ class _Launcher:
   executor: Any = None  # made at the first submission
 
   def room(self, active: int, queued: int) -> int:
-    """How many of ``queued`` points to submit now, with ``active`` ones
-    submitted (off Slurm, at most ``parallel`` at a time)."""
+    """How many queued points to submit now (off Slurm, ``parallel`` at a time)."""
     if self.options.parallel is None or self.options.cluster == "slurm":
       return queued
     return max(0, self.options.parallel - active)
 
   def submit(self, points: list[Point], active: dict[str, _Handle]) -> dict[str, _Handle]:
-    """Submits ``points`` as one job array and writes each one's
-    ``sweep_job.json``; SweepError (one line) if sbatch refuses it."""
+    """Submits ``points`` as one job array, writes each one's ``sweep_job.json``."""
     options = self.options
     self.executor = self.executor or executor_for(self.sweep, self.workdir, options)
     jobs_on_host = (options.parallel or 1) * options.tasks if options.cluster == "local" else 1
@@ -281,23 +265,15 @@ class _Launcher:
     handles = {}
     for p, job, g in zip(points, jobs, gpus, strict=True):
       os.makedirs(p.workdir, exist_ok=True)
-      record = {
-        "job_id": str(job.job_id),
-        "cluster": options.cluster,
-        "submitted": time.time(),
-        "cancelled": False,
-        "folder": str(self.executor.folder),
-      }
-      if g:
-        record["gpus"] = g
+      record = {"job_id": str(job.job_id), "cluster": options.cluster, "submitted": time.time()}
+      record.update(cancelled=False, folder=str(self.executor.folder), **({"gpus": g} if g else {}))
       point_lib.write_json(os.path.join(p.workdir, JOB_FILE), record)
       handles[p.slug] = _Handle(p, record, job)
     return handles
 
   def first_submit(self, points: list[Point], active) -> dict[str, _Handle]:
-    """The command's first submission: if sbatch refuses it, what it wrote is
-    removed (the sweep directory, if this command made it, else ``S/slurm/``
-    if it did), so that nothing is left that looks like a submitted sweep."""
+    """The command's first submission: if sbatch refuses it, the directory it made (the
+    sweep's, else ``S/slurm/``) is removed: nothing looks like a submitted sweep."""
     dirs = (self.workdir, os.path.join(self.workdir, SUBMITIT_DIR))
     made = [d for d in dirs if not os.path.exists(d)]
     try:
@@ -308,12 +284,12 @@ class _Launcher:
       raise SweepError(f"{e}; nothing was submitted, the same command can run again") from e
 
   def wait(self, active: dict[str, _Handle], queue: list[Point], results: dict) -> list[dict]:
-    """Waits for the active jobs, submitting the queued points as room frees
-    (local cluster), resubmitting stopped points and retrying failed ones."""
+    """Waits for the active jobs, submitting queued points as room frees (local cluster),
+    resubmitting stopped points and retrying failed ones."""
     options, launch, print_fn = self.options, self.launch, self.print_fn
     poll_s = launch.poll_s or (30.0 if options.cluster == "slurm" else 1.0)
     total = len(active) + len(queue)
-    t0, n, durations = time.time(), 0, []
+    progress = runner.Progress(total, options.parallel or total, print_fn)
     retries: dict[str, int] = collections.Counter()
     resubmits: dict[str, int] = collections.Counter()
     try:
@@ -357,19 +333,13 @@ class _Launcher:
           st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
           st.setdefault("overrides", p.overrides)
           results[slug] = st
-          n += 1
-          elapsed = time.time() - t0
-          durations.append(st.get("seconds") or elapsed)
-          eta = runner.eta(durations, total - n, options.parallel or total)
-          print_fn(runner.progress_line(n, total, p, st, elapsed, eta))
+          progress(p, st)
     except KeyboardInterrupt:
       if options.cluster == "slurm":
-        print_fn(
-          "stopped waiting; the jobs go on: follow them with "
-          f"python -m experiments.sweep --workdir {self.workdir} --status"
-        )
+        follow = f"python -m experiments.sweep --workdir {self.workdir} --status"
+        print_fn(f"stopped waiting; the jobs go on: follow them with {follow}")
       raise
-    return runner.finish(self.sweep, self.workdir, results, print_fn)
+    return runner.finish(self.sweep, self.workdir, print_fn, results)
 
   def follow_text(self, spec: str, ids: str) -> list[str]:
     workdir, cluster = self.workdir, self.options.cluster
@@ -406,23 +376,17 @@ def run_sweep(
   launch: Launch | None = None,
   print_fn: Callable[[str], None] = print,
 ) -> list[dict] | None:
-  """The ``slurm`` launcher: submits every point neither done nor running as
-  one job array; with ``launch.wait`` (always on the debug cluster) waits for
-  them, resubmits stopped points, retries failed ones at most
-  ``launch.max_retries`` times, then writes the summary, plots and report and
-  returns one status per point. Without waiting returns None after submitting.
-
-  ``flags``: the resource flags given on the command line (name -> value).
-  Raises SweepError before anything is written for a bad flag, no Slurm, a
-  /tmp directory with ``cluster="slurm"``, or a bad config.
-  """
+  """Submits every point neither done nor running as one job array (``flags``: the resource
+  flags given); with ``launch.wait`` (always on debug) waits, resubmits stopped points,
+  retries failed ones, writes the report and returns one status per point (else None).
+  SweepError before anything is written for a bad flag or config, or no Slurm."""
   workdir = os.path.abspath(workdir)
   launch = launch or Launch()
-  slurm_options.check(cluster, workdir, dict(flags or {}), launch.wait, launch.max_retries)
+  slurm_job.check(cluster, workdir, dict(flags or {}), launch.wait, launch.max_retries)
   if cluster == "debug":
     launch = dataclasses.replace(launch, wait=True)
   sweep = load_sweep(spec, workdir, launch.seeds)
-  options = merge_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
+  options = slurm_job.merge_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
   if cluster == "local" and options.gpus_per_point:
     pool, need = _gpu_pool(), options.gpus_per_point * options.parallel
     if need > len(pool):
@@ -431,6 +395,7 @@ def run_sweep(
         f"{options.parallel} needs {need} GPU(s); this machine has {len(pool)}"
       )
   launcher = _Launcher(sweep, workdir, options, launch, print_fn)
+  folder = os.path.join(workdir, SUBMITIT_DIR)
   records = {p.slug: point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) for p in sweep.points}
   refresh_slurm(r["job_id"] for r in records.values() if r and r.get("cluster") == "slurm")
   results, active, todo, unknown = {}, {}, [], []
@@ -466,36 +431,23 @@ def run_sweep(
     todo = todo[room:]
     if cluster != "debug":
       print_fn(
-        f"submitted {len(new)} point(s) as {_array_ids(new.values())} "
-        f"(cluster {cluster}); submitit's files in "
-        f"{os.path.join(workdir, SUBMITIT_DIR)}"
+        f"submitted {len(new)} point(s) as {_array_ids(new.values())} (cluster {cluster}); "
+        f"submitit's files in {folder}"
       )
   os.makedirs(workdir, exist_ok=True)
-  runner.write_sweep_file(
-    sweep,
-    workdir,
-    {
-      "name": "slurm",
-      "cluster": cluster,
-      "array_parallelism": options.parallel,
-      "folder": os.path.join(workdir, SUBMITIT_DIR),
-    },
-  )
+  info = {"name": "slurm", "cluster": cluster, "array_parallelism": options.parallel}
+  runner.write_sweep_file(sweep, workdir, dict(info, folder=folder))
   if launch.wait:
     return launcher.wait(active, todo, results)
   if todo:
     print_fn(
-      f"{len(todo)} point(s) wait: the local cluster runs {options.parallel} "
-      "at a time; the same command submits them later (or add --wait)"
+      f"{len(todo)} point(s) wait: the local cluster runs {options.parallel} at a time; the "
+      "same command submits them later (or add --wait)"
     )
   if active:
     for line in launcher.follow_text(spec, _array_ids(active.values())):
       print_fn(line)
   return None
-
-
-# --------------------------------------------------------------------------
-# Cancellation
 
 
 def _wait_pid(pid: int, timeout: float) -> bool:
@@ -509,19 +461,15 @@ def _wait_pid(pid: int, timeout: float) -> bool:
 
 
 def _kill(pid: int, sig: int) -> None:
-  try:
+  with contextlib.suppress(ProcessLookupError):
     os.kill(pid, sig)
-  except ProcessLookupError:
-    pass
 
 
 def _cancel_local(point_dir: str, record: dict) -> bool:
-  """Stops a local job of another command (submitit's ``LocalJob.cancel``
-  needs the process that submitted it): SIGTERM to its running
-  ``experiments.run`` (it saves its step and exits 75; the point is then
-  ``stopped``), waiting for it and its task at most ``STOP_TIMEOUT_S`` s each,
-  then SIGINT to submitit's controller (which kills what is left). Whether
-  the point ended in time."""
+  """Stops a local job of another command (submitit's ``LocalJob.cancel`` needs the process
+  that submitted it): SIGTERM to its ``experiments.run`` (it saves its step, exits 75),
+  waiting for it and its task, then SIGINT to submitit's controller. Whether it ended in
+  time."""
   st = point_lib.read_status(point_dir) or {}
   ours = (
     st.get("job_id") == record["job_id"]
@@ -541,8 +489,7 @@ def _cancel_local(point_dir: str, record: dict) -> bool:
 
 
 def _alive_jobs(sweep_dir: str, info: dict) -> list[tuple[str, str, dict]]:
-  """(point dir, job file, record) of every job not known to have ended (with
-  Slurm, also those whose state sacct and squeue cannot tell)."""
+  """(point dir, job file, record) of every job not known to have ended."""
   state_of = job_states(sweep_dir)
   alive = []
   for p in info["points"]:
@@ -560,23 +507,17 @@ def _alive_jobs(sweep_dir: str, info: dict) -> list[tuple[str, str, dict]]:
 
 
 def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
-  """Cancels every job of the sweep in ``sweep_dir`` not known to have ended:
-  a Slurm job through submitit's ``job.cancel()`` (scancel: SIGTERM to a
-  running point, which saves its step and exits 75 if it can within the
-  cluster's KillWait); a local job's point gets SIGTERM and is waited for.
-  The next sweep command resubmits them. A job is marked cancelled once its
-  scancel has succeeded. Returns the number of jobs cancelled."""
+  """Cancels every job of the sweep in ``sweep_dir`` not known to have ended (Slurm: through
+  submitit's ``job.cancel()``, marked cancelled once scancel succeeded; local: SIGTERM to its
+  point, waited for); the next sweep command resubmits them. Returns how many."""
   sweep_dir = os.path.abspath(sweep_dir)
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE))
   if not info:
-    raise SweepError(
-      f"{os.path.join(sweep_dir, SWEEP_FILE)} not found: is --workdir a sweep directory?"
-    )
+    path = os.path.join(sweep_dir, SWEEP_FILE)
+    raise SweepError(f"{path} not found: is --workdir a sweep directory?")
   if (info.get("launcher") or {}).get("name") != "slurm":
-    raise SweepError(
-      f"{sweep_dir} was run by the local launcher: stop it with "
-      "Ctrl-C or SIGTERM to its sweep command"
-    )
+    how = "stop it with Ctrl-C or SIGTERM to its sweep command"
+    raise SweepError(f"{sweep_dir} was run by the local launcher: {how}")
   todo = _alive_jobs(sweep_dir, info)
   slurm_ids = [r["job_id"] for _, _, r in todo if r["cluster"] == "slurm"]
   if slurm_ids and shutil.which("scancel") is None:
@@ -592,9 +533,8 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
         continue
     elif not _cancel_local(point_dir, record):
       print_fn(
-        f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s "
-        "after SIGTERM; its job was interrupted (the point resumes from "
-        "its last checkpoint)"
+        f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s after SIGTERM; its "
+        "job was interrupted (the point resumes from its last checkpoint)"
       )
     point_lib.write_json(path, dict(record, cancelled=True))
     cancelled.append(os.path.basename(point_dir))
@@ -606,16 +546,13 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
     )
   if not todo:
     print_fn(f"nothing to cancel in {sweep_dir}: no job is pending, running or of unknown state")
-  elif slurm_ids:
-    print_fn(
-      f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; Slurm sends "
-      "SIGTERM to running points, which save their step if they can "
-      "before its KillWait; the sweep command resubmits them"
-    )
-  else:
-    print_fn(
-      f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; running points "
-      "got SIGTERM and ended (a training run saves its step first); the "
-      "sweep command resubmits them"
-    )
+    return 0
+  how = (
+    "Slurm sends SIGTERM to running points, which save their step if they can before its KillWait"
+    if slurm_ids
+    else "running points got SIGTERM and ended (a training run saves its step first)"
+  )
+  print_fn(
+    f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; {how}; the sweep command resubmits them"
+  )
   return len(todo)
