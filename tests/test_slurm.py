@@ -581,13 +581,13 @@ def test_local_cluster_gpus(sweep_config, monkeypatch, tmp_path):
   assert "CUDA_VISIBLE_DEVICES" not in unset.env(task)
   # each point its own GPUs from the pool, less those of running jobs
   monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-  monkeypatch.setattr(runner, "gpu_count", lambda: 4)
+  monkeypatch.setattr(runner, "gpu_ids", lambda: ["0", "1", "2", "3"])
   o = slurm_job.merge_options({"gpus_per_point": 2, "array_parallelism": 2}, {}, "local")
   assert slurm._local_gpus([p, p], o, set()) == [["0", "1"], ["2", "3"]]
   assert slurm._local_gpus([p], o, {"0", "2"}) == [["1", "3"]]
   with pytest.raises(slurm.SweepError, match="2 point.s. need 4 GPU.s., 3 free"):
     slurm._local_gpus([p, p], o, {"1"})
-  monkeypatch.setattr(runner, "gpu_count", lambda: 3)
+  monkeypatch.setattr(runner, "gpu_ids", lambda: ["0", "1", "2"])
   with pytest.raises(
     slurm.SweepError,
     match=r"^--gpus_per_point 2 × "
@@ -679,14 +679,14 @@ def test_a_child_started_while_stopping_is_stopped(tmp_path):
   is terminated at once instead of running on unseen."""
   from attention_jax.sweeps import point as point_lib
 
-  point_lib._STOPPING.set()  # as if stop_children ran just before Popen
+  point_lib.STOPPING.set()  # as if stop_children ran just before Popen
   try:
     with open(tmp_path / "log", "w") as log:
       rc = point_lib.run_command(
         [sys.executable, "-c", "import time; time.sleep(60)"], str(tmp_path), dict(os.environ), log
       )
   finally:
-    point_lib.reset_stop()
+    point_lib.STOPPING.clear()
   assert rc == -signal.SIGTERM
 
 

@@ -351,10 +351,13 @@ def heatmap_section(sweep, rows, tables, plots_dir) -> list[str]:
   return [f"## {_leaf(row_key)} × source length ({what})\n", _md_image(path, plots_dir, "heatmap")]
 
 
-def _with_ci(row: dict, key: str):
-  """``mean [low, high] (k seeds)`` where the row has an interval, else the value."""
-  cell = interval_cell(row[key], row.get(f"{key}_low"), row.get(f"{key}_high"))
-  return f"{cell} ({row.get('seeds_done')} seeds)" if cell else row[key]
+def _by_series(rows: list[dict], series: list[str], metric: str, x_key: str) -> dict:
+  """The rows with a value of ``metric``, by series label, each sorted by ``x_key``."""
+  groups: dict[str, list] = {}
+  for r in rows:
+    if isinstance(r.get(metric), (int, float)):
+      groups.setdefault(_label(r, series), []).append(r)
+  return {label: sorted(rs, key=lambda r: r[x_key]) for label, rs in groups.items()}
 
 
 def x_section(sweep, rows, tables, plots_dir) -> list[str]:
@@ -368,19 +371,15 @@ def x_section(sweep, rows, tables, plots_dir) -> list[str]:
   done = [r for r in rows if r.get("status") == "done"]
   out = []
   for metric in spec.get("x_metrics") or ["sequence_accuracy"]:
-    have = [r for r in done if isinstance(r.get(metric), (int, float))]
-    if not have:
+    lines = _by_series(done, series, metric, x_key)
+    if not lines:
       continue
-    lines: dict[str, list] = {}
-    for r in have:
-      lines.setdefault(_label(r, series), []).append(r)
-    curves = []
-    for rs in lines.values():
-      rs.sort(key=lambda r: r[x_key])
-      xs, ys = [r[x_key] for r in rs], [r[metric] for r in rs]
-      curves.append(_curve(rs[0], series, xs, ys, *_band_of(rs, metric)))
+    curves = [
+      _curve(rs[0], series, [r[x_key] for r in rs], [r[metric] for r in rs], *_band_of(rs, metric))
+      for rs in lines.values()
+    ]
     logy = spec.get("logy", {}).get(metric) if isinstance(spec.get("logy"), dict) else False
-    n_seeds = sorted({int(r.get("seeds_done") or 1) for r in have})
+    n_seeds = sorted({int(r.get("seeds_done") or 1) for rs in lines.values() for r in rs})
     path = os.path.join(plots_dir, f"{metric}_vs_{x_name}.png")
     save_line_figure(
       path,
@@ -394,21 +393,19 @@ def x_section(sweep, rows, tables, plots_dir) -> list[str]:
     )
     title = f"## final {metric.replace('_', ' ')} against {x_name}\n"
     out += [title, _md_image(path, plots_dir, metric)]
-  solved = spec.get("solved")
-  if not solved:
+  if not (solved := spec.get("solved")):
     return out
-  m = solved["metric"]
-  table, statements, groups = [], [], {}
-  for r in done:
-    if isinstance(r.get(m), (int, float)):
-      groups.setdefault(_label(r, series), []).append(r)
+  m, table, statements = solved["metric"], [], []
   cond = f"{m} < {solved['below']}" if "below" in solved else f"{m} > {solved['above']}"
-  for label, rs in groups.items():
-    rs.sort(key=lambda r: r[x_key])
+  for label, rs in _by_series(done, series, m, x_key).items():
     ok = [
       r for r in rs if (r[m] < solved["below"] if "below" in solved else r[m] > solved["above"])
     ]
-    table.append({"series": label, **{f"{x_name}={r[x_key]}": _with_ci(r, m) for r in rs}})
+    row = {"series": label}
+    for r in rs:  # mean [low, high] (k seeds) where there is an interval
+      cell = interval_cell(r[m], r.get(f"{m}_low"), r.get(f"{m}_high"))
+      row[f"{x_name}={r[x_key]}"] = f"{cell} ({r.get('seeds_done')} seeds)" if cell else r[m]
+    table.append(row)
     k = sorted({int(r.get("seeds_done") or 1) for r in rs})
     seeds = (
       f" (the mean of {'/'.join(map(str, k))} seeds; intervals in the table)" if k != [1] else ""
@@ -420,11 +417,8 @@ def x_section(sweep, rows, tables, plots_dir) -> list[str]:
       )
     else:
       statements.append(f"- **{label}** reaches {cond}{seeds} at none of {[r[x_key] for r in rs]}.")
-  return (
-    out
-    + [f"### final {m} per point\n", markdown_table(table)]
-    + _statements("What the numbers show", statements)
-  )
+  out += [f"### final {m} per point\n", markdown_table(table)]
+  return out + _statements("What the numbers show", statements)
 
 
 def _text_section(title: str, intro: str, image: str, table, findings=None) -> list[str]:
@@ -488,10 +482,6 @@ def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
   )
 
 
-def _mean(rows: list[dict], key: str) -> float:
-  return float(np.mean([float(r[key]) for r in rows]))
-
-
 def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
   """What linear probes read out of each point's decoder initial state (``probe/
   initial_state.csv``): mean accuracy over source positions against length, per point and
@@ -502,6 +492,10 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
   series = _row_keys(sweep, sweep.report)
   fig, axes = _grid(2)
   table, statements = [], []
+
+  def _mean(rows: list[dict], key: str) -> float:
+    return float(np.mean([float(r[key]) for r in rows]))
+
   for p in [p for p in sweep.points if p.slug in probe]:
     for name in sorted({r["state"] for r in probe[p.slug]}):
       mine = [r for r in probe[p.slug] if r["state"] == name]

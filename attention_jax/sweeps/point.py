@@ -114,23 +114,15 @@ def read_json(path: str) -> dict | None:
     return None
 
 
-def _tail(path: str, n: int = 20) -> list[str]:
-  try:
-    with open(path, encoding="utf-8", errors="replace") as f:
-      return [line.rstrip("\n") for line in f.readlines()[-n:]]
-  except OSError:
-    return []
-
-
 _CHILDREN: set = set()  # running point subprocesses
 _CHILDREN_LOCK = threading.Lock()
-_STOPPING = threading.Event()
+STOPPING = threading.Event()  # set by stop_children: no point subprocess starts (clear: again)
 
 
 def stop_children(timeout: float = 30) -> None:
   """Stops the running points: SIGTERM (each saves its step and exits 75), SIGKILL after
   ``timeout`` seconds."""
-  _STOPPING.set()
+  STOPPING.set()
   with _CHILDREN_LOCK:
     procs = list(_CHILDREN)
   for proc in procs:
@@ -140,15 +132,6 @@ def stop_children(timeout: float = 30) -> None:
       proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
       proc.kill()
-
-
-def reset_stop() -> None:
-  """Lets point subprocesses start again after :func:`stop_children`."""
-  _STOPPING.clear()
-
-
-def stopping() -> bool:
-  return _STOPPING.is_set()
 
 
 def run_command(cmd: list[str], cwd: str, env: dict[str, str], log, on_start=None) -> int:
@@ -161,7 +144,7 @@ def run_command(cmd: list[str], cwd: str, env: dict[str, str], log, on_start=Non
   )
   with _CHILDREN_LOCK:
     _CHILDREN.add(proc)
-    if _STOPPING.is_set():  # stop_children ran between the check and Popen
+    if STOPPING.is_set():  # stop_children ran between the check and Popen
       proc.terminate()
   if on_start is not None:
     on_start(proc.pid)
@@ -220,15 +203,15 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None 
   status.pop("pid")
   with open(log_path, "a", encoding="utf-8") as log:
     for cmd in filter(None, (train_command(sweep, point), analysis_command(sweep, point))):
-      if _STOPPING.is_set():
+      if STOPPING.is_set():
         status.update(status="stopped", returncode=None)
         break
       rc = run_command(cmd, sweep.cwd, env, log, started)
-      if rc != 0 or _STOPPING.is_set():
+      if rc != 0 or STOPPING.is_set():
         # 75/130: the run saved its step (SIGTERM/Ctrl-C); -SIGTERM/-SIGINT:
         # an analysis stopped (--cancel, Ctrl-C to the process group)
         stops = (EXIT_PREEMPTED, EXIT_INTERRUPTED, -signal.SIGTERM, -signal.SIGINT)
-        stopped = _STOPPING.is_set() or rc in stops
+        stopped = STOPPING.is_set() or rc in stops
         status.update(status="stopped" if stopped else "failed", returncode=rc)
         status["command"] = " ".join(cmd)
         break
@@ -236,7 +219,8 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None 
   status["total_seconds"] = round(before + status["seconds"], 1)  # all attempts
   status["finished"] = time.time()
   if status["status"] != "done":
-    status["log_tail"] = _tail(log_path)
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+      status["log_tail"] = [line.rstrip("\n") for line in f.readlines()[-20:]]
   write_json(status_path, status)
   return status
 

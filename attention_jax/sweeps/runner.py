@@ -16,40 +16,25 @@ import time
 from collections.abc import Callable
 
 from attention_jax.errors import SweepError
+from attention_jax.sweeps import point as point_lib
 from attention_jax.sweeps import report
-from attention_jax.sweeps.point import (
-  LOG_FILE,
-  SWEEP_FILE,
-  Point,
-  Sweep,
-  hms,
-  point_env,
-  read_json,
-  read_status,
-  reset_stop,
-  run_point,
-  stop_children,
-  stopping,
-  write_json,
-)
+from attention_jax.sweeps.point import LOG_FILE, STOPPING, SWEEP_FILE, Point, Sweep, hms
 from attention_jax.sweeps.spec import load_sweep
 
 
-def gpu_count() -> int:
-  """GPUs visible to subprocesses (``nvidia-smi -L``), without importing jax."""
+def gpu_ids() -> list[str]:
+  """The GPUs subprocesses see (``CUDA_VISIBLE_DEVICES``, or 0 .. n-1, as far as ``nvidia-smi
+  -L`` counts), without importing jax."""
   visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-  if visible is not None and visible.strip() in ("", "-1"):
-    return 0
-  if shutil.which("nvidia-smi") is None:
-    return 0
+  if (visible is not None and visible.strip() in ("", "-1")) or not shutil.which("nvidia-smi"):
+    return []
   try:
     out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
   except (OSError, subprocess.SubprocessError):
-    return 0
+    return []
   n = sum(1 for line in out.splitlines() if line.startswith("GPU "))
-  if visible:
-    n = min(n, len([v for v in visible.split(",") if v.strip()]))
-  return n
+  ids = [v.strip() for v in (visible or "").split(",") if v.strip()]
+  return (ids or [str(i) for i in range(n)])[:n]
 
 
 class Progress:
@@ -79,13 +64,13 @@ def write_sweep_file(sweep: Sweep, workdir: str, launcher: dict | None) -> None:
   and the launcher that runs them (None: the one in the file)."""
   path = os.path.join(workdir, SWEEP_FILE)
   if launcher is None:
-    launcher = (read_json(path) or {}).get("launcher")
+    launcher = (point_lib.read_json(path) or {}).get("launcher")
   points = [
     {"slug": p.slug, "overrides": p.overrides, "steps": p.steps, "point": p.point}
     for p in sweep.points
   ]
   info = {"config": sweep.config_path, "arg": sweep.arg, "title": sweep.title}
-  write_json(path, dict(info, launcher=launcher, seeds=list(sweep.seeds), points=points))
+  point_lib.write_json(path, dict(info, launcher=launcher, seeds=list(sweep.seeds), points=points))
 
 
 def finish(
@@ -95,7 +80,9 @@ def finish(
   that ran, or (None) of those finished so far (the others as they stand, or ``not run``)."""
   so_far = results is None
   if so_far:
-    results = {p.slug: read_status(p.workdir) or {"status": "not run"} for p in sweep.points}
+    results = {
+      p.slug: point_lib.read_status(p.workdir) or {"status": "not run"} for p in sweep.points
+    }
   statuses = [dict(results[p.slug], slug=p.slug) for p in sweep.points]
   report.write_outputs(sweep, workdir, statuses)
   done, failed, stopped = (
@@ -136,12 +123,12 @@ def run_sweep(
   if report_only:
     write_sweep_file(sweep, workdir, None)
     return finish(sweep, workdir, print_fn)
-  gpus = gpu_count()
+  gpus = len(gpu_ids())
   slots = max(1, min(jobs, gpus) if gpus else jobs)
   write_sweep_file(sweep, workdir, {"name": "local", "jobs": slots})
   todo, results = [], {}
   for p in sweep.points:
-    st = read_status(p.workdir)
+    st = point_lib.read_status(p.workdir)
     if st and st.get("status") == "done" and not reanalyze:
       results[p.slug] = dict(st, status="skipped")
     else:
@@ -165,28 +152,24 @@ def run_sweep(
   def work(point: Point) -> dict:
     status = {"status": "interrupted"}
     for attempt in range(max_retries + 1):
-      if stopping():  # queued when the sweep was interrupted
+      if STOPPING.is_set():  # queued when the sweep was interrupted
         return {"status": "interrupted"}
       if attempt:
         rc = status.get("returncode")
         print_fn(f"{point.slug}: failed (exit {rc}); retry {attempt} of {max_retries}")
       device = devices.get()
       try:
-        status = run_point(sweep, point, point_env(slots, device, gpus))
+        status = point_lib.run_point(sweep, point, point_lib.point_env(slots, device, gpus))
       finally:
         devices.put(device)
       if status["status"] != "failed":
         break
     return status
 
-  reset_stop()
+  STOPPING.clear()
   previous = None
-  if threading.current_thread() is threading.main_thread():
-
-    def on_term(signum, frame):
-      raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+  if threading.current_thread() is threading.main_thread():  # SIGTERM as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=slots)
   try:
     futures = {pool.submit(work, p): p for p in todo}
@@ -201,7 +184,7 @@ def run_sweep(
       progress(p, st)
   except KeyboardInterrupt:
     print_fn("interrupted: stopping the running points (a re-run resumes them)")
-    stop_children()
+    point_lib.stop_children()
     pool.shutdown(wait=True, cancel_futures=True)
     raise
   finally:

@@ -55,24 +55,19 @@ class Launch:
   seeds: int | None = None  # --seeds N (each seed-run is one array task); None: the config's
 
 
-# --------------------------------------------------------------------------
-# Job states
-
-
 def refresh_slurm(job_ids) -> None:
   """The states of ``job_ids``: one sacct call through submitit's watcher, then ``squeue`` for
   the jobs sacct does not know (it lags, or is down); neither: unknown (:func:`job_state`
   None)."""
   job_ids = sorted(set(job_ids))
-  # A new watcher each time: submitit's shared one never asks again about a
-  # job it took for ended (SUSPENDED, which resumes).
+  # A new watcher each time: submitit's shared one never asks again about a job it took for
+  # ended (SUSPENDED, which resumes).
   watcher = SlurmInfoWatcher()
   for job_id in job_ids:
     _STATES.pop(job_id, None)
     watcher.register_job(job_id)
   if job_ids and shutil.which("sacct"):
-    # A failed sacct: a submitit warning; squeue answers next.
-    logger = logging.getLogger("submitit")
+    logger = logging.getLogger("submitit")  # a failed sacct: its warning; squeue answers next
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
@@ -80,8 +75,7 @@ def refresh_slurm(job_ids) -> None:
     finally:
       logger.setLevel(level)
   for job_id in job_ids:
-    state = watcher.get_state(job_id, mode="cache")
-    if state != "UNKNOWN":  # submitit's word for "sacct said nothing"
+    if (state := watcher.get_state(job_id, mode="cache")) != "UNKNOWN":  # sacct said something
       _STATES[job_id] = state
   missing = [i for i in job_ids if i not in _STATES]
   if missing and shutil.which("squeue"):
@@ -95,25 +89,27 @@ def refresh_slurm(job_ids) -> None:
       _STATES.update({i: info[i]["State"] for i in missing if info.get(i, {}).get("State")})
 
 
-def _slurm_state(job_id: str) -> str | None:
-  words = _STATES.get(job_id, "").split()  # CANCELLED by 1
-  if not words:
-    return None
-  word = words[0].upper()
-  return "pending" if word in _PENDING else "running" if word in _RUNNING else "ended"
-
-
 def job_state(record: dict, job=None) -> str | None:
   """``pending``, ``running``, ``ended`` or None (cannot tell) for a point's job record (with
   the submitit ``job`` if this process submitted it): on Slurm from the last
   :func:`refresh_slurm`; a local job lives while its submitit controller does."""
   cluster = record.get("cluster")
   if cluster == "slurm":
-    return _slurm_state(record["job_id"])
-  if cluster == "local":
-    if job is not None:
-      return "running" if job.state == "RUNNING" else "ended"
-    pid = int(record["job_id"])  # a job of another command: its controller
+    words = _STATES.get(record["job_id"], "").split()  # CANCELLED by 1
+    word = words[0].upper() if words else None
+    return (
+      None
+      if not word
+      else "pending"
+      if word in _PENDING
+      else "running"
+      if word in _RUNNING
+      else "ended"
+    )
+  if cluster == "local" and job is not None:
+    return "running" if job.state == "RUNNING" else "ended"
+  if cluster == "local":  # a job of another command: its controller
+    pid = int(record["job_id"])
     try:
       with open(f"/proc/{pid}/cmdline", "rb") as f:
         ours = b"submitit" in f.read()
@@ -125,19 +121,18 @@ def job_state(record: dict, job=None) -> str | None:
   return None
 
 
+def _records(sweep_dir: str, slugs) -> dict[str, dict | None]:
+  """Each point's job record, the Slurm jobs' states refreshed (one sacct call)."""
+  records = {s: point_lib.read_json(os.path.join(sweep_dir, s, JOB_FILE)) for s in slugs}
+  refresh_slurm(r["job_id"] for r in records.values() if r and r.get("cluster") == "slurm")
+  return records
+
+
 def job_states(sweep_dir: str) -> status.JobState:
   """A ``job_state`` for :func:`status.status_lines`, Slurm's from one sacct call."""
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE)) or {}
-  records = [
-    point_lib.read_json(os.path.join(sweep_dir, p["slug"], JOB_FILE))
-    for p in info.get("points", [])
-  ]
-  refresh_slurm(r["job_id"] for r in records if r and r.get("cluster") == "slurm")
+  _records(sweep_dir, [p["slug"] for p in info.get("points", [])])
   return job_state
-
-
-# --------------------------------------------------------------------------
-# Submission
 
 
 def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Executor:
@@ -156,14 +151,13 @@ def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Execu
   else:
     executor = submitit.SlurmExecutor(folder, max_num_timeout=MAX_NUM_TIMEOUT)
     name = os.path.splitext(os.path.basename(sweep.config_path))[0]
-    params.update(
-      job_name=f"sweep_{name}", time=options.timeout_min, ntasks_per_node=options.tasks_per_node
-    )
+    params.update(job_name=f"sweep_{name}", time=options.timeout_min)
+    params.update(ntasks_per_node=options.tasks_per_node)
     if options.gpus_per_point:
       params["gpus_per_node"] = options.gpus_per_point // options.nodes_per_point
     for key in ("partition", "account", "qos"):
-      if getattr(options, f"slurm_{key}"):
-        params[key] = getattr(options, f"slurm_{key}")
+      if value := getattr(options, f"slurm_{key}"):
+        params[key] = value
     if options.array_parallelism:
       params["array_parallelism"] = options.array_parallelism
     if options.slurm_extra:
@@ -189,34 +183,26 @@ class _Handle:
   def state(self) -> str | None:
     return job_state(self.record, self.job)
 
-
-def _gpu_pool() -> list[str]:
-  """The local cluster's GPUs: the ``CUDA_VISIBLE_DEVICES`` (or 0 .. n-1) nvidia-smi sees."""
-  n = runner.gpu_count()
-  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-  ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
-  return (ids or [str(i) for i in range(n)])[:n]
+  def final(self) -> bool:
+    """Whether the point's status says this job ended it."""
+    st = point_lib.read_status(self.point.workdir) or {}
+    ended = st.get("status") in ("done", "failed", "stopped")
+    return ended and st.get("job_id") == self.record["job_id"]
 
 
 def _local_gpus(points: list[Point], options: Options, busy: set[str]) -> list:
-  """Each point's own ``gpus_per_point`` GPUs from the pool less ``busy`` (those of running
-  local jobs); None for each without GPUs."""
+  """Each point's own ``gpus_per_point`` GPUs from the local cluster's, less ``busy`` (those of
+  running local jobs); None for each without GPUs."""
   if options.cluster != "local" or not options.gpus_per_point:
     return [None] * len(points)
-  free = [g for g in _gpu_pool() if g not in busy]
-  g = options.gpus_per_point
-  if len(free) < g * len(points):
+  free = [g for g in runner.gpu_ids() if g not in busy]
+  n = options.gpus_per_point
+  if len(free) < n * len(points):
     raise SweepError(
-      f"--gpus_per_point {g}: {len(points)} point(s) need "
-      f"{g * len(points)} GPU(s), {len(free)} free on this machine"
+      f"--gpus_per_point {n}: {len(points)} point(s) need {n * len(points)} GPU(s), "
+      f"{len(free)} free on this machine"
     )
-  return [free[k * g : (k + 1) * g] for k in range(len(points))]
-
-
-def _sbatch_error(e: Exception) -> SweepError:
-  lines = [line.strip() for line in str(getattr(e, "stderr", None) or e).splitlines()]
-  lines = [line for line in lines if line]
-  return SweepError(f"sbatch refused the job array: {lines[-1] if lines else e}")
+  return [free[k * n : (k + 1) * n] for k in range(len(points))]
 
 
 def _array_ids(handles) -> str:
@@ -261,7 +247,9 @@ class _Launcher:
     try:
       jobs = self.executor.submit_array(fns)
     except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
-      raise _sbatch_error(e) from e
+      lines = [line.strip() for line in str(getattr(e, "stderr", None) or e).splitlines()]
+      lines = [line for line in lines if line]
+      raise SweepError(f"sbatch refused the job array: {lines[-1] if lines else e}") from e
     handles = {}
     for p, job, g in zip(points, jobs, gpus, strict=True):
       os.makedirs(p.workdir, exist_ok=True)
@@ -270,18 +258,6 @@ class _Launcher:
       point_lib.write_json(os.path.join(p.workdir, JOB_FILE), record)
       handles[p.slug] = _Handle(p, record, job)
     return handles
-
-  def first_submit(self, points: list[Point], active) -> dict[str, _Handle]:
-    """The command's first submission: if sbatch refuses it, the directory it made (the
-    sweep's, else ``S/slurm/``) is removed: nothing looks like a submitted sweep."""
-    dirs = (self.workdir, os.path.join(self.workdir, SUBMITIT_DIR))
-    made = [d for d in dirs if not os.path.exists(d)]
-    try:
-      return self.submit(points, active)
-    except SweepError as e:
-      if made:
-        shutil.rmtree(made[0], ignore_errors=True)
-      raise SweepError(f"{e}; nothing was submitted, the same command can run again") from e
 
   def wait(self, active: dict[str, _Handle], queue: list[Point], results: dict) -> list[dict]:
     """Waits for the active jobs, submitting queued points as room frees (local cluster),
@@ -307,12 +283,13 @@ class _Launcher:
             refresh_slurm(h.record["job_id"] for h in active.values())
         for slug, h in list(active.items()):
           state = h.state()
-          if state in ("pending", "running") or (state is None and not _final(h)):
+          if state in ("pending", "running") or (state is None and not h.final()):
             continue  # alive, or Slurm cannot tell yet
           del active[slug]
           p = h.point
           ps = status.point_state(p.workdir, p.slug, p.steps, lambda r: "ended")
           record = point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) or {}
+          stopped = ps.state in ("stopped", "pending") and not record.get("cancelled")
           if ps.state == "failed" and retries[slug] < launch.max_retries:
             retries[slug] += 1
             print_fn(
@@ -320,52 +297,23 @@ class _Launcher:
               f"{retries[slug]} of {launch.max_retries}"
             )
             queue.append(p)
-            continue
-          stopped = ps.state in ("stopped", "pending") and not record.get("cancelled")
-          if stopped and resubmits[slug] < MAX_RESUBMITS:
+          elif stopped and resubmits[slug] < MAX_RESUBMITS:
             resubmits[slug] += 1
             print_fn(
               f"{slug}: stopped ({ps.note or f'exit {ps.returncode}'}); "
               f"resubmitting ({resubmits[slug]} of {MAX_RESUBMITS})"
             )
             queue.append(p)
-            continue
-          st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
-          st.setdefault("overrides", p.overrides)
-          results[slug] = st
-          progress(p, st)
+          else:
+            st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
+            results[slug] = dict({"overrides": p.overrides}, **st)
+            progress(p, results[slug])
     except KeyboardInterrupt:
       if options.cluster == "slurm":
         follow = f"python -m experiments.sweep --workdir {self.workdir} --status"
         print_fn(f"stopped waiting; the jobs go on: follow them with {follow}")
       raise
     return runner.finish(self.sweep, self.workdir, print_fn, results)
-
-  def follow_text(self, spec: str, ids: str) -> list[str]:
-    workdir, cluster = self.workdir, self.options.cluster
-    command = self.launch.command or (
-      f"python -m experiments.sweep --config {spec} --workdir {workdir} "
-      f"--launcher slurm --cluster {cluster}"
-    )
-    lines = [f"  follow:  python -m experiments.sweep --workdir {workdir} --status"]
-    if cluster == "slurm":
-      lines.append(
-        f"           squeue --me; sacct -j {ids.split()[-1]}; tail -f {workdir}/<point>/sweep.log"
-      )
-    else:
-      lines.append(f"           tail -f {workdir}/<point>/sweep.log")
-    return lines + [
-      f"  wait:    {command} --wait   (submits only what is neither done "
-      "nor running, then waits and writes the report)",
-      f"  report:  {command} --report_only   (the points finished so far)",
-      f"  cancel:  python -m experiments.sweep --workdir {workdir} --cancel",
-    ]
-
-
-def _final(h: _Handle) -> bool:
-  st = point_lib.read_status(h.point.workdir) or {}
-  ended = st.get("status") in ("done", "failed", "stopped")
-  return ended and st.get("job_id") == h.record["job_id"]
 
 
 def run_sweep(
@@ -380,25 +328,23 @@ def run_sweep(
   flags given); with ``launch.wait`` (always on debug) waits, resubmits stopped points,
   retries failed ones, writes the report and returns one status per point (else None).
   SweepError before anything is written for a bad flag or config, or no Slurm."""
-  workdir = os.path.abspath(workdir)
-  launch = launch or Launch()
-  slurm_job.check(cluster, workdir, dict(flags or {}), launch.wait, launch.max_retries)
+  workdir, launch, flags = os.path.abspath(workdir), launch or Launch(), dict(flags or {})
+  slurm_job.check(cluster, workdir, flags, launch.wait, launch.max_retries)
   if cluster == "debug":
     launch = dataclasses.replace(launch, wait=True)
   sweep = load_sweep(spec, workdir, launch.seeds)
-  options = slurm_job.merge_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
+  options = slurm_job.merge_options(flags, sweep.resources, cluster, sweep.config_path)
   if cluster == "local" and options.gpus_per_point:
-    pool, need = _gpu_pool(), options.gpus_per_point * options.parallel
-    if need > len(pool):
+    have, need = len(runner.gpu_ids()), options.gpus_per_point * options.parallel
+    if need > have:
       raise SweepError(
         f"--gpus_per_point {options.gpus_per_point} × --array_parallelism "
-        f"{options.parallel} needs {need} GPU(s); this machine has {len(pool)}"
+        f"{options.parallel} needs {need} GPU(s); this machine has {have}"
       )
   launcher = _Launcher(sweep, workdir, options, launch, print_fn)
   folder = os.path.join(workdir, SUBMITIT_DIR)
-  records = {p.slug: point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) for p in sweep.points}
-  refresh_slurm(r["job_id"] for r in records.values() if r and r.get("cluster") == "slurm")
-  results, active, todo, unknown = {}, {}, [], []
+  records = _records(workdir, [p.slug for p in sweep.points])
+  results, active, todo = {}, {}, []
   for p in sweep.points:
     ps = status.point_state(p.workdir, p.slug, p.steps, job_state)
     record = records[p.slug]
@@ -407,10 +353,6 @@ def run_sweep(
       results[p.slug] = dict(point_lib.read_status(p.workdir), status="skipped")
     elif record and record.get("cluster") == "slurm" and state is None:
       active[p.slug] = _Handle(p, record)  # it may be alive: never twice
-      unknown.append(
-        f"{p.slug}: the state of job {record['job_id']} is unknown "
-        "(sacct and squeue give no answer): not resubmitting it"
-      )
     elif record and (
       ps.state == "running" or (ps.state == "pending" and state in ("pending", "running"))
     ):
@@ -418,15 +360,24 @@ def run_sweep(
     else:
       todo.append(p)
   print_fn(
-    f"sweep {sweep.title}: {len(sweep.points)} points, {len(results)} "
-    f"already finished, {len(active)} running or queued, {len(todo)} to "
-    f"submit (cluster {cluster}" + (f", {options.parallel} at a time)" if options.parallel else ")")
+    f"sweep {sweep.title}: {len(sweep.points)} points, {len(results)} already finished, "
+    f"{len(active)} running or queued, {len(todo)} to submit (cluster {cluster}"
+    + (f", {options.parallel} at a time)" if options.parallel else ")")
   )
-  for line in unknown:
-    print_fn(line)
-  room = launcher.room(len(active), len(todo))
-  if todo and room:
-    new = launcher.first_submit(todo[:room], active)
+  for slug, h in active.items():
+    if h.job is None and h.record.get("cluster") == "slurm" and h.state() is None:
+      print_fn(
+        f"{slug}: the state of job {h.record['job_id']} is unknown (sacct and squeue give no "
+        "answer): not resubmitting it"
+      )
+  if todo and (room := launcher.room(len(active), len(todo))):
+    made = next((d for d in (workdir, folder) if not os.path.exists(d)), None)
+    try:
+      new = launcher.submit(todo[:room], active)
+    except SweepError as e:  # nothing may look like a submitted sweep
+      if made:
+        shutil.rmtree(made, ignore_errors=True)
+      raise SweepError(f"{e}; nothing was submitted, the same command can run again") from e
     active.update(new)
     todo = todo[room:]
     if cluster != "debug":
@@ -445,7 +396,22 @@ def run_sweep(
       "same command submits them later (or add --wait)"
     )
   if active:
-    for line in launcher.follow_text(spec, _array_ids(active.values())):
+    command = launch.command or (
+      f"python -m experiments.sweep --config {spec} --workdir {workdir} "
+      f"--launcher slurm --cluster {cluster}"
+    )
+    ids = _array_ids(active.values())
+    tail = f"tail -f {workdir}/<point>/sweep.log"
+    for line in (
+      f"  follow:  python -m experiments.sweep --workdir {workdir} --status",
+      f"           squeue --me; sacct -j {ids.split()[-1]}; {tail}"
+      if cluster == "slurm"
+      else f"           {tail}",
+      f"  wait:    {command} --wait   (submits only what is neither done "
+      "nor running, then waits and writes the report)",
+      f"  report:  {command} --report_only   (the points finished so far)",
+      f"  cancel:  python -m experiments.sweep --workdir {workdir} --cancel",
+    ):
       print_fn(line)
   return None
 
@@ -471,39 +437,17 @@ def _cancel_local(point_dir: str, record: dict) -> bool:
   waiting for it and its task, then SIGINT to submitit's controller. Whether it ended in
   time."""
   st = point_lib.read_status(point_dir) or {}
-  ours = (
-    st.get("job_id") == record["job_id"]
-    and st.get("status") == "running"
-    and st.get("host") == socket.gethostname()
-  )
+  ours = st.get("job_id") == record["job_id"] and st.get("status") == "running"
+  ours = ours and st.get("host") == socket.gethostname()
   ended = True
   if ours and st.get("run_pid") and status.pid_alive(int(st["run_pid"])):
     _kill(int(st["run_pid"]), signal.SIGTERM)
     ended = _wait_pid(int(st["run_pid"]), STOP_TIMEOUT_S)
   if ours and st.get("pid"):
     ended = _wait_pid(int(st["pid"]), STOP_TIMEOUT_S) and ended
-  controller = int(record["job_id"])
-  _kill(controller, signal.SIGINT)  # what submitit's LocalJob.cancel sends
-  _wait_pid(controller, 10)
+  _kill(int(record["job_id"]), signal.SIGINT)  # to submitit's controller, as LocalJob.cancel
+  _wait_pid(int(record["job_id"]), 10)
   return ended
-
-
-def _alive_jobs(sweep_dir: str, info: dict) -> list[tuple[str, str, dict]]:
-  """(point dir, job file, record) of every job not known to have ended."""
-  state_of = job_states(sweep_dir)
-  alive = []
-  for p in info["points"]:
-    point_dir = os.path.join(sweep_dir, p["slug"])
-    path = os.path.join(point_dir, JOB_FILE)
-    record = point_lib.read_json(path)
-    if not record or record.get("cluster") not in ("slurm", "local"):
-      continue
-    if record["cluster"] == "slurm":
-      if state_of(record) != "ended":  # None: it may be alive
-        alive.append((point_dir, path, record))
-    elif status.point_state(point_dir, p["slug"], None, state_of).state == "running":
-      alive.append((point_dir, path, record))  # its controller, or the task running it
-  return alive
 
 
 def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
@@ -518,12 +462,19 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
   if (info.get("launcher") or {}).get("name") != "slurm":
     how = "stop it with Ctrl-C or SIGTERM to its sweep command"
     raise SweepError(f"{sweep_dir} was run by the local launcher: {how}")
-  todo = _alive_jobs(sweep_dir, info)
-  slurm_ids = [r["job_id"] for _, _, r in todo if r["cluster"] == "slurm"]
+  todo = []  # every job not known to have ended (on Slurm: None may be alive)
+  for slug, record in _records(sweep_dir, [p["slug"] for p in info["points"]]).items():
+    point_dir = os.path.join(sweep_dir, slug)
+    if (record or {}).get("cluster") == "slurm" and job_state(record) != "ended":
+      todo.append((point_dir, record))
+    elif (record or {}).get("cluster") == "local":  # its controller, or the task running it
+      if status.point_state(point_dir, slug, None, job_state).state == "running":
+        todo.append((point_dir, record))
+  slurm_ids = [r["job_id"] for _, r in todo if r["cluster"] == "slurm"]
   if slurm_ids and shutil.which("scancel") is None:
     raise SweepError("scancel is not on PATH: cancel from a machine of the cluster")
   cancelled, refused = [], {}
-  for point_dir, path, record in todo:
+  for point_dir, record in todo:
     if record["cluster"] == "slurm":
       folder = record.get("folder") or os.path.join(sweep_dir, SUBMITIT_DIR)
       try:
@@ -536,7 +487,7 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
         f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s after SIGTERM; its "
         "job was interrupted (the point resumes from its last checkpoint)"
       )
-    point_lib.write_json(path, dict(record, cancelled=True))
+    point_lib.write_json(os.path.join(point_dir, JOB_FILE), dict(record, cancelled=True))
     cancelled.append(os.path.basename(point_dir))
   if refused:
     codes = ", ".join(sorted({str(c) for c in refused.values()}))

@@ -75,27 +75,7 @@ RESOURCES: dict[str, Any] = {
 }
 
 
-def parse_extra(items) -> dict[str, str]:
-  """``["mem=32G", "constraint=a100"]`` (``--slurm_extra``) -> a dict."""
-  if isinstance(items, dict):
-    return {str(k): str(v) for k, v in items.items()}
-  out = {}
-  for item in items or ():
-    key, sep, value = str(item).partition("=")
-    if not sep or not key.strip():
-      raise SweepError(
-        f"--slurm_extra {item!r}: expected KEY=VALUE (an sbatch option, e.g. mem=32G)"
-      )
-    out[key.strip()] = value.strip()
-  return out
-
-
-def merge_options(
-  flags: dict[str, Any],
-  config_resources: dict[str, Any],
-  cluster: str = "slurm",
-  where: str = "config",
-) -> Options:
+def merge_options(flags: dict, config_resources: dict, cluster="slurm", where="config") -> Options:
   """Options from the flags given (name -> value) over the config's ``SLURM`` dict over
   :data:`RESOURCES`; SweepError (one line naming the flag or key) for an unknown key, a bad
   value, or a flag that would do nothing on ``cluster``."""
@@ -122,7 +102,15 @@ def merge_options(
         raise SweepError(f"{origin[key]} is {v!r}: expected an integer >= {low}")
     if f.type == "str | None" and v is not None and not (isinstance(v, str) and v):
       raise SweepError(f"{origin[key]} is {v!r}: expected a name")
-  values["slurm_extra"] = parse_extra(values["slurm_extra"])
+  extra = values["slurm_extra"]  # ["mem=32G", "constraint=a100"] (--slurm_extra), or a dict
+  if not isinstance(extra, dict):
+    pairs = [str(item).partition("=") for item in extra or ()]
+    if bad := [k + s + v for k, s, v in pairs if not s or not k.strip()]:
+      raise SweepError(
+        f"--slurm_extra {bad[0]!r}: expected KEY=VALUE (an sbatch option, e.g. mem=32G)"
+      )
+    extra = {k.strip(): v.strip() for k, _, v in pairs}
+  values["slurm_extra"] = {str(k): str(v) for k, v in extra.items()}
   options = Options(cluster=cluster, **values)
   gpus, nodes, per_node = options.gpus_per_point, options.nodes_per_point, options.tasks_per_node
   if cluster != "debug" and options.timeout_min * 60 <= SIGNAL_DELAY_S:
@@ -211,7 +199,7 @@ class PointJob(submitit.helpers.Checkpointable):
 
   def __call__(self) -> dict:
     env = submitit.JobEnvironment()
-    point_lib.reset_stop()
+    point_lib.STOPPING.clear()
     self._finished = threading.Event()
     result: dict = {}
 

@@ -155,12 +155,15 @@ def expand_seeds(points: list[Point], seeds: tuple[int, ...], config_seed: int) 
   return out
 
 
+def _from_module(module, constant: str, function: str, arg):
+  """``module.function(arg)`` if defined, else ``module.CONSTANT`` (or None), and its name."""
+  if callable(fn := getattr(module, function, None)):
+    return _call_with_arg(fn, arg), f"{function}({arg!r})"
+  return getattr(module, constant, None), constant
+
+
 def _spec_dict(module, constant: str, function: str, arg, path: str) -> dict:
-  """``module.function(arg)`` if defined, else ``module.CONSTANT``, else {}."""
-  if callable(getattr(module, function, None)):
-    value, name = _call_with_arg(getattr(module, function), arg), f"{function}({arg!r})"
-  else:
-    value, name = getattr(module, constant, None), constant
+  value, name = _from_module(module, constant, function, arg)
   if value is not None and not isinstance(value, dict):
     raise SweepError(f"{path}: {name} must be a dict, got {type(value).__name__}")
   return dict(value or {})
@@ -197,22 +200,13 @@ def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
     seen[s] = i
     points.append(Point(o, s, point_dir(workdir, s), int(config.train.steps)))
   config_seed = int(base.get("seed", 0))
-  if callable(getattr(module, "seeds", None)):  # seeds(arg), e.g. one seed for tiny
-    declared = _call_with_arg(module.seeds, arg)
-  else:
-    declared = getattr(module, "SEEDS", None)
+  declared, _ = _from_module(module, "SEEDS", "seeds", arg)  # seeds(arg): e.g. one for tiny
   run_seeds = sweep_seeds(declared, seeds, config_seed, path)
   if "seed" in all_keys and run_seeds != (config_seed,):
     raise SweepError(f"{path}: sweep() varies 'seed' itself; drop SEEDS / --seeds")
   report = _spec_dict(module, "REPORT", "report", arg, path)
   title = report.get("title") or os.path.splitext(os.path.basename(path))[0]
-  return Sweep(
-    os.path.abspath(path),
-    arg,
-    expand_seeds(points, run_seeds, config_seed),
-    tuple(getattr(module, "ANALYSES", ())),
-    report,
-    title,
-    resources=_spec_dict(module, "SLURM", "slurm", arg, path),
-    seeds=run_seeds,
-  )
+  points, analyses = expand_seeds(points, run_seeds, config_seed), getattr(module, "ANALYSES", ())
+  sweep = Sweep(os.path.abspath(path), arg, points, tuple(analyses), report, title, seeds=run_seeds)
+  sweep.resources = _spec_dict(module, "SLURM", "slurm", arg, path)
+  return sweep

@@ -57,15 +57,10 @@ def last_log_line(status: dict) -> str:
 
 
 def point_state(
-  point_dir: str,
-  slug: str,
-  steps: int | None,
-  job_state: JobState | None = None,
-  now: float | None = None,
+  point_dir: str, slug: str, steps: int | None, job_state: JobState | None = None
 ) -> PointState:
   """The state of one point from its files and ``job_state`` of its latest job, if any."""
-  now = time.time() if now is None else now
-  st = read_status(point_dir)
+  now, st = time.time(), read_status(point_dir)
   job = read_json(os.path.join(point_dir, JOB_FILE))
   sched = job_state(job) if job and job_state else None
   same_job = bool(st and job and st.get("job_id") == job.get("job_id"))
@@ -145,9 +140,8 @@ def status_lines(sweep_dir: str, job_state: JobState | None = None) -> list[str]
   if not info:
     path = os.path.join(sweep_dir, SWEEP_FILE)
     raise SweepError(f"{path} not found or not readable: is --workdir a sweep directory?")
-  now = time.time()
   states = [
-    point_state(os.path.join(sweep_dir, p["slug"]), p["slug"], p.get("steps"), job_state, now)
+    point_state(os.path.join(sweep_dir, p["slug"]), p["slug"], p.get("steps"), job_state)
     for p in info["points"]
   ]
   launcher = info.get("launcher") or {}
