@@ -44,8 +44,7 @@ def _series_keys(sweep, spec) -> list[str]:
 
 
 def _row_keys(sweep, spec) -> list[str]:
-  """The keys that name a point in a table or a legend shared by every panel: the series keys
-  and the panel key (else a point of each panel would read the same)."""
+  """The keys naming a point in a table or a legend shared by panels: series and panel keys."""
   keys, panel_key = _series_keys(sweep, spec), spec.get("panels")
   return keys + ([panel_key] if panel_key and panel_key not in keys else [])
 
@@ -65,8 +64,7 @@ def _band_of(rows: list[dict], metric: str):
 
 
 def _curve(overrides, series, x, y, low=None, high=None) -> Curve:
-  """A line of ``series``: its colour from the model (``model.name`` if swept, else the first
-  series key), its style from the other keys."""
+  """A line: its colour from the model (``model.name``, else the first key), style the rest."""
   color = ("model.name" if "model.name" in series else series[0]) if series else None
   style = label_of(overrides, [k for k in series if k != color]) or None
   color = _label(overrides, [color]) if color else None
@@ -361,8 +359,7 @@ def _by_series(rows: list[dict], series: list[str], metric: str, x_key: str) -> 
 
 
 def x_section(sweep, rows, tables, plots_dir) -> list[str]:
-  """Final metrics against the swept value ``REPORT["x"]``, one line per series, and which
-  points count as solved (``REPORT["solved"]``)."""
+  """Final metrics against the swept ``REPORT["x"]``, a line per series; which are solved."""
   spec, x_key = sweep.report, sweep.report.get("x")
   if not x_key:
     return []
@@ -422,8 +419,7 @@ def x_section(sweep, rows, tables, plots_dir) -> list[str]:
 
 
 def _text_section(title: str, intro: str, image: str, table, findings=None) -> list[str]:
-  """A report section: heading, what it measures, its figure and table, and (``findings``: a
-  sub-heading and its statements) what it shows."""
+  """A report section: heading, what it measures, its figure and table, what it shows."""
   out = [f"## {title}\n", intro + "\n", image, markdown_table(table)]
   return out + (_statements(*findings) if findings is not None else [])
 
@@ -555,8 +551,7 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
 
 
 def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
-  """The attention's alignment accuracy and gold mass (teacher-forced, ``by_length.csv``)
-  against source length."""
+  """The attention's alignment accuracy and gold mass (teacher-forced) by source length."""
   by_length = tables.get("by_length", {})
   aligned = {
     slug: [r for r in rs if r.get("alignment_accuracy") not in (None, "")]
@@ -648,8 +643,7 @@ PER_RUN = ("gradients", "probe")  # extras drawn per seed-run, not from the seed
 
 
 def make_report_sections(sweep, rows, tables, plots_dir, runs_sweep=None) -> list[str]:
-  """Markdown sections (their PNGs and SVGs written to ``plots_dir``) of the points with
-  their seeds folded; ``runs_sweep``: the seed-runs, for the extras in ``PER_RUN``."""
+  """The report's Markdown sections (figures in ``plots_dir``); ``runs_sweep``: the seed-runs."""
   out = []
   for fn in (by_length_section, heatmap_section, x_section):
     out += fn(sweep, rows, tables, plots_dir)

@@ -163,6 +163,10 @@ def check(cluster: str, workdir: str, flags: dict[str, Any], wait: bool, max_ret
     )
 
 
+def _job(env) -> dict:
+  return {"job_id": env.job_id, "cluster": env.cluster}
+
+
 def _free_port() -> int:
   with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
     s.bind(("", 0))
@@ -188,9 +192,8 @@ class PointJob(submitit.helpers.Checkpointable):
     self.jobs_on_host = jobs_on_host  # points (× tasks) sharing a host's cores
     self.threads = threads  # CPU threads of each process, if known
     self.gpus_per_task = gpus_per_task
-    # The local cluster (submitit's local executor sets CUDA_VISIBLE_DEVICES
-    # of every job to its first GPUs, or to "" without GPUs): the GPUs this
-    # point was given by the sweep, or the sweep command's own setting.
+    # The local cluster (whose executor sets every job's CUDA_VISIBLE_DEVICES to its first
+    # GPUs, or ""): the GPUs the sweep gave this point, or the sweep command's own setting.
     self.local_gpus = local_gpus
     self.local_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
 
@@ -208,11 +211,9 @@ class PointJob(submitit.helpers.Checkpointable):
         result["status"] = self._run(env)
       except Exception as e:  # noqa: BLE001 - the launcher's own failure, recorded
         message = f"{type(e).__name__}: {' '.join(str(e).split())}"
-        result["status"] = (
-          point_lib.record_failure(self.point, message, self._job(env))
-          if env.global_rank == 0
-          else {"status": "failed", "error": message}
-        )
+        result["status"] = {"status": "failed", "error": message}
+        if env.global_rank == 0:
+          result["status"] = point_lib.record_failure(self.point, message, _job(env))
       finally:
         self._finished.set()
 
@@ -239,10 +240,6 @@ class PointJob(submitit.helpers.Checkpointable):
     if finished is not None:
       finished.wait(STOP_TIMEOUT_S)
 
-  @staticmethod
-  def _job(env) -> dict:
-    return {"job_id": env.job_id, "cluster": env.cluster}
-
   def env(self, env) -> dict[str, str]:
     """This task's environment (``env``: submitit's JobEnvironment): threads,
     ``jax.distributed`` and its GPUs."""
@@ -266,12 +263,11 @@ class PointJob(submitit.helpers.Checkpointable):
   def _run(self, env) -> dict:
     penv = self.env(env)
     if env.global_rank == 0:
-      return point_lib.run_point(self.sweep, self.point, penv, job=self._job(env))
+      return point_lib.run_point(self.sweep, self.point, penv, job=_job(env))
     log_path = os.path.join(self.point.workdir, TASK_LOG.format(rank=env.global_rank))
+    cmd = point_lib.train_command(self.sweep, self.point)
     with open(log_path, "a", encoding="utf-8") as log:
-      rc = point_lib.run_command(
-        point_lib.train_command(self.sweep, self.point), self.sweep.cwd, penv, log
-      )
+      rc = point_lib.run_command(cmd, self.sweep.cwd, penv, log)
     return {"status": "done" if rc == 0 else "failed", "returncode": rc, "task": env.global_rank}
 
   def _distributed_env(self, env) -> dict[str, str]:
@@ -290,9 +286,8 @@ class PointJob(submitit.helpers.Checkpointable):
         if record and record.get("launch") == launch:
           break
         if time.time() > deadline:
-          raise SweepError(
-            f"task {env.global_rank}: no coordinator address in {path} after {COORDINATOR_WAIT_S} s"
-          )
+          rank, wait = env.global_rank, COORDINATOR_WAIT_S
+          raise SweepError(f"task {rank}: no coordinator address in {path} after {wait} s")
         time.sleep(0.2)
     return {
       "JAX_COORDINATOR_ADDRESS": record["address"],
