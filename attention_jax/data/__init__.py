@@ -1,17 +1,10 @@
-"""Data: the tasks by ``data.task``, one registry, one dispatch point.
+"""Data: the tasks by ``data.task``, one registry, one dispatch point (docs/data.md).
 
-* synthetic sequence-to-sequence tasks (:mod:`.synthetic`: ``reverse``,
-  ``copy``, ``sort``, ``addition``, ``reorder``), held out by source hash
-  (:mod:`.heldout`);
-* long-range tasks for recurrent networks (:mod:`.long_range`: ``adding``,
-  ``copy_memory``, ``temporal_order``);
-* parallel text (:mod:`.parallel_text`): ``files`` (local TSV or
-  ``.src``/``.tgt``) and ``tfds:NAME`` (a TFDS catalog dataset);
-* ``text``: character-level language modelling (:mod:`.text`).
-
-Every task follows the protocol of :mod:`.batching`. :func:`make_task` builds
-one; :func:`config_keys` names the ``data.*`` keys it reads (validation
-refuses the others).
+Synthetic sequence-to-sequence tasks (:mod:`.synthetic`), long-range tasks for recurrent
+networks (:mod:`.long_range`), parallel text (:mod:`.parallel_text`: ``files`` and
+``tfds:NAME``) and character-level text (:mod:`.text`), each following the protocol of
+:mod:`.batching`. :func:`make_task` builds one; :func:`config_keys` names the ``data.*``
+keys it reads (validation refuses the others).
 """
 
 from __future__ import annotations

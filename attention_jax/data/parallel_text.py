@@ -1,40 +1,11 @@
-"""Real parallel text through TensorFlow Datasets — without TensorFlow.
+"""Real parallel text through TensorFlow Datasets, without TensorFlow: docs/data.md.
 
-Two sources, one path:
-
-* ``data.task=files`` — the user's files: a TSV of ``source<TAB>target`` or a
-  ``.src``/``.tgt`` pair of line-aligned files, for ``data.train_path``,
-  ``data.eval_path`` and (optional) ``data.test_path``. They are checked line by
-  line (see below), then written by a small TFDS builder as ``array_record``
-  under ``<data dir>/attention_jax_files/<content hash>/`` (the hash of the
-  files' bytes: changed files are rebuilt, unchanged ones reused) and read back
-  with ``tfds.builder_from_directory(...).as_data_source()``.
-* ``data.task=tfds:NAME`` — a TFDS catalog dataset (``wmt14_translate/de-en``,
-  ``ted_hrlr_translate/pt_to_en``), prepared with ``file_format='array_record'``
-  (needs the network the first time) and read with ``tfds.data_source``.
-
-``<data dir>`` is ``data.tfds_data_dir`` (default: TFDS's own,
-``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``). ``tfds.load``/``as_dataset``/
-``TranslateFolder`` would import TensorFlow; nothing here does.
-
-Bad input is found before training starts, each case one line naming the file
-and line (:class:`DataError`): a missing or empty file; invalid UTF-8; a TSV
-line without exactly one tab; ``.src``/``.tgt`` files with different line
-counts (both counts named). Lines are split on ``\\n`` only (``\\u2028``,
-``\\x85``, a lone ``\\r`` are text; one ``\\r`` before ``\\n`` is dropped).
-Pairs with an empty side are dropped and counted in the log; over-long pairs
-(more than ``data.max_length`` tokens on a side) are truncated or dropped
-(``data.overlong``) in the training split and counted in the log; evaluation
-splits are always truncated, never dropped.
-
-Evaluation is against the raw text. The stored text is each line as it is in
-the file or dataset (only the line end removed); tokenizers see it stripped
-and, with ``data.normalize='NFC'``, in Unicode NFC. A reference is the raw
-target line (NFC when ``data.normalize='NFC'``, as the hypotheses are), never
-the truncated or ``<unk>``-ridden ids; a source's length for by-length
-buckets is its number of whitespace-separated words in the raw line. Pairs of
-the eval and test splits that also occur in the training split are counted,
-logged and reported by :meth:`ParallelTextTask.held_out`.
+``data.task=files`` (a TSV or ``.src``/``.tgt`` files, checked line by line, written by a
+small TFDS builder as ``array_record`` and read back as a data source) and
+``data.task=tfds:NAME`` (a catalog dataset read with ``tfds.data_source``): one path.
+``tfds.load``/``as_dataset``/``TranslateFolder`` would import TensorFlow; nothing here
+does. Each line is stored as it is (line end removed), so BLEU and chrF score the raw
+reference (docs/evaluation.md#one-evaluation-truth).
 """
 
 from __future__ import annotations

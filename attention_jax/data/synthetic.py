@@ -1,42 +1,10 @@
-"""Synthetic sequence-to-sequence tasks, deterministic from the seed.
+"""Synthetic sequence-to-sequence tasks, deterministic from the seed: docs/data.md.
 
-A training batch is a pure function of ``(seed, index)``: the training
-pipeline's position is one integer, so a resumed run sees exactly the batches
-an uninterrupted run would. Training and evaluation lengths are set separately
-(``data.train_{min,max}_length``, ``data.eval_{min,max}_length``), so a
-length-extrapolation split is one flag.
-
-Held-out sets are held out (:mod:`attention_jax.data.heldout`): a hash of the
-source assigns every source to one of train/eval/test; training draws only
-train sources, the ``eval`` and ``test`` sets only their own. The eval and
-test sets depend only on the task's settings (not on ``seed``), so every seed
-of a model is evaluated on the same sentences.
-
-Symbol tasks map a source of content symbols ``s_1 … s_n`` (``data.vocab_size``
-of them, ids ≥ 4) to a target:
-
-* ``reverse``: ``s_n … s_1`` (the classic test of the fixed-length bottleneck:
-  the first source symbol is needed last);
-* ``copy``: ``s_1 … s_n``;
-* ``sort``: the symbols in ascending order (Vinyals et al. 2015, "Order
-  matters"; needs the whole input before the first output).
-
-Other tasks:
-
-* ``addition``: character-level sums, ``"123+45" → "168"``; each operand has
-  ``min_length..max_length`` digits (no leading zeros); the vocabulary is
-  ``0-9`` and ``+`` (``data.vocab_size`` is not used);
-* ``reorder``: an English-like grammar translated into German-like word order
-  (:mod:`attention_jax.data.reorder`); lengths count source words.
-
-**Gold alignments.** Every task but ``addition`` knows which source token
-each target token comes from (:func:`gold_alignment`; evaluation scores
-attention against it): ``copy`` the diagonal, ``reverse`` the anti-diagonal,
-``sort`` the sorting permutation, ``reorder`` the permutation of content words
-the grammar built. A target token without a unique gold source — a symbol
-that occurs more than once in a ``sort`` source, a function word (article,
-comma, conjunction) of ``reorder``, EOS — gets −1: left out of the alignment
-scores, and counted.
+``copy``, ``reverse``, ``sort`` (symbols), ``addition`` (character-level sums) and
+``reorder`` (English-like to German-like word order). A training batch is a pure function
+of ``(seed, index)``; a hash of the source keeps eval and test sources out of training
+(docs/evaluation.md#held-out-means-held-out), and every task but ``addition`` knows its
+gold alignment (docs/instruments.md#attention-against-gold-alignments).
 """
 
 from __future__ import annotations

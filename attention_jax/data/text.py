@@ -1,15 +1,11 @@
 """Character-level language modelling on a local UTF-8 text file (``data.task = "text"``).
 
-The vocabulary is the set of characters of the training text (sorted), after
-the four reserved ids; a character not in it maps to UNK. Tokens are stored as
-text (``vocab_tgt.txt`` in the workdir): a printable character is itself, any
-other (newline, tab, …) is written ``U+000A`` — never confused with a real
-character, which is one code point long.
-
-Training batches are windows of ``data.max_length + 1`` characters at offsets
-drawn from ``(seed, index)``: ``inputs = w[:-1]``, ``targets = w[1:]``. The
-evaluation split is ``data.eval_path`` if given, else the last 10% of the
-training file (then held out of training), cut into consecutive windows.
+The vocabulary is the training text's characters (sorted, after the four reserved ids; an
+unseen character maps to UNK), stored as text: a printable character is itself, any other
+is written ``U+000A``, never confused with a real character (one code point long).
+Training windows of ``data.max_length + 1`` characters at offsets drawn from ``(seed,
+index)``; evaluation on consecutive windows of ``data.eval_path`` or the held-out last 10%.
+Documented in docs/data.md#character-level-text-text-for-gpt.
 """
 
 from __future__ import annotations
