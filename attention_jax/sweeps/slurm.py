@@ -95,17 +95,10 @@ def job_state(record: dict, job=None) -> str | None:
   :func:`refresh_slurm`; a local job lives while its submitit controller does."""
   cluster = record.get("cluster")
   if cluster == "slurm":
-    words = _STATES.get(record["job_id"], "").split()  # CANCELLED by 1
-    word = words[0].upper() if words else None
-    return (
-      None
-      if not word
-      else "pending"
-      if word in _PENDING
-      else "running"
-      if word in _RUNNING
-      else "ended"
-    )
+    word = (_STATES.get(record["job_id"], "").split() or [""])[0].upper()  # CANCELLED by 1
+    if not word:
+      return None
+    return "pending" if word in _PENDING else "running" if word in _RUNNING else "ended"
   if cluster == "local" and job is not None:
     return "running" if job.state == "RUNNING" else "ended"
   if cluster == "local":  # a job of another command: its controller
