@@ -17,8 +17,13 @@ from attention_jax.sweeps.point import LOG_FILE, Sweep
 from attention_jax.sweeps.spec import BY_LENGTH_CSV, DECAY_CSV, GRADIENTS_CSV, PROBE_CSV
 from attention_jax.sweeps.tables import interval_cell, markdown_table, read_csv, write_csv
 
-TABLES = {"by_length": BY_LENGTH_CSV, "gradients": GRADIENTS_CSV, "decay": DECAY_CSV}
-TABLES["probe"] = PROBE_CSV
+# The analyses' tables the report reads from each point: name -> CSV in the point's directory.
+TABLES = {
+  "by_length": BY_LENGTH_CSV,
+  "gradients": GRADIENTS_CSV,
+  "decay": DECAY_CSV,
+  "probe": PROBE_CSV,
+}
 # Per-example 0/1 metrics of by_length.csv: their bands resample examples too.
 BINARY = ("sequence_accuracy",)
 _NOT_METRICS = {"returncode", "seconds", "step", "seed", "length", "examples", "in_training_range"}
