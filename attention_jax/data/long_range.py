@@ -14,6 +14,7 @@ import math
 import numpy as np
 from absl import logging
 
+from attention_jax.config_fields import context
 from attention_jax.data import heldout
 from attention_jax.data.batching import IndexedIterator
 from attention_jax.data.vocab import Vocabulary
@@ -158,28 +159,35 @@ HELD_OUT_RULE = {
 MIN_LENGTH = {"adding": 2, "copy_memory": 1, "temporal_order": 10}
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LongRangeConfig:
+  """The ``data.*`` keys a long-range task reads."""
+
+  task: str  # adding | copy_memory | temporal_order
+  seed: int = context()  # the run's seed: training batch i is drawn from (seed, i)
+  batch_size: int = context()  # train.batch_size
+  length: int = 100  # T: the span of the dependency (at least MIN_LENGTH[task])
+  eval_examples: int = 1000  # size of the eval and of the test set
+
+
 class LongRangeTask:
   """A long-range task with the interface of :class:`SyntheticTask`."""
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``data.*`` keys read: the length T and the evaluation set's size."""
-    del config
-    return ("length", "eval_examples")
+  config_class = LongRangeConfig
 
-  def __init__(self, config, workdir: str | None = None):
-    del workdir  # nothing is saved: the vocabulary follows from the config
-    self.name = config.data.task
+  def __init__(self, settings: LongRangeConfig, workdir: str | None = None):
+    del workdir  # nothing is saved: the vocabulary follows from the settings
+    self.name = settings.task
     self.spec = spec(self.name)
     self.objective = self.spec.objective
-    self.length = config.data.length
+    self.length = settings.length
     if self.length < MIN_LENGTH[self.name]:
       raise ValueError(
         f"data.length must be >= {MIN_LENGTH[self.name]} for task {self.name!r}, got {self.length}"
       )
-    self.seed = config.seed
-    self.batch_size = config.train.batch_size
-    self.eval_examples = config.data.eval_examples
+    self.seed = settings.seed
+    self.batch_size = settings.batch_size
+    self.eval_examples = settings.eval_examples
     if self.name == "copy_memory":
       self.src_vocab = self.tgt_vocab = copy_vocabulary()
     elif self.name == "temporal_order":

@@ -18,8 +18,8 @@ from flax import nnx
 
 from attention_jax import attention
 from attention_jax import positions as positions_lib
+from attention_jax.config_fields import context
 from attention_jax.data.vocab import PAD
-from attention_jax.models.hparams import context
 from attention_jax.models.layers import Embed, dropout
 from attention_jax.models.transformer import Block, StackConfig, _key
 

@@ -19,8 +19,9 @@ from flax import nnx
 
 from attention_jax import attention as attention_lib
 from attention_jax import rnn
+from attention_jax.config_fields import read_when
 from attention_jax.data.vocab import PAD
-from attention_jax.models.hparams import RecurrentEncoderDecoder, read_when
+from attention_jax.models.hparams import RecurrentEncoderDecoder
 from attention_jax.models.layers import Embed, Readout, dropout
 
 

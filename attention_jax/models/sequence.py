@@ -19,7 +19,8 @@ from flax import nnx
 
 from attention_jax import rnn
 from attention_jax.attention import masked_softmax
-from attention_jax.models.hparams import Recurrent, context, read_when
+from attention_jax.config_fields import context, read_when
+from attention_jax.models.hparams import Recurrent
 from attention_jax.models.layers import Embed, dropout
 
 

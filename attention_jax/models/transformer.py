@@ -20,8 +20,8 @@ from flax import nnx
 
 from attention_jax import attention
 from attention_jax import positions as positions_lib
+from attention_jax.config_fields import context
 from attention_jax.data.vocab import PAD
-from attention_jax.models.hparams import context
 from attention_jax.models.layers import Embed, dense, dropout
 
 # [T] positions -> [T, dim] sinusoids (Vaswani et al. 2017, Section 3.5).
