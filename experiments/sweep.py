@@ -180,10 +180,10 @@ def main(argv):
   given = {h.name: h.value for h in _RESOURCE_FLAGS if _given(h)}
   slurm_run = _LAUNCHER.value == "slurm" and not _REPORT_ONLY.value
   if slurm_run:  # before the imports of jax and the config: answers at once
-    from attention_jax.sweeps import slurm_options
+    from attention_jax.sweeps import slurm_job
 
     with cli.errors_as_one_line():
-      slurm_options.check(
+      slurm_job.check(
         _CLUSTER.value or "slurm", _WORKDIR.value, given, _WAIT.value, _MAX_RETRIES.value
       )
   from attention_jax.sweeps import runner, slurm, status

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import ROOT, SWEEP_CONFIG, SWEEP_ENV
 
-from attention_jax.sweeps import runner, slurm, slurm_options, status
+from attention_jax.sweeps import runner, slurm, slurm_job, status
 from attention_jax.sweeps.point import JOB_FILE, LOG_FILE, STATUS_FILE, read_json
 from attention_jax.sweeps.slurm_job import COORDINATOR_FILE, TASK_LOG
 
@@ -358,7 +358,7 @@ def fake_slurm(tmp_path, monkeypatch):
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
   monkeypatch.setenv("FAKE_SLURM", str(tmp_path))
   monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-  monkeypatch.setattr(slurm_options, "NOT_SHARED", ())  # tmp_path is in /tmp
+  monkeypatch.setattr(slurm_job, "NOT_SHARED", ())  # tmp_path is in /tmp
   return tmp_path
 
 
@@ -455,7 +455,7 @@ def test_cpu_points_ask_for_no_gpus_and_get_the_notice(fake_slurm, tmp_path):
   ex = slurm.executor_for(
     SimpleNamespace(config_path="c.py"),
     str(tmp_path),
-    slurm_options.merge_options({}, {}, "local"),
+    slurm_job.merge_options({}, {}, "local"),
   )
   assert ex.parameters.get("signal_delay_s") == 90  # not submitit's 30
   assert "gpus_per_node" not in ex.parameters
@@ -581,13 +581,13 @@ def test_local_cluster_gpus(sweep_config, monkeypatch, tmp_path):
   assert "CUDA_VISIBLE_DEVICES" not in unset.env(task)
   # each point its own GPUs from the pool, less those of running jobs
   monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-  monkeypatch.setattr(runner, "gpu_count", lambda: 4)
-  o = slurm_options.merge_options({"gpus_per_point": 2, "array_parallelism": 2}, {}, "local")
+  monkeypatch.setattr(runner, "gpu_ids", lambda: ["0", "1", "2", "3"])
+  o = slurm_job.merge_options({"gpus_per_point": 2, "array_parallelism": 2}, {}, "local")
   assert slurm._local_gpus([p, p], o, set()) == [["0", "1"], ["2", "3"]]
   assert slurm._local_gpus([p], o, {"0", "2"}) == [["1", "3"]]
   with pytest.raises(slurm.SweepError, match="2 point.s. need 4 GPU.s., 3 free"):
     slurm._local_gpus([p, p], o, {"1"})
-  monkeypatch.setattr(runner, "gpu_count", lambda: 3)
+  monkeypatch.setattr(runner, "gpu_ids", lambda: ["0", "1", "2"])
   with pytest.raises(
     slurm.SweepError,
     match=r"^--gpus_per_point 2 × "
@@ -679,14 +679,14 @@ def test_a_child_started_while_stopping_is_stopped(tmp_path):
   is terminated at once instead of running on unseen."""
   from attention_jax.sweeps import point as point_lib
 
-  point_lib._STOPPING.set()  # as if stop_children ran just before Popen
+  point_lib.STOPPING.set()  # as if stop_children ran just before Popen
   try:
     with open(tmp_path / "log", "w") as log:
       rc = point_lib.run_command(
         [sys.executable, "-c", "import time; time.sleep(60)"], str(tmp_path), dict(os.environ), log
       )
   finally:
-    point_lib.reset_stop()
+    point_lib.STOPPING.clear()
   assert rc == -signal.SIGTERM
 
 
@@ -727,18 +727,18 @@ def test_eta_counts_this_attempts_steps_and_all_attempts_seconds(tmp_path):
 
 
 def test_options_flags_over_config_over_defaults():
-  o = slurm_options.merge_options(
+  o = slurm_job.merge_options(
     {"timeout_min": 30},
     {"timeout_min": 45, "gpus_per_point": 2, "slurm_partition": "gpu"},
     "slurm",
     "c.py",
   )
   assert (o.timeout_min, o.gpus_per_point, o.slurm_partition) == (30, 2, "gpu")
-  local = slurm_options.merge_options({}, {"slurm_partition": "gpu", "nodes_per_point": 2}, "local")
+  local = slurm_job.merge_options({}, {"slurm_partition": "gpu", "nodes_per_point": 2}, "local")
   assert local.slurm_partition is None and local.nodes_per_point == 1
   assert (
     local.parallel == 1
-    and slurm_options.merge_options({"array_parallelism": 3}, {}, "local").parallel == 3
+    and slurm_job.merge_options({"array_parallelism": 3}, {}, "local").parallel == 3
   )
   for flags, config, cluster, message in [
     ({}, {"gpus": 1}, "slurm", r"c.py: SLURM key 'gpus' unknown"),
@@ -764,7 +764,7 @@ def test_options_flags_over_config_over_defaults():
     ({}, {}, "pbs", "--cluster 'pbs': expected one of slurm, local, debug"),
   ]:
     with pytest.raises(slurm.SweepError, match=message):
-      slurm_options.merge_options(flags, config, cluster, "c.py")
+      slurm_job.merge_options(flags, config, cluster, "c.py")
 
 
 CLI_ERRORS = [

@@ -1,12 +1,5 @@
-"""Per-point analyses of a trained point, run in the point's own subprocess
-(``python -m experiments.analyze_point``) after training.
-
-``by_length``: accuracy and BLEU per source length up to twice the training
-limit (and, for attention models on tasks with a gold alignment, how their
-attention matches it); ``gradients``: the gradient-through-time curves of the
-point's cell; ``probe``: linear probes of what the context vector and the
-decoder states hold (recurrent encoder–decoders; other points are skipped).
-"""
+"""Per-point analyses after training (``python -m experiments.analyze_point``, in the point's
+own subprocess): ``by_length``, ``gradients``, ``probe``."""
 
 from __future__ import annotations
 
@@ -33,28 +26,17 @@ EXAMPLES_PER_LENGTH = 100
 def eval_by_length(
   workdir: str, max_length: int | None = None, examples_per_length: int = EXAMPLES_PER_LENGTH
 ) -> list[dict[str, Any]]:
-  """Accuracy and BLEU of the trained model in ``workdir`` per source length.
-
-  Sources of lengths 1..``max_length`` (default 2× the training limit, about
-  ``examples_per_length`` of each) are drawn from the task's held-out
-  ``test`` split and scored by ``attention_jax.evaluation.collect`` — the
-  decoding (``eval.*``: greedy or beam) and metrics of
-  ``experiments.evaluate``, BLEU/chrF against the raw references — with one
-  bucket per length. Writes ``workdir/eval/by_length.csv``: ``length``
-  (source length in ``length_unit``: symbols, characters for ``addition``,
-  words for ``reorder``), ``examples``, ``token_accuracy`` (teacher-forced),
-  ``sequence_accuracy`` (exact match of the decoded output), ``bleu``,
-  ``chrf``, ``in_training_range``, ``length_unit``; for attention models on
-  tasks with a gold alignment also ``alignment_accuracy`` and
-  ``gold_attention_mass`` (teacher-forced; ``attention_jax.evaluation``).
-  """
+  """Scores the model in ``workdir`` per source length 1..``max_length`` (default 2× the
+  training limit; about ``examples_per_length`` test sources each) with the decoding and
+  metrics of ``experiments.evaluate`` (``evaluation.collect``) → ``eval/by_length.csv``:
+  token accuracy (teacher-forced), exact match, BLEU, chrF and, with a gold alignment,
+  the attention's alignment accuracy and gold mass."""
   run = workdir_lib.load(workdir)
   config = run.config
   lo, train_max = config.data.train_min_length, config.data.train_max_length
   max_length = max_length or 2 * train_max
   c = config.copy_and_resolve_references()
-  c.data.eval_min_length = 1
-  c.data.eval_max_length = max_length
+  c.data.eval_min_length, c.data.eval_max_length = 1, max_length
   c.data.eval_examples = examples_per_length * max_length
   task = data_lib.make_task(c)
   records = evaluation.collect(run, run.state.params, c, "test", task=task)
@@ -63,35 +45,21 @@ def eval_by_length(
     L = r["min_length"]
     if not r["count"] or L > max_length:
       continue
-    rows.append(
-      {
-        "length": L,
-        "examples": r["count"],
-        "token_accuracy": r["token_accuracy"],
-        "sequence_accuracy": r["sequence_accuracy"],
-        "bleu": r.get("bleu"),
-        "chrf": r.get("chrf"),
-        "in_training_range": int(lo <= L <= train_max),
-        "length_unit": task.length_unit,
-        **(
-          {k: r[k] for k in ("alignment_accuracy", "gold_attention_mass")}
-          if records.alignment is not None
-          else {}
-        ),
-      }
-    )
+    row = {"length": L, "examples": r["count"]}
+    row.update({k: r[k] for k in ("token_accuracy", "sequence_accuracy")})
+    row.update(bleu=r.get("bleu"), chrf=r.get("chrf"), in_training_range=int(lo <= L <= train_max))
+    row["length_unit"] = task.length_unit
+    if records.alignment is not None:
+      row.update({k: r[k] for k in ("alignment_accuracy", "gold_attention_mass")})
+    rows.append(row)
   os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
   write_csv(os.path.join(workdir, BY_LENGTH_CSV), rows)
   return rows
 
 
 def gradient_curves(workdir: str, examples: int = 64) -> dict[str, Any]:
-  """‖∂L/∂h_t‖ of the point's own cell at initialization and after training.
-
-  ``attention_jax.gradients.analyze_workdir`` (float64, readout included,
-  fitted decay per step) → ``workdir/gradients/{gradients,decay}.csv`` and
-  ``gradients.png``.
-  """
+  """‖∂L/∂h_t‖ of the point's cell at initialization and trained
+  (``gradients.analyze_workdir``) → ``gradients/{gradients,decay}.csv`` and ``gradients.png``."""
   model = workdir_lib.read_config(workdir).model
   label = "attention" if model.pooling == "attention" else model.cell
   variant = (label, model.cell, model.pooling)
@@ -99,14 +67,11 @@ def gradient_curves(workdir: str, examples: int = 64) -> dict[str, Any]:
 
 
 def probe_point(workdir: str) -> dict[str, Any] | None:
-  """``attention_jax.probe`` on the point (test sources, 200 per length, the
-  default decoder lengths) → ``workdir/probe/``; a point whose model has no
-  recurrent state to probe is skipped with a log line (None)."""
+  """``attention_jax.probe`` on the point → ``probe/`` (None: no recurrent state, skipped)."""
   config = workdir_lib.read_config(workdir)
   if config.model.name not in probe_lib.PROBE_MODELS:
-    logging.info(
-      "probe: skipped %s (model %r has no recurrent state to probe)", workdir, config.model.name
-    )
+    name = config.model.name
+    logging.info("probe: skipped %s (model %r has no recurrent state to probe)", workdir, name)
     return None
   return probe_lib.probe_workdir(workdir)
 

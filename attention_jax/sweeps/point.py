@@ -1,23 +1,10 @@
-"""One point of a sweep: its files, its commands, its environment, its run.
+"""One point of a sweep: its files, commands, environment and run.
 
-:func:`run_point` is the one place a point runs, whichever launcher started
-it — the ``local`` launcher (:mod:`.runner`) or a task of a Slurm job array
-(:mod:`.slurm_job`): ``python -m experiments.run`` in the point's workdir
-``DIR/<slug>/``, then any analyses (``python -m experiments.analyze_point``),
-each a subprocess of the same interpreter with the directory that holds the
-``attention_jax`` package on ``PYTHONPATH`` and the sweep command's working
-directory as theirs (relative data paths mean what they meant there).
-
-It keeps the point's ``sweep_status.json`` current: ``running`` (host, pid,
-the running command's ``run_pid``, start time, attempt, the step this attempt
-started from) while it runs, then ``done``, ``failed`` (a reason of
-its own: exit code, the command, the last log lines) or ``stopped`` (stopped
-from outside — SIGTERM, a preemption, Ctrl-C — after saving its step, exit
-code 75: a re-run resumes it), with this attempt's ``seconds`` and all
-attempts' ``total_seconds``.
-
-This module imports neither jax nor a config: a Slurm task that only
-supervises its point's subprocesses starts in a fraction of a second.
+:func:`run_point` is the one place a point runs, whichever launcher started it: ``python -m
+experiments.run`` in ``DIR/<slug>/``, then the analyses, each a subprocess in the sweep
+command's working directory, keeping ``sweep_status.json`` current (``running``, then
+``done``, ``failed``: a reason of its own, or ``stopped``: from outside, exit 75, a re-run
+resumes it). Imports neither jax nor a config, so that a Slurm task starts at once.
 """
 
 from __future__ import annotations
@@ -38,8 +25,7 @@ from attention_jax import fileio
 from attention_jax.errors import EXIT_INTERRUPTED, EXIT_PREEMPTED
 
 # A point's directory holds its run (a workdir) and these sweep files.
-STATUS_FILE = "sweep_status.json"  # running | done | failed | stopped, exit code,
-# seconds, log tail
+STATUS_FILE = "sweep_status.json"  # running | done | failed | stopped, exit code, log tail
 POINT_FILE = "sweep_point.json"  # the point's overrides and config
 LOG_FILE = "sweep.log"  # the point's subprocesses' output
 JOB_FILE = "sweep_job.json"  # its latest scheduler job (--launcher slurm)
@@ -77,39 +63,27 @@ class Sweep:
   seeds: tuple[int, ...] = ()  # the seeds each point runs with (() or one: the config's)
 
 
-def _cli_value(value: Any) -> str:
-  return repr(value) if isinstance(value, float) else str(value)
-
-
 def train_command(sweep: Sweep, point: Point) -> list[str]:
   spec = sweep.config_path + (f":{sweep.arg}" if sweep.arg is not None else "")
   cmd = [sys.executable, "-m", "experiments.run", f"--config={spec}", f"--workdir={point.workdir}"]
-  cmd += [f"--config.{k}={_cli_value(v)}" for k, v in sorted(point.overrides.items())]
-  return cmd
+  return cmd + [
+    f"--config.{k}={repr(v) if isinstance(v, float) else v}"
+    for k, v in sorted(point.overrides.items())
+  ]
 
 
 def analysis_command(sweep: Sweep, point: Point) -> list[str] | None:
-  if not sweep.analyses:
-    return None
-  return [
-    sys.executable,
-    "-m",
-    "experiments.analyze_point",
-    f"--workdir={point.workdir}",
-    f"--analyses={','.join(sweep.analyses)}",
-  ]
+  names = ",".join(sweep.analyses)
+  module, workdir = "experiments.analyze_point", f"--workdir={point.workdir}"
+  return [sys.executable, "-m", module, workdir, f"--analyses={names}"] if names else None
 
 
 def point_env(
   jobs: int, device: int | None, gpus: int, threads: int | None = None
 ) -> dict[str, str]:
-  """The environment of one point's subprocess.
-
-  GPU: the point sees one GPU (``CUDA_VISIBLE_DEVICES``) and does not
-  preallocate 75% of its memory. CPU: each of the ``jobs`` parallel points
-  gets ``cores // jobs`` threads (or ``threads``, when given), so the points
-  share the cores instead of each spawning a pool the size of the machine.
-  """
+  """The environment of one point's subprocess. GPU: it sees its GPU ``device`` and does not
+  preallocate. CPU: each of ``jobs`` parallel points gets ``cores // jobs`` threads (or
+  ``threads``), so that they share the cores instead of each sizing a pool to the machine."""
   env = dict(os.environ)
   env["PYTHONPATH"] = PACKAGE_PARENT + (
     os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
@@ -129,7 +103,6 @@ def point_env(
 
 
 def write_json(path: str, obj) -> None:
-  """Writes ``obj`` as JSON, atomically (a reader never sees half a file)."""
   fileio.atomic_write_json(path, obj, indent=2, sort_keys=True)
 
 
@@ -141,23 +114,15 @@ def read_json(path: str) -> dict | None:
     return None
 
 
-def _tail(path: str, n: int = 20) -> list[str]:
-  try:
-    with open(path, encoding="utf-8", errors="replace") as f:
-      return [line.rstrip("\n") for line in f.readlines()[-n:]]
-  except OSError:
-    return []
-
-
 _CHILDREN: set = set()  # running point subprocesses
 _CHILDREN_LOCK = threading.Lock()
-_STOPPING = threading.Event()
+STOPPING = threading.Event()  # set by stop_children: no point subprocess starts (clear: again)
 
 
 def stop_children(timeout: float = 30) -> None:
-  """Stops the running points: SIGTERM (each saves the step in progress and
-  exits 75; a re-run resumes it), SIGKILL after ``timeout`` seconds."""
-  _STOPPING.set()
+  """Stops the running points: SIGTERM (each saves its step and exits 75), SIGKILL after
+  ``timeout`` seconds."""
+  STOPPING.set()
   with _CHILDREN_LOCK:
     procs = list(_CHILDREN)
   for proc in procs:
@@ -169,19 +134,9 @@ def stop_children(timeout: float = 30) -> None:
       proc.kill()
 
 
-def reset_stop() -> None:
-  """Lets point subprocesses start again after :func:`stop_children`."""
-  _STOPPING.clear()
-
-
-def stopping() -> bool:
-  return _STOPPING.is_set()
-
-
 def run_command(cmd: list[str], cwd: str, env: dict[str, str], log, on_start=None) -> int:
-  """Runs one of a point's commands, its output appended to ``log``; returns
-  its exit code. :func:`stop_children` reaches it while it runs, even if it
-  is called while the command starts; ``on_start(pid)`` runs once it has."""
+  """Runs one of a point's commands, its output appended to ``log``; returns its exit code.
+  :func:`stop_children` reaches it, even while it starts; then ``on_start(pid)`` runs."""
   log.write(f"$ {' '.join(cmd)}\n")
   log.flush()
   proc = subprocess.Popen(
@@ -189,7 +144,7 @@ def run_command(cmd: list[str], cwd: str, env: dict[str, str], log, on_start=Non
   )
   with _CHILDREN_LOCK:
     _CHILDREN.add(proc)
-    if _STOPPING.is_set():  # stop_children ran between the check and Popen
+    if STOPPING.is_set():  # stop_children ran between the check and Popen
       proc.terminate()
   if on_start is not None:
     on_start(proc.pid)
@@ -200,9 +155,9 @@ def run_command(cmd: list[str], cwd: str, env: dict[str, str], log, on_start=Non
       _CHILDREN.discard(proc)
 
 
-def _last_step(point_dir: str) -> int | None:
-  """The step of the last row of ``metrics.jsonl`` (None: no row yet); a
-  last line cut short by a crash is skipped."""
+def last_step(point_dir: str) -> int | None:
+  """The step of the last row of ``metrics.jsonl`` (None: no row yet); a last line cut short
+  (a crash, a write in progress) is skipped."""
   try:
     with open(os.path.join(point_dir, "metrics.jsonl"), "rb") as f:
       lines = [line for line in f.read().splitlines() if line.strip()]
@@ -217,31 +172,17 @@ def _last_step(point_dir: str) -> int | None:
 
 
 def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None = None) -> dict:
-  """Trains and analyzes one point in subprocesses; returns its status.
-
-  ``job``: what the launcher knows of the job running it (id, cluster), kept
-  in the status. The status file says ``running`` from the start, then
-  ``done``, ``failed`` or ``stopped`` (see the module's docstring).
-  """
+  """Trains and analyzes one point in subprocesses; returns its status (with ``job``: the id
+  and cluster of the job running it)."""
   os.makedirs(point.workdir, exist_ok=True)
-  write_json(
-    os.path.join(point.workdir, POINT_FILE),
-    {
-      "overrides": point.overrides,
-      "config": sweep.config_path,
-      "arg": sweep.arg,
-      "slug": point.slug,
-    },
-  )
+  record = {"overrides": point.overrides, "config": sweep.config_path, "arg": sweep.arg}
+  write_json(os.path.join(point.workdir, POINT_FILE), dict(record, slug=point.slug))
   status_path = os.path.join(point.workdir, STATUS_FILE)
   log_path = os.path.join(point.workdir, LOG_FILE)
   t0 = time.time()
   previous = read_json(status_path) or {}
-  before = (
-    0.0
-    if previous.get("status") == "done"
-    else float(previous.get("total_seconds") or previous.get("seconds") or 0.0)
-  )
+  before = float(previous.get("total_seconds") or previous.get("seconds") or 0.0)
+  before = 0.0 if previous.get("status") == "done" else before
   status = {
     "status": "running",
     "overrides": point.overrides,
@@ -249,7 +190,7 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None 
     "host": socket.gethostname(),
     "pid": os.getpid(),
     "attempt": int(previous.get("attempt", 0)) + 1,
-    "start_step": _last_step(point.workdir),
+    "start_step": last_step(point.workdir),
     **(job or {}),
   }
   write_json(status_path, status)
@@ -261,31 +202,25 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None 
   status.update(status="done", returncode=0)
   status.pop("pid")
   with open(log_path, "a", encoding="utf-8") as log:
-    for cmd in (train_command(sweep, point), analysis_command(sweep, point)):
-      if cmd is None:
-        continue
-      if _STOPPING.is_set():
+    for cmd in filter(None, (train_command(sweep, point), analysis_command(sweep, point))):
+      if STOPPING.is_set():
         status.update(status="stopped", returncode=None)
         break
       rc = run_command(cmd, sweep.cwd, env, log, started)
-      if rc != 0 or _STOPPING.is_set():
+      if rc != 0 or STOPPING.is_set():
         # 75/130: the run saved its step (SIGTERM/Ctrl-C); -SIGTERM/-SIGINT:
         # an analysis stopped (--cancel, Ctrl-C to the process group)
-        stopped = _STOPPING.is_set() or rc in (
-          EXIT_PREEMPTED,
-          EXIT_INTERRUPTED,
-          -signal.SIGTERM,
-          -signal.SIGINT,
-        )
-        status.update(
-          status="stopped" if stopped else "failed", returncode=rc, command=" ".join(cmd)
-        )
+        stops = (EXIT_PREEMPTED, EXIT_INTERRUPTED, -signal.SIGTERM, -signal.SIGINT)
+        stopped = STOPPING.is_set() or rc in stops
+        status.update(status="stopped" if stopped else "failed", returncode=rc)
+        status["command"] = " ".join(cmd)
         break
   status["seconds"] = round(time.time() - t0, 1)
   status["total_seconds"] = round(before + status["seconds"], 1)  # all attempts
   status["finished"] = time.time()
   if status["status"] != "done":
-    status["log_tail"] = _tail(log_path)
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+      status["log_tail"] = [line.rstrip("\n") for line in f.readlines()[-20:]]
   write_json(status_path, status)
   return status
 
@@ -293,14 +228,8 @@ def run_point(sweep: Sweep, point: Point, env: dict[str, str], job: dict | None 
 def record_failure(point: Point, message: str, job: dict | None = None) -> dict:
   """Records a point that could not run at all (its launcher failed)."""
   os.makedirs(point.workdir, exist_ok=True)
-  status = {
-    "status": "failed",
-    "returncode": None,
-    "overrides": point.overrides,
-    "finished": time.time(),
-    "log_tail": [f"error: {message}"],
-    **(job or {}),
-  }
+  status = {"status": "failed", "returncode": None, "overrides": point.overrides}
+  status.update(finished=time.time(), log_tail=[f"error: {message}"], **(job or {}))
   write_json(os.path.join(point.workdir, STATUS_FILE), status)
   return status
 

@@ -1,17 +1,6 @@
-"""The ``local`` launcher: a sweep's points as subprocesses of the sweep
-command, failures isolated.
-
-``run_sweep`` runs every point (:func:`attention_jax.sweeps.point.run_point`:
-``python -m experiments.run`` in its own subprocess and workdir
-``DIR/<slug>/``, then any analyses), ``jobs`` at a time. A point that
-finished (``sweep_status.json`` says ``done``) is skipped on re-run; a failed
-one is recorded with its exit code and the last lines of its log, and the
-rest go on. At the end ``DIR/summary.csv``, ``DIR/summary.md``,
-``DIR/plots/*.png`` and ``DIR/report.md`` are (re)written from every point's
-workdir (:mod:`attention_jax.sweeps.report`). The progress lines, the
-summary and the report are shared with the ``slurm`` launcher
-(:mod:`attention_jax.sweeps.slurm`).
-"""
+"""The ``local`` launcher: a sweep's points as subprocesses of the sweep command, ``--jobs N``
+at a time, failures isolated; with what both launchers share: the progress lines,
+``sweep.json`` and the report at the end (:mod:`.report`)."""
 
 from __future__ import annotations
 
@@ -27,119 +16,88 @@ import time
 from collections.abc import Callable
 
 from attention_jax.errors import SweepError
+from attention_jax.sweeps import point as point_lib
 from attention_jax.sweeps import report
-from attention_jax.sweeps.point import (
-  LOG_FILE,
-  SWEEP_FILE,
-  Point,
-  Sweep,
-  hms,
-  point_env,
-  read_json,
-  read_status,
-  reset_stop,
-  run_point,
-  stop_children,
-  stopping,
-  write_json,
-)
+from attention_jax.sweeps.point import LOG_FILE, STOPPING, SWEEP_FILE, Point, Sweep, hms
 from attention_jax.sweeps.spec import load_sweep
 
 
-def gpu_count() -> int:
-  """GPUs visible to subprocesses (``nvidia-smi -L``), without importing jax."""
+def gpu_ids() -> list[str]:
+  """The GPUs subprocesses see (``CUDA_VISIBLE_DEVICES``, or 0 .. n-1, as far as ``nvidia-smi
+  -L`` counts), without importing jax."""
   visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-  if visible is not None and visible.strip() in ("", "-1"):
-    return 0
-  if shutil.which("nvidia-smi") is None:
-    return 0
+  if (visible is not None and visible.strip() in ("", "-1")) or not shutil.which("nvidia-smi"):
+    return []
   try:
     out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
   except (OSError, subprocess.SubprocessError):
-    return 0
+    return []
   n = sum(1 for line in out.splitlines() if line.startswith("GPU "))
-  if visible:
-    n = min(n, len([v for v in visible.split(",") if v.strip()]))
-  return n
+  ids = [v.strip() for v in (visible or "").split(",") if v.strip()]
+  return (ids or [str(i) for i in range(n)])[:n]
 
 
-def eta(durations: list[float], remaining: int, slots: int) -> float:
-  """Seconds left: ``remaining`` points, each taking the mean of
-  ``durations``, ``slots`` at a time."""
-  if not remaining:
-    return 0.0
-  if not durations:
-    return math.nan
-  return sum(durations) / len(durations) * math.ceil(remaining / max(1, slots))
+class Progress:
+  """Prints ``[3/7] slug: done in 41s; elapsed 0:02:10, ETA 0:03:00`` per finished point (with
+  the exit code and log when it did not finish); the ETA: the mean point time so far per
+  round of ``slots`` points."""
 
+  def __init__(self, total: int, slots: int, print_fn: Callable[[str], None]):
+    self.total, self.slots, self.print_fn = total, max(1, slots), print_fn
+    self.t0, self.durations = time.time(), []
 
-def progress_line(
-  n: int, total: int, point: Point, st: dict, elapsed: float, seconds_left: float
-) -> str:
-  """``[3/7] slug: done in 41s; elapsed 0:02:10, ETA 0:03:00`` (with the exit
-  code and the log's path when it did not finish)."""
-  extra = (
-    ""
-    if st["status"] == "done"
-    else (f" (exit {st.get('returncode')}; see {os.path.join(point.workdir, LOG_FILE)})")
-  )
-  left = "?" if math.isnan(seconds_left) else hms(seconds_left)
-  return (
-    f"[{n}/{total}] {point.slug}: {st['status']}{extra} in "
-    f"{st.get('seconds') or 0:.0f}s; elapsed {hms(elapsed)}, ETA {left}"
-  )
+  def __call__(self, point: Point, st: dict) -> None:
+    elapsed = time.time() - self.t0
+    self.durations.append(st.get("seconds") or elapsed)
+    n, ds = len(self.durations), self.durations
+    left = sum(ds) / n * math.ceil((self.total - n) / self.slots) if self.total > n else 0.0
+    log = os.path.join(point.workdir, LOG_FILE)
+    extra = "" if st["status"] == "done" else f" (exit {st.get('returncode')}; see {log})"
+    self.print_fn(
+      f"[{n}/{self.total}] {point.slug}: {st['status']}{extra} in "
+      f"{st.get('seconds') or 0:.0f}s; elapsed {hms(elapsed)}, ETA {hms(left)}"
+    )
 
 
 def write_sweep_file(sweep: Sweep, workdir: str, launcher: dict | None) -> None:
-  """``DIR/sweep.json``: the points (slug, overrides, steps) and the launcher
-  that runs them (kept from the file when ``launcher`` is None), for
-  ``--status`` and ``--cancel``, which read no config file."""
+  """``DIR/sweep.json`` (for ``--status`` and ``--cancel``, which read no config): the points
+  and the launcher that runs them (None: the one in the file)."""
   path = os.path.join(workdir, SWEEP_FILE)
   if launcher is None:
-    launcher = (read_json(path) or {}).get("launcher")
-  write_json(
-    path,
-    {
-      "config": sweep.config_path,
-      "arg": sweep.arg,
-      "title": sweep.title,
-      "launcher": launcher,
-      "seeds": list(sweep.seeds),
-      "points": [
-        {"slug": p.slug, "overrides": p.overrides, "steps": p.steps, "point": p.point}
-        for p in sweep.points
-      ],
-    },
-  )
-
-
-def report_so_far(
-  sweep: Sweep, workdir: str, print_fn: Callable[[str], None] = print
-) -> list[dict]:
-  """Writes the summary and report of the points finished so far (the others
-  appear as they stand: ``not run``, ``running``, ``failed``, ``stopped``)."""
-  statuses = [
-    dict(read_status(p.workdir) or {"status": "not run"}, slug=p.slug) for p in sweep.points
+    launcher = (point_lib.read_json(path) or {}).get("launcher")
+  points = [
+    {"slug": p.slug, "overrides": p.overrides, "steps": p.steps, "point": p.point}
+    for p in sweep.points
   ]
-  report.write_outputs(sweep, workdir, statuses)
-  n = sum(s["status"] == "done" for s in statuses)
-  print_fn(f"wrote the summary and report of {n} finished of {len(statuses)} points in {workdir}")
-  return statuses
+  info = {"config": sweep.config_path, "arg": sweep.arg, "title": sweep.title}
+  point_lib.write_json(path, dict(info, launcher=launcher, seeds=list(sweep.seeds), points=points))
 
 
 def finish(
-  sweep: Sweep, workdir: str, results: dict[str, dict], print_fn: Callable[[str], None]
+  sweep: Sweep, workdir: str, print_fn: Callable[[str], None], results: dict | None = None
 ) -> list[dict]:
-  """Writes the summary, plots and report of a sweep whose points ran."""
+  """Writes the summary, plots and report from ``results`` (slug -> status) of the points
+  that ran, or (None) of those finished so far (the others as they stand, or ``not run``)."""
+  so_far = results is None
+  if so_far:
+    results = {
+      p.slug: point_lib.read_status(p.workdir) or {"status": "not run"} for p in sweep.points
+    }
   statuses = [dict(results[p.slug], slug=p.slug) for p in sweep.points]
   report.write_outputs(sweep, workdir, statuses)
-  failed = [s for s in statuses if s["status"] == "failed"]
-  stopped = [s for s in statuses if s["status"] == "stopped"]
-  print_fn(
-    f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, "
-    f"report.md and plots/; {len(failed)} point(s) failed"
-    + (f", {len(stopped)} stopped (a re-run resumes them)" if stopped else "")
+  done, failed, stopped = (
+    sum(s["status"] == k for s in statuses) for k in ("done", "failed", "stopped")
   )
+  if so_far:
+    print_fn(
+      f"wrote the summary and report of {done} finished of {len(statuses)} points in {workdir}"
+    )
+  else:
+    print_fn(
+      f"wrote {os.path.join(workdir, 'summary.csv')}, summary.md, report.md and plots/; "
+      f"{failed} point(s) failed"
+      + (f", {stopped} stopped (a re-run resumes them)" if stopped else "")
+    )
   return statuses
 
 
@@ -153,20 +111,10 @@ def run_sweep(
   max_retries: int = 0,
   seeds: int | None = None,
 ) -> list[dict]:
-  """The ``local`` launcher: runs every unfinished point as subprocesses of
-  this process, ``jobs`` at a time, then writes the summary, plots and report.
-
-  ``reanalyze``: finished points run again too — training finds its final
-  checkpoint and returns at once, the analyses run anew (after they changed).
-  ``report_only``: run nothing; write the summary and report of the points
-  that have finished so far (the others appear as ``not run``).
-  ``max_retries``: a point that fails for a reason of its own runs again, at
-  most this many times.
-  ``seeds``: ``--seeds N`` (default: the config's ``SEEDS``, else one); each
-  seed-run is a point of its own here (skipped when done, retried, resumed).
-  Returns one status dict per point (``done``, ``failed``, ``stopped``,
-  ``skipped`` or ``not run``).
-  """
+  """Runs every unfinished point (each seed-run is one) ``jobs`` at a time, then writes the
+  summary, plots and report; returns one status per point. ``reanalyze``: finished points
+  too (training returns at once, the analyses run anew); ``report_only``: run nothing;
+  ``max_retries``: runs again of a point that failed for a reason of its own."""
   if max_retries < 0:
     raise SweepError(f"--max_retries must be >= 0, got {max_retries}")
   workdir = os.path.abspath(workdir)
@@ -174,14 +122,13 @@ def run_sweep(
   os.makedirs(workdir, exist_ok=True)
   if report_only:
     write_sweep_file(sweep, workdir, None)
-    return report_so_far(sweep, workdir, print_fn)
-  gpus = gpu_count()
-  slots = min(jobs, gpus) if gpus else jobs
-  slots = max(1, slots)
+    return finish(sweep, workdir, print_fn)
+  gpus = len(gpu_ids())
+  slots = max(1, min(jobs, gpus) if gpus else jobs)
   write_sweep_file(sweep, workdir, {"name": "local", "jobs": slots})
   todo, results = [], {}
   for p in sweep.points:
-    st = read_status(p.workdir)
+    st = point_lib.read_status(p.workdir)
     if st and st.get("status") == "done" and not reanalyze:
       results[p.slug] = dict(st, status="skipped")
     else:
@@ -200,36 +147,29 @@ def run_sweep(
   devices: queue.Queue = queue.Queue()
   for i in range(slots):
     devices.put(i)
+  progress = Progress(len(todo), slots, print_fn)
 
   def work(point: Point) -> dict:
     status = {"status": "interrupted"}
     for attempt in range(max_retries + 1):
-      if stopping():  # queued when the sweep was interrupted
+      if STOPPING.is_set():  # queued when the sweep was interrupted
         return {"status": "interrupted"}
       if attempt:
-        print_fn(
-          f"{point.slug}: failed (exit {status.get('returncode')}); "
-          f"retry {attempt} of {max_retries}"
-        )
+        rc = status.get("returncode")
+        print_fn(f"{point.slug}: failed (exit {rc}); retry {attempt} of {max_retries}")
       device = devices.get()
       try:
-        status = run_point(sweep, point, point_env(slots, device, gpus))
+        status = point_lib.run_point(sweep, point, point_lib.point_env(slots, device, gpus))
       finally:
         devices.put(device)
       if status["status"] != "failed":
         break
     return status
 
-  t0, done, durations = time.time(), 0, []
-  lock = threading.Lock()
-  reset_stop()
+  STOPPING.clear()
   previous = None
-  if threading.current_thread() is threading.main_thread():
-
-    def on_term(signum, frame):
-      raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+  if threading.current_thread() is threading.main_thread():  # SIGTERM as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=slots)
   try:
     futures = {pool.submit(work, p): p for p in todo}
@@ -238,27 +178,17 @@ def run_sweep(
       try:
         st = fut.result()
       except Exception as e:  # noqa: BLE001 - the runner itself failed
-        st = {
-          "status": "failed",
-          "returncode": None,
-          "overrides": p.overrides,
-          "log_tail": [f"{type(e).__name__}: {e}"],
-        }
-      with lock:
-        results[p.slug] = st
-        done += 1
-        elapsed = time.time() - t0
-        durations.append(st.get("seconds") or elapsed)
-        print_fn(
-          progress_line(done, len(todo), p, st, elapsed, eta(durations, len(todo) - done, slots))
-        )
+        st = {"status": "failed", "returncode": None, "overrides": p.overrides}
+        st["log_tail"] = [f"{type(e).__name__}: {e}"]
+      results[p.slug] = st
+      progress(p, st)
   except KeyboardInterrupt:
     print_fn("interrupted: stopping the running points (a re-run resumes them)")
-    stop_children()
+    point_lib.stop_children()
     pool.shutdown(wait=True, cancel_futures=True)
     raise
   finally:
     pool.shutdown(wait=True)
     if previous is not None:
       signal.signal(signal.SIGTERM, previous)
-  return finish(sweep, workdir, results, print_fn)
+  return finish(sweep, workdir, print_fn, results)

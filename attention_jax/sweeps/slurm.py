@@ -1,19 +1,15 @@
-"""The ``slurm`` launcher: a sweep's points as one job array through submitit.
-
-Each array task runs :class:`.slurm_job.PointJob` (the point's
-:func:`.point.run_point`, as the local launcher does), so the summary, plots
-and report are the same whichever launcher ran the points. Job states and
-cancellation go through submitit's job objects and its sacct watcher; added
-here is what submitit lacks: ``squeue`` for the jobs sacct does not know, a job
-neither can tell taken as alive (its point is never submitted twice), the
-resubmission of stopped points and the retries of failed ones. Clusters:
-``slurm`` (sbatch), ``local`` (submitit's local executor, this machine) and
-``debug`` (each point inside this command). Layout and signals: docs/sweeps.md.
-"""
+"""The ``slurm`` launcher: a sweep's points as one job array through submitit, each task a
+:class:`.slurm_job.PointJob` (:func:`.point.run_point`, as the local launcher), so the report
+is the same whichever launcher ran them. Job states and cancellation go through submitit's jobs
+and sacct watcher; added here is what submitit lacks: ``squeue`` for jobs sacct does not know,
+a job neither can tell taken as alive (never submitted twice), the resubmission of stopped
+points and retries of failed ones. Clusters: ``slurm``, ``local`` (submitit's local executor)
+and ``debug`` (in this command). Layout and signals: docs/sweeps.md."""
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
@@ -30,10 +26,9 @@ from submitit.slurm.slurm import SlurmInfoWatcher
 
 from attention_jax.errors import SweepError
 from attention_jax.sweeps import point as point_lib
-from attention_jax.sweeps import runner, slurm_options, status
+from attention_jax.sweeps import runner, slurm_job, status
 from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, Point, Sweep
-from attention_jax.sweeps.slurm_job import STOP_TIMEOUT_S, PointJob
-from attention_jax.sweeps.slurm_options import SIGNAL_DELAY_S, Options, merge_options
+from attention_jax.sweeps.slurm_job import SIGNAL_DELAY_S, STOP_TIMEOUT_S, Options, PointJob
 from attention_jax.sweeps.spec import load_sweep
 
 SUBMITIT_DIR = "slurm"  # S/slurm/<job id>_*
@@ -60,26 +55,19 @@ class Launch:
   seeds: int | None = None  # --seeds N (each seed-run is one array task); None: the config's
 
 
-# --------------------------------------------------------------------------
-# Job states
-
-
 def refresh_slurm(job_ids) -> None:
-  """The states of ``job_ids``: one sacct call through submitit's watcher,
-  then ``squeue`` for the jobs sacct does not know (its database lags, or it
-  is down). A job neither answers for stays unknown: :func:`job_state` says
-  None."""
+  """The states of ``job_ids``: one sacct call through submitit's watcher, then ``squeue`` for
+  the jobs sacct does not know (it lags, or is down); neither: unknown (:func:`job_state`
+  None)."""
   job_ids = sorted(set(job_ids))
-  # A new watcher each time: submitit's shared one never asks again about a
-  # job it took for ended (SUSPENDED, which resumes).
+  # A new watcher each time: submitit's shared one never asks again about a job it took for
+  # ended (SUSPENDED, which resumes).
   watcher = SlurmInfoWatcher()
   for job_id in job_ids:
     _STATES.pop(job_id, None)
     watcher.register_job(job_id)
   if job_ids and shutil.which("sacct"):
-    # A failed sacct is a submitit warning on stdout and stderr; squeue
-    # answers next, and a job neither knows is named by the caller.
-    logger = logging.getLogger("submitit")
+    logger = logging.getLogger("submitit")  # a failed sacct: its warning; squeue answers next
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
@@ -87,8 +75,7 @@ def refresh_slurm(job_ids) -> None:
     finally:
       logger.setLevel(level)
   for job_id in job_ids:
-    state = watcher.get_state(job_id, mode="cache")
-    if state != "UNKNOWN":  # submitit's word for "sacct said nothing"
+    if (state := watcher.get_state(job_id, mode="cache")) != "UNKNOWN":  # sacct said something
       _STATES[job_id] = state
   missing = [i for i in job_ids if i not in _STATES]
   if missing and shutil.which("squeue"):
@@ -102,27 +89,20 @@ def refresh_slurm(job_ids) -> None:
       _STATES.update({i: info[i]["State"] for i in missing if info.get(i, {}).get("State")})
 
 
-def _slurm_state(job_id: str) -> str | None:
-  words = _STATES.get(job_id, "").split()  # CANCELLED by 1
-  if not words:
-    return None
-  word = words[0].upper()
-  return "pending" if word in _PENDING else "running" if word in _RUNNING else "ended"
-
-
 def job_state(record: dict, job=None) -> str | None:
-  """``pending``, ``running``, ``ended`` or None (cannot tell) for a point's
-  job record, from the submitit ``job`` when this process submitted it.
-  Slurm states come from the last :func:`refresh_slurm`; a local job is
-  alive while its submitit controller process is; a debug job runs inside
-  the command that submitted it."""
+  """``pending``, ``running``, ``ended`` or None (cannot tell) for a point's job record (with
+  the submitit ``job`` if this process submitted it): on Slurm from the last
+  :func:`refresh_slurm`; a local job lives while its submitit controller does."""
   cluster = record.get("cluster")
   if cluster == "slurm":
-    return _slurm_state(record["job_id"])
-  if cluster == "local":
-    if job is not None:
-      return "running" if job.state == "RUNNING" else "ended"
-    pid = int(record["job_id"])  # a job of another command: its controller
+    word = (_STATES.get(record["job_id"], "").split() or [""])[0].upper()  # CANCELLED by 1
+    if not word:
+      return None
+    return "pending" if word in _PENDING else "running" if word in _RUNNING else "ended"
+  if cluster == "local" and job is not None:
+    return "running" if job.state == "RUNNING" else "ended"
+  if cluster == "local":  # a job of another command: its controller
+    pid = int(record["job_id"])
     try:
       with open(f"/proc/{pid}/cmdline", "rb") as f:
         ours = b"submitit" in f.read()
@@ -134,26 +114,23 @@ def job_state(record: dict, job=None) -> str | None:
   return None
 
 
+def _records(sweep_dir: str, slugs) -> dict[str, dict | None]:
+  """Each point's job record, the Slurm jobs' states refreshed (one sacct call)."""
+  records = {s: point_lib.read_json(os.path.join(sweep_dir, s, JOB_FILE)) for s in slugs}
+  refresh_slurm(r["job_id"] for r in records.values() if r and r.get("cluster") == "slurm")
+  return records
+
+
 def job_states(sweep_dir: str) -> status.JobState:
-  """A ``job_state`` for :func:`status.status_lines`: Slurm states of every
-  point of the sweep in ``sweep_dir``, from one sacct call."""
+  """A ``job_state`` for :func:`status.status_lines`, Slurm's from one sacct call."""
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE)) or {}
-  records = [
-    point_lib.read_json(os.path.join(sweep_dir, p["slug"], JOB_FILE))
-    for p in info.get("points", [])
-  ]
-  refresh_slurm(r["job_id"] for r in records if r and r.get("cluster") == "slurm")
+  _records(sweep_dir, [p["slug"] for p in info.get("points", [])])
   return job_state
 
 
-# --------------------------------------------------------------------------
-# Submission
-
-
 def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Executor:
-  """submitit's executor of ``options.cluster``, with the points' resources
-  (the local one with Slurm's notice before the time limit, which submitit's
-  AutoExecutor cannot pass it)."""
+  """submitit's executor of ``options.cluster``, with the points' resources (the local one
+  with Slurm's notice before the time limit, which the AutoExecutor cannot pass)."""
   folder = os.path.join(workdir, SUBMITIT_DIR)
   if options.cluster == "debug":
     return submitit.DebugExecutor(folder)
@@ -167,14 +144,13 @@ def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Execu
   else:
     executor = submitit.SlurmExecutor(folder, max_num_timeout=MAX_NUM_TIMEOUT)
     name = os.path.splitext(os.path.basename(sweep.config_path))[0]
-    params.update(
-      job_name=f"sweep_{name}", time=options.timeout_min, ntasks_per_node=options.tasks_per_node
-    )
+    params.update(job_name=f"sweep_{name}", time=options.timeout_min)
+    params.update(ntasks_per_node=options.tasks_per_node)
     if options.gpus_per_point:
       params["gpus_per_node"] = options.gpus_per_point // options.nodes_per_point
     for key in ("partition", "account", "qos"):
-      if getattr(options, f"slurm_{key}"):
-        params[key] = getattr(options, f"slurm_{key}")
+      if value := getattr(options, f"slurm_{key}"):
+        params[key] = value
     if options.array_parallelism:
       params["array_parallelism"] = options.array_parallelism
     if options.slurm_extra:
@@ -184,11 +160,9 @@ def executor_for(sweep: Sweep, workdir: str, options: Options) -> submitit.Execu
 
 
 def _undo_ignored_sigint() -> None:
-  """submitit stops a local job with SIGINT (to its controller, which passes
-  it to the tasks as KeyboardInterrupt). A command started in the background
-  (``nohup … &``) ignores SIGINT, and an ignored signal stays ignored in every
-  child it starts — the controller and the tasks would never stop. A handled
-  signal is reset to its default in a child, so handling it here undoes that."""
+  """submitit stops a local job with SIGINT. A command started in the background ignores it,
+  and so would every child (the jobs would never stop); a handled signal is reset to its
+  default in a child, so handling it here undoes that."""
   if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
@@ -202,35 +176,26 @@ class _Handle:
   def state(self) -> str | None:
     return job_state(self.record, self.job)
 
-
-def _gpu_pool() -> list[str]:
-  """The GPUs the local cluster hands out: the sweep command's
-  ``CUDA_VISIBLE_DEVICES`` (or 0 .. n-1), as many as ``nvidia-smi`` sees."""
-  n = runner.gpu_count()
-  visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-  ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
-  return (ids or [str(i) for i in range(n)])[:n]
+  def final(self) -> bool:
+    """Whether the point's status says this job ended it."""
+    st = point_lib.read_status(self.point.workdir) or {}
+    ended = st.get("status") in ("done", "failed", "stopped")
+    return ended and st.get("job_id") == self.record["job_id"]
 
 
 def _local_gpus(points: list[Point], options: Options, busy: set[str]) -> list:
-  """Each point's own ``gpus_per_point`` GPUs from the pool less ``busy``
-  (those of the local jobs still running); None for each without GPUs."""
+  """Each point's own ``gpus_per_point`` GPUs from the local cluster's, less ``busy`` (those of
+  running local jobs); None for each without GPUs."""
   if options.cluster != "local" or not options.gpus_per_point:
     return [None] * len(points)
-  free = [g for g in _gpu_pool() if g not in busy]
-  g = options.gpus_per_point
-  if len(free) < g * len(points):
+  free = [g for g in runner.gpu_ids() if g not in busy]
+  n = options.gpus_per_point
+  if len(free) < n * len(points):
     raise SweepError(
-      f"--gpus_per_point {g}: {len(points)} point(s) need "
-      f"{g * len(points)} GPU(s), {len(free)} free on this machine"
+      f"--gpus_per_point {n}: {len(points)} point(s) need {n * len(points)} GPU(s), "
+      f"{len(free)} free on this machine"
     )
-  return [free[k * g : (k + 1) * g] for k in range(len(points))]
-
-
-def _sbatch_error(e: Exception) -> SweepError:
-  lines = [line.strip() for line in str(getattr(e, "stderr", None) or e).splitlines()]
-  lines = [line for line in lines if line]
-  return SweepError(f"sbatch refused the job array: {lines[-1] if lines else e}")
+  return [free[k * n : (k + 1) * n] for k in range(len(points))]
 
 
 def _array_ids(handles) -> str:
@@ -253,15 +218,13 @@ class _Launcher:
   executor: Any = None  # made at the first submission
 
   def room(self, active: int, queued: int) -> int:
-    """How many of ``queued`` points to submit now, with ``active`` ones
-    submitted (off Slurm, at most ``parallel`` at a time)."""
+    """How many queued points to submit now (off Slurm, ``parallel`` at a time)."""
     if self.options.parallel is None or self.options.cluster == "slurm":
       return queued
     return max(0, self.options.parallel - active)
 
   def submit(self, points: list[Point], active: dict[str, _Handle]) -> dict[str, _Handle]:
-    """Submits ``points`` as one job array and writes each one's
-    ``sweep_job.json``; SweepError (one line) if sbatch refuses it."""
+    """Submits ``points`` as one job array, writes each one's ``sweep_job.json``."""
     options = self.options
     self.executor = self.executor or executor_for(self.sweep, self.workdir, options)
     jobs_on_host = (options.parallel or 1) * options.tasks if options.cluster == "local" else 1
@@ -277,43 +240,25 @@ class _Launcher:
     try:
       jobs = self.executor.submit_array(fns)
     except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
-      raise _sbatch_error(e) from e
+      lines = [line.strip() for line in str(getattr(e, "stderr", None) or e).splitlines()]
+      lines = [line for line in lines if line]
+      raise SweepError(f"sbatch refused the job array: {lines[-1] if lines else e}") from e
     handles = {}
     for p, job, g in zip(points, jobs, gpus, strict=True):
       os.makedirs(p.workdir, exist_ok=True)
-      record = {
-        "job_id": str(job.job_id),
-        "cluster": options.cluster,
-        "submitted": time.time(),
-        "cancelled": False,
-        "folder": str(self.executor.folder),
-      }
-      if g:
-        record["gpus"] = g
+      record = {"job_id": str(job.job_id), "cluster": options.cluster, "submitted": time.time()}
+      record.update(cancelled=False, folder=str(self.executor.folder), **({"gpus": g} if g else {}))
       point_lib.write_json(os.path.join(p.workdir, JOB_FILE), record)
       handles[p.slug] = _Handle(p, record, job)
     return handles
 
-  def first_submit(self, points: list[Point], active) -> dict[str, _Handle]:
-    """The command's first submission: if sbatch refuses it, what it wrote is
-    removed (the sweep directory, if this command made it, else ``S/slurm/``
-    if it did), so that nothing is left that looks like a submitted sweep."""
-    dirs = (self.workdir, os.path.join(self.workdir, SUBMITIT_DIR))
-    made = [d for d in dirs if not os.path.exists(d)]
-    try:
-      return self.submit(points, active)
-    except SweepError as e:
-      if made:
-        shutil.rmtree(made[0], ignore_errors=True)
-      raise SweepError(f"{e}; nothing was submitted, the same command can run again") from e
-
   def wait(self, active: dict[str, _Handle], queue: list[Point], results: dict) -> list[dict]:
-    """Waits for the active jobs, submitting the queued points as room frees
-    (local cluster), resubmitting stopped points and retrying failed ones."""
+    """Waits for the active jobs, submitting queued points as room frees (local cluster),
+    resubmitting stopped points and retrying failed ones."""
     options, launch, print_fn = self.options, self.launch, self.print_fn
     poll_s = launch.poll_s or (30.0 if options.cluster == "slurm" else 1.0)
     total = len(active) + len(queue)
-    t0, n, durations = time.time(), 0, []
+    progress = runner.Progress(total, options.parallel or total, print_fn)
     retries: dict[str, int] = collections.Counter()
     resubmits: dict[str, int] = collections.Counter()
     try:
@@ -331,12 +276,13 @@ class _Launcher:
             refresh_slurm(h.record["job_id"] for h in active.values())
         for slug, h in list(active.items()):
           state = h.state()
-          if state in ("pending", "running") or (state is None and not _final(h)):
+          if state in ("pending", "running") or (state is None and not h.final()):
             continue  # alive, or Slurm cannot tell yet
           del active[slug]
           p = h.point
           ps = status.point_state(p.workdir, p.slug, p.steps, lambda r: "ended")
           record = point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) or {}
+          stopped = ps.state in ("stopped", "pending") and not record.get("cancelled")
           if ps.state == "failed" and retries[slug] < launch.max_retries:
             retries[slug] += 1
             print_fn(
@@ -344,58 +290,23 @@ class _Launcher:
               f"{retries[slug]} of {launch.max_retries}"
             )
             queue.append(p)
-            continue
-          stopped = ps.state in ("stopped", "pending") and not record.get("cancelled")
-          if stopped and resubmits[slug] < MAX_RESUBMITS:
+          elif stopped and resubmits[slug] < MAX_RESUBMITS:
             resubmits[slug] += 1
             print_fn(
               f"{slug}: stopped ({ps.note or f'exit {ps.returncode}'}); "
               f"resubmitting ({resubmits[slug]} of {MAX_RESUBMITS})"
             )
             queue.append(p)
-            continue
-          st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
-          st.setdefault("overrides", p.overrides)
-          results[slug] = st
-          n += 1
-          elapsed = time.time() - t0
-          durations.append(st.get("seconds") or elapsed)
-          eta = runner.eta(durations, total - n, options.parallel or total)
-          print_fn(runner.progress_line(n, total, p, st, elapsed, eta))
+          else:
+            st = dict(point_lib.read_status(p.workdir) or {}, status=ps.state)
+            results[slug] = dict({"overrides": p.overrides}, **st)
+            progress(p, results[slug])
     except KeyboardInterrupt:
       if options.cluster == "slurm":
-        print_fn(
-          "stopped waiting; the jobs go on: follow them with "
-          f"python -m experiments.sweep --workdir {self.workdir} --status"
-        )
+        follow = f"python -m experiments.sweep --workdir {self.workdir} --status"
+        print_fn(f"stopped waiting; the jobs go on: follow them with {follow}")
       raise
-    return runner.finish(self.sweep, self.workdir, results, print_fn)
-
-  def follow_text(self, spec: str, ids: str) -> list[str]:
-    workdir, cluster = self.workdir, self.options.cluster
-    command = self.launch.command or (
-      f"python -m experiments.sweep --config {spec} --workdir {workdir} "
-      f"--launcher slurm --cluster {cluster}"
-    )
-    lines = [f"  follow:  python -m experiments.sweep --workdir {workdir} --status"]
-    if cluster == "slurm":
-      lines.append(
-        f"           squeue --me; sacct -j {ids.split()[-1]}; tail -f {workdir}/<point>/sweep.log"
-      )
-    else:
-      lines.append(f"           tail -f {workdir}/<point>/sweep.log")
-    return lines + [
-      f"  wait:    {command} --wait   (submits only what is neither done "
-      "nor running, then waits and writes the report)",
-      f"  report:  {command} --report_only   (the points finished so far)",
-      f"  cancel:  python -m experiments.sweep --workdir {workdir} --cancel",
-    ]
-
-
-def _final(h: _Handle) -> bool:
-  st = point_lib.read_status(h.point.workdir) or {}
-  ended = st.get("status") in ("done", "failed", "stopped")
-  return ended and st.get("job_id") == h.record["job_id"]
+    return runner.finish(self.sweep, self.workdir, print_fn, results)
 
 
 def run_sweep(
@@ -406,34 +317,27 @@ def run_sweep(
   launch: Launch | None = None,
   print_fn: Callable[[str], None] = print,
 ) -> list[dict] | None:
-  """The ``slurm`` launcher: submits every point neither done nor running as
-  one job array; with ``launch.wait`` (always on the debug cluster) waits for
-  them, resubmits stopped points, retries failed ones at most
-  ``launch.max_retries`` times, then writes the summary, plots and report and
-  returns one status per point. Without waiting returns None after submitting.
-
-  ``flags``: the resource flags given on the command line (name -> value).
-  Raises SweepError before anything is written for a bad flag, no Slurm, a
-  /tmp directory with ``cluster="slurm"``, or a bad config.
-  """
-  workdir = os.path.abspath(workdir)
-  launch = launch or Launch()
-  slurm_options.check(cluster, workdir, dict(flags or {}), launch.wait, launch.max_retries)
+  """Submits every point neither done nor running as one job array (``flags``: the resource
+  flags given); with ``launch.wait`` (always on debug) waits, resubmits stopped points,
+  retries failed ones, writes the report and returns one status per point (else None).
+  SweepError before anything is written for a bad flag or config, or no Slurm."""
+  workdir, launch, flags = os.path.abspath(workdir), launch or Launch(), dict(flags or {})
+  slurm_job.check(cluster, workdir, flags, launch.wait, launch.max_retries)
   if cluster == "debug":
     launch = dataclasses.replace(launch, wait=True)
   sweep = load_sweep(spec, workdir, launch.seeds)
-  options = merge_options(dict(flags or {}), sweep.resources, cluster, sweep.config_path)
+  options = slurm_job.merge_options(flags, sweep.resources, cluster, sweep.config_path)
   if cluster == "local" and options.gpus_per_point:
-    pool, need = _gpu_pool(), options.gpus_per_point * options.parallel
-    if need > len(pool):
+    have, need = len(runner.gpu_ids()), options.gpus_per_point * options.parallel
+    if need > have:
       raise SweepError(
         f"--gpus_per_point {options.gpus_per_point} × --array_parallelism "
-        f"{options.parallel} needs {need} GPU(s); this machine has {len(pool)}"
+        f"{options.parallel} needs {need} GPU(s); this machine has {have}"
       )
   launcher = _Launcher(sweep, workdir, options, launch, print_fn)
-  records = {p.slug: point_lib.read_json(os.path.join(p.workdir, JOB_FILE)) for p in sweep.points}
-  refresh_slurm(r["job_id"] for r in records.values() if r and r.get("cluster") == "slurm")
-  results, active, todo, unknown = {}, {}, [], []
+  folder = os.path.join(workdir, SUBMITIT_DIR)
+  records = _records(workdir, [p.slug for p in sweep.points])
+  results, active, todo = {}, {}, []
   for p in sweep.points:
     ps = status.point_state(p.workdir, p.slug, p.steps, job_state)
     record = records[p.slug]
@@ -442,10 +346,6 @@ def run_sweep(
       results[p.slug] = dict(point_lib.read_status(p.workdir), status="skipped")
     elif record and record.get("cluster") == "slurm" and state is None:
       active[p.slug] = _Handle(p, record)  # it may be alive: never twice
-      unknown.append(
-        f"{p.slug}: the state of job {record['job_id']} is unknown "
-        "(sacct and squeue give no answer): not resubmitting it"
-      )
     elif record and (
       ps.state == "running" or (ps.state == "pending" and state in ("pending", "running"))
     ):
@@ -453,49 +353,60 @@ def run_sweep(
     else:
       todo.append(p)
   print_fn(
-    f"sweep {sweep.title}: {len(sweep.points)} points, {len(results)} "
-    f"already finished, {len(active)} running or queued, {len(todo)} to "
-    f"submit (cluster {cluster}" + (f", {options.parallel} at a time)" if options.parallel else ")")
+    f"sweep {sweep.title}: {len(sweep.points)} points, {len(results)} already finished, "
+    f"{len(active)} running or queued, {len(todo)} to submit (cluster {cluster}"
+    + (f", {options.parallel} at a time)" if options.parallel else ")")
   )
-  for line in unknown:
-    print_fn(line)
-  room = launcher.room(len(active), len(todo))
-  if todo and room:
-    new = launcher.first_submit(todo[:room], active)
+  for slug, h in active.items():
+    if h.job is None and h.record.get("cluster") == "slurm" and h.state() is None:
+      print_fn(
+        f"{slug}: the state of job {h.record['job_id']} is unknown (sacct and squeue give no "
+        "answer): not resubmitting it"
+      )
+  if todo and (room := launcher.room(len(active), len(todo))):
+    made = next((d for d in (workdir, folder) if not os.path.exists(d)), None)
+    try:
+      new = launcher.submit(todo[:room], active)
+    except SweepError as e:  # nothing may look like a submitted sweep
+      if made:
+        shutil.rmtree(made, ignore_errors=True)
+      raise SweepError(f"{e}; nothing was submitted, the same command can run again") from e
     active.update(new)
     todo = todo[room:]
     if cluster != "debug":
       print_fn(
-        f"submitted {len(new)} point(s) as {_array_ids(new.values())} "
-        f"(cluster {cluster}); submitit's files in "
-        f"{os.path.join(workdir, SUBMITIT_DIR)}"
+        f"submitted {len(new)} point(s) as {_array_ids(new.values())} (cluster {cluster}); "
+        f"submitit's files in {folder}"
       )
   os.makedirs(workdir, exist_ok=True)
-  runner.write_sweep_file(
-    sweep,
-    workdir,
-    {
-      "name": "slurm",
-      "cluster": cluster,
-      "array_parallelism": options.parallel,
-      "folder": os.path.join(workdir, SUBMITIT_DIR),
-    },
-  )
+  info = {"name": "slurm", "cluster": cluster, "array_parallelism": options.parallel}
+  runner.write_sweep_file(sweep, workdir, dict(info, folder=folder))
   if launch.wait:
     return launcher.wait(active, todo, results)
   if todo:
     print_fn(
-      f"{len(todo)} point(s) wait: the local cluster runs {options.parallel} "
-      "at a time; the same command submits them later (or add --wait)"
+      f"{len(todo)} point(s) wait: the local cluster runs {options.parallel} at a time; the "
+      "same command submits them later (or add --wait)"
     )
   if active:
-    for line in launcher.follow_text(spec, _array_ids(active.values())):
+    command = launch.command or (
+      f"python -m experiments.sweep --config {spec} --workdir {workdir} "
+      f"--launcher slurm --cluster {cluster}"
+    )
+    ids = _array_ids(active.values())
+    tail = f"tail -f {workdir}/<point>/sweep.log"
+    for line in (
+      f"  follow:  python -m experiments.sweep --workdir {workdir} --status",
+      f"           squeue --me; sacct -j {ids.split()[-1]}; {tail}"
+      if cluster == "slurm"
+      else f"           {tail}",
+      f"  wait:    {command} --wait   (submits only what is neither done "
+      "nor running, then waits and writes the report)",
+      f"  report:  {command} --report_only   (the points finished so far)",
+      f"  cancel:  python -m experiments.sweep --workdir {workdir} --cancel",
+    ):
       print_fn(line)
   return None
-
-
-# --------------------------------------------------------------------------
-# Cancellation
 
 
 def _wait_pid(pid: int, timeout: float) -> bool:
@@ -509,80 +420,54 @@ def _wait_pid(pid: int, timeout: float) -> bool:
 
 
 def _kill(pid: int, sig: int) -> None:
-  try:
+  with contextlib.suppress(ProcessLookupError):
     os.kill(pid, sig)
-  except ProcessLookupError:
-    pass
 
 
 def _cancel_local(point_dir: str, record: dict) -> bool:
-  """Stops a local job of another command (submitit's ``LocalJob.cancel``
-  needs the process that submitted it): SIGTERM to its running
-  ``experiments.run`` (it saves its step and exits 75; the point is then
-  ``stopped``), waiting for it and its task at most ``STOP_TIMEOUT_S`` s each,
-  then SIGINT to submitit's controller (which kills what is left). Whether
-  the point ended in time."""
+  """Stops a local job of another command (submitit's ``LocalJob.cancel`` needs the process
+  that submitted it): SIGTERM to its ``experiments.run`` (it saves its step, exits 75),
+  waiting for it and its task, then SIGINT to submitit's controller. Whether it ended in
+  time."""
   st = point_lib.read_status(point_dir) or {}
-  ours = (
-    st.get("job_id") == record["job_id"]
-    and st.get("status") == "running"
-    and st.get("host") == socket.gethostname()
-  )
+  ours = st.get("job_id") == record["job_id"] and st.get("status") == "running"
+  ours = ours and st.get("host") == socket.gethostname()
   ended = True
   if ours and st.get("run_pid") and status.pid_alive(int(st["run_pid"])):
     _kill(int(st["run_pid"]), signal.SIGTERM)
     ended = _wait_pid(int(st["run_pid"]), STOP_TIMEOUT_S)
   if ours and st.get("pid"):
     ended = _wait_pid(int(st["pid"]), STOP_TIMEOUT_S) and ended
-  controller = int(record["job_id"])
-  _kill(controller, signal.SIGINT)  # what submitit's LocalJob.cancel sends
-  _wait_pid(controller, 10)
+  _kill(int(record["job_id"]), signal.SIGINT)  # to submitit's controller, as LocalJob.cancel
+  _wait_pid(int(record["job_id"]), 10)
   return ended
 
 
-def _alive_jobs(sweep_dir: str, info: dict) -> list[tuple[str, str, dict]]:
-  """(point dir, job file, record) of every job not known to have ended (with
-  Slurm, also those whose state sacct and squeue cannot tell)."""
-  state_of = job_states(sweep_dir)
-  alive = []
-  for p in info["points"]:
-    point_dir = os.path.join(sweep_dir, p["slug"])
-    path = os.path.join(point_dir, JOB_FILE)
-    record = point_lib.read_json(path)
-    if not record or record.get("cluster") not in ("slurm", "local"):
-      continue
-    if record["cluster"] == "slurm":
-      if state_of(record) != "ended":  # None: it may be alive
-        alive.append((point_dir, path, record))
-    elif status.point_state(point_dir, p["slug"], None, state_of).state == "running":
-      alive.append((point_dir, path, record))  # its controller, or the task running it
-  return alive
-
-
 def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
-  """Cancels every job of the sweep in ``sweep_dir`` not known to have ended:
-  a Slurm job through submitit's ``job.cancel()`` (scancel: SIGTERM to a
-  running point, which saves its step and exits 75 if it can within the
-  cluster's KillWait); a local job's point gets SIGTERM and is waited for.
-  The next sweep command resubmits them. A job is marked cancelled once its
-  scancel has succeeded. Returns the number of jobs cancelled."""
+  """Cancels every job of the sweep in ``sweep_dir`` not known to have ended (Slurm: through
+  submitit's ``job.cancel()``, marked cancelled once scancel succeeded; local: SIGTERM to its
+  point, waited for); the next sweep command resubmits them. Returns how many."""
   sweep_dir = os.path.abspath(sweep_dir)
   info = point_lib.read_json(os.path.join(sweep_dir, SWEEP_FILE))
   if not info:
-    raise SweepError(
-      f"{os.path.join(sweep_dir, SWEEP_FILE)} not found: is --workdir a sweep directory?"
-    )
+    path = os.path.join(sweep_dir, SWEEP_FILE)
+    raise SweepError(f"{path} not found: is --workdir a sweep directory?")
   if (info.get("launcher") or {}).get("name") != "slurm":
-    raise SweepError(
-      f"{sweep_dir} was run by the local launcher: stop it with "
-      "Ctrl-C or SIGTERM to its sweep command"
-    )
-  todo = _alive_jobs(sweep_dir, info)
-  slurm_ids = [r["job_id"] for _, _, r in todo if r["cluster"] == "slurm"]
+    how = "stop it with Ctrl-C or SIGTERM to its sweep command"
+    raise SweepError(f"{sweep_dir} was run by the local launcher: {how}")
+  todo = []  # every job not known to have ended (on Slurm: None may be alive)
+  for slug, record in _records(sweep_dir, [p["slug"] for p in info["points"]]).items():
+    point_dir = os.path.join(sweep_dir, slug)
+    if (record or {}).get("cluster") == "slurm" and job_state(record) != "ended":
+      todo.append((point_dir, record))
+    elif (record or {}).get("cluster") == "local":  # its controller, or the task running it
+      if status.point_state(point_dir, slug, None, job_state).state == "running":
+        todo.append((point_dir, record))
+  slurm_ids = [r["job_id"] for _, r in todo if r["cluster"] == "slurm"]
   if slurm_ids and shutil.which("scancel") is None:
     raise SweepError("scancel is not on PATH: cancel from a machine of the cluster")
   cancelled, refused = [], {}
-  for point_dir, path, record in todo:
+  for point_dir, record in todo:
     if record["cluster"] == "slurm":
       folder = record.get("folder") or os.path.join(sweep_dir, SUBMITIT_DIR)
       try:
@@ -592,11 +477,10 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
         continue
     elif not _cancel_local(point_dir, record):
       print_fn(
-        f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s "
-        "after SIGTERM; its job was interrupted (the point resumes from "
-        "its last checkpoint)"
+        f"{os.path.basename(point_dir)}: still running {STOP_TIMEOUT_S} s after SIGTERM; its "
+        "job was interrupted (the point resumes from its last checkpoint)"
       )
-    point_lib.write_json(path, dict(record, cancelled=True))
+    point_lib.write_json(os.path.join(point_dir, JOB_FILE), dict(record, cancelled=True))
     cancelled.append(os.path.basename(point_dir))
   if refused:
     codes = ", ".join(sorted({str(c) for c in refused.values()}))
@@ -606,16 +490,13 @@ def cancel(sweep_dir: str, print_fn: Callable[[str], None] = print) -> int:
     )
   if not todo:
     print_fn(f"nothing to cancel in {sweep_dir}: no job is pending, running or of unknown state")
-  elif slurm_ids:
-    print_fn(
-      f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; Slurm sends "
-      "SIGTERM to running points, which save their step if they can "
-      "before its KillWait; the sweep command resubmits them"
-    )
-  else:
-    print_fn(
-      f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; running points "
-      "got SIGTERM and ended (a training run saves its step first); the "
-      "sweep command resubmits them"
-    )
+    return 0
+  how = (
+    "Slurm sends SIGTERM to running points, which save their step if they can before its KillWait"
+    if slurm_ids
+    else "running points got SIGTERM and ended (a training run saves its step first)"
+  )
+  print_fn(
+    f"cancelled {len(todo)} job(s): {', '.join(cancelled)}; {how}; the sweep command resubmits them"
+  )
   return len(todo)

@@ -1,38 +1,15 @@
-"""A sweep's definition: its points, their overrides and directories.
-
-A config file defines its sweep beside ``get_config`` (big_vision style)::
-
-    def get_config(arg=None): ...
-    def sweep(arg=None):            # yields override dicts, dotted keys
-      for h in (32, 64):
-        yield {"model.hidden_size": h}
-    ANALYSES = ("by_length",)      # optional: per-point analyses after training
-    REPORT = {...}                 # optional: how to plot and summarize
-    SLURM = {"gpus_per_point": 1}  # optional: --launcher slurm resources
-                                   # (or slurm(arg) returning such a dict)
-    SEEDS = (0, 1, 2)              # optional: each point runs once per seed
-                                   # (or seeds(arg) returning such a tuple)
-
-Every point trains in ``DIR/<slug>/`` (the slug is built from the overrides,
-so a re-run finds the same directory). With several seeds (``SEEDS``, or
-``experiments.sweep --seeds N``) each point is that many seed-runs, each its
-own "point" to the launchers (status, resume, ``--cancel``, Slurm array
-tasks, retries) in ``DIR/<slug>_seed=<s>/`` with the override ``seed=<s>``;
-with one seed the layout is the one-seed layout, ``DIR/<slug>/``. :func:`load_sweep` validates every
-point's config before any work starts. Run configs you trust: a config file is
-Python and executes code.
-"""
+"""A sweep's definition: ``sweep(arg)`` beside ``get_config`` in a config file (with optional
+``ANALYSES``, ``REPORT``, ``SLURM``, ``SEEDS``: docs/sweeps.md), its points, their slugs,
+overrides and directories. A config file is Python: run configs you trust."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.util
 import inspect
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
 from typing import Any
 
 from attention_jax import config as config_lib
@@ -40,8 +17,7 @@ from attention_jax import validation
 from attention_jax.errors import ConfigError, SweepError
 from attention_jax.sweeps.point import Point, Sweep
 
-# Files the analyses write in a point's directory (its other files:
-# attention_jax.sweeps.point).
+# Files the analyses write in a point's directory (its other files: .point).
 BY_LENGTH_CSV = os.path.join("eval", "by_length.csv")  # analysis by_length
 GRADIENTS_CSV = os.path.join("gradients", "gradients.csv")  # analysis gradients
 DECAY_CSV = os.path.join("gradients", "decay.csv")
@@ -52,26 +28,17 @@ VALUE_MAX = 32  # characters of one value kept before hashing
 _SAFE = re.compile(r"[^A-Za-z0-9._=-]")
 
 
-# --------------------------------------------------------------------------
-# Slugs
-
-
 def _digest(text: str, n: int = 8) -> str:
   return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
 def _value_text(value: Any) -> str:
-  if isinstance(value, float):
-    return repr(value).replace("e+", "e")  # 1e+30 -> 1e30
-  return str(value)
+  return repr(value).replace("e+", "e") if isinstance(value, float) else str(value)  # 1e30
 
 
 def _safe_value(value: Any) -> str:
-  """``value`` with unsafe characters replaced; hashed when changed or long.
-
-  The hash of the original text keeps two values that sanitize alike
-  (``a/b`` and ``a-b``) in different directories.
-  """
+  """``value`` with unsafe characters replaced; hashed when changed or long (so that ``a/b``
+  and ``a-b`` land in different directories)."""
   text = _value_text(value)
   safe = _SAFE.sub("-", text).strip(".")
   if safe != text or len(safe) > VALUE_MAX:
@@ -79,28 +46,22 @@ def _safe_value(value: Any) -> str:
   return safe or _digest(text)
 
 
-def _short_keys(keys: Iterable[str]) -> dict[str, str]:
+def _short_keys(keys) -> dict[str, str]:
   """Last component of each dotted key, unless two keys share it."""
-  keys = list(keys)
   leaves = [k.rsplit(".", 1)[-1] for k in keys]
   return {k: (leaf if leaves.count(leaf) == 1 else k) for k, leaf in zip(keys, leaves, strict=True)}
 
 
 def slug(overrides: dict[str, Any], short: dict[str, str] | None = None) -> str:
-  """A directory name for a point: letters, digits and ``._=-`` only.
-
-  ``model.hidden_size=64, data.task=reverse`` -> ``hidden_size=64_task=reverse``.
-  Never ``.``/``..``, never a path separator, at most ``SLUG_MAX`` characters
-  (a long slug is cut and ends with a hash of the whole override set).
-  """
+  """A directory name for a point (``hidden_size=64_task=reverse``): letters, digits and
+  ``._=-`` only, never ``.``/``..``, at most ``SLUG_MAX`` characters (a long slug is cut and
+  ends with a hash of the whole override set)."""
   if not overrides:
     return "base"
-  short = short or _short_keys(overrides)
-  parts = []
-  for key in sorted(overrides):
-    name = _SAFE.sub("-", short.get(key, key))
-    parts.append(f"{name}={_safe_value(overrides[key])}")
-  text = "_".join(parts)
+  short = short or _short_keys(list(overrides))
+  text = "_".join(
+    f"{_SAFE.sub('-', short.get(k, k))}={_safe_value(overrides[k])}" for k in sorted(overrides)
+  )
   if len(text) > SLUG_MAX:
     full = json.dumps({k: _value_text(v) for k, v in overrides.items()}, sort_keys=True)
     text = f"{text[: SLUG_MAX - 9]}-{_digest(full)}"
@@ -118,34 +79,31 @@ def point_dir(root: str, point_slug: str) -> str:
   return path
 
 
-# --------------------------------------------------------------------------
-# The sweep definition
-
-
 def split_config_spec(spec: str) -> tuple[str, str | None]:
   """``configs/x.py:ARG`` -> (``configs/x.py``, ``ARG``)."""
   path, sep, arg = spec.partition(".py:")
-  if sep:
-    return path + ".py", arg
-  return spec, None
+  return (path + ".py", arg) if sep else (spec, None)
+
+
+def _one_line(e: Exception) -> str:
+  return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
 def _load_module(path: str):
   if not os.path.exists(path):
     raise SweepError(f"config file '{path}' not found")
-  name = "sweep_config_" + _digest(os.path.abspath(path))
-  spec = importlib.util.spec_from_file_location(name, path)
+  spec = importlib.util.spec_from_file_location(
+    "sweep_config_" + _digest(os.path.abspath(path)), path
+  )
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # noqa: BLE001 - one line naming the file
-    raise SweepError(
-      f"{path}: cannot load config: {type(e).__name__}: {' '.join(str(e).split())}"
-    ) from e
+    raise SweepError(f"{path}: cannot load config: {_one_line(e)}") from e
   return module
 
 
-def _call_with_arg(fn: Callable, arg):
+def _call_with_arg(fn, arg):
   return fn(arg) if inspect.signature(fn).parameters else fn()
 
 
@@ -153,25 +111,22 @@ def apply_overrides(config, overrides: dict[str, Any]):
   """Sets dotted keys on a copy of ``config`` (unknown keys raise)."""
   config = config.copy_and_resolve_references()
   for key, value in overrides.items():
-    msg = config_lib.unknown_key_message(key)
-    if msg:
+    if msg := config_lib.unknown_key_message(key):
       raise config_lib.ConfigError(msg)
-    node = config
     *parents, leaf = key.split(".")
+    node = config
     for p in parents:
       node = node[p]
-    old = node[leaf]
-    if isinstance(old, float) and isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(node[leaf], float) and isinstance(value, int) and not isinstance(value, bool):
       value = float(value)
     node[leaf] = value
   return config
 
 
 def sweep_seeds(declared, n: int | None, config_seed: int, path: str) -> tuple[int, ...]:
-  """The seeds of a sweep: ``SEEDS`` (``declared``; default the config's own
-  ``seed``), or its first ``n`` (``--seeds N``) continued past its largest."""
-  if declared is None:
-    declared = (config_seed,)
+  """The seeds of a sweep: ``SEEDS`` (``declared``; default the config's own ``seed``), or
+  its first ``n`` (``--seeds N``) continued past its largest."""
+  declared = (config_seed,) if declared is None else declared
   if isinstance(declared, int) or not all(
     isinstance(s, int) and not isinstance(s, bool) for s in declared
   ):
@@ -183,41 +138,40 @@ def sweep_seeds(declared, n: int | None, config_seed: int, path: str) -> tuple[i
     return declared
   if n < 1:
     raise SweepError(f"--seeds must be >= 1, got {n}")
-  extra = tuple(max(declared) + 1 + i for i in range(max(0, n - len(declared))))
-  return (declared + extra)[:n]
+  return (declared + tuple(range(max(declared) + 1, max(declared) + 1 + n)))[:n]
 
 
 def expand_seeds(points: list[Point], seeds: tuple[int, ...], config_seed: int) -> list[Point]:
-  """One seed-run per (point, seed): ``<slug>_seed=<s>`` with the override
-  ``seed``. A single seed equal to the config's own keeps the points as they
-  are (the one-seed layout of existing sweeps)."""
-  if len(seeds) == 1 and seeds[0] == config_seed:
-    return [dataclasses.replace(p, group=p.slug) for p in points]
-  if len(seeds) == 1:
-    return [
-      dataclasses.replace(
-        p, overrides={**p.overrides, "seed": seeds[0]}, group=p.slug, seed=seeds[0]
-      )
-      for p in points
-    ]
+  """One seed-run per (point, seed): ``<slug>_seed=<s>`` with the override ``seed``; one seed
+  keeps the point's directory (and, the config's own, its overrides: existing sweeps)."""
   out = []
   for p in points:
-    root = os.path.dirname(p.workdir)
     for s in seeds:
-      run = f"{p.slug}_seed={s}"
-      out.append(
-        Point({**p.overrides, "seed": s}, run, point_dir(root, run), p.steps, group=p.slug, seed=s)
-      )
+      run = p.slug if len(seeds) == 1 else f"{p.slug}_seed={s}"
+      own = seeds == (config_seed,)
+      overrides = p.overrides if own else {**p.overrides, "seed": s}
+      workdir = point_dir(os.path.dirname(p.workdir), run)
+      out.append(Point(overrides, run, workdir, p.steps, group=p.slug, seed=None if own else s))
   return out
 
 
-def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
-  """Reads ``configs/NAME.py[:ARG]``, validates every point's config.
+def _from_module(module, constant: str, function: str, arg):
+  """``module.function(arg)`` if defined, else ``module.CONSTANT`` (or None), and its name."""
+  if callable(fn := getattr(module, function, None)):
+    return _call_with_arg(fn, arg), f"{function}({arg!r})"
+  return getattr(module, constant, None), constant
 
-  ``seeds``: ``--seeds N`` (default: the config's ``SEEDS``, else one run of
-  its own seed). Raises :class:`SweepError` (one line naming the file, point
-  and key) before any work starts.
-  """
+
+def _spec_dict(module, constant: str, function: str, arg, path: str) -> dict:
+  value, name = _from_module(module, constant, function, arg)
+  if value is not None and not isinstance(value, dict):
+    raise SweepError(f"{path}: {name} must be a dict, got {type(value).__name__}")
+  return dict(value or {})
+
+
+def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
+  """Reads ``configs/NAME.py[:ARG]`` and validates every point's config; ``seeds``: ``--seeds
+  N``. Raises SweepError (one line naming the file, point and key) before any work starts."""
   path, arg = split_config_spec(spec)
   module = _load_module(path)
   for name in ("get_config", "sweep"):
@@ -229,7 +183,7 @@ def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
   except ValueError as e:  # the config's own one-line error names the file
     raise SweepError(" ".join(str(e).split())) from e
   except Exception as e:  # noqa: BLE001 - the spec's own code failed: one line naming the file
-    raise SweepError(f"{path}: {type(e).__name__}: {' '.join(str(e).split())}") from e
+    raise SweepError(f"{path}: {_one_line(e)}") from e
   if not overrides:
     raise SweepError(f"{path}: sweep({arg!r}) yields no points")
   all_keys = sorted({k for o in overrides for k in o})
@@ -246,39 +200,13 @@ def load_sweep(spec: str, workdir: str, seeds: int | None = None) -> Sweep:
     seen[s] = i
     points.append(Point(o, s, point_dir(workdir, s), int(config.train.steps)))
   config_seed = int(base.get("seed", 0))
-  if callable(getattr(module, "seeds", None)):  # seeds(arg), e.g. one seed for tiny
-    declared = _call_with_arg(module.seeds, arg)
-  else:
-    declared = getattr(module, "SEEDS", None)
+  declared, _ = _from_module(module, "SEEDS", "seeds", arg)  # seeds(arg): e.g. one for tiny
   run_seeds = sweep_seeds(declared, seeds, config_seed, path)
   if "seed" in all_keys and run_seeds != (config_seed,):
     raise SweepError(f"{path}: sweep() varies 'seed' itself; drop SEEDS / --seeds")
-  points = expand_seeds(points, run_seeds, config_seed)
-  analyses = tuple(getattr(module, "ANALYSES", ()))
   report = _spec_dict(module, "REPORT", "report", arg, path)
-  resources = _spec_dict(module, "SLURM", "slurm", arg, path)
   title = report.get("title") or os.path.splitext(os.path.basename(path))[0]
-  return Sweep(
-    os.path.abspath(path),
-    arg,
-    points,
-    analyses,
-    report,
-    title,
-    resources=resources,
-    seeds=run_seeds,
-  )
-
-
-def _spec_dict(module, constant: str, function: str, arg, path: str) -> dict:
-  """``module.function(arg)`` if defined, else ``module.CONSTANT``, else {}."""
-  if callable(getattr(module, function, None)):
-    value = _call_with_arg(getattr(module, function), arg)
-    name = f"{function}({arg!r})"
-  else:
-    value, name = getattr(module, constant, None), constant
-  if value is None:
-    return {}
-  if not isinstance(value, dict):
-    raise SweepError(f"{path}: {name} must be a dict, got {type(value).__name__}")
-  return dict(value)
+  points, analyses = expand_seeds(points, run_seeds, config_seed), getattr(module, "ANALYSES", ())
+  sweep = Sweep(os.path.abspath(path), arg, points, tuple(analyses), report, title, seeds=run_seeds)
+  sweep.resources = _spec_dict(module, "SLURM", "slurm", arg, path)
+  return sweep

@@ -1,25 +1,7 @@
-"""Where a sweep stands: one line per point and a total with an ETA.
-
-``python -m experiments.sweep --workdir S --status`` reads files only — no
-config file, no jax: ``S/sweep.json`` (the points and the launcher), each
-point's ``sweep_status.json`` (:func:`attention_jax.sweeps.point.run_point`
-keeps it current), ``sweep_job.json`` (its latest scheduler job, with
-``--launcher slurm``) and ``metrics.jsonl`` (the step reached). What a
-scheduler says of a point's job comes from ``job_state`` (the Slurm launcher's
-:func:`attention_jax.sweeps.slurm.job_state`), so this module knows no
-scheduler.
-
-A point is
-
-* ``pending``: not started (never submitted, or queued, or requeued);
-* ``running``: its job or process is alive;
-* ``done``;
-* ``failed``: for a reason of its own (exit code, last log line);
-* ``stopped``: stopped from outside (a preemption, SIGTERM, Ctrl-C: exit code
-  75 after saving its step) or its job or process died (a signal, SIGKILL, a
-  node failure); the next sweep command resubmits it and it resumes from its
-  checkpoint.
-"""
+"""Where a sweep stands (``--status``): one line per point (pending, running, done, failed,
+stopped: docs/sweeps.md) and a total with an ETA, from files only (``sweep.json``, each point's
+``sweep_status.json``, ``sweep_job.json`` and ``metrics.jsonl``) and, for a point a scheduler
+holds, ``job_state`` of its job (the Slurm launcher's): this module knows no scheduler."""
 
 from __future__ import annotations
 
@@ -30,9 +12,8 @@ import socket
 import time
 from collections.abc import Callable
 
-from attention_jax import writers
 from attention_jax.errors import SweepError
-from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, hms, read_json, read_status
+from attention_jax.sweeps.point import JOB_FILE, SWEEP_FILE, hms, last_step, read_json, read_status
 
 # job_state(record) -> "pending" | "running" | "ended" | None (cannot tell)
 JobState = Callable[[dict], "str | None"]
@@ -68,14 +49,6 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def last_step(point_dir: str) -> int | None:
-  try:
-    rows = writers.read_metrics(point_dir)
-  except (OSError, ValueError):  # not written yet, or a line being written
-    return None
-  return rows[-1]["step"] if rows else None
-
-
 def last_log_line(status: dict) -> str:
   """The run's ``error: ...`` line if it printed one, else its last line."""
   lines = [line.strip() for line in status.get("log_tail") or [] if line.strip()]
@@ -84,23 +57,16 @@ def last_log_line(status: dict) -> str:
 
 
 def point_state(
-  point_dir: str,
-  slug: str,
-  steps: int | None,
-  job_state: JobState | None = None,
-  now: float | None = None,
+  point_dir: str, slug: str, steps: int | None, job_state: JobState | None = None
 ) -> PointState:
-  """The state of one point from its files and, for a point a scheduler
-  holds, ``job_state`` of its latest job."""
-  now = time.time() if now is None else now
-  st = read_status(point_dir)
+  """The state of one point from its files and ``job_state`` of its latest job, if any."""
+  now, st = time.time(), read_status(point_dir)
   job = read_json(os.path.join(point_dir, JOB_FILE))
   sched = job_state(job) if job and job_state else None
   same_job = bool(st and job and st.get("job_id") == job.get("job_id"))
   out = PointState(slug, "pending", steps=steps, step=last_step(point_dir))
-  if st:
-    out.returncode, out.started = st.get("returncode"), st.get("started")
-    out.finished, out.start_step = st.get("finished"), st.get("start_step")
+  for k in ("returncode", "started", "finished", "start_step"):
+    setattr(out, k, (st or {}).get(k))
   if (
     sched == "ended"
     and same_job
@@ -145,34 +111,10 @@ def point_state(
   return out
 
 
-def sweep_states(
-  sweep_dir: str, job_state: JobState | None = None
-) -> tuple[dict, list[PointState]]:
-  """``S/sweep.json`` and the state of each of its points."""
-  info = read_json(os.path.join(sweep_dir, SWEEP_FILE))
-  if not info:
-    raise SweepError(
-      f"{os.path.join(sweep_dir, SWEEP_FILE)} not found or not "
-      "readable: is --workdir a sweep directory?"
-    )
-  now = time.time()
-  states = [
-    point_state(os.path.join(sweep_dir, p["slug"]), p["slug"], p.get("steps"), job_state, now)
-    for p in info["points"]
-  ]
-  return info, states
-
-
-def _parallel(launcher: dict | None, n: int) -> int:
-  launcher = launcher or {}
-  return max(1, min(n, launcher.get("jobs") or launcher.get("array_parallelism") or n))
-
-
 def sweep_eta(states: list[PointState], parallel: int) -> float:
-  """Seconds until every pending and running point is done: running points by
-  the pace of their attempt (elapsed × steps left / steps done since the
-  attempt started), pending ones by the mean time of
-  the points done so far, ``parallel`` at a time. NaN when unknown."""
+  """Seconds until every point is done (NaN: unknown): a running point at the pace of its
+  attempt (since the step it resumed from), a pending one in the mean time of those done,
+  ``parallel`` at a time."""
   done = [s.elapsed for s in states if s.state == "done" and s.elapsed]
   mean = sum(done) / len(done) if done else math.nan
   left = []
@@ -189,42 +131,43 @@ def sweep_eta(states: list[PointState], parallel: int) -> float:
   if not left and not pending:
     return 0.0
   work = sum(left) + (pending * mean if pending else 0.0)
-  if math.isnan(work):
-    return math.nan
-  return max(max(left, default=0.0), work / parallel)
+  return math.nan if math.isnan(work) else max(max(left, default=0.0), work / parallel)
 
 
 def status_lines(sweep_dir: str, job_state: JobState | None = None) -> list[str]:
   """The ``--status`` table: a header, one line per point, a total."""
-  info, states = sweep_states(sweep_dir, job_state)
+  info = read_json(os.path.join(sweep_dir, SWEEP_FILE))
+  if not info:
+    path = os.path.join(sweep_dir, SWEEP_FILE)
+    raise SweepError(f"{path} not found or not readable: is --workdir a sweep directory?")
+  states = [
+    point_state(os.path.join(sweep_dir, p["slug"]), p["slug"], p.get("steps"), job_state)
+    for p in info["points"]
+  ]
   launcher = info.get("launcher") or {}
-  name = launcher.get("name", "?")
-  where = f"launcher {name}" + (
-    f", cluster {launcher['cluster']}" if launcher.get("cluster") else ""
-  )
+  where = f"launcher {launcher.get('name', '?')}"
+  where += f", cluster {launcher['cluster']}" if launcher.get("cluster") else ""
   lines = [f"sweep {info.get('title', '')} in {sweep_dir} ({where})"]
-  width = max(len(s.slug) for s in states)
-  lines.append(f"{'point':<{width}}  {'state':<8} {'exit':>4}  {'elapsed':>8}  {'step':>11}  note")
+  w = max(len(s.slug) for s in states)
+  lines.append(f"{'point':<{w}}  {'state':<8} {'exit':>4}  {'elapsed':>8}  {'step':>11}  note")
   for s in states:
     rc = "" if s.returncode in (None, 0) else str(s.returncode)
     elapsed = "" if s.elapsed is None else hms(s.elapsed)
     step = "" if s.step is None else f"{s.step}/{s.steps or '?'}"
-    lines.append(
-      f"{s.slug:<{width}}  {s.state:<8} {rc:>4}  {elapsed:>8}  {step:>11}  {s.note}".rstrip()
-    )
-  counts = ", ".join(
-    f"{sum(s.state == k for s in states)} {k}" for k in STATES if any(s.state == k for s in states)
-  )
+    line = f"{s.slug:<{w}}  {s.state:<8} {rc:>4}  {elapsed:>8}  {step:>11}  {s.note}"
+    lines.append(line.rstrip())
+  counts = ", ".join(f"{n} {k}" for k in STATES if (n := sum(s.state == k for s in states)))
   started = [s.started for s in states if s.started]
-  active = any(s.state in ("running", "pending") for s in states)
   ends = [s.finished for s in states if s.finished]
+  active = any(s.state in ("running", "pending") for s in states)
   end = time.time() if active or not ends else max(ends)
   elapsed = hms(end - min(started)) if started else "0:00:00"
-  left = sweep_eta(states, _parallel(launcher, len(states)))
-  lines.append(
-    f"total: {len(states)} points: {counts}; elapsed {elapsed}, "
-    f"ETA {'?' if math.isnan(left) else hms(left)}"
+  n = len(states)
+  left = sweep_eta(
+    states, max(1, min(n, launcher.get("jobs") or launcher.get("array_parallelism") or n))
   )
+  eta = "?" if math.isnan(left) else hms(left)
+  lines.append(f"total: {n} points: {counts}; elapsed {elapsed}, ETA {eta}")
   if any(s.state == "stopped" for s in states):
     lines.append("stopped points resume from their checkpoints when the sweep command runs again")
   return lines

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from attention_jax import fileio
@@ -48,8 +48,11 @@ def markdown_table(rows: list[dict], keys: list[str] | None = None) -> str:
   return "\n".join(out) + "\n"
 
 
-def label_of(overrides: dict[str, Any], keys: Iterable[str]) -> str:
-  return " ".join(f"{k.rsplit('.', 1)[-1]}={overrides[k]}" for k in keys if k in overrides)
+def interval_cell(value, lo, hi) -> str | None:
+  """``mean [low, high]`` where there is an interval, else None."""
+  if all(isinstance(v, float) for v in (value, lo, hi)):
+    return f"{value:.4g} [{lo:.4g}, {hi:.4g}]"
+  return None
 
 
 def bands(lengths: Sequence[int], n: int = 3) -> list[tuple[int, int]]:
