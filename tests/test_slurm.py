@@ -118,9 +118,12 @@ def preempted(sweep_config, tmp_path_factory):
     snapshots["paused"] = status.status_lines(workdir, slurm.job_states(workdir))
     first = {d: read_json(os.path.join(d, JOB_FILE)) for d in (a, b)}
     os.kill(read_json(os.path.join(a, STATUS_FILE))["pid"], signal.SIGUSR2)
-    for pid in _descendants(int(first[b]["job_id"])):
+    killed = _descendants(int(first[b]["job_id"]))
+    for pid in killed:
       os.kill(pid, signal.SIGKILL)
     _wait_for(lambda: slurm.job_state(first[b]) == "ended", "the killed job to end")
+    # SIGKILL is asynchronous: under load a task may still be exiting.
+    _wait_for(lambda: not any(status.pid_alive(p) for p in killed), "the killed tasks to exit")
     snapshots["killed"] = status.status_lines(workdir, slurm.job_states(workdir))
     statuses = slurm.run_sweep(
       spec,
