@@ -106,6 +106,13 @@ def _md_image(path: str, plots_dir: str, title: str) -> str:
   return f"![{title}]({os.path.join(os.path.basename(plots_dir), os.path.basename(path))})\n"
 
 
+def _saved_image(fig, plots_dir: str, name: str, title: str) -> str:
+  """Saves ``fig`` as ``plots_dir/name`` and returns its markdown image line."""
+  path = os.path.join(plots_dir, name)
+  save_figure(fig, path)
+  return _md_image(path, plots_dir, title)
+
+
 def _statements(title: str, statements: list[str]) -> list[str]:
   return [f"### {title}\n", "\n".join(statements) + "\n"]
 
@@ -344,9 +351,8 @@ def heatmap_section(sweep, rows, tables, plots_dir) -> list[str]:
     fig.colorbar(im, ax=ax, fraction=0.046)
   for ax in axes[len(panel_values) :]:
     ax.axis("off")
-  path = os.path.join(plots_dir, "heatmap.png")
-  save_figure(fig, path)
-  return [f"## {_leaf(row_key)} × source length ({what})\n", _md_image(path, plots_dir, "heatmap")]
+  image = _saved_image(fig, plots_dir, "heatmap.png", "heatmap")
+  return [f"## {_leaf(row_key)} × source length ({what})\n", image]
 
 
 def _by_series(rows: list[dict], series: list[str], metric: str, x_key: str) -> dict:
@@ -465,17 +471,13 @@ def gradients_section(sweep, rows, tables, plots_dir) -> list[str]:
       axes[i, j].set_title(f"{x_name}={x}, {when}", fontsize=9)
       axes[i, j].set(xlabel="step t", ylabel="‖∂L/∂h_t‖")
       axes[i, j].legend(fontsize=6)
-  path = os.path.join(plots_dir, "gradient_norms.png")
-  save_figure(fig, path)
-  return _text_section(
-    "‖∂L/∂h_t‖ through time",
-    "From `attention_jax.gradients` (float64; the head reads h_T, so the "
-    "readout is included; decay/step: exp of the slope of log‖∂L/∂h_t‖ "
-    "against T − t over t = 1…T−1).",
-    _md_image(path, plots_dir, "gradient norms"),
-    table,
-    ("What the gradients show", statements),
+  image = _saved_image(fig, plots_dir, "gradient_norms.png", "gradient norms")
+  intro = (
+    "From `attention_jax.gradients` (float64; the head reads h_T, so the readout is "
+    "included; decay/step: exp of the slope of log‖∂L/∂h_t‖ against T − t over t = 1…T−1)."
   )
+  findings = ("What the gradients show", statements)
+  return _text_section("‖∂L/∂h_t‖ through time", intro, image, table, findings)
 
 
 def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
@@ -533,21 +535,17 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
   axes[0].set_ylim(-0.02, 1.02)
-  path = os.path.join(plots_dir, "probe_initial_state.png")
-  save_figure(fig, path)
-  return _text_section(
-    "What the decoder's initial state holds (linear probes)",
-    "Softmax-regression probes (`attention_jax.probe`) read the source token "
-    "at each position from the decoder's initial state (the encoder–decoder's "
-    "context vector; RNNsearch's s_0 = tanh(W_s h←_1)) on held-out sources, "
-    "200 per length (80% fit the probes, 20% score them); the control is the "
-    "same probes on the model at initialization. Accuracy is the mean over "
-    "source positions. Per-position curves and decoder-step maps: each "
-    "point's `probe/`.",
-    _md_image(path, plots_dir, "probe"),
-    table,
-    ("What the probes show", statements),
+  image = _saved_image(fig, plots_dir, "probe_initial_state.png", "probe")
+  intro = (
+    "Softmax-regression probes (`attention_jax.probe`) read the source token at each "
+    "position from the decoder's initial state (the encoder–decoder's context vector; "
+    "RNNsearch's s_0 = tanh(W_s h←_1)) on held-out sources, 200 per length (80% fit the "
+    "probes, 20% score them); the control is the same probes on the model at "
+    "initialization. Accuracy is the mean over source positions. Per-position curves and "
+    "decoder-step maps: each point's `probe/`."
   )
+  title = "What the decoder's initial state holds (linear probes)"
+  return _text_section(title, intro, image, table, ("What the probes show", statements))
 
 
 def alignment_section(sweep, rows, tables, plots_dir) -> list[str]:
