@@ -310,18 +310,25 @@ def _einsum_core(
   """softmax(q kᵀ / √h + bias) v, the reference. Returns (out, weights
   [B, N, T, S]). ``bias`` (broadcastable to [B, N, T, S]) is a constant.
 
-  Heads-major without dropout and without weights uses the hand-written
-  backward of :func:`_attention_heads_major` (same values; weights None).
+  Heads-major without dropout takes the output from the hand-written
+  backward of :func:`_attention_heads_major` (same values); the weights, if
+  asked for, are computed beside it (differentiable; where the caller drops
+  them, as a train step drops a Transformer's reported attention, XLA removes
+  them and their backward, which the output's never depended on).
   """
   use_dropout = dropout_rng is not None and dropout_rate > 0.0
-  if heads_major and not use_dropout and not need_weights:
-    return _attention_heads_major(q, k, v, mask, bias), None
   scale = 1.0 / jnp.sqrt(jnp.asarray(q.shape[-1], jnp.float32)).astype(q.dtype)
-  if heads_major:  # q (B, N, T, h)
-    scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)
-  else:  # q (B, T, N, h)
-    scores = jnp.einsum("btnh,bsnh->bnts", q * scale, k)
-  weights = masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
+
+  def weights_of():
+    if heads_major:  # q (B, N, T, h)
+      scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)
+    else:  # q (B, T, N, h)
+      scores = jnp.einsum("btnh,bsnh->bnts", q * scale, k)
+    return masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
+
+  if heads_major and not use_dropout:
+    return _attention_heads_major(q, k, v, mask, bias), (weights_of() if need_weights else None)
+  weights = weights_of()
   dropped = weights
   if dropout_rng is not None and dropout_rate > 0.0:
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)
