@@ -48,18 +48,6 @@ def cross_entropy_per_example(logits: jax.Array, targets: jax.Array) -> tuple[ja
   return (losses * mask).sum(axis=1), mask.sum(axis=1)
 
 
-def argmax(logits: jax.Array) -> jax.Array:
-  """``jnp.argmax(logits, -1)``, the same indices (first maximum; first NaN
-  if a row has one), from two plain reductions: XLA's CPU argmax is a
-  variadic (value, index) reduction several times slower than a max and a
-  min (docs/performance.md). [..., V] -> [...] int32."""
-  nan = jnp.isnan(logits)
-  top = jnp.max(logits, axis=-1, keepdims=True)
-  hit = jnp.where(nan.any(axis=-1, keepdims=True), nan, logits == top)
-  V = logits.shape[-1]
-  return jnp.min(jnp.where(hit, jnp.arange(V, dtype=jnp.int32), V), axis=-1)
-
-
 def argmax_correct(logits: jax.Array, targets: jax.Array) -> jax.Array:
   """``token_correct(argmax(logits), targets)`` without the argmax: the
   number of non-PAD positions whose first maximum (first NaN if the row has
