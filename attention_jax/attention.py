@@ -299,17 +299,28 @@ def _attention_heads_major_fwd(q, k, v, mask, bias=None):
 def _attention_heads_major_bwd(res, do):
   """The scale 1/√h goes on dQ [T, h] and (through the scaled Q) dK, not on
   dS [T, S]: no pass over the scores for it. dS is 0 wherever P is (masked
-  positions), so the mask is not needed here."""
+  positions), so the mask is not needed here.
+
+  dV = Pᵀ dO and dK = dSᵀ Q contract the [T, S] operand over its first axis,
+  a form XLA's CPU backend sends to a generic dot rather than its fast
+  matmul library; computed instead as dVᵀ = dOᵀ P and dKᵀ = Qᵀ dS from copies
+  of the small [T, h] operands transposed (the barrier keeps XLA from
+  folding the transposes back into the products).
+  """
   qs, k, v, p, o = res
   scale = jnp.asarray(1.0 / (qs.shape[-1] ** 0.5), qs.dtype)
-  dv = jnp.einsum("bnts,bnth->bnsh", p, do)
+
+  def transposed(a):  # (B, N, T, h) -> a copy (B, N, h, T)
+    return jax.lax.optimization_barrier(jnp.swapaxes(a, 2, 3))
+
+  dv = jnp.swapaxes(jnp.einsum("bnht,bnts->bnhs", transposed(do), p), 2, 3)
   dp = jnp.einsum("bnth,bnsh->bnts", do, v)
   delta = jnp.sum(
     do.astype(jnp.float32) * o.astype(jnp.float32), axis=-1, keepdims=True
   )  # (B, N, T, 1)
   ds = (p.astype(jnp.float32) * (dp.astype(jnp.float32) - delta)).astype(qs.dtype)
   dq = jnp.einsum("bnts,bnsh->bnth", ds, k) * scale
-  dk = jnp.einsum("bnts,bnth->bnsh", ds, qs)
+  dk = jnp.swapaxes(jnp.einsum("bnht,bnts->bnhs", transposed(qs), ds), 2, 3)
   return dq, dk, dv, None, None
 
 
