@@ -1,42 +1,11 @@
 """Compare trained models on one split, with intervals and significance.
 
-The library behind ``experiments.compare``::
-
     compare_workdirs([["A"], ["B1", "B2", "B3"]], split="test", beam_size=4)
 
-Each group of workdirs is one model; several workdirs in a group are seeds of
-it. For every workdir the split is decoded (or its ``eval/`` outputs reused
-when they are for the same checkpoint step, split and decoding settings) and
-scored as ``experiments.evaluate`` scores it: sacrebleu BLEU and chrF of the
-detokenized hypotheses against the raw references. Every workdir must have
-the same references, in the same order.
-
-For each model, overall and per source-length bucket:
-
-* the score of its outputs. A group's sentence statistics (sacrebleu's
-  n-gram counts, which add up) are summed over its seeds, so its score is that
-  of all its seeds' outputs pooled, and each resample draws a sentence with
-  all its seeds' translations;
-* a 95% bootstrap interval, and the paired-bootstrap p-value against the
-  first model — sacrebleu's resampling and test
-  (:mod:`attention_jax.metrics`): B = 1000 resamples of the test sentences,
-  the same resamples for every model. With one workdir per group they are
-  ``sacrebleu.significance.PairedTest(..., test_type="bs")``'s (the interval
-  as the percentile bounds it computes). Where no resample tells a model from
-  the first (identical outputs) p = 1;
-* with several seeds, their mean ± standard deviation (ddof 1): the
-  variation between training runs, which the bootstrap interval (over test
-  sentences only) does not cover.
-
-Source-length buckets: ``length_buckets`` if given, else about 5 equal-count
-buckets at the test set's own length quantiles, a bucket of fewer than
-``metrics.MIN_BUCKET`` (30) sentences merged into its neighbour; a bucket
-that still has fewer (given edges) gets its score and n but no interval and
-no p-value (empty in the CSV, said in the markdown, no band in the figure).
-
-Writes ``compare.md``, ``compare.csv`` and ``compare_by_length.png`` + ``.svg``
-(BLEU against source length, all models, intervals as bands) into ``out``
-(default: ``<first workdir>/compare``).
+Each group of workdirs is one model, several workdirs in a group its seeds. BLEU and chrF
+overall and per source-length bucket, a 95% bootstrap interval and the paired-bootstrap
+p-value against the first model (sacrebleu's), and the seeds' mean ± standard deviation.
+The library behind ``experiments.compare``: docs/evaluation.md#intervals-and-p-values.
 """
 
 from __future__ import annotations
@@ -161,6 +130,33 @@ def _check_same_test_set(outputs: Sequence[Outputs], split: str) -> None:
       )
 
 
+# What the seeds of one model share: the model and its data (training may differ).
+_ONE_MODEL = ("model.", "data.")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
+  return out
+
+
+def _check_seed_group(group: Sequence[str]) -> None:
+  """The workdirs of one group have the same ``model.*`` and ``data.*``:
+  comma-joined workdirs are runs (seeds) of one model, not several models."""
+  first = _flat(workdir_lib.read_config(group[0]).to_dict())
+  for w in group[1:]:
+    other = _flat(workdir_lib.read_config(w).to_dict())
+    for key in sorted(set(first) | set(other)):
+      if not key.startswith(_ONE_MODEL) or first.get(key) == other.get(key):
+        continue
+      raise CompareError(
+        f"--workdirs: {group[0]},{w} are joined as seeds of one model but differ in "
+        f"{key} ({first.get(key)!r} vs {other.get(key)!r}); separate models with spaces "
+        "(--workdirs A B), join only seeds with commas"
+      )
+
+
 def _label(group: Sequence[Outputs]) -> str:
   names = ",".join(os.path.basename(o.workdir.rstrip("/")) for o in group)
   models = sorted({o.model for o in group})
@@ -212,6 +208,8 @@ def compare_workdirs(
   for w in seen:
     if not os.path.isdir(w):
       raise CompareError(f"--workdirs: {w} is not a directory")
+  for g in groups:
+    _check_seed_group(g)
   outs = [
     [
       workdir_outputs(w, split, beam_size=beam_size, length_penalty=length_penalty, step=step)

@@ -1,22 +1,12 @@
 """The config surface: every known key with its default, and the per-model values.
 
-A config file is a Python file with ``get_config(arg=None)`` that starts from
-:func:`base_config` and changes what it needs. ``ml_collections`` adds a
-misspelled key silently while the file runs (locking happens afterwards), so
-:func:`check_schema` names every unknown or missing key and every value of the
-wrong type or out of its range, with one line naming the key. The checks that
-read the registries of the models, data tasks and metrics (allowed names, keys
-a model ignores) live in :mod:`attention_jax.validation`, which calls these.
-
-One config file may serve several models (its ``model.name`` switched on the
-command line, or swept): values meant for one model only go under
-``per_model.<model name>.<key>`` (the helper :func:`set_per_model` writes
-them). :func:`apply_per_model` copies the chosen model's values into
-``model.*`` and empties ``per_model``; a ``--config.model.KEY=...`` given on
-the command line (``explicit``) wins over a per-model value.
-``validation.prepare`` checks the per-model values, applies them and validates
-(``experiments.run``, the sweeps and ``train_and_evaluate`` call it), and
-``config.json`` holds the result.
+A config file's ``get_config(arg=None)`` starts from :func:`base_config`. ``ml_collections``
+adds a misspelled key silently while the file runs, so :func:`check_schema` names every
+unknown or missing key and every value of the wrong type or range. Values meant for one
+model go under ``per_model.<model>.<key>`` (:func:`set_per_model`); :func:`apply_per_model`
+copies the chosen model's into ``model.*``, a command-line ``--config.model.KEY`` winning.
+The checks that read the registries live in :mod:`attention_jax.validation`.
+Documented in docs/configs.md.
 """
 
 from __future__ import annotations

@@ -1,38 +1,13 @@
 """Autoregressive decoding, compiled: greedy search, beam search, sampling.
 
-Every search drives a model through the seq2seq protocol
-(``attention_jax.models.seq2seq``): ``encode(src) -> memory``,
-``init_decode_state(memory) -> state``, ``decode_step(memory, state, token)
--> (logits [B, V], state, attention [B, S] | None)``. The decoder state is any
-pytree (a GRU carry, an LSTM ``(h, c)`` tuple, a Transformer's KV cache): beam
-search gathers it with ``jax.tree.map``. Every leaf of ``memory`` and
-``state`` whose leading axis is the batch is expanded/gathered per beam;
-other leaves (e.g. a scalar cache position shared by the batch) are kept.
-
-Each search is one ``lax.while_loop`` over output positions that stops when
-every sequence is finished — no Python loop per token — so it runs inside
-``jax.jit``. Outputs are fixed-shape:
-
-* ``tokens [B, L]`` — the hypothesis, EOS included, PAD after it;
-* ``scores [B]`` — its summed log-probability (greedy, sampling) or its
-  length-normalised score (beam search);
-* ``attention [B, L, S]`` — the cross-attention weights the model used to
-  predict each output token (row t belongs to ``tokens[:, t]``; zero after
-  the end), or ``None`` for a model without attention. Under beam search these
-  are the weights of the chosen hypothesis, carried along with its beam.
-
-Output length: at most ``L`` (static) and, per example, at most
-``floor(max_length_a * source_length + max_length_b)`` tokens (EOS included).
-A hypothesis that reaches its limit without EOS ends there.
-PAD and BOS are never produced.
-
-A model whose decoder state holds a bounded number of positions (the
-Transformer's KV cache, ``model.max_positions`` long) says so with a
-``decode_positions`` attribute (a decoder-only model, whose cache also holds
-the source, with ``decode_capacity(source_width)``); ``L`` is then capped so
-that every decode step writes inside the cache (greedy: ``L`` steps; beam
-search: ``L + 1``), with a one-line warning naming ``model.max_positions`` —
-never a silent clamp.
+Every search drives a model through the seq2seq protocol (``models/seq2seq.py``):
+``encode(src) -> memory``, ``init_decode_state(memory) -> state``, ``decode_step(memory,
+state, token) -> (logits [B, V], state, attention [B, S] | None)``; the state is any pytree
+(GRU carry, LSTM tuple, KV cache), gathered per beam with ``jax.tree.map``. Each search is
+one ``lax.while_loop`` that stops when every sequence has ended, so it runs under
+``jax.jit``. Beam search ranks by ``log P(Y|X) / lp(Y)``, ``lp(Y) = ((5 + |Y|)/6)^α``
+(Wu et al. 2016).
+Documented in docs/models.md#decoding.
 """
 
 from __future__ import annotations
@@ -50,6 +25,15 @@ NEG_INF = -jnp.inf
 
 
 class Hypotheses(NamedTuple):
+  """Fixed-shape outputs of every search. ``tokens``: the hypothesis, EOS
+  included, PAD after it (never PAD or BOS inside), at most ``L`` and
+  ``floor(max_length_a * source_length + max_length_b)`` tokens (a hypothesis
+  that reaches its limit without EOS ends there). ``scores``: the summed
+  log-probability (greedy, sampling) or the length-normalised score (beam
+  search). ``attention``: row t holds the cross-attention weights that
+  predicted ``tokens[:, t]`` (zero after the end; under beam search those of
+  the chosen hypothesis, carried with its beam), None without attention."""
+
   tokens: jax.Array  # (B, L) int32, PAD after EOS
   scores: jax.Array  # (B,) float32
   attention: jax.Array | None  # (B, L, S) or None
@@ -79,8 +63,9 @@ def example_max_lengths(src: jax.Array, L: int, a: float | None, b: float | None
 def cap_to_model(model, L: int, extra_steps: int = 0, source_width: int = 0) -> int:
   """``L`` capped so that ``L + extra_steps`` decode steps fit the model's
   decoder state (``model.decode_positions``, or
-  ``model.decode_capacity(source_width)``; absent = unbounded); warns once
-  per call when it cuts."""
+  ``model.decode_capacity(source_width)``; absent = unbounded) — greedy
+  search takes ``L`` steps, beam search ``L + 1``; warns once per call, naming
+  ``model.max_positions``, when it cuts (never a silent clamp)."""
   capacity = getattr(model, "decode_positions", None)
   if hasattr(model, "decode_capacity"):
     capacity = model.decode_capacity(source_width)
@@ -271,7 +256,8 @@ def sample_lm(
 
 
 def _expand(tree: Any, B: int, K: int) -> Any:
-  """Repeats every leaf with leading axis B to B*K (beam-major within a row)."""
+  """Repeats every leaf with leading axis B to B*K (beam-major within a row);
+  other leaves (e.g. a cache position shared by the batch) are kept."""
 
   def f(x):
     if hasattr(x, "ndim") and x.ndim > 0 and x.shape[0] == B:

@@ -1,27 +1,9 @@
 """Fault injection for the reliability tests: the ``ATTENTION_JAX_FAULT`` variable.
 
 Unset (the normal case) injects nothing. Otherwise a comma-separated list of
-``kind:step[:arg]``, read once when a run starts. Faults come from outside the
-step and the loop: :meth:`Faults.wrap_train_step` wraps the jitted step, and
-:meth:`Faults.attach` sets the checkpointer's hooks.
-
-=============================  ==================================================
-``kill_at_step:N``             SIGKILL this process right after train step N
-``kill_in_save:N``             SIGKILL while step N's checkpoint is being
-                               committed (files written, not yet committed)
-``sigterm_at_step:N``          send SIGTERM to this process after step N
-                               (a preemption notice)
-``pause_at_step:N``            after step N, print a line and wait for a signal
-                               (a test then preempts or kills the run there;
-                               SIGALRM ends the wait, and the run, after 5 min)
-``pause_before_save:N``        before step N's checkpoint, the same (a test
-                               sends a second Ctrl-C there)
-``nonfinite_at_step:A[-B]``    make the loss, hence the gradients, NaN at steps
-                               A..B (a second jitted step, run at those steps);
-                               may repeat
-``fsize_limit_at_save:N:B``    set ``RLIMIT_FSIZE`` to B bytes just before step
-                               N's checkpoint (a full disk)
-=============================  ==================================================
+``kind:step[:arg]`` (the kinds: the fields of :class:`Faults`), read once when a run
+starts. Faults come from outside the step and the loop: :meth:`Faults.wrap_train_step`
+wraps the jitted step, and :meth:`Faults.attach` sets the checkpointer's hooks.
 """
 
 from __future__ import annotations
@@ -48,12 +30,24 @@ _AFTER_STEP_KINDS = ("kill_at_step", "sigterm_at_step", "pause_at_step")
 
 @dataclasses.dataclass(frozen=True)
 class Faults:
+  """The faults of one run, parsed from ``ATTENTION_JAX_FAULT``."""
+
+  # kill_at_step:N — SIGKILL this process right after train step N
   kill_at_step: int | None = None
+  # kill_in_save:N — SIGKILL while step N's checkpoint is being committed (files written)
   kill_in_save: int | None = None
+  # sigterm_at_step:N — send SIGTERM to this process after step N (a preemption notice)
   sigterm_at_step: int | None = None
+  # pause_at_step:N — after step N, print a line and wait for a signal (a test then
+  # preempts or kills the run there; SIGALRM ends the wait, and the run, after 5 min)
   pause_at_step: int | None = None
+  # pause_before_save:N — before step N's checkpoint, the same (a test sends a second Ctrl-C)
   pause_before_save: int | None = None
+  # nonfinite_at_step:A[-B] — a NaN loss, hence NaN gradients, at steps A..B (a second
+  # jitted step, run at those steps); may repeat
   nonfinite_steps: tuple[tuple[int, int], ...] | None = None
+  # fsize_limit_at_save:N:B — RLIMIT_FSIZE of B bytes just before step N's checkpoint
+  # (a full disk)
   fsize_limit_at_save: tuple[int, int] | None = None
 
   def wrap_train_step(self, make_step: Callable[[Any], Callable], objective) -> Callable:

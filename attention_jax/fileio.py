@@ -1,5 +1,7 @@
-"""Atomic file writes (a reader finds the old file or the new one, never half of one) and
-file hashes."""
+"""Atomic file writes and file hashes.
+
+A reader of a file written here finds the old file or the new one, never half of one.
+"""
 
 from __future__ import annotations
 

@@ -1,43 +1,13 @@
 """Gradients through time: how much of the loss's signal reaches step t.
 
-For a recurrent model ``h_t = f(h_{t-1}, x_t)`` the gradient of the loss with
-respect to an early state is a product of step Jacobians (Bengio et al. 1994;
-Pascanu et al. 2013, eqs. 3-5)::
+For ``h_t = f(h_{t-1}, x_t)`` the gradient reaching an early state is a product of step
+Jacobians (Bengio et al. 1994; Pascanu et al. 2013, eqs. 3-5)::
 
     ∂L/∂h_t = ∂L/∂h_T · ∏_{k=t+1..T} ∂h_k/∂h_{k-1}
 
-and ‖∂L/∂h_t‖ shrinks geometrically in T − t when the step Jacobians' norms
-are below 1 — the vanishing gradient. The instruments here, for a model of
-``attention_jax.models.sequence`` on a batch of a long-range task:
-
-* ``‖∂L/∂h_t‖`` per step: a zero probe ``p_t`` is added to ``h_t`` inside the
-  recurrence step, and ``∂L/∂p_t = ∂L/∂h_t``. It **includes the readout**:
-  the loss reaches ``h_T`` through the head (and, with attention pooling,
-  every ``h_t`` directly), so the curve is the network's real signal.
-  ``grad_h_ratio`` divides by its value at ``t = T``.
-* ``‖∂L/∂x_t‖`` per step: the same with a probe on the input features
-  (embedding output for token tasks).
-* ``σ_max(∂h_T/∂h_t)``: the top singular value of the Jacobian product along
-  the example's own trajectory — the recurrence alone, **without the
-  readout**. For the LSTM, ``h_t`` is perturbed with its cell state ``c_t``
-  fixed.
-
-``L`` is the task's per-example loss (``objective.per_example_loss``); each
-example's norms are computed separately and then averaged over the batch
-(arithmetic mean). All of it runs in float64 (``jax.enable_x64``) with the
-parameters cast to float64: in float32 the Elman and GRU norms underflow to
-exactly 0 by T = 100-200 (measured at initialization on the adding problem).
-
-The fitted decay rate is ``exp(b)`` where ``log g_t = a + b·(T − t)`` is the
-least-squares line through steps ``t = 1 … T−1`` (the readout step ``T`` left
-out): the factor by which the norm changes per step back in time (< 1:
-vanishing).
-
-:func:`analyze_workdir` writes ``DIR/gradients/gradients.csv`` (one row per
-phase, cell and step), ``DIR/gradients/decay.csv`` (one row per phase and
-cell) and ``DIR/gradients/gradients.png``: one curve per cell, at
-initialization and (when a checkpoint is available) after training, side by
-side.
+which shrinks geometrically in T − t when the Jacobians' norms are below 1. Computed per
+step for a ``models.sequence`` model on a long-range task, in float64.
+Documented in docs/vanishing.md#gradient-instruments.
 """
 
 from __future__ import annotations
@@ -126,7 +96,10 @@ def measure(
 ) -> dict[str, np.ndarray]:
   """Batch-averaged curves, float64 numpy ``[T]``: ``grad_h_norm``,
   ``grad_x_norm``, ``jacobian_sigma_max`` (the last over the first
-  ``jacobian_examples`` examples; 0 skips it), and ``loss`` (scalar)."""
+  ``jacobian_examples`` examples; 0 skips it), and ``loss`` (scalar).
+
+  In float64, parameters cast: in float32 the Elman and GRU norms underflow to
+  exactly 0 over long sequences."""
   with jax.enable_x64(True):
     model64 = to_float64(model)
     graphdef, state = nnx.split(model64)

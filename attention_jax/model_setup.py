@@ -13,9 +13,8 @@ from typing import Any
 
 from flax import nnx
 
-from attention_jax import data, models
+from attention_jax import config_fields, data, models
 from attention_jax.data import long_range
-from attention_jax.models import hparams as hparams_lib
 
 
 def _long_range_fact(name: str, missing: Any):
@@ -45,11 +44,10 @@ _CONTEXT = {
 def model_hparams(config, src_vocab_size: int, tgt_vocab_size: int) -> Any:
   """The frozen hyperparameters of ``config.model.name`` (its ``config_class``)."""
   cls = models.MODELS[config.model.name].config_class
-  values = {key: config.model[key] for key in hparams_lib.config_keys_of(cls)}
   given = {"src_vocab_size": src_vocab_size, "tgt_vocab_size": tgt_vocab_size}
-  for key in hparams_lib.context_keys_of(cls):
-    values[key] = given[key] if key in given else _CONTEXT[key](config)
-  return cls(**values)
+  return config_fields.from_section(
+    cls, config.model, lambda key: given[key] if key in given else _CONTEXT[key](config)
+  )
 
 
 def make_model(
@@ -66,4 +64,4 @@ def model_keys_read(config) -> tuple[str, ...]:
 
   KeyError for an unknown model.
   """
-  return ("name", *hparams_lib.keys_read(model_hparams(config, 0, 0)))
+  return ("name", *config_fields.keys_read(model_hparams(config, 0, 0)))

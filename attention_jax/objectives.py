@@ -1,19 +1,8 @@
 """What a task trains and measures: its loss and its evaluation metrics.
 
-A task names its objective (``task.objective``); the training loop is the
-same for all of them. An objective provides
-
-* ``train_loss(model, batch, rng, config) -> (loss, measurements)`` — the
-  scalar loss to differentiate and extra scalars to log (e.g. token accuracy);
-* ``eval_batch(model, batch) -> dict`` — jit-compatible; keys starting with
-  ``sum_`` are summed over batches, keys starting with ``each_`` are per
-  example ``[B]`` and concatenated (padding rows removed);
-* ``finalize(sums, each) -> metrics`` — host-side, the numbers reported;
-* ``rankable`` — those of its metrics that can rank checkpoints, and
-  ``best_metric``, the default one (``checkpoint.best_metric``).
-
-Padding rows in an evaluation batch are all-PAD and must count nothing in
-``sum_`` entries.
+A task names its objective (``task.objective``, a key of :data:`OBJECTIVES`); the training
+loop is the same for all of them. What every objective provides is listed above
+:data:`OBJECTIVES`.
 """
 
 from __future__ import annotations
@@ -295,6 +284,15 @@ class SequenceLabelling(_PerExample):
     return {"token_accuracy": hits / n, "sequence_accuracy": jnp.all(right, -1).astype(jnp.float32)}
 
 
+# Every objective provides
+# * train_loss(model, batch, rng, config) -> (loss, measurements): the scalar loss to
+#   differentiate and extra scalars to log (e.g. token accuracy);
+# * eval_batch(model, batch) -> dict, jit-compatible: `sum_*` keys are summed over batches,
+#   `each_*` keys are per example [B] and concatenated (padding rows removed); padding rows
+#   of an evaluation batch are all-PAD and must count nothing in `sum_*` entries;
+# * finalize(sums, each) -> metrics, host-side: the numbers reported;
+# * rankable: those of its metrics that can rank checkpoints, and best_metric, the default
+#   one (checkpoint.best_metric).
 OBJECTIVES = {
   "seq2seq": Seq2Seq(),
   "regression": Regression(),

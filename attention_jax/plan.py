@@ -1,27 +1,11 @@
 """A full-size run planned before it is launched: parameters, FLOPs, memory, time.
 
-:func:`plan` builds the model and the train step of a config at its real shapes
-without allocating them — ``nnx.eval_shape`` for the model, ``jax.eval_shape``
-for the optimizer state, ``jax.jit(step).lower(...)`` on abstract inputs —
-and reports, for a named device (:data:`DEVICES`, one place, with sources):
-
-* parameters;
-* FLOPs per step: the analytic count the benchmarks use for MFU
-  (``benchmarks.model.flops_per_token``: 6N + 12·L·d·T per target token) and,
-  when lowered, XLA's cost analysis of the step (which counts a ``while``
-  loop's body once: recurrent scans and ``scan_layers`` read low);
-* bytes per device: parameters and optimizer state (exact, from the abstract
-  state), gradients (the parameters' size), activations — the compiled step's
-  temporary buffers (``memory_analysis``, XLA on this machine's backend) in
-  ``compile`` mode, else an analytic estimate (stated as such);
-* step seconds = analytic FLOPs / (devices × peak × MFU) and run hours;
-* ``fits`` (total under 90% of the device memory), and when it does not, the
-  largest batch that would (activations scale with the batch).
-
-Text tasks are not read: their vocabulary is the config's size
-(``sp_vocab_size``, ``max_vocab`` + 4 specials) and their batches the longest
-bucket, ``data.max_length``; synthetic tasks are built (cheap) and one
-training batch gives the shapes.
+:func:`plan` builds the model and the train step of a config at its real shapes without
+allocating them (``nnx.eval_shape``, ``jax.eval_shape``, ``jax.jit(step).lower`` on
+abstract inputs) and reports, for a device of :data:`DEVICES`: parameters, FLOPs per step
+(analytic 6N + 12·L·d·T per target token, and XLA's cost analysis), bytes per device,
+whether it fits, the largest batch that would, and the step time at a stated MFU.
+Documented in docs/scale.md#planning-a-full-size-run.
 """
 
 from __future__ import annotations

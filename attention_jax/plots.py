@@ -1,24 +1,10 @@
-"""Figures (matplotlib's object API, ``matplotlib.figure.Figure``: no global
-figure state, no backend to select, safe in threads).
+"""Figures, through matplotlib's object API: no global figure state, no backend switch.
 
-* :func:`line_figure` / :func:`save_line_figure` — the one helper behind every
-  curve figure of the reports (``evaluate``, ``compare``, sweeps): curves with
-  their intervals as bands, colour by model and line style by size, one panel
-  per group, the legend outside the data, the y range fitted to the data,
-  axis units, a caption line (seeds, n per point); written as a PNG at least
-  ``MIN_WIDTH_PX`` wide and an SVG beside it.
-* :func:`attention_figure` — the alignment matrix of one translation, source
-  tokens along the x axis (top), output tokens down the y axis, grey scale
-  with white = 0 … black = 1, as Bahdanau et al. 2014, Fig. 3.
-* :func:`metric_by_length_figure` — BLEU / exact match against source length,
-  as Bahdanau et al. 2014, Fig. 2 (the count of each bucket under its label;
-  BLEU's 95% bootstrap interval as a band when the rows have one).
-* :func:`compare_by_length_figure` — BLEU against source length of several
-  models in one figure, each with its interval band (``experiments.compare``).
-* :func:`save_probe_by_position`, :func:`save_probe_maps` — what linear
-  probes read out of the decoder's initial state (by source position, one
-  line per length) and out of each decoder state (step × position)
-  (``experiments.probe``).
+:func:`line_figure` is the one helper behind every curve figure of the reports
+(``evaluate``, ``compare``, sweeps), written as a PNG at least ``MIN_WIDTH_PX`` wide and
+an SVG beside it; :func:`attention_figure` and :func:`metric_by_length_figure` draw
+Bahdanau et al. 2014's Fig. 3 (an alignment matrix) and Fig. 2 (a score against source
+length); the probe figures are :func:`save_probe_by_position` and :func:`save_probe_maps`.
 """
 
 from __future__ import annotations
@@ -195,7 +181,9 @@ def attention_figure(
 ):
   """weights [len(out_tokens), len(src_tokens)] in [0, 1] -> Figure.
 
-  Row t is the attention the model used to predict output token t. ``gold``:
+  Source tokens along the x axis (top), output tokens down the y axis, white =
+  0 … black = 1, as Bahdanau et al. 2014, Fig. 3. Row t is the attention the
+  model used to predict output token t. ``gold``:
   the task's gold alignment of the reference (per target position t the
   source position, −1 for none), outlined in red on rows that exist.
   """

@@ -1,27 +1,12 @@
-"""Where a token is: the position schemes of ``model.position``.
+"""Where a token is: the position schemes of ``model.position`` (docs/models.md#transformer).
 
-Self-attention is blind to order; a Transformer learns positions from one of
-
-* ``sinusoidal`` — fixed sinusoids added to the embeddings (Vaswani et al.
-  2017, Section 3.5):
-      PE(p, 2i) = sin(p / 10000^{2i/d}),   PE(p, 2i+1) = cos(p / 10000^{2i/d});
-* ``learned`` — a trained table W_p [max_positions, d] added to the embeddings
-  (Gehring et al. 2017; GPT, Radford et al. 2018, eq. 2);
-* ``rope`` — rotary embeddings (Su et al. 2021, "RoFormer", eq. 34): query and
-  key of position p are rotated pairwise by the angles p·θ_i,
-  θ_i = 10000^{-2i/h}, so that q_m·k_n depends on m − n only;
-* ``alibi`` — attention with linear biases (Press et al. 2022, "Train short,
-  test long"): softmax(q_i·k_jᵀ/√h − m·|i − j|) with a fixed slope m per head
-  (bidirectional by distance in an encoder; |i − j| = i − j under a causal mask,
-  the paper's bias);
-* ``none`` — no position signal at all: a causal decoder can still infer
-  positions from its mask (Haviv et al. 2022; Kazemnejad et al. 2023, "NoPE").
-  An encoder without positions sees a bag of tokens, so it is refused there.
-
-``auto`` keeps each model's original scheme (``transformer``: sinusoidal;
-``gpt``: learned). ``rope`` and ``alibi`` act on self-attention only: the
-cross-attention of the encoder–decoder carries no position term (its keys
-are encoder states, whose positions the encoder already encoded).
+* ``sinusoidal`` (Vaswani et al. 2017, §3.5): PE(p, 2i) = sin(p / 10000^{2i/d}), cos at 2i+1;
+* ``learned``: a trained table W_p [max_positions, d] (Gehring et al. 2017; Radford et al. 2018);
+* ``rope`` (Su et al. 2021, eq. 34): q and k of position p rotated pairwise by p·θ_i,
+  θ_i = 10000^{-2i/h}, so q_m·k_n depends on m − n only;
+* ``alibi`` (Press et al. 2022): softmax(q_i·k_jᵀ/√h − m·|i − j|), a fixed slope m per head;
+* ``none``: a causal decoder infers positions from its mask (Haviv et al. 2022; Kazemnejad
+  et al. 2023); an encoder would see a bag of tokens, so it is refused there.
 """
 
 from __future__ import annotations

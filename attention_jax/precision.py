@@ -1,25 +1,12 @@
 """Mixed precision: the rule, and the check that a compiled step obeys it.
 
-The rule (``train.compute_dtype``): a model computes in the dtype of the
-parameters it is merged with. ``step.merge_for_compute`` casts the float32
-parameters to the compute dtype inside the differentiated function, so
-
-* every matrix product (embeddings, positions, recurrent cells, attention,
-  output layer) takes compute-dtype operands, forward and backward;
-* the islands that need range stay float32: softmax (``attention.
-  masked_softmax``), layer-norm statistics (flax computes them in at least
-  float32) and the losses (``metrics.cross_entropy``);
-* parameters, gradients and optimizer state stay float32: the gradient of the
-  cast is the cast back.
-
-float32 and float64 parameters (the gradient instruments run models in
-float64) therefore compute in float32 and float64, unchanged.
-
-:func:`dot_operand_dtypes` reads the operand dtypes of every matrix product in
-a lowered or compiled module's text — StableHLO (``jax.jit(f).lower(...).
-as_text()``) or HLO (``XLA_FLAGS=--xla_dump_to=DIR``,
-``*.before_optimizations.txt``) — which is how the tests and
-``python -m attention_jax.precision DIR`` check the rule.
+The rule (``train.compute_dtype``): a model computes in the dtype of the parameters it is
+merged with; ``step.merge_for_compute`` casts the float32 parameters inside the
+differentiated function, so every matrix product takes compute-dtype operands while
+softmax, layer-norm statistics, the losses, parameters, gradients and optimizer state stay
+float32. :func:`dot_operand_dtypes` reads the operand dtypes of every matrix product in a
+lowered (StableHLO) or dumped (HLO) module's text.
+Documented in docs/scale.md#mixed-precision.
 """
 
 from __future__ import annotations

@@ -1,45 +1,12 @@
-"""Linear probes: which source tokens can be read out of the context vector
-and out of each decoder state.
+"""Linear probes: which source tokens the frozen decoder states hold (Alain & Bengio 2016).
 
-The encoder–decoder of Cho et al. 2014 must pass the whole source through
-one fixed-length vector; attention (Bahdanau et al. 2014) lets the decoder
-look back instead. A *linear probe* (Alain & Bengio 2016) asks what a frozen
-vector holds: a softmax regression trained to recover a property from it —
-here the source token at position j:
+A softmax regression, trained on the frozen (standardized) state z, recovers the source
+token at position j:
 
-    p(x_j = v | z) = softmax(W z + b)_v,   z = the frozen state (standardized)
+    p(x_j = v | z) = softmax(W z + b)_v
 
-For a trained recurrent encoder–decoder (``rnn_encdec``, ``seq2seq_lstm``,
-``rnnsearch``, ``luong``), on fresh held-out sources of every length L:
-
-* **initial state** — the decoder's initial state (for ``rnn_encdec``
-  s_0 = tanh(V c), c the context vector; for ``rnnsearch`` s_0 = tanh(W_s h←_1);
-  for the LSTMs the encoder's final (h, c), the hidden state ``h`` and the
-  cell ``c`` probed apart): one probe per (L, j). Does it keep the start of
-  the source, the end, neither?
-* **decoder states** — the state after output step i (the one that predicts
-  target token i; teacher-forced on the reference), one probe per (L, i, j)
-  for a few lengths: what the state still holds as the output is written.
-  Only on tasks whose target is as long as its source (copy, reverse, sort);
-  on ``addition`` and ``reorder`` the initial state alone is probed.
-
-Every probe is trained with optax (Adam, full batch, zero initialization, a
-small L2 penalty) on 80% of the distinct sources of its length and scored on
-the other 20% (the probe data's own train/test split). **Chance** is the
-accuracy of always answering the probe-training set's most frequent token.
-**Control**: the same probes on the same model at initialization (the run's
-own seed), whose states are a random function of the source;
-**selectivity** = trained − control accuracy (in the spirit of Hewitt &
-Liang 2019, who compare against control *tasks*). Sources are drawn from the
-task's held-out ``test`` split (``eval`` on request), far more per length
-than the evaluation sets hold; a length with fewer distinct sources than
-:data:`MIN_SOURCES` (e.g. length 2 of 10 symbols: ~10 test sources) is
-skipped and listed. Everything is deterministic given ``seed``.
-
-Writes ``WORKDIR/probe/``: ``initial_state.csv``, ``decoder_states.csv``,
-``probe.json`` (settings, skipped lengths, summaries) and two figures,
-``initial_state.png`` (accuracy against source position, one line per
-length) and ``decoder_states.png`` (decoder step × source position).
+and is compared against the same probe on the model at initialization (the control).
+Documented in docs/instruments.md#probing-the-bottleneck.
 """
 
 from __future__ import annotations

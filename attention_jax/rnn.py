@@ -1,23 +1,9 @@
-"""Recurrent cells and the scan layer that runs them over time.
+"""Recurrent cells (Elman, GRU, LSTM) and the scan layer that runs them over time.
 
-Every cell has the same small interface so that one scan serves them all:
-
-* ``input_projection(x) -> xp``: the part of the pre-activations that depends on
-  the input only, ``x @ input_kernel + input_bias``. It can be computed for all
-  time steps at once ("hoisted") or inside the scan step.
-* ``step(carry, xp) -> carry``: one recurrence step on projected input.
-* ``output(carry) -> h``: the hidden state read out of the carry.
-* ``initialize_carry(batch_shape) -> carry``, in the dtype of the cell's
-  weights (the compute dtype: bfloat16 weights give a bfloat16 state, so no
-  recurrent product is promoted to float32).
-
-For the fused backward pass (:func:`scan` with ``backward="fused"``) a cell
-also exposes its recurrence with the matrix products made explicit:
-``recurrent_weights() -> ((kernel, bias | None), ...)`` and
-``step_parts(carry, xp, matmul)``, where ``matmul(k, a)`` stands for
-``a @ kernel_k + bias_k``. ``step`` is ``step_parts`` with the real products.
-
-Shapes: ``x: [batch, time, features]``; states ``[batch, hidden]``.
+Every cell has the small interface of :class:`_Cell`, so that one :func:`scan` serves them
+all; each cell's docstring gives its equations. Shapes: ``x: [batch, time, features]``;
+states ``[batch, hidden]``.
+Documented in docs/models.md#recurrent-layers.
 """
 
 from __future__ import annotations
@@ -45,7 +31,25 @@ def _matmul_with(weights) -> MatMul:
 
 
 class _Cell(nnx.Module):
-  """Shared plumbing: input projection, ``step`` via ``step_parts``, Flax call."""
+  """Shared plumbing: input projection, ``step`` via ``step_parts``, Flax call.
+
+  The interface every cell has, so that one scan serves them all:
+
+  * ``input_projection(x) -> xp``: the part of the pre-activations that depends
+    on the input only, ``x @ input_kernel + input_bias``; computed for all time
+    steps at once ("hoisted") or inside the scan step;
+  * ``step(carry, xp) -> carry``: one recurrence step on projected input;
+  * ``output(carry) -> h``: the hidden state read out of the carry;
+  * ``initialize_carry(batch_shape) -> carry``, in the dtype of the cell's
+    weights (the compute dtype: bfloat16 weights give a bfloat16 state, so no
+    recurrent product is promoted to float32).
+
+  For the fused backward pass (:func:`scan` with ``backward="fused"``) a cell
+  also exposes its recurrence with the matrix products made explicit:
+  ``recurrent_weights() -> ((kernel, bias | None), ...)`` and
+  ``step_parts(carry, xp, matmul)``, where ``matmul(k, a)`` stands for
+  ``a @ kernel_k + bias_k``; ``step`` is ``step_parts`` with the real products.
+  """
 
   hidden_size: int
 

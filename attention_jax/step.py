@@ -1,15 +1,10 @@
-"""The pure training step: state, optimizer and schedule, mixed precision,
-and the jitted train and evaluation steps. No files, no loop.
+"""The pure training step: state, optimizer, schedule, mixed precision. No files, no loop.
 
-``train_step(state, batch) -> (state, measurements)`` is one pure function of
-the model's parameters (an ``nnx.State``) and the optax state; randomness is
-``fold_in(rng, step)``. Mixed precision: parameters and optimizer state stay
-float32; with ``train.compute_dtype = "bfloat16"`` the forward and backward
-passes run with bf16 operands (:func:`merge_for_compute`); losses, softmax and
-layer-norm statistics accumulate in float32.
-
-The registries ``SCHEDULES``, ``OPTIMIZERS`` and ``COMPUTE_DTYPES`` are read
-by config validation.
+``train_step(state, batch) -> (state, measurements)`` is one pure function of the model's
+parameters (an ``nnx.State``) and the optax state; randomness is ``fold_in(rng, step)``.
+Parameters and optimizer state stay float32; ``train.compute_dtype = "bfloat16"`` runs the
+products in bf16 (:func:`merge_for_compute`; docs/scale.md#mixed-precision). The
+registries ``SCHEDULES``, ``OPTIMIZERS`` and ``COMPUTE_DTYPES`` are read by validation.
 """
 
 from __future__ import annotations

@@ -1,23 +1,11 @@
 """The training loop: ``train_and_evaluate(config, workdir)``.
 
-The step it runs is :mod:`attention_jax.step` (pure, jitted); the directory it
-writes is :mod:`attention_jax.workdir`'s. Running again on the same workdir
-resumes the run from its latest checkpoint, including the data pipeline's
-position, and writes the same rows an uninterrupted run would.
-
-Guarantees (docs/reliability.md): one process per workdir (a lock); a resume
-verifies the checkpoint's hashes and refuses a config that changes parameter
-shapes or, without ``allow_config_change``, hyperparameters, before it touches
-the workdir; a non-finite loss or gradient stops the run (or, with
-``train.skip_nonfinite``, skips that update) and no non-finite state is ever
-saved; SIGTERM finishes the step, saves it and raises :class:`Preempted` —
-with several processes, SIGTERM to any one makes every process save the same
-step and raise it; Ctrl-C (SIGINT) does the same and raises
-:class:`Interrupted` (a second Ctrl-C ends the process at once). A resume on
-data whose bytes changed is refused without ``allow_data_change``. Starting is
-transactional: config, checkpoint, data and vocabularies are checked and
-loaded before the workdir changes. The checkpoints of the best evaluations (by
-``checkpoint.best_metric``) are kept beside the latest ones.
+The step it runs is :mod:`attention_jax.step` (pure, jitted); the directory it writes is
+:mod:`attention_jax.workdir`'s. Running again on the same workdir resumes from the latest
+checkpoint, data pipeline included, and writes the same rows an uninterrupted run would.
+Starting is transactional (config, checkpoint, data and vocabularies are checked before the
+workdir changes); what it promises on kills, signals, non-finite values and corrupt
+checkpoints: docs/reliability.md#guarantees.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """A run's directory: its ``config.json``, resume checks, and the one loader.
 
-This is the only module that reads or writes ``WORKDIR/config.json`` (the
-resolved config of the run, written at its start). Every tool that needs a
-trained run — evaluation, translation, comparison, generation, the gradient
-instruments, sweeps, probes — calls :func:`load`, which executes no config
-file: it rebuilds the config from ``config.json`` (keys added to the schema
-since the run was written take their defaults, in memory; the file is never
-rewritten), the task from the vocabularies and tokenizers saved beside it,
-and the train state from a checkpoint.
-
-Layout of a workdir: ``config.json``, ``env.json`` (one record per start:
-:mod:`attention_jax.environment`), ``metrics.jsonl``, ``tb/``,
-``checkpoints/`` (orbax, :mod:`attention_jax.checkpoint`), the task's
-vocabularies (``vocab_src.txt``, ``vocab_tgt.txt``, ``tokenizer.json``,
-``spm_*.model``), and the outputs of the tools (``eval/``, ``gradients/``,
-``compare/``, ``probe/``).
+The only module that reads or writes ``WORKDIR/config.json`` (the resolved config, written
+at the run's start). Every tool that needs a trained run calls :func:`load`, which executes
+no config file: it rebuilds the config from ``config.json`` (keys added to the schema since
+take their defaults, in memory; the file is never rewritten), the task from the
+vocabularies and tokenizers saved beside it, and the train state from a checkpoint.
+Documented in docs/reliability.md#the-workdir.
 """
 
 from __future__ import annotations

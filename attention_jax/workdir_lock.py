@@ -1,16 +1,10 @@
-"""One run per workdir: an exclusive lock on ``WORKDIR/run.lock``.
+"""One run per workdir: an exclusive ``flock(2)`` on ``WORKDIR/run.lock``.
 
-Two training processes on one workdir would silently overwrite each other's
-checkpoints (orbax does not lock a directory). The lock is ``flock(2)`` on
-``run.lock``, which the kernel drops when its process dies, so a lock left by a
-killed process (its PID written in the file, now dead) is taken over at once;
-the file names the holder (PID, host, start time, command) so that the second
-run can say who holds the workdir. The file is removed on release.
-
-Limits: ``flock`` is per machine; on a network filesystem shared by several
-machines it may not exclude a process on another host.
-
-This module imports no JAX, so a test can hold a lock from a cheap process.
+Two training processes on one workdir would overwrite each other's checkpoints (orbax does
+not lock a directory). The kernel drops the lock when its process dies, so a lock left by a
+killed process is taken over at once; the file names the holder (PID, host, start time,
+command). ``flock`` is per machine (docs/reliability.md). This module imports no JAX, so a
+test can hold a lock from a cheap process.
 """
 
 from __future__ import annotations

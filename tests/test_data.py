@@ -16,7 +16,7 @@ from attention_jax import data as data_lib
 from attention_jax import step as step_lib
 from attention_jax import train, validation
 from attention_jax import workdir as workdir_lib
-from attention_jax.data import batching, parallel_text, reorder, synthetic, tokenizers
+from attention_jax.data import batching, parallel_text, reorder, tokenizers
 from attention_jax.data.vocab import BOS, EOS, PAD, Vocabulary
 from attention_jax.errors import DataError
 
@@ -29,7 +29,7 @@ def _content(row):
 
 
 def _task(name, **kw):
-  return synthetic.SyntheticTask(tiny_config(**{"data.task": name, **kw}))
+  return data_lib.make_task(tiny_config(**{"data.task": name, **kw}))
 
 
 @pytest.mark.parametrize("name", ["copy", "reverse", "sort", "addition", "reorder"])

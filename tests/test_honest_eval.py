@@ -8,6 +8,7 @@ a bad ``reverse`` model for the comparison tests.
 
 import csv
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ from attention_jax import (
 from attention_jax import config as config_lib
 from attention_jax import data as data_lib
 from attention_jax import workdir as workdir_lib
-from attention_jax.data import heldout, long_range, synthetic
+from attention_jax.data import heldout, long_range
 from attention_jax.data.vocab import PAD
 from attention_jax.errors import EvalError
 
@@ -94,7 +95,7 @@ SMALL_SPACES = {  # spaces small enough that independent draws would collide
 
 @pytest.mark.parametrize("name", sorted(SMALL_SPACES))
 def test_no_eval_or_test_source_in_100k_training_sources(name):
-  task = synthetic.SyntheticTask(
+  task = data_lib.make_task(
     tiny_config(
       **{
         "data.task": name,
@@ -128,7 +129,7 @@ def test_long_range_discrete_tasks_are_held_out(name, length):
       "data.eval_examples": 1000,
     }
   )
-  task = long_range.LongRangeTask(c)
+  task = data_lib.make_task(c)
   key = long_range.HELD_OUT_KEY[name]
   trained = set()
   for index in range(20):
@@ -141,7 +142,7 @@ def test_long_range_discrete_tasks_are_held_out(name, length):
 
 
 def test_tiny_spaces_are_counted_and_empty_lengths_never_drawn():
-  task = synthetic.SyntheticTask(
+  task = data_lib.make_task(
     tiny_config(
       **{
         "data.task": "reverse",
@@ -163,7 +164,7 @@ def test_tiny_spaces_are_counted_and_empty_lengths_never_drawn():
     assert lengths == {int(k) for k, r in rows.items() if r[split] > 0}
   assert "distinct sources" in task.held_out_line()
   # Same sets for every seed; a split with no source at all is one line.
-  other = synthetic.SyntheticTask(
+  other = data_lib.make_task(
     tiny_config(
       **{
         "data.task": "reverse",
@@ -176,7 +177,7 @@ def test_tiny_spaces_are_counted_and_empty_lengths_never_drawn():
     )
   )
   np.testing.assert_array_equal(other.eval_set("test")["src"], task.eval_set("test")["src"])
-  bare = synthetic.SyntheticTask(
+  bare = data_lib.make_task(
     tiny_config(
       **{
         "data.task": "reverse",
@@ -604,6 +605,12 @@ def test_compare_seed_groups_and_mismatched_references(pair, text_run, tmp_path)
   assert min(per_seed) < grouped["bleu"] < max(per_seed)  # pooled outputs
   with pytest.raises(compare.CompareError, match="compare needs the same test sentences"):
     compare.compare_workdirs([[good], [text_run[0]]], "test", out=str(tmp_path / "x"))
+  other = shutil.copytree(good, tmp_path / "other_model")  # another model joined as a seed
+  config = json.loads((other / "config.json").read_text())
+  config["model"]["hidden_size"] += 1
+  (other / "config.json").write_text(json.dumps(config))
+  with pytest.raises(compare.CompareError, match="differ in model.hidden_size"):
+    compare.compare_workdirs([[good, str(other)]], "test", out=str(tmp_path / "y"))
 
 
 def test_compare_command_line(pair, tmp_path):

@@ -9,8 +9,7 @@ import pytest
 from conftest import ROOT, tiny_config
 
 from attention_jax import config as config_lib
-from attention_jax import model_setup, models
-from attention_jax.models import hparams
+from attention_jax import config_fields, model_setup, models
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
@@ -21,7 +20,7 @@ def test_fields_are_model_keys_with_the_schema_defaults(name):
   defaults = config_lib.base_config().model
   assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
   for field in dataclasses.fields(cls):
-    if field.name in hparams.context_keys_of(cls):
+    if field.name in config_fields.context_keys_of(cls):
       continue
     assert field.name in defaults, f"{name}: field {field.name} is no model key"
     assert field.default == defaults[field.name], (name, field.name)

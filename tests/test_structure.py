@@ -11,6 +11,8 @@
   the repository;
 * no dated measurement or timing in the docstrings and comments of
   ``attention_jax/`` and ``configs/`` (numbers live in docs/);
+* module docstrings of ``attention_jax/`` short (at most
+  ``MAX_MODULE_DOCSTRING_LINES``; the long form lives in docs/);
 * files are replaced only through the atomic-write helper.
 """
 
@@ -240,3 +242,21 @@ def test_no_dated_measurements_in_code_or_configs():
     if m
   ]
   assert not found, "measurements belong in docs/: " + "; ".join(found)
+
+
+MAX_MODULE_DOCSTRING_LINES = 12
+
+
+def test_module_docstrings_are_short():
+  long = sorted(
+    (n, str(path.relative_to(ROOT)))
+    for path in MODULES.values()
+    for doc in [ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))]
+    for n in [len(doc.splitlines()) if doc else 0]
+    if n > MAX_MODULE_DOCSTRING_LINES
+  )
+  assert not long, (
+    f"module docstrings over {MAX_MODULE_DOCSTRING_LINES} lines (a one-line summary, a few "
+    "lines of what and why, the paper's equation; the rest in docs/): "
+    + ", ".join(f"{p} ({n})" for n, p in reversed(long))
+  )

@@ -12,6 +12,7 @@ from conftest import ROOT
 from flax import nnx
 
 from attention_jax import config as config_lib
+from attention_jax import data as data_lib
 from attention_jax import evaluation, generate, model_setup, train, validation, writers
 from attention_jax.data import text as text_task
 from attention_jax.testing import decode_in_steps
@@ -142,8 +143,8 @@ def test_gpt_kv_cache_equals_full_and_sampling_is_greedy_at_t0(gpt_model):
 
 def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
   c = _config("gpt", **{"data.train_path": text_file})
-  task = text_task.TextLMTask(c)
-  a, b = task.train_batch(3), text_task.TextLMTask(c).train_batch(3)
+  task = data_lib.make_task(c)
+  a, b = task.train_batch(3), data_lib.make_task(c).train_batch(3)
   np.testing.assert_array_equal(a["inputs"], b["inputs"])  # (seed, index)
   assert a["inputs"].shape == (c.train.batch_size, c.data.max_length)
   np.testing.assert_array_equal(a["inputs"][:, 1:], a["targets"][:, :-1])
@@ -169,7 +170,7 @@ def test_text_task_batches_vocab_and_errors(tmp_path, text_file):
     (str(bad), "not valid UTF-8 (byte 6, line 2)"),
   ):
     with pytest.raises((config_lib.ConfigError, FileNotFoundError)) as e:
-      text_task.TextLMTask(_config("gpt", **{"data.train_path": path}))
+      data_lib.make_task(_config("gpt", **{"data.train_path": path}))
     assert path in str(e.value) and needle in str(e.value)
     assert "\n" not in str(e.value)
 

@@ -1,25 +1,13 @@
-"""Suite ``attention``: attention core and full multi-head layer, forward + backward.
-
-Every variant computes the same math on the same inputs and weights (torch's
-included: ``nn.MultiheadAttention`` gets our four projection matrices copied
-in) and is timed in this process, interleaved (``timing.bench``); ``ratio`` is
-time / reference, the reference being torch's ``scaled_dot_product_attention``
-when torch is importable, else ``jax.nn.dot_product_attention``. Every row
-prints ``max_abs_diff``, its forward output's largest difference from
-``jax_dpa``'s, measured before timing; ``parity`` is ``FAIL`` above the
-dtype's tolerance (2e-3 float32, 5e-2 bf16).
+"""Suite ``attention``: attention core and multi-head layer, forward + backward.
 
 core  : softmax(q kᵀ/√h) v on given q, k, v; gradients w.r.t. q, k, v.
 layer : x -> Q/K/V projections -> core -> output projection (no biases);
         gradients w.r.t. x and the four weight matrices.
 
-Variants: ``ours`` (``attention.scaled_dot_product_attention`` / our
-``MultiHeadAttention``, implementation ``auto``: the heads-major einsum with a
-hand-written backward on CPU, cuDNN on GPU in bf16), ``ours_xla`` (our layer
-on ``jax.nn.dot_product_attention``), ``jax_dpa`` (``jax.nn.dot_product_attention``,
-XLA; ``jax_dpa_cudnn`` on GPU), ``torch_sdpa``, ``torch_mha`` (the
-``nn.MultiheadAttention`` module). CPU shape: B16 T256 D256 8 heads, float32;
-GPU: bf16 causal B16 T1024 16×64 and B8 T4096 16×128.
+Every variant (ours, ours_xla, jax_dpa, jax_dpa_cudnn on GPU, torch_sdpa, torch_mha)
+computes the same math on the same inputs and weights, timed in this process, interleaved;
+``ratio`` is time / torch SDPA (``jax.nn.dot_product_attention`` without torch).
+Documented in docs/performance.md#attention.
 """
 
 from __future__ import annotations
@@ -192,6 +180,7 @@ def _grad_fn(f, argnums):
 
 
 def _tol(dtype: str) -> float:
+  """The largest ``max_abs_diff`` from ``jax_dpa`` that passes ``parity``."""
   return 2e-3 if dtype == "float32" else 5e-2
 
 

@@ -1,41 +1,12 @@
 """Suite ``model``: training-step throughput and model FLOPs utilisation.
 
-For each registered model, one jitted train step (forward, backward, optax
-update) on random tokens is timed; reported: tokens/s (target tokens for
-seq2seq models, B·T for the LM) and, for the attention models,
-MFU = FLOPs/token × tokens/s ÷ peak, with FLOPs/token = 6N + 12·L·d·T
-(PaLM appendix B; nanoGPT ``estimate_mfu``; N = parameters less the position
-table; L = layers of all stacks; the attention term is not halved for causal
-masks). Peak, printed with its source in every row:
-
-* on a known accelerator, the vendor's dense figure for the dtype the step's
-  matrix products actually take — read from the lowered step
-  (``precision.step_dtype``; ``dtype`` column), not from the config (bf16
-  tensor cores, or TF32 for float32 matmuls on NVIDIA; a step mixing both is
-  divided by the bf16 peak, the higher one);
-* on a CPU, whose nominal peak (cores × clock × FMA width) depends on turbo
-  and SMT that a VM does not report, the FLOP/s of one large square matmul of
-  that dtype measured in the same process with the same clock — the best this
-  CPU and XLA reach, so the MFU there reads "fraction of the matmul ceiling".
-
-Each row also records ``compile_s`` (lowering + XLA compilation of the step)
-and ``attention`` (the path ``model.attention_impl`` resolved to: ``cudnn``
-fused attention, ``xla``, or our ``einsum``). On a GPU the GPT-2 sizes run
-with ``model.scan_layers`` (one compiled block, scanned; see models/gpt.py).
-
-Reference rows, where torch is installed: the same model written in PyTorch
-from the same equations (``benchmarks/torch_models.py``: equal trainable
-parameter counts, our initial weights copied in), trained by the same step
-(cross-entropy over non-PAD targets, global-norm clipping, Adam), eager
-(``impl = torch``) and under ``torch.compile`` (``torch.compile``; skipped,
-with the reason in ``note``, when no C compiler is found or its compile takes
-longer than :data:`COMPILE_LIMIT_S`, where it is stopped). All of a model's steps are timed in one
-process, interleaved (:func:`timing.bench`); ``vs_torch`` and
-``vs_torch_compile`` on our row are the medians of the per-round ratios of our
-time to theirs. ``init_loss`` is each side's loss on the first batch before
-any update, and ``loss_diff`` on the torch rows its distance from ours: the
-parity check that both compute the same function. On a GPU, torch runs on
-CUDA with bf16 autocast where our step computes in bf16 (attention: SDPA).
+One jitted train step per registered model on random tokens; tokens/s and, for the
+attention models, MFU = FLOPs/token × tokens/s ÷ peak with FLOPs/token = 6N + 12·L·d·T
+(PaLM appendix B; nanoGPT ``estimate_mfu``). The peak is the vendor's dense figure for the
+dtype the step's matmuls take, or on a CPU a large matmul measured in the same process.
+Where torch is installed, the same model in PyTorch is timed beside ours as a reference
+(docs/performance.md#whole-models-against-pytorch).
+Documented in docs/performance.md#training-throughput-and-mfu.
 """
 
 from __future__ import annotations
@@ -237,7 +208,8 @@ def _position_params(params) -> int:
 def flops_per_token(name: str, config, params) -> float:
   """Training FLOPs per token, 6N + 12·L·d·T (forward 2N + attention 4·L·d·T,
   backward twice the forward). N excludes the position table (a lookup, no
-  matmul); L counts every stack (encoder + decoder for ``transformer``)."""
+  matmul); L counts every stack (encoder + decoder for ``transformer``); the
+  attention term is not halved for causal masks."""
   n_params = sum(x.size for x in jax.tree.leaves(params))
   N = n_params - _position_params(params)
   L = config.model.num_layers * (1 if name == "gpt" else 2)

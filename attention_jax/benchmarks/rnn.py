@@ -1,22 +1,10 @@
-"""RNN layer fwd+bwd: our scan layers vs ``flax.nnx.RNN`` vs torch, one process.
+"""Suite ``rnn``: one RNN layer forward + backward, ours against flax and torch.
 
-One layer, loss ``mean(y**2)`` over all outputs, gradients w.r.t. every weight.
-Every implementation runs on the same
-weights (ours copied into flax and torch), and ``max_abs_diff`` is the largest
-difference of its forward outputs from ours with default options — the check
-that the rows compare the same math. GRU rows use the cuDNN/torch/flax form
-(``reset_after=True``); ``ours_cho`` is the paper's form (Cho et al. 2014),
-which needs a second, dependent matmul per step: a different function, so its
-``max_abs_diff`` is measured against a Python loop of the same cell's steps.
-
-Our variants: ``ours`` (the backend defaults of :data:`rnn.BACKEND_DEFAULTS`),
-``autodiff`` / ``autodiff_hoist`` (JAX's transpose of the scan, input projection
-inside the step / hoisted), ``fused`` / ``fused_hoist`` (custom VJP, weight
-gradients as single matmuls over T·B rows). On a GPU (where ``ours`` is
-hoisted, unroll 8, autodiff) the suite times ``ours``, ``autodiff`` (plain),
-``fused_hoist`` and ``fused_hoist_u8`` only, to fit ``--suite all`` in minutes.
-``vs_torch`` is the median over rounds of the paired per-round time ratio;
-``vs_flax`` is the ratio of medians.
+Loss ``mean(y**2)``, gradients w.r.t. every weight, the same weights in every row (ours
+copied into flax and torch); ``max_abs_diff`` is each row's forward distance from ours.
+Variants: ``ours`` (:data:`rnn.BACKEND_DEFAULTS`), ``autodiff``/``fused`` (JAX's transpose
+of the scan / the custom VJP), each with ``_hoist``, and ``ours_cho`` (the paper's GRU).
+Documented in docs/performance.md#recurrent-layers.
 """
 
 from __future__ import annotations

@@ -1,23 +1,18 @@
-"""Data: the tasks by ``data.task``, one registry, one dispatch point.
+"""Data: the tasks by ``data.task``, one registry, one dispatch point (docs/data.md).
 
-* synthetic sequence-to-sequence tasks (:mod:`.synthetic`: ``reverse``,
-  ``copy``, ``sort``, ``addition``, ``reorder``), held out by source hash
-  (:mod:`.heldout`);
-* long-range tasks for recurrent networks (:mod:`.long_range`: ``adding``,
-  ``copy_memory``, ``temporal_order``);
-* parallel text (:mod:`.parallel_text`): ``files`` (local TSV or
-  ``.src``/``.tgt``) and ``tfds:NAME`` (a TFDS catalog dataset);
-* ``text``: character-level language modelling (:mod:`.text`).
-
-Every task follows the protocol of :mod:`.batching`. :func:`make_task` builds
-one; :func:`config_keys` names the ``data.*`` keys it reads (validation
-refuses the others).
+Synthetic sequence-to-sequence tasks (:mod:`.synthetic`), long-range tasks for recurrent
+networks (:mod:`.long_range`), parallel text (:mod:`.parallel_text`: ``files`` and
+``tfds:NAME``) and character-level text (:mod:`.text`), each following the protocol of
+:mod:`.batching`. Each task takes a frozen dataclass of the ``data.*`` keys it reads, built
+at one boundary (:func:`task_config`), from which :func:`make_task` builds the task and
+:func:`config_keys` derives the keys it reads (validation refuses the others).
 """
 
 from __future__ import annotations
 
 import os
 
+from attention_jax import config_fields
 from attention_jax.data import long_range, parallel_text, synthetic, text
 
 SYNTHETIC_TASKS = tuple(sorted(synthetic.TASKS))
@@ -74,9 +69,23 @@ def objective_name(task: str) -> str:
   return task_class(task).objective
 
 
+# Context fields (not data.* keys) -> how a config gives them.
+_CONTEXT = {
+  "seed": lambda config: config.seed,
+  "batch_size": lambda config: config.train.batch_size,
+}
+
+
+def task_config(config):
+  """The frozen ``data.*`` settings of ``config.data.task`` (its class's
+  ``config_class``); ValueError for an unknown task."""
+  cls = task_class(config.data.task).config_class
+  return config_fields.from_section(cls, config.data, lambda key: _CONTEXT[key](config))
+
+
 def config_keys(config) -> tuple[str, ...]:
   """The ``data.*`` keys (without the prefix) that ``config.data.task`` reads."""
-  return ("task", *task_class(config.data.task).config_keys(config))
+  return config_fields.keys_read(task_config(config))
 
 
 def make_task(config, workdir: str | None = None):
@@ -85,7 +94,7 @@ def make_task(config, workdir: str | None = None):
   ``workdir``: where a run keeps its vocabularies and tokenizer models; a task
   that finds them there reloads them instead of building them from the data.
   """
-  return task_class(config.data.task)(config, workdir)
+  return task_class(config.data.task)(task_config(config), workdir)
 
 
 def inputs(config) -> tuple[list[tuple[str, str]], dict | None]:
@@ -94,19 +103,21 @@ def inputs(config) -> tuple[list[tuple[str, str]], dict | None]:
   split; ``text``: the text files), and for ``tfds:NAME`` the dataset's name,
   version and split specs (else None). Synthetic tasks read nothing. A path
   that does not exist is left out (the task's reader names it)."""
-  d, task = config.data, config.data.task
+  settings = task_config(config)
+  task = settings.task
   files: list[tuple[str, str]] = []
   if task == "files":
     for role in parallel_text.ROLES:
-      path = d.get(f"{role}_path")
+      path = getattr(settings, f"{role}_path")
       if path:
         try:
           files += [(f"data.{role}_path", f) for f in parallel_text.expand_paths(path, "")]
         except ValueError:  # DataError: not found
           continue
   elif task == "text":
-    files = [(f"data.{k}", d[k]) for k in ("train_path", "eval_path") if d[k]]
-  tfds_record = parallel_text.catalog_record(config) if task.startswith("tfds:") else None
+    paths = {k: getattr(settings, k) for k in ("train_path", "eval_path")}
+    files = [(f"data.{k}", path) for k, path in paths.items() if path]
+  tfds_record = parallel_text.catalog_record(settings) if task.startswith("tfds:") else None
   return [(k, f) for k, f in files if os.path.isfile(f)], tfds_record
 
 

@@ -1,41 +1,10 @@
-"""What every task gives the training loop, and the batching they share.
+"""The task protocol, and the batching the tasks share.
 
-**The task protocol** (``attention_jax.data.make_task`` returns one):
-
-* ``objective`` — a name in ``attention_jax.objectives`` (``seq2seq``, ``lm``,
-  ``regression``, ``classification``, ``sequence_labelling``);
-* ``src_vocab`` / ``tgt_vocab`` — :class:`~attention_jax.data.vocab.Vocabulary`;
-* ``train_iterator()`` — an :class:`IndexedIterator` (``get_state`` /
-  ``set_state``: resume sees exactly the batches an uninterrupted run would);
-* ``eval_set(split) -> dict of arrays`` for ``split`` in ``eval``/``test``;
-* ``count_tokens(batch)`` — for tokens/s;
-* ``config_keys(config)`` (static) — the ``data.*`` keys the task reads;
-* for evaluation by text: ``detokenize(ids, side)``, ``eval_references(split)``
-  (the raw reference lines), ``eval_sources(split)``,
-  ``eval_source_lengths(split)`` and ``length_unit``.
-
-**Batching.** Sequence-to-sequence batches are right-padded arrays
-(:func:`pad_batch`). Synthetic batches are a pure function of ``(seed,
-index)``; tokenized text goes through :class:`BucketedBatches`: length
-buckets, padding, seeded shuffling, repeat — with batch ``k`` a pure function
-of ``(seed, k)``.
-
-Why not grain: grain's ``MapDataset(...).shuffle(seed).batch(n)`` resumes
-exactly too, but it is absent on the GPU machine and it pads every batch to
-one length or needs a custom bucketing transform. Here the whole state is one
-integer (the next batch's index), stored in the checkpoint's JSON, and a
-resumed run sees exactly the batches an uninterrupted one would.
-
-Each epoch ``e``: the examples are permuted with ``default_rng([seed, e])`` and
-dealt, in that order, into length buckets (an example's length is
-``max(len(source), len(target))``; a bucket is the smallest boundary that
-fits); a bucket emits a batch each time it holds ``batch_size`` examples. At
-the end of the epoch a part-full bucket is filled up with that bucket's first
-examples of the epoch, so every example is seen every epoch and every batch
-has ``batch_size`` rows. Batches of bucket ``b`` are padded to width ``b``
-(``src``) and ``b + 1`` (``tgt_in``/``tgt_out``, which add BOS/EOS), so there
-is one compiled shape per bucket. Epochs repeat forever; the number of batches
-per epoch, ``Σ_b ceil(n_b / batch_size)``, is the same in every epoch.
+Sequence-to-sequence batches are right-padded arrays (:func:`pad_batch`); tokenized text
+goes through :class:`BucketedBatches` (length buckets, padding, seeded shuffling, repeat),
+batch ``k`` a pure function of ``(seed, k)``: the pipeline's state in a checkpoint is one
+integer, so a resumed run sees exactly the batches an uninterrupted one would.
+Documented in docs/data.md#the-task-protocol and docs/data.md#pipeline.
 """
 
 from __future__ import annotations

@@ -1,28 +1,12 @@
 """Held-out splits that are really held out: each source belongs to one split.
 
-A stable 64-bit hash of a source's token ids (splitmix64 folded over the ids,
-then the length) gives ``u(x) ∈ [0, 1)``; the source belongs to
-
-    train  if u(x) < 0.8,   eval  if u(x) < 0.9,   test  otherwise.
-
-The rule depends on nothing but the source: not on the seed, the batch or the
-process, so an eval or test sequence can never be a training sequence, for any
-seed, and every seed is evaluated on the same held-out sentences (a paired
-test between runs needs that). Each split's sampler draws only its own
-sequences, as a pure function of its random generator:
-
-* a *stratum* (a source length; for ``addition`` the two operands' digit
-  counts) whose whole space has at most :data:`ENUMERATE_LIMIT` sequences is
-  enumerated once, and a split draws uniformly from its own members. A split
-  with no member in a stratum (vocabulary 10, length 1: 10 sequences, maybe
-  none hashed to ``eval``) never draws that stratum, and
-  :func:`describe_strata` says so;
-* a larger stratum is sampled by rejection: candidates are drawn uniformly and
-  those of another split are dropped (each split holds ≥ 10% of ≥ 100,000
-  sequences there, so a few rounds suffice).
-
-Tasks with continuous inputs (``adding``) need none of this: two independently
-drawn real-valued sequences coincide with probability 0.
+A stable 64-bit hash of a source's token ids (splitmix64 folded over the ids, then the
+length) gives ``u(x) ∈ [0, 1)``: train if u(x) < 0.8, eval if u(x) < 0.9, test otherwise.
+The rule depends on the source alone (not the seed), so every seed is evaluated on the same
+held-out sentences. A stratum (a length; for ``addition`` the operands' digit counts) of at
+most :data:`ENUMERATE_LIMIT` sequences is enumerated and a split draws from its own
+members; a larger one is sampled by rejection (each split holds ≥ 10% of it).
+Documented in docs/evaluation.md#held-out-means-held-out.
 """
 
 from __future__ import annotations

@@ -1,47 +1,9 @@
-"""Long-range dependency tasks for recurrent networks, deterministic from the seed.
+"""Long-range dependency tasks for recurrent networks: docs/vanishing.md#long-range-tasks.
 
-A batch is a pure function of ``(seed, split, index)`` (as in
-:mod:`attention_jax.data.synthetic`), so a resumed run sees exactly the batches
-an uninterrupted run would. ``T = config.data.length``.
-
-Held-out means held out. The tasks with discrete inputs keep their splits
-disjoint as :mod:`attention_jax.data.heldout` says: a hash of the part of the
-input that determines the answer (copy memory: the 10 symbols to remember;
-temporal order: the whole input sequence) assigns every example to one of
-train/eval/test, and each split draws only its own (rejection sampling). The
-``adding`` problem's inputs are real numbers drawn independently for each
-split's stream: two sequences coincide with probability 0, so its splits are
-disjoint by construction.
-
-* ``adding`` — the adding problem (Hochreiter & Schmidhuber 1997, Exp. 4; the
-  form of Le et al. 2015 / Arjovsky et al. 2016): two input channels, a value
-  ``~ U[0, 1]`` and a marker; exactly two steps are marked, one in each half of
-  the sequence; the target is the sum of the two marked values. Predicting 1
-  always gives MSE = Var(u₁ + u₂) = 2/12 ≈ 0.167.
-* ``copy_memory`` — copy memory (Arjovsky et al. 2016, Section 4.1): 10 symbols
-  from an alphabet of 8, then ``T − 1`` blanks, a delimiter and 10 more blanks
-  (``T + 20`` steps); the output is ``T + 10`` blanks and then the 10 symbols.
-  A memoryless model that outputs blanks and then a uniform guess has
-  cross-entropy ``10 · ln 8 / (T + 20)`` per step.
-* ``temporal_order`` — temporal order (Hochreiter & Schmidhuber 1997, Exp. 6a;
-  Pascanu et al. 2013, Section 4.3): ``T`` distractor symbols from {a, b, c, d}
-  with two relevant symbols from {X, Y}, the first at a step in
-  ``[T/10, 2T/10)``, the second in ``[5T/10, 6T/10)``; classify the order:
-  XX, XY, YX or YY (chance: cross-entropy ln 4, accuracy 0.25).
-
-Batch arrays (``B`` examples):
-
-* ``inputs``: ``[B, T, 2]`` float32 (adding) or ``[B, L]`` int32 token ids;
-* ``target`` ``[B]`` float32 (adding), ``labels`` ``[B]`` (temporal order) or
-  ``[B, L]`` (copy memory) int32 ids of the target vocabulary;
-* ``scored`` ``[B, L]`` bool (copy memory): the 10 recall steps, over which
-  ``token_accuracy`` and ``sequence_accuracy`` are counted;
-* ``weight`` ``[B]`` float32: 1 for a real example (evaluation pads a last
-  batch with all-zero rows, which count nothing);
-* ``baseline`` ``[B]`` float32: the loss of the trivial predictor above on this
-  example, so that evaluation reports ``baseline_loss`` beside ``loss``.
-
-Token ids follow :mod:`attention_jax.data.vocab` (0-3 are PAD, BOS, EOS, UNK).
+``adding`` (Hochreiter & Schmidhuber 1997, Exp. 4), ``copy_memory`` (Arjovsky et al.
+2016, §4.1) and ``temporal_order`` (Pascanu et al. 2013, §4.3), each with the loss of a
+trivial predictor as ``baseline``. A batch is a pure function of ``(seed, split, index)``
+and the splits are disjoint (docs/evaluation.md#held-out-means-held-out).
 """
 
 from __future__ import annotations
@@ -52,6 +14,7 @@ import math
 import numpy as np
 from absl import logging
 
+from attention_jax.config_fields import context
 from attention_jax.data import heldout
 from attention_jax.data.batching import IndexedIterator
 from attention_jax.data.vocab import Vocabulary
@@ -196,28 +159,35 @@ HELD_OUT_RULE = {
 MIN_LENGTH = {"adding": 2, "copy_memory": 1, "temporal_order": 10}
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LongRangeConfig:
+  """The ``data.*`` keys a long-range task reads."""
+
+  task: str  # adding | copy_memory | temporal_order
+  seed: int = context()  # the run's seed: training batch i is drawn from (seed, i)
+  batch_size: int = context()  # train.batch_size
+  length: int = 100  # T: the span of the dependency (at least MIN_LENGTH[task])
+  eval_examples: int = 1000  # size of the eval and of the test set
+
+
 class LongRangeTask:
   """A long-range task with the interface of :class:`SyntheticTask`."""
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``data.*`` keys read: the length T and the evaluation set's size."""
-    del config
-    return ("length", "eval_examples")
+  config_class = LongRangeConfig
 
-  def __init__(self, config, workdir: str | None = None):
-    del workdir  # nothing is saved: the vocabulary follows from the config
-    self.name = config.data.task
+  def __init__(self, settings: LongRangeConfig, workdir: str | None = None):
+    del workdir  # nothing is saved: the vocabulary follows from the settings
+    self.name = settings.task
     self.spec = spec(self.name)
     self.objective = self.spec.objective
-    self.length = config.data.length
+    self.length = settings.length
     if self.length < MIN_LENGTH[self.name]:
       raise ValueError(
         f"data.length must be >= {MIN_LENGTH[self.name]} for task {self.name!r}, got {self.length}"
       )
-    self.seed = config.seed
-    self.batch_size = config.train.batch_size
-    self.eval_examples = config.data.eval_examples
+    self.seed = settings.seed
+    self.batch_size = settings.batch_size
+    self.eval_examples = settings.eval_examples
     if self.name == "copy_memory":
       self.src_vocab = self.tgt_vocab = copy_vocabulary()
     elif self.name == "temporal_order":

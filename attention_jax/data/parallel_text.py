@@ -1,45 +1,17 @@
-"""Real parallel text through TensorFlow Datasets — without TensorFlow.
+"""Real parallel text through TensorFlow Datasets, without TensorFlow: docs/data.md.
 
-Two sources, one path:
-
-* ``data.task=files`` — the user's files: a TSV of ``source<TAB>target`` or a
-  ``.src``/``.tgt`` pair of line-aligned files, for ``data.train_path``,
-  ``data.eval_path`` and (optional) ``data.test_path``. They are checked line by
-  line (see below), then written by a small TFDS builder as ``array_record``
-  under ``<data dir>/attention_jax_files/<content hash>/`` (the hash of the
-  files' bytes: changed files are rebuilt, unchanged ones reused) and read back
-  with ``tfds.builder_from_directory(...).as_data_source()``.
-* ``data.task=tfds:NAME`` — a TFDS catalog dataset (``wmt14_translate/de-en``,
-  ``ted_hrlr_translate/pt_to_en``), prepared with ``file_format='array_record'``
-  (needs the network the first time) and read with ``tfds.data_source``.
-
-``<data dir>`` is ``data.tfds_data_dir`` (default: TFDS's own,
-``~/tensorflow_datasets`` or ``$TFDS_DATA_DIR``). ``tfds.load``/``as_dataset``/
-``TranslateFolder`` would import TensorFlow; nothing here does.
-
-Bad input is found before training starts, each case one line naming the file
-and line (:class:`DataError`): a missing or empty file; invalid UTF-8; a TSV
-line without exactly one tab; ``.src``/``.tgt`` files with different line
-counts (both counts named). Lines are split on ``\\n`` only (``\\u2028``,
-``\\x85``, a lone ``\\r`` are text; one ``\\r`` before ``\\n`` is dropped).
-Pairs with an empty side are dropped and counted in the log; over-long pairs
-(more than ``data.max_length`` tokens on a side) are truncated or dropped
-(``data.overlong``) in the training split and counted in the log; evaluation
-splits are always truncated, never dropped.
-
-Evaluation is against the raw text. The stored text is each line as it is in
-the file or dataset (only the line end removed); tokenizers see it stripped
-and, with ``data.normalize='NFC'``, in Unicode NFC. A reference is the raw
-target line (NFC when ``data.normalize='NFC'``, as the hypotheses are), never
-the truncated or ``<unk>``-ridden ids; a source's length for by-length
-buckets is its number of whitespace-separated words in the raw line. Pairs of
-the eval and test splits that also occur in the training split are counted,
-logged and reported by :meth:`ParallelTextTask.held_out`.
+``data.task=files`` (a TSV or ``.src``/``.tgt`` files, checked line by line, written by a
+small TFDS builder as ``array_record`` and read back as a data source) and
+``data.task=tfds:NAME`` (a catalog dataset read with ``tfds.data_source``): one path.
+``tfds.load``/``as_dataset``/``TranslateFolder`` would import TensorFlow; nothing here
+does. Each line is stored as it is (line end removed), so BLEU and chrF score the raw
+reference (docs/evaluation.md#one-evaluation-truth).
 """
 
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import hashlib
 import importlib
 import json
@@ -51,6 +23,7 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from attention_jax import fileio
+from attention_jax.config_fields import context, read_when
 from attention_jax.data import batching
 from attention_jax.data import tokenizers as tok_lib
 from attention_jax.data.batching import IndexedIterator, pad_batch
@@ -61,6 +34,60 @@ OVERLONG = ("truncate", "drop")  # data.overlong
 NORMALIZATIONS = ("none", "NFC")  # data.normalize
 ROLES = ("train", "eval", "test")
 _FORMAT = "attention_jax parallel text v2"  # v2: raw (unstripped) text
+
+
+# ---------------------------------------------------------------------------
+# What the task reads
+
+
+def _is_files(settings) -> bool:
+  return settings.task == "files"
+
+
+def _is_catalog(settings) -> bool:
+  return settings.task != "files"
+
+
+def _reads_langs(settings) -> bool:
+  """Feature keys of ``tfds:NAME``; the Moses languages of the word tokenizer."""
+  return _is_catalog(settings) or settings.tokenizer == "word"
+
+
+def _is_sentencepiece(settings) -> bool:
+  return settings.tokenizer == "sentencepiece"
+
+
+def _counts_tokens(settings) -> bool:
+  return settings.tokenizer != "sentencepiece"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ParallelTextConfig:
+  """The ``data.*`` keys ``files`` and ``tfds:NAME`` read."""
+
+  task: str  # files | tfds:NAME
+  seed: int = context()  # the run's seed: batch order, SentencePiece training
+  batch_size: int = context()  # train.batch_size
+  # files: a TSV (source<TAB>target) or an X.src/X.tgt pair per split
+  train_path: str = read_when(_is_files, "")
+  eval_path: str = read_when(_is_files, "")
+  test_path: str = read_when(_is_files, "")  # optional
+  # tfds:NAME: the catalog's split specs
+  train_split: str = read_when(_is_catalog, "train")
+  eval_split: str = read_when(_is_catalog, "validation")
+  test_split: str = read_when(_is_catalog, "test")  # "" = none
+  # tfds:NAME: the feature keys ("" = the supervised keys); word: the Moses languages
+  source_lang: str = read_when(_reads_langs, "")
+  target_lang: str = read_when(_reads_langs, "")
+  tfds_data_dir: str = ""  # TFDS data dir and cache ("" = TFDS default)
+  max_length: int = 64  # longest source/target in tokens
+  overlong: str = "truncate"  # longer training pairs: truncate | drop
+  bucket_boundaries: str = ""  # length buckets, e.g. "8,16,32" ("" = one)
+  tokenizer: str = "word"  # char | word | sentencepiece
+  min_count: int = read_when(_counts_tokens, 1)  # char/word: rarer tokens become <unk>
+  max_vocab: int = read_when(_counts_tokens, 0)  # char/word: most frequent N (0 = all)
+  sp_vocab_size: int = read_when(_is_sentencepiece, 8000)  # sentencepiece: pieces per side
+  normalize: str = "none"  # none | NFC
 
 
 # ---------------------------------------------------------------------------
@@ -159,11 +186,9 @@ def _log_report(report: dict) -> None:
   logging.info(msg)
 
 
-def default_data_dir(config) -> str:
+def default_data_dir(settings: ParallelTextConfig) -> str:
   return (
-    config.data.tfds_data_dir
-    or os.environ.get("TFDS_DATA_DIR")
-    or str(tfds.core.constants.DATA_DIR)
+    settings.tfds_data_dir or os.environ.get("TFDS_DATA_DIR") or str(tfds.core.constants.DATA_DIR)
   )
 
 
@@ -288,12 +313,11 @@ def read_source(
 class FilesCorpus:
   """The raw text of ``data.task=files``, read through the array_record dataset."""
 
-  def __init__(self, config):
-    data_config = config.data
-    self.paths = {"train": data_config.train_path, "eval": data_config.eval_path}
-    if data_config.test_path:
-      self.paths["test"] = data_config.test_path
-    self.data_dir = default_data_dir(config)
+  def __init__(self, settings: ParallelTextConfig):
+    self.paths = {"train": settings.train_path, "eval": settings.eval_path}
+    if settings.test_path:
+      self.paths["test"] = settings.test_path
+    self.data_dir = default_data_dir(settings)
     self._splits = None
     self.directory = None
 
@@ -317,18 +341,17 @@ class FilesCorpus:
     return os.path.dirname(os.path.dirname(self.directory))
 
 
-def catalog_record(config) -> dict:
+def catalog_record(settings: ParallelTextConfig) -> dict:
   """What identifies the data of ``data.task=tfds:NAME``: the name, the
   prepared version (None if it cannot be known without preparing it) and the
   split specs."""
-  d = config.data
-  name = d.task[len("tfds:") :]
+  name = settings.task[len("tfds:") :]
   try:
     ensure_registered(name)
-    version = str(tfds.builder(name, data_dir=default_data_dir(config)).version)
+    version = str(tfds.builder(name, data_dir=default_data_dir(settings)).version)
   except Exception:  # noqa: BLE001 - unknown here; the task's reader names the problem
     version = None
-  splits = {r: d.get(f"{r}_split") for r in ROLES if d.get(f"{r}_split")}
+  splits = {r: getattr(settings, f"{r}_split") for r in ROLES if getattr(settings, f"{r}_split")}
   return {"name": name, "version": version, "splits": splits}
 
 
@@ -354,14 +377,13 @@ def ensure_registered(name: str) -> None:
 class CatalogCorpus:
   """The raw text of ``data.task=tfds:NAME``."""
 
-  def __init__(self, config):
-    data_config = config.data
-    self.name = data_config.task[len("tfds:") :]
-    self.splits = {"train": data_config.train_split, "eval": data_config.eval_split}
-    if data_config.test_split:
-      self.splits["test"] = data_config.test_split
-    self.data_dir = default_data_dir(config)
-    self.src_key, self.tgt_key = data_config.source_lang, data_config.target_lang
+  def __init__(self, settings: ParallelTextConfig):
+    self.name = settings.task[len("tfds:") :]
+    self.splits = {"train": settings.train_split, "eval": settings.eval_split}
+    if settings.test_split:
+      self.splits["test"] = settings.test_split
+    self.data_dir = default_data_dir(settings)
+    self.src_key, self.tgt_key = settings.source_lang, settings.target_lang
     self._pairs: dict[str, list] = {}
 
   def _keys(self) -> tuple[str, str]:
@@ -432,47 +454,14 @@ class ParallelTextTask:
   objective = "seq2seq"
   length_unit = "words"  # of eval_source_lengths: words of the raw source
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``data.*`` keys read: the files (``files``) or the TFDS splits and
-    features (``tfds:NAME``), the length limit and buckets, and the
-    tokenizer's own keys."""
-    data_config = config.data
-    if data_config.task == "files":
-      source = ("train_path", "eval_path", "test_path", "tfds_data_dir")
-    else:
-      source = (
-        "train_split",
-        "eval_split",
-        "test_split",
-        "source_lang",
-        "target_lang",
-        "tfds_data_dir",
-      )
-    tokenizer = (
-      ("sp_vocab_size",) if data_config.tokenizer == "sentencepiece" else ("min_count", "max_vocab")
-    )
-    if data_config.tokenizer == "word" and data_config.task == "files":  # the Moses languages
-      tokenizer += ("source_lang", "target_lang")
-    return (
-      *source,
-      "max_length",
-      "overlong",
-      "bucket_boundaries",
-      "tokenizer",
-      *tokenizer,
-      "normalize",
-    )
+  config_class = ParallelTextConfig
 
-  def __init__(self, config, workdir: str | None = None):
-    data_config = config.data
-    self.config = config
-    self.max_length = data_config.max_length
-    self.normalization = data_config.normalize
-    self.boundaries = batching.parse_boundaries(
-      data_config.bucket_boundaries, data_config.max_length
-    )
-    self.corpus = FilesCorpus(config) if data_config.task == "files" else CatalogCorpus(config)
+  def __init__(self, settings: ParallelTextConfig, workdir: str | None = None):
+    self.settings = settings
+    self.max_length = settings.max_length
+    self.normalization = settings.normalize
+    self.boundaries = batching.parse_boundaries(settings.bucket_boundaries, settings.max_length)
+    self.corpus = FilesCorpus(settings) if settings.task == "files" else CatalogCorpus(settings)
     self._encoded: dict[str, dict] = {}
     self._overlap: dict | None = None
     record = os.path.join(workdir, "tokenizer.json") if workdir else None
@@ -488,7 +477,7 @@ class ParallelTextTask:
       self.tgt_tok = self._train_tokenizer([self.prepare(t) for _, _, t in train], "tgt")
     logging.info(
       "vocabularies (%s): source %d, target %d tokens",
-      data_config.tokenizer,
+      settings.tokenizer,
       len(self.src_vocab),
       len(self.tgt_vocab),
     )
@@ -502,12 +491,12 @@ class ParallelTextTask:
     return self.normalize(text.strip())
 
   def _train_tokenizer(self, texts: list[str], side: str):
-    d = self.config.data
+    d = self.settings
     if d.tokenizer == "sentencepiece":
       return tok_lib.SentencePieceTokenizer.train(
         texts,
         d.sp_vocab_size,
-        seed=self.config.seed,
+        seed=d.seed,
         cache_dir=os.path.join(self.corpus.cache_dir(), "spm"),
       )
     if d.tokenizer == "char":
@@ -557,7 +546,7 @@ class ParallelTextTask:
       return self._encoded[role]
     pairs = self.corpus.pairs(role)
     M = self.max_length
-    drop = role == "train" and self.config.data.overlong == "drop"
+    drop = role == "train" and self.settings.overlong == "drop"
     out = {"src": [], "tgt": [], "lines": [], "sources": [], "references": [], "src_lengths": []}
     over = 0
     for n, s, t in pairs:
@@ -628,7 +617,7 @@ class ParallelTextTask:
     self.held_out()  # logs the overlap of eval/test with training
     e = self.encoded("train")
     batches = batching.BucketedBatches(
-      e["src"], e["tgt"], self.config.train.batch_size, self.boundaries, self.config.seed
+      e["src"], e["tgt"], self.settings.batch_size, self.boundaries, self.settings.seed
     )
     logging.info(
       "training batches: %d per epoch; buckets %s hold %s pairs",

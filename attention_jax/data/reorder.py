@@ -1,38 +1,12 @@
 """``reorder``: an English-like grammar translated into a German-like word order.
 
-Attention earns its keep when words must be reordered over long distances
-(Bahdanau et al. 2014, §5.2.2 and Fig. 3: the alignment of English–French is
-mostly monotone; English–German is not). This task makes that distance a knob.
-Sentences are drawn from a small generated grammar and realized twice from one
-tree:
-
-* **English-like source** — subject, verb chain, object, complement, PP:
-  ``the dog , who must have been able to see the cat running through the
-  garden , ...``
-* **German-like target** — German rules of word order:
-
-  - main clauses are **verb-second** (the finite verb second, the rest of the
-    verb cluster at the end of the clause);
-  - subordinate and relative clauses are **verb-final**;
-  - the verb cluster appears **reversed** (English ``must · have · able ·
-    see · running`` → ``running see able have must``);
-  - with a double infinitive (a perfect auxiliary governing a modal or a
-    perception verb with a verb complement: "Ersatzinfinitiv"), the auxiliary
-    moves to the **front** of the cluster ("Oberfeldumstellung"):
-    ``..., der die Katze durch den Garten haben rennen sehen können musste``;
-  - relative clauses on objects are centre-embedded, so the clause's verbs
-    move past the whole embedded clause.
-
-  Articles and relative pronouns agree with the noun's gender and the case the
-  preposition or role assigns; nouns are capitalized.
-
-Knobs: ``depth`` (how deep relative clauses nest), ``clauses`` (how many
-top-level clauses: joined by ``and``/``und`` — verb-second — or ``because``/
-``weil`` — verb-final) and ``vocab_size`` (number of animate nouns; places and
-verbs scale with it; beyond the built-in lexicon, pseudo-words are generated).
-Each content word (noun, verb, modal, perfect auxiliary, preposition) has
-exactly one counterpart, so the alignment is a permutation of the content
-words; :func:`generate` returns it.
+Attention earns its keep when words move over long distances (Bahdanau et al. 2014,
+§5.2.2, Fig. 3: English–French aligns mostly monotonically, English–German does not);
+this task makes the distance a knob. Each sentence is drawn as a tree and realized twice:
+German's verb-second main clauses, verb-final subordinate and relative clauses, the verb
+cluster reversed. :func:`generate` also returns the alignment, a permutation of the
+content words.
+Documented in docs/data.md#reorder-where-attention-earns-its-keep.
 """
 
 from __future__ import annotations

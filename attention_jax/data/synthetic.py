@@ -1,51 +1,21 @@
-"""Synthetic sequence-to-sequence tasks, deterministic from the seed.
+"""Synthetic sequence-to-sequence tasks, deterministic from the seed: docs/data.md.
 
-A training batch is a pure function of ``(seed, index)``: the training
-pipeline's position is one integer, so a resumed run sees exactly the batches
-an uninterrupted run would. Training and evaluation lengths are set separately
-(``data.train_{min,max}_length``, ``data.eval_{min,max}_length``), so a
-length-extrapolation split is one flag.
-
-Held-out sets are held out (:mod:`attention_jax.data.heldout`): a hash of the
-source assigns every source to one of train/eval/test; training draws only
-train sources, the ``eval`` and ``test`` sets only their own. The eval and
-test sets depend only on the task's settings (not on ``seed``), so every seed
-of a model is evaluated on the same sentences.
-
-Symbol tasks map a source of content symbols ``s_1 … s_n`` (``data.vocab_size``
-of them, ids ≥ 4) to a target:
-
-* ``reverse``: ``s_n … s_1`` (the classic test of the fixed-length bottleneck:
-  the first source symbol is needed last);
-* ``copy``: ``s_1 … s_n``;
-* ``sort``: the symbols in ascending order (Vinyals et al. 2015, "Order
-  matters"; needs the whole input before the first output).
-
-Other tasks:
-
-* ``addition``: character-level sums, ``"123+45" → "168"``; each operand has
-  ``min_length..max_length`` digits (no leading zeros); the vocabulary is
-  ``0-9`` and ``+`` (``data.vocab_size`` is not used);
-* ``reorder``: an English-like grammar translated into German-like word order
-  (:mod:`attention_jax.data.reorder`); lengths count source words.
-
-**Gold alignments.** Every task but ``addition`` knows which source token
-each target token comes from (:func:`gold_alignment`; evaluation scores
-attention against it): ``copy`` the diagonal, ``reverse`` the anti-diagonal,
-``sort`` the sorting permutation, ``reorder`` the permutation of content words
-the grammar built. A target token without a unique gold source — a symbol
-that occurs more than once in a ``sort`` source, a function word (article,
-comma, conjunction) of ``reorder``, EOS — gets −1: left out of the alignment
-scores, and counted.
+``copy``, ``reverse``, ``sort`` (symbols), ``addition`` (character-level sums) and
+``reorder`` (English-like to German-like word order). A training batch is a pure function
+of ``(seed, index)``; a hash of the source keeps eval and test sources out of training
+(docs/evaluation.md#held-out-means-held-out), and every task but ``addition`` knows its
+gold alignment (docs/instruments.md#attention-against-gold-alignments).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
 from absl import logging
 
+from attention_jax.config_fields import context, read_when
 from attention_jax.data import heldout
 from attention_jax.data import reorder as reorder_lib
 from attention_jax.data.batching import IndexedIterator, pad_batch
@@ -179,39 +149,44 @@ def widths(task: str, hi: int) -> tuple[int, int]:
   return hi, hi  # reorder: generate() keeps targets within hi too
 
 
+def _is_reorder(settings) -> bool:
+  return settings.task == "reorder"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SyntheticConfig:
+  """The ``data.*`` keys a synthetic task reads."""
+
+  task: str  # reverse | copy | sort | addition | reorder
+  seed: int = context()  # the run's seed: training batch i is drawn from (seed, i)
+  batch_size: int = context()  # train.batch_size
+  train_min_length: int = 1  # training sources' lengths (addition: digits per operand)
+  train_max_length: int = 10
+  eval_min_length: int = 1  # eval and test sources' lengths
+  eval_max_length: int = 10
+  eval_examples: int = 1000  # size of the eval and of the test set
+  # Content symbols; addition has its own digit vocabulary.
+  vocab_size: int = read_when(lambda settings: settings.task != "addition", 10)
+  reorder_depth: int = read_when(_is_reorder, 1)  # nesting depth of relative clauses
+  reorder_clauses: int = read_when(_is_reorder, 1)  # most top-level clauses (and/because)
+
+
 class SyntheticTask:
   """Training batches by index, and fixed evaluation sets (the task protocol
   of :mod:`attention_jax.data.batching`)."""
 
   objective = "seq2seq"
+  config_class = SyntheticConfig
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``data.*`` keys read (``addition`` has its own digit vocabulary:
-    no ``vocab_size``; the ``reorder_*`` knobs only for ``reorder``)."""
-    task = config.data.task
-    vocab = () if task == "addition" else ("vocab_size",)
-    grammar = ("reorder_depth", "reorder_clauses") if task == "reorder" else ()
-    return (
-      "train_min_length",
-      "train_max_length",
-      "eval_min_length",
-      "eval_max_length",
-      "eval_examples",
-      *vocab,
-      *grammar,
-    )
-
-  def __init__(self, config, workdir: str | None = None):
-    del workdir  # nothing is saved: the vocabulary follows from the config
-    data_config = config.data
-    self.name = data_config.task
-    self.seed = config.seed
-    self.vocab_size = data_config.vocab_size
-    self.train_lengths = (data_config.train_min_length, data_config.train_max_length)
-    self.eval_lengths = (data_config.eval_min_length, data_config.eval_max_length)
-    self.batch_size = config.train.batch_size
-    self.eval_examples = data_config.eval_examples
+  def __init__(self, settings: SyntheticConfig, workdir: str | None = None):
+    del workdir  # nothing is saved: the vocabulary follows from the settings
+    self.name = settings.task
+    self.seed = settings.seed
+    self.vocab_size = settings.vocab_size
+    self.train_lengths = (settings.train_min_length, settings.train_max_length)
+    self.eval_lengths = (settings.eval_min_length, settings.eval_max_length)
+    self.batch_size = settings.batch_size
+    self.eval_examples = settings.eval_examples
     self.separator = " "  # between symbols in text ("" = characters)
     self.length_unit = "symbols"  # of eval_source_lengths
     self._strata: dict[str, heldout.Strata] = {}
@@ -221,8 +196,8 @@ class SyntheticTask:
     elif self.name == "reorder":
       self._reorder = reorder_lib
       self.length_unit = "words"
-      self.depth, self.clauses = data_config.reorder_depth, data_config.reorder_clauses
-      self.lexicon = reorder_lib.Lexicon.make(data_config.vocab_size)
+      self.depth, self.clauses = settings.reorder_depth, settings.reorder_clauses
+      self.lexicon = reorder_lib.Lexicon.make(settings.vocab_size)
       self.src_vocab = Vocabulary.from_symbols(self.lexicon.source_tokens())
       self.tgt_vocab = Vocabulary.from_symbols(self.lexicon.target_tokens())
       # Fail now, not at the first batch, if the lengths cannot be generated.
@@ -231,7 +206,7 @@ class SyntheticTask:
           np.random.default_rng(0), self.lexicon, self.depth, self.clauses, lo, hi
         )
     else:
-      self.src_vocab = self.tgt_vocab = vocabulary(data_config.vocab_size)
+      self.src_vocab = self.tgt_vocab = vocabulary(settings.vocab_size)
     if self.name != "reorder":
       lengths = {"train": self.train_lengths, "eval": self.eval_lengths, "test": self.eval_lengths}
       make = (

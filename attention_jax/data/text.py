@@ -1,23 +1,21 @@
 """Character-level language modelling on a local UTF-8 text file (``data.task = "text"``).
 
-The vocabulary is the set of characters of the training text (sorted), after
-the four reserved ids; a character not in it maps to UNK. Tokens are stored as
-text (``vocab_tgt.txt`` in the workdir): a printable character is itself, any
-other (newline, tab, …) is written ``U+000A`` — never confused with a real
-character, which is one code point long.
-
-Training batches are windows of ``data.max_length + 1`` characters at offsets
-drawn from ``(seed, index)``: ``inputs = w[:-1]``, ``targets = w[1:]``. The
-evaluation split is ``data.eval_path`` if given, else the last 10% of the
-training file (then held out of training), cut into consecutive windows.
+The vocabulary is the training text's characters (sorted, after the four reserved ids; an
+unseen character maps to UNK), stored as text: a printable character is itself, any other
+is written ``U+000A``, never confused with a real character (one code point long).
+Training windows of ``data.max_length + 1`` characters at offsets drawn from ``(seed,
+index)``; evaluation on consecutive windows of ``data.eval_path`` or the held-out last 10%.
+Documented in docs/data.md#character-level-text-text-for-gpt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 
+from attention_jax.config_fields import context
 from attention_jax.data.batching import IndexedIterator
 from attention_jax.data.vocab import PAD, Vocabulary
 from attention_jax.errors import ConfigError
@@ -66,6 +64,19 @@ def decode(vocab: Vocabulary, ids) -> str:
   return "".join(token_char(t) for t in vocab.decode(ids))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TextConfig:
+  """The ``data.*`` keys the ``text`` task reads."""
+
+  task: str  # text
+  seed: int = context()  # the run's seed: training batch i is drawn from (seed, i)
+  batch_size: int = context()  # train.batch_size
+  train_path: str = ""  # the UTF-8 training text
+  eval_path: str = ""  # held-out text ("": the last 10% of train_path)
+  max_length: int = 64  # characters per window
+  eval_examples: int = 1000  # most evaluation windows
+
+
 class TextLMTask:
   """Next-character prediction (the task protocol of :mod:`.batching`).
 
@@ -75,21 +86,14 @@ class TextLMTask:
   """
 
   objective = "lm"
+  config_class = TextConfig
 
-  @staticmethod
-  def config_keys(config) -> tuple[str, ...]:
-    """The ``data.*`` keys read: the text files, the window and the number of
-    evaluation windows."""
-    del config
-    return ("train_path", "eval_path", "max_length", "eval_examples")
-
-  def __init__(self, config, workdir: str | None = None):
-    data_config = config.data
-    self.data_config = data_config
-    self.seed = config.seed
-    self.window = data_config.max_length
-    self.batch_size = config.train.batch_size
-    self.eval_examples = data_config.eval_examples
+  def __init__(self, settings: TextConfig, workdir: str | None = None):
+    self.settings = settings
+    self.seed = settings.seed
+    self.window = settings.max_length
+    self.batch_size = settings.batch_size
+    self.eval_examples = settings.eval_examples
     self._ids = None
     saved = os.path.join(workdir, "vocab_tgt.txt") if workdir else None
     if saved and os.path.exists(saved):
@@ -99,7 +103,7 @@ class TextLMTask:
       self._encode()  # bad files fail now, before any work
 
   def _texts(self) -> tuple[str, str]:
-    d = self.data_config
+    d = self.settings
     text = read_text(d.train_path, "data.train_path")
     if d.eval_path:
       return text, read_text(d.eval_path, "data.eval_path")
@@ -109,7 +113,7 @@ class TextLMTask:
   def _encode(self) -> tuple[np.ndarray, np.ndarray]:
     """(training ids, evaluation ids), read once."""
     if self._ids is None:
-      d = self.data_config
+      d = self.settings
       self._ids = tuple(encode(self.src_vocab, t) for t in self._texts())
       for name, ids, path in (
         ("training", self._ids[0], d.train_path),

@@ -1,29 +1,11 @@
-"""Tokenizers for real text: characters, words, SentencePiece.
+"""Tokenizers for real text: characters, Moses words, SentencePiece (Kudo 2018).
 
-Every tokenizer has a :class:`~attention_jax.data.vocab.Vocabulary` whose ids
-0-3 are PAD, BOS, EOS, UNK, ``encode(text) -> ids`` and ``decode(ids) -> text``
-(stopping at EOS). Vocabularies are built from the training split only:
-
-* ``char``: every character (spaces included) seen ``data.min_count`` times;
-* ``word``: words and punctuation split apart by the Moses tokenizer
-  (``sacremoses``, escaping off; language ``data.source_lang`` /
-  ``data.target_lang`` when they are language codes, else ``en``), seen
-  ``data.min_count`` times, the ``data.max_vocab`` most frequent (0 = all);
-  others become ``<unk>``. ``decode`` detokenizes with the Moses detokenizer
-  (``"( Geben Sie"`` → ``"(Geben Sie"``);
-* ``sentencepiece``: a unigram model (Kudo 2018) of ``data.sp_vocab_size``
-  pieces trained offline on the training split, with no normalization of its
-  own (``identity`` rule, whitespace kept) so that ``decode(encode(x)) == x``
-  for every text whose characters were seen in training: spacing is restored
-  exactly. The model file (a protobuf, not a pickle) is cached beside the data
-  and copied into the workdir.
-
-``decode`` writes an unknown token (id 3) as the literal ``<unk>``, which
-never matches reference text (SentencePiece would render it `` ⁇ ``);
-``unknown(text)`` lists the parts of a text that encode to ``<unk>``.
-
-Nothing is pickled: a vocabulary is a text file with one token per line, and a
-SentencePiece model is its own ``.model`` file.
+Every tokenizer has a :class:`~attention_jax.data.vocab.Vocabulary` (ids 0-3: PAD, BOS,
+EOS, UNK) built from the training split only, ``encode(text) -> ids`` and ``decode(ids) ->
+text`` (stopping at EOS; an unknown token is the literal ``<unk>``, which never matches
+reference text); ``unknown(text)`` lists the parts of a text that encode to ``<unk>``.
+Nothing is pickled: a vocabulary is a text file, a SentencePiece model its own ``.model``.
+Documented in docs/data.md#tokenizers-and-vocabularies.
 """
 
 from __future__ import annotations

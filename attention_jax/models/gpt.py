@@ -1,47 +1,11 @@
-"""A decoder-only Transformer (GPT; Radford et al. 2018, 2019).
-
-A stack of causal self-attention blocks over token embeddings plus a position
-signal, predicting the next token:
+"""A decoder-only Transformer (GPT; Radford et al. 2018, 2019): docs/models.md#gpt.
 
     h_0 = W_e[u] + W_p                                  (Radford et al. 2018, eq. 2)
     h_l = block(h_{l-1}),  l = 1…L   (masked multi-head self-attention, FFN)
     P(u_t | u_<t) = softmax(h_L W_eᵀ)_t                 (weight tying: output = W_eᵀ)
 
-GPT-2 (Radford et al. 2019) moved layer normalization to the input of each
-sub-block and added one after the last block: ``model.pre_ln = True`` (the
-default); ``False`` gives GPT-1's post-LN. The MLP uses GELU.
-
-``model.position`` (:mod:`attention_jax.positions`): ``auto``/``learned`` is
-the table W_p above (``model.max_positions`` rows); ``sinusoidal`` adds fixed
-sinusoids instead; ``rope`` and ``alibi`` act inside self-attention; ``none``
-gives no position signal at all (a causal decoder can still count: Haviv et
-al. 2022, Kazemnejad et al. 2023).
-
-Two uses, by the task's objective:
-
-* **language model** (``data.task = "text"``): ``__call__(tokens [B, T]) ->
-  logits [B, T, V]``; ``init_cache`` / ``decode`` run t new tokens at a time
-  through per-layer KV caches (prompt prefill, then one token per step:
-  ``attention_jax.decoding.sample_lm``);
-* **sequence-to-sequence as a decoder-only model** (the synthetic tasks): the
-  source, a separator (BOS) and the target are one sequence,
-  ``x_1 … x_S BOS y_1 … y_T``, and the loss is the cross-entropy of the target
-  tokens only — the setting of the length-extrapolation literature (Press et
-  al. 2022; Kazemnejad et al. 2023). ``__call__(src, tgt_in) -> (logits
-  [B, T+1, V_tgt], {})`` is the seq2seq protocol of ``models/seq2seq.py``
-  (``tgt_in`` = BOS y_1 … y_T), so the ``seq2seq`` objective, every decoding
-  mode, evaluation and the sweeps treat it like the encoder–decoders:
-  ``encode`` runs the source through the KV caches (prefill), ``decode_step``
-  decodes the target one token at a time through them. The vocabulary is the
-  target's ids followed by the source's (offset by the target vocabulary's
-  size), and the tied output layer scores the target ids only. Right padding
-  of the source is masked out as keys, and positions count real tokens only,
-  so a padded batch computes what each unpadded sequence would.
-
-``model.scan_layers`` runs the L blocks in training as one ``lax.scan`` over
-their stacked parameters: the same function (tested), compiled once instead
-of L times — compile time that does not grow with depth (GPT-2-medium's 24
-blocks), at the cost of one copy of the block parameters per step.
+A language model on ``text``; on the synthetic tasks a decoder-only seq2seq model over
+``x_1 … x_S BOS y_1 … y_T``, the loss on the target tokens only (Press et al. 2022).
 """
 
 from __future__ import annotations
@@ -54,8 +18,8 @@ from flax import nnx
 
 from attention_jax import attention
 from attention_jax import positions as positions_lib
+from attention_jax.config_fields import context
 from attention_jax.data.vocab import PAD
-from attention_jax.models.hparams import context
 from attention_jax.models.layers import Embed, dropout
 from attention_jax.models.transformer import Block, StackConfig, _key
 
@@ -133,7 +97,9 @@ class GPT(nnx.Module):
 
   def _scan_blocks(self, h: jax.Array, dropout_rng, mask=None, positions=None) -> jax.Array:
     """The blocks as one ``lax.scan``: parameters stacked along a new leading
-    axis [L, ...], block i keyed by ``fold_in(rng, i + 1)`` as in the loop."""
+    axis [L, ...], block i keyed by ``fold_in(rng, i + 1)`` as in the loop. One
+    block compiled instead of L (compile time does not grow with depth), at the
+    cost of one copy of the block parameters per step."""
     graphdef = nnx.graphdef(self.blocks[0])
     stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[nnx.state(b) for b in self.blocks])
 

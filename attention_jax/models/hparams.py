@@ -1,51 +1,16 @@
 """The models' hyperparameters: one frozen dataclass per model, its fields what the model reads.
 
-A field is the ``model.*`` config key of the same name, except *context* fields
-(:func:`context`: vocabulary sizes, facts of the data task) that the caller
-fills in. A key read only in some settings says when (:func:`read_when`:
-``readout_dim`` with the maxout readout only); :func:`keys_read` lists the keys
-a value reads, and the config's refusal of ignored keys is derived from it.
-The dataclasses are built from a config at one boundary,
+A field is the ``model.*`` key of the same name, except context fields
+(vocabulary sizes, facts of the data task); the field kinds are those of
+:mod:`attention_jax.config_fields`. The dataclasses are built from a config at one boundary,
 :func:`attention_jax.model_setup.model_hparams`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any
 
-_CONTEXT = "context"
-_READ_WHEN = "read_when"
-
-
-def context() -> Any:
-  """A field filled by the caller, not a ``model.*`` key (no default)."""
-  return dataclasses.field(metadata={_CONTEXT: True})
-
-
-def read_when(predicate: Callable[[Any], bool], default: Any) -> Any:
-  """A ``model.*`` key read only where ``predicate(hparams)`` holds."""
-  return dataclasses.field(default=default, metadata={_READ_WHEN: predicate})
-
-
-def config_keys_of(cls) -> tuple[str, ...]:
-  """The ``model.*`` keys that are fields of ``cls`` (read in some setting)."""
-  return tuple(f.name for f in dataclasses.fields(cls) if not f.metadata.get(_CONTEXT))
-
-
-def context_keys_of(cls) -> tuple[str, ...]:
-  """The context fields of ``cls``."""
-  return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get(_CONTEXT))
-
-
-def keys_read(hparams) -> tuple[str, ...]:
-  """The ``model.*`` keys that ``hparams`` (a model's dataclass) reads."""
-  return tuple(
-    f.name
-    for f in dataclasses.fields(hparams)
-    if not f.metadata.get(_CONTEXT) and f.metadata.get(_READ_WHEN, lambda _: True)(hparams)
-  )
+from attention_jax.config_fields import context, read_when
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -1,23 +1,12 @@
-"""Recurrent encoder–decoders: ``rnn_encdec`` (Cho et al. 2014),
-``seq2seq_lstm`` (Sutskever et al. 2014), ``rnnsearch`` (Bahdanau et al. 2014)
-and ``luong`` (Luong et al. 2015).
+"""Recurrent encoder–decoders: ``rnn_encdec``, ``seq2seq_lstm``, ``rnnsearch``, ``luong``.
 
-Every sequence-to-sequence model here has the same interface, which training,
-decoding and evaluation rely on:
-
-* ``model(src, tgt_in, dropout_rng=None) -> (logits [B, T, V], aux)`` —
-  teacher forcing; ``aux`` may hold ``"attention" [B, T, S]``.
-* ``model.encode(src) -> memory`` (a pytree),
-* ``model.init_decode_state(memory) -> state``,
-* ``model.decode_step(memory, state, token [B]) -> (logits [B, V], state,
-  attention [B, S] or None)`` — one step of autoregressive decoding.
-
-The recurrent models here also name the parts of their decoder state for the
-probes of ``attention_jax.probe``: ``model.state_features(state) -> {name:
-[B, F]}`` (a GRU state ``s``; an LSTM's ``h`` and cell ``c`` apart, the
-layers side by side).
-
-``src [B, S]`` is right-padded with PAD (0); the source mask is ``src != PAD``.
+Each follows the sequence-to-sequence protocol that training, decoding and evaluation rely
+on (docs/models.md#the-sequence-to-sequence-protocol): ``model(src, tgt_in) -> (logits
+[B, T, V], aux)``, ``encode``, ``init_decode_state``, ``decode_step``; and names the parts
+of its decoder state for ``attention_jax.probe``: ``state_features(state) -> {name: [B, F]}``
+(a GRU state ``s``; an LSTM's ``h`` and cell ``c`` apart). ``src [B, S]`` is right-padded
+with PAD (0); the source mask is ``src != PAD``.
+Papers: Cho et al. 2014; Sutskever et al. 2014; Bahdanau et al. 2014; Luong et al. 2015.
 """
 
 from __future__ import annotations
@@ -30,8 +19,9 @@ from flax import nnx
 
 from attention_jax import attention as attention_lib
 from attention_jax import rnn
+from attention_jax.config_fields import read_when
 from attention_jax.data.vocab import PAD
-from attention_jax.models.hparams import RecurrentEncoderDecoder, read_when
+from attention_jax.models.hparams import RecurrentEncoderDecoder
 from attention_jax.models.layers import Embed, Readout, dropout
 
 

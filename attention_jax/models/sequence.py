@@ -1,35 +1,12 @@
-"""Recurrent models for the long-range tasks (``attention_jax.data.long_range``).
+"""Recurrent models for the long-range tasks (docs/vanishing.md#the-model).
 
-``SequenceRNN`` reads ``inputs`` — real channels ``[B, T, C]`` or token ids
-``[B, T]`` (embedded) — with one recurrent layer (``model.cell``: elman, gru or
-lstm) and produces, by the task's output kind,
+``SequenceRNN``: one recurrent layer (``model.cell``) and a head on its last state (where
+gradients vanish: Bengio et al. 1994; Pascanu et al. 2013), or with ``model.pooling =
+"attention"`` also on an attention-weighted sum of every state, a short path from each step
+to the output (Bahdanau et al. 2014, eq. 6, a learned query in place of the decoder state;
+per step, causal Luong et al. 2015 "general" scores):
 
-* ``regression``: a scalar ``[B]`` from a linear head;
-* ``classification``: logits ``[B, V]``;
-* ``per_step``: logits ``[B, T, V]`` at every step (copy memory).
-
-``model.pooling`` chooses what the head reads:
-
-* ``last`` — the last state ``h_T`` only (per step: ``h_t``). Everything the
-  head needs must survive the recurrence: the setting in which gradients
-  vanish (Bengio et al. 1994; Pascanu et al. 2013).
-* ``attention`` — also an attention-weighted sum of *all* states, so every step
-  has a short path to the output. Sequence level, additive scoring with a
-  learned query (Bahdanau et al. 2014, eq. 6, with the decoder state replaced
-  by a learned vector; Yang et al. 2016)::
-
-      e_t = vᵀ tanh(W h_t + b),   α = softmax(e),   c = Σ_t α_t h_t,
-      y = head([c; h_T])
-
-  Per step, causal "general" scoring (Luong et al. 2015, eq. 8)::
-
-      e_ts = h_tᵀ W_a h_s (s ≤ t),   c_t = Σ_s α_ts h_s,   y_t = head([c_t; h_t])
-
-For the gradient instruments (``attention_jax.gradients``) ``__call__`` takes
-optional zero probes: ``state_probe [B, T, H]`` is added to ``h_t`` inside the
-recurrence step (so it flows into step t+1 and the head), ``input_probe`` to
-the input features ``x_t``; the gradient of the loss with respect to a probe
-is ``∂L/∂h_t`` (``∂L/∂x_t``).
+    e_t = vᵀ tanh(W h_t + b),   α = softmax(e),   c = Σ_t α_t h_t,   y = head([c; h_T])
 """
 
 from __future__ import annotations
@@ -42,7 +19,8 @@ from flax import nnx
 
 from attention_jax import rnn
 from attention_jax.attention import masked_softmax
-from attention_jax.models.hparams import Recurrent, context, read_when
+from attention_jax.config_fields import context, read_when
+from attention_jax.models.hparams import Recurrent
 from attention_jax.models.layers import Embed, dropout
 
 
@@ -147,7 +125,12 @@ class SequenceRNN(nnx.Module):
     return rnn.scan(probed, jnp.concatenate([x, state_probe.astype(x.dtype)], -1), **options)
 
   def readout(self, hs: jax.Array, h_last: jax.Array) -> jax.Array:
-    """The head over the states: ``hs [B, T, H]``, ``h_last [B, H]``."""
+    """The head over the states: ``hs [B, T, H]``, ``h_last [B, H]``. Per step
+    with attention, causal "general" scores (Luong et al. 2015, eq. 8)::
+
+        e_ts = h_tᵀ W_a h_s (s ≤ t),   c_t = Σ_s α_ts h_s,   y_t = head([c_t; h_t])
+
+    else with attention additive scores with a learned query (Yang et al. 2016)."""
     if self.output_kind == "per_step":
       feats = hs  # (B, T, H)
       if self.pooling == "attention":
@@ -173,6 +156,13 @@ class SequenceRNN(nnx.Module):
     state_probe: jax.Array | None = None,
     input_probe: jax.Array | None = None,
   ) -> jax.Array:
+    """inputs [B, T, C] real or [B, T] token ids -> a scalar [B] (regression),
+    logits [B, V] (classification) or [B, T, V] (per step, copy memory).
+
+    For ``attention_jax.gradients``: the zero probe ``state_probe [B, T, H]`` is
+    added to ``h_t`` inside the recurrence step (so it flows into step t+1 and
+    the head), ``input_probe`` to the input features ``x_t``; the gradient of
+    the loss with respect to a probe is ``∂L/∂h_t`` (``∂L/∂x_t``)."""
     x = self.features(inputs)  # (B, T, I)
     if input_probe is not None:
       x = x + input_probe.astype(x.dtype)

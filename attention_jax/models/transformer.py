@@ -1,29 +1,13 @@
-"""The Transformer encoder–decoder (Vaswani et al. 2017, "Attention Is All You Need").
+"""The Transformer encoder–decoder (Vaswani et al. 2017): docs/models.md#transformer.
 
-No recurrence: every layer is attention plus a position-wise feed-forward
-network, each wrapped in a residual connection and layer normalization:
+Every layer is attention plus a position-wise FFN(x) = max(0, x W₁ + b₁) W₂ + b₂ (eq. 2),
+each wrapped in a residual connection and layer normalization:
 
     post-LN (the paper, Section 3.1):  x ← LayerNorm(x + Dropout(Sublayer(x)))
     pre-LN  (Xiong et al. 2020):       x ← x + Dropout(Sublayer(LayerNorm(x)))
 
-Encoder layer: self-attention, FFN. Decoder layer: causal self-attention,
-cross-attention over the encoder output, FFN. Positions are added as
-sinusoids (Section 3.5; ``model.position = "auto"`` or ``"sinusoidal"``):
-
-    PE(pos, 2i) = sin(pos / 10000^{2i/d}),  PE(pos, 2i+1) = cos(pos / 10000^{2i/d})
-
-or as a learned table per side (``"learned"``), or inside self-attention as
-rotary embeddings (``"rope"``) or linear biases (``"alibi"``; bidirectional
-in the encoder): :mod:`attention_jax.positions`. Cross-attention carries no
-position term in any scheme. Embeddings are scaled by √d (Section 3.4).
-FFN(x) = max(0, x W₁ + b₁) W₂ + b₂ (eq. 2). Label smoothing (ε_ls = 0.1 in the
-paper) is ``train.label_smoothing``; the inverse-square-root warm-up schedule
-(eq. 3) is ``train.schedule = "rsqrt"``.
-
-Implements the sequence-to-sequence protocol of ``models/seq2seq.py``;
-``decode_step`` runs one position through per-layer KV caches, and the
-attention weights it returns are the last decoder layer's cross-attention,
-averaged over heads.
+Encoder layer: self-attention, FFN. Decoder layer: causal self-attention, cross-attention
+over the encoder output, FFN. Positions: :mod:`attention_jax.positions`.
 """
 
 from __future__ import annotations
@@ -36,8 +20,8 @@ from flax import nnx
 
 from attention_jax import attention
 from attention_jax import positions as positions_lib
+from attention_jax.config_fields import context
 from attention_jax.data.vocab import PAD
-from attention_jax.models.hparams import context
 from attention_jax.models.layers import Embed, dense, dropout
 
 # [T] positions -> [T, dim] sinusoids (Vaswani et al. 2017, Section 3.5).
