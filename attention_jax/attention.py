@@ -269,26 +269,58 @@ def _add_bias(scores: jax.Array, bias: jax.Array | None) -> jax.Array:
   return scores if bias is None else scores + bias.astype(jnp.float32)
 
 
+def _softmax_scores(scores: jax.Array, mask: jax.Array | None, bias=None) -> jax.Array:
+  """:func:`masked_softmax` of ``scores + bias`` over [B, N, T, S] scores in
+  one pass: the mask enters as an additive [B|1, N|1, T|1, S] term (0 or
+  ``finfo.min``, which absorbs any score: exp underflows to exactly 0, as
+  where the mask writes zeros) and fully masked rows through their
+  normaliser (times 0), both small arrays; no select over the scores, which
+  XLA's CPU backend would write out in full. The same values as
+  :func:`masked_softmax` (≥ float32)."""
+  scores = _add_bias(scores, bias)
+  if mask is None:
+    return jax.nn.softmax(scores, axis=-1)
+  big_neg = jnp.finfo(scores.dtype).min
+  s = scores + jnp.where(mask, 0.0, big_neg).astype(scores.dtype)
+  e = jnp.exp(s - jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True)))
+  any_key = jnp.any(mask, axis=-1, keepdims=True).astype(scores.dtype)  # 0: fully masked row
+  return e * (any_key / jnp.sum(e, axis=-1, keepdims=True))
+
+
 def _attention_heads_major_fwd(q, k, v, mask, bias=None):
   scale = jnp.asarray(1.0 / (q.shape[-1] ** 0.5), q.dtype)
-  scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)  # (B, N, T, S)
-  p = masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
+  qs = q * scale
+  scores = jnp.einsum("bnth,bnsh->bnts", qs, k)  # (B, N, T, S)
+  p = _softmax_scores(scores, mask, bias).astype(v.dtype)
   o = jnp.einsum("bnts,bnsh->bnth", p, v)  # (B, N, T, h)
-  return o, (q, k, v, p, o, mask)
+  return o, (qs, k, v, p, o)
 
 
 def _attention_heads_major_bwd(res, do):
-  q, k, v, p, o, mask = res
-  scale = jnp.asarray(1.0 / (q.shape[-1] ** 0.5), q.dtype)
-  dv = jnp.einsum("bnts,bnth->bnsh", p, do)
+  """The scale 1/√h goes on dQ [T, h] and (through the scaled Q) dK, not on
+  dS [T, S]: no pass over the scores for it. dS is 0 wherever P is (masked
+  positions), so the mask is not needed here.
+
+  dV = Pᵀ dO and dK = dSᵀ Q contract the [T, S] operand over its first axis,
+  a form XLA's CPU backend sends to a generic dot rather than its fast
+  matmul library; computed instead as dVᵀ = dOᵀ P and dKᵀ = Qᵀ dS from copies
+  of the small [T, h] operands transposed (the barrier keeps XLA from
+  folding the transposes back into the products).
+  """
+  qs, k, v, p, o = res
+  scale = jnp.asarray(1.0 / (qs.shape[-1] ** 0.5), qs.dtype)
+
+  def transposed(a):  # (B, N, T, h) -> a copy (B, N, h, T)
+    return jax.lax.optimization_barrier(jnp.swapaxes(a, 2, 3))
+
+  dv = jnp.swapaxes(jnp.einsum("bnht,bnts->bnhs", transposed(do), p), 2, 3)
   dp = jnp.einsum("bnth,bnsh->bnts", do, v)
   delta = jnp.sum(
     do.astype(jnp.float32) * o.astype(jnp.float32), axis=-1, keepdims=True
   )  # (B, N, T, 1)
-  ds = (p.astype(jnp.float32) * (dp.astype(jnp.float32) - delta)).astype(q.dtype)
-  ds = ds * scale
-  dq = jnp.einsum("bnts,bnsh->bnth", ds, k)
-  dk = jnp.einsum("bnts,bnth->bnsh", ds, q)
+  ds = (p.astype(jnp.float32) * (dp.astype(jnp.float32) - delta)).astype(qs.dtype)
+  dq = jnp.einsum("bnts,bnsh->bnth", ds, k) * scale
+  dk = jnp.swapaxes(jnp.einsum("bnht,bnts->bnhs", transposed(qs), ds), 2, 3)
   return dq, dk, dv, None, None
 
 
@@ -310,18 +342,26 @@ def _einsum_core(
   """softmax(q kᵀ / √h + bias) v, the reference. Returns (out, weights
   [B, N, T, S]). ``bias`` (broadcastable to [B, N, T, S]) is a constant.
 
-  Heads-major without dropout and without weights uses the hand-written
-  backward of :func:`_attention_heads_major` (same values; weights None).
+  Heads-major without dropout takes the output from the hand-written
+  backward of :func:`_attention_heads_major` (same values); the weights, if
+  asked for, are computed beside it (differentiable; where the caller drops
+  them, as a train step drops a Transformer's reported attention, XLA removes
+  them and their backward, which the output's never depended on).
   """
   use_dropout = dropout_rng is not None and dropout_rate > 0.0
-  if heads_major and not use_dropout and not need_weights:
-    return _attention_heads_major(q, k, v, mask, bias), None
   scale = 1.0 / jnp.sqrt(jnp.asarray(q.shape[-1], jnp.float32)).astype(q.dtype)
-  if heads_major:  # q (B, N, T, h)
-    scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)
-  else:  # q (B, T, N, h)
-    scores = jnp.einsum("btnh,bsnh->bnts", q * scale, k)
-  weights = masked_softmax(_add_bias(scores, bias), mask).astype(v.dtype)
+
+  def weights_of(softmax):
+    if heads_major:  # q (B, N, T, h)
+      scores = jnp.einsum("bnth,bnsh->bnts", q * scale, k)
+    else:  # q (B, T, N, h)
+      scores = jnp.einsum("btnh,bsnh->bnts", q * scale, k)
+    return softmax(scores).astype(v.dtype)
+
+  if heads_major and not use_dropout:
+    o = _attention_heads_major(q, k, v, mask, bias)
+    return o, (weights_of(lambda s: _softmax_scores(s, mask, bias)) if need_weights else None)
+  weights = weights_of(lambda s: masked_softmax(_add_bias(s, bias), mask))
   dropped = weights
   if dropout_rng is not None and dropout_rate > 0.0:
     keep = jax.random.bernoulli(dropout_rng, 1.0 - dropout_rate, weights.shape)

@@ -48,16 +48,24 @@ def cross_entropy_per_example(logits: jax.Array, targets: jax.Array) -> tuple[ja
   return (losses * mask).sum(axis=1), mask.sum(axis=1)
 
 
-def argmax(logits: jax.Array) -> jax.Array:
-  """``jnp.argmax(logits, -1)``, the same indices (first maximum; first NaN
-  if a row has one), from two plain reductions: XLA's CPU argmax is a
-  variadic (value, index) reduction several times slower than a max and a
-  min (docs/performance.md). [..., V] -> [...] int32."""
-  nan = jnp.isnan(logits)
-  top = jnp.max(logits, axis=-1, keepdims=True)
-  hit = jnp.where(nan.any(axis=-1, keepdims=True), nan, logits == top)
+def argmax_correct(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """``token_correct(argmax(logits), targets)`` without the argmax: the
+  number of non-PAD positions whose first maximum (first NaN if the row has
+  one) is the target. [..., V], [...] -> scalar int.
+
+  A position is correct iff its target's logit is a maximum ("hit") and no
+  earlier index is one: a boolean any-reduction instead of an index
+  min-reduction, which XLA's CPU backend runs over a materialised int32
+  copy of the logits (docs/performance.md).
+  """
   V = logits.shape[-1]
-  return jnp.min(jnp.where(hit, jnp.arange(V, dtype=jnp.int32), V), axis=-1)
+  top = jnp.max(logits, axis=-1, keepdims=True)
+  nan_row = jnp.isnan(logits).any(axis=-1, keepdims=True)
+  hit = jnp.where(nan_row, jnp.isnan(logits), logits == top)
+  mine = jnp.take_along_axis(logits, targets[..., None], axis=-1)  # (..., 1)
+  hit_target = jnp.where(nan_row, jnp.isnan(mine), mine == top)[..., 0]
+  earlier = jnp.any(hit & (jnp.arange(V) < targets[..., None]), axis=-1)
+  return (hit_target & ~earlier & (targets != PAD)).sum()
 
 
 def token_correct(predictions: jax.Array, targets: jax.Array) -> jax.Array:

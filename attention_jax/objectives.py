@@ -67,7 +67,7 @@ class Seq2Seq:
   def train_loss(self, model, batch, rng, config):
     logits, _ = model(batch["src"], batch["tgt_in"], dropout_rng=rng)
     loss_sum, n = metrics_lib.cross_entropy(logits, batch["tgt_out"], config.train.label_smoothing)
-    correct = metrics_lib.token_correct(metrics_lib.argmax(logits), batch["tgt_out"])
+    correct = metrics_lib.argmax_correct(logits, batch["tgt_out"])
     n = jnp.maximum(n, 1.0)
     return loss_sum / n, {"token_accuracy": correct / n}
 
@@ -155,14 +155,14 @@ class LanguageModel:
   def train_loss(self, model, batch, rng, config):
     logits = model(batch["inputs"], dropout_rng=rng)
     loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"], config.train.label_smoothing)
-    correct = metrics_lib.token_correct(metrics_lib.argmax(logits), batch["targets"])
+    correct = metrics_lib.argmax_correct(logits, batch["targets"])
     n = jnp.maximum(n, 1.0)
     return loss_sum / n, {"token_accuracy": correct / n}
 
   def eval_batch(self, model, batch):
     logits = model(batch["inputs"])
     loss_sum, n = metrics_lib.cross_entropy(logits, batch["targets"])
-    correct = metrics_lib.token_correct(metrics_lib.argmax(logits), batch["targets"])
+    correct = metrics_lib.argmax_correct(logits, batch["targets"])
     return {"sum_loss": loss_sum, "sum_tokens": n, "sum_correct": correct}
 
   def finalize(self, sums, each):

@@ -229,3 +229,30 @@ def test_no_checkpoint_or_wrong_model_is_one_clear_line(workdir, tmp_path):
   assert "does not fit the model in" in p.stderr and "hidden_size=48" in p.stderr
   with pytest.raises(WorkdirError, match="config.json not found"):
     workdir_lib.load(str(tmp_path / "nowhere"))
+
+
+def test_argmax_correct_counts_what_argmax_would():
+  """Token accuracy without an argmax: first maximum wins ties, the first NaN
+  wins a row that has one, ±inf rows, PAD targets count nothing."""
+  import jax.numpy as jnp
+
+  rng = np.random.default_rng(0)
+  logits = rng.normal(size=(3, 6, 9)).astype(np.float32)
+  logits[0, 0, [2, 5]] = 10.0  # tie: index 2 is the argmax
+  logits[0, 1, [4, 7]] = np.nan  # first NaN: index 4
+  logits[1, 0, :] = np.inf  # all +inf: index 0
+  logits[1, 1, [1, 3]] = [-np.inf, np.inf]
+  logits[2, :, 3] = 50.0  # a whole example predicts 3
+  want_argmax = np.asarray(jnp.argmax(jnp.asarray(logits), -1))
+  for targets in (
+    want_argmax,  # every position right (PAD ones aside)
+    rng.integers(0, 9, size=(3, 6)),
+    np.array([[5, 7, 0, 1, 2, 3], [0, 3, 1, 1, 1, 1], [3, 3, 3, 0, 0, 4]]),
+  ):
+    targets = targets.astype(np.int32)
+    want = int(metrics.token_correct(jnp.asarray(want_argmax), jnp.asarray(targets)))
+    got = int(metrics.argmax_correct(jnp.asarray(logits), jnp.asarray(targets)))
+    assert got == want
+  assert int(metrics.argmax_correct(jnp.asarray(logits), jnp.asarray(want_argmax))) == int(
+    (want_argmax != 0).sum()
+  )

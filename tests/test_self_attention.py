@@ -151,10 +151,10 @@ def test_hand_written_backward_matches_autodiff():
       attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=False)[0] * cot
     ).sum()
 
-  def ref(q, k, v):
-    return (
-      attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=True)[0] * cot
-    ).sum()
+  def ref(q, k, v):  # autodiff through the masked softmax
+    scores = jnp.einsum("bnth,bnsh->bnts", q, k) / np.sqrt(q.shape[-1])
+    w = attention.masked_softmax(scores, mask)
+    return (jnp.einsum("bnts,bnsh->bnth", w, v) * cot).sum()
 
   np.testing.assert_allclose(fast(q, k, v), ref(q, k, v), rtol=1e-6)
   for a, b in zip(
@@ -169,3 +169,39 @@ def test_hand_written_backward_matches_autodiff():
   minus = fast(q - eps * d[0], k - eps * d[1], v - eps * d[2])
   directional = sum(float((gi * di).sum()) for gi, di in zip(g, d, strict=True))
   assert abs((plus - minus) / (2 * eps) - directional) < 1e-2 * max(1, abs(directional))
+
+
+def test_one_pass_softmax_equals_masked_softmax_and_weights_beside_the_output():
+  """The heads-major path's softmax (mask as an additive term, fully masked
+  rows through the normaliser) gives masked_softmax's values, zeros on a
+  fully masked row included; the weights asked for beside the hand-written
+  backward's output are those weights, and their gradient is autodiff's."""
+  q, k, v = (jnp.swapaxes(a, 1, 2) for a in _qkv(4, 6, 6))  # (B, N, T, h)
+  mask = np.asarray(
+    attention.combine_masks(
+      attention.causal_mask(6, 6), attention.padding_mask(None, _key_padding([6, 4], 6))
+    )
+  ).repeat(q.shape[1], axis=1)
+  mask[1, 0, 3, :] = False  # a fully masked row
+  mask = jnp.asarray(mask)
+  scores = jax.random.normal(jax.random.PRNGKey(3), (B, q.shape[1], 6, 6)) * 5
+  bias = jax.random.normal(jax.random.PRNGKey(4), (1, q.shape[1], 6, 6))
+  got = attention._softmax_scores(scores, mask, bias)
+  want = attention.masked_softmax(scores + bias, mask)
+  np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+  np.testing.assert_array_equal(got[1, 0, 3], 0.0)
+  out, w = attention._einsum_core(q, k, v, mask, heads_major=True, need_weights=True)
+  ref_scores = jnp.einsum("bnth,bnsh->bnts", q, k) / np.sqrt(q.shape[-1])
+  np.testing.assert_allclose(w, attention.masked_softmax(ref_scores, mask), atol=1e-6)
+  np.testing.assert_allclose(out, jnp.einsum("bnts,bnsh->bnth", w, v), atol=1e-6)
+  cot = jax.random.normal(jax.random.PRNGKey(5), w.shape)
+
+  def of_weights(q, k):
+    return (attention._einsum_core(q, k, v, mask, heads_major=True)[1] * cot).sum()
+
+  def ref(q, k):
+    s = jnp.einsum("bnth,bnsh->bnts", q, k) / np.sqrt(q.shape[-1])
+    return (attention.masked_softmax(s, mask) * cot).sum()
+
+  for a, b in zip(jax.grad(of_weights, (0, 1))(q, k), jax.grad(ref, (0, 1))(q, k), strict=True):
+    np.testing.assert_allclose(a, b, atol=1e-5)
