@@ -507,6 +507,7 @@ def probe_section(sweep, rows, tables, plots_dir) -> list[str]:
         return [_mean(rows, key) for rows in at.values()]
 
       label = _label(p.overrides, series) + ("" if name == "s" else f" {name}")
+      label += "" if p.seed is None else f" seed {p.seed}"  # a row per seed-run
       kw = {"marker": ".", "markersize": 3, "label": label}
       (line,) = axes[0].plot(lengths, curve("accuracy"), **kw)
       c = line.get_color()
