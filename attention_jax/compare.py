@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from attention_jax import config as config_lib
 from attention_jax import environment, evaluation, fileio, plots, writers
 from attention_jax import metrics as metrics_lib
 from attention_jax import workdir as workdir_lib
@@ -134,19 +135,12 @@ def _check_same_test_set(outputs: Sequence[Outputs], split: str) -> None:
 _ONE_MODEL = ("model.", "data.")
 
 
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-  out = {}
-  for k, v in tree.items():
-    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v})
-  return out
-
-
 def _check_seed_group(group: Sequence[str]) -> None:
   """The workdirs of one group have the same ``model.*`` and ``data.*``:
   comma-joined workdirs are runs (seeds) of one model, not several models."""
-  first = _flat(workdir_lib.read_config(group[0]).to_dict())
+  first = config_lib.flatten(workdir_lib.read_config(group[0]))
   for w in group[1:]:
-    other = _flat(workdir_lib.read_config(w).to_dict())
+    other = config_lib.flatten(workdir_lib.read_config(w))
     for key in sorted(set(first) | set(other)):
       if not key.startswith(_ONE_MODEL) or first.get(key) == other.get(key):
         continue
