@@ -1,9 +1,9 @@
 """Positions and length extrapolation: which position scheme survives sources
 longer than any seen in training.
 
-The bottleneck sweep's Transformer scores exact match 1.00 at length 30 and
-0.00 at 35: its sinusoidal positions past the training lengths are new
-inputs. Here each position scheme (``model.position``; see
+The bottleneck sweep's Transformer is exact up to its longest training length
+and fails just past it: its sinusoidal positions past the training lengths are
+new inputs. Here each position scheme (``model.position``; see
 ``attention_jax/positions.py``) trains on ``reverse`` and ``copy`` of 1–30
 symbols and is evaluated on 1–60 (``eval/by_length.csv``):
 
