@@ -4,8 +4,9 @@
 start and every resume, appended): Python and library versions, the backend,
 device kinds and count, process count, host name, the git commit of the code
 and whether its tracked files had changes (when the package is in a git
-checkout), the full command line and the start time. The first process writes
-it, when training is about to start. ``evaluate`` and ``compare`` name the
+checkout), the full command line, the start time and the host's malloc
+settings (``host_malloc``, :mod:`attention_jax.host_memory`). The first process
+writes it, when training is about to start. ``evaluate`` and ``compare`` name the
 commit of each workdir (:func:`code_version`).
 """
 
@@ -23,7 +24,7 @@ from typing import Any
 
 import jax
 
-from attention_jax import fileio
+from attention_jax import fileio, host_memory
 
 ENV_NAME = "env.json"
 LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy")
@@ -74,6 +75,7 @@ def describe(argv: list[str] | None = None) -> dict[str, Any]:
     "device_count": len(devices),
     "process_count": jax.process_count(),
     "host": socket.gethostname(),
+    "host_malloc": host_memory.state,
     **git_state(),
   }
 

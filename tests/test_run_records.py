@@ -8,7 +8,7 @@ import os
 import pytest
 from conftest import tiny_config
 
-from attention_jax import environment, profiling, train, validation, writers
+from attention_jax import environment, host_memory, profiling, train, validation, writers
 from attention_jax.errors import ConfigError
 
 SHORT = {"train.steps": 12, "train.log_every_steps": 2, "eval.every_steps": 12}
@@ -61,6 +61,7 @@ def test_env_json_one_record_per_start(runs):
   assert record["process_count"] == 1 and record["host"]
   assert record["command"] and record["start_time"]
   assert "commit" in record and "dirty" in record
+  assert record["host_malloc"] == host_memory.state  # in-process: not set by the tests
   # a resume appends a record
   assert len(first_start) == 1
   assert len(environment.read(plain)) == 2

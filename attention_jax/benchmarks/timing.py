@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 import jax
 
+from attention_jax import host_memory
+
 # The clock ``bench`` reads. ``experiments.benchmark --clock=process`` switches
 # to process CPU time: on a shared, oversubscribed machine, with every
 # implementation single-threaded, CPU time counts the work done and not the
@@ -86,7 +88,7 @@ def machine() -> str:
       kind = platform.processor() or "cpu"
   return (
     f"{kind} ({jax.default_backend()}), {os.cpu_count()} CPU cores, "
-    f"jax {jax.__version__}, Python {platform.python_version()}"
+    f"jax {jax.__version__}, Python {platform.python_version()}, malloc: {host_memory.state}"
   )
 
 
