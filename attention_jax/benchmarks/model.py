@@ -11,6 +11,7 @@ Documented in docs/performance.md#training-throughput-and-mfu.
 
 from __future__ import annotations
 
+import resource
 import shutil
 import signal
 import time
@@ -43,13 +44,24 @@ COLUMNS = [
   "vs_torch_compile",
   "init_loss",
   "loss_diff",
+  "faults_per_step",
   "peak_tflops",
   "peak_source",
   "note",
 ]
 
 # The fields printed as each model finishes.
-PROGRESS = ("model", "size", "impl", "step_ms", "vs_torch", "vs_torch_compile", "loss_diff", "note")
+PROGRESS = (
+  "model",
+  "size",
+  "impl",
+  "step_ms",
+  "vs_torch",
+  "vs_torch_compile",
+  "loss_diff",
+  "faults_per_step",
+  "note",
+)
 
 # A torch.compile row is dropped (with the reason) when compiling its step
 # (the first calls, forward and backward) takes longer than this many seconds:
@@ -341,6 +353,16 @@ def _torch_steps(name, config, params, batch, quick: bool):
   return variants, rows
 
 
+def page_faults_per_call(fn, calls: int = 3) -> float:
+  """Minor page faults of this process per call of ``fn`` (warm): pages
+  touched for the first time, as when a freed buffer went back to the system
+  (docs/performance.md#host-memory)."""
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+  for _ in range(calls):
+    fn()
+  return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
 def _bench_one(name: str, label: str, overrides: dict, rounds: int, quick: bool = False) -> list:
   config = _config(name, overrides)
   V = overrides.get("model.vocab_size", 512)
@@ -383,6 +405,7 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int, quick: bool 
     jax.block_until_ready(m["loss"])
 
   res = timing.bench({"ours": run_step, **variants}, "ours", rounds=rounds, iters=3, warmup=2)
+  faults = {impl: page_faults_per_call(fn) for impl, fn in {"ours": run_step, **variants}.items()}
   ms = res["ours"]["median_ms"]
   tok_s = n_tokens / (ms / 1e3)
   row = {
@@ -400,6 +423,7 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int, quick: bool 
     "tflops_per_sec": "",
     "mfu": "",
     "init_loss": init_loss,
+    "faults_per_step": faults["ours"],
     "peak_tflops": "",
     "peak_source": "",
   }
@@ -417,6 +441,7 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int, quick: bool 
     r = {"model": name, "size": label, "impl": impl, "batch": B, "seq_len": T, **fields}
     if impl in res:
       r["step_ms"] = res[impl]["median_ms"]
+      r["faults_per_step"] = faults[impl]
       r["tokens_per_sec"] = n_tokens / (r["step_ms"] / 1e3)
     if "init_loss" in fields:
       r["loss_diff"] = abs(fields["init_loss"] - init_loss)
