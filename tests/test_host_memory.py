@@ -1,5 +1,6 @@
-"""attention_jax.host_memory: a step's temporary buffer is not faulted in again
-every call once malloc keeps freed blocks, and is without it (so the test can fail)."""
+"""attention_jax.host_memory: with ATTENTION_JAX_MALLOC=reuse a step's temporary
+buffer is not faulted in again every call; with glibc's defaults it is (so the
+test can fail)."""
 
 import json
 import os
@@ -10,6 +11,8 @@ import sys
 import pytest
 from conftest import ROOT
 
+from attention_jax import host_memory
+
 # A fresh process each (malloc's arenas are chosen when threads first allocate):
 # a jitted function whose temporary buffer is larger than a thread arena's
 # heap (64 MiB), called a few times; prints its temp size and the minor page
@@ -17,7 +20,7 @@ from conftest import ROOT
 SCRIPT = r"""
 import json, resource, sys
 from attention_jax import host_memory
-state = host_memory.reuse_freed_blocks()
+state = host_memory.configure()
 import jax, jax.numpy as jnp
 x = jnp.arange(4096 * 4096, dtype=jnp.float32).reshape(4096, 4096) / 1e7  # 64 MiB
 w = jnp.ones((4096, 8), jnp.float32)
@@ -49,28 +52,32 @@ def _run(extra_env: dict) -> dict:
   platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc", reason="glibc only"
 )
 def test_freed_blocks_are_reused_and_the_defaults_are_not():
-  kept = _run({})
-  default = _run({"ATTENTION_JAX_MALLOC": "default"})
+  kept = _run({"ATTENTION_JAX_MALLOC": "reuse"})
+  default = _run({})
   pages = kept["temp"] / 4096
   assert kept["temp"] > 64 * 2**20, kept  # the case this is about: above an arena's heap
-  assert kept["state"] == "glibc: one arena, no mmap, no trim"
-  assert default["state"] == "glibc defaults (ATTENTION_JAX_MALLOC=default)"
+  assert kept["state"] == host_memory.REUSE
+  assert default["state"] == "glibc defaults"
   assert default["faults"] > 0.5 * pages, (default, pages)  # every call faults it in
   assert kept["faults"] < 0.05 * pages, (kept, pages)
 
 
-def test_user_settings_are_left_alone(monkeypatch):
-  from attention_jax import host_memory
-
+def test_choices_and_the_users_own_settings(monkeypatch):
   monkeypatch.setattr(host_memory, "state", host_memory.state)
-  monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+  for name in host_memory.USER_SETTINGS:
+    monkeypatch.delenv(name, raising=False)
   monkeypatch.delenv("ATTENTION_JAX_MALLOC", raising=False)
-  assert host_memory.reuse_freed_blocks() == "glibc, the user's settings (MALLOC_ARENA_MAX)"
+  assert host_memory.configure() == "glibc defaults"
   monkeypatch.setenv("ATTENTION_JAX_MALLOC", "default")
-  assert host_memory.reuse_freed_blocks() == "glibc defaults (ATTENTION_JAX_MALLOC=default)"
+  assert host_memory.configure() == "glibc defaults"
+  monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+  assert host_memory.configure() == "glibc, the user's settings (MALLOC_ARENA_MAX)"
+  monkeypatch.setenv("ATTENTION_JAX_MALLOC", "reuse")
+  with pytest.raises(ValueError, match="reuse and MALLOC_ARENA_MAX both set malloc: keep one"):
+    host_memory.configure()
   monkeypatch.setenv("ATTENTION_JAX_MALLOC", "off")
   with pytest.raises(ValueError, match="ATTENTION_JAX_MALLOC='off': allowed: 'default'"):
-    host_memory.reuse_freed_blocks()
+    host_memory.configure()
 
 
 def test_a_bad_choice_is_one_line_before_any_work(tmp_path):
@@ -92,6 +99,6 @@ def test_a_bad_choice_is_one_line_before_any_work(tmp_path):
   )
   assert p.returncode == 2
   assert p.stderr.strip().splitlines() == [
-    "error: ATTENTION_JAX_MALLOC='off': allowed: 'default' (glibc's settings), or unset"
+    "error: ATTENTION_JAX_MALLOC='off': allowed: 'default' (glibc's settings), 'reuse'"
   ]
   assert not workdir.exists()
