@@ -16,7 +16,7 @@ from attention_jax import host_memory
 # A fresh process each (malloc's arenas are chosen when threads first allocate):
 # a jitted function whose temporary buffer is larger than a thread arena's
 # heap (64 MiB), called a few times; prints its temp size and the minor page
-# faults per call once warm.
+# faults of each call once warm, sorted.
 SCRIPT = r"""
 import json, resource, sys
 from attention_jax import host_memory
@@ -27,13 +27,14 @@ w = jnp.ones((4096, 8), jnp.float32)
 f = jax.jit(lambda x: (jnp.cumsum(x, axis=0) @ w, jnp.cumsum(jnp.sin(x), axis=1) @ w))
 compiled = f.lower(x).compile()
 temp = compiled.memory_analysis().temp_size_in_bytes
-for _ in range(6):  # the heap grows to what overlapping calls hold, then stays
+for _ in range(6):
   jax.block_until_ready(compiled(x))
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(4):
+faults = []
+for _ in range(9):
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   jax.block_until_ready(compiled(x))
-faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4
-print(json.dumps({"state": state, "temp": temp, "faults": faults}))
+  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"state": state, "temp": temp, "faults": sorted(faults)}))
 """
 
 
@@ -58,8 +59,9 @@ def test_freed_blocks_are_reused_and_the_defaults_are_not():
   assert kept["temp"] > 64 * 2**20, kept  # the case this is about: above an arena's heap
   assert kept["state"] == host_memory.REUSE
   assert default["state"] == "glibc defaults"
-  assert default["faults"] > 0.5 * pages, (default, pages)  # every call faults it in
-  assert kept["faults"] < 0.05 * pages, (kept, pages)
+  assert min(default["faults"]) > 0.5 * pages, (default, pages)  # every call faults it in
+  # most calls fault nothing (the heap can still grow once while calls overlap)
+  assert kept["faults"][4] < 0.05 * pages, (kept, pages)
 
 
 def test_choices_and_the_users_own_settings(monkeypatch):
