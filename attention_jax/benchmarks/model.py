@@ -404,8 +404,9 @@ def _bench_one(name: str, label: str, overrides: dict, rounds: int, quick: bool 
     holder["state"], m = step(holder["state"], batch)
     jax.block_until_ready(m["loss"])
 
-  res = timing.bench({"ours": run_step, **variants}, "ours", rounds=rounds, iters=3, warmup=2)
-  faults = {impl: page_faults_per_call(fn) for impl, fn in {"ours": run_step, **variants}.items()}
+  steps = {"ours": run_step, **variants}
+  res = timing.bench(steps, "ours", rounds=rounds, iters=3, warmup=2)
+  faults = {impl: page_faults_per_call(fn) for impl, fn in steps.items()}
   ms = res["ours"]["median_ms"]
   tok_s = n_tokens / (ms / 1e3)
   row = {
