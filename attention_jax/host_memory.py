@@ -1,12 +1,25 @@
-"""Host memory: glibc malloc set to reuse freed blocks, if asked (docs/performance.md#host-memory).
+"""Host memory: how glibc's malloc serves XLA's per-step buffer (docs/performance.md#host-memory).
 
 XLA's CPU runtime allocates the temporary buffer of every execution (all the
-step's intermediates, one block) and frees it after. Under glibc's defaults a
-block larger than a thread arena's heap comes from a fresh ``mmap`` and is
-unmapped when freed, so each step faults in every page of it again.
-``ATTENTION_JAX_MALLOC=reuse`` keeps such blocks: one arena for all threads, no
-``mmap``'d blocks, no heap trimming. The one arena costs small, fast steps
-(threads wait on it), hence opt-in. No JAX import: entry points call
+step's intermediates, one block) and frees it after. glibc serves a block
+above 32 MiB (its largest ``mmap`` threshold; a thread arena's heap holds
+64 MiB) from a fresh ``mmap`` and unmaps it when freed, so each step faults in
+every 4 KiB page of it again. ``ATTENTION_JAX_MALLOC`` chooses:
+
+- ``hugepages`` (the default): glibc's ``glibc.malloc.hugetlb=1`` tunable —
+  glibc asks the kernel for transparent huge pages on its ``mmap``'d blocks
+  (``madvise(MADV_HUGEPAGE)``), so a step faults 2 MiB pages, 512 times fewer.
+  glibc reads tunables only when a process starts: :func:`configure` returns
+  the environment the entry point restarts itself with (``exec``, same pid),
+  once, before any work. Only where it changes something: glibc ≥ 2.35 and
+  the kernel's ``transparent_hugepage/enabled`` set to ``madvise``.
+- ``reuse``: ``mallopt`` one arena for all threads, no ``mmap``'d blocks, no
+  heap trimming, so the block is kept; threads then wait on the one arena,
+  which costs small, fast steps.
+- ``glibc``: glibc's settings, untouched.
+
+The user's own ``GLIBC_TUNABLES`` or ``MALLOC_*`` settings are kept as they are
+(``reuse`` beside them is refused). No JAX import: entry points call
 :func:`configure` before JAX starts its threads.
 """
 
@@ -15,10 +28,19 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 # mallopt parameters (glibc malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
-CHOICE = "ATTENTION_JAX_MALLOC"  # "default" (or unset): glibc's settings; "reuse"
+CHOICE = "ATTENTION_JAX_MALLOC"
+CHOICES = {
+  "hugepages": "the default: transparent huge pages for glibc's mmap'd blocks",
+  "reuse": "one arena, no mmap, no trim",
+  "glibc": "glibc's settings",
+}
+TUNABLE = "glibc.malloc.hugetlb=1"
 # Any of these in the environment means the user set malloc's parameters.
 USER_SETTINGS = (
   "GLIBC_TUNABLES",
@@ -28,45 +50,82 @@ USER_SETTINGS = (
   "MALLOC_TRIM_THRESHOLD_",
   "MALLOC_TOP_PAD_",
 )
+HUGEPAGES = f"glibc: transparent huge pages for mmap'd blocks ({TUNABLE})"
 REUSE = "glibc: one arena, no mmap, no trim (ATTENTION_JAX_MALLOC=reuse)"
+THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 #: What :func:`configure` did in this process (``env.json`` records it).
 state = "glibc defaults"
 
 
-def configure() -> str:
-  """Applies ``ATTENTION_JAX_MALLOC``: unset or ``default`` leaves glibc's
-  settings; ``reuse`` calls :func:`reuse_freed_blocks`; anything else is a
-  ValueError, as is ``reuse`` beside the user's own ``MALLOC_*`` settings.
-  Returns (and keeps in :data:`state`) what the process runs with."""
+def configure(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
+  """Applies ``ATTENTION_JAX_MALLOC`` (module docstring) and keeps what the
+  process runs with in :data:`state`. Returns the environment to restart the
+  process with (``hugepages`` before glibc has read the tunable), else None.
+  A choice not in :data:`CHOICES`, or ``reuse`` beside the user's own malloc
+  settings, is a ValueError."""
   global state
-  choice = os.environ.get(CHOICE, "default")
-  if choice not in ("default", "reuse"):
-    raise ValueError(f"{CHOICE}={choice!r}: allowed: 'default' (glibc's settings), 'reuse'")
-  user = [name for name in USER_SETTINGS if name in os.environ]
+  choice = environ.get(CHOICE, "hugepages")
+  if choice not in CHOICES:
+    allowed = ", ".join(f"{name!r} ({what})" for name, what in CHOICES.items())
+    raise ValueError(f"{CHOICE}={choice!r}: allowed: {allowed}")
+  user = [name for name in USER_SETTINGS if name in environ]
+  restarted = user == ["GLIBC_TUNABLES"] and environ["GLIBC_TUNABLES"] == TUNABLE
   if choice == "reuse" and user:
     raise ValueError(f"{CHOICE}=reuse and {', '.join(user)} both set malloc: keep one")
   if choice == "reuse":
-    return reuse_freed_blocks()
-  state = f"glibc, the user's settings ({', '.join(user)})" if user else "glibc defaults"
-  return state
+    state = reuse_freed_blocks()
+  elif user and not (choice == "hugepages" and restarted):
+    state = f"glibc, the user's settings ({', '.join(user)})"
+  elif choice == "glibc":
+    state = "glibc defaults"
+  elif why_not := _why_no_hugepages():
+    state = f"glibc defaults ({why_not})"
+  elif restarted:  # by the restart (or the user, alike)
+    state = HUGEPAGES
+  else:
+    state = "glibc defaults"  # until the restart
+    return {**environ, "GLIBC_TUNABLES": TUNABLE}
+  return None
+
+
+def restart(environ: Mapping[str, str]) -> None:
+  """Replaces this process by the same command line under ``environ``
+  (``os.execve``: same pid; nothing of this process is kept)."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(environ))
 
 
 def reuse_freed_blocks() -> str:
   """One malloc arena, no mmap'd blocks, no heap trimming (glibc's
   ``mallopt``); returns what was done. Call it before the first JAX
   computation: threads pick their arena at their first allocation."""
-  global state
   libc = _glibc()
   if libc is None:
-    state = "not glibc: unchanged"
-  else:
-    ok = all(
-      libc.mallopt(param, value) == 1
-      for param, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
-    )
-    state = REUSE if ok else "glibc: mallopt refused"
-  return state
+    return "not glibc: unchanged"
+  ok = all(
+    libc.mallopt(param, value) == 1
+    for param, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
+  )
+  return REUSE if ok else "glibc: mallopt refused"
+
+
+def _why_no_hugepages() -> str:
+  """Why ``glibc.malloc.hugetlb=1`` would change nothing here ('' if it would)."""
+  libc = _glibc()
+  if libc is None:
+    return "not glibc"
+  libc.gnu_get_libc_version.restype = ctypes.c_char_p
+  version = libc.gnu_get_libc_version().decode()
+  if tuple(int(part) for part in version.split(".")[:2]) < (2, 35):
+    return f"glibc {version} has no {TUNABLE.split('=')[0]}"
+  try:
+    modes = THP_MODE.read_text().split()
+  except OSError:
+    return f"no {THP_MODE}"
+  mode = next((m.strip("[]") for m in modes if m.startswith("[")), "?")
+  return "" if mode == "madvise" else f"transparent huge pages: {mode}"
 
 
 def _glibc():

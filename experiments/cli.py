@@ -210,15 +210,18 @@ def run(main, *, exit_on_interrupt: bool = True) -> None:
   exit 130: at once (``exit_on_interrupt``), or as a KeyboardInterrupt for an
   entry point that stops its own work first (the sweep). Training replaces
   the handler while it runs: Ctrl-C there saves the step in progress. Host
-  memory: :func:`attention_jax.host_memory.configure` (``ATTENTION_JAX_MALLOC``)."""
+  memory: :func:`attention_jax.host_memory.configure` (``ATTENTION_JAX_MALLOC``),
+  which may restart the process once, first, with glibc's tunable set."""
   from absl import app
 
   from attention_jax import host_memory  # before JAX starts its threads (no JAX import)
 
   try:
-    host_memory.configure()
+    restart_env = host_memory.configure()
   except ValueError as e:
     fail(str(e))
+  if restart_env is not None:
+    host_memory.restart(restart_env)
   if exit_on_interrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _exit_on_interrupt)
   try:

@@ -1,6 +1,7 @@
-"""attention_jax.host_memory: with ATTENTION_JAX_MALLOC=reuse a step's temporary
-buffer is not faulted in again every call; with glibc's defaults it is (so the
-test can fail)."""
+"""attention_jax.host_memory: a step's temporary buffer larger than glibc's mmap
+threshold is faulted in page by page every call under glibc's settings (so the
+test can fail), in 2 MiB pages with ``hugepages`` (the default, through a
+restart), not at all with ``reuse``."""
 
 import json
 import os
@@ -13,14 +14,19 @@ from conftest import ROOT
 
 from attention_jax import host_memory
 
-# A fresh process each (malloc's arenas are chosen when threads first allocate):
-# a jitted function whose temporary buffer is larger than a thread arena's
-# heap (64 MiB), called a few times; prints its temp size and the minor page
-# faults of each call once warm, sorted.
+# A fresh process each (glibc reads its tunables at start; malloc's arenas are
+# chosen when threads first allocate), configured as an entry point is, then
+# restarted if asked: a jitted function whose temporary buffer is larger than a
+# thread arena's heap (64 MiB), called a few times; prints its pid at each
+# start, then its state, temp size and the minor page faults of each call once
+# warm, sorted.
 SCRIPT = r"""
-import json, resource, sys
+import json, os, resource, sys
 from attention_jax import host_memory
-state = host_memory.configure()
+print(os.getpid(), flush=True)
+restart_env = host_memory.configure()
+if restart_env is not None:
+  host_memory.restart(restart_env)
 import jax, jax.numpy as jnp
 x = jnp.arange(4096 * 4096, dtype=jnp.float32).reshape(4096, 4096) / 1e7  # 64 MiB
 w = jnp.ones((4096, 8), jnp.float32)
@@ -34,11 +40,12 @@ for _ in range(9):
   before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
   jax.block_until_ready(compiled(x))
   faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({"state": state, "temp": temp, "faults": sorted(faults)}))
+print(json.dumps({"state": host_memory.state, "temp": temp, "faults": sorted(faults)}))
 """
 
 
-def _run(extra_env: dict) -> dict:
+def _run(extra_env: dict) -> tuple[dict, list[str]]:
+  """The script's result and the pids it printed at each start."""
   env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
   env.pop("ATTENTION_JAX_MALLOC", None)
   env.update(extra_env)
@@ -46,40 +53,67 @@ def _run(extra_env: dict) -> dict:
     [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
   )
   assert out.returncode == 0, out.stderr[-2000:]
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  *pids, result = out.stdout.strip().splitlines()
+  return json.loads(result), pids
 
 
-@pytest.mark.skipif(
+glibc_only = pytest.mark.skipif(
   platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc", reason="glibc only"
 )
-def test_freed_blocks_are_reused_and_the_defaults_are_not():
-  kept = _run({"ATTENTION_JAX_MALLOC": "reuse"})
-  default = _run({})
-  pages = kept["temp"] / 4096
-  assert kept["temp"] > 64 * 2**20, kept  # the case this is about: above an arena's heap
-  assert kept["state"] == host_memory.REUSE
-  assert default["state"] == "glibc defaults"
-  assert min(default["faults"]) > 0.5 * pages, (default, pages)  # every call faults it in
+
+
+@glibc_only
+def test_a_large_temp_is_faulted_in_every_call_under_glibcs_settings_only():
+  plain, pids = _run({"ATTENTION_JAX_MALLOC": "glibc"})
+  assert len(pids) == 1 and plain["state"] == "glibc defaults"
+  pages = plain["temp"] / 4096
+  assert plain["temp"] > 64 * 2**20, plain  # the case this is about: above an arena's heap
+  assert min(plain["faults"]) > 0.5 * pages, (plain, pages)  # every call faults it in
+  kept, pids = _run({"ATTENTION_JAX_MALLOC": "reuse"})
+  assert len(pids) == 1 and kept["state"] == host_memory.REUSE
   # most calls fault nothing (the heap can still grow once while calls overlap)
   assert kept["faults"][4] < 0.05 * pages, (kept, pages)
 
 
+@glibc_only
+def test_hugepages_is_the_default_and_restarts_once_in_the_same_process():
+  why_not = host_memory._why_no_hugepages()
+  if why_not:
+    pytest.skip(f"hugepages changes nothing on this machine: {why_not}")
+  huge, pids = _run({})
+  assert huge["state"] == host_memory.HUGEPAGES
+  assert len(pids) == 2 and pids[0] == pids[1]  # one restart, exec: the same pid
+  pages = huge["temp"] / 4096
+  assert huge["faults"][4] < 0.05 * pages, (huge, pages)  # 2 MiB pages: 512 times fewer
+  # set by the user the same way: no restart, the same state
+  again, pids = _run({"GLIBC_TUNABLES": host_memory.TUNABLE})
+  assert len(pids) == 1 and again["state"] == host_memory.HUGEPAGES
+
+
 def test_choices_and_the_users_own_settings(monkeypatch):
   monkeypatch.setattr(host_memory, "state", host_memory.state)
-  for name in host_memory.USER_SETTINGS:
-    monkeypatch.delenv(name, raising=False)
-  monkeypatch.delenv("ATTENTION_JAX_MALLOC", raising=False)
-  assert host_memory.configure() == "glibc defaults"
-  monkeypatch.setenv("ATTENTION_JAX_MALLOC", "default")
-  assert host_memory.configure() == "glibc defaults"
-  monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-  assert host_memory.configure() == "glibc, the user's settings (MALLOC_ARENA_MAX)"
-  monkeypatch.setenv("ATTENTION_JAX_MALLOC", "reuse")
-  with pytest.raises(ValueError, match="reuse and MALLOC_ARENA_MAX both set malloc: keep one"):
-    host_memory.configure()
-  monkeypatch.setenv("ATTENTION_JAX_MALLOC", "off")
-  with pytest.raises(ValueError, match="ATTENTION_JAX_MALLOC='off': allowed: 'default'"):
-    host_memory.configure()
+  monkeypatch.setattr(host_memory, "_why_no_hugepages", lambda: "")
+  environ = {}
+  assert host_memory.configure(environ) == {"GLIBC_TUNABLES": host_memory.TUNABLE}
+  assert host_memory.state == "glibc defaults"  # until the restart
+  restarted = {"GLIBC_TUNABLES": host_memory.TUNABLE}
+  assert host_memory.configure(restarted) is None
+  assert host_memory.state == host_memory.HUGEPAGES
+  assert host_memory.configure({"ATTENTION_JAX_MALLOC": "glibc"}) is None
+  assert host_memory.state == "glibc defaults"
+  monkeypatch.setattr(host_memory, "_why_no_hugepages", lambda: "transparent huge pages: never")
+  for environ in ({}, restarted):  # e.g. a sweep's job on a node without them
+    assert host_memory.configure(environ) is None
+    assert host_memory.state == "glibc defaults (transparent huge pages: never)"
+  for choice in ("hugepages", "glibc"):
+    for users in ({"MALLOC_ARENA_MAX": "4"}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}):
+      name = next(iter(users))
+      assert host_memory.configure({"ATTENTION_JAX_MALLOC": choice, **users}) is None
+      assert host_memory.state == f"glibc, the user's settings ({name})"
+      with pytest.raises(ValueError, match=f"reuse and {name} both set malloc: keep one"):
+        host_memory.configure({"ATTENTION_JAX_MALLOC": "reuse", **users})
+  with pytest.raises(ValueError, match="ATTENTION_JAX_MALLOC='default': allowed: 'hugepages'"):
+    host_memory.configure({"ATTENTION_JAX_MALLOC": "default"})
 
 
 def test_a_bad_choice_is_one_line_before_any_work(tmp_path):
@@ -101,6 +135,8 @@ def test_a_bad_choice_is_one_line_before_any_work(tmp_path):
   )
   assert p.returncode == 2
   assert p.stderr.strip().splitlines() == [
-    "error: ATTENTION_JAX_MALLOC='off': allowed: 'default' (glibc's settings), 'reuse'"
+    "error: ATTENTION_JAX_MALLOC='off': allowed: 'hugepages' (the default: transparent huge"
+    " pages for glibc's mmap'd blocks), 'reuse' (one arena, no mmap, no trim), 'glibc'"
+    " (glibc's settings)"
   ]
   assert not workdir.exists()
