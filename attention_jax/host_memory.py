@@ -1,26 +1,14 @@
 """Host memory: how glibc's malloc serves XLA's per-step buffer (docs/performance.md#host-memory).
 
-XLA's CPU runtime allocates the temporary buffer of every execution (all the
-step's intermediates, one block) and frees it after. glibc serves a block
-above 32 MiB (its largest ``mmap`` threshold; a thread arena's heap holds
-64 MiB) from a fresh ``mmap`` and unmaps it when freed, so each step faults in
-every 4 KiB page of it again. ``ATTENTION_JAX_MALLOC`` chooses:
-
-- ``hugepages`` (the default): glibc's ``glibc.malloc.hugetlb=1`` tunable —
-  glibc asks the kernel for transparent huge pages on its ``mmap``'d blocks
-  (``madvise(MADV_HUGEPAGE)``), so a step faults 2 MiB pages, 512 times fewer.
-  glibc reads tunables only when a process starts: :func:`configure` returns
-  the environment the entry point restarts itself with (``exec``, same pid),
-  once, before any work. Only where it changes something: glibc ≥ 2.35 and
-  the kernel's ``transparent_hugepage/enabled`` set to ``madvise``.
-- ``reuse``: ``mallopt`` one arena for all threads, no ``mmap``'d blocks, no
-  heap trimming, so the block is kept; threads then wait on the one arena,
-  which costs small, fast steps.
-- ``glibc``: glibc's settings, untouched.
-
-The user's own ``GLIBC_TUNABLES`` or ``MALLOC_*`` settings are kept as they are
-(``reuse`` beside them is refused). No JAX import: entry points call
-:func:`configure` before JAX starts its threads.
+XLA's CPU runtime allocates each execution's temporary buffer as one block and
+frees it after; glibc serves a block above 32 MiB from a fresh ``mmap``, so
+every step faults every 4 KiB page of it in again. ``ATTENTION_JAX_MALLOC``:
+``hugepages`` (the default) sets glibc's ``glibc.malloc.hugetlb=1`` tunable (its
+``mmap``'d blocks get transparent huge pages: 512 times fewer faults), which
+glibc reads only at start, so the entry point restarts itself once (``exec``);
+``reuse`` makes glibc keep the block (one arena: threads wait on it); ``glibc``
+leaves glibc's settings. The user's own ``GLIBC_TUNABLES``/``MALLOC_*`` are kept.
+No JAX import: entry points call :func:`configure` before JAX starts its threads.
 """
 
 from __future__ import annotations
