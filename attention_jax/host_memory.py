@@ -79,10 +79,15 @@ def configure(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
 
 def restart(environ: Mapping[str, str]) -> None:
   """Replaces this process by the same command line under ``environ``
-  (``os.execve``: same pid; nothing of this process is kept)."""
+  (``os.execve``: same pid; nothing of this process is kept). Returns only if
+  that fails: the process goes on with glibc's settings, :data:`state` says why."""
+  global state
   sys.stdout.flush()
   sys.stderr.flush()
-  os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(environ))
+  try:
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], dict(environ))
+  except OSError as e:
+    state = f"glibc defaults (the restart with {TUNABLE} failed: {e})"
 
 
 def reuse_freed_blocks() -> str:

@@ -221,7 +221,7 @@ def run(main, *, exit_on_interrupt: bool = True) -> None:
   except ValueError as e:
     fail(str(e))
   if restart_env is not None:
-    host_memory.restart(restart_env)
+    host_memory.restart(restart_env)  # returns only if it failed (host_memory.state says so)
   if exit_on_interrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _exit_on_interrupt)
   try:

@@ -140,3 +140,16 @@ def test_a_bad_choice_is_one_line_before_any_work(tmp_path):
     " (glibc's settings)"
   ]
   assert not workdir.exists()
+
+
+def test_a_failed_restart_goes_on_with_glibcs_settings_and_says_so(monkeypatch):
+  monkeypatch.setattr(host_memory, "state", "glibc defaults")
+
+  def refuse(*args):
+    raise PermissionError(13, "Permission denied")
+
+  monkeypatch.setattr(host_memory.os, "execve", refuse)
+  host_memory.restart({"GLIBC_TUNABLES": host_memory.TUNABLE})
+  assert host_memory.state == (
+    "glibc defaults (the restart with glibc.malloc.hugetlb=1 failed: [Errno 13] Permission denied)"
+  )
