@@ -41,8 +41,10 @@ USER_SETTINGS = (
 HUGEPAGES = f"glibc: transparent huge pages for mmap'd blocks ({TUNABLE})"
 REUSE = "glibc: one arena, no mmap, no trim (ATTENTION_JAX_MALLOC=reuse)"
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+RESTARTED = "ATTENTION_JAX_MALLOC_RESTARTED"  # in the environment of a restarted process
 
-#: What :func:`configure` did in this process (``env.json`` records it).
+#: What this process runs with (``env.json`` records it); set at import from the
+#: environment, then by :func:`configure` or :func:`reuse_freed_blocks`.
 state = "glibc defaults"
 
 
@@ -71,9 +73,13 @@ def configure(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
     state = f"glibc defaults ({why_not})"
   elif restarted:  # by the restart (or the user, alike)
     state = HUGEPAGES
+  elif RESTARTED in environ:  # never twice: e.g. a privileged python drops GLIBC_TUNABLES
+    state = "glibc defaults (GLIBC_TUNABLES did not reach the restarted process)"
+  elif why_not := _why_no_restart():
+    state = f"glibc defaults (not restarted: {why_not})"
   else:
     state = "glibc defaults"  # until the restart
-    return {**environ, "GLIBC_TUNABLES": TUNABLE}
+    return {**environ, "GLIBC_TUNABLES": TUNABLE, RESTARTED: "1"}
   return None
 
 
@@ -92,16 +98,29 @@ def restart(environ: Mapping[str, str]) -> None:
 
 def reuse_freed_blocks() -> str:
   """One malloc arena, no mmap'd blocks, no heap trimming (glibc's
-  ``mallopt``); returns what was done. Call it before the first JAX
-  computation: threads pick their arena at their first allocation."""
+  ``mallopt``); returns (and keeps in :data:`state`) what was done. Call it
+  before the first JAX computation: threads pick their arena at their first
+  allocation."""
+  global state
   libc = _glibc()
   if libc is None:
-    return "not glibc: unchanged"
+    state = "not glibc: unchanged"
+    return state
   ok = all(
     libc.mallopt(param, value) == 1
     for param, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
   )
-  return REUSE if ok else "glibc: mallopt refused"
+  state = REUSE if ok else "glibc: mallopt refused"
+  return state
+
+
+def _why_no_restart() -> str:
+  """Why this process cannot simply run again ('' if it can)."""
+  if sys.argv[0] in ("", "-"):
+    return "the program came from standard input"
+  if sys.gettrace() is not None or sys.getprofile() is not None:
+    return "a debugger or profiler is attached"
+  return ""
 
 
 def _why_no_hugepages() -> str:
@@ -129,3 +148,14 @@ def _glibc():
   except (OSError, AttributeError, TypeError):
     return None
   return libc
+
+
+def _initial_state(environ: Mapping[str, str]) -> str:
+  """What glibc was started with, read from the environment (no restart)."""
+  user = [name for name in USER_SETTINGS if name in environ]
+  if user == ["GLIBC_TUNABLES"] and environ["GLIBC_TUNABLES"] == TUNABLE:
+    return f"glibc defaults ({why_not})" if (why_not := _why_no_hugepages()) else HUGEPAGES
+  return f"glibc, the user's settings ({', '.join(user)})" if user else "glibc defaults"
+
+
+state = _initial_state(os.environ)

@@ -93,9 +93,18 @@ def test_hugepages_is_the_default_and_restarts_once_in_the_same_process():
 def test_choices_and_the_users_own_settings(monkeypatch):
   monkeypatch.setattr(host_memory, "state", host_memory.state)
   monkeypatch.setattr(host_memory, "_why_no_hugepages", lambda: "")
-  environ = {}
-  assert host_memory.configure(environ) == {"GLIBC_TUNABLES": host_memory.TUNABLE}
+  monkeypatch.setattr(host_memory, "_why_no_restart", lambda: "")
+  assert host_memory.configure({}) == {
+    "GLIBC_TUNABLES": host_memory.TUNABLE,
+    host_memory.RESTARTED: "1",
+  }
   assert host_memory.state == "glibc defaults"  # until the restart
+  # never a second restart, e.g. when a privileged python drops GLIBC_TUNABLES
+  assert host_memory.configure({host_memory.RESTARTED: "1"}) is None
+  assert host_memory.state == "glibc defaults (GLIBC_TUNABLES did not reach the restarted process)"
+  monkeypatch.setattr(host_memory, "_why_no_restart", lambda: "a debugger or profiler is attached")
+  assert host_memory.configure({}) is None
+  assert host_memory.state == "glibc defaults (not restarted: a debugger or profiler is attached)"
   restarted = {"GLIBC_TUNABLES": host_memory.TUNABLE}
   assert host_memory.configure(restarted) is None
   assert host_memory.state == host_memory.HUGEPAGES
@@ -153,3 +162,24 @@ def test_a_failed_restart_goes_on_with_glibcs_settings_and_says_so(monkeypatch):
   assert host_memory.state == (
     "glibc defaults (the restart with glibc.malloc.hugetlb=1 failed: [Errno 13] Permission denied)"
   )
+
+
+@glibc_only
+def test_the_state_without_configure():
+  """A process that does not start through an entry point (a notebook) records
+  what glibc was started with, and what ``reuse_freed_blocks`` did."""
+  show = "from attention_jax import host_memory as h; print(h.state)"
+  reuse = show.replace("print(", "h.reuse_freed_blocks(); print(")
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+  why_not = host_memory._why_no_hugepages()
+  huge = f"glibc defaults ({why_not})" if why_not else host_memory.HUGEPAGES
+  for code, extra, expected in (
+    (show, {}, "glibc defaults"),
+    (show, {"GLIBC_TUNABLES": host_memory.TUNABLE}, huge),
+    (show, {"MALLOC_ARENA_MAX": "2"}, "glibc, the user's settings (MALLOC_ARENA_MAX)"),
+    (reuse, {}, host_memory.REUSE),
+  ):
+    out = subprocess.run(
+      [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == expected, out.stderr[-1000:]

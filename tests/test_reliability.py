@@ -18,13 +18,14 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from conftest import ROOT, snapshot, tiny_config
 
-from attention_jax import checkpoint, faults, train, workdir_lock, writers
+from attention_jax import checkpoint, faults, host_memory, train, workdir_lock, writers
 from attention_jax import config as config_lib
 from attention_jax import step as step_lib
 from attention_jax import workdir as workdir_lib
@@ -71,6 +72,8 @@ def cli(tmp_path_factory):
     f"  return ml_collections.ConfigDict(json.loads({config_lib.to_json(tiny())!r}))\n"
   )
   env = {k: v for k, v in os.environ.items() if k != faults.ENV}
+  for name in (host_memory.CHOICE, host_memory.RESTARTED, *host_memory.USER_SETTINGS):
+    env.pop(name, None)  # the default malloc choice (checked below)
   env.update(
     JAX_COMPILATION_CACHE_DIR=str(base / "jax_cache"),
     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
@@ -228,6 +231,13 @@ def test_fresh_run_in_another_process_is_bit_identical(reference, cli, tmp_path)
   for step in (4, 8, 12):
     assert_same_state(state_at(w, step), state_at(ref_dir, step))
   assert metrics_rows(w) == metrics_rows(ref_dir)
+  # the entry point's malloc choice took effect, through at most one restart
+  # before any work (one start recorded)
+  (record,) = json.loads((Path(w) / "env.json").read_text())
+  why_not = host_memory._why_no_hugepages()
+  assert record["host_malloc"] == (
+    f"glibc defaults ({why_not})" if why_not else host_memory.HUGEPAGES
+  )
 
 
 # --------------------------------------------------------------------------
