@@ -43,10 +43,6 @@ REUSE = "glibc: one arena, no mmap, no trim (ATTENTION_JAX_MALLOC=reuse)"
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 RESTARTED = "ATTENTION_JAX_MALLOC_RESTARTED"  # in the environment of a restarted process
 
-#: What this process runs with (``env.json`` records it); set at import from the
-#: environment, then by :func:`configure` or :func:`reuse_freed_blocks`.
-state = "glibc defaults"
-
 
 def configure(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
   """Applies ``ATTENTION_JAX_MALLOC`` (module docstring) and keeps what the
@@ -60,25 +56,21 @@ def configure(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
     allowed = ", ".join(f"{name!r} ({what})" for name, what in CHOICES.items())
     raise ValueError(f"{CHOICE}={choice!r}: allowed: {allowed}")
   user = [name for name in USER_SETTINGS if name in environ]
-  restarted = user == ["GLIBC_TUNABLES"] and environ["GLIBC_TUNABLES"] == TUNABLE
-  if choice == "reuse" and user:
-    raise ValueError(f"{CHOICE}=reuse and {', '.join(user)} both set malloc: keep one")
   if choice == "reuse":
+    if user:
+      raise ValueError(f"{CHOICE}=reuse and {', '.join(user)} both set malloc: keep one")
     state = reuse_freed_blocks()
-  elif user and not (choice == "hugepages" and restarted):
-    state = f"glibc, the user's settings ({', '.join(user)})"
-  elif choice == "glibc":
-    state = "glibc defaults"
-  elif why_not := _why_no_hugepages():
+    return None
+  state = _initial_state(environ)  # what glibc was started with (after a restart too)
+  if choice == "glibc" or user:
+    return None
+  if why_not := _why_no_hugepages():
     state = f"glibc defaults ({why_not})"
-  elif restarted:  # by the restart (or the user, alike)
-    state = HUGEPAGES
   elif RESTARTED in environ:  # never twice: e.g. a privileged python drops GLIBC_TUNABLES
     state = "glibc defaults (GLIBC_TUNABLES did not reach the restarted process)"
   elif why_not := _why_no_restart():
     state = f"glibc defaults (not restarted: {why_not})"
-  else:
-    state = "glibc defaults"  # until the restart
+  else:  # "glibc defaults" until the restart
     return {**environ, "GLIBC_TUNABLES": TUNABLE, RESTARTED: "1"}
   return None
 
@@ -158,4 +150,6 @@ def _initial_state(environ: Mapping[str, str]) -> str:
   return f"glibc, the user's settings ({', '.join(user)})" if user else "glibc defaults"
 
 
+#: What this process runs with (``env.json`` records it): read from the
+#: environment at import, then set by :func:`configure` or :func:`reuse_freed_blocks`.
 state = _initial_state(os.environ)
