@@ -1,14 +1,21 @@
 """Host memory: how glibc's malloc serves XLA's per-step buffer (docs/performance.md#host-memory).
 
 XLA's CPU runtime allocates each execution's temporary buffer as one block and
-frees it after; glibc serves a block above 32 MiB from a fresh ``mmap``, so
+frees it after. Dispatched asynchronously (JAX's default) it does so on a worker
+thread, whose glibc arena serves a block above 32 MiB from a fresh ``mmap``, so
 every step faults every 4 KiB page of it in again. ``ATTENTION_JAX_MALLOC``:
-``hugepages`` (the default) sets glibc's ``glibc.malloc.hugetlb=1`` tunable (its
-``mmap``'d blocks get transparent huge pages: 512 times fewer faults), which
-glibc reads only at start, so the entry point restarts itself once (``exec``);
-``reuse`` makes glibc keep the block (one arena: threads wait on it); ``glibc``
-leaves glibc's settings. The user's own ``GLIBC_TUNABLES``/``MALLOC_*`` are kept.
-No JAX import: entry points call :func:`configure` before JAX starts its threads.
+``hugepages`` (the default for training) sets glibc's ``glibc.malloc.hugetlb=1``
+tunable (its ``mmap``'d blocks get transparent huge pages: 512 times fewer
+faults), which glibc reads only at start, so the entry point restarts itself
+once (``exec``); ``inline`` (the benchmark's default) runs each computation on
+the thread that calls it (``jax_cpu_enable_async_dispatch`` off), so the block
+comes from that thread's arena — glibc's main arena for the main thread —,
+which keeps its freed blocks (no ``mmap``, no trim): each step reuses the last
+one's block, but Python no longer runs ahead of the computation; ``reuse``
+keeps the block with one arena for all threads (they wait on it); ``glibc``
+leaves glibc's and JAX's settings. The user's own ``GLIBC_TUNABLES``/``MALLOC_*``
+are kept. JAX is imported only for ``inline``, and no computation runs here:
+entry points call :func:`configure` first.
 """
 
 from __future__ import annotations
@@ -22,9 +29,11 @@ from pathlib import Path
 
 # mallopt parameters (glibc malloc.h).
 M_TRIM_THRESHOLD, M_MMAP_MAX, M_ARENA_MAX = -1, -4, -8
+KEEP_FREED = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))  # no mmap'd blocks, no trimming
 CHOICE = "ATTENTION_JAX_MALLOC"
 CHOICES = {
-  "hugepages": "the default: transparent huge pages for glibc's mmap'd blocks",
+  "hugepages": "transparent huge pages for glibc's mmap'd blocks",
+  "inline": "XLA computes on the calling thread, whose arena keeps freed blocks",
   "reuse": "one arena, no mmap, no trim",
   "glibc": "glibc's settings",
 }
@@ -38,31 +47,41 @@ USER_SETTINGS = (
   "MALLOC_TRIM_THRESHOLD_",
   "MALLOC_TOP_PAD_",
 )
+INLINE = "glibc: XLA computes on the calling thread, whose arena keeps freed blocks (no mmap/trim)"
 HUGEPAGES = f"glibc: transparent huge pages for mmap'd blocks ({TUNABLE})"
 REUSE = "glibc: one arena, no mmap, no trim (ATTENTION_JAX_MALLOC=reuse)"
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 RESTARTED = "ATTENTION_JAX_MALLOC_RESTARTED"  # in the environment of a restarted process
 
 
-def configure(environ: Mapping[str, str] = os.environ) -> dict[str, str] | None:
+def configure(
+  environ: Mapping[str, str] = os.environ, default: str = "hugepages"
+) -> dict[str, str] | None:
   """Applies ``ATTENTION_JAX_MALLOC`` (module docstring) and keeps what the
   process runs with in :data:`state`. Returns the environment to restart the
   process with (``hugepages`` before glibc has read the tunable), else None.
-  A choice not in :data:`CHOICES`, or ``reuse`` beside the user's own malloc
-  settings, is a ValueError."""
+  A choice not in :data:`CHOICES`, or ``inline``/``reuse`` chosen beside the
+  user's own malloc settings, is a ValueError; ``default`` (the choice when
+  none is made) beside them keeps glibc's and JAX's settings."""
   global state
-  choice = environ.get(CHOICE, "hugepages")
+  choice = environ.get(CHOICE, default)
   if choice not in CHOICES:
-    allowed = ", ".join(f"{name!r} ({what})" for name, what in CHOICES.items())
+    allowed = ", ".join(
+      f"{name!r} ({what}{'; the default' if name == default else ''})"
+      for name, what in CHOICES.items()
+    )
     raise ValueError(f"{CHOICE}={choice!r}: allowed: {allowed}")
   user = [name for name in USER_SETTINGS if name in environ]
+  if user and CHOICE in environ and choice in ("inline", "reuse"):
+    raise ValueError(f"{CHOICE}={choice} and {', '.join(user)} both set malloc: keep one")
   if choice == "reuse":
-    if user:
-      raise ValueError(f"{CHOICE}=reuse and {', '.join(user)} both set malloc: keep one")
     state = reuse_freed_blocks()
     return None
   state = _initial_state(environ)  # what glibc was started with (after a restart too)
   if choice == "glibc" or user:
+    return None
+  if choice == "inline":
+    state = compute_inline()
     return None
   if why_not := _why_no_hugepages():
     state = f"glibc defaults ({why_not})"
@@ -88,6 +107,32 @@ def restart(environ: Mapping[str, str]) -> None:
     state = f"glibc defaults (the restart with {TUNABLE} failed: {e})"
 
 
+def compute_inline() -> str:
+  """Makes XLA's CPU client run each computation on the thread that calls it
+  (``jax_cpu_enable_async_dispatch`` off; it allocates the temporary buffer
+  there) and glibc keep freed blocks in their arena (``mallopt``: no mmap'd
+  blocks, no heap trimming); returns (and keeps in :data:`state`) what was
+  done. Call it before JAX's first computation: the CPU client reads the flag
+  when it starts."""
+  global state
+  libc = _glibc()
+  if libc is None:
+    state = "not glibc: unchanged"
+    return state
+  import jax  # only this choice needs JAX
+  from jax._src import xla_bridge
+
+  if xla_bridge.backends_are_initialized():
+    state = "glibc defaults (not inline: JAX had already computed; call it before that)"
+    return state
+  if not all(libc.mallopt(param, value) == 1 for param, value in KEEP_FREED):
+    state = "glibc: mallopt refused"
+    return state
+  jax.config.update("jax_cpu_enable_async_dispatch", False)
+  state = INLINE
+  return state
+
+
 def reuse_freed_blocks() -> str:
   """One malloc arena, no mmap'd blocks, no heap trimming (glibc's
   ``mallopt``); returns (and keeps in :data:`state`) what was done. Call it
@@ -98,10 +143,7 @@ def reuse_freed_blocks() -> str:
   if libc is None:
     state = "not glibc: unchanged"
     return state
-  ok = all(
-    libc.mallopt(param, value) == 1
-    for param, value in ((M_ARENA_MAX, 1), (M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
-  )
+  ok = all(libc.mallopt(param, value) == 1 for param, value in ((M_ARENA_MAX, 1), *KEEP_FREED))
   state = REUSE if ok else "glibc: mallopt refused"
   return state
 

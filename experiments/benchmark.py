@@ -7,6 +7,11 @@ reference) and the machine it ran on. Numbers hold for this machine and run.
 With --json, the file is rewritten after each suite (the machine, each suite's
 rows and its wall-clock seconds), so a run stopped by a time limit keeps the
 suites it finished.
+
+Every timing waits for the call it times, so asynchronous dispatch buys
+nothing here: by default XLA computes on the calling thread, as torch does
+(``ATTENTION_JAX_MALLOC=inline``, docs/performance.md#host-memory; the
+``machine:`` line says what ran).
 """
 
 import importlib
@@ -68,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, malloc="inline")

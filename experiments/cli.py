@@ -205,19 +205,20 @@ def _exit_on_interrupt(signum, frame) -> None:
   os._exit(130)
 
 
-def run(main, *, exit_on_interrupt: bool = True) -> None:
+def run(main, *, exit_on_interrupt: bool = True, malloc: str = "hugepages") -> None:
   """``absl.app.run(main)`` with :func:`parse_flags`. Ctrl-C is one line and
   exit 130: at once (``exit_on_interrupt``), or as a KeyboardInterrupt for an
   entry point that stops its own work first (the sweep). Training replaces
   the handler while it runs: Ctrl-C there saves the step in progress. Host
-  memory: :func:`attention_jax.host_memory.configure` (``ATTENTION_JAX_MALLOC``),
-  which may restart the process once, first, with glibc's tunable set."""
+  memory: :func:`attention_jax.host_memory.configure` (``ATTENTION_JAX_MALLOC``,
+  ``malloc`` when it is not set), before any computation; ``hugepages``
+  restarts the process once, first, with glibc's tunable set."""
   from absl import app
 
-  from attention_jax import host_memory  # before JAX starts its threads (no JAX import)
+  from attention_jax import host_memory  # before JAX's first computation
 
   try:
-    restart_env = host_memory.configure()
+    restart_env = host_memory.configure(default=malloc)
   except ValueError as e:
     fail(str(e))
   if restart_env is not None:

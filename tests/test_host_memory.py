@@ -1,7 +1,7 @@
 """attention_jax.host_memory: a step's temporary buffer larger than glibc's mmap
 threshold is faulted in page by page every call under glibc's settings (so the
 test can fail), in 2 MiB pages with ``hugepages`` (the default, through a
-restart), not at all with ``reuse``."""
+restart), not at all with ``inline`` (the benchmark's default) or ``reuse``."""
 
 import json
 import os
@@ -69,10 +69,11 @@ def test_a_large_temp_is_faulted_in_every_call_under_glibcs_settings_only():
   pages = plain["temp"] / 4096
   assert plain["temp"] > 64 * 2**20, plain  # the case this is about: above an arena's heap
   assert min(plain["faults"]) > 0.5 * pages, (plain, pages)  # every call faults it in
-  kept, pids = _run({"ATTENTION_JAX_MALLOC": "reuse"})
-  assert len(pids) == 1 and kept["state"] == host_memory.REUSE
-  # most calls fault nothing (the heap can still grow once while calls overlap)
-  assert kept["faults"][4] < 0.05 * pages, (kept, pages)
+  for choice, state in (("inline", host_memory.INLINE), ("reuse", host_memory.REUSE)):
+    kept, pids = _run({"ATTENTION_JAX_MALLOC": choice})
+    assert len(pids) == 1 and kept["state"] == state
+    # most calls fault nothing (the heap can still grow once while calls overlap)
+    assert kept["faults"][4] < 0.05 * pages, (kept, pages)
 
 
 @glibc_only
@@ -85,42 +86,54 @@ def test_hugepages_is_the_default_and_restarts_once_in_the_same_process():
   assert len(pids) == 2 and pids[0] == pids[1]  # one restart, exec: the same pid
   pages = huge["temp"] / 4096
   assert huge["faults"][4] < 0.05 * pages, (huge, pages)  # 2 MiB pages: 512 times fewer
-  # set by the user the same way: no restart, the same state
+  # set by the user the same way: no restart, the same state (whatever the choice)
   again, pids = _run({"GLIBC_TUNABLES": host_memory.TUNABLE})
   assert len(pids) == 1 and again["state"] == host_memory.HUGEPAGES
 
 
 def test_choices_and_the_users_own_settings(monkeypatch):
+  """In-process, with what would change this process (mallopt, JAX's dispatch,
+  the restart) replaced: which choice does what, and when."""
   monkeypatch.setattr(host_memory, "state", host_memory.state)
+  inlined = []
+  monkeypatch.setattr(host_memory, "compute_inline", lambda: inlined.append(1) or "inline")
   monkeypatch.setattr(host_memory, "_why_no_hugepages", lambda: "")
   monkeypatch.setattr(host_memory, "_why_no_restart", lambda: "")
-  assert host_memory.configure({}) == {
-    "GLIBC_TUNABLES": host_memory.TUNABLE,
-    host_memory.RESTARTED: "1",
-  }
+  huge = {"ATTENTION_JAX_MALLOC": "hugepages"}
+  tunable = {"GLIBC_TUNABLES": host_memory.TUNABLE, host_memory.RESTARTED: "1"}
+  assert host_memory.configure(huge) == {**huge, **tunable}
+  assert host_memory.configure({}) == tunable  # the default
   assert host_memory.state == "glibc defaults"  # until the restart
+  inline = {"ATTENTION_JAX_MALLOC": "inline"}
+  for environ, default in ((inline, "hugepages"), ({}, "inline")):  # the benchmark's default
+    assert host_memory.configure(environ, default=default) is None
+    assert host_memory.state == "inline"
+  assert inlined == [1, 1]
   # never a second restart, e.g. when a privileged python drops GLIBC_TUNABLES
-  assert host_memory.configure({host_memory.RESTARTED: "1"}) is None
+  assert host_memory.configure({**huge, host_memory.RESTARTED: "1"}) is None
   assert host_memory.state == "glibc defaults (GLIBC_TUNABLES did not reach the restarted process)"
   monkeypatch.setattr(host_memory, "_why_no_restart", lambda: "a debugger or profiler is attached")
-  assert host_memory.configure({}) is None
+  assert host_memory.configure(huge) is None
   assert host_memory.state == "glibc defaults (not restarted: a debugger or profiler is attached)"
-  restarted = {"GLIBC_TUNABLES": host_memory.TUNABLE}
+  restarted = {**huge, "GLIBC_TUNABLES": host_memory.TUNABLE}
   assert host_memory.configure(restarted) is None
   assert host_memory.state == host_memory.HUGEPAGES
   assert host_memory.configure({"ATTENTION_JAX_MALLOC": "glibc"}) is None
   assert host_memory.state == "glibc defaults"
   monkeypatch.setattr(host_memory, "_why_no_hugepages", lambda: "transparent huge pages: never")
-  for environ in ({}, restarted):  # e.g. a sweep's job on a node without them
+  for environ in (huge, restarted):  # e.g. a sweep's job on a node without them
     assert host_memory.configure(environ) is None
     assert host_memory.state == "glibc defaults (transparent huge pages: never)"
-  for choice in ("hugepages", "glibc"):
-    for users in ({"MALLOC_ARENA_MAX": "4"}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}):
-      name = next(iter(users))
-      assert host_memory.configure({"ATTENTION_JAX_MALLOC": choice, **users}) is None
-      assert host_memory.state == f"glibc, the user's settings ({name})"
-      with pytest.raises(ValueError, match=f"reuse and {name} both set malloc: keep one"):
-        host_memory.configure({"ATTENTION_JAX_MALLOC": "reuse", **users})
+  for users in ({"MALLOC_ARENA_MAX": "4"}, {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}):
+    name = next(iter(users))
+    for choice in ({}, huge, {"ATTENTION_JAX_MALLOC": "glibc"}):  # the default among them
+      for default in ("hugepages", "inline"):
+        assert host_memory.configure({**choice, **users}, default=default) is None
+        assert host_memory.state == f"glibc, the user's settings ({name})"
+    for choice in ("inline", "reuse"):
+      with pytest.raises(ValueError, match=f"{choice} and {name} both set malloc: keep one"):
+        host_memory.configure({"ATTENTION_JAX_MALLOC": choice, **users})
+  assert inlined == [1, 1]  # never beside the user's settings
   with pytest.raises(ValueError, match="ATTENTION_JAX_MALLOC='default': allowed: 'hugepages'"):
     host_memory.configure({"ATTENTION_JAX_MALLOC": "default"})
 
@@ -144,9 +157,10 @@ def test_a_bad_choice_is_one_line_before_any_work(tmp_path):
   )
   assert p.returncode == 2
   assert p.stderr.strip().splitlines() == [
-    "error: ATTENTION_JAX_MALLOC='off': allowed: 'hugepages' (the default: transparent huge"
-    " pages for glibc's mmap'd blocks), 'reuse' (one arena, no mmap, no trim), 'glibc'"
-    " (glibc's settings)"
+    "error: ATTENTION_JAX_MALLOC='off': allowed: 'hugepages' (transparent huge pages for"
+    " glibc's mmap'd blocks; the default), 'inline' (XLA computes on the calling thread, whose"
+    " arena keeps freed blocks), 'reuse' (one arena, no mmap, no trim), 'glibc' (glibc's"
+    " settings)"
   ]
   assert not workdir.exists()
 
@@ -167,9 +181,12 @@ def test_a_failed_restart_goes_on_with_glibcs_settings_and_says_so(monkeypatch):
 @glibc_only
 def test_the_state_without_configure():
   """A process that does not start through an entry point (a notebook) records
-  what glibc was started with, and what ``reuse_freed_blocks`` did."""
+  what glibc was started with, and what ``compute_inline`` or
+  ``reuse_freed_blocks`` did (``compute_inline`` only before JAX computes)."""
   show = "from attention_jax import host_memory as h; print(h.state)"
   reuse = show.replace("print(", "h.reuse_freed_blocks(); print(")
+  inline = show.replace("print(", "h.compute_inline(); print(")
+  late = inline.replace("h.compute_inline()", "import jax; jax.numpy.ones(2); h.compute_inline()")
   env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
   why_not = host_memory._why_no_hugepages()
   huge = f"glibc defaults ({why_not})" if why_not else host_memory.HUGEPAGES
@@ -178,6 +195,8 @@ def test_the_state_without_configure():
     (show, {"GLIBC_TUNABLES": host_memory.TUNABLE}, huge),
     (show, {"MALLOC_ARENA_MAX": "2"}, "glibc, the user's settings (MALLOC_ARENA_MAX)"),
     (reuse, {}, host_memory.REUSE),
+    (inline, {}, host_memory.INLINE),
+    (late, {}, "glibc defaults (not inline: JAX had already computed; call it before that)"),
   ):
     out = subprocess.run(
       [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60
