@@ -202,3 +202,24 @@ def test_the_state_without_configure():
       [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60
     )
     assert out.stdout.strip() == expected, out.stderr[-1000:]
+
+
+@glibc_only
+def test_the_benchmark_computes_inline_by_default(tmp_path):
+  """``experiments.benchmark`` waits for every call it times: its default is
+  ``inline`` (the ``machine:`` line and the JSON say so), training's is not."""
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+  env.pop("ATTENTION_JAX_MALLOC", None)
+  out = tmp_path / "bench.json"
+  command = ["experiments.benchmark", "--suite=attention", "--quick", f"--json={out}"]
+  p = subprocess.run(
+    [sys.executable, "-m", *command],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    cwd=ROOT,
+  )
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert f"malloc: {host_memory.INLINE}; clock: wall" in p.stdout
+  assert host_memory.INLINE in json.loads(out.read_text())["machine"]
