@@ -44,11 +44,15 @@ print(json.dumps({"state": host_memory.state, "temp": temp, "faults": sorted(fau
 """
 
 
+def _plain_env() -> dict:
+  """This environment without any malloc setting or choice."""
+  names = ("MALLOC_", "GLIBC_TUNABLES", host_memory.CHOICE)
+  return {k: v for k, v in os.environ.items() if not k.startswith(names)}
+
+
 def _run(extra_env: dict) -> tuple[dict, list[str]]:
   """The script's result and the pids it printed at each start."""
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-  env.pop("ATTENTION_JAX_MALLOC", None)
-  env.update(extra_env)
+  env = {**_plain_env(), **extra_env}
   out = subprocess.run(
     [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
   )
@@ -187,7 +191,7 @@ def test_the_state_without_configure():
   reuse = show.replace("print(", "h.reuse_freed_blocks(); print(")
   inline = show.replace("print(", "h.compute_inline(); print(")
   late = inline.replace("h.compute_inline()", "import jax; jax.numpy.ones(2); h.compute_inline()")
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+  env = _plain_env()
   why_not = host_memory._why_no_hugepages()
   huge = f"glibc defaults ({why_not})" if why_not else host_memory.HUGEPAGES
   for code, extra, expected in (
@@ -208,8 +212,7 @@ def test_the_state_without_configure():
 def test_the_benchmark_computes_inline_by_default(tmp_path):
   """``experiments.benchmark`` waits for every call it times: its default is
   ``inline`` (the ``machine:`` line and the JSON say so), training's is not."""
-  env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
-  env.pop("ATTENTION_JAX_MALLOC", None)
+  env = _plain_env()
   out = tmp_path / "bench.json"
   command = ["experiments.benchmark", "--suite=attention", "--quick", f"--json={out}"]
   p = subprocess.run(
