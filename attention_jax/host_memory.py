@@ -1,21 +1,14 @@
 """Host memory: how glibc's malloc serves XLA's per-step buffer (docs/performance.md#host-memory).
 
-XLA's CPU runtime allocates each execution's temporary buffer as one block and
-frees it after. Dispatched asynchronously (JAX's default) it does so on a worker
-thread, whose glibc arena serves a block above 32 MiB from a fresh ``mmap``, so
-every step faults every 4 KiB page of it in again. ``ATTENTION_JAX_MALLOC``:
-``hugepages`` (the default for training) sets glibc's ``glibc.malloc.hugetlb=1``
-tunable (its ``mmap``'d blocks get transparent huge pages: 512 times fewer
-faults), which glibc reads only at start, so the entry point restarts itself
-once (``exec``); ``inline`` (the benchmark's default) runs each computation on
-the thread that calls it (``jax_cpu_enable_async_dispatch`` off), so the block
-comes from that thread's arena — glibc's main arena for the main thread —,
-which keeps its freed blocks (no ``mmap``, no trim): each step reuses the last
-one's block, but Python no longer runs ahead of the computation; ``reuse``
-keeps the block with one arena for all threads (they wait on it); ``glibc``
-leaves glibc's and JAX's settings. The user's own ``GLIBC_TUNABLES``/``MALLOC_*``
-are kept. JAX is imported only for ``inline``, and no computation runs here:
-entry points call :func:`configure` first.
+XLA's CPU runtime allocates each execution's temporary buffer as one block, on
+the worker thread that runs it; that thread's glibc arena serves a block above
+32 MiB from a fresh ``mmap``, faulted in again every step. ``ATTENTION_JAX_MALLOC``:
+``hugepages`` (training's default: glibc's ``glibc.malloc.hugetlb=1`` tunable,
+read only at start, so the entry point restarts itself once), ``inline`` (the
+benchmark's default: XLA computes on the calling thread, whose arena keeps freed
+blocks), ``reuse`` (one arena keeps them; threads wait on it), ``glibc``. The
+user's own ``GLIBC_TUNABLES``/``MALLOC_*`` are kept. No JAX import: entry points
+call :func:`configure` before JAX's first computation.
 """
 
 from __future__ import annotations
@@ -52,6 +45,9 @@ HUGEPAGES = f"glibc: transparent huge pages for mmap'd blocks ({TUNABLE})"
 REUSE = "glibc: one arena, no mmap, no trim (ATTENTION_JAX_MALLOC=reuse)"
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 RESTARTED = "ATTENTION_JAX_MALLOC_RESTARTED"  # in the environment of a restarted process
+# inline: XLA's CPU client runs each computation on the calling thread, which
+# allocates its buffers (asynchronous dispatch runs them on a worker thread).
+JAX_OPTIONS = {"jax_cpu_enable_async_dispatch": False}
 
 
 def configure(
@@ -81,7 +77,7 @@ def configure(
   if choice == "glibc" or user:
     return None
   if choice == "inline":
-    state = compute_inline()
+    state = keep_freed_blocks()  # and jax_options() for the caller
     return None
   if why_not := _why_no_hugepages():
     state = f"glibc defaults ({why_not})"
@@ -107,30 +103,28 @@ def restart(environ: Mapping[str, str]) -> None:
     state = f"glibc defaults (the restart with {TUNABLE} failed: {e})"
 
 
-def compute_inline() -> str:
-  """Makes XLA's CPU client run each computation on the thread that calls it
-  (``jax_cpu_enable_async_dispatch`` off; it allocates the temporary buffer
-  there) and glibc keep freed blocks in their arena (``mallopt``: no mmap'd
-  blocks, no heap trimming); returns (and keeps in :data:`state`) what was
-  done. Call it before JAX's first computation: the CPU client reads the flag
-  when it starts."""
+def keep_freed_blocks() -> str:
+  """The malloc half of ``inline``: no mmap'd blocks, no heap trimming (glibc's
+  ``mallopt``), so an arena keeps what is freed; returns (and keeps in
+  :data:`state`) what was done. The other half, XLA computing on the calling
+  thread, is JAX's :data:`JAX_OPTIONS` (the entry points set them; this module
+  imports no JAX): together the main thread's arena — glibc's main arena, the
+  one that grows past 64 MiB without mmap — keeps each step's block."""
   global state
   libc = _glibc()
   if libc is None:
     state = "not glibc: unchanged"
-    return state
-  import jax  # only this choice needs JAX
-  from jax._src import xla_bridge
-
-  if xla_bridge.backends_are_initialized():
-    state = "glibc defaults (not inline: JAX had already computed; call it before that)"
-    return state
-  if not all(libc.mallopt(param, value) == 1 for param, value in KEEP_FREED):
+  elif all(libc.mallopt(param, value) == 1 for param, value in KEEP_FREED):
+    state = INLINE
+  else:
     state = "glibc: mallopt refused"
-    return state
-  jax.config.update("jax_cpu_enable_async_dispatch", False)
-  state = INLINE
   return state
+
+
+def jax_options() -> dict[str, bool]:
+  """The ``jax.config`` settings this process's choice needs, to be set before
+  JAX's first computation (the CPU client reads them when it starts)."""
+  return JAX_OPTIONS if state == INLINE else {}
 
 
 def reuse_freed_blocks() -> str:

@@ -223,6 +223,11 @@ def run(main, *, exit_on_interrupt: bool = True, malloc: str = "hugepages") -> N
     fail(str(e))
   if restart_env is not None:
     host_memory.restart(restart_env)  # returns only if it failed (host_memory.state says so)
+  if options := host_memory.jax_options():  # inline: before JAX's CPU client starts
+    import jax
+
+    for name, value in options.items():
+      jax.config.update(name, value)
   if exit_on_interrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _exit_on_interrupt)
   try:

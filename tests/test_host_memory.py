@@ -15,32 +15,39 @@ from conftest import ROOT
 from attention_jax import host_memory
 
 # A fresh process each (glibc reads its tunables at start; malloc's arenas are
-# chosen when threads first allocate), configured as an entry point is, then
-# restarted if asked: a jitted function whose temporary buffer is larger than a
-# thread arena's heap (64 MiB), called a few times; prints its pid at each
-# start, then its state, temp size and the minor page faults of each call once
-# warm, sorted.
+# chosen when threads first allocate), started through the entry points' runner
+# (``cli.run``: the choice, a restart if asked, JAX's options): a jitted
+# function whose temporary buffer is larger than a thread arena's heap
+# (64 MiB), called a few times; prints its pid at each start, then its state,
+# temp size, async dispatch and the minor page faults of each call once warm.
 SCRIPT = r"""
-import json, os, resource, sys
-from attention_jax import host_memory
+import json, os, resource
+from experiments import cli
 print(os.getpid(), flush=True)
-restart_env = host_memory.configure()
-if restart_env is not None:
-  host_memory.restart(restart_env)
-import jax, jax.numpy as jnp
-x = jnp.arange(4096 * 4096, dtype=jnp.float32).reshape(4096, 4096) / 1e7  # 64 MiB
-w = jnp.ones((4096, 8), jnp.float32)
-f = jax.jit(lambda x: (jnp.cumsum(x, axis=0) @ w, jnp.cumsum(jnp.sin(x), axis=1) @ w))
-compiled = f.lower(x).compile()
-temp = compiled.memory_analysis().temp_size_in_bytes
-for _ in range(6):
-  jax.block_until_ready(compiled(x))
-faults = []
-for _ in range(9):
-  before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-  jax.block_until_ready(compiled(x))
-  faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-print(json.dumps({"state": host_memory.state, "temp": temp, "faults": sorted(faults)}))
+
+
+def main(argv):
+  import jax, jax.numpy as jnp
+  from attention_jax import host_memory
+
+  x = jnp.arange(4096 * 4096, dtype=jnp.float32).reshape(4096, 4096) / 1e7  # 64 MiB
+  w = jnp.ones((4096, 8), jnp.float32)
+  f = jax.jit(lambda x: (jnp.cumsum(x, axis=0) @ w, jnp.cumsum(jnp.sin(x), axis=1) @ w))
+  compiled = f.lower(x).compile()
+  temp = compiled.memory_analysis().temp_size_in_bytes
+  for _ in range(6):
+    jax.block_until_ready(compiled(x))
+  faults = []
+  for _ in range(9):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    jax.block_until_ready(compiled(x))
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+  asynchronous = jax.config.values["jax_cpu_enable_async_dispatch"]
+  result = {"state": host_memory.state, "temp": temp, "async": asynchronous}
+  print(json.dumps({**result, "faults": sorted(faults)}))
+
+
+cli.run(main)
 """
 
 
@@ -54,7 +61,7 @@ def _run(extra_env: dict) -> tuple[dict, list[str]]:
   """The script's result and the pids it printed at each start."""
   env = {**_plain_env(), **extra_env}
   out = subprocess.run(
-    [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300, cwd=ROOT
   )
   assert out.returncode == 0, out.stderr[-2000:]
   *pids, result = out.stdout.strip().splitlines()
@@ -69,13 +76,14 @@ glibc_only = pytest.mark.skipif(
 @glibc_only
 def test_a_large_temp_is_faulted_in_every_call_under_glibcs_settings_only():
   plain, pids = _run({"ATTENTION_JAX_MALLOC": "glibc"})
-  assert len(pids) == 1 and plain["state"] == "glibc defaults"
+  assert len(pids) == 1 and plain["state"] == "glibc defaults" and plain["async"]
   pages = plain["temp"] / 4096
   assert plain["temp"] > 64 * 2**20, plain  # the case this is about: above an arena's heap
   assert min(plain["faults"]) > 0.5 * pages, (plain, pages)  # every call faults it in
   for choice, state in (("inline", host_memory.INLINE), ("reuse", host_memory.REUSE)):
     kept, pids = _run({"ATTENTION_JAX_MALLOC": choice})
     assert len(pids) == 1 and kept["state"] == state
+    assert kept["async"] == (choice != "inline")  # inline: XLA computes on the calling thread
     # most calls fault nothing (the heap can still grow once while calls overlap)
     assert kept["faults"][4] < 0.05 * pages, (kept, pages)
 
@@ -100,7 +108,7 @@ def test_choices_and_the_users_own_settings(monkeypatch):
   the restart) replaced: which choice does what, and when."""
   monkeypatch.setattr(host_memory, "state", host_memory.state)
   inlined = []
-  monkeypatch.setattr(host_memory, "compute_inline", lambda: inlined.append(1) or "inline")
+  monkeypatch.setattr(host_memory, "keep_freed_blocks", lambda: inlined.append(1) or "inline")
   monkeypatch.setattr(host_memory, "_why_no_hugepages", lambda: "")
   monkeypatch.setattr(host_memory, "_why_no_restart", lambda: "")
   huge = {"ATTENTION_JAX_MALLOC": "hugepages"}
@@ -185,12 +193,11 @@ def test_a_failed_restart_goes_on_with_glibcs_settings_and_says_so(monkeypatch):
 @glibc_only
 def test_the_state_without_configure():
   """A process that does not start through an entry point (a notebook) records
-  what glibc was started with, and what ``compute_inline`` or
-  ``reuse_freed_blocks`` did (``compute_inline`` only before JAX computes)."""
+  what glibc was started with, and what ``keep_freed_blocks`` or
+  ``reuse_freed_blocks`` did; ``jax_options`` names JAX's half of ``inline``."""
   show = "from attention_jax import host_memory as h; print(h.state)"
   reuse = show.replace("print(", "h.reuse_freed_blocks(); print(")
-  inline = show.replace("print(", "h.compute_inline(); print(")
-  late = inline.replace("h.compute_inline()", "import jax; jax.numpy.ones(2); h.compute_inline()")
+  inline = show.replace("print(h.state)", "h.keep_freed_blocks(); print(h.state, h.jax_options())")
   env = _plain_env()
   why_not = host_memory._why_no_hugepages()
   huge = f"glibc defaults ({why_not})" if why_not else host_memory.HUGEPAGES
@@ -199,8 +206,7 @@ def test_the_state_without_configure():
     (show, {"GLIBC_TUNABLES": host_memory.TUNABLE}, huge),
     (show, {"MALLOC_ARENA_MAX": "2"}, "glibc, the user's settings (MALLOC_ARENA_MAX)"),
     (reuse, {}, host_memory.REUSE),
-    (inline, {}, host_memory.INLINE),
-    (late, {}, "glibc defaults (not inline: JAX had already computed; call it before that)"),
+    (inline, {}, f"{host_memory.INLINE} {host_memory.JAX_OPTIONS}"),
   ):
     out = subprocess.run(
       [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60
