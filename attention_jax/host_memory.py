@@ -41,6 +41,7 @@ USER_SETTINGS = (
   "MALLOC_TOP_PAD_",
 )
 INLINE = "glibc: XLA computes on the calling thread, whose arena keeps freed blocks (no mmap/trim)"
+KEPT = "glibc: no mmap, no trim (XLA still dispatches asynchronously: set JAX_OPTIONS)"
 HUGEPAGES = f"glibc: transparent huge pages for mmap'd blocks ({TUNABLE})"
 REUSE = "glibc: one arena, no mmap, no trim (ATTENTION_JAX_MALLOC=reuse)"
 THP_MODE = Path("/sys/kernel/mm/transparent_hugepage/enabled")
@@ -67,7 +68,7 @@ def configure(
       for name, what in CHOICES.items()
     )
     raise ValueError(f"{CHOICE}={choice!r}: allowed: {allowed}")
-  user = [name for name in USER_SETTINGS if name in environ]
+  user = _user_settings(environ)
   if user and CHOICE in environ and choice in ("inline", "reuse"):
     raise ValueError(f"{CHOICE}={choice} and {', '.join(user)} both set malloc: keep one")
   if choice == "reuse":
@@ -77,7 +78,9 @@ def configure(
   if choice == "glibc" or user:
     return None
   if choice == "inline":
-    state = keep_freed_blocks()  # and jax_options() for the caller
+    keep_freed_blocks()  # the caller sets jax_options(), then calls jax_options_set()
+    return None
+  if state == HUGEPAGES:  # our own restart's child (or its child: a sweep's point)
     return None
   if why_not := _why_no_hugepages():
     state = f"glibc defaults ({why_not})"
@@ -106,25 +109,32 @@ def restart(environ: Mapping[str, str]) -> None:
 def keep_freed_blocks() -> str:
   """The malloc half of ``inline``: no mmap'd blocks, no heap trimming (glibc's
   ``mallopt``), so an arena keeps what is freed; returns (and keeps in
-  :data:`state`) what was done. The other half, XLA computing on the calling
-  thread, is JAX's :data:`JAX_OPTIONS` (the entry points set them; this module
-  imports no JAX): together the main thread's arena — glibc's main arena, the
-  one that grows past 64 MiB without mmap — keeps each step's block."""
+  :data:`state`) what was done. The other half is :data:`JAX_OPTIONS` (this
+  module imports no JAX): once they are set, :func:`jax_options_set`. Then the
+  calling thread's arena — glibc's main arena for the main thread, the one that
+  grows past 64 MiB without mmap — holds each step's block and reuses it."""
   global state
   libc = _glibc()
   if libc is None:
     state = "not glibc: unchanged"
   elif all(libc.mallopt(param, value) == 1 for param, value in KEEP_FREED):
-    state = INLINE
+    state = KEPT
   else:
     state = "glibc: mallopt refused"
   return state
 
 
 def jax_options() -> dict[str, bool]:
-  """The ``jax.config`` settings this process's choice needs, to be set before
-  JAX's first computation (the CPU client reads them when it starts)."""
-  return JAX_OPTIONS if state == INLINE else {}
+  """The ``jax.config`` settings :func:`keep_freed_blocks` leaves to the caller,
+  to be set before JAX's first computation (its CPU client reads them at start)."""
+  return JAX_OPTIONS if state == KEPT else {}
+
+
+def jax_options_set() -> None:
+  """Records that :func:`jax_options` were set: the process computes ``inline``."""
+  global state
+  if state == KEPT:
+    state = INLINE
 
 
 def reuse_freed_blocks() -> str:
@@ -176,6 +186,12 @@ def _glibc():
   except (OSError, AttributeError, TypeError):
     return None
   return libc
+
+
+def _user_settings(environ: Mapping[str, str]) -> list[str]:
+  """The malloc settings in ``environ`` that the user made (not our restart's tunable)."""
+  ours = RESTARTED in environ and environ.get("GLIBC_TUNABLES") == TUNABLE
+  return [n for n in USER_SETTINGS if n in environ and not (ours and n == "GLIBC_TUNABLES")]
 
 
 def _initial_state(environ: Mapping[str, str]) -> str:

@@ -8,6 +8,7 @@ importing jax.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -223,14 +224,24 @@ def run(main, *, exit_on_interrupt: bool = True, malloc: str = "hugepages") -> N
     fail(str(e))
   if restart_env is not None:
     host_memory.restart(restart_env)  # returns only if it failed (host_memory.state says so)
-  if options := host_memory.jax_options():  # inline: before JAX's CPU client starts
+  if exit_on_interrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _exit_on_interrupt)
+  try:
+    app.run(functools.partial(_with_jax_options, main), flags_parser=parse_flags)
+  except KeyboardInterrupt:
+    fail(INTERRUPTED, code=130)
+
+
+def _with_jax_options(main, argv):
+  """``main(argv)`` after the JAX settings the host-memory choice needs (``inline``:
+  asynchronous dispatch off), before JAX's CPU client starts; after the flags are
+  parsed, so ``--help`` and flag errors answer without importing jax."""
+  from attention_jax import host_memory
+
+  if options := host_memory.jax_options():
     import jax
 
     for name, value in options.items():
       jax.config.update(name, value)
-  if exit_on_interrupt and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, _exit_on_interrupt)
-  try:
-    app.run(main, flags_parser=parse_flags)
-  except KeyboardInterrupt:
-    fail(INTERRUPTED, code=130)
+    host_memory.jax_options_set()
+  return main(argv)

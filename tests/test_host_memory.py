@@ -107,8 +107,14 @@ def test_choices_and_the_users_own_settings(monkeypatch):
   """In-process, with what would change this process (mallopt, JAX's dispatch,
   the restart) replaced: which choice does what, and when."""
   monkeypatch.setattr(host_memory, "state", host_memory.state)
-  inlined = []
-  monkeypatch.setattr(host_memory, "keep_freed_blocks", lambda: inlined.append(1) or "inline")
+  inlined = []  # mallopt calls
+
+  class Libc:
+    def mallopt(self, param, value):
+      inlined.append((param, value))
+      return 1
+
+  monkeypatch.setattr(host_memory, "_glibc", Libc)
   monkeypatch.setattr(host_memory, "_why_no_hugepages", lambda: "")
   monkeypatch.setattr(host_memory, "_why_no_restart", lambda: "")
   huge = {"ATTENTION_JAX_MALLOC": "hugepages"}
@@ -117,10 +123,17 @@ def test_choices_and_the_users_own_settings(monkeypatch):
   assert host_memory.configure({}) == tunable  # the default
   assert host_memory.state == "glibc defaults"  # until the restart
   inline = {"ATTENTION_JAX_MALLOC": "inline"}
-  for environ, default in ((inline, "hugepages"), ({}, "inline")):  # the benchmark's default
+  keep = list(host_memory.KEEP_FREED)
+  # the benchmark's default; and a process started by our restarted one (its tunable is ours)
+  for environ, default in ((inline, "hugepages"), ({}, "inline"), ({**inline, **tunable}, "")):
     assert host_memory.configure(environ, default=default) is None
-    assert host_memory.state == "inline"
-  assert inlined == [1, 1]
+    assert host_memory.state == host_memory.KEPT  # until JAX's half is set
+    assert host_memory.jax_options() == {"jax_cpu_enable_async_dispatch": False}
+    host_memory.jax_options_set()
+    assert host_memory.state == host_memory.INLINE and host_memory.jax_options() == {}
+  assert inlined == keep * 3
+  assert host_memory.configure(tunable) is None  # our restart's child: no second one
+  assert host_memory.state == host_memory.HUGEPAGES
   # never a second restart, e.g. when a privileged python drops GLIBC_TUNABLES
   assert host_memory.configure({**huge, host_memory.RESTARTED: "1"}) is None
   assert host_memory.state == "glibc defaults (GLIBC_TUNABLES did not reach the restarted process)"
@@ -145,7 +158,7 @@ def test_choices_and_the_users_own_settings(monkeypatch):
     for choice in ("inline", "reuse"):
       with pytest.raises(ValueError, match=f"{choice} and {name} both set malloc: keep one"):
         host_memory.configure({"ATTENTION_JAX_MALLOC": choice, **users})
-  assert inlined == [1, 1]  # never beside the user's settings
+  assert inlined == keep * 3  # never beside the user's settings
   with pytest.raises(ValueError, match="ATTENTION_JAX_MALLOC='default': allowed: 'hugepages'"):
     host_memory.configure({"ATTENTION_JAX_MALLOC": "default"})
 
@@ -198,6 +211,7 @@ def test_the_state_without_configure():
   show = "from attention_jax import host_memory as h; print(h.state)"
   reuse = show.replace("print(", "h.reuse_freed_blocks(); print(")
   inline = show.replace("print(h.state)", "h.keep_freed_blocks(); print(h.state, h.jax_options())")
+  kept = f"{host_memory.KEPT} {host_memory.JAX_OPTIONS}"
   env = _plain_env()
   why_not = host_memory._why_no_hugepages()
   huge = f"glibc defaults ({why_not})" if why_not else host_memory.HUGEPAGES
@@ -206,7 +220,7 @@ def test_the_state_without_configure():
     (show, {"GLIBC_TUNABLES": host_memory.TUNABLE}, huge),
     (show, {"MALLOC_ARENA_MAX": "2"}, "glibc, the user's settings (MALLOC_ARENA_MAX)"),
     (reuse, {}, host_memory.REUSE),
-    (inline, {}, f"{host_memory.INLINE} {host_memory.JAX_OPTIONS}"),
+    (inline, {}, kept),
   ):
     out = subprocess.run(
       [sys.executable, "-c", code], env={**env, **extra}, capture_output=True, text=True, timeout=60
